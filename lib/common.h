@@ -1,0 +1,37 @@
+/*
+ * common.h: small helpers shared by every libsquire file (internal).
+ */
+#ifndef SQ_COMMON_H
+#define SQ_COMMON_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#include "squire.h"
+
+#define SQ_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Set err (when non-NULL and not already set: the first error wins). */
+void sq__error_set(sq_error *err, int code, const char *fmt, ...) SQ_PRINTF(3, 4);
+void sq__error_vset(sq_error *err, int code, const char *fmt, va_list ap) SQ_PRINTF(3, 0);
+void sq__error_clear(sq_error *err);
+
+/* strdup / strndup that abort on out-of-memory are NOT used: lib/ returns errors.
+ * These return NULL on failure like their libc twins, but accept NULL input. */
+char *sq__strdup(const char *s);
+
+/* Wall-clock epoch seconds with sub-second precision. */
+double sq__now(void);
+/* Monotonic seconds, for deadlines and durations. */
+double sq__monotonic(void);
+/* Sleep for seconds (restarting on EINTR). */
+void sq__sleep(double seconds);
+
+/* A 24-hex-char Sidekiq jid (12 random bytes) into out[25]. */
+void sq__jid(char out[25]);
+/* n random bytes from the kernel (getrandom), falling back to a clock mix. */
+void sq__random_bytes(void *buf, size_t n);
+/* Thread-safe uniform random integer in [0, n); matches sq_rand_fn. */
+unsigned sq__rand(unsigned n, void *unused);
+
+#endif

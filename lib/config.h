@@ -1,0 +1,125 @@
+/*
+ * config.h: squire's configuration: sidekiq.yml, command-line flags and
+ * environment variables, all fed through one option table.
+ *
+ * Precedence, lowest first: built-in defaults, the file's top level, the
+ * file's environment section (e.g. `production:`), environment-variable
+ * defaults (RAILS_MAX_THREADS for concurrency when neither file nor flag set
+ * it), command-line flags. A `-q` list replaces the file's queues.
+ *
+ * Pure: no logging, no exit; the environment is read through a caller-given
+ * function so that tests control it.
+ */
+#ifndef SQ_CONFIG_H
+#define SQ_CONFIG_H
+
+#include "squire.h"
+
+#define SQ_DEFAULT_CONCURRENCY 5
+#define SQ_DEFAULT_TIMEOUT 25
+#define SQ_DEFAULT_MAX_RETRIES 25
+#define SQ_DEFAULT_DEAD_MAX_JOBS 10000
+#define SQ_DEFAULT_DEAD_TIMEOUT (180L * 24 * 3600)
+#define SQ_DEFAULT_POLL_AVERAGE 5.0
+#define SQ_DEFAULT_MAX_PAYLOAD (1024 * 1024)
+#define SQ_MAX_CONCURRENCY 1000
+#define SQ_MAX_TIMEOUT 86400
+#define SQ_MAX_QUEUE_NAME 255
+
+typedef struct sq_queue_conf {
+    char *name;  /* owned; matches [A-Za-z0-9_:.-]+ */
+    int weight;  /* 0 = unweighted */
+} sq_queue_conf;
+
+typedef enum sq_fetch_mode { SQ_FETCH_BASIC = 0, SQ_FETCH_RELIABLE = 1 } sq_fetch_mode;
+
+typedef struct sq_config {
+    char *config_path;  /* the file that was read, NULL if none */
+    char *environment;  /* -e, APP_ENV, RAILS_ENV, RACK_ENV, "development" */
+    int concurrency;
+    int timeout;        /* seconds to wait for running jobs at shutdown */
+    sq_queue_conf *queues;
+    size_t nqueues;     /* at least 1 ("default") after loading */
+    char *tag;          /* -g; "" when unset */
+    char **labels;
+    size_t nlabels;
+    char **requires;    /* -r / :require: shared objects, in order */
+    size_t nrequires;
+    bool verbose;
+    int max_retries;
+    long dead_max_jobs;
+    long dead_timeout_in_seconds;
+    double average_scheduled_poll_interval;
+    double poll_interval_average;  /* 0 = unset (derived from the process count) */
+    char *redis_url;    /* from REDIS_PROVIDER / REDIS_URL; NULL = redis://localhost:6379/0 */
+    sq_fetch_mode fetch;
+    size_t max_payload_bytes;
+    bool concurrency_set; /* set by file or flag (RAILS_MAX_THREADS applies otherwise) */
+} sq_config;
+
+/* What the command line asked for. */
+typedef enum sq_action {
+    SQ_ACTION_RUN = 0,
+    SQ_ACTION_HELP,     /* -h: print sq_config_usage() to stdout, exit 0 */
+    SQ_ACTION_VERSION,  /* -V: print "squire <version>", exit 0 */
+} sq_action;
+
+typedef const char *(*sq_getenv_fn)(const char *name);
+
+/* Fill c with the built-in defaults (owned strings allocated). */
+void sq_config_init(sq_config *c);
+/* Free everything c owns; c may be half-built. */
+void sq_config_destroy(sq_config *c);
+
+/*
+ * The whole load: parse argv (getopt-style, argv[0] is the program name),
+ * pick the environment, read the file (-C PATH; else <first require dir or
+ * ".">/config/sidekiq.yml when it exists), merge, validate.
+ *
+ * Returns 0 and sets *action, or -1 with err->code SQ_EUSAGE (bad flag: the
+ * message names the flag and what was expected) or SQ_ECONFIG (the message
+ * starts "<file>:<line>: <key>: " and says what was expected and what was found).
+ * getenv_fn NULL means getenv.
+ */
+int sq_config_load(sq_config *c, int argc, char **argv, sq_getenv_fn getenv_fn,
+                   sq_action *action, sq_error *err);
+
+/* Apply one YAML document held in memory as if it were the file `name`
+ * (used by sq_config_load and by tests). Same error contract. */
+int sq_config_apply_yaml(sq_config *c, const char *name, const char *text, size_t len,
+                         const char *environment, sq_getenv_fn getenv_fn, sq_error *err);
+
+/* Check cross-field rules (queues non-empty, etc.). Same error contract. */
+int sq_config_validate(const sq_config *c, sq_error *err);
+
+/* The --help text, generated from the option table (static storage). */
+const char *sq_config_usage(void);
+
+/* ---- Redis URLs ----------------------------------------------------------- */
+
+typedef struct sq_redis_url {
+    char *host;      /* NULL for a unix socket */
+    int port;        /* default 6379 */
+    char *path;      /* unix socket path, or NULL */
+    char *username;  /* NULL unless given (Redis 6 ACL user) */
+    char *password;  /* NULL unless given; percent-decoded */
+    int db;          /* default 0 */
+} sq_redis_url;
+
+/* Parse redis://[[user][:pass]@]host[:port][/db], redis://[::1]:6379,
+ * unix:///path/to.sock[?db=N]. rediss:// is refused with a clear error (this
+ * hiredis has no TLS). NULL or "" means redis://localhost:6379/0.
+ * Returns 0, or -1 with SQ_ECONFIG and a message that never shows the password. */
+int sq_redis_url_parse(const char *url, sq_redis_url *out, sq_error *err);
+void sq_redis_url_destroy(sq_redis_url *u);
+
+/* A malloc'd copy of url with any password replaced by "REDACTED". */
+char *sq_redis_url_redact(const char *url);
+
+/* The URL the environment names: $REDIS_PROVIDER holds the NAME of the
+ * variable with the URL (a value containing ':' is an error), else $REDIS_URL.
+ * Returns 0 and sets *url (borrowed from the environment, may be NULL), or -1
+ * with SQ_ECONFIG. */
+int sq_redis_url_from_env(sq_getenv_fn getenv_fn, const char **url, sq_error *err);
+
+#endif

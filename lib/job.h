@@ -1,0 +1,174 @@
+/*
+ * job.h: a fetched job, its validation, and the pure rewrites that the
+ * retry, dead-set and scheduler paths apply to its payload.
+ *
+ * Design: the exact bytes fetched from Redis are kept for the life of the job
+ * (requeue, LREM and the Web UI all match on them). Rewrites never round-trip
+ * the payload through a JSON library: they splice the original text, keeping
+ * every other member, its key order and its number text byte for byte, and
+ * replace or append only the members they own.
+ *
+ * Everything here is pure: no Redis, no clock, no logging. `now` and the
+ * random source are arguments.
+ */
+#ifndef SQ_JOB_H
+#define SQ_JOB_H
+
+#include "squire.h"
+
+#define SQ_ERROR_MESSAGE_MAX 10000 /* characters, as Sidekiq */
+#define SQ_JSON_MAX_DEPTH 64       /* nesting cap, checked before parsing */
+#define SQ_JSON_MAX_ELEMENTS 100000
+
+/* How a job asked to be treated after a failure. */
+typedef enum sq_disposition {
+    SQ_DISP_DEFAULT = 0, /* Sidekiq's rules from the payload's `retry` */
+    SQ_DISP_RETRY_IN,    /* retry after outcome.retry_in seconds (+ jitter) */
+    SQ_DISP_KILL,        /* straight to the dead set */
+    SQ_DISP_DISCARD,     /* drop */
+} sq_disposition;
+
+typedef struct sq_outcome {
+    bool failed;
+    char *error_class;   /* owned */
+    char *error_message; /* owned, valid UTF-8, <= SQ_ERROR_MESSAGE_MAX chars */
+    sq_disposition disposition;
+    double retry_in;
+    char **backtrace;    /* owned lines, or NULL */
+    size_t nbacktrace;
+} sq_outcome;
+
+struct sq_worker; /* the runtime side of a job (processor.c) */
+
+struct sq_job {
+    char *raw;            /* owned exact bytes; raw[raw_len] == '\0' for convenience */
+    size_t raw_len;
+    char *queue;          /* owned: the queue the job was fetched from */
+    json_t *payload;      /* owned parsed object; NULL when invalid */
+    const char *jid;      /* borrowed from payload; "" if missing */
+    const char *klass;    /* dispatch class: `wrapped` for ActiveJob, else `class` */
+    json_t *args;         /* borrowed: the args array (ActiveJob: `arguments`) */
+    int retry_count;      /* -1 when absent */
+    sq_outcome outcome;
+    struct sq_worker *worker; /* borrowed, set by the processor; NULL in tests */
+};
+
+/* Why a payload cannot run at all (it goes straight to the dead set). */
+typedef enum sq_job_status {
+    SQ_JOB_VALID = 0,
+    SQ_JOB_NOT_JSON,     /* bytes are not a JSON object: dead as raw bytes */
+    SQ_JOB_BAD_SHAPE,    /* an object, but class/args unusable: dead with error fields */
+} sq_job_status;
+
+typedef struct sq_job_limits {
+    size_t max_payload_bytes; /* larger payloads are SQ_JOB_NOT_JSON, not parsed */
+    int max_depth;
+    size_t max_elements;
+} sq_job_limits;
+
+/*
+ * Take ownership of raw (malloc'd, raw_len bytes, NUL-terminated at raw_len)
+ * and parse it. Never fails on bad input: returns the status, and for a bad
+ * one writes a human reason into `reason` (e.g. "payload is 10485760 bytes,
+ * over the 1048576-byte limit", "JSON nesting deeper than 64", "class is
+ * missing or not a string", "args is not an array"). Returns -1 only when out
+ * of memory (job left empty). The job must be released with sq_job_destroy.
+ *
+ * ActiveJob: class "ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper" or
+ * "Sidekiq::ActiveJob::Wrapper" with args[0] an object: klass = `wrapped`
+ * (or args[0].job_class), args = args[0].arguments.
+ * A jid that is missing or not a string reads as "".
+ * Integers too big for int64 are accepted (parsed as reals) rather than
+ * rejected.
+ */
+int sq_job_init(sq_job *job, char *raw, size_t raw_len, const char *queue,
+                const sq_job_limits *lim, sq_job_status *status,
+                char *reason, size_t reason_size);
+void sq_job_destroy(sq_job *job);
+
+/* ---- JSON text splicing --------------------------------------------------- */
+
+typedef struct sq_json_member {
+    const char *key;        /* plain key, no quotes */
+    const char *value_json; /* the value as JSON text, e.g. "12", "\"x\"", "1700000000.5" */
+} sq_json_member;
+
+/*
+ * A new malloc'd JSON object text: the top-level object `raw` with each key in
+ * `set` replaced in place (or appended when absent) and each key in `remove`
+ * dropped (every occurrence). Every other byte of every other member is kept.
+ * raw must be a JSON object (as accepted by sq_job_init). Returns NULL on
+ * malformed input or out of memory.
+ */
+char *sq_json_splice(const char *raw, size_t raw_len, const sq_json_member *set, size_t nset,
+                     const char *const *remove, size_t nremove, size_t *out_len);
+
+/* Encode s (len bytes) as a JSON string literal, malloc'd; invalid UTF-8 is
+ * replaced with U+FFFD first. */
+char *sq_json_quote(const char *s, size_t len);
+
+/* Format epoch seconds the way Sidekiq 6/7 writes timestamps: a float that
+ * always has a decimal point, microsecond precision ("1700000000.123456").
+ * buf must hold 32 bytes. Returns buf. */
+char *sq_format_time(double t, char buf[32]);
+
+/* Read a payload timestamp: a JSON real is seconds (Sidekiq <= 7), an integer
+ * above 1e11 is milliseconds (Sidekiq 8), a smaller integer is seconds.
+ * Returns -1 when v is missing or not a number. */
+double sq_json_time(const json_t *v);
+
+/* Copy s into a malloc'd string of at most max_chars characters, with
+ * invalid UTF-8 sequences replaced by U+FFFD. */
+char *sq_utf8_scrub(const char *s, size_t len, size_t max_chars);
+
+/* ---- retry ------------------------------------------------------------------ */
+
+typedef enum sq_retry_action {
+    SQ_RETRY_DROP = 0,  /* retry false, discard, or dead:false when exhausted */
+    SQ_RETRY_SCHEDULE,  /* ZADD retry <at> <payload> */
+    SQ_RETRY_DEAD,      /* ZADD dead <now> <payload> + trim */
+} sq_retry_action;
+
+typedef struct sq_retry_plan {
+    sq_retry_action action;
+    double at;          /* score: retry time, or now for dead */
+    char *payload;      /* malloc'd rewritten JSON (NULL for DROP) */
+    size_t payload_len;
+    int count;          /* the new retry_count */
+} sq_retry_plan;
+
+/* Random integer in [0, n): tests pass a fixed one. */
+typedef unsigned (*sq_rand_fn)(unsigned n, void *state);
+
+/* Sidekiq's default delay for a retry count: count^4 + 15 + rand(10)*(count+1). */
+double sq_retry_delay(int count, sq_rand_fn rnd, void *rnd_state);
+
+/*
+ * Decide what a failed job becomes, following Sidekiq's job_retry.rb exactly:
+ * `retry` true/absent -> max_retries; integer N -> N (negative -> 0, huge ->
+ * capped); false/null -> DROP; other types -> max_retries. retry_count is
+ * incremented when present (it may be negative) and set to 0 with failed_at
+ * otherwise; retried_at on later failures; error_class and error_message
+ * from job->outcome; queue = retry_queue or the fetched queue; error_backtrace
+ * = base64(zlib(JSON array)) when `backtrace` is true or N (first N lines) and
+ * the outcome has lines. Exhausted when count >= max, or retry_for is set and
+ * failed_at + retry_for < now. Exhausted jobs go DEAD unless `dead` is false
+ * (DROP). The outcome's disposition overrides the delay, kills or discards.
+ * The payload is written with sq_json_splice from job->raw.
+ * Returns 0, or -1 when out of memory.
+ */
+int sq_retry_plan_make(const sq_job *job, double now, int max_retries, sq_rand_fn rnd,
+                       void *rnd_state, sq_retry_plan *plan);
+
+/* The dead-set payload for a job that cannot run at all (SQ_JOB_BAD_SHAPE):
+ * raw with error_class "Squire::InvalidJob", error_message = reason, failed_at
+ * = now. For SQ_JOB_NOT_JSON the raw bytes themselves go to the dead set. */
+char *sq_job_invalid_payload(const sq_job *job, const char *reason, double now, size_t *out_len);
+
+void sq_retry_plan_destroy(sq_retry_plan *plan);
+
+/* Record a failure on the job (the public sq_job_fail without varargs). */
+void sq_outcome_fail(sq_outcome *o, const char *error_class, const char *message);
+void sq_outcome_destroy(sq_outcome *o);
+
+#endif
