@@ -55,6 +55,8 @@ typedef struct sq_config {
     sq_fetch_mode fetch;
     size_t max_payload_bytes;
     bool concurrency_set; /* set by file or flag (RAILS_MAX_THREADS applies otherwise) */
+    char **warnings;    /* owned messages for the daemon to log ("<file>:<line>: pidfile: ignored ...") */
+    size_t nwarnings;
 } sq_config;
 
 /* What the command line asked for. */
