@@ -1,0 +1,666 @@
+/*
+ * config.c: the option table, defaults, setters and validation, and the
+ * --help text generated from the same table.
+ *
+ * Every value, whether from sidekiq.yml, a flag or an environment variable,
+ * reaches the config through a row's setter, so parsing is strict in one
+ * place: strtoll/strtod with errno and end-pointer checks, explicit bounds.
+ */
+#include "config_internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FIELD(name) offsetof(sq_config, name)
+
+static int set_number(sq_config *c, const sq__option *o, const char *where, const char *text,
+                      sq_error *err);
+static int set_concurrency(sq_config *c, const sq__option *o, const char *where, const char *text,
+                           sq_error *err);
+static int set_double(sq_config *c, const sq__option *o, const char *where, const char *text,
+                      sq_error *err);
+static int set_bool(sq_config *c, const sq__option *o, const char *where, const char *text,
+                    sq_error *err);
+static int set_string(sq_config *c, const sq__option *o, const char *where, const char *text,
+                      sq_error *err);
+static int set_fetch(sq_config *c, const sq__option *o, const char *where, const char *text,
+                     sq_error *err);
+static int set_queue(sq_config *c, const sq__option *o, const char *where, const char *text,
+                     sq_error *err);
+static int set_label(sq_config *c, const sq__option *o, const char *where, const char *text,
+                     sq_error *err);
+static int set_require(sq_config *c, const sq__option *o, const char *where, const char *text,
+                       sq_error *err);
+static int set_flag_only(sq_config *c, const sq__option *o, const char *where, const char *text,
+                         sq_error *err);
+
+/* clang-format off */
+static const sq__option options[] = {
+    {NULL, 'C', "config", "PATH", SQ__OPT_CONFIG, FIELD(config_path), 0, 0, 0, 0,
+     "config/sidekiq.yml", "YAML config file", set_flag_only},
+    {"concurrency", 'c', "concurrency", "INT", SQ__OPT_INT, FIELD(concurrency),
+     1, SQ_MAX_CONCURRENCY, SQ_DEFAULT_CONCURRENCY, 0, NULL,
+     "worker threads (else $RAILS_MAX_THREADS)", set_concurrency},
+    {"queues", 'q', "queue", "NAME[,WEIGHT]", SQ__OPT_QUEUES, 0, 0, 0, 0, 0, "default",
+     "queue to process, repeatable; replaces the file's list", set_queue},
+    {NULL, 'e', "environment", "ENV", SQ__OPT_ENV, FIELD(environment), 0, 0, 0, 0,
+     "development", "environment section to use (else $APP_ENV, $RAILS_ENV, $RACK_ENV)",
+     set_flag_only},
+    {"timeout", 't', "timeout", "INT", SQ__OPT_INT, FIELD(timeout), 1, SQ_MAX_TIMEOUT,
+     SQ_DEFAULT_TIMEOUT, 0, NULL, "seconds running jobs get to finish at shutdown",
+     set_number},
+    {"tag", 'g', "tag", "TAG", SQ__OPT_STRING, FIELD(tag), 0, 0, 0, 0, "",
+     "tag shown in the process title and the Web UI", set_string},
+    {"require", 'r', "require", "PATH", SQ__OPT_LIST, 0, 0, 0, 0, 0, NULL,
+     "shared object with handlers (or app directory), repeatable", set_require},
+    {"verbose", 'v', "verbose", NULL, SQ__OPT_BOOL, FIELD(verbose), 0, 1, 0, 0, NULL,
+     "log at DEBUG level", set_bool},
+    {"fetch", 0, "fetch", "MODE", SQ__OPT_FETCH, FIELD(fetch), 0, 1, SQ_FETCH_BASIC, 0, NULL,
+     "basic (Sidekiq's BRPOP) or reliable (working lists)", set_fetch},
+    {NULL, 'V', "version", NULL, SQ__OPT_VERSION, 0, 0, 0, 0, 0, NULL,
+     "print the version and exit", set_flag_only},
+    {NULL, 'h', "help", NULL, SQ__OPT_HELP, 0, 0, 0, 0, 0, NULL,
+     "print this help and exit", set_flag_only},
+    {"labels", 0, NULL, NULL, SQ__OPT_LIST, 0, 0, 0, 0, 0, NULL,
+     "labels shown in the Web UI (a list)", set_label},
+    {"max_retries", 0, NULL, NULL, SQ__OPT_INT, FIELD(max_retries), 0, INT_MAX,
+     SQ_DEFAULT_MAX_RETRIES, 0, NULL, "retries before a job is dead", set_number},
+    {"dead_max_jobs", 0, NULL, NULL, SQ__OPT_LONG, FIELD(dead_max_jobs), 1, LONG_MAX,
+     SQ_DEFAULT_DEAD_MAX_JOBS, 0, NULL, "dead set size cap", set_number},
+    {"dead_timeout_in_seconds", 0, NULL, NULL, SQ__OPT_LONG, FIELD(dead_timeout_in_seconds),
+     1, LONG_MAX, SQ_DEFAULT_DEAD_TIMEOUT, 0, NULL, "dead set age cap", set_number},
+    {"average_scheduled_poll_interval", 0, NULL, NULL, SQ__OPT_DOUBLE,
+     FIELD(average_scheduled_poll_interval), 0, 0, 0, SQ_DEFAULT_POLL_AVERAGE, NULL,
+     "seconds between scheduled-set polls, across all processes", set_double},
+    {"poll_interval_average", 0, NULL, NULL, SQ__OPT_DOUBLE, FIELD(poll_interval_average),
+     0, 0, 0, 0, "process count x average", "seconds between this process's polls",
+     set_double},
+    {"max_payload_bytes", 0, NULL, NULL, SQ__OPT_SIZE, FIELD(max_payload_bytes), 1024,
+     SQ__MAX_PAYLOAD_CAP, SQ_DEFAULT_MAX_PAYLOAD, 0, NULL,
+     "larger jobs go to the dead set unparsed", set_number},
+};
+/* clang-format on */
+
+const char *sq__getenv(const char *name)
+{
+    return getenv(name);
+}
+
+const sq__option *sq__options(void)
+{
+    return options;
+}
+
+size_t sq__options_count(void)
+{
+    return SQ_ARRAY_LEN(options);
+}
+
+const sq__option *sq__option_by_key(const char *key)
+{
+    for (size_t i = 0; i < SQ_ARRAY_LEN(options); i++)
+        if (options[i].key != NULL && strcmp(options[i].key, key) == 0)
+            return &options[i];
+    return NULL;
+}
+
+bool sq__option_is_list(const sq__option *o)
+{
+    return o->type == SQ__OPT_QUEUES || o->type == SQ__OPT_LIST;
+}
+
+const char *sq__option_expects(const sq__option *o, char *buf, size_t size)
+{
+    switch (o->type) {
+    case SQ__OPT_INT:
+    case SQ__OPT_LONG:
+    case SQ__OPT_SIZE:
+        if (o->max == LONG_MAX || (o->type == SQ__OPT_INT && o->max == INT_MAX))
+            snprintf(buf, size, "an integer of at least %ld", o->min);
+        else
+            snprintf(buf, size, "an integer from %ld to %ld", o->min, o->max);
+        return buf;
+    case SQ__OPT_DOUBLE:
+        snprintf(buf, size, "a number greater than %ld", o->min);
+        return buf;
+    case SQ__OPT_BOOL:
+        return "true or false";
+    case SQ__OPT_FETCH:
+        return "basic or reliable";
+    case SQ__OPT_QUEUES:
+        return "a list of queue names";
+    case SQ__OPT_LIST:
+        return "a list of strings";
+    case SQ__OPT_CONFIG:
+        return "a file path";
+    case SQ__OPT_ENV:
+        return "an environment name";
+    default:
+        return "a string";
+    }
+}
+
+const char *sq__quote(const char *text, size_t len, char *buf, size_t size)
+{
+    static const size_t shown = 40;
+    size_t o = 0;
+    if (size < 16)
+        return "";
+    buf[o++] = '"';
+    for (size_t i = 0; i < len && i < shown && o + 8 < size; i++) {
+        unsigned char ch = (unsigned char)text[i];
+        if (ch == '"' || ch == '\\')
+            o += (size_t)snprintf(buf + o, size - o, "\\%c", ch);
+        else if (ch < 0x20 || ch == 0x7f)
+            o += (size_t)snprintf(buf + o, size - o, "\\x%02x", ch);
+        else
+            buf[o++] = (char)ch;
+    }
+    buf[o++] = '"';
+    if (len > shown && o + 4 < size)
+        o += (size_t)snprintf(buf + o, size - o, "...");
+    buf[o] = '\0';
+    return buf;
+}
+
+/* "<where>: expected <what>, got "<text>"" */
+static int expected_what(const char *where, const char *what, const char *text, sq_error *err)
+{
+    char got[128];
+    sq__error_set(err, SQ_ECONFIG, "%s: expected %s, got %s", where, what,
+                  text == NULL ? "nothing" : sq__quote(text, strlen(text), got, sizeof got));
+    return -1;
+}
+
+static int expected(const sq__option *o, const char *where, const char *text, sq_error *err)
+{
+    char what[64];
+    return expected_what(where, sq__option_expects(o, what, sizeof what), text, err);
+}
+
+/* Strict decimal integer: optional '-', digits, nothing else. */
+static int parse_long(const char *text, long long *out)
+{
+    if (text == NULL || !(text[0] == '-' || (text[0] >= '0' && text[0] <= '9')))
+        return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int set_number(sq_config *c, const sq__option *o, const char *where, const char *text,
+                      sq_error *err)
+{
+    long long v;
+    if (parse_long(text, &v) < 0 || v < o->min || v > o->max)
+        return expected(o, where, text, err);
+    char *field = (char *)c + o->offset;
+    if (o->type == SQ__OPT_INT)
+        *(int *)(void *)field = (int)v;
+    else if (o->type == SQ__OPT_LONG)
+        *(long *)(void *)field = (long)v;
+    else
+        *(size_t *)(void *)field = (size_t)v;
+    return 0;
+}
+
+static int set_concurrency(sq_config *c, const sq__option *o, const char *where, const char *text,
+                           sq_error *err)
+{
+    if (set_number(c, o, where, text, err) < 0)
+        return -1;
+    c->concurrency_set = true;
+    return 0;
+}
+
+static int set_double(sq_config *c, const sq__option *o, const char *where, const char *text,
+                      sq_error *err)
+{
+    if (text == NULL || text[0] == '\0' || strspn(text, "0123456789.eE+-") != strlen(text))
+        return expected(o, where, text, err);
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno != 0 || *end != '\0' || !isfinite(v) || v <= (double)o->min)
+        return expected(o, where, text, err);
+    *(double *)(void *)((char *)c + o->offset) = v;
+    return 0;
+}
+
+static int set_bool(sq_config *c, const sq__option *o, const char *where, const char *text,
+                    sq_error *err)
+{
+    static const char *const yes[] = {"true", "yes", "on"};
+    static const char *const no[] = {"false", "no", "off"};
+    bool *field = (bool *)(void *)((char *)c + o->offset);
+    if (text == NULL) { /* a flag without a value */
+        *field = true;
+        return 0;
+    }
+    for (size_t i = 0; i < SQ_ARRAY_LEN(yes); i++) {
+        if (strcasecmp(text, yes[i]) == 0 || strcasecmp(text, no[i]) == 0) {
+            *field = strcasecmp(text, yes[i]) == 0;
+            return 0;
+        }
+    }
+    return expected(o, where, text, err);
+}
+
+static bool has_control_chars(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return true;
+    return false;
+}
+
+static int replace_string(char **field, const char *text, sq_error *err)
+{
+    char *copy = sq__strdup(text);
+    if (copy == NULL) {
+        sq__error_set(err, SQ_ENOMEM, "out of memory");
+        return -1;
+    }
+    free(*field);
+    *field = copy;
+    return 0;
+}
+
+static int set_string(sq_config *c, const sq__option *o, const char *where, const char *text,
+                      sq_error *err)
+{
+    if (text == NULL || has_control_chars(text))
+        return expected(o, where, text, err);
+    return replace_string((char **)(void *)((char *)c + o->offset), text, err);
+}
+
+/* -C and -e: a non-empty value; the loader decides what to do with it. */
+static int set_flag_only(sq_config *c, const sq__option *o, const char *where, const char *text,
+                         sq_error *err)
+{
+    if (o->type != SQ__OPT_CONFIG && o->type != SQ__OPT_ENV)
+        return 0;
+    if (text == NULL || text[0] == '\0' || has_control_chars(text))
+        return expected(o, where, text, err);
+    return replace_string((char **)(void *)((char *)c + o->offset), text, err);
+}
+
+static int set_fetch(sq_config *c, const sq__option *o, const char *where, const char *text,
+                     sq_error *err)
+{
+    if (text != NULL && strcmp(text, "basic") == 0)
+        c->fetch = SQ_FETCH_BASIC;
+    else if (text != NULL && strcmp(text, "reliable") == 0)
+        c->fetch = SQ_FETCH_RELIABLE;
+    else
+        return expected(o, where, text, err);
+    return 0;
+}
+
+static int list_push(char ***v, size_t *n, const char *text, sq_error *err)
+{
+    char *copy = sq__strdup(text);
+    char **grown = copy == NULL ? NULL : realloc(*v, (*n + 1) * sizeof **v);
+    if (grown == NULL) {
+        free(copy);
+        sq__error_set(err, SQ_ENOMEM, "out of memory");
+        return -1;
+    }
+    grown[(*n)++] = copy;
+    *v = grown;
+    return 0;
+}
+
+static void list_free(char ***v, size_t *n)
+{
+    for (size_t i = 0; i < *n; i++)
+        free((*v)[i]);
+    free(*v);
+    *v = NULL;
+    *n = 0;
+}
+
+static int set_label(sq_config *c, const sq__option *o, const char *where, const char *text,
+                     sq_error *err)
+{
+    if (text == NULL || text[0] == '\0' || has_control_chars(text))
+        return expected_what(where, "a non-empty string", text, err);
+    return list_push(&c->labels, &c->nlabels, text, err);
+}
+
+static int set_require(sq_config *c, const sq__option *o, const char *where, const char *text,
+                       sq_error *err)
+{
+    if (text == NULL || text[0] == '\0' || has_control_chars(text))
+        return expected_what(where, "a non-empty path", text, err);
+    return list_push(&c->requires, &c->nrequires, text, err);
+}
+
+static bool valid_queue_name(const char *name)
+{
+    static const char ok[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                             "0123456789_:.-";
+    size_t n = strlen(name);
+    return n > 0 && n <= SQ_MAX_QUEUE_NAME && strspn(name, ok) == n;
+}
+
+static void queues_free(sq_config *c)
+{
+    for (size_t i = 0; i < c->nqueues; i++)
+        free(c->queues[i].name);
+    free(c->queues);
+    c->queues = NULL;
+    c->nqueues = 0;
+}
+
+void sq__option_clear(sq_config *c, const sq__option *o)
+{
+    if (o->type == SQ__OPT_QUEUES)
+        queues_free(c);
+    else if (o->set == set_label)
+        list_free(&c->labels, &c->nlabels);
+    else if (o->set == set_require)
+        list_free(&c->requires, &c->nrequires);
+}
+
+int sq__config_add_queue(sq_config *c, const char *where, const char *name, const char *weight,
+                         sq_error *err)
+{
+    long long w = 0;
+    if (!valid_queue_name(name))
+        return expected_what(where, "a queue name of [A-Za-z0-9_:.-] (at most 255 bytes)", name,
+                             err);
+    if (weight != NULL && weight[0] != '\0' &&
+        (parse_long(weight, &w) < 0 || w < 0 || w > SQ__MAX_QUEUE_WEIGHT))
+        return expected_what(where, "a queue weight from 0 to 1000", weight, err);
+    for (size_t i = 0; i < c->nqueues; i++) {
+        if (strcmp(c->queues[i].name, name) == 0) {
+            sq__error_set(err, SQ_ECONFIG, "%s: queue \"%s\" is listed twice", where, name);
+            return -1;
+        }
+    }
+    char *copy = sq__strdup(name);
+    sq_queue_conf *grown =
+        copy == NULL ? NULL : realloc(c->queues, (c->nqueues + 1) * sizeof *grown);
+    if (grown == NULL) {
+        free(copy);
+        sq__error_set(err, SQ_ENOMEM, "out of memory");
+        return -1;
+    }
+    grown[c->nqueues].name = copy;
+    grown[c->nqueues].weight = (int)w;
+    c->queues = grown;
+    c->nqueues++;
+    return 0;
+}
+
+static const char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        s[--n] = '\0';
+    return s;
+}
+
+/* "name" or "name,weight" (Sidekiq 7 and -q). */
+static int set_queue(sq_config *c, const sq__option *o, const char *where, const char *text,
+                     sq_error *err)
+{
+    if (text == NULL)
+        return expected(o, where, text, err);
+    char buf[SQ_MAX_QUEUE_NAME + 64];
+    if (strlen(text) >= sizeof buf)
+        return expected_what(where, "a queue name of [A-Za-z0-9_:.-] (at most 255 bytes)", text,
+                             err);
+    memcpy(buf, text, strlen(text) + 1);
+    char *comma = strchr(buf, ',');
+    if (comma != NULL)
+        *comma = '\0';
+    return sq__config_add_queue(c, where, trim(buf), comma == NULL ? NULL : trim(comma + 1), err);
+}
+
+int sq__config_warn(sq_config *c, sq_error *err, const char *fmt, ...)
+{
+    va_list ap;
+    char *msg = NULL;
+    va_start(ap, fmt);
+    int n = vasprintf(&msg, fmt, ap);
+    va_end(ap);
+    char **grown = n < 0 ? NULL : realloc(c->warnings, (c->nwarnings + 1) * sizeof *grown);
+    if (grown == NULL) {
+        if (n >= 0)
+            free(msg);
+        sq__error_set(err, SQ_ENOMEM, "out of memory");
+        return -1;
+    }
+    grown[c->nwarnings++] = msg;
+    c->warnings = grown;
+    return 0;
+}
+
+/* ---- init / destroy ------------------------------------------------------ */
+
+static void set_default(sq_config *c, const sq__option *o)
+{
+    char *field = (char *)c + o->offset;
+    switch (o->type) {
+    case SQ__OPT_INT:
+        *(int *)(void *)field = (int)o->def_long;
+        break;
+    case SQ__OPT_LONG:
+        *(long *)(void *)field = o->def_long;
+        break;
+    case SQ__OPT_SIZE:
+        *(size_t *)(void *)field = (size_t)o->def_long;
+        break;
+    case SQ__OPT_DOUBLE:
+        *(double *)(void *)field = o->def_double;
+        break;
+    case SQ__OPT_BOOL:
+        *(bool *)(void *)field = o->def_long != 0;
+        break;
+    case SQ__OPT_FETCH:
+        c->fetch = (sq_fetch_mode)o->def_long;
+        break;
+    case SQ__OPT_STRING:
+    case SQ__OPT_ENV:
+        free(*(char **)(void *)field);
+        *(char **)(void *)field = sq__strdup(o->def_str);
+        break;
+    case SQ__OPT_QUEUES:
+        queues_free(c);
+        sq__config_add_queue(c, "default", o->def_str, NULL, NULL);
+        break;
+    default:
+        break;
+    }
+}
+
+void sq_config_init(sq_config *c)
+{
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < SQ_ARRAY_LEN(options); i++)
+        set_default(c, &options[i]);
+}
+
+void sq_config_destroy(sq_config *c)
+{
+    if (c == NULL)
+        return;
+    free(c->config_path);
+    free(c->environment);
+    free(c->tag);
+    free(c->redis_url);
+    queues_free(c);
+    list_free(&c->labels, &c->nlabels);
+    list_free(&c->requires, &c->nrequires);
+    list_free(&c->warnings, &c->nwarnings);
+    memset(c, 0, sizeof *c);
+}
+
+/* ---- validation ---------------------------------------------------------- */
+
+static int validate_number(const sq_config *c, const sq__option *o, sq_error *err)
+{
+    const char *field = (const char *)c + o->offset;
+    char text[64];
+    if (o->type == SQ__OPT_INT)
+        snprintf(text, sizeof text, "%d", *(const int *)(const void *)field);
+    else if (o->type == SQ__OPT_LONG)
+        snprintf(text, sizeof text, "%ld", *(const long *)(const void *)field);
+    else
+        snprintf(text, sizeof text, "%zu", *(const size_t *)(const void *)field);
+    sq_config scratch;
+    memset(&scratch, 0, sizeof scratch);
+    char where[128];
+    snprintf(where, sizeof where, "config: %s", o->key);
+    return set_number(&scratch, o, where, text, err);
+}
+
+static int validate_double(const sq_config *c, const sq__option *o, sq_error *err)
+{
+    double v = *(const double *)(const void *)((const char *)c + o->offset);
+    if (isfinite(v) && (v > (double)o->min || (v == 0 && o->def_double == 0)))
+        return 0;
+    sq__error_set(err, SQ_ECONFIG, "config: %s: expected a number greater than %ld, got %g", o->key,
+                  o->min, v);
+    return -1;
+}
+
+static int validate_queues(const sq_config *c, sq_error *err)
+{
+    if (c->nqueues == 0) {
+        sq__error_set(err, SQ_ECONFIG, "config: queues: expected at least one queue, got none");
+        return -1;
+    }
+    sq_config scratch;
+    memset(&scratch, 0, sizeof scratch);
+    int rc = 0;
+    for (size_t i = 0; i < c->nqueues && rc == 0; i++) {
+        char weight[32];
+        snprintf(weight, sizeof weight, "%d", c->queues[i].weight);
+        rc = sq__config_add_queue(&scratch, "config: queues",
+                                  c->queues[i].name ? c->queues[i].name : "", weight, err);
+    }
+    queues_free(&scratch);
+    return rc;
+}
+
+int sq_config_validate(const sq_config *c, sq_error *err)
+{
+    for (size_t i = 0; i < SQ_ARRAY_LEN(options); i++) {
+        const sq__option *o = &options[i];
+        int rc = 0;
+        if (o->type == SQ__OPT_INT || o->type == SQ__OPT_LONG || o->type == SQ__OPT_SIZE)
+            rc = validate_number(c, o, err);
+        else if (o->type == SQ__OPT_DOUBLE)
+            rc = validate_double(c, o, err);
+        if (rc < 0)
+            return -1;
+    }
+    if (c->environment == NULL || c->tag == NULL) {
+        sq__error_set(err, SQ_ENOMEM, "config: out of memory");
+        return -1;
+    }
+    if (validate_queues(c, err) < 0)
+        return -1;
+    if (c->redis_url != NULL) {
+        sq_redis_url u;
+        if (sq_redis_url_parse(c->redis_url, &u, err) < 0)
+            return -1;
+        sq_redis_url_destroy(&u);
+    }
+    return 0;
+}
+
+/* ---- --help -------------------------------------------------------------- */
+
+static char usage_text[8192];
+static pthread_once_t usage_once = PTHREAD_ONCE_INIT;
+
+static void append(size_t *len, const char *fmt, ...) SQ_PRINTF(2, 3);
+static void append(size_t *len, const char *fmt, ...)
+{
+    if (*len >= sizeof usage_text)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(usage_text + *len, sizeof usage_text - *len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *len += (size_t)n;
+}
+
+static const char *default_text(const sq__option *o, char *buf, size_t size)
+{
+    switch (o->type) {
+    case SQ__OPT_INT:
+    case SQ__OPT_LONG:
+    case SQ__OPT_SIZE:
+        snprintf(buf, size, "%ld", o->def_long);
+        return buf;
+    case SQ__OPT_DOUBLE:
+        if (o->def_double == 0)
+            return o->def_str;
+        snprintf(buf, size, "%g", o->def_double);
+        return buf;
+    case SQ__OPT_BOOL:
+        return o->def_long ? "true" : "false";
+    case SQ__OPT_FETCH:
+        return o->def_long == SQ_FETCH_RELIABLE ? "reliable" : "basic";
+    default:
+        return o->def_str != NULL && o->def_str[0] != '\0' ? o->def_str : NULL;
+    }
+}
+
+static void append_row(size_t *len, const char *left, const sq__option *o)
+{
+    char buf[64];
+    const char *def = default_text(o, buf, sizeof buf);
+    append(len, "  %-32s %s", left, o->help);
+    if (def != NULL)
+        append(len, " (default: %s)", def);
+    append(len, "\n");
+}
+
+static void build_usage(void)
+{
+    size_t len = 0;
+    char left[64];
+    append(&len, "Usage: squire [options]\n\nOptions (they override the config file):\n");
+    for (size_t i = 0; i < SQ_ARRAY_LEN(options); i++) {
+        const sq__option *o = &options[i];
+        if (o->short_flag == 0 && o->long_flag == NULL)
+            continue;
+        char shortf[8] = "    ";
+        if (o->short_flag != 0)
+            snprintf(shortf, sizeof shortf, "-%c, ", o->short_flag);
+        snprintf(left, sizeof left, "%s--%s%s%s", shortf, o->long_flag, o->arg_name ? " " : "",
+                 o->arg_name ? o->arg_name : "");
+        append_row(&len, left, o);
+    }
+    append(&len, "\nConfig file keys (sidekiq.yml; \"key:\" or \":key:\"):\n");
+    for (size_t i = 0; i < SQ_ARRAY_LEN(options); i++)
+        if (options[i].key != NULL)
+            append_row(&len, options[i].key, &options[i]);
+    append(&len, "\nEnvironment: REDIS_URL, REDIS_PROVIDER (the name of the variable holding "
+                 "the URL),\n  RAILS_MAX_THREADS, APP_ENV, RAILS_ENV, RACK_ENV.\n");
+}
+
+const char *sq_config_usage(void)
+{
+    pthread_once(&usage_once, build_usage);
+    return usage_text;
+}

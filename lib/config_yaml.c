@@ -1,0 +1,605 @@
+/*
+ * config_yaml.c: reading sidekiq.yml and applying it through the option table.
+ *
+ * The text goes through the ERB subset (config_erb.c), then libyaml's document
+ * loader. Before anything is applied the whole document is walked once with
+ * aliases expanded, capped at SQ__CONFIG_MAX_NODES nodes and a fixed depth,
+ * which stops billion-laughs documents and alias cycles. Mappings are
+ * flattened with the `<<` merge key applied and duplicate keys rejected (libyaml
+ * leaves that check to the loader). Keys lose one leading ':' so that Ruby's
+ * symbol spelling `:concurrency:` and plain `concurrency:` are the same key.
+ */
+#include "config_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#define MAX_DEPTH 64
+
+typedef struct ypair {
+    const char *key; /* without its leading ':' */
+    yaml_node_t *knode;
+    yaml_node_t *value;
+} ypair;
+
+typedef struct ymap {
+    ypair *v;
+    size_t n, cap;
+} ymap;
+
+typedef struct yctx {
+    sq_config *c;
+    const char *name;
+    const char *env;
+    yaml_document_t doc;
+    sq_error *err;
+    size_t visited;
+} yctx;
+
+/* Keys Sidekiq once had: accepted with a warning. */
+static const struct {
+    const char *key, *why;
+} removed_keys[] = {
+    {"pidfile", "removed in Sidekiq 6.0; squire writes no pidfile (run it under systemd)"},
+    {"logfile", "removed in Sidekiq 6.0; squire logs to stdout"},
+    {"daemon", "removed in Sidekiq 6.0; run squire under systemd"},
+    {"strict", "as in Sidekiq; strict order applies when no queue has a weight"},
+    {"environment", "choose the environment with -e, APP_ENV, RAILS_ENV or RACK_ENV"},
+};
+
+/* Top-level sections for other environments are not errors. */
+static const char *const env_names[] = {"development", "test", "staging", "production"};
+
+static unsigned long line_of(const yaml_node_t *n)
+{
+    return (unsigned long)n->start_mark.line + 1;
+}
+
+static const char *scalar(const yaml_node_t *n)
+{
+    return (const char *)n->data.scalar.value;
+}
+
+static bool is_null(const yaml_node_t *n)
+{
+    if (n == NULL)
+        return true;
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    const char *s = scalar(n);
+    return strcmp(s, "") == 0 || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
+           strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0;
+}
+
+static const char *describe(const yaml_node_t *n, char *buf, size_t size)
+{
+    if (is_null(n))
+        return "null";
+    if (n->type == YAML_MAPPING_NODE)
+        return "a mapping";
+    if (n->type == YAML_SEQUENCE_NODE)
+        return "a sequence";
+    return sq__quote(scalar(n), n->data.scalar.length, buf, size);
+}
+
+/* A key for a message: as written when plain, else quoted and escaped. */
+static const char *key_text(const char *key, char *buf, size_t size)
+{
+    size_t n = strlen(key);
+    for (size_t i = 0; i < n; i++)
+        if (key[i] <= ' ' || key[i] > '~' || key[i] == '"')
+            return sq__quote(key, n, buf, size);
+    return n == 0 || n > 40 ? sq__quote(key, n, buf, size) : key;
+}
+
+static int fail(yctx *y, const yaml_node_t *at, const char *key, const char *what,
+                const yaml_node_t *got)
+{
+    char buf[128];
+    sq__error_set(y->err, SQ_ECONFIG, "%s:%lu: %s: expected %s, got %s", y->name, line_of(at), key,
+                  what, describe(got, buf, sizeof buf));
+    return -1;
+}
+
+/* A scalar's text: NULs refused, and a plain `:sym` is Ruby's Symbol, i.e. "sym". */
+static const char *text_of(yctx *y, const yaml_node_t *n, const char *key)
+{
+    const char *s = scalar(n);
+    if (strlen(s) != n->data.scalar.length) {
+        sq__error_set(y->err, SQ_ECONFIG, "%s:%lu: %s: expected text, got a NUL character", y->name,
+                      line_of(n), key);
+        return NULL;
+    }
+    if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && s[0] == ':' && s[1] != '\0')
+        s++;
+    return s;
+}
+
+static yaml_node_t *node(yctx *y, int index)
+{
+    return yaml_document_get_node(&y->doc, index);
+}
+
+static bool is_merge_key(const yaml_node_t *k)
+{
+    return k->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && strcmp(scalar(k), "<<") == 0;
+}
+
+static const char *strip_colon(const char *key)
+{
+    return key[0] == ':' ? key + 1 : key;
+}
+
+static int duplicate(yctx *y, const yaml_node_t *k, const yaml_node_t *first)
+{
+    char buf[128];
+    sq__error_set(y->err, SQ_ECONFIG, "%s:%lu: %s: duplicate key (also on line %lu)", y->name,
+                  line_of(k), key_text(scalar(k), buf, sizeof buf), line_of(first));
+    return -1;
+}
+
+/* Duplicate keys in any mapping, not only the ones squire reads. */
+static int check_duplicates(yctx *y, const yaml_node_t *map)
+{
+    yaml_node_pair_t *start = map->data.mapping.pairs.start, *top = map->data.mapping.pairs.top;
+    for (yaml_node_pair_t *p = start; p < top; p++) {
+        yaml_node_t *k = node(y, p->key);
+        if (k->type != YAML_SCALAR_NODE || is_merge_key(k))
+            continue;
+        for (yaml_node_pair_t *q = start; q < p; q++) {
+            yaml_node_t *kq = node(y, q->key);
+            if (kq->type == YAML_SCALAR_NODE &&
+                strcmp(strip_colon(scalar(kq)), strip_colon(scalar(k))) == 0)
+                return duplicate(y, k, kq);
+        }
+    }
+    return 0;
+}
+
+/* Walk everything once, aliases expanded, against a node budget and a depth cap. */
+static int walk(yctx *y, yaml_node_t *n, int depth)
+{
+    if (++y->visited > SQ__CONFIG_MAX_NODES) {
+        sq__error_set(y->err, SQ_ECONFIG,
+                      "%s:%lu: YAML document too large after expanding aliases (more than %d "
+                      "nodes; an alias bomb?)",
+                      y->name, line_of(n), SQ__CONFIG_MAX_NODES);
+        return -1;
+    }
+    if (depth > MAX_DEPTH) {
+        sq__error_set(y->err, SQ_ECONFIG, "%s:%lu: YAML nested more than %d levels deep", y->name,
+                      line_of(n), MAX_DEPTH);
+        return -1;
+    }
+    if (n->type == YAML_SEQUENCE_NODE) {
+        for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top;
+             i++)
+            if (walk(y, node(y, *i), depth + 1) < 0)
+                return -1;
+    } else if (n->type == YAML_MAPPING_NODE) {
+        if (check_duplicates(y, n) < 0)
+            return -1;
+        for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++)
+            if (walk(y, node(y, p->key), depth + 1) < 0 ||
+                walk(y, node(y, p->value), depth + 1) < 0)
+                return -1;
+    }
+    return 0;
+}
+
+static const ypair *map_find(const ymap *m, const char *key)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (strcmp(m->v[i].key, key) == 0)
+            return &m->v[i];
+    return NULL;
+}
+
+static int map_add(yctx *y, ymap *m, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 16;
+        ypair *grown = realloc(m->v, cap * sizeof *grown);
+        if (grown == NULL) {
+            sq__error_set(y->err, SQ_ENOMEM, "out of memory");
+            return -1;
+        }
+        m->v = grown;
+        m->cap = cap;
+    }
+    m->v[m->n++] = (ypair){key, k, v};
+    return 0;
+}
+
+static int flatten(yctx *y, yaml_node_t *map, ymap *out);
+
+/* `<<: *base` or `<<: [*a, *b]`: keys not already present, earlier sources first. */
+static int merge(yctx *y, yaml_node_t *src, ymap *out)
+{
+    if (src->type == YAML_SEQUENCE_NODE) {
+        for (yaml_node_item_t *i = src->data.sequence.items.start; i < src->data.sequence.items.top;
+             i++)
+            if (merge(y, node(y, *i), out) < 0)
+                return -1;
+        return 0;
+    }
+    if (src->type != YAML_MAPPING_NODE)
+        return fail(y, src, "<<", "a mapping or a list of mappings to merge", src);
+    ymap from = {0};
+    int rc = flatten(y, src, &from);
+    for (size_t i = 0; rc == 0 && i < from.n; i++)
+        if (map_find(out, from.v[i].key) == NULL)
+            rc = map_add(y, out, from.v[i].key, from.v[i].knode, from.v[i].value);
+    free(from.v);
+    return rc;
+}
+
+static int add_explicit(yctx *y, ymap *out, yaml_node_t *k, yaml_node_t *v)
+{
+    if (k->type != YAML_SCALAR_NODE)
+        return fail(y, k, "(key)", "a plain key", k);
+    const char *key = text_of(y, k, "(key)");
+    if (key == NULL)
+        return -1;
+    if (key == scalar(k) && key[0] == ':')
+        key++;
+    const ypair *dup = map_find(out, key);
+    if (dup != NULL)
+        return duplicate(y, k, dup->knode);
+    return map_add(y, out, key, k, v);
+}
+
+/* The pairs of a mapping node, merge keys applied, duplicates refused. */
+static int flatten(yctx *y, yaml_node_t *map, ymap *out)
+{
+    yaml_node_pair_t *start = map->data.mapping.pairs.start, *top = map->data.mapping.pairs.top;
+    for (yaml_node_pair_t *p = start; p < top; p++) {
+        yaml_node_t *k = node(y, p->key);
+        if (!(k->type == YAML_SCALAR_NODE && is_merge_key(k)) &&
+            add_explicit(y, out, k, node(y, p->value)) < 0)
+            return -1;
+    }
+    for (yaml_node_pair_t *p = start; p < top; p++) {
+        yaml_node_t *k = node(y, p->key);
+        if (k->type == YAML_SCALAR_NODE && is_merge_key(k) && merge(y, node(y, p->value), out) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- applying pairs ------------------------------------------------------ */
+
+static int apply_item(yctx *y, const sq__option *o, yaml_node_t *item)
+{
+    char where[640];
+    snprintf(where, sizeof where, "%s:%lu: %s", y->name, line_of(item), o->key);
+    if (item->type == YAML_SCALAR_NODE && !is_null(item)) {
+        const char *text = text_of(y, item, o->key);
+        return text == NULL ? -1 : o->set(y->c, o, where, text, y->err);
+    }
+    bool pair = item->type == YAML_SEQUENCE_NODE &&
+                item->data.sequence.items.top - item->data.sequence.items.start <= 2 &&
+                item->data.sequence.items.top > item->data.sequence.items.start;
+    if (o->type != SQ__OPT_QUEUES || !pair)
+        return fail(y, item, o->key,
+                    o->type == SQ__OPT_QUEUES ? "a queue name or [name, weight]" : "a string",
+                    item);
+    yaml_node_t *name = node(y, item->data.sequence.items.start[0]);
+    yaml_node_t *weight = item->data.sequence.items.start + 1 < item->data.sequence.items.top
+                              ? node(y, item->data.sequence.items.start[1])
+                              : NULL;
+    if (name->type != YAML_SCALAR_NODE || is_null(name))
+        return fail(y, name, o->key, "a queue name", name);
+    if (weight != NULL && (weight->type != YAML_SCALAR_NODE || is_null(weight)))
+        return fail(y, weight, o->key, "a queue weight", weight);
+    const char *n = text_of(y, name, o->key);
+    const char *w = weight == NULL ? NULL : text_of(y, weight, o->key);
+    if (n == NULL || (weight != NULL && w == NULL))
+        return -1;
+    return sq__config_add_queue(y->c, where, n, w, y->err);
+}
+
+static int apply_list(yctx *y, const sq__option *o, const ypair *p)
+{
+    char what[64];
+    yaml_node_t *v = p->value;
+    if (o->type == SQ__OPT_LIST && v->type == YAML_SCALAR_NODE && !is_null(v)) {
+        sq__option_clear(y->c, o);
+        return apply_item(y, o, v);
+    }
+    if (v->type != YAML_SEQUENCE_NODE)
+        return fail(y, p->knode, o->key, sq__option_expects(o, what, sizeof what), v);
+    if (o->type == SQ__OPT_QUEUES && v->data.sequence.items.top == v->data.sequence.items.start) {
+        sq__error_set(y->err, SQ_ECONFIG, "%s:%lu: queues: expected at least one queue, got []",
+                      y->name, line_of(p->knode));
+        return -1;
+    }
+    sq__option_clear(y->c, o);
+    for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top; i++)
+        if (apply_item(y, o, node(y, *i)) < 0)
+            return -1;
+    return 0;
+}
+
+static int apply_option(yctx *y, const sq__option *o, const ypair *p)
+{
+    char what[64], where[640];
+    if (sq__option_is_list(o))
+        return apply_list(y, o, p);
+    if (p->value->type != YAML_SCALAR_NODE || is_null(p->value))
+        return fail(y, p->knode, o->key, sq__option_expects(o, what, sizeof what), p->value);
+    const char *text = text_of(y, p->value, o->key);
+    if (text == NULL)
+        return -1;
+    snprintf(where, sizeof where, "%s:%lu: %s", y->name, line_of(p->knode), o->key);
+    return o->set(y->c, o, where, text, y->err);
+}
+
+/* Optimal string alignment distance (a transposition costs 1), capped inputs. */
+static size_t distance(const char *a, const char *b)
+{
+    size_t n = strlen(a), m = strlen(b);
+    if (n > 40 || m > 40)
+        return 99;
+    size_t d[41][41];
+    for (size_t i = 0; i <= n; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= m; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= n; i++) {
+        for (size_t j = 1; j <= m; j++) {
+            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            size_t best = d[i - 1][j - 1] + cost;
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    }
+    return d[n][m];
+}
+
+/* The known key an unknown one is probably a typo of, or NULL. Short keys
+ * need a closer match so that e.g. `log:` is not taken for `tag:`. */
+static const char *did_you_mean(const char *key)
+{
+    char lower[48];
+    size_t n = strlen(key);
+    if (n >= sizeof lower)
+        return NULL;
+    for (size_t i = 0; i <= n; i++)
+        lower[i] = (char)(key[i] >= 'A' && key[i] <= 'Z' ? key[i] + 32 : key[i]);
+    const sq__option *opts = sq__options();
+    for (size_t i = 0; i < sq__options_count(); i++) {
+        if (opts[i].key == NULL)
+            continue;
+        size_t d = distance(lower, opts[i].key);
+        if (d <= 1 || (d == 2 && n >= 5))
+            return opts[i].key;
+    }
+    return NULL;
+}
+
+static bool is_env_name(const char *key)
+{
+    for (size_t i = 0; i < SQ_ARRAY_LEN(env_names); i++)
+        if (strcmp(key, env_names[i]) == 0)
+            return true;
+    return false;
+}
+
+static int apply_unknown(yctx *y, const ypair *p, bool top)
+{
+    unsigned long line = line_of(p->knode);
+    for (size_t i = 0; i < SQ_ARRAY_LEN(removed_keys); i++)
+        if (strcmp(p->key, removed_keys[i].key) == 0)
+            return sq__config_warn(y->c, y->err, "%s:%lu: %s: ignored (%s)", y->name, line, p->key,
+                                   removed_keys[i].why);
+    if (strcmp(p->key, "capsules") == 0) {
+        sq__error_set(
+            y->err, SQ_ECONFIG,
+            "%s:%lu: capsules: not supported by squire; list queues under :queues:", y->name, line);
+        return -1;
+    }
+    bool section = p->value->type == YAML_MAPPING_NODE || is_null(p->value);
+    if (top && section && is_env_name(p->key))
+        return 0;
+    const char *near = did_you_mean(p->key);
+    if (near != NULL && p->value->type != YAML_MAPPING_NODE) {
+        char buf[128];
+        sq__error_set(y->err, SQ_ECONFIG, "%s:%lu: %s: unknown key (did you mean %s?)", y->name,
+                      line, key_text(p->key, buf, sizeof buf), near);
+        return -1;
+    }
+    char buf[128];
+    return sq__config_warn(y->c, y->err, "%s:%lu: %s: unknown key, ignored", y->name, line,
+                           key_text(p->key, buf, sizeof buf));
+}
+
+static int apply_pairs(yctx *y, const ymap *m, bool top)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        const ypair *p = &m->v[i];
+        const sq__option *o = sq__option_by_key(p->key);
+        if (top && strcmp(p->key, y->env) == 0)
+            continue; /* applied after the top level */
+        if ((o != NULL ? apply_option(y, o, p) : apply_unknown(y, p, top)) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The top level, then the environment's section shallow-merged over it. */
+static int apply_root(yctx *y, yaml_node_t *root)
+{
+    if (is_null(root))
+        return 0;
+    if (root->type != YAML_MAPPING_NODE)
+        return fail(y, root, "(top level)", "a mapping of settings", root);
+    ymap top = {0}, section = {0};
+    int rc = walk(y, root, 0) < 0 || flatten(y, root, &top) < 0 ? -1 : 0;
+    const ypair *env = rc == 0 ? map_find(&top, y->env) : NULL;
+    if (env != NULL && env->value->type != YAML_MAPPING_NODE && !is_null(env->value))
+        rc =
+            fail(y, env->knode, env->key, "a mapping of settings for that environment", env->value);
+    if (rc == 0)
+        rc = apply_pairs(y, &top, true);
+    if (rc == 0 && env != NULL && env->value->type == YAML_MAPPING_NODE) {
+        rc = flatten(y, env->value, &section);
+        if (rc == 0)
+            rc = apply_pairs(y, &section, false);
+    }
+    free(top.v);
+    free(section.v);
+    return rc;
+}
+
+static int syntax_error(yctx *y, const yaml_parser_t *parser)
+{
+    if (parser->error == YAML_MEMORY_ERROR) {
+        sq__error_set(y->err, SQ_ENOMEM, "%s: out of memory parsing YAML", y->name);
+        return -1;
+    }
+    char context[160] = "";
+    if (parser->context != NULL)
+        snprintf(context, sizeof context, " (%s started at line %lu, column %lu)", parser->context,
+                 (unsigned long)parser->context_mark.line + 1,
+                 (unsigned long)parser->context_mark.column + 1);
+    sq__error_set(y->err, SQ_ECONFIG, "%s:%lu:%lu: YAML syntax error: %s%s", y->name,
+                  (unsigned long)parser->problem_mark.line + 1,
+                  (unsigned long)parser->problem_mark.column + 1,
+                  parser->problem ? parser->problem : "unknown error", context);
+    return -1;
+}
+
+/* Load the first document, refuse a second one, apply. */
+static int load(yctx *y, const char *text, size_t len)
+{
+    yaml_parser_t parser;
+    yaml_document_t extra;
+    if (!yaml_parser_initialize(&parser)) {
+        sq__error_set(y->err, SQ_ENOMEM, "%s: out of memory parsing YAML", y->name);
+        return -1;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    int rc = -1;
+    if (!yaml_parser_load(&parser, &y->doc)) {
+        rc = syntax_error(y, &parser);
+    } else {
+        if (!yaml_parser_load(&parser, &extra)) {
+            rc = syntax_error(y, &parser);
+        } else {
+            yaml_node_t *second = yaml_document_get_root_node(&extra);
+            if (second != NULL)
+                sq__error_set(y->err, SQ_ECONFIG,
+                              "%s:%lu: expected one YAML document, found a second one", y->name,
+                              line_of(second));
+            yaml_node_t *root = yaml_document_get_root_node(&y->doc);
+            rc = second != NULL ? -1 : root == NULL ? 0 : apply_root(y, root);
+            yaml_document_delete(&extra);
+        }
+        yaml_document_delete(&y->doc);
+    }
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
+int sq_config_apply_yaml(sq_config *c, const char *name, const char *text, size_t len,
+                         const char *environment, sq_getenv_fn getenv_fn, sq_error *err)
+{
+    yctx y = {.c = c, .name = name ? name : "(config)", .err = err};
+    if (text == NULL) {
+        text = "";
+        len = 0;
+    }
+    y.env = environment ? environment : c->environment ? c->environment : "development";
+    const char *nul = memchr(text, '\0', len);
+    if (nul != NULL) {
+        unsigned long line = 1;
+        for (const char *p = text; p < nul; p++)
+            line += *p == '\n';
+        sq__error_set(err, SQ_ECONFIG, "%s:%lu: contains a NUL byte (not a YAML text file)", y.name,
+                      line);
+        return -1;
+    }
+    char *expanded;
+    size_t explen;
+    if (sq__erb_expand(y.name, text, len, getenv_fn ? getenv_fn : sq__getenv, &expanded, &explen,
+                       err) < 0)
+        return -1;
+    int rc = load(&y, expanded, explen);
+    free(expanded);
+    return rc;
+}
+
+/* ---- the file ------------------------------------------------------------ */
+
+static int file_error(const char *path, const char *what, sq_error *err)
+{
+    sq__error_set(err, SQ_ECONFIG, "%s: cannot read config file: %s", path, what);
+    return -1;
+}
+
+static int read_all(int fd, const char *path, char **text, size_t *len, sq_error *err)
+{
+    size_t cap = 0, n = 0;
+    char *data = NULL;
+    for (;;) {
+        if (n > SQ__CONFIG_MAX_FILE) {
+            free(data);
+            return file_error(path, "larger than 1 MiB", err);
+        }
+        if (n + 1 >= cap) {
+            char *grown = realloc(data, cap = cap ? cap * 2 : 4096);
+            if (grown == NULL) {
+                free(data);
+                sq__error_set(err, SQ_ENOMEM, "%s: out of memory", path);
+                return -1;
+            }
+            data = grown;
+        }
+        ssize_t r = read(fd, data + n, cap - n - 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int saved = errno;
+            free(data);
+            return file_error(path, strerror(saved), err);
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    data[n] = '\0';
+    *text = data;
+    *len = n;
+    return 0;
+}
+
+int sq__config_read_file(const char *path, char **text, size_t *len, sq_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return file_error(path, strerror(errno), err);
+    struct stat st;
+    int rc = fstat(fd, &st) < 0    ? file_error(path, strerror(errno), err)
+             : S_ISDIR(st.st_mode) ? file_error(path, strerror(EISDIR), err)
+                                   : read_all(fd, path, text, len, err);
+    close(fd);
+    if (rc == 0 && strspn(*text, " \t\r\n") == *len) {
+        free(*text);
+        *text = NULL;
+        return file_error(path, "the file is empty", err);
+    }
+    return rc;
+}

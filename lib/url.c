@@ -1,0 +1,278 @@
+/*
+ * url.c: Redis URLs, as Sidekiq's REDIS_URL / REDIS_PROVIDER give them.
+ *
+ * redis://[[user][:pass]@]host[:port][/db][?db=N], redis://[::1]:6379,
+ * unix://[[user][:pass]@]/path/to.sock[?db=N]. The user info runs to the LAST
+ * '@' so that an unencoded '@' or '/' in a password still parses, and the
+ * redactor uses the same rule, so what parses as a password is what is
+ * hidden. As in redis-client (Sidekiq 7), user info without a ':' is a
+ * password: redis://secret@host. Pure: no I/O, no globals.
+ */
+#include "config_internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REDACTED "REDACTED"
+
+char *sq_redis_url_redact(const char *url)
+{
+    if (url == NULL)
+        return sq__strdup("");
+    const char *scheme = strstr(url, "://");
+    const char *start = scheme != NULL ? scheme + 3 : url;
+    const char *at = strrchr(start, '@');
+    if (at == NULL || at == start)
+        return sq__strdup(url);
+    const char *colon = memchr(start, ':', (size_t)(at - start));
+    const char *pass = colon != NULL ? colon + 1 : start;
+    if (pass == at)
+        return sq__strdup(url); /* "user:@host": no password */
+    size_t head = (size_t)(pass - url), tail = strlen(at);
+    char *out = malloc(head + sizeof REDACTED - 1 + tail + 1);
+    if (out == NULL)
+        return NULL;
+    memcpy(out, url, head);
+    memcpy(out + head, REDACTED, sizeof REDACTED - 1);
+    memcpy(out + head + sizeof REDACTED - 1, at, tail + 1);
+    return out;
+}
+
+static int url_error(const char *url, const char *problem, sq_error *err)
+{
+    char *safe = sq_redis_url_redact(url);
+    char quoted[256];
+    sq__error_set(err, SQ_ECONFIG, "invalid Redis URL %s: %s",
+                  safe ? sq__quote(safe, strlen(safe), quoted, sizeof quoted) : "(URL)", problem);
+    free(safe);
+    return -1;
+}
+
+static int hex(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decode s[0..n) into a new string; NULL for bad escapes or a NUL. */
+static char *decode(const char *s, size_t n, bool *bad)
+{
+    char *out = malloc(n + 1);
+    size_t o = 0;
+    for (size_t i = 0; out != NULL && i < n; i++) {
+        int hi, lo;
+        if (s[i] != '%') {
+            out[o++] = s[i];
+        } else if (i + 2 < n && (hi = hex(s[i + 1])) >= 0 && (lo = hex(s[i + 2])) >= 0 &&
+                   (hi | lo) != 0) {
+            out[o++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            free(out);
+            *bad = true;
+            return NULL;
+        }
+    }
+    if (out != NULL)
+        out[o] = '\0';
+    return out;
+}
+
+/* Strict non-negative decimal in [lo, hi]; s[0..n). */
+static int parse_uint(const char *s, size_t n, long lo, long hi, int *out)
+{
+    if (n == 0 || n > 10 || strspn(s, "0123456789") < n)
+        return -1;
+    char digits[16];
+    memcpy(digits, s, n);
+    digits[n] = '\0';
+    char *end;
+    errno = 0;
+    long v = strtol(digits, &end, 10);
+    if (errno != 0 || *end != '\0' || v < lo || v > hi)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_userinfo(const char *url, const char *s, size_t n, sq_redis_url *out,
+                          sq_error *err)
+{
+    const char *colon = memchr(s, ':', n);
+    const char *pass = colon != NULL ? colon + 1 : s;
+    size_t user_len = colon != NULL ? (size_t)(colon - s) : 0;
+    size_t pass_len = n - (size_t)(pass - s);
+    bool bad = false;
+    if (user_len > 0)
+        out->username = decode(s, user_len, &bad);
+    if (pass_len > 0 && !bad)
+        out->password = decode(pass, pass_len, &bad);
+    if (bad)
+        return url_error(url, "bad percent-encoding in the user info", err);
+    if ((user_len > 0 && out->username == NULL) || (pass_len > 0 && out->password == NULL)) {
+        sq__error_set(err, SQ_ENOMEM, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* "?db=N" (the only parameter squire knows). */
+static int parse_query(const char *url, const char *q, sq_redis_url *out, sq_error *err)
+{
+    while (q != NULL && *q != '\0') {
+        const char *amp = strchr(q, '&');
+        size_t n = amp != NULL ? (size_t)(amp - q) : strlen(q);
+        if (n < 3 || memcmp(q, "db=", 3) != 0)
+            return url_error(url, "unsupported query parameter (only db=N is known)", err);
+        if (parse_uint(q + 3, n - 3, 0, INT_MAX, &out->db) < 0)
+            return url_error(url, "db must be a non-negative integer", err);
+        q = amp != NULL ? amp + 1 : NULL;
+    }
+    return 0;
+}
+
+static int parse_host_port(const char *url, const char *s, size_t n, sq_redis_url *out,
+                           sq_error *err)
+{
+    const char *host = s, *port = NULL;
+    size_t host_len;
+    if (n > 0 && s[0] == '[') {
+        const char *close = memchr(s, ']', n);
+        if (close == NULL || close == s + 1)
+            return url_error(url, "bad IPv6 address (expected [address])", err);
+        host = s + 1;
+        host_len = (size_t)(close - host);
+        if (close + 1 < s + n && close[1] != ':')
+            return url_error(url, "unexpected text after the IPv6 address", err);
+        port = close + 1 < s + n ? close + 2 : NULL;
+    } else {
+        const char *colon = memchr(s, ':', n);
+        host_len = colon != NULL ? (size_t)(colon - s) : n;
+        port = colon != NULL ? colon + 1 : NULL;
+        if (port != NULL && memchr(port, ':', (size_t)(s + n - port)) != NULL)
+            return url_error(url, "an IPv6 address must be written in brackets", err);
+    }
+    if (host_len == 0 || strcspn(host, " \t\r\n%@/?#") < host_len)
+        return url_error(url, "missing or bad host", err);
+    if (port != NULL && parse_uint(port, (size_t)(s + n - port), 1, 65535, &out->port) < 0)
+        return url_error(url, "port must be an integer from 1 to 65535", err);
+    out->host = strndup(host, host_len);
+    if (out->host == NULL) {
+        sq__error_set(err, SQ_ENOMEM, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* After "redis://" and the user info: host[:port][/db][?query]. */
+static int parse_tcp(const char *url, const char *s, sq_redis_url *out, sq_error *err)
+{
+    const char *query = strchr(s, '?');
+    size_t len = query != NULL ? (size_t)(query - s) : strlen(s);
+    const char *slash = memchr(s, '/', len);
+    size_t hp = slash != NULL ? (size_t)(slash - s) : len;
+    if (parse_host_port(url, s, hp, out, err) < 0)
+        return -1;
+    if (slash != NULL && slash + 1 < s + len &&
+        parse_uint(slash + 1, len - hp - 1, 0, INT_MAX, &out->db) < 0)
+        return url_error(url, "db must be a non-negative integer", err);
+    return parse_query(url, query != NULL ? query + 1 : NULL, out, err);
+}
+
+/* After "unix://" and the user info: /path[?db=N]. */
+static int parse_unix(const char *url, const char *s, sq_redis_url *out, sq_error *err)
+{
+    const char *query = strchr(s, '?');
+    size_t len = query != NULL ? (size_t)(query - s) : strlen(s);
+    if (len < 2 || s[0] != '/')
+        return url_error(url, "expected unix:///absolute/path.sock", err);
+    out->path = strndup(s, len);
+    if (out->path == NULL) {
+        sq__error_set(err, SQ_ENOMEM, "out of memory");
+        return -1;
+    }
+    return parse_query(url, query != NULL ? query + 1 : NULL, out, err);
+}
+
+static int parse(const char *url, sq_redis_url *out, sq_error *err)
+{
+    bool is_unix = strncmp(url, "unix://", 7) == 0;
+    if (strncmp(url, "rediss://", 9) == 0)
+        return url_error(url,
+                         "TLS (rediss://) needs hiredis >= 1.0 with SSL; Debian bookworm "
+                         "ships 0.14",
+                         err);
+    if (!is_unix && strncmp(url, "redis://", 8) != 0)
+        return url_error(url, "expected redis://host[:port][/db] or unix:///path", err);
+    if (strpbrk(url, " \t\r\n") != NULL)
+        return url_error(url, "contains whitespace", err);
+    const char *rest = url + (is_unix ? 7 : 8);
+    const char *at = strrchr(rest, '@');
+    if (at != NULL) {
+        if (parse_userinfo(url, rest, (size_t)(at - rest), out, err) < 0)
+            return -1;
+        rest = at + 1;
+    }
+    return is_unix ? parse_unix(url, rest, out, err) : parse_tcp(url, rest, out, err);
+}
+
+int sq_redis_url_parse(const char *url, sq_redis_url *out, sq_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->port = 6379;
+    int rc;
+    if (url == NULL || url[0] == '\0') {
+        out->host = sq__strdup("localhost");
+        rc = out->host != NULL ? 0 : -1;
+        if (rc < 0)
+            sq__error_set(err, SQ_ENOMEM, "out of memory");
+    } else {
+        rc = parse(url, out, err);
+    }
+    if (rc < 0)
+        sq_redis_url_destroy(out);
+    return rc;
+}
+
+void sq_redis_url_destroy(sq_redis_url *u)
+{
+    if (u == NULL)
+        return;
+    free(u->host);
+    free(u->path);
+    free(u->username);
+    if (u->password != NULL)
+        explicit_bzero(u->password, strlen(u->password));
+    free(u->password);
+    memset(u, 0, sizeof *u);
+}
+
+int sq_redis_url_from_env(sq_getenv_fn getenv_fn, const char **url, sq_error *err)
+{
+    sq_getenv_fn get = getenv_fn != NULL ? getenv_fn : sq__getenv;
+    const char *provider = get("REDIS_PROVIDER");
+    *url = NULL;
+    if (provider != NULL && provider[0] != '\0') {
+        if (strchr(provider, ':') != NULL) {
+            sq__error_set(err, SQ_ECONFIG,
+                          "REDIS_PROVIDER should be set to the name of the variable that holds "
+                          "the Redis URL (e.g. REDISTOGO_URL), not to the URL itself");
+            return -1;
+        }
+        const char *v = get(provider);
+        if (v != NULL && v[0] != '\0') {
+            *url = v;
+            return 0;
+        }
+    }
+    const char *v = get("REDIS_URL");
+    *url = v != NULL && v[0] != '\0' ? v : NULL;
+    return 0;
+}
