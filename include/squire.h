@@ -104,6 +104,10 @@ const char *sq_job_raw(const sq_job *job, size_t *len);
  * safe point and return SQ_FAILED; the job is pushed back to its queue. */
 bool sq_job_stopping(const sq_job *job);
 
+/* Log one line at INFO through the daemon's log, tagged with the job's class
+ * and jid (control characters escaped). Never log secrets or whole args. */
+void sq_job_log(const sq_job *job, const char *fmt, ...) SQ_PRINTF(2, 3);
+
 /* Record a failure. error_class is a Ruby-style class name shown in the Web UI
  * (NULL means "Squire::Error"); the message is formatted, capped at 10,000
  * characters and made valid UTF-8. Returns SQ_FAILED so that a handler can
@@ -152,11 +156,17 @@ typedef struct sq_client sq_client;
 sq_client *sq_client_new(const char *url, sq_error *err);
 void sq_client_free(sq_client *c);
 
+#define SQ_RETRY_DEFAULT 0  /* Sidekiq's default: "retry": true (25 retries) */
+#define SQ_RETRY_NEVER (-1) /* "retry": false: no retry and no dead-set entry */
+
+/* Zero-initialised options mean Sidekiq's defaults. */
 typedef struct sq_push_opts {
     const char *queue;  /* NULL means "default" */
-    int retry;          /* -1: leave Sidekiq's default (true); 0: false; N: retry N times */
+    int retry;          /* SQ_RETRY_DEFAULT, SQ_RETRY_NEVER, or N > 0 retries. For
+                         * "retry": 0 (dead on the first failure) put it in extra. */
     double at;          /* 0: now; otherwise epoch seconds to run at */
-    json_t *extra;      /* optional object merged into the payload (borrowed) */
+    json_t *extra;      /* optional object merged over the payload (borrowed), e.g.
+                         * {"retry": 0, "backtrace": true, "tags": ["x"]} */
 } sq_push_opts;
 
 /* Push one job of class with args (a JSON array, borrowed). opts may be NULL.

@@ -1,0 +1,58 @@
+/*
+ * squirectl: manage squire and Sidekiq data in Redis from the command line.
+ *
+ *   squirectl [-u URL] push CLASS [ARGS_JSON] [-q QUEUE] [--in SECONDS | --at TIME]
+ *                                             [--retry N|true|false] [--bulk]
+ *
+ * Exit status: 0 ok, 1 Redis or runtime error, 64 usage error.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+
+static const struct ctl_command commands[] = {
+    {"push", "push a job (now, later, or in bulk)", ctl_push},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "Usage: squirectl [-u REDIS_URL] COMMAND [ARGS]\n\nCommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(out, "\nThe Redis URL defaults to $REDIS_PROVIDER / $REDIS_URL / "
+                 "redis://localhost:6379/0.\nRun 'squirectl COMMAND -h' for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *url = NULL;
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "-V") == 0 || strcmp(argv[i], "--version") == 0) {
+            printf("squirectl %s\n", SQ_VERSION);
+            return 0;
+        } else if ((strcmp(argv[i], "-u") == 0 || strcmp(argv[i], "--url") == 0) && i + 1 < argc) {
+            url = argv[++i];
+        } else {
+            fprintf(stderr, "squirectl: unknown option %s\n", argv[i]);
+            usage(stderr);
+            return CTL_USAGE;
+        }
+    }
+    if (i >= argc) {
+        usage(stderr);
+        return CTL_USAGE;
+    }
+    for (size_t c = 0; c < sizeof commands / sizeof commands[0]; c++)
+        if (strcmp(argv[i], commands[c].name) == 0)
+            return commands[c].run(url, argc - i, argv + i);
+    fprintf(stderr, "squirectl: unknown command %s\n", argv[i]);
+    usage(stderr);
+    return CTL_USAGE;
+}

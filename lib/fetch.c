@@ -1,0 +1,204 @@
+/*
+ * fetch.c: Sidekiq's BasicFetch. BRPOP over the worker's queues with a 2 s
+ * timeout (so the worker notices quiet/stop), in strict or weighted order.
+ * The fetched job lives only in this process until it finishes: a hard kill
+ * loses it (the reliable fetch in fetch_reliable.c does not).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "log.h"
+#include "runtime.h"
+
+#define BRPOP_TIMEOUT "2"
+#define BRPOP_WAIT 2.0
+
+void sq_unit_clear(sq_unit *u)
+{
+    free(u->raw);
+    free(u->queue);
+    memset(u, 0, sizeof *u);
+}
+
+#define WRONGTYPE_RECHECK 60.0
+
+/* Drop queues whose key is set aside from this fetch's order. */
+static size_t usable_queues(sq_worker *w, size_t n)
+{
+    double now = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        double until = w->skip_until[w->order[i]];
+        if (until > 0) {
+            if (now == 0)
+                now = sq__monotonic();
+            if (now < until)
+                continue;
+            w->skip_until[w->order[i]] = 0;
+        }
+        w->order[k++] = w->order[i];
+    }
+    return k;
+}
+
+/* BRPOP answered WRONGTYPE: find the keys that are not lists and set them
+ * aside, so one bad key does not stop the other queues (logged once a
+ * minute per worker 0, the others stay quiet). */
+static void set_aside_wrongtype(sq_worker *w, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t q = w->order[i];
+        redisReply *rep = sq_redis_cmd(w->redis, NULL, "TYPE %s", w->keys[q]);
+        if (rep == NULL)
+            return;
+        bool bad = rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "list") != 0 &&
+                   strcmp(rep->str, "none") != 0;
+        if (bad) {
+            w->skip_until[q] = sq__monotonic() + WRONGTYPE_RECHECK;
+            if (w->index == 0)
+                sq_log(SQ_LOG_ERROR, "%s is a %s, not a list: not fetching from queue %s for "
+                       "%.0f s", w->keys[q], rep->str, w->rt->order.names[q], WRONGTYPE_RECHECK);
+        }
+        freeReplyObject(rep);
+    }
+}
+
+static int basic_fetch(sq_worker *w, sq_unit *u, sq_error *err)
+{
+    sq_runtime *rt = w->rt;
+    size_t n = sq_queue_order_next(&rt->order, w->order, w->scratch, sq_worker_rand, w);
+    n = usable_queues(w, n);
+    if (n == 0) {
+        sq_runtime_nap(rt, BRPOP_WAIT); /* every queue set aside */
+        return 0;
+    }
+    const char *argv[n + 2];
+    size_t lens[n + 2];
+
+    argv[0] = "BRPOP";
+    lens[0] = 5;
+    for (size_t i = 0; i < n; i++) {
+        argv[i + 1] = w->keys[w->order[i]];
+        lens[i + 1] = strlen(argv[i + 1]);
+    }
+    argv[n + 1] = BRPOP_TIMEOUT;
+    lens[n + 1] = strlen(BRPOP_TIMEOUT);
+
+    sq_error e = {0};
+    redisReply *rep = sq_redis_argv(w->redis, (int)n + 2, argv, lens, BRPOP_WAIT, &e);
+    if (rep == NULL && sq_redis_error_is(&e, "WRONGTYPE")) {
+        set_aside_wrongtype(w, n);
+        return 0;
+    }
+    if (rep == NULL) {
+        sq__error_set(err, e.code, "%s", e.message);
+        return -1;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+        freeReplyObject(rep);
+        return 0; /* nil: timed out */
+    }
+    redisReply *key = rep->element[0], *val = rep->element[1];
+    u->raw = malloc(val->len + 1);
+    u->queue = strndup(key->str + 6, key->len - 6); /* drop "queue:" */
+    if (u->raw == NULL || u->queue == NULL) {
+        /* Out of memory with a popped job in hand: give it back. */
+        const char *av[] = {"RPUSH", key->str, val->str};
+        size_t al[] = {5, key->len, val->len};
+        redisReply *back = sq_redis_argv(w->redis, 3, av, al, 0, err);
+        if (back)
+            freeReplyObject(back);
+        sq_unit_clear(u);
+        freeReplyObject(rep);
+        sq__error_set(err, SQ_ENOMEM, "out of memory holding a fetched job");
+        return -1;
+    }
+    memcpy(u->raw, val->str, val->len);
+    u->raw[val->len] = '\0';
+    u->len = val->len;
+    freeReplyObject(rep);
+    return 1;
+}
+
+static int basic_ack(sq_worker *w, const sq_unit *u, sq_error *err)
+{
+    (void)w, (void)u, (void)err;
+    return 0; /* BasicFetch writes nothing per job */
+}
+
+static int basic_retry(sq_worker *w, const sq_unit *u, double score, const char *payload,
+                       size_t len, sq_error *err)
+{
+    (void)u;
+    char s[32];
+    sq_format_time(score, s);
+    const char *argv[] = {"ZADD", "retry", s, payload};
+    size_t lens[] = {4, 5, strlen(s), len};
+    redisReply *rep = sq_redis_argv(w->redis, 4, argv, lens, 0, err);
+    if (rep == NULL)
+        return -1;
+    freeReplyObject(rep);
+    return 0;
+}
+
+static int basic_dead(sq_worker *w, const sq_unit *u, const char *payload, size_t len,
+                      sq_error *err)
+{
+    (void)u;
+    return sq_dead_add(w->redis, w->rt->cfg, payload, len, sq__now(), err);
+}
+
+static int basic_requeue(sq_runtime *rt, sq_redis *r, const sq_unit *u, sq_error *err)
+{
+    (void)rt;
+    size_t klen = strlen(u->queue) + 7;
+    char key[klen];
+    memcpy(key, "queue:", 6);
+    memcpy(key + 6, u->queue, klen - 6);
+    const char *argv[] = {"RPUSH", key, u->raw};
+    size_t lens[] = {5, klen - 1, u->len};
+    redisReply *rep = sq_redis_argv(r, 3, argv, lens, 0, err);
+    if (rep == NULL)
+        return -1;
+    freeReplyObject(rep);
+    return 0;
+}
+
+const sq_fetch_ops sq_fetch_basic = {
+    .name = "basic",
+    .fetch = basic_fetch,
+    .ack = basic_ack,
+    .retry = basic_retry,
+    .dead = basic_dead,
+    .requeue = basic_requeue,
+};
+
+int sq_dead_add(sq_redis *r, const sq_config *cfg, const char *payload, size_t len, double now,
+                sq_error *err)
+{
+    char score[32], cutoff[32], rank[32];
+    sq_format_time(now, score);
+    sq_format_time(now - (double)cfg->dead_timeout_in_seconds, cutoff);
+    snprintf(rank, sizeof rank, "-%ld", cfg->dead_max_jobs);
+
+    if (sq_redis_pipe_cmd(r, err, "MULTI") != 0 ||
+        sq_redis_pipe_cmd(r, err, "ZADD dead %s %b", score, payload, len) != 0 ||
+        sq_redis_pipe_cmd(r, err, "ZREMRANGEBYSCORE dead -inf %s", cutoff) != 0 ||
+        sq_redis_pipe_cmd(r, err, "ZREMRANGEBYRANK dead 0 %s", rank) != 0 ||
+        sq_redis_pipe_cmd(r, err, "EXEC") != 0)
+        return -1;
+    redisReply *exec = NULL;
+    int rc = sq_redis_pipe_drain(r, 5, &exec, err);
+    if (exec != NULL && (exec->type != REDIS_REPLY_ARRAY || exec->elements < 1 ||
+                         exec->element[0]->type == REDIS_REPLY_ERROR)) {
+        sq__error_set(err, SQ_EREDIS, "ZADD dead: %.200s",
+                      exec->type == REDIS_REPLY_ARRAY && exec->elements > 0
+                          ? exec->element[0]->str
+                          : "transaction was not applied");
+        rc = -1;
+    }
+    if (exec != NULL)
+        freeReplyObject(exec);
+    return rc;
+}

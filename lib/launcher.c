@@ -1,0 +1,508 @@
+/*
+ * launcher.c: the daemon's life, from flags to exit.
+ *
+ * Order at start: config -> plugins -> signals blocked in every thread ->
+ * Redis reachable (retrying with capped backoff; TERM still works) -> workers
+ * and poller start. The main thread then waits for signals with sigtimedwait,
+ * so no code runs in signal context at all, and flushes stats between them.
+ *
+ * Signals: TERM/INT stop (a second one skips the wait), TSTP quiets, TTIN
+ * logs what every worker is running. See runtime.h for the shutdown order.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "log.h"
+#include "client.h"
+#include "registry.h"
+#include "runtime.h"
+
+#define EX_USAGE 64
+#define EX_CONFIG 78
+#define STATS_EVERY 5.0
+#define UNWIND_WAIT 3.0
+
+bool sq_runtime_nap(sq_runtime *rt, double seconds)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double end = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + seconds;
+    ts.tv_sec = (time_t)end;
+    ts.tv_nsec = (long)((end - (double)ts.tv_sec) * 1e9);
+    pthread_mutex_lock(&rt->lock);
+    while (!atomic_load(&rt->quiet)) {
+        if (pthread_cond_timedwait(&rt->cond, &rt->lock, &ts) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return atomic_load(&rt->quiet);
+}
+
+void sq_runtime_quiet(sq_runtime *rt)
+{
+    pthread_mutex_lock(&rt->lock);
+    atomic_store(&rt->quiet, true);
+    pthread_cond_broadcast(&rt->cond);
+    pthread_mutex_unlock(&rt->lock);
+}
+
+static void signal_set(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTSTP);
+    sigaddset(set, SIGTTIN);
+}
+
+/* Wait up to seconds for one of our signals; 0 when none came. */
+static int wait_signal(double seconds)
+{
+    sigset_t set;
+    signal_set(&set);
+    struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+    int sig = sigtimedwait(&set, NULL, &ts);
+    return sig > 0 ? sig : 0;
+}
+
+static void make_identity(sq_runtime *rt)
+{
+    char host[256];
+    const char *dyno = getenv("DYNO");
+    if (dyno != NULL && dyno[0] != '\0') {
+        snprintf(host, sizeof host, "%s", dyno);
+    } else if (gethostname(host, sizeof host) != 0) {
+        snprintf(host, sizeof host, "localhost");
+    }
+    host[sizeof host - 1] = '\0';
+    unsigned char nonce[6];
+    sq__random_bytes(nonce, sizeof nonce);
+    snprintf(rt->identity, sizeof rt->identity, "%s:%d:%02x%02x%02x%02x%02x%02x", host,
+             (int)getpid(), nonce[0], nonce[1], nonce[2], nonce[3], nonce[4], nonce[5]);
+}
+
+static void dump_threads(sq_runtime *rt)
+{
+    double now = sq__now();
+    sq_log(SQ_LOG_INFO, "TTIN: %d workers, quiet=%s", rt->nworkers,
+           atomic_load(&rt->quiet) ? "true" : "false");
+    for (int i = 0; i < rt->nworkers; i++) {
+        sq_worker *w = &rt->workers[i];
+        pthread_mutex_lock(&w->lock);
+        if (w->state == SQ_SLOT_IDLE)
+            sq_log(SQ_LOG_INFO, "TTIN: %s idle", w->tid);
+        else
+            sq_log(SQ_LOG_INFO, "TTIN: %s running class=%s jid=%s queue=%s for %.1f s", w->tid,
+                   w->klass, w->jid, w->unit.queue ? w->unit.queue : "?", now - w->started_at);
+        pthread_mutex_unlock(&w->lock);
+    }
+}
+
+/* Connect the main connection, retrying through outages. Returns 0, 1 when a
+ * stop signal arrived first, or -1 with err for a fatal (credentials) error. */
+static int connect_patiently(sq_runtime *rt, sq_error *err)
+{
+    for (unsigned attempt = 0;; attempt++) {
+        sq_error e = {0};
+        redisReply *rep = NULL;
+        if (sq_redis_connect(rt->redis, &e) == 0)
+            rep = sq_redis_cmd(rt->redis, &e, "PING");
+        if (rep != NULL) {
+            freeReplyObject(rep);
+            if (attempt > 0)
+                sq_log(SQ_LOG_INFO, "Redis is reachable at %s", sq_redis_display(rt->redis));
+            return 0;
+        }
+        if (e.code == SQ_EAUTH || sq_redis_error_is(&e, "NOAUTH") ||
+            sq_redis_error_is(&e, "WRONGPASS") || sq_redis_error_is(&e, "NOPERM")) {
+            sq__error_set(err, SQ_EAUTH, "%s", e.message);
+            return -1;
+        }
+        if (attempt == 0)
+            sq_log(SQ_LOG_WARN, "waiting for Redis: %s", e.message);
+        int sig = wait_signal(sq_redis_backoff(attempt + 3));
+        if (sig == SIGTERM || sig == SIGINT)
+            return 1;
+    }
+}
+
+/* INFO checks Sidekiq does at boot: version, and eviction would lose jobs. */
+static void check_server(sq_runtime *rt)
+{
+    redisReply *rep = sq_redis_cmd(rt->redis, NULL, "INFO");
+    if (rep == NULL || rep->type != REDIS_REPLY_STRING) {
+        if (rep)
+            freeReplyObject(rep);
+        return;
+    }
+    const char *v = strstr(rep->str, "redis_version:");
+    if (v != NULL) {
+        int major = (int)strtol(v + 14, NULL, 10);
+        if (major < 4)
+            sq_log(SQ_LOG_WARN, "Redis %.*s is older than 4.0, which Sidekiq requires",
+                   (int)strcspn(v + 14, "\r\n"), v + 14);
+    }
+    const char *p = strstr(rep->str, "maxmemory_policy:");
+    if (p != NULL && strncmp(p + 17, "noeviction", 10) != 0)
+        sq_log(SQ_LOG_WARN, "Redis maxmemory-policy is %.*s; it should be noeviction or Redis may "
+               "silently drop jobs", (int)strcspn(p + 17, "\r\n"), p + 17);
+    freeReplyObject(rep);
+}
+
+static bool any_busy(sq_runtime *rt)
+{
+    for (int i = 0; i < rt->nworkers; i++) {
+        sq_worker *w = &rt->workers[i];
+        pthread_mutex_lock(&w->lock);
+        bool busy = w->state == SQ_SLOT_RUNNING || w->state == SQ_SLOT_FINISHING;
+        pthread_mutex_unlock(&w->lock);
+        if (busy)
+            return true;
+    }
+    return false;
+}
+
+/* Hard shutdown: push every job still running back to the front of its queue. */
+static int requeue_running(sq_runtime *rt)
+{
+    int pushed = 0;
+    for (int i = 0; i < rt->nworkers; i++) {
+        sq_worker *w = &rt->workers[i];
+        pthread_mutex_lock(&w->lock);
+        if (w->state == SQ_SLOT_RUNNING) {
+            w->state = SQ_SLOT_ABANDONED;
+            bool ok = false;
+            for (unsigned attempt = 0; attempt < 3 && !ok; attempt++) {
+                sq_error err = {0};
+                ok = rt->fetch->requeue(rt, rt->redis, &w->unit, &err) == 0;
+                if (!ok) {
+                    sq_log(SQ_LOG_ERROR, "pushing back jid=%s failed: %s", w->jid, err.message);
+                    sq__sleep(sq_redis_backoff(attempt));
+                }
+            }
+            if (ok)
+                pushed++;
+            else
+                sq_log(SQ_LOG_ERROR, "jid=%s class=%s could not be pushed back", w->jid, w->klass);
+        }
+        pthread_mutex_unlock(&w->lock);
+    }
+    return pushed;
+}
+
+static int start_workers(sq_runtime *rt)
+{
+    rt->workers = calloc((size_t)rt->nworkers, sizeof *rt->workers);
+    if (rt->workers == NULL)
+        return -1;
+    for (int i = 0; i < rt->nworkers; i++) {
+        sq_worker *w = &rt->workers[i];
+        w->rt = rt;
+        w->index = i;
+        snprintf(w->tid, sizeof w->tid, "w%d", i);
+        pthread_mutex_init(&w->lock, NULL);
+        sq__random_bytes(&w->rng, sizeof w->rng);
+        w->rng |= 1;
+        /* BRPOP blocks 2 s; the socket waits longer. */
+        w->redis = sq_redis_new(&rt->url, 3.0);
+        w->order = calloc(rt->order.nqueues, sizeof *w->order);
+        w->scratch = calloc(rt->order.nexpanded, sizeof *w->scratch);
+        w->keys = calloc(rt->order.nqueues, sizeof *w->keys);
+        w->skip_until = calloc(rt->order.nqueues, sizeof *w->skip_until);
+        if (!w->redis || !w->order || !w->scratch || !w->keys || !w->skip_until)
+            return -1;
+        for (size_t q = 0; q < rt->order.nqueues; q++) {
+            size_t n = strlen(rt->order.names[q]) + 7;
+            w->keys[q] = malloc(n);
+            if (w->keys[q] == NULL)
+                return -1;
+            snprintf(w->keys[q], n, "queue:%s", rt->order.names[q]);
+        }
+        w->client = sq__client_borrow(w->redis);
+        if (w->client == NULL)
+            return -1;
+    }
+    for (int i = 0; i < rt->nworkers; i++) {
+        sq_worker *w = &rt->workers[i];
+        if (pthread_create(&w->thread, NULL, sq_processor_main, w) != 0)
+            return -1;
+        w->started = true;
+        char name[24]; /* the kernel keeps 15 chars: "squire-w999" fits */
+        snprintf(name, sizeof name, "squire-%.8s", w->tid);
+        name[15] = '\0';
+        pthread_setname_np(w->thread, name);
+    }
+    if (pthread_create(&rt->poller, NULL, sq_scheduler_main, rt) != 0)
+        return -1;
+    rt->poller_started = true;
+    pthread_setname_np(rt->poller, "squire-poller");
+    return 0;
+}
+
+static void free_workers(sq_runtime *rt)
+{
+    for (int i = 0; rt->workers && i < rt->nworkers; i++) {
+        sq_worker *w = &rt->workers[i];
+        sq_client_free(w->client);
+        sq_redis_free(w->redis);
+        for (size_t q = 0; w->keys && q < rt->order.nqueues; q++)
+            free(w->keys[q]);
+        free(w->keys);
+        free(w->skip_until);
+        free(w->order);
+        free(w->scratch);
+        pthread_mutex_destroy(&w->lock);
+    }
+    free(rt->workers);
+    rt->workers = NULL;
+}
+
+/* Join threads that have finished within wait seconds. Returns true when all did. */
+static bool join_all(sq_runtime *rt, double wait)
+{
+    double until = sq__monotonic() + wait;
+    bool all = true;
+    for (int i = 0; i < rt->nworkers; i++) {
+        sq_worker *w = &rt->workers[i];
+        if (!w->started)
+            continue;
+        bool done = false;
+        while (!done) {
+            done = pthread_tryjoin_np(w->thread, NULL) == 0;
+            if (done || sq__monotonic() > until)
+                break;
+            sq__sleep(0.02);
+        }
+        if (done)
+            w->started = false;
+        else
+            all = false;
+    }
+    if (rt->poller_started) {
+        while (pthread_tryjoin_np(rt->poller, NULL) != 0) {
+            if (sq__monotonic() > until) {
+                all = false;
+                break;
+            }
+            sq__sleep(0.02);
+        }
+        if (sq__monotonic() <= until)
+            rt->poller_started = false;
+    }
+    return all;
+}
+
+static void log_start(sq_runtime *rt)
+{
+    const sq_config *cfg = rt->cfg;
+    char queues[512];
+    size_t pos = 0;
+    for (size_t i = 0; i < cfg->nqueues && pos < sizeof queues - 1; i++) {
+        int n = cfg->queues[i].weight > 0
+                    ? snprintf(queues + pos, sizeof queues - pos, "%s%s,%d", i ? " " : "",
+                               cfg->queues[i].name, cfg->queues[i].weight)
+                    : snprintf(queues + pos, sizeof queues - pos, "%s%s", i ? " " : "",
+                               cfg->queues[i].name);
+        if (n < 0)
+            break;
+        pos += (size_t)n;
+        if (pos >= sizeof queues)
+            pos = sizeof queues - 1;
+    }
+    sq_log(SQ_LOG_INFO, "squire %s starting: identity=%s concurrency=%d queues=[%s] fetch=%s "
+           "timeout=%d s redis=%s handlers=%zu environment=%s", SQ_VERSION, rt->identity,
+           cfg->concurrency, queues, rt->fetch->name, cfg->timeout, sq_redis_display(rt->redis),
+           sq_registry_count(rt->reg), cfg->environment ? cfg->environment : "development");
+}
+
+/* Main loop until TERM/INT: quiet on TSTP, dump on TTIN, flush stats. */
+static void serve(sq_runtime *rt)
+{
+    double next_flush = sq__monotonic() + STATS_EVERY;
+    for (;;) {
+        int sig = wait_signal(1.0);
+        if (sig == SIGTERM || sig == SIGINT) {
+            sq_log(SQ_LOG_INFO, "%s received: shutting down", sig == SIGTERM ? "TERM" : "INT");
+            return;
+        }
+        if (sig == SIGTSTP && !atomic_load(&rt->quiet)) {
+            sq_log(SQ_LOG_INFO, "TSTP received: quiet, no new jobs will be fetched");
+            sq_runtime_quiet(rt);
+        } else if (sig == SIGTTIN) {
+            dump_threads(rt);
+        }
+        if (sq__monotonic() >= next_flush) {
+            sq_error err = {0};
+            if (sq_stats_flush(rt, rt->redis, &err) != 0)
+                sq_log(SQ_LOG_DEBUG, "stats flush deferred: %s", err.message);
+            next_flush = sq__monotonic() + STATS_EVERY;
+        }
+    }
+}
+
+/* Returns true when every thread finished (a clean exit is possible). */
+static bool shut_down(sq_runtime *rt)
+{
+    atomic_store(&rt->stopping, true);
+    sq_runtime_quiet(rt);
+    double deadline = sq__monotonic() + rt->cfg->timeout;
+    while (any_busy(rt) && sq__monotonic() < deadline) {
+        int sig = wait_signal(0.1);
+        if (sig == SIGTERM || sig == SIGINT) {
+            sq_log(SQ_LOG_INFO, "second stop signal: not waiting for running jobs");
+            break;
+        }
+    }
+    int pushed = requeue_running(rt);
+    if (pushed > 0)
+        sq_log(SQ_LOG_INFO, "Pushed %d jobs back to Redis", pushed);
+    /* Workers recording a result get a moment to finish the write. */
+    double unwind = sq__monotonic() + UNWIND_WAIT;
+    while (any_busy(rt) && sq__monotonic() < unwind)
+        sq__sleep(0.05);
+    atomic_store(&rt->hard_stop, true);
+    bool all = join_all(rt, UNWIND_WAIT);
+    sq_error err = {0};
+    if (sq_stats_flush(rt, rt->redis, &err) != 0)
+        sq_log(SQ_LOG_WARN, "final stats flush failed: %s", err.message);
+    return all;
+}
+
+static int run(const sq_config *cfg, sq_registry *reg)
+{
+    sq_runtime rt = {0};
+    sq_error err = {0};
+    int status = 0;
+
+    rt.cfg = cfg;
+    rt.reg = reg;
+    rt.fetch = &sq_fetch_basic;
+    rt.limits = (sq_job_limits){cfg->max_payload_bytes, SQ_JSON_MAX_DEPTH, SQ_JSON_MAX_ELEMENTS};
+    pthread_mutex_init(&rt.lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&rt.cond, &ca);
+    pthread_condattr_destroy(&ca);
+    make_identity(&rt);
+
+    if (sq_redis_url_parse(cfg->redis_url, &rt.url, &err) != 0 ||
+        sq_queue_order_init(&rt.order, cfg->queues, cfg->nqueues) != 0 ||
+        (rt.redis = sq_redis_new(&rt.url, 3.0)) == NULL) {
+        sq_log(SQ_LOG_ERROR, "%s", err.code ? err.message : "out of memory");
+        status = err.code == SQ_ECONFIG ? EX_CONFIG : 1;
+        goto done;
+    }
+    rt.nworkers = cfg->concurrency;
+    log_start(&rt);
+    if (sq_registry_count(reg) == 0)
+        sq_log(SQ_LOG_WARN, "no handlers registered (use -r libjobs.so or :require:); every job "
+               "will fail with Squire::NoHandler");
+
+    int c = connect_patiently(&rt, &err);
+    if (c < 0) {
+        sq_log(SQ_LOG_ERROR, "%s", err.message);
+        status = EX_CONFIG;
+        goto done;
+    }
+    if (c > 0) {
+        sq_log(SQ_LOG_INFO, "stopped before Redis became reachable");
+        goto done;
+    }
+    check_server(&rt);
+    if (start_workers(&rt) != 0) {
+        sq_log(SQ_LOG_ERROR, "cannot start worker threads: %s", strerror(errno));
+        status = 1;
+        sq_runtime_quiet(&rt);
+        atomic_store(&rt.stopping, true);
+        join_all(&rt, 5.0);
+        goto done;
+    }
+    serve(&rt);
+    if (!shut_down(&rt)) {
+        /* A handler is still running (its job was pushed back): end the
+         * process without unwinding memory that thread may still touch. */
+        sq_log(SQ_LOG_INFO, "Bye!");
+        _exit(0);
+    }
+    sq_log(SQ_LOG_INFO, "Bye!");
+done:
+    free_workers(&rt);
+    sq_redis_free(rt.redis);
+    sq_queue_order_destroy(&rt.order);
+    sq_redis_url_destroy(&rt.url);
+    pthread_cond_destroy(&rt.cond);
+    pthread_mutex_destroy(&rt.lock);
+    return status;
+}
+
+int sq_main(int argc, char **argv, sq_registry *reg)
+{
+    sq_config cfg;
+    sq_action action = SQ_ACTION_RUN;
+    sq_error err = {0};
+    int status = 0;
+    sq_registry *own = NULL;
+
+    sq_config_init(&cfg);
+    if (sq_config_load(&cfg, argc, argv, NULL, &action, &err) != 0) {
+        fprintf(stderr, "squire: %s\n", err.message);
+        if (err.code == SQ_EUSAGE)
+            fprintf(stderr, "Run 'squire -h' to see the flags.\n");
+        sq_config_destroy(&cfg);
+        return err.code == SQ_EUSAGE ? EX_USAGE : EX_CONFIG;
+    }
+    if (action == SQ_ACTION_HELP) {
+        fputs(sq_config_usage(), stdout);
+        goto out;
+    }
+    if (action == SQ_ACTION_VERSION) {
+        printf("squire %s\n", SQ_VERSION);
+        goto out;
+    }
+    const char *dyno = getenv("DYNO");
+    sq_log_setup(cfg.verbose, dyno == NULL || dyno[0] == '\0');
+    for (size_t i = 0; i < cfg.nwarnings; i++)
+        sq_log(SQ_LOG_WARN, "%s", cfg.warnings[i]);
+
+    /* Block our signals before any thread exists, so every thread inherits
+     * the mask and only the main thread's sigtimedwait sees them. */
+    sigset_t set;
+    signal_set(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (reg == NULL)
+        reg = own = sq_registry_new();
+    if (reg == NULL) {
+        status = 1;
+        goto out;
+    }
+    for (size_t i = 0; i < cfg.nrequires; i++) {
+        sq_error perr = {0};
+        struct stat st;
+        if (stat(cfg.requires[i], &st) == 0 && S_ISDIR(st.st_mode)) {
+            /* Sidekiq's `-r .` names the app directory; the config file is
+             * looked up there, and handlers come from shared objects. */
+            sq_log(SQ_LOG_DEBUG, "require %s: a directory, no handlers loaded from it",
+                   cfg.requires[i]);
+            continue;
+        }
+        if (sq_plugin_load(reg, cfg.requires[i], &perr) != 0) {
+            sq_log(SQ_LOG_ERROR, "%s", perr.message);
+            status = EX_CONFIG;
+            goto out;
+        }
+    }
+    status = run(&cfg, reg);
+out:
+    sq_registry_free(own);
+    sq_config_destroy(&cfg);
+    return status;
+}

@@ -1,0 +1,29 @@
+/*
+ * log.h: the daemon's log: one line per event on stdout, written with a
+ * single write(2) so lines from different threads never interleave.
+ *
+ *   2026-11-22T12:00:00.123Z pid=4242 tid=w3 class=HardJob jid=1a2b... INFO: done: 0.012 sec
+ *
+ * Timestamps are dropped when $DYNO is set (Heroku's router adds its own), as
+ * Sidekiq does. Control characters in messages are escaped (\n, \x1b, ...),
+ * so job data can never forge a line. Job args are never logged.
+ * Used by the runtime modules (launcher, processor, scheduler); the pure
+ * modules return errors instead.
+ */
+#ifndef SQ_LOG_H
+#define SQ_LOG_H
+
+#include "squire.h"
+
+typedef enum sq_log_level { SQ_LOG_DEBUG = 0, SQ_LOG_INFO, SQ_LOG_WARN, SQ_LOG_ERROR } sq_log_level;
+
+void sq_log_setup(bool verbose, bool timestamps);
+/* The short thread name shown as tid= (copied; at most 15 chars). */
+void sq_log_thread_name(const char *name);
+bool sq_log_enabled(sq_log_level level);
+
+void sq_log(sq_log_level level, const char *fmt, ...) SQ_PRINTF(2, 3);
+/* Same, with class= and jid= taken from the job (escaped). */
+void sq_log_job(sq_log_level level, const sq_job *job, const char *fmt, ...) SQ_PRINTF(3, 4);
+
+#endif

@@ -1,0 +1,300 @@
+/*
+ * processor.c: a worker thread. Fetch a job, run its handler, record the
+ * result (ack, retry, dead), repeat until quiet.
+ *
+ * No job is dropped because Redis is unreachable at the moment its result
+ * must be written: the write is retried with backoff, holding the job, until
+ * it succeeds or the process is told to stop at once (then, in basic fetch,
+ * the loss is logged with the jid; reliable fetch keeps the job in Redis).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "log.h"
+#include "registry.h"
+#include "runtime.h"
+
+unsigned sq_worker_rand(unsigned n, void *worker)
+{
+    sq_worker *w = worker;
+    /* xorshift64*: fast, per thread, good enough for shuffles and jitter */
+    uint64_t x = w->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    w->rng = x;
+    uint64_t r = x * 2685821657736338717ULL;
+    return n <= 1 ? 0 : (unsigned)((r >> 32) % n);
+}
+
+bool sq_job_stopping(const sq_job *job)
+{
+    return job->worker != NULL && atomic_load(&job->worker->rt->stopping);
+}
+
+sq_client *sq_job_client(sq_job *job)
+{
+    return job->worker != NULL ? job->worker->client : NULL;
+}
+
+void sq_job_log(const sq_job *job, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    sq_log_job(SQ_LOG_INFO, job, "%s", msg);
+}
+
+typedef int (*write_fn)(sq_worker *w, const sq_unit *u, const void *arg, sq_error *err);
+
+/* Run a result write until it succeeds; Redis outages only delay it. */
+static int persist(sq_worker *w, const sq_unit *u, const char *what, const char *jid,
+                   write_fn fn, const void *arg)
+{
+    double began = 0;
+    for (unsigned attempt = 0;; attempt++) {
+        sq_error err = {0};
+        if (fn(w, u, arg, &err) == 0) {
+            if (attempt > 0)
+                sq_log(SQ_LOG_INFO, "%s for jid=%s written after %.1f s", what, jid,
+                       sq__monotonic() - began);
+            return 0;
+        }
+        if (attempt == 0) {
+            began = sq__monotonic();
+            sq_log(SQ_LOG_WARN, "%s for jid=%s failed, will retry: %s", what, jid, err.message);
+        }
+        if (atomic_load(&w->rt->hard_stop)) {
+            sq_log(SQ_LOG_ERROR, "%s for jid=%s abandoned at exit: %s", what, jid, err.message);
+            return -1;
+        }
+        sq__sleep(sq_redis_backoff(attempt));
+    }
+}
+
+struct zset_write {
+    double score;
+    const char *payload;
+    size_t len;
+};
+
+static int write_ack(sq_worker *w, const sq_unit *u, const void *arg, sq_error *err)
+{
+    (void)arg;
+    return w->rt->fetch->ack(w, u, err);
+}
+
+static int write_retry(sq_worker *w, const sq_unit *u, const void *arg, sq_error *err)
+{
+    const struct zset_write *z = arg;
+    return w->rt->fetch->retry(w, u, z->score, z->payload, z->len, err);
+}
+
+static int write_dead(sq_worker *w, const sq_unit *u, const void *arg, sq_error *err)
+{
+    const struct zset_write *z = arg;
+    return w->rt->fetch->dead(w, u, z->payload, z->len, err);
+}
+
+static int write_requeue(sq_worker *w, const sq_unit *u, const void *arg, sq_error *err)
+{
+    (void)arg;
+    return w->rt->fetch->requeue(w->rt, w->redis, u, err);
+}
+
+/* Take the slot back from RUNNING. False when shutdown already requeued it. */
+static bool claim_result(sq_worker *w)
+{
+    pthread_mutex_lock(&w->lock);
+    bool mine = w->state == SQ_SLOT_RUNNING;
+    if (mine)
+        w->state = SQ_SLOT_FINISHING;
+    pthread_mutex_unlock(&w->lock);
+    return mine;
+}
+
+static void release_slot(sq_worker *w, sq_unit *u)
+{
+    pthread_mutex_lock(&w->lock);
+    w->state = SQ_SLOT_IDLE;
+    w->unit = (sq_unit){0};
+    w->klass[0] = w->jid[0] = '\0';
+    pthread_mutex_unlock(&w->lock);
+    sq_unit_clear(u);
+}
+
+/* A payload that can never run goes to the dead set at once. */
+static void bury_invalid(sq_worker *w, sq_unit *u, sq_job *job, sq_job_status status,
+                         const char *reason)
+{
+    struct zset_write z = {0};
+    char *payload = NULL;
+    if (status == SQ_JOB_BAD_SHAPE)
+        payload = sq_job_invalid_payload(job, reason, sq__now(), &z.len);
+    if (payload != NULL) {
+        z.payload = payload;
+    } else {
+        z.payload = u->raw; /* not JSON: the raw bytes, as Sidekiq does */
+        z.len = u->len;
+    }
+    if (status == SQ_JOB_NOT_JSON && u->len <= w->rt->limits.max_payload_bytes)
+        sq_log(SQ_LOG_WARN, "invalid job from queue %s moved to the dead set: %s; payload "
+               "starts %.60s", u->queue, reason, u->raw);
+    else
+        sq_log(SQ_LOG_WARN, "invalid job from queue %s (jid=%.64s) moved to the dead set: %s",
+               u->queue, job->jid ? job->jid : "", reason);
+    if (claim_result(w))
+        persist(w, u, "dead-set entry", job->jid ? job->jid : "", write_dead, &z);
+    free(payload);
+}
+
+static void run_handler(sq_worker *w, sq_job *job)
+{
+    void *ud = NULL;
+    sq_handler_fn fn = sq_registry_lookup(w->rt->reg, job->klass, &ud);
+    if (fn == NULL) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "no handler registered for class %.200s", job->klass);
+        sq_outcome_fail(&job->outcome, "Squire::NoHandler", msg);
+        return;
+    }
+    sq_result r = fn(job, ud);
+    if (r != SQ_OK && !job->outcome.failed)
+        sq_outcome_fail(&job->outcome, "Squire::Error",
+                        "handler returned SQ_FAILED without calling sq_job_fail");
+}
+
+static void record_failure(sq_worker *w, sq_unit *u, sq_job *job, double elapsed)
+{
+    sq_runtime *rt = w->rt;
+    const sq_outcome *o = &job->outcome;
+
+    if (atomic_load(&rt->stopping)) {
+        /* Interrupted by shutdown: not a failure; it runs again after restart. */
+        sq_log_job(SQ_LOG_INFO, job, "interrupted by shutdown after %.3f sec, pushed back", elapsed);
+        persist(w, u, "requeue", job->jid, write_requeue, NULL);
+        return;
+    }
+    atomic_fetch_add(&rt->processed, 1);
+    atomic_fetch_add(&rt->failed, 1);
+
+    sq_retry_plan plan = {0};
+    if (sq_retry_plan_make(job, sq__now(), rt->cfg->max_retries, sq_worker_rand, w, &plan) != 0) {
+        sq_log_job(SQ_LOG_ERROR, job, "out of memory planning a retry; pushing the job back");
+        persist(w, u, "requeue", job->jid, write_requeue, NULL);
+        return;
+    }
+    struct zset_write z = {plan.at, plan.payload, plan.payload_len};
+    switch (plan.action) {
+    case SQ_RETRY_SCHEDULE:
+        sq_log_job(SQ_LOG_WARN, job, "fail: %.3f sec: %s: %.200s (retry %d in %.0f s)", elapsed,
+                   o->error_class, o->error_message, plan.count, plan.at - sq__now());
+        persist(w, u, "retry", job->jid, write_retry, &z);
+        break;
+    case SQ_RETRY_DEAD:
+        sq_log_job(SQ_LOG_WARN, job, "fail: %.3f sec: %s: %.200s (retries exhausted, adding to "
+                   "the dead set)", elapsed, o->error_class, o->error_message);
+        persist(w, u, "dead-set entry", job->jid, write_dead, &z);
+        break;
+    case SQ_RETRY_DROP:
+        sq_log_job(SQ_LOG_WARN, job, "fail: %.3f sec: %s: %.200s (no retry, discarded)", elapsed,
+                   o->error_class, o->error_message);
+        persist(w, u, "ack", job->jid, write_ack, NULL);
+        break;
+    }
+    sq_retry_plan_destroy(&plan);
+}
+
+static void process(sq_worker *w, sq_unit *u)
+{
+    sq_runtime *rt = w->rt;
+    sq_job job;
+    sq_job_status status = SQ_JOB_VALID;
+    char reason[256] = "";
+
+    memset(&job, 0, sizeof job);
+    char *copy = malloc(u->len + 1);
+    if (copy == NULL || (memcpy(copy, u->raw, u->len + 1),
+                         sq_job_init(&job, copy, u->len, u->queue, &rt->limits, &status, reason,
+                                     sizeof reason) != 0)) {
+        /* Out of memory: give the job back untouched and slow down. */
+        sq_log(SQ_LOG_ERROR, "out of memory reading a job from %s; pushing it back", u->queue);
+        persist(w, u, "requeue", "", write_requeue, NULL);
+        sq_job_destroy(&job);
+        sq__sleep(1);
+        return;
+    }
+    job.worker = w;
+
+    pthread_mutex_lock(&w->lock);
+    w->state = SQ_SLOT_RUNNING;
+    w->unit = *u; /* shared view: the main thread may requeue it at shutdown */
+    snprintf(w->klass, sizeof w->klass, "%s", job.klass ? job.klass : "?");
+    snprintf(w->jid, sizeof w->jid, "%s", job.jid ? job.jid : "");
+    w->started_at = sq__now();
+    pthread_mutex_unlock(&w->lock);
+
+    if (status != SQ_JOB_VALID) {
+        bury_invalid(w, u, &job, status, reason);
+    } else {
+        if (job.jid[0] == '\0')
+            sq_log_job(SQ_LOG_WARN, &job, "job has no jid");
+        sq_log_job(SQ_LOG_INFO, &job, "start");
+        double t0 = sq__monotonic();
+        run_handler(w, &job);
+        double elapsed = sq__monotonic() - t0;
+        if (!claim_result(w)) {
+            sq_log_job(SQ_LOG_INFO, &job, "finished after shutdown pushed it back; result dropped");
+        } else if (!job.outcome.failed) {
+            atomic_fetch_add(&rt->processed, 1);
+            sq_log_job(SQ_LOG_INFO, &job, "done: %.3f sec", elapsed);
+            persist(w, u, "ack", job.jid, write_ack, NULL);
+        } else {
+            record_failure(w, u, &job, elapsed);
+        }
+    }
+    sq_job_destroy(&job);
+    release_slot(w, u);
+}
+
+void *sq_processor_main(void *arg)
+{
+    sq_worker *w = arg;
+    sq_runtime *rt = w->rt;
+    unsigned outage = 0;
+    double outage_began = 0;
+
+    sq_log_thread_name(w->tid);
+    while (!atomic_load(&rt->quiet)) {
+        sq_unit u = {0};
+        sq_error err = {0};
+        int got = rt->fetch->fetch(w, &u, &err);
+        if (got < 0) {
+            if (outage++ == 0) {
+                outage_began = sq__monotonic();
+                sq_log(SQ_LOG_WARN, "fetch failed: %s", err.message);
+            }
+            sq_runtime_nap(rt, sq_redis_backoff(outage));
+            continue;
+        }
+        if (outage > 0) {
+            sq_log(SQ_LOG_INFO, "fetching again after %.1f s", sq__monotonic() - outage_began);
+            outage = 0;
+        }
+        if (got == 0)
+            continue;
+        if (atomic_load(&rt->quiet)) {
+            /* Fetched while shutting down: give it back unrun, at the front. */
+            persist(w, &u, "requeue", "", write_requeue, NULL);
+            sq_unit_clear(&u);
+            break;
+        }
+        process(w, &u);
+    }
+    return NULL;
+}

@@ -1,0 +1,75 @@
+/*
+ * redis.h: one Redis connection, owned by one thread.
+ *
+ * Wraps a hiredis context with what every caller needs: connect with AUTH and
+ * SELECT from a parsed URL, socket timeouts and TCP keepalive, and recovery
+ * from failure. A hiredis context is unusable after an I/O error, so after one
+ * the context is dropped and the next command reconnects. READONLY/LOADING
+ * style errors also drop the connection (a failover may have moved the
+ * primary). Lua scripts run by SHA and are reloaded on NOSCRIPT.
+ *
+ * Not thread-safe: a connection belongs to the thread that uses it.
+ */
+#ifndef SQ_REDIS_H
+#define SQ_REDIS_H
+
+#include <hiredis/hiredis.h>
+
+#include "config.h"
+
+typedef struct sq_redis sq_redis;
+
+/* Copy url; nothing is connected yet. timeout is the socket timeout for
+ * ordinary commands in seconds; blocking commands add their own wait. */
+sq_redis *sq_redis_new(const sq_redis_url *url, double timeout);
+void sq_redis_free(sq_redis *r);
+
+/* Connect now (a no-op when connected). Returns 0, or -1 with SQ_EREDIS
+ * (unreachable) or SQ_EAUTH (credentials refused). */
+int sq_redis_connect(sq_redis *r, sq_error *err);
+bool sq_redis_is_connected(const sq_redis *r);
+/* Drop the connection; the next command reconnects. */
+void sq_redis_disconnect(sq_redis *r);
+
+/*
+ * Run one command from argv/lens (binary safe). Returns the reply (free it
+ * with freeReplyObject), or NULL with err set: on an I/O failure, and on an
+ * error reply (err->message holds Redis's text, e.g. "WRONGTYPE ...").
+ * extra_wait is added to the socket timeout (for BRPOP and friends).
+ */
+redisReply *sq_redis_argv(sq_redis *r, int argc, const char **argv, const size_t *lens,
+                          double extra_wait, sq_error *err);
+/* printf-like hiredis format (%s, %b, %d); same contract as sq_redis_argv. */
+redisReply *sq_redis_cmd(sq_redis *r, sq_error *err, const char *fmt, ...);
+
+/* Pipelining: append commands, then read each reply in order with
+ * sq_redis_pipe_reply. On any failure the connection is dropped. */
+int sq_redis_pipe_argv(sq_redis *r, int argc, const char **argv, const size_t *lens, sq_error *err);
+int sq_redis_pipe_cmd(sq_redis *r, sq_error *err, const char *fmt, ...);
+redisReply *sq_redis_pipe_reply(sq_redis *r, sq_error *err);
+/* Read n queued replies. Returns 0 when none was an error. When last is not
+ * NULL, the n-th reply is handed over there (NULL if it failed). */
+int sq_redis_pipe_drain(sq_redis *r, int n, redisReply **last, sq_error *err);
+
+/* A Lua script, run by SHA (loaded on first use and after NOSCRIPT). Define
+ * them as static storage: SQ_SCRIPT("return 1"). */
+typedef struct sq_script {
+    const char *source;
+    char sha[41];
+} sq_script;
+#define SQ_SCRIPT(src) {(src), {0}}
+
+redisReply *sq_redis_eval(sq_redis *r, sq_script *s, int nkeys, int argc, const char **argv,
+                          const size_t *lens, sq_error *err);
+
+/* True when err came from an error reply starting with prefix ("WRONGTYPE"). */
+bool sq_redis_error_is(const sq_error *err, const char *prefix);
+
+/* The URL as it may be logged ("redis://:REDACTED@host:6379/0"). */
+const char *sq_redis_display(const sq_redis *r);
+
+/* Retry policy for outages: capped exponential backoff with full jitter.
+ * attempt 0 -> up to 0.1 s, doubling to a cap of 5 s. */
+double sq_redis_backoff(unsigned attempt);
+
+#endif

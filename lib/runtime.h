@@ -1,0 +1,139 @@
+/*
+ * runtime.h: the daemon's moving parts and who owns what.
+ *
+ * Threads:
+ *   main       signals (sigtimedwait: no handler code at all), stats flushes,
+ *              the shutdown sequence. Owns rt->redis.
+ *   w0..wN-1   workers: fetch a job, run its handler, record the result.
+ *              Each owns its sq_redis and its current job.
+ *   poller     moves due members of `retry` and `schedule` to their queues.
+ *              Owns its sq_redis.
+ *
+ * Shared state lives in sq_runtime: flags are atomics; each worker's slot
+ * (what it is running) is guarded by the worker's own mutex, because the
+ * main thread reads it for TTIN and takes it over at hard shutdown. Lock
+ * order: rt->lock before any worker->lock (only the main thread takes both).
+ *
+ * Shutdown (TERM/INT): quiet (no more fetches, poller stops) -> wait up to
+ * `timeout` for running jobs -> for every job still RUNNING, mark the slot
+ * ABANDONED and push its exact bytes back to the front of its queue -> flush
+ * stats -> exit. A worker whose slot was abandoned drops its result.
+ */
+#ifndef SQ_RUNTIME_H
+#define SQ_RUNTIME_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "config.h"
+#include "job.h"
+#include "queues.h"
+#include "redis.h"
+
+typedef struct sq_runtime sq_runtime;
+typedef struct sq_worker sq_worker;
+
+/* A fetched job as Redis knows it: the exact bytes and where they came from. */
+typedef struct sq_unit {
+    char *raw;    /* owned, NUL-terminated at len */
+    size_t len;
+    char *queue;  /* owned queue name, no "queue:" prefix */
+} sq_unit;
+
+void sq_unit_clear(sq_unit *u);
+
+/* A fetch strategy: Sidekiq's BRPOP ("basic") or the reliable working list. */
+typedef struct sq_fetch_ops {
+    const char *name;
+    /* 1 and *u filled: a job; 0: nothing within the block timeout; -1: error. */
+    int (*fetch)(sq_worker *w, sq_unit *u, sq_error *err);
+    /* The job finished (success, or its failure was recorded elsewhere). */
+    int (*ack)(sq_worker *w, const sq_unit *u, sq_error *err);
+    /* Replace the job by `payload` in zset `retry` at score. */
+    int (*retry)(sq_worker *w, const sq_unit *u, double score, const char *payload, size_t len,
+                 sq_error *err);
+    /* Replace the job by `payload` in the dead set (trimmed). */
+    int (*dead)(sq_worker *w, const sq_unit *u, const char *payload, size_t len, sq_error *err);
+    /* Give the job back to the front of its queue, on redis r. */
+    int (*requeue)(sq_runtime *rt, sq_redis *r, const sq_unit *u, sq_error *err);
+} sq_fetch_ops;
+
+extern const sq_fetch_ops sq_fetch_basic;
+
+typedef enum sq_slot_state {
+    SQ_SLOT_IDLE = 0,
+    SQ_SLOT_RUNNING,   /* the handler has the job */
+    SQ_SLOT_FINISHING, /* the worker is recording the result */
+    SQ_SLOT_ABANDONED, /* shutdown pushed the job back; drop the result */
+} sq_slot_state;
+
+struct sq_worker {
+    sq_runtime *rt;
+    int index;
+    char tid[16];
+    pthread_t thread;
+    bool started;
+    sq_redis *redis;
+    sq_client *client;      /* borrows redis, for sq_job_client */
+    size_t *order;          /* queue indexes for one fetch */
+    size_t *scratch;
+    char **keys;            /* "queue:<name>" per queue index */
+    double *skip_until;     /* per queue: wrong-typed key, not asked for until then */
+    uint64_t rng;
+
+    pthread_mutex_t lock;   /* guards the slot below */
+    sq_slot_state state;
+    sq_unit unit;
+    char klass[128];
+    char jid[64];
+    double started_at;      /* wall clock */
+};
+
+struct sq_runtime {
+    const sq_config *cfg;
+    sq_registry *reg;
+    sq_redis_url url;
+    sq_queue_order order;
+    sq_job_limits limits;
+    const sq_fetch_ops *fetch;
+    char identity[300];
+
+    atomic_bool quiet;      /* stop fetching */
+    atomic_bool stopping;   /* shutdown under way (sq_job_stopping) */
+    atomic_bool hard_stop;  /* give up on pending writes, exit now */
+    atomic_long processed;  /* not yet flushed */
+    atomic_long failed;
+
+    pthread_mutex_t lock;   /* with cond: wakes sleeping threads on quiet/stop */
+    pthread_cond_t cond;
+
+    sq_redis *redis;        /* main thread's connection */
+    sq_worker *workers;
+    int nworkers;
+    pthread_t poller;
+    bool poller_started;
+};
+
+/* worker thread body (processor.c) */
+void *sq_processor_main(void *arg);
+/* poller thread body (scheduler.c) */
+void *sq_scheduler_main(void *arg);
+
+/* Sleep up to seconds, waking early when quiet or stopping is set.
+ * Returns true when woken by quiet/stop. */
+bool sq_runtime_nap(sq_runtime *rt, double seconds);
+/* Set quiet / stopping and wake every napping thread. */
+void sq_runtime_quiet(sq_runtime *rt);
+
+/* MULTI ZADD dead <now> payload; trim by age and count; EXEC. */
+int sq_dead_add(sq_redis *r, const sq_config *cfg, const char *payload, size_t len, double now,
+                sq_error *err);
+
+/* Flush the processed/failed counters (6 commands, daily keys in UTC);
+ * put them back when the flush fails. */
+int sq_stats_flush(sq_runtime *rt, sq_redis *r, sq_error *err);
+
+/* Per-thread fast random source for shuffles (xorshift, seeded from the kernel). */
+unsigned sq_worker_rand(unsigned n, void *worker);
+
+#endif

@@ -1,0 +1,226 @@
+/*
+ * scheduler.c: the poller. Moves due members of the `retry` and `schedule`
+ * zsets onto their queues, like Sidekiq's Scheduled::Poller.
+ *
+ * Each round reads up to BATCH due members with ZRANGEBYSCORE, rewrites each
+ * (enqueued_at = now) in C, and moves it with one script that only pushes if
+ * its ZREM removed that exact member. The pop and the push are one atomic
+ * step, so no job is lost between them and, with any number of squire and
+ * Sidekiq pollers on one Redis, each member is moved exactly once.
+ * A member that cannot be read (not JSON, no usable queue) goes to the dead
+ * set the same way.
+ *
+ * Sleep between rounds follows Sidekiq 7: interval = poll_interval_average,
+ * or average_scheduled_poll_interval * (number of processes); a random wait
+ * in [0.5, 1.5) x interval (fewer than 10 processes) or [0, 1) x interval.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "log.h"
+#include "runtime.h"
+
+#define BATCH 100
+
+/* Scripts are not rolled back when a command fails midway, so the target's
+ * type is checked before anything is removed: a wrong-typed queue key leaves
+ * the member where it is (-1) instead of losing it. */
+static sq_script move_script = SQ_SCRIPT(
+    "local t = redis.call('TYPE', KEYS[2]).ok\n"
+    "if t ~= 'list' and t ~= 'none' then return -1 end\n"
+    "if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then\n"
+    "  redis.call('SADD', 'queues', ARGV[3])\n"
+    "  redis.call('LPUSH', KEYS[2], ARGV[2])\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n");
+
+static sq_script bury_script = SQ_SCRIPT(
+    "local t = redis.call('TYPE', KEYS[2]).ok\n"
+    "if t ~= 'zset' and t ~= 'none' then return -1 end\n"
+    "if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then\n"
+    "  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])\n"
+    "  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])\n"
+    "  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[4]))\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n");
+
+static bool valid_queue_name(const char *q)
+{
+    size_t n = strlen(q);
+    if (n == 0 || n > SQ_MAX_QUEUE_NAME)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)q[i] < 0x21 || q[i] == 0x7f)
+            return false;
+    return true;
+}
+
+static int bury(sq_runtime *rt, sq_redis *r, const char *zset, const char *m, size_t len,
+                sq_error *err)
+{
+    char now[32], cutoff[32], max[32];
+    double t = sq__now();
+    sq_format_time(t, now);
+    sq_format_time(t - (double)rt->cfg->dead_timeout_in_seconds, cutoff);
+    snprintf(max, sizeof max, "%ld", rt->cfg->dead_max_jobs);
+    const char *argv[] = {zset, "dead", m, now, cutoff, max};
+    size_t lens[] = {strlen(zset), 4, len, strlen(now), strlen(cutoff), strlen(max)};
+    redisReply *rep = sq_redis_eval(r, &bury_script, 2, 6, argv, lens, err);
+    if (rep == NULL)
+        return -1;
+    bool wrongtype = rep->type == REDIS_REPLY_INTEGER && rep->integer < 0;
+    freeReplyObject(rep);
+    if (wrongtype) {
+        sq__error_set(err, SQ_EREDIS, "WRONGTYPE the dead key is not a sorted set");
+        return -1;
+    }
+    return 0;
+}
+
+/* A wrong-typed queue key: logged at most once a minute, member left in place. */
+static void warn_wrongtype(sq_runtime *rt, const char *key)
+{
+    static _Thread_local double last;
+    (void)rt;
+    double now = sq__monotonic();
+    if (last == 0 || now - last > 60) {
+        last = now;
+        sq_log(SQ_LOG_ERROR, "poller: %.300s is not a list; its due jobs stay where they are "
+               "until the key is fixed", key);
+    }
+}
+
+/* Move one due member. Returns 1 moved, 0 someone else took it, -1 error. */
+static int move_one(sq_runtime *rt, sq_redis *r, const char *zset, const char *m, size_t len,
+                    sq_error *err)
+{
+    json_error_t jerr;
+    json_t *obj = json_loadb(m, len, JSON_ALLOW_NUL, &jerr);
+    const char *queue = obj ? json_string_value(json_object_get(obj, "queue")) : NULL;
+    if (obj == NULL || !json_is_object(obj) || queue == NULL || !valid_queue_name(queue)) {
+        sq_log(SQ_LOG_WARN, "unreadable %s entry (%s) moved to the dead set", zset,
+               obj == NULL ? "not JSON" : "no valid queue");
+        json_decref(obj);
+        return bury(rt, r, zset, m, len, err) == 0 ? 1 : -1;
+    }
+    char ts[32];
+    sq_json_member set[] = {{"enqueued_at", sq_format_time(sq__now(), ts)}};
+    size_t newlen = 0;
+    char *moved = sq_json_splice(m, len, set, 1, NULL, 0, &newlen);
+    if (moved == NULL) {
+        json_decref(obj);
+        sq__error_set(err, SQ_ENOMEM, "cannot rewrite a %s entry", zset);
+        return -1;
+    }
+    size_t qlen = strlen(queue);
+    char key[qlen + 7];
+    memcpy(key, "queue:", 6);
+    memcpy(key + 6, queue, qlen + 1);
+    const char *argv[] = {zset, key, m, moved, queue};
+    size_t lens[] = {strlen(zset), qlen + 6, len, newlen, qlen};
+    redisReply *rep = sq_redis_eval(r, &move_script, 2, 5, argv, lens, err);
+    free(moved);
+    json_decref(obj);
+    if (rep == NULL)
+        return -1;
+    long long rc = rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
+    freeReplyObject(rep);
+    if (rc < 0) {
+        warn_wrongtype(rt, key);
+        return 0;
+    }
+    return rc == 1;
+}
+
+/* One pass over one zset. Returns members moved, or -1 on error. */
+static long enqueue_due(sq_runtime *rt, sq_redis *r, const char *zset, sq_error *err)
+{
+    long total = 0;
+    char now[32];
+    for (;;) {
+        if (atomic_load(&rt->quiet))
+            return total;
+        sq_format_time(sq__now(), now);
+        redisReply *rep = sq_redis_cmd(r, err, "ZRANGEBYSCORE %s -inf %s LIMIT 0 %d", zset, now,
+                                       BATCH);
+        if (rep == NULL)
+            return -1;
+        if (rep->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(rep);
+            return total;
+        }
+        size_t n = rep->elements;
+        long moved = 0;
+        for (size_t i = 0; i < n; i++) {
+            redisReply *m = rep->element[i];
+            int rc = move_one(rt, r, zset, m->str, m->len, err);
+            if (rc < 0) {
+                freeReplyObject(rep);
+                return -1;
+            }
+            moved += rc;
+        }
+        freeReplyObject(rep);
+        total += moved;
+        if (n < BATCH || moved == 0) /* moved == 0: all stuck; try next round */
+            return total;
+    }
+}
+
+static double next_wait(sq_runtime *rt, sq_redis *r)
+{
+    const sq_config *cfg = rt->cfg;
+    long procs = 1;
+    double interval = cfg->poll_interval_average;
+    if (interval <= 0) {
+        redisReply *rep = sq_redis_cmd(r, NULL, "SCARD processes");
+        if (rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer > 1)
+            procs = (long)rep->integer;
+        if (rep)
+            freeReplyObject(rep);
+        interval = (double)procs * cfg->average_scheduled_poll_interval;
+    }
+    double u = (double)sq__rand(1000000, NULL) / 1e6;
+    return procs < 10 ? interval * u + interval / 2 : interval * u;
+}
+
+void *sq_scheduler_main(void *arg)
+{
+    sq_runtime *rt = arg;
+    const sq_config *cfg = rt->cfg;
+    sq_redis *r = sq_redis_new(&rt->url, 3.0);
+    unsigned outage = 0;
+
+    sq_log_thread_name("poller");
+    if (r == NULL) {
+        sq_log(SQ_LOG_ERROR, "poller: out of memory; scheduled jobs will not be moved");
+        return NULL;
+    }
+    /* Initial wait, as Sidekiq, so a fleet restarting together spreads out;
+     * skipped when poll_interval_average is set explicitly. */
+    double first = cfg->poll_interval_average > 0
+                       ? 0
+                       : 10.0 + 5.0 * (double)sq__rand(1000, NULL) / 1000.0;
+    sq_runtime_nap(rt, first);
+    while (!atomic_load(&rt->quiet)) {
+        sq_error err = {0};
+        long moved = enqueue_due(rt, r, "retry", &err);
+        if (moved >= 0)
+            moved = enqueue_due(rt, r, "schedule", &err);
+        if (moved < 0) {
+            if (outage++ == 0)
+                sq_log(SQ_LOG_WARN, "poller: %s", err.message);
+            sq_runtime_nap(rt, sq_redis_backoff(outage));
+            continue;
+        }
+        if (outage > 0)
+            sq_log(SQ_LOG_INFO, "poller: Redis is back");
+        outage = 0;
+        sq_runtime_nap(rt, next_wait(rt, r));
+    }
+    sq_redis_free(r);
+    return NULL;
+}
