@@ -1,0 +1,350 @@
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+double sqt_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void sqt_sleep(double s)
+{
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+        ;
+}
+
+int sqt_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t len = sizeof a;
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+void sqt_tempdir(char *out, const char *tag)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(out, 256, "%s/squire-%s-XXXXXX", base && base[0] ? base : "/tmp", tag);
+    ck_assert_ptr_nonnull(mkdtemp(out));
+}
+
+static void spawn_redis(sqt_redis *r)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd,
+             "exec redis-server --bind 127.0.0.1 --port %d --dir %s --save '' "
+             "--appendonly no --logfile %s/redis.log %s",
+             r->port, r->dir, r->dir, r->extra);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        /* Die with the test (a failed Check test skips its teardown), and
+         * never hold the test runner's output pipe open. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, 0);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        setpgid(0, 0);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    r->pid = pid;
+    double until = sqt_now() + 10;
+    while (sqt_now() < until) {
+        struct timeval tv = {1, 0};
+        redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
+        if (c && !c->err) {
+            redisReply *rep = redisCommand(c, "PING");
+            bool ok = rep && (rep->type == REDIS_REPLY_STATUS ||
+                              (rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "NOAUTH")));
+            if (rep)
+                freeReplyObject(rep);
+            redisFree(c);
+            if (ok)
+                return;
+        } else if (c) {
+            redisFree(c);
+        }
+        sqt_sleep(0.02);
+    }
+    ck_abort_msg("redis-server on port %d did not start", r->port);
+}
+
+void sqt_redis_start(sqt_redis *r, const char *extra)
+{
+    memset(r, 0, sizeof *r);
+    r->port = sqt_free_port();
+    sqt_tempdir(r->dir, "redis");
+    snprintf(r->extra, sizeof r->extra, "%s", extra ? extra : "");
+    snprintf(r->url, sizeof r->url, "redis://127.0.0.1:%d/0", r->port);
+    spawn_redis(r);
+}
+
+static void reap(pid_t pid, int sig)
+{
+    if (pid <= 0)
+        return;
+    kill(pid, sig);
+    int st;
+    double until = sqt_now() + 10;
+    while (waitpid(pid, &st, WNOHANG) == 0) {
+        if (sqt_now() > until) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            return;
+        }
+        sqt_sleep(0.01);
+    }
+}
+
+void sqt_redis_kill9(sqt_redis *r)
+{
+    reap(r->pid, SIGKILL);
+    r->pid = 0;
+}
+
+void sqt_redis_restart(sqt_redis *r)
+{
+    spawn_redis(r);
+}
+
+void sqt_redis_stop(sqt_redis *r)
+{
+    reap(r->pid, SIGTERM);
+    r->pid = 0;
+    if (r->dir[0]) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", r->dir);
+    }
+}
+
+redisContext *sqt_redis_connect(const sqt_redis *r)
+{
+    struct timeval tv = {5, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
+    ck_assert_msg(c && !c->err, "connect to test redis: %s", c ? c->errstr : "oom");
+    return c;
+}
+
+redisReply *sqt_cmd(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    ck_assert_msg(rep != NULL, "redis command failed: %s", c->errstr);
+    return rep;
+}
+
+long long sqt_int(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    ck_assert_msg(rep != NULL, "redis command failed: %s", c->errstr);
+    long long v = rep->type == REDIS_REPLY_INTEGER ? rep->integer
+                  : rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10)
+                                                    : 0;
+    freeReplyObject(rep);
+    return v;
+}
+
+long long sqt_wait_int(redisContext *c, long long want, double timeout, const char *fmt, ...)
+{
+    double until = sqt_now() + timeout;
+    long long v = 0;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        redisReply *rep = redisvCommand(c, fmt, ap);
+        va_end(ap);
+        ck_assert_msg(rep != NULL, "redis command failed: %s", c->errstr);
+        v = rep->type == REDIS_REPLY_INTEGER ? rep->integer
+            : rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10)
+                                              : 0;
+        freeReplyObject(rep);
+        if (v >= want || sqt_now() > until)
+            return v;
+        sqt_sleep(0.02);
+    }
+}
+
+void sqt_squire_start(sqt_proc *p, const char *url, const char *const *argv,
+                      const char *const *env)
+{
+    char dir[256];
+    sqt_tempdir(dir, "log");
+    snprintf(p->log, sizeof p->log, "%s/squire.log", dir);
+    const char *args[64];
+    int n = 0;
+    args[n++] = SQ_TEST_SQUIRE;
+    for (int i = 0; argv && argv[i] && n < 62; i++)
+        args[n++] = argv[i];
+    args[n] = NULL;
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int devnull = open("/dev/null", O_RDONLY);
+        dup2(devnull, 0);
+        int fd = open(p->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        if (url)
+            setenv("REDIS_URL", url, 1);
+        for (int i = 0; env && env[i]; i++)
+            putenv((char *)env[i]);
+        execv(SQ_TEST_SQUIRE, (char *const *)args);
+        _exit(127);
+    }
+    p->pid = pid;
+}
+
+int sqt_proc_wait(sqt_proc *p, double timeout)
+{
+    double until = sqt_now() + timeout;
+    int st;
+    for (;;) {
+        pid_t r = waitpid(p->pid, &st, WNOHANG);
+        if (r == p->pid) {
+            p->pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
+        if (sqt_now() > until)
+            return -1;
+        sqt_sleep(0.01);
+    }
+}
+
+void sqt_proc_stop(sqt_proc *p, int sig)
+{
+    reap(p->pid, sig);
+    p->pid = 0;
+}
+
+char *sqt_log_read(const sqt_proc *p)
+{
+    FILE *f = fopen(p->log, "r");
+    if (f == NULL)
+        return strdup("");
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (cap - len < 2048) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+    }
+    buf[len] = '\0';
+    fclose(f);
+    return buf;
+}
+
+bool sqt_log_wait(const sqt_proc *p, const char *needle, double timeout)
+{
+    double until = sqt_now() + timeout;
+    for (;;) {
+        char *s = sqt_log_read(p);
+        bool found = strstr(s, needle) != NULL;
+        free(s);
+        if (found)
+            return true;
+        if (sqt_now() > until)
+            return false;
+        sqt_sleep(0.02);
+    }
+}
+
+static char *slurp_fd(int fd)
+{
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    ssize_t n;
+    while ((n = read(fd, buf + len, cap - len - 1)) > 0) {
+        len += (size_t)n;
+        if (cap - len < 2048) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+int sqt_sh(const char *url, char **out, const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], 1);
+        close(fds[1]);
+        if (url)
+            setenv("REDIS_URL", url, 1);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    char *s = slurp_fd(fds[0]);
+    close(fds[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    if (out)
+        *out = s;
+    else
+        free(s);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int sqt_ruby(const char *url, char **out, const char *script, const char *args)
+{
+    return sqt_sh(url, out, "ruby -W0 '%s/test/ruby/%s' %s", SQ_TEST_SOURCE_DIR, script,
+                  args ? args : "");
+}
+
+int sqt_run(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}

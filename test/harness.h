@@ -1,0 +1,75 @@
+/*
+ * harness.h: real servers for the integration suites.
+ *
+ * sqt_redis_start runs a real redis-server on a free loopback port with its
+ * data in a fresh temp dir; sqt_squire_start runs the real squire binary
+ * against it with stdout captured to a log file. Nothing is mocked.
+ */
+#ifndef SQ_TEST_HARNESS_H
+#define SQ_TEST_HARNESS_H
+
+#include <check.h>
+#include <hiredis/hiredis.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+typedef struct sqt_redis {
+    pid_t pid;
+    int port;
+    char dir[256];
+    char url[128];
+    char extra[512]; /* extra redis-server arguments, kept for restarts */
+} sqt_redis;
+
+/* A free TCP port on 127.0.0.1. */
+int sqt_free_port(void);
+/* A fresh temp dir (mkdtemp) whose path is written into out (256 bytes). */
+void sqt_tempdir(char *out, const char *tag);
+
+/* Start redis-server; extra is appended to its command line (may be NULL),
+ * e.g. "--appendonly yes --requirepass s3cret". Waits until it answers. */
+void sqt_redis_start(sqt_redis *r, const char *extra);
+void sqt_redis_stop(sqt_redis *r);       /* SIGTERM, wait, remove the dir */
+void sqt_redis_kill9(sqt_redis *r);      /* SIGKILL, keep the dir */
+void sqt_redis_restart(sqt_redis *r);    /* start again on the same port and dir */
+redisContext *sqt_redis_connect(const sqt_redis *r);
+/* Run one command and return the reply (caller frees), asserting no I/O error. */
+redisReply *sqt_cmd(redisContext *c, const char *fmt, ...);
+long long sqt_int(redisContext *c, const char *fmt, ...);
+
+typedef struct sqt_proc {
+    pid_t pid;
+    char log[300];
+} sqt_proc;
+
+/* Run squire with argv (NULL-terminated, without argv[0]) and REDIS_URL=url.
+ * Extra environment as "NAME=value" strings in env (NULL-terminated or NULL). */
+void sqt_squire_start(sqt_proc *p, const char *url, const char *const *argv,
+                      const char *const *env);
+/* Wait for exit; returns the exit status (or 128+signal), -1 on timeout. */
+int sqt_proc_wait(sqt_proc *p, double timeout);
+/* Kill (if still running) and reap. */
+void sqt_proc_stop(sqt_proc *p, int sig);
+/* Whether the process's log contains needle; waits up to timeout seconds. */
+bool sqt_log_wait(const sqt_proc *p, const char *needle, double timeout);
+/* The log as a malloc'd string. */
+char *sqt_log_read(const sqt_proc *p);
+
+/* Wait until `cmd` (an integer-reply command) returns >= want, up to timeout.
+ * Returns the last value. */
+long long sqt_wait_int(redisContext *c, long long want, double timeout, const char *fmt, ...);
+
+/* Run a command line through /bin/sh with REDIS_URL set; capture stdout
+ * (malloc'd, into *out when out is not NULL). Returns the exit status. */
+int sqt_sh(const char *url, char **out, const char *fmt, ...);
+
+/* Run test/ruby/<script> with ruby and the given arguments. */
+int sqt_ruby(const char *url, char **out, const char *script, const char *args);
+
+double sqt_now(void);
+void sqt_sleep(double s);
+
+/* Run a Check suite; returns the process exit status. */
+int sqt_run(Suite *s);
+
+#endif

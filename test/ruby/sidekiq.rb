@@ -1,0 +1,77 @@
+# Drives Debian's real Sidekiq (client and API) for the compatibility suite.
+#   ruby sidekiq.rb COMMAND [ARGS]   with REDIS_URL set; prints JSON on stdout.
+require "json"
+require "sidekiq"
+require "sidekiq/api"
+
+Sidekiq.logger.level = Logger::WARN
+Sidekiq.configure_client { |c| c.redis = { url: ENV.fetch("REDIS_URL") } }
+
+class HardJob
+  include Sidekiq::Worker
+end
+
+class FailJob
+  include Sidekiq::Worker
+  sidekiq_options retry: 2, backtrace: true
+end
+
+def entry(e)
+  { "jid" => e.jid, "klass" => e.klass, "args" => e.args, "queue" => e.queue,
+    "error_class" => e["error_class"], "error_message" => e["error_message"],
+    "retry_count" => e["retry_count"], "failed_at" => e["failed_at"],
+    "failed_at_class" => e["failed_at"].class.name, "retried_at" => e["retried_at"],
+    "score" => e.score, "error_backtrace" => e.error_backtrace,
+    "enqueued_at_class" => e["enqueued_at"].class.name,
+    "created_at_class" => e["created_at"].class.name, "at" => e.at.to_f }
+end
+
+cmd = ARGV.shift
+out =
+  case cmd
+  when "push"          # Sidekiq::Client.push with a string class
+    { "jid" => Sidekiq::Client.push("class" => ARGV[0], "args" => JSON.parse(ARGV[1])) }
+  when "perform_async"
+    { "jid" => HardJob.perform_async(1, "two", { "three" => [3.5, nil] }) }
+  when "perform_in"
+    { "jid" => HardJob.perform_in(ARGV[0].to_f, "later") }
+  when "push_bulk"
+    { "jids" => Sidekiq::Client.push_bulk("class" => HardJob, "args" => (1..ARGV[0].to_i).map { |i| [i] }) }
+  when "fail"          # a class with sidekiq_options retry: 2, backtrace: true
+    { "jid" => FailJob.perform_async("RuntimeError", "it broke") }
+  when "retries"
+    Sidekiq::RetrySet.new.map { |e| entry(e) }
+  when "dead"
+    Sidekiq::DeadSet.new.map { |e| entry(e) }
+  when "scheduled"
+    Sidekiq::ScheduledSet.new.map { |e| entry(e) }
+  when "queue"         # every job in a queue, as the API reads it
+    Sidekiq::Queue.new(ARGV[0] || "default").map do |j|
+      { "jid" => j.jid, "klass" => j.klass, "args" => j.args, "queue" => j.queue,
+        "enqueued_at" => j.enqueued_at.to_f, "created_at" => j.created_at.to_f,
+        "latency" => Sidekiq::Queue.new(ARGV[0] || "default").latency,
+        "enqueued_at_class" => j["enqueued_at"].class.name, "retry" => j["retry"] }
+    end
+  when "retry_all"     # the Web UI's "Retry" button on every entry
+    n = 0
+    Sidekiq::RetrySet.new.each { |e| e.retry; n += 1 }
+    { "retried" => n }
+  when "activejob"     # the payload Rails' Sidekiq adapter writes for perform_later
+    jid = SecureRandom.hex(12)
+    job = { "class" => "ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper",
+            "wrapped" => "MyActiveJob", "queue" => "default",
+            "args" => [{ "job_class" => "MyActiveJob", "job_id" => SecureRandom.uuid,
+                         "provider_job_id" => nil, "queue_name" => "default", "priority" => nil,
+                         "arguments" => [42, { "name" => "bob", "_aj_symbol_keys" => ["name"] }],
+                         "executions" => 0, "exception_executions" => {}, "locale" => "en",
+                         "timezone" => "UTC", "enqueued_at" => Time.now.utc.iso8601(9) }],
+            "retry" => true, "jid" => jid }
+    { "jid" => Sidekiq::Client.push(job) }
+  when "stats"
+    s = Sidekiq::Stats.new
+    { "processed" => s.processed, "failed" => s.failed, "retry_size" => s.retry_size,
+      "dead_size" => s.dead_size, "scheduled_size" => s.scheduled_size, "enqueued" => s.enqueued }
+  else
+    abort "unknown command #{cmd}"
+  end
+puts JSON.generate(out)

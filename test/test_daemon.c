@@ -1,0 +1,560 @@
+/*
+ * test_daemon.c: squire end to end against a real redis-server: jobs run,
+ * fail into the retry set with Sidekiq's fields, die, get scheduled, survive
+ * bad payloads, TERM/TSTP/TTIN, Redis restarts and bad credentials.
+ */
+#include <time.h>
+#include <unistd.h>
+
+#include "itest.h"
+
+static double wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+START_TEST(ok_job_runs_with_its_args)
+{
+    sqt_proc p;
+    itest_squire(&p, R.url, "2", NULL);
+    char jid[25];
+    itest_push("OkJob", "[1, \"two\", {\"three\": [3.5, null]}]", NULL, jid);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SISMEMBER test:done %s", jid), 1);
+    redisReply *r = sqt_cmd(C, "LINDEX test:log 0");
+    json_t *rec = json_loads(r->str, 0, NULL);
+    freeReplyObject(r);
+    ck_assert_str_eq(json_string_value(json_object_get(rec, "class")), "OkJob");
+    ck_assert_str_eq(json_string_value(json_object_get(rec, "queue")), "default");
+    ck_assert_int_eq(json_integer_value(json_object_get(rec, "retry_count")), -1);
+    json_t *want = json_loads("[1, \"two\", {\"three\": [3.5, null]}]", 0, NULL);
+    ck_assert(json_equal(json_object_get(rec, "args"), want));
+    json_decref(want);
+    json_decref(rec);
+    itest_stop(&p);
+    /* stats flushed at exit, with the daily key and its 5-year TTL */
+    ck_assert_int_eq(sqt_int(C, "GET stat:processed"), 1);
+    char day[16];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(day, sizeof day, "%Y-%m-%d", &tm);
+    ck_assert_int_eq(sqt_int(C, "GET stat:processed:%s", day), 1);
+    ck_assert_int_gt(sqt_int(C, "TTL stat:processed:%s", day), 157000000);
+}
+END_TEST
+
+START_TEST(failure_goes_to_retry_with_sidekiq_fields)
+{
+    sqt_proc p;
+    itest_squire(&p, R.url, "2", NULL);
+    /* a payload as Sidekiq writes it, with an unknown key and odd number text */
+    const char *job = "{\"retry\":true,\"queue\":\"default\",\"args\":[\"ArgumentError\","
+                      "\"bad thing\"],\"class\":\"FailJob\",\"jid\":\"0123456789abcdef01234567\","
+                      "\"created_at\":1700000000.25,\"enqueued_at\":1700000000.5,"
+                      "\"custom\":{\"n\":1.10}}";
+    double before = wall();
+    redisReply *r = sqt_cmd(C, "LPUSH queue:default %s", job);
+    freeReplyObject(r);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "ZCARD retry"), 1);
+    double score;
+    json_t *j = itest_only_member("retry", &score);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "error_class")), "ArgumentError");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "error_message")), "bad thing");
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "retry_count")), 0);
+    ck_assert(json_is_real(json_object_get(j, "failed_at")));
+    ck_assert(json_real_value(json_object_get(j, "failed_at")) >= before - 1);
+    ck_assert_ptr_null(json_object_get(j, "retried_at"));
+    ck_assert_str_eq(json_string_value(json_object_get(j, "queue")), "default");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "jid")), "0123456789abcdef01234567");
+    ck_assert(json_is_object(json_object_get(j, "custom")));
+    /* count 0: 15 s + rand(10) * 1 */
+    ck_assert(score >= before + 15 - 1 && score <= wall() + 15 + 9 + 1);
+    json_decref(j);
+    /* the unknown key's number text survived byte for byte */
+    r = sqt_cmd(C, "ZRANGE retry 0 -1");
+    ck_assert_ptr_nonnull(strstr(r->element[0]->str, "\"custom\":{\"n\":1.10}"));
+    freeReplyObject(r);
+    itest_stop(&p);
+    ck_assert_int_eq(sqt_int(C, "GET stat:failed"), 1);
+    ck_assert_int_eq(sqt_int(C, "GET stat:processed"), 1);
+}
+END_TEST
+
+START_TEST(retry_zero_goes_to_dead_set)
+{
+    sqt_proc p;
+    itest_squire(&p, R.url, "2", NULL);
+    char jid[25];
+    redisReply *r = sqt_cmd(C, "LPUSH queue:default %s",
+                            "{\"class\":\"FailJob\",\"args\":[\"IOError\",\"disk\"],\"retry\":0,"
+                            "\"queue\":\"default\",\"jid\":\"aaaaaaaaaaaaaaaaaaaaaaaa\"}");
+    freeReplyObject(r);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "ZCARD dead"), 1);
+    json_t *j = itest_only_member("dead", NULL);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "error_class")), "IOError");
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "retry_count")), 0);
+    json_decref(j);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+    /* retry: false drops the job: no retry entry, no dead entry */
+    sq_push_opts no = {.retry = SQ_RETRY_NEVER};
+    itest_push("FailJob", "[\"X\", \"y\"]", &no, jid);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "HGET test:runs %s", jid), 1);
+    sqt_sleep(0.3);
+    ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 1);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+    itest_stop(&p);
+}
+END_TEST
+
+START_TEST(kill_and_discard_dispositions)
+{
+    sqt_proc p;
+    itest_squire(&p, R.url, "2", NULL);
+    char k[25], d[25];
+    itest_push("KillJob", "[]", NULL, k);
+    itest_push("DiscardJob", "[]", NULL, d);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "ZCARD dead"), 1);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "HGET test:runs %s", d), 1);
+    json_t *j = itest_only_member("dead", NULL);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "jid")), k);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "error_class")), "FatalError");
+    json_decref(j);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+    itest_stop(&p);
+}
+END_TEST
+
+START_TEST(unknown_class_is_an_ordinary_failure)
+{
+    sqt_proc p;
+    itest_squire(&p, R.url, "2", NULL);
+    char jid[25];
+    itest_push("NoSuchJob", "[]", NULL, jid);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "ZCARD retry"), 1);
+    json_t *j = itest_only_member("retry", NULL);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "error_class")), "Squire::NoHandler");
+    ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(j, "error_message")),
+                                 "NoSuchJob"));
+    json_decref(j);
+    itest_stop(&p);
+}
+END_TEST
+
+/* reliability.md §6 rows 1-3, 6-8, 11: each bad payload reaches the dead set
+ * and the daemon keeps serving. */
+START_TEST(bad_payloads_go_to_the_dead_set)
+{
+    sqt_proc p;
+    itest_squire(&p, R.url, "2", NULL);
+    static const char *raw[] = {"hello", "{\"class\":\"OkJob\"", "", "[]", "42", "null"};
+    for (size_t i = 0; i < sizeof raw / sizeof raw[0]; i++) {
+        redisReply *r = sqt_cmd(C, "LPUSH queue:default %b", raw[i], strlen(raw[i]));
+        freeReplyObject(r);
+    }
+    redisReply *r = sqt_cmd(C, "LPUSH queue:default %b", "{\"class\":\"OkJob\",\0\"args\":[]}",
+                            (size_t)27);
+    freeReplyObject(r);
+    r = sqt_cmd(C, "LPUSH queue:default %s", "{\"class\":42,\"args\":[],\"jid\":\"b1\"}");
+    freeReplyObject(r);
+    r = sqt_cmd(C, "LPUSH queue:default %s", "{\"class\":\"OkJob\",\"args\":\"x\",\"jid\":\"b2\"}");
+    freeReplyObject(r);
+    /* 100k-deep nesting */
+    size_t deep = 100000;
+    char *nest = malloc(deep * 2 + 64);
+    size_t n = (size_t)sprintf(nest, "{\"class\":\"OkJob\",\"args\":");
+    memset(nest + n, '[', deep);
+    memset(nest + n + deep, ']', deep);
+    n += 2 * deep;
+    nest[n++] = '}';
+    r = sqt_cmd(C, "LPUSH queue:default %b", nest, n);
+    freeReplyObject(r);
+    free(nest);
+    /* 2 MB payload, over the 1 MiB default limit */
+    size_t big = 2 * 1024 * 1024;
+    char *huge = malloc(big);
+    memset(huge, ' ', big);
+    memcpy(huge, "{\"class\":\"OkJob\",\"args\":[\"", 26);
+    memcpy(huge + big - 3, "\"]}", 3);
+    memset(huge + 26, 'x', big - 29);
+    r = sqt_cmd(C, "LPUSH queue:default %b", huge, big);
+    freeReplyObject(r);
+    free(huge);
+    char jid[25];
+    itest_push("OkJob", "[]", NULL, jid);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 15, "SISMEMBER test:done %s", jid), 1);
+    ck_assert_int_eq(sqt_wait_int(C, 11, 5, "ZCARD dead"), 11);
+    /* not-JSON payloads are stored as their raw bytes */
+    ck_assert_int_ge(sqt_int(C, "ZSCORE dead hello"), 1);
+    ck_assert_int_ge(sqt_int(C, "ZSCORE dead %b", "", (size_t)0), 1);
+    /* bad shapes carry the reason */
+    r = sqt_cmd(C, "ZRANGE dead 0 -1");
+    int with_reason = 0;
+    for (size_t i = 0; i < r->elements; i++)
+        if (strstr(r->element[i]->str, "Squire::InvalidJob"))
+            with_reason++;
+    freeReplyObject(r);
+    ck_assert_int_eq(with_reason, 2);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+    itest_stop(&p);
+}
+END_TEST
+
+START_TEST(scheduled_job_runs_when_due)
+{
+    sqt_proc p;
+    itest_squire(&p, R.url, "2", NULL);
+    char jid[25];
+    sq_push_opts o = {.at = wall() + 1.0};
+    itest_push("OkJob", "[\"later\"]", &o, jid);
+    ck_assert_int_eq(sqt_int(C, "ZCARD schedule"), 1);
+    ck_assert_int_eq(sqt_int(C, "SISMEMBER test:done %s", jid), 0);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SISMEMBER test:done %s", jid), 1);
+    ck_assert_int_eq(sqt_int(C, "ZCARD schedule"), 0);
+    ck_assert_int_eq(sqt_int(C, "SISMEMBER queues default"), 1);
+    itest_stop(&p);
+}
+END_TEST
+
+START_TEST(retry_in_reruns_until_success)
+{
+    sqt_proc p;
+    itest_squire(&p, R.url, "2", NULL);
+    char jid[25];
+    /* one failure, retried after 1 s + Sidekiq's jitter (0..9 s at count 0) */
+    itest_push("FlakyJob", "[1]", NULL, jid);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 20, "SISMEMBER test:done %s", jid), 1);
+    ck_assert_int_eq(sqt_int(C, "HGET test:runs %s", jid), 2);
+    /* the handler saw retry_count -1, then 0 */
+    redisReply *r = sqt_cmd(C, "LRANGE test:log 0 -1");
+    ck_assert_int_eq(r->elements, 2);
+    for (int i = 0; i < 2; i++) {
+        json_t *rec = json_loads(r->element[i]->str, 0, NULL);
+        ck_assert_int_eq(json_integer_value(json_object_get(rec, "retry_count")), i - 1);
+        json_decref(rec);
+    }
+    freeReplyObject(r);
+    itest_stop(&p);
+    ck_assert_int_eq(sqt_int(C, "GET stat:failed"), 1);
+    ck_assert_int_eq(sqt_int(C, "GET stat:processed"), 2);
+}
+END_TEST
+
+START_TEST(handler_can_push_jobs)
+{
+    sqt_proc p;
+    itest_squire(&p, R.url, "2", NULL);
+    char jid[25];
+    itest_push("ChainJob", "[]", NULL, jid);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SCARD test:done"), 1);
+    itest_stop(&p);
+}
+END_TEST
+
+static const char *SLOW_JOB = "{\"class\":\"SleepJob\",  \"args\":[30],\"jid\":\"cccccccccccccccccccccccc\","
+                              "\"queue\":\"default\",\"x-unknown\":[1.50, \"\\u00e9\"],"
+                              "\"enqueued_at\":1700000000.123456}";
+
+START_TEST(term_pushes_running_jobs_back_byte_for_byte)
+{
+    sqt_proc p;
+    itest_squire(&p, R.url, "1", NULL);
+    redisReply *r = sqt_cmd(C, "LPUSH queue:default %s", SLOW_JOB);
+    freeReplyObject(r);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "LLEN test:log"), 1);
+    ck_assert_int_eq(sqt_int(C, "LLEN queue:default"), 0);
+    double t0 = sqt_now();
+    kill(p.pid, SIGTERM);
+    ck_assert_int_eq(sqt_proc_wait(&p, 15), 0);
+    ck_assert(sqt_now() - t0 < 6);
+    r = sqt_cmd(C, "LRANGE queue:default 0 -1");
+    ck_assert_int_eq(r->elements, 1);
+    ck_assert_str_eq(r->element[0]->str, SLOW_JOB);
+    freeReplyObject(r);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+}
+END_TEST
+
+START_TEST(second_term_skips_the_wait)
+{
+    sqt_proc p;
+    itest_squire(&p, R.url, "25", NULL);
+    redisReply *r = sqt_cmd(C, "LPUSH queue:default %s", SLOW_JOB);
+    freeReplyObject(r);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "LLEN test:log"), 1);
+    double t0 = sqt_now();
+    kill(p.pid, SIGTERM);
+    sqt_sleep(0.5);
+    kill(p.pid, SIGTERM);
+    ck_assert_int_eq(sqt_proc_wait(&p, 15), 0);
+    ck_assert(sqt_now() - t0 < 6);
+    r = sqt_cmd(C, "LRANGE queue:default 0 -1");
+    ck_assert_int_eq(r->elements, 1);
+    ck_assert_str_eq(r->element[0]->str, SLOW_JOB);
+    freeReplyObject(r);
+}
+END_TEST
+
+START_TEST(job_that_stops_politely_is_requeued_not_retried)
+{
+    sqt_proc p;
+    itest_squire(&p, R.url, "10", NULL);
+    char jid[25];
+    itest_push("PoliteSleepJob", "[30]", NULL, jid);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "LLEN test:log"), 1);
+    kill(p.pid, SIGTERM);
+    ck_assert_int_eq(sqt_proc_wait(&p, 15), 0);
+    ck_assert_int_eq(sqt_int(C, "LLEN queue:default"), 1);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+    ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 0);
+}
+END_TEST
+
+START_TEST(tstp_quiets_and_ttin_reports)
+{
+    sqt_proc p;
+    itest_squire(&p, R.url, "2", NULL);
+    redisReply *r = sqt_cmd(C, "LPUSH queue:default %s", SLOW_JOB);
+    freeReplyObject(r);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "LLEN test:log"), 1);
+    kill(p.pid, SIGTTIN);
+    ck_assert(sqt_log_wait(&p, "running class=SleepJob jid=cccccccccccccccccccccccc", 5));
+    kill(p.pid, SIGTSTP);
+    ck_assert(sqt_log_wait(&p, "TSTP received", 5));
+    sqt_sleep(2.5); /* idle workers leave their 2 s BRPOP */
+    char jid[25];
+    itest_push("OkJob", "[]", NULL, jid);
+    sqt_sleep(1.5);
+    ck_assert_int_eq(sqt_int(C, "LLEN queue:default"), 1);
+    kill(p.pid, SIGTERM);
+    ck_assert_int_eq(sqt_proc_wait(&p, 15), 0);
+    ck_assert_int_eq(sqt_int(C, "LLEN queue:default"), 2);
+}
+END_TEST
+
+START_TEST(strict_queue_order)
+{
+    sqt_proc p;
+    const char *cfg = itest_config(":poll_interval_average: 0.2\n:queues:\n  - critical\n  - low\n");
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "1", NULL};
+    for (int i = 0; i < 5; i++) {
+        sq_push_opts lo = {.queue = "low"}, hi = {.queue = "critical"};
+        char jid[25];
+        itest_push("OkJob", "[\"low\"]", &lo, jid);
+        itest_push("OkJob", "[\"critical\"]", &hi, jid);
+    }
+    sqt_squire_start(&p, R.url, argv, NULL);
+    ck_assert_int_eq(sqt_wait_int(C, 10, 10, "SCARD test:done"), 10);
+    redisReply *r = sqt_cmd(C, "LRANGE test:log 0 -1");
+    for (size_t i = 0; i < r->elements; i++)
+        ck_assert_ptr_nonnull(strstr(r->element[i]->str, i < 5 ? "\"critical\"" : "\"low\""));
+    freeReplyObject(r);
+    itest_stop(&p);
+}
+END_TEST
+
+START_TEST(wrong_typed_queue_does_not_stop_the_others)
+{
+    sqt_proc p;
+    redisReply *r = sqt_cmd(C, "SET queue:broken oops");
+    freeReplyObject(r);
+    const char *more[] = {"-q", "broken", "-q", "default", NULL};
+    itest_squire(&p, R.url, "2", more);
+    char jid[25];
+    itest_push("OkJob", "[]", NULL, jid);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SISMEMBER test:done %s", jid), 1);
+    ck_assert(sqt_log_wait(&p, "queue:broken is a string, not a list", 5));
+    itest_stop(&p);
+}
+END_TEST
+
+START_TEST(survives_a_redis_restart)
+{
+    sqt_proc p;
+    itest_squire(&p, R.url, "2", NULL);
+    char jid[25];
+    itest_push("OkJob", "[1]", NULL, jid);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SISMEMBER test:done %s", jid), 1);
+    redisFree(C);
+    sqt_redis_kill9(&R);
+    sqt_sleep(1.5);
+    ck_assert_int_eq(sqt_proc_wait(&p, 0), -1); /* still running */
+    sqt_redis_restart(&R);
+    C = sqt_redis_connect(&R);
+    itest_push("OkJob", "[2]", NULL, jid);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 15, "SISMEMBER test:done %s", jid), 1);
+    ck_assert(sqt_log_wait(&p, "fetch failed", 1));
+    ck_assert(sqt_log_wait(&p, "fetching again", 1));
+    itest_stop(&p);
+}
+END_TEST
+
+START_TEST(waits_for_redis_at_start)
+{
+    sqt_proc p;
+    int port = sqt_free_port();
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", port);
+    const char *cfg = itest_config(":poll_interval_average: 0.2\n");
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, NULL};
+    sqt_squire_start(&p, url, argv, NULL);
+    ck_assert(sqt_log_wait(&p, "waiting for Redis", 5));
+    /* bring a Redis up on that port */
+    redisFree(C);
+    sqt_redis_stop(&R);
+    memset(&R, 0, sizeof R);
+    R.port = port;
+    sqt_tempdir(R.dir, "redis");
+    snprintf(R.url, sizeof R.url, "%s", url);
+    sqt_redis_restart(&R);
+    C = sqt_redis_connect(&R);
+    char jid[25];
+    itest_push("OkJob", "[]", NULL, jid);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 15, "SISMEMBER test:done %s", jid), 1);
+    itest_stop(&p);
+}
+END_TEST
+
+START_TEST(passwords_work_and_are_never_logged)
+{
+    redisFree(C);
+    sqt_redis_stop(&R);
+    sqt_redis_start(&R, "--requirepass hunter2secret");
+    C = sqt_redis_connect(&R);
+    redisReply *r = sqt_cmd(C, "AUTH hunter2secret");
+    freeReplyObject(r);
+    char good[128], bad[128];
+    snprintf(good, sizeof good, "redis://:hunter2secret@127.0.0.1:%d/0", R.port);
+    snprintf(bad, sizeof bad, "redis://:wrongsecret9@127.0.0.1:%d/0", R.port);
+
+    sqt_proc p;
+    const char *argv[] = {"-r", SQ_TEST_PLUGIN, NULL};
+    sqt_squire_start(&p, bad, argv, NULL);
+    ck_assert_int_eq(sqt_proc_wait(&p, 10), 78);
+    char *log = sqt_log_read(&p);
+    ck_assert_ptr_null(strstr(log, "wrongsecret9"));
+    ck_assert_ptr_nonnull(strstr(log, "AUTH"));
+    free(log);
+
+    sqt_squire_start(&p, good, argv, NULL);
+    ck_assert(sqt_log_wait(&p, "starting", 10));
+    /* the test handlers record without a password: give them a user-less
+     * path by pushing a job that needs no recording */
+    sq_error err = {0};
+    sq_client *c = sq_client_new(good, &err);
+    ck_assert_ptr_nonnull(c);
+    json_t *args = json_pack("[s,s]", "E", "m");
+    sq_push_opts o = {.retry = SQ_RETRY_NEVER};
+    ck_assert_int_eq(sq_push(c, "NoSuchJob", args, &o, NULL, &err), 0);
+    json_decref(args);
+    sq_client_free(c);
+    ck_assert(sqt_log_wait(&p, "no handler registered", 10));
+    kill(p.pid, SIGTERM);
+    ck_assert_int_eq(sqt_proc_wait(&p, 15), 0);
+    log = sqt_log_read(&p);
+    ck_assert_ptr_null(strstr(log, "hunter2secret"));
+    ck_assert_ptr_nonnull(strstr(log, "REDACTED"));
+    free(log);
+}
+END_TEST
+
+START_TEST(bad_config_and_flags_exit_with_their_codes)
+{
+    sqt_proc p;
+    const char *cfg = itest_config(":concurrency: ten\n");
+    const char *a1[] = {"-C", cfg, NULL};
+    sqt_squire_start(&p, R.url, a1, NULL);
+    ck_assert_int_eq(sqt_proc_wait(&p, 10), 78);
+    char *log = sqt_log_read(&p);
+    ck_assert_ptr_nonnull(strstr(log, "sidekiq.yml:1"));
+    ck_assert_ptr_nonnull(strstr(log, "concurrency"));
+    free(log);
+
+    const char *a2[] = {"-c", "abc", NULL};
+    sqt_squire_start(&p, R.url, a2, NULL);
+    ck_assert_int_eq(sqt_proc_wait(&p, 10), 64);
+
+    const char *a3[] = {"--no-such-flag", NULL};
+    sqt_squire_start(&p, R.url, a3, NULL);
+    ck_assert_int_eq(sqt_proc_wait(&p, 10), 64);
+
+    const char *a4[] = {"-C", "/nonexistent/sidekiq.yml", NULL};
+    sqt_squire_start(&p, R.url, a4, NULL);
+    ck_assert_int_eq(sqt_proc_wait(&p, 10), 78);
+
+    const char *a5[] = {"-r", "/nonexistent/libjobs.so", NULL};
+    sqt_squire_start(&p, R.url, a5, NULL);
+    ck_assert_int_eq(sqt_proc_wait(&p, 10), 78);
+
+    const char *a6[] = {"-V", NULL};
+    sqt_squire_start(&p, R.url, a6, NULL);
+    ck_assert_int_eq(sqt_proc_wait(&p, 10), 0);
+    ck_assert(sqt_log_wait(&p, "squire " SQ_VERSION, 1));
+
+    const char *a7[] = {"-h", NULL};
+    sqt_squire_start(&p, R.url, a7, NULL);
+    ck_assert_int_eq(sqt_proc_wait(&p, 10), 0);
+    ck_assert(sqt_log_wait(&p, "--concurrency", 1));
+}
+END_TEST
+
+START_TEST(squirectl_push_now_later_and_bulk)
+{
+    char *out = NULL;
+    ck_assert_int_eq(sqt_sh(R.url, &out, "%s push OkJob '[1, \"a\"]' -q mail", SQ_TEST_SQUIRECTL), 0);
+    ck_assert_int_eq(strlen(out), 25);
+    free(out);
+    ck_assert_int_eq(sqt_int(C, "LLEN queue:mail"), 1);
+    ck_assert_int_eq(sqt_int(C, "SISMEMBER queues mail"), 1);
+    ck_assert_int_eq(sqt_sh(R.url, NULL, "%s push OkJob '[2]' --in 60", SQ_TEST_SQUIRECTL), 0);
+    ck_assert_int_eq(sqt_sh(R.url, NULL, "%s push OkJob '[3]' --at 2099-01-01T00:00:00Z",
+                            SQ_TEST_SQUIRECTL), 0);
+    ck_assert_int_eq(sqt_int(C, "ZCARD schedule"), 2);
+    ck_assert_int_eq(sqt_int(C, "ZCOUNT schedule 4070908800 4070908800"), 1);
+    ck_assert_int_eq(sqt_sh(R.url, &out, "printf '[1]\\n[2]\\n\\n[3]\\n' | %s push OkJob --bulk",
+                            SQ_TEST_SQUIRECTL), 0);
+    ck_assert_str_eq(out, "3\n");
+    free(out);
+    ck_assert_int_eq(sqt_int(C, "LLEN queue:default"), 3);
+    ck_assert_int_eq(sqt_sh(R.url, NULL, "%s push OkJob 'not json' 2>/dev/null",
+                            SQ_TEST_SQUIRECTL), 64);
+    ck_assert_int_eq(sqt_sh(R.url, NULL, "%s push OkJob '[]' --in soon 2>/dev/null",
+                            SQ_TEST_SQUIRECTL), 64);
+}
+END_TEST
+
+static Suite *daemon_suite(void)
+{
+    Suite *s = suite_create("daemon");
+    TCase *tc = tcase_create("end_to_end");
+    tcase_add_checked_fixture(tc, itest_setup, itest_teardown);
+    tcase_set_timeout(tc, 90);
+    tcase_add_test(tc, ok_job_runs_with_its_args);
+    tcase_add_test(tc, failure_goes_to_retry_with_sidekiq_fields);
+    tcase_add_test(tc, retry_zero_goes_to_dead_set);
+    tcase_add_test(tc, kill_and_discard_dispositions);
+    tcase_add_test(tc, unknown_class_is_an_ordinary_failure);
+    tcase_add_test(tc, bad_payloads_go_to_the_dead_set);
+    tcase_add_test(tc, scheduled_job_runs_when_due);
+    tcase_add_test(tc, retry_in_reruns_until_success);
+    tcase_add_test(tc, handler_can_push_jobs);
+    tcase_add_test(tc, term_pushes_running_jobs_back_byte_for_byte);
+    tcase_add_test(tc, second_term_skips_the_wait);
+    tcase_add_test(tc, job_that_stops_politely_is_requeued_not_retried);
+    tcase_add_test(tc, tstp_quiets_and_ttin_reports);
+    tcase_add_test(tc, strict_queue_order);
+    tcase_add_test(tc, wrong_typed_queue_does_not_stop_the_others);
+    tcase_add_test(tc, survives_a_redis_restart);
+    tcase_add_test(tc, waits_for_redis_at_start);
+    tcase_add_test(tc, passwords_work_and_are_never_logged);
+    tcase_add_test(tc, bad_config_and_flags_exit_with_their_codes);
+    tcase_add_test(tc, squirectl_push_now_later_and_bulk);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return sqt_run(daemon_suite());
+}

@@ -1,0 +1,179 @@
+/*
+ * testjobs.c: handlers the integration suites load with `-r`. Each records
+ * what it saw in Redis (through the worker's own connection, sq_job_client)
+ * so that a test can check from outside what ran, how often and with what.
+ */
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <squire.h>
+
+/* Each worker thread records through its own connection to the test's
+ * Redis (REDIS_URL is always redis://127.0.0.1:PORT/0 in the suites). */
+static _Thread_local redisContext *conn;
+
+static redisContext *test_redis(void)
+{
+    if (conn != NULL && conn->err == 0)
+        return conn;
+    if (conn != NULL)
+        redisFree(conn);
+    const char *url = getenv("REDIS_URL");
+    int port = 6379;
+    const char *colon = url ? strrchr(url, ':') : NULL;
+    if (colon != NULL)
+        port = (int)strtol(colon + 1, NULL, 10);
+    struct timeval tv = {5, 0};
+    conn = redisConnectWithTimeout("127.0.0.1", port, tv);
+    return conn;
+}
+
+/* One command, reconnecting once if the cached connection died (the suites
+ * restart redis-server under running workers). */
+static void command(const char *fmt, const char *a, const char *b)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        redisContext *c = test_redis();
+        redisReply *r = c ? redisCommand(c, fmt, a, b) : NULL;
+        if (r != NULL) {
+            freeReplyObject(r);
+            return;
+        }
+    }
+}
+
+/* test:runs (hash jid -> count), test:done (set of jids that finished),
+ * test:log (list of one JSON record per event). */
+static void record(sq_job *job, const char *what)
+{
+    json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:i, s:O}", "jid", sq_job_jid(job), "class",
+                            sq_job_class(job), "queue", sq_job_queue(job), "what", what,
+                            "retry_count", sq_job_retry_count(job), "args", sq_job_args(job));
+    char *s = json_dumps(rec, JSON_COMPACT);
+    command("RPUSH %s %s", "test:log", s);
+    if (strcmp(what, "start") != 0)
+        command("HINCRBY test:runs %s %s", sq_job_jid(job), "1");
+    if (strcmp(what, "ok") == 0)
+        command("SADD %s %s", "test:done", sq_job_jid(job));
+    free(s);
+    json_decref(rec);
+}
+
+static sq_result ok_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    record(job, "ok");
+    return SQ_OK;
+}
+
+static sq_result fail_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    record(job, "fail");
+    const char *cls = json_string_value(sq_job_arg(job, 0));
+    const char *msg = json_string_value(sq_job_arg(job, 1));
+    return sq_job_fail(job, cls, "%s", msg ? msg : "boom");
+}
+
+static sq_result kill_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    record(job, "kill");
+    sq_job_fail(job, "FatalError", "do not retry");
+    sq_job_kill(job);
+    return SQ_FAILED;
+}
+
+static sq_result discard_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    record(job, "discard");
+    sq_job_fail(job, "IgnoredError", "drop me");
+    sq_job_discard(job);
+    return SQ_FAILED;
+}
+
+/* Fails its first args[0] runs (asking for 1 s retries), then succeeds. */
+static sq_result flaky_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    json_int_t need = json_integer_value(sq_job_arg(job, 0));
+    if (sq_job_retry_count(job) + 1 < need) {
+        record(job, "fail");
+        sq_job_fail(job, "FlakyError", "attempt %d", sq_job_retry_count(job) + 2);
+        sq_job_retry_in(job, 1);
+        return SQ_FAILED;
+    }
+    record(job, "ok");
+    return SQ_OK;
+}
+
+/* Sleeps args[0] seconds without looking at sq_job_stopping. */
+static sq_result sleep_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    record(job, "start");
+    double s = json_number_value(sq_job_arg(job, 0));
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+    record(job, "ok");
+    return SQ_OK;
+}
+
+/* Sleeps up to args[0] seconds, stopping early when the daemon stops. */
+static sq_result polite_sleep_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    record(job, "start");
+    double s = json_number_value(sq_job_arg(job, 0));
+    for (double t = 0; t < s; t += 0.05) {
+        if (sq_job_stopping(job))
+            return sq_job_fail(job, "Interrupted", "stopping");
+        usleep(50000);
+    }
+    record(job, "ok");
+    return SQ_OK;
+}
+
+static sq_result crash_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    record(job, "crash");
+    raise(SIGKILL);
+    return SQ_OK;
+}
+
+/* Pushes a follow-up OkJob from inside a handler. */
+static sq_result chain_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    record(job, "chain");
+    sq_error err = {0};
+    json_t *args = json_pack("[s]", sq_job_jid(job));
+    char jid[25];
+    int rc = sq_push(sq_job_client(job), "OkJob", args, NULL, jid, &err);
+    json_decref(args);
+    return rc == 0 ? SQ_OK : sq_job_fail(job, "PushError", "%s", err.message);
+}
+
+int squire_plugin_init(sq_registry *reg)
+{
+    int rc = 0;
+    rc |= sq_register(reg, "OkJob", ok_job, NULL);
+    rc |= sq_register(reg, "HardJob", ok_job, NULL);
+    rc |= sq_register(reg, "MyActiveJob", ok_job, NULL);
+    rc |= sq_register(reg, "FailJob", fail_job, NULL);
+    rc |= sq_register(reg, "KillJob", kill_job, NULL);
+    rc |= sq_register(reg, "DiscardJob", discard_job, NULL);
+    rc |= sq_register(reg, "FlakyJob", flaky_job, NULL);
+    rc |= sq_register(reg, "SleepJob", sleep_job, NULL);
+    rc |= sq_register(reg, "PoliteSleepJob", polite_sleep_job, NULL);
+    rc |= sq_register(reg, "CrashJob", crash_job, NULL);
+    rc |= sq_register(reg, "ChainJob", chain_job, NULL);
+    return rc;
+}
