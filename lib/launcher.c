@@ -315,10 +315,11 @@ static void log_start(sq_runtime *rt)
         if (pos >= sizeof queues)
             pos = sizeof queues - 1;
     }
-    sq_log(SQ_LOG_INFO, "squire %s starting: identity=%s concurrency=%d queues=[%s] fetch=%s "
-           "timeout=%d s redis=%s handlers=%zu environment=%s", SQ_VERSION, rt->identity,
-           cfg->concurrency, queues, rt->fetch->name, cfg->timeout, sq_redis_display(rt->redis),
-           sq_registry_count(rt->reg), cfg->environment ? cfg->environment : "development");
+    sq_log(SQ_LOG_INFO, "squire %s starting: identity=%s tag=%s concurrency=%d queues=[%s] "
+           "fetch=%s timeout=%d s redis=%s handlers=%zu environment=%s", SQ_VERSION,
+           rt->identity, cfg->tag ? cfg->tag : "", cfg->concurrency, queues, rt->fetch->name,
+           cfg->timeout, sq_redis_display(rt->redis), sq_registry_count(rt->reg),
+           cfg->environment ? cfg->environment : "development");
 }
 
 /* Main loop until TERM/INT: quiet on TSTP, dump on TTIN, flush stats. */
@@ -397,6 +398,11 @@ static int run(const sq_config *cfg, sq_registry *reg)
         (rt.redis = sq_redis_new(&rt.url, 3.0)) == NULL) {
         sq_log(SQ_LOG_ERROR, "%s", err.code ? err.message : "out of memory");
         status = err.code == SQ_ECONFIG ? EX_CONFIG : 1;
+        goto done;
+    }
+    if (cfg->fetch != SQ_FETCH_BASIC) {
+        sq_log(SQ_LOG_ERROR, "fetch: reliable is not available in this build yet; use basic");
+        status = EX_CONFIG;
         goto done;
     }
     rt.nworkers = cfg->concurrency;

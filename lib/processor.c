@@ -192,7 +192,7 @@ static void record_failure(sq_worker *w, sq_unit *u, sq_job *job, double elapsed
     struct zset_write z = {plan.at, plan.payload, plan.payload_len};
     switch (plan.action) {
     case SQ_RETRY_SCHEDULE:
-        sq_log_job(SQ_LOG_WARN, job, "fail: %.3f sec: %s: %.200s (retry %d in %.0f s)", elapsed,
+        sq_log_job(SQ_LOG_WARN, job, "fail: %.3f sec: %s: %.200s (retry_count %d, next try in %.0f s)", elapsed,
                    o->error_class, o->error_message, plan.count, plan.at - sq__now());
         persist(w, u, "retry", job->jid, write_retry, &z);
         break;

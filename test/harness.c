@@ -198,12 +198,18 @@ long long sqt_wait_int(redisContext *c, long long want, double timeout, const ch
 void sqt_squire_start(sqt_proc *p, const char *url, const char *const *argv,
                       const char *const *env)
 {
+    sqt_proc_start(p, SQ_TEST_SQUIRE, url, argv, env);
+}
+
+void sqt_proc_start(sqt_proc *p, const char *binary, const char *url, const char *const *argv,
+                    const char *const *env)
+{
     char dir[256];
     sqt_tempdir(dir, "log");
     snprintf(p->log, sizeof p->log, "%s/squire.log", dir);
     const char *args[64];
     int n = 0;
-    args[n++] = SQ_TEST_SQUIRE;
+    args[n++] = binary;
     for (int i = 0; argv && argv[i] && n < 62; i++)
         args[n++] = argv[i];
     args[n] = NULL;
@@ -223,7 +229,7 @@ void sqt_squire_start(sqt_proc *p, const char *url, const char *const *argv,
             setenv("REDIS_URL", url, 1);
         for (int i = 0; env && env[i]; i++)
             putenv((char *)env[i]);
-        execv(SQ_TEST_SQUIRE, (char *const *)args);
+        execv(binary, (char *const *)args);
         _exit(127);
     }
     p->pid = pid;

@@ -46,6 +46,9 @@ typedef struct sqt_proc {
  * Extra environment as "NAME=value" strings in env (NULL-terminated or NULL). */
 void sqt_squire_start(sqt_proc *p, const char *url, const char *const *argv,
                       const char *const *env);
+/* The same for another program built on sq_main (binary is its path). */
+void sqt_proc_start(sqt_proc *p, const char *binary, const char *url, const char *const *argv,
+                    const char *const *env);
 /* Wait for exit; returns the exit status (or 128+signal), -1 on timeout. */
 int sqt_proc_wait(sqt_proc *p, double timeout);
 /* Kill (if still running) and reap. */

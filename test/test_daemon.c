@@ -524,6 +524,20 @@ START_TEST(squirectl_push_now_later_and_bulk)
 }
 END_TEST
 
+START_TEST(program_with_its_own_main_runs_its_handlers)
+{
+    sqt_proc p;
+    const char *argv[] = {"-c", "2", "-q", "reports", NULL};
+    sqt_proc_start(&p, SQ_TEST_EMBEDDED, R.url, argv, NULL);
+    ck_assert(sqt_log_wait(&p, "starting", 10));
+    char jid[25];
+    sq_push_opts o = {.queue = "reports"};
+    itest_push("ReportJob", "[7]", &o, jid);
+    ck_assert(sqt_log_wait(&p, "embedded: building report 7", 10));
+    itest_stop(&p);
+}
+END_TEST
+
 static Suite *daemon_suite(void)
 {
     Suite *s = suite_create("daemon");
@@ -550,6 +564,7 @@ static Suite *daemon_suite(void)
     tcase_add_test(tc, passwords_work_and_are_never_logged);
     tcase_add_test(tc, bad_config_and_flags_exit_with_their_codes);
     tcase_add_test(tc, squirectl_push_now_later_and_bulk);
+    tcase_add_test(tc, program_with_its_own_main_runs_its_handlers);
     suite_add_tcase(s, tc);
     return s;
 }

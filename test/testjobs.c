@@ -4,6 +4,7 @@
  * so that a test can check from outside what ran, how often and with what.
  */
 #include <hiredis/hiredis.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,11 +15,25 @@
 #include <squire.h>
 
 /* Each worker thread records through its own connection to the test's
- * Redis (REDIS_URL is always redis://127.0.0.1:PORT/0 in the suites). */
-static _Thread_local redisContext *conn;
+ * Redis (REDIS_URL is always redis://127.0.0.1:PORT/0 in the suites),
+ * freed when the thread exits. */
+static pthread_key_t conn_key;
+static pthread_once_t conn_once = PTHREAD_ONCE_INIT;
+
+static void free_conn(void *c)
+{
+    redisFree(c);
+}
+
+static void make_key(void)
+{
+    pthread_key_create(&conn_key, free_conn);
+}
 
 static redisContext *test_redis(void)
 {
+    pthread_once(&conn_once, make_key);
+    redisContext *conn = pthread_getspecific(conn_key);
     if (conn != NULL && conn->err == 0)
         return conn;
     if (conn != NULL)
@@ -30,6 +45,7 @@ static redisContext *test_redis(void)
         port = (int)strtol(colon + 1, NULL, 10);
     struct timeval tv = {5, 0};
     conn = redisConnectWithTimeout("127.0.0.1", port, tv);
+    pthread_setspecific(conn_key, conn);
     return conn;
 }
 

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install squire into a temp prefix, build a handler plugin the way a user
+# would (cc -shared -fPIC ... $(pkg-config --cflags --libs squire)), and run
+# the installed daemon with it against a real redis-server.
+#   install_test.sh SOURCE_DIR BUILD_DIR
+set -euo pipefail
+src=$1 build=$2
+tmp=$(mktemp -d /tmp/squire-install.XXXXXX)
+redis_pid="" squire_pid=""
+cleanup() {
+  [ -n "$squire_pid" ] && kill -9 "$squire_pid" 2>/dev/null || true
+  [ -n "$redis_pid" ] && kill -9 "$redis_pid" 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
+pc=$(dirname "$(find "$tmp/prefix" -name squire.pc)")
+export PKG_CONFIG_PATH=$pc
+# a relocated install: point the .pc at where it actually is
+pcflags=(--define-variable=prefix="$tmp/prefix")
+# shellcheck disable=SC2046
+cc -shared -fPIC -Wall -Werror -o "$tmp/libjobs.so" "$src/examples/jobs.c" \
+   $(pkg-config "${pcflags[@]}" --cflags --libs squire) -lz
+echo "ok: plugin built with pkg-config (squire $(pkg-config --modversion squire))"
+
+while :; do
+  port=$((20000 + RANDOM % 20000))
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+done
+redis-server --bind 127.0.0.1 --port "$port" --dir "$tmp" --save '' --logfile "$tmp/redis.log" &
+redis_pid=$!
+export REDIS_URL="redis://127.0.0.1:$port/0"
+for _ in $(seq 100); do redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1 && break; sleep 0.05; done
+
+"$tmp/prefix/bin/squire" -r "$tmp/libjobs.so" -c 2 > "$tmp/squire.log" 2>&1 &
+squire_pid=$!
+"$tmp/prefix/bin/squirectl" push HardJob '["installed", 7]' >/dev/null
+for _ in $(seq 100); do grep -q "hard work for installed x7" "$tmp/squire.log" && break; sleep 0.05; done
+grep -q "hard work for installed x7" "$tmp/squire.log" || { cat "$tmp/squire.log"; exit 1; }
+kill -TERM "$squire_pid"; wait "$squire_pid"; squire_pid=""
+echo "ok: installed squire ran the plugin's HardJob and exited 0"
