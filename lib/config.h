@@ -22,6 +22,8 @@
 #define SQ_DEFAULT_DEAD_TIMEOUT (180L * 24 * 3600)
 #define SQ_DEFAULT_POLL_AVERAGE 5.0
 #define SQ_DEFAULT_MAX_PAYLOAD (1024 * 1024)
+#define SQ_DEFAULT_MAX_INTERRUPTIONS 3
+#define SQ_DEFAULT_LEASE_TTL 20.0
 #define SQ_MAX_CONCURRENCY 1000
 #define SQ_MAX_TIMEOUT 86400
 #define SQ_MAX_QUEUE_NAME 255
@@ -53,6 +55,8 @@ typedef struct sq_config {
     double poll_interval_average;  /* 0 = unset (derived from the process count) */
     char *redis_url;    /* from REDIS_PROVIDER / REDIS_URL; NULL = redis://localhost:6379/0 */
     sq_fetch_mode fetch;
+    int max_interruptions; /* reliable: deaths of a job's process before it is dead (0: never) */
+    double lease_ttl;      /* reliable: seconds a silent process keeps its jobs */
     size_t max_payload_bytes;
     bool concurrency_set; /* set by file or flag (RAILS_MAX_THREADS applies otherwise) */
     char **warnings;    /* owned messages for the daemon to log ("<file>:<line>: pidfile: ignored ...") */

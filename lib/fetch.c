@@ -24,7 +24,7 @@ void sq_unit_clear(sq_unit *u)
 #define WRONGTYPE_RECHECK 60.0
 
 /* Drop queues whose key is set aside from this fetch's order. */
-static size_t usable_queues(sq_worker *w, size_t n)
+size_t sq__usable_queues(sq_worker *w, size_t n)
 {
     double now = 0;
     size_t k = 0;
@@ -45,30 +45,30 @@ static size_t usable_queues(sq_worker *w, size_t n)
 /* BRPOP answered WRONGTYPE: find the keys that are not lists and set them
  * aside, so one bad key does not stop the other queues (logged once a
  * minute per worker 0, the others stay quiet). */
-static void set_aside_wrongtype(sq_worker *w, size_t n)
+/* Set queue q aside when its key is not a list (logged by worker 0 only, so
+ * once a minute rather than once per worker). Returns true when it was. */
+bool sq__set_aside_queue(sq_worker *w, size_t q)
 {
-    for (size_t i = 0; i < n; i++) {
-        size_t q = w->order[i];
-        redisReply *rep = sq_redis_cmd(w->redis, NULL, "TYPE %s", w->keys[q]);
-        if (rep == NULL)
-            return;
-        bool bad = rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "list") != 0 &&
-                   strcmp(rep->str, "none") != 0;
-        if (bad) {
-            w->skip_until[q] = sq__monotonic() + WRONGTYPE_RECHECK;
-            if (w->index == 0)
-                sq_log(SQ_LOG_ERROR, "%s is a %s, not a list: not fetching from queue %s for "
-                       "%.0f s", w->keys[q], rep->str, w->rt->order.names[q], WRONGTYPE_RECHECK);
-        }
-        freeReplyObject(rep);
+    redisReply *rep = sq_redis_cmd(w->redis, NULL, "TYPE %s", w->keys[q]);
+    if (rep == NULL)
+        return false;
+    bool bad = rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "list") != 0 &&
+               strcmp(rep->str, "none") != 0;
+    if (bad) {
+        w->skip_until[q] = sq__monotonic() + WRONGTYPE_RECHECK;
+        if (w->index == 0)
+            sq_log(SQ_LOG_ERROR, "%s is a %s, not a list: not fetching from queue %s for %.0f s",
+                   w->keys[q], rep->str, w->rt->order.names[q], WRONGTYPE_RECHECK);
     }
+    freeReplyObject(rep);
+    return bad;
 }
 
 static int basic_fetch(sq_worker *w, sq_unit *u, sq_error *err)
 {
     sq_runtime *rt = w->rt;
     size_t n = sq_queue_order_next(&rt->order, w->order, w->scratch, sq_worker_rand, w);
-    n = usable_queues(w, n);
+    n = sq__usable_queues(w, n);
     if (n == 0) {
         sq_runtime_nap(rt, BRPOP_WAIT); /* every queue set aside */
         return 0;
@@ -88,7 +88,8 @@ static int basic_fetch(sq_worker *w, sq_unit *u, sq_error *err)
     sq_error e = {0};
     redisReply *rep = sq_redis_argv(w->redis, (int)n + 2, argv, lens, BRPOP_WAIT, &e);
     if (rep == NULL && sq_redis_error_is(&e, "WRONGTYPE")) {
-        set_aside_wrongtype(w, n);
+        for (size_t i = 0; i < n; i++)
+            sq__set_aside_queue(w, w->order[i]);
         return 0;
     }
     if (rep == NULL) {
@@ -117,6 +118,10 @@ static int basic_fetch(sq_worker *w, sq_unit *u, sq_error *err)
     memcpy(u->raw, val->str, val->len);
     u->raw[val->len] = '\0';
     u->len = val->len;
+    u->qidx = 0;
+    for (size_t i = 0; i < rt->order.nqueues; i++)
+        if (strcmp(rt->order.names[i], u->queue) == 0)
+            u->qidx = i;
     freeReplyObject(rep);
     return 1;
 }
@@ -149,9 +154,15 @@ static int basic_dead(sq_worker *w, const sq_unit *u, const char *payload, size_
     return sq_dead_add(w->redis, w->rt->cfg, payload, len, sq__now(), err);
 }
 
-static int basic_requeue(sq_runtime *rt, sq_redis *r, const sq_unit *u, sq_error *err)
+static int basic_finish(sq_worker *w, sq_error *err)
 {
-    (void)rt;
+    (void)w, (void)err;
+    return 0;
+}
+
+static int basic_requeue(sq_worker *w, sq_redis *r, const sq_unit *u, sq_error *err)
+{
+    (void)w;
     size_t klen = strlen(u->queue) + 7;
     char key[klen];
     memcpy(key, "queue:", 6);
@@ -172,6 +183,7 @@ const sq_fetch_ops sq_fetch_basic = {
     .retry = basic_retry,
     .dead = basic_dead,
     .requeue = basic_requeue,
+    .finish = basic_finish,
 };
 
 int sq_dead_add(sq_redis *r, const sq_config *cfg, const char *payload, size_t len, double now,

@@ -132,27 +132,43 @@ static int connect_patiently(sq_runtime *rt, sq_error *err)
     }
 }
 
-/* INFO checks Sidekiq does at boot: version, and eviction would lose jobs. */
-static void check_server(sq_runtime *rt)
+/* INFO checks at boot: the version (reliable fetch needs LMOVE, Redis 6.2),
+ * and the settings under which Redis itself can lose jobs. Returns -1 when
+ * squire cannot run against this server. */
+static int check_server(sq_runtime *rt)
 {
     redisReply *rep = sq_redis_cmd(rt->redis, NULL, "INFO");
     if (rep == NULL || rep->type != REDIS_REPLY_STRING) {
         if (rep)
             freeReplyObject(rep);
-        return;
+        return 0; /* INFO may be renamed away; the commands themselves will tell */
     }
+    int rc = 0;
     const char *v = strstr(rep->str, "redis_version:");
     if (v != NULL) {
-        int major = (int)strtol(v + 14, NULL, 10);
-        if (major < 4)
-            sq_log(SQ_LOG_WARN, "Redis %.*s is older than 4.0, which Sidekiq requires",
-                   (int)strcspn(v + 14, "\r\n"), v + 14);
+        char *end;
+        long major = strtol(v + 14, &end, 10);
+        long minor = *end == '.' ? strtol(end + 1, NULL, 10) : 0;
+        int vlen = (int)strcspn(v + 14, "\r\n");
+        if (rt->fetch == &sq_fetch_reliable && (major < 6 || (major == 6 && minor < 2))) {
+            sq_log(SQ_LOG_ERROR, "Redis %.*s has no LMOVE; reliable fetch needs Redis 6.2 or "
+                   "later (or set fetch: basic)", vlen, v + 14);
+            rc = -1;
+        } else if (major < 4) {
+            sq_log(SQ_LOG_WARN, "Redis %.*s is older than 4.0, which Sidekiq requires", vlen,
+                   v + 14);
+        }
     }
     const char *p = strstr(rep->str, "maxmemory_policy:");
     if (p != NULL && strncmp(p + 17, "noeviction", 10) != 0)
         sq_log(SQ_LOG_WARN, "Redis maxmemory-policy is %.*s; it should be noeviction or Redis may "
                "silently drop jobs", (int)strcspn(p + 17, "\r\n"), p + 17);
+    const char *aof = strstr(rep->str, "aof_enabled:");
+    if (aof != NULL && aof[12] == '0' && rt->fetch == &sq_fetch_reliable)
+        sq_log(SQ_LOG_WARN, "Redis runs without AOF (appendonly no): if Redis itself crashes, "
+               "jobs written since its last snapshot are lost, whatever squire does");
     freeReplyObject(rep);
+    return rc;
 }
 
 static bool any_busy(sq_runtime *rt)
@@ -180,7 +196,7 @@ static int requeue_running(sq_runtime *rt)
             bool ok = false;
             for (unsigned attempt = 0; attempt < 3 && !ok; attempt++) {
                 sq_error err = {0};
-                ok = rt->fetch->requeue(rt, rt->redis, &w->unit, &err) == 0;
+                ok = rt->fetch->requeue(w, rt->redis, &w->unit, &err) == 0;
                 if (!ok) {
                     sq_log(SQ_LOG_ERROR, "pushing back jid=%s failed: %s", w->jid, err.message);
                     sq__sleep(sq_redis_backoff(attempt));
@@ -196,7 +212,7 @@ static int requeue_running(sq_runtime *rt)
     return pushed;
 }
 
-static int start_workers(sq_runtime *rt)
+static int prepare_workers(sq_runtime *rt)
 {
     rt->workers = calloc((size_t)rt->nworkers, sizeof *rt->workers);
     if (rt->workers == NULL)
@@ -225,9 +241,19 @@ static int start_workers(sq_runtime *rt)
             snprintf(w->keys[q], n, "queue:%s", rt->order.names[q]);
         }
         w->client = sq__client_borrow(w->redis);
-        if (w->client == NULL)
+        w->wkeys = calloc(rt->order.nqueues, sizeof *w->wkeys);
+        if (w->client == NULL || w->wkeys == NULL)
             return -1;
+        for (size_t q = 0; q < rt->order.nqueues; q++)
+            if ((w->wkeys[q] = sq_working_list_key(rt->identity, w->tid, rt->order.names[q])) ==
+                NULL)
+                return -1;
     }
+    return 0;
+}
+
+static int start_threads(sq_runtime *rt)
+{
     for (int i = 0; i < rt->nworkers; i++) {
         sq_worker *w = &rt->workers[i];
         if (pthread_create(&w->thread, NULL, sq_processor_main, w) != 0)
@@ -253,7 +279,11 @@ static void free_workers(sq_runtime *rt)
         sq_redis_free(w->redis);
         for (size_t q = 0; w->keys && q < rt->order.nqueues; q++)
             free(w->keys[q]);
+        for (size_t q = 0; w->wkeys && q < rt->order.nqueues; q++)
+            free(w->wkeys[q]);
         free(w->keys);
+        free(w->wkeys);
+        free(w->ack_raw);
         free(w->skip_until);
         free(w->order);
         free(w->scratch);
@@ -322,12 +352,58 @@ static void log_start(sq_runtime *rt)
            cfg->environment ? cfg->environment : "development");
 }
 
-/* Main loop until TERM/INT: quiet on TSTP, dump on TTIN, flush stats. */
+/* Reliable fetch: renew the lease; fence when it cannot be renewed in time
+ * (others may soon recover our jobs), unfence when it can again. */
+static void keep_lease(sq_runtime *rt, double *last_ok)
+{
+    sq_error err = {0};
+    bool lapsed = false;
+    double now = sq__monotonic();
+    if (sq_lease_renew(rt, &lapsed, &err) == 0) {
+        if (lapsed)
+            sq_log(SQ_LOG_WARN, "lease had expired (out of touch with Redis for %.1f s): jobs "
+                   "running then may have been recovered by another process and run twice",
+                   now - *last_ok);
+        if (atomic_load(&rt->fenced))
+            sq_log(SQ_LOG_INFO, "lease renewed: fetching again");
+        atomic_store(&rt->fenced, false);
+        *last_ok = now;
+    } else if (now - *last_ok > rt->cfg->lease_ttl * 0.75 && !atomic_load(&rt->fenced)) {
+        atomic_store(&rt->fenced, true);
+        sq_log(SQ_LOG_WARN, "cannot renew the lease for %.1f s (%s): not fetching until Redis "
+               "answers", now - *last_ok, err.message);
+    }
+}
+
+static void recover(sq_runtime *rt)
+{
+    sq_error err = {0};
+    if (sq_recovery_run(rt, &err) < 0)
+        sq_log(SQ_LOG_WARN, "recovery of dead processes' jobs failed: %s", err.message);
+}
+
+/* Main loop until TERM/INT: quiet on TSTP, dump on TTIN, flush stats, and
+ * for reliable fetch keep the lease and recover dead processes' jobs. */
 static void serve(sq_runtime *rt)
 {
+    bool reliable = rt->fetch == &sq_fetch_reliable;
+    double lease_every = rt->cfg->lease_ttl / 4, recover_every = rt->cfg->lease_ttl * 0.75;
+    double last_lease = sq__monotonic(), next_lease = last_lease + lease_every;
+    double next_recover = last_lease + recover_every;
     double next_flush = sq__monotonic() + STATS_EVERY;
     for (;;) {
-        int sig = wait_signal(1.0);
+        if (reliable) {
+            double now = sq__monotonic();
+            if (now >= next_lease) {
+                keep_lease(rt, &last_lease);
+                next_lease = now + lease_every;
+            }
+            if (now >= next_recover && !atomic_load(&rt->quiet)) {
+                recover(rt);
+                next_recover = now + recover_every;
+            }
+        }
+        int sig = wait_signal(reliable && lease_every < 1.0 ? lease_every : 1.0);
         if (sig == SIGTERM || sig == SIGINT) {
             sq_log(SQ_LOG_INFO, "%s received: shutting down", sig == SIGTERM ? "TERM" : "INT");
             return;
@@ -369,6 +445,8 @@ static bool shut_down(sq_runtime *rt)
         sq__sleep(0.05);
     atomic_store(&rt->hard_stop, true);
     bool all = join_all(rt, UNWIND_WAIT);
+    if (rt->fetch == &sq_fetch_reliable)
+        sq_recovery_release(rt);
     sq_error err = {0};
     if (sq_stats_flush(rt, rt->redis, &err) != 0)
         sq_log(SQ_LOG_WARN, "final stats flush failed: %s", err.message);
@@ -383,7 +461,7 @@ static int run(const sq_config *cfg, sq_registry *reg)
 
     rt.cfg = cfg;
     rt.reg = reg;
-    rt.fetch = &sq_fetch_basic;
+    rt.fetch = cfg->fetch == SQ_FETCH_RELIABLE ? &sq_fetch_reliable : &sq_fetch_basic;
     rt.limits = (sq_job_limits){cfg->max_payload_bytes, SQ_JSON_MAX_DEPTH, SQ_JSON_MAX_ELEMENTS};
     pthread_mutex_init(&rt.lock, NULL);
     pthread_condattr_t ca;
@@ -398,11 +476,6 @@ static int run(const sq_config *cfg, sq_registry *reg)
         (rt.redis = sq_redis_new(&rt.url, 3.0)) == NULL) {
         sq_log(SQ_LOG_ERROR, "%s", err.code ? err.message : "out of memory");
         status = err.code == SQ_ECONFIG ? EX_CONFIG : 1;
-        goto done;
-    }
-    if (cfg->fetch != SQ_FETCH_BASIC) {
-        sq_log(SQ_LOG_ERROR, "fetch: reliable is not available in this build yet; use basic");
-        status = EX_CONFIG;
         goto done;
     }
     rt.nworkers = cfg->concurrency;
@@ -421,8 +494,26 @@ static int run(const sq_config *cfg, sq_registry *reg)
         sq_log(SQ_LOG_INFO, "stopped before Redis became reachable");
         goto done;
     }
-    check_server(&rt);
-    if (start_workers(&rt) != 0) {
+    if (check_server(&rt) != 0) {
+        status = EX_CONFIG;
+        goto done;
+    }
+    if (prepare_workers(&rt) != 0) {
+        sq_log(SQ_LOG_ERROR, "out of memory preparing workers");
+        status = 1;
+        goto done;
+    }
+    if (rt.fetch == &sq_fetch_reliable) {
+        /* Lease and registry before the first fetch; then hand back what
+         * dead processes left behind. */
+        if (sq_lease_renew(&rt, NULL, &err) != 0 || sq_recovery_register(&rt, &err) != 0) {
+            sq_log(SQ_LOG_ERROR, "cannot register with Redis: %s", err.message);
+            status = 1;
+            goto done;
+        }
+        recover(&rt);
+    }
+    if (start_threads(&rt) != 0) {
         sq_log(SQ_LOG_ERROR, "cannot start worker threads: %s", strerror(errno));
         status = 1;
         sq_runtime_quiet(&rt);

@@ -104,7 +104,7 @@ static int write_dead(sq_worker *w, const sq_unit *u, const void *arg, sq_error 
 static int write_requeue(sq_worker *w, const sq_unit *u, const void *arg, sq_error *err)
 {
     (void)arg;
-    return w->rt->fetch->requeue(w->rt, w->redis, u, err);
+    return w->rt->fetch->requeue(w, w->redis, u, err);
 }
 
 /* Take the slot back from RUNNING. False when shutdown already requeued it. */
@@ -295,6 +295,17 @@ void *sq_processor_main(void *arg)
             break;
         }
         process(w, &u);
+    }
+    /* Write what the fetch strategy still holds (reliable: the last ack). */
+    for (unsigned attempt = 0;; attempt++) {
+        sq_error err = {0};
+        if (rt->fetch->finish(w, &err) == 0)
+            break;
+        if (atomic_load(&rt->hard_stop) || attempt >= 20) {
+            sq_log(SQ_LOG_WARN, "last ack not written (%s); the job may run again", err.message);
+            break;
+        }
+        sq__sleep(sq_redis_backoff(attempt));
     }
     return NULL;
 }

@@ -38,6 +38,7 @@ typedef struct sq_unit {
     char *raw;    /* owned, NUL-terminated at len */
     size_t len;
     char *queue;  /* owned queue name, no "queue:" prefix */
+    size_t qidx;  /* index of the queue in rt->order.names */
 } sq_unit;
 
 void sq_unit_clear(sq_unit *u);
@@ -54,11 +55,15 @@ typedef struct sq_fetch_ops {
                  sq_error *err);
     /* Replace the job by `payload` in the dead set (trimmed). */
     int (*dead)(sq_worker *w, const sq_unit *u, const char *payload, size_t len, sq_error *err);
-    /* Give the job back to the front of its queue, on redis r. */
-    int (*requeue)(sq_runtime *rt, sq_redis *r, const sq_unit *u, sq_error *err);
+    /* Give worker w's job back to the front of its queue, on redis r (the
+     * worker's own, or the main thread's at hard shutdown). */
+    int (*requeue)(sq_worker *w, sq_redis *r, const sq_unit *u, sq_error *err);
+    /* The worker is leaving its loop: write anything still pending. */
+    int (*finish)(sq_worker *w, sq_error *err);
 } sq_fetch_ops;
 
 extern const sq_fetch_ops sq_fetch_basic;
+extern const sq_fetch_ops sq_fetch_reliable;
 
 typedef enum sq_slot_state {
     SQ_SLOT_IDLE = 0,
@@ -79,6 +84,11 @@ struct sq_worker {
     size_t *scratch;
     char **keys;            /* "queue:<name>" per queue index */
     double *skip_until;     /* per queue: wrong-typed key, not asked for until then */
+    char **wkeys;           /* reliable: this worker's working list per queue */
+    char *ack_raw;          /* reliable: a finished job whose LREM rides on the next fetch */
+    size_t ack_len;
+    size_t ack_qidx;
+    unsigned rounds;        /* fetches so far: rotates the queue blocked on when idle */
     uint64_t rng;
 
     pthread_mutex_t lock;   /* guards the slot below */
@@ -101,6 +111,7 @@ struct sq_runtime {
     atomic_bool quiet;      /* stop fetching */
     atomic_bool stopping;   /* shutdown under way (sq_job_stopping) */
     atomic_bool hard_stop;  /* give up on pending writes, exit now */
+    atomic_bool fenced;     /* reliable: lease not renewed in time; stop fetching */
     atomic_long processed;  /* not yet flushed */
     atomic_long failed;
 
@@ -113,6 +124,11 @@ struct sq_runtime {
     pthread_t poller;
     bool poller_started;
 };
+
+/* Shared by the fetch strategies (fetch.c): drop set-aside queues from
+ * w->order[0..n) and return how many are left; set queue q aside. */
+size_t sq__usable_queues(sq_worker *w, size_t n);
+bool sq__set_aside_queue(sq_worker *w, size_t q);
 
 /* worker thread body (processor.c) */
 void *sq_processor_main(void *arg);
@@ -132,6 +148,18 @@ int sq_dead_add(sq_redis *r, const sq_config *cfg, const char *payload, size_t l
 /* Flush the processed/failed counters (6 commands, daily keys in UTC);
  * put them back when the flush fails. */
 int sq_stats_flush(sq_runtime *rt, sq_redis *r, sq_error *err);
+
+/* Reliable fetch bookkeeping (recovery.c), all on the main thread's connection. */
+#define SQ_WLISTS_KEY "squire:wlists"
+int sq_recovery_register(sq_runtime *rt, sq_error *err);
+/* Renew this process's lease; sets *lapsed when it had expired meanwhile. */
+int sq_lease_renew(sq_runtime *rt, bool *lapsed, sq_error *err);
+/* Push back the jobs of dead processes (under a lock). Returns jobs recovered. */
+long sq_recovery_run(sq_runtime *rt, sq_error *err);
+/* At a clean exit: drop our empty working lists, registry entries and lease. */
+void sq_recovery_release(sq_runtime *rt);
+/* The working list of worker tid for queue q (malloc'd). */
+char *sq_working_list_key(const char *identity, const char *tid, const char *queue);
 
 /* Per-thread fast random source for shuffles (xorshift, seeded from the kernel). */
 unsigned sq_worker_rand(unsigned n, void *worker);

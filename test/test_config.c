@@ -164,7 +164,9 @@ START_TEST(test_defaults)
     ck_assert_int_eq(cfg.dead_timeout_in_seconds, 15552000);
     ck_assert_double_eq(cfg.average_scheduled_poll_interval, 5.0);
     ck_assert_double_eq(cfg.poll_interval_average, 0);
-    ck_assert_int_eq(cfg.fetch, SQ_FETCH_BASIC);
+    ck_assert_int_eq(cfg.fetch, SQ_FETCH_RELIABLE);
+    ck_assert_int_eq(cfg.max_interruptions, 3);
+    ck_assert_double_eq(cfg.lease_ttl, 20.0);
     ck_assert_uint_eq(cfg.max_payload_bytes, 1024 * 1024);
     ck_assert_ptr_null(cfg.redis_url);
     ck_assert_ptr_null(cfg.config_path);
@@ -239,7 +241,8 @@ START_TEST(test_every_key)
                   ":labels: [x, y]\n:require: [a.so, b.so]\n:verbose: yes\n:max_retries: 0\n"
                   ":dead_max_jobs: 1\n:dead_timeout_in_seconds: 60\n"
                   ":average_scheduled_poll_interval: 0.5\n:poll_interval_average: 15\n"
-                  ":fetch: reliable\n:max_payload_bytes: 4096\n"));
+                  ":fetch: basic\n:max_payload_bytes: 4096\n:max_interruptions: 0\n"
+                  ":lease_ttl: 2.5\n"));
     ck_assert_int_eq(cfg.concurrency, 10);
     ck_assert_int_eq(cfg.timeout, 30);
     assert_queue(0, "a", 0);
@@ -254,7 +257,9 @@ START_TEST(test_every_key)
     ck_assert_int_eq(cfg.dead_timeout_in_seconds, 60);
     ck_assert_double_eq(cfg.average_scheduled_poll_interval, 0.5);
     ck_assert_double_eq(cfg.poll_interval_average, 15);
-    ck_assert_int_eq(cfg.fetch, SQ_FETCH_RELIABLE);
+    ck_assert_int_eq(cfg.fetch, SQ_FETCH_BASIC);
+    ck_assert_int_eq(cfg.max_interruptions, 0);
+    ck_assert_double_eq(cfg.lease_ttl, 2.5);
     ck_assert_uint_eq(cfg.max_payload_bytes, 4096);
     ASSERT_OK(sq_config_validate(&cfg, &err));
 }
@@ -1440,7 +1445,7 @@ START_TEST(test_usage_text)
         "--fetch MODE",
         "(default: 5)",
         "(default: 25)",
-        "(default: basic)",
+        "(default: reliable)",
         "(default: default)",
         "(default: development)",
         "(default: config/sidekiq.yml)",

@@ -49,33 +49,45 @@ static redisContext *test_redis(void)
     return conn;
 }
 
-/* One command, reconnecting once if the cached connection died (the suites
- * restart redis-server under running workers). */
-static void command(const char *fmt, const char *a, const char *b)
-{
-    for (int attempt = 0; attempt < 2; attempt++) {
-        redisContext *c = test_redis();
-        redisReply *r = c ? redisCommand(c, fmt, a, b) : NULL;
-        if (r != NULL) {
-            freeReplyObject(r);
-            return;
-        }
-    }
-}
-
-/* test:runs (hash jid -> count), test:done (set of jids that finished),
- * test:log (list of one JSON record per event). */
+/* Record one event atomically (MULTI/EXEC), retrying for up to 30 s while
+ * Redis is unreachable: the suites kill redis-server under running jobs, and
+ * a job's side effects must survive that like a real job's would. A retry
+ * after a lost EXEC reply can count a run twice, never zero times. */
 static void record(sq_job *job, const char *what)
 {
     json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:i, s:O}", "jid", sq_job_jid(job), "class",
                             sq_job_class(job), "queue", sq_job_queue(job), "what", what,
                             "retry_count", sq_job_retry_count(job), "args", sq_job_args(job));
     char *s = json_dumps(rec, JSON_COMPACT);
-    command("RPUSH %s %s", "test:log", s);
-    if (strcmp(what, "start") != 0)
-        command("HINCRBY test:runs %s %s", sq_job_jid(job), "1");
-    if (strcmp(what, "ok") == 0)
-        command("SADD %s %s", "test:done", sq_job_jid(job));
+    const char *jid = sq_job_jid(job);
+    bool counted = strcmp(what, "start") != 0, done = strcmp(what, "ok") == 0;
+    for (int attempt = 0; attempt < 300; attempt++) {
+        redisContext *c = test_redis();
+        if (c != NULL && c->err == 0) {
+            int n = 3;
+            redisAppendCommand(c, "MULTI");
+            redisAppendCommand(c, "RPUSH test:log %s", s);
+            if (counted)
+                redisAppendCommand(c, "HINCRBY test:runs %s 1", jid), n++;
+            if (done)
+                redisAppendCommand(c, "SADD test:done %s", jid), n++;
+            redisAppendCommand(c, "EXEC");
+            bool ok = true;
+            for (int i = 0; i < n; i++) {
+                redisReply *r = NULL;
+                if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+                    ok = false;
+                    break;
+                }
+                if (i == n - 1 && (r == NULL || r->type != REDIS_REPLY_ARRAY))
+                    ok = false;
+                freeReplyObject(r);
+            }
+            if (ok)
+                break;
+        }
+        usleep(100000);
+    }
     free(s);
     json_decref(rec);
 }
@@ -156,6 +168,16 @@ static sq_result polite_sleep_job(sq_job *job, void *ud)
     return SQ_OK;
 }
 
+/* WorkJob(n, ms): a unit of work of ms milliseconds, recorded once done. */
+static sq_result work_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    json_int_t ms = json_integer_value(sq_job_arg(job, 1));
+    usleep((useconds_t)(ms > 0 ? ms : 0) * 1000);
+    record(job, "ok");
+    return SQ_OK;
+}
+
 static sq_result crash_job(sq_job *job, void *ud)
 {
     (void)ud;
@@ -190,6 +212,7 @@ int squire_plugin_init(sq_registry *reg)
     rc |= sq_register(reg, "SleepJob", sleep_job, NULL);
     rc |= sq_register(reg, "PoliteSleepJob", polite_sleep_job, NULL);
     rc |= sq_register(reg, "CrashJob", crash_job, NULL);
+    rc |= sq_register(reg, "WorkJob", work_job, NULL);
     rc |= sq_register(reg, "ChainJob", chain_job, NULL);
     return rc;
 }

@@ -1,0 +1,311 @@
+/*
+ * fetch_reliable.c: no job exists only in this process's memory.
+ *
+ * A fetched job is moved atomically (LMOVE/BLMOVE) from queue:<q> into this
+ * worker's working list for that queue, squire:w:<identity>:<tid>:<q>, and
+ * stays there until one script that starts with LREM of its exact bytes
+ * moves it on: gone (success), to `retry`, to `dead`, or back to its queue.
+ * A kill -9 at any instant therefore leaves the job in exactly one Redis key;
+ * recovery.c hands the working lists of dead processes back to their queues.
+ *
+ * A worker holds at most one job, so its working lists hold at most that one
+ * (plus, briefly, the last finished one whose LREM rides on the next fetch:
+ * one round trip per job). If a fetch's reply is lost (connection reset after
+ * the script ran), the moved job is not lost: the next fetch finds it in the
+ * worker's own list ("stranded") and runs it.
+ *
+ * When every queue is empty the worker blocks with BLMOVE on one queue; the
+ * queue rotates with the worker index and the fetch count, so idle workers
+ * cover every queue and pickup is immediate, as with BRPOP.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "log.h"
+#include "runtime.h"
+
+#define BLOCK_TIMEOUT "2"
+#define BLOCK_WAIT 2.0
+
+/* KEYS[1..nq]: this worker's working lists (canonical queue order);
+ * KEYS[nq+1..]: queue keys in this fetch's order.
+ * ARGV: ack index (1-based, 0 none), ack payload, nq, then for each queue key
+ * its canonical index. Returns {acked, index, job, stranded, bad...}. */
+static sq_script fetch_script = SQ_SCRIPT(
+    "local nq = tonumber(ARGV[3])\n"
+    "local acked = -1\n"
+    "local a = tonumber(ARGV[1])\n"
+    "if a > 0 then acked = redis.call('LREM', KEYS[a], 1, ARGV[2]) end\n"
+    "for i = 1, nq do\n"
+    "  local v = redis.call('LINDEX', KEYS[i], -1)\n"
+    "  if v then return {acked, i, v, 1} end\n"
+    "end\n"
+    "local bad = {acked, 0, '', 0}\n"
+    "for j = nq + 1, #KEYS do\n"
+    "  local w = tonumber(ARGV[j + 3 - nq])\n"
+    "  local v = redis.pcall('LMOVE', KEYS[j], KEYS[w], 'RIGHT', 'LEFT')\n"
+    "  if type(v) == 'table' and v.err then bad[#bad + 1] = w\n"
+    "  elseif v then return {acked, w, v, 0} end\n"
+    "end\n"
+    "return bad\n");
+
+/* KEYS: working list, target zset. ARGV: job, score, new payload. */
+static sq_script retry_script = SQ_SCRIPT(
+    "local t = redis.call('TYPE', KEYS[2]).ok\n"
+    "if t ~= 'zset' and t ~= 'none' then return redis.error_reply('WRONGTYPE ' .. KEYS[2] ..\n"
+    "  ' is not a sorted set') end\n"
+    "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then\n"
+    "  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n");
+
+/* KEYS: working list, dead. ARGV: job, now, new payload, cutoff, max. */
+static sq_script dead_script = SQ_SCRIPT(
+    "local t = redis.call('TYPE', KEYS[2]).ok\n"
+    "if t ~= 'zset' and t ~= 'none' then return redis.error_reply('WRONGTYPE ' .. KEYS[2] ..\n"
+    "  ' is not a sorted set') end\n"
+    "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then\n"
+    "  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])\n"
+    "  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[4])\n"
+    "  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[5]))\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n");
+
+/* KEYS: working list, queue. ARGV: job. RPUSH: the job runs next. */
+static sq_script requeue_script = SQ_SCRIPT(
+    "local t = redis.call('TYPE', KEYS[2]).ok\n"
+    "if t ~= 'list' and t ~= 'none' then return redis.error_reply('WRONGTYPE ' .. KEYS[2] ..\n"
+    "  ' is not a list') end\n"
+    "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then\n"
+    "  redis.call('RPUSH', KEYS[2], ARGV[1])\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n");
+
+static void warn_duplicate(const char *what, const char *raw, size_t len)
+{
+    /* The job left our working list without us: recovery gave it to another
+     * process while we ran it (our lease lapsed). It may run twice. */
+    sq_log(SQ_LOG_WARN, "%s: the job was no longer in this worker's list (recovered by another "
+           "process while it ran?); it may run twice; payload starts %.*s", what,
+           (int)(len < 80 ? len : 80), raw);
+}
+
+static void clear_ack(sq_worker *w)
+{
+    free(w->ack_raw);
+    w->ack_raw = NULL;
+    w->ack_len = 0;
+}
+
+static int take_job(sq_worker *w, sq_unit *u, size_t qidx, const char *s, size_t len,
+                    sq_error *err)
+{
+    u->raw = malloc(len + 1);
+    u->queue = strdup(w->rt->order.names[qidx]);
+    if (u->raw == NULL || u->queue == NULL) {
+        sq_unit_clear(u);
+        /* The job stays in our working list; the next fetch finds it. */
+        sq__error_set(err, SQ_ENOMEM, "out of memory holding a fetched job");
+        return -1;
+    }
+    memcpy(u->raw, s, len);
+    u->raw[len] = '\0';
+    u->len = len;
+    u->qidx = qidx;
+    return 1;
+}
+
+/* Nothing anywhere: wait on one queue so a new job is picked up at once. */
+static int block_fetch(sq_worker *w, sq_unit *u, size_t n, sq_error *err)
+{
+    size_t q = w->order[(size_t)(w->index + w->rounds++) % n];
+    const char *argv[] = {"BLMOVE", w->keys[q], w->wkeys[q], "RIGHT", "LEFT", BLOCK_TIMEOUT};
+    size_t lens[6];
+    for (int i = 0; i < 6; i++)
+        lens[i] = strlen(argv[i]);
+    sq_error e = {0};
+    redisReply *rep = sq_redis_argv(w->redis, 6, argv, lens, BLOCK_WAIT, &e);
+    if (rep == NULL) {
+        if (sq_redis_error_is(&e, "WRONGTYPE")) {
+            sq__set_aside_queue(w, q);
+            return 0;
+        }
+        sq__error_set(err, e.code, "%s", e.message);
+        return -1;
+    }
+    int rc = 0;
+    if (rep->type == REDIS_REPLY_STRING)
+        rc = take_job(w, u, q, rep->str, rep->len, err);
+    freeReplyObject(rep);
+    return rc;
+}
+
+static int reliable_fetch(sq_worker *w, sq_unit *u, sq_error *err)
+{
+    sq_runtime *rt = w->rt;
+    size_t nq = rt->order.nqueues;
+
+    if (atomic_load(&rt->fenced)) {
+        /* Out of touch with Redis for too long: our jobs may be handed to
+         * others, so take no more until the lease is renewed. */
+        sq_runtime_nap(rt, 0.5);
+        return 0;
+    }
+    size_t n = sq_queue_order_next(&rt->order, w->order, w->scratch, sq_worker_rand, w);
+    n = sq__usable_queues(w, n);
+
+    size_t argc = nq + n + 3 + n;
+    const char **argv = calloc(argc + 3, sizeof *argv);
+    size_t *lens = calloc(argc + 3, sizeof *lens);
+    char (*idx)[24] = calloc(n + 2, sizeof *idx);
+    if (argv == NULL || lens == NULL || idx == NULL) {
+        free(argv), free(lens), free(idx);
+        sq__error_set(err, SQ_ENOMEM, "out of memory fetching");
+        return -1;
+    }
+    size_t k = 0;
+    for (size_t q = 0; q < nq; q++)
+        argv[k++] = w->wkeys[q];
+    for (size_t i = 0; i < n; i++)
+        argv[k++] = w->keys[w->order[i]];
+    snprintf(idx[0], sizeof idx[0], "%zu", w->ack_raw ? w->ack_qidx + 1 : 0);
+    argv[k++] = idx[0];
+    argv[k] = w->ack_raw ? w->ack_raw : "";
+    lens[k++] = w->ack_len;
+    snprintf(idx[1], sizeof idx[1], "%zu", nq);
+    argv[k++] = idx[1];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(idx[i + 2], sizeof idx[i + 2], "%zu", w->order[i] + 1);
+        argv[k++] = idx[i + 2];
+    }
+    for (size_t i = 0; i < k; i++)
+        if (lens[i] == 0 && argv[i] != w->ack_raw)
+            lens[i] = strlen(argv[i]);
+
+    sq_error e = {0};
+    redisReply *rep = sq_redis_eval(w->redis, &fetch_script, (int)(nq + n), (int)k, argv, lens, &e);
+    free(argv), free(lens), free(idx);
+    if (rep == NULL) {
+        /* The script may or may not have run; either way the next fetch
+         * sends the ack again (LREM is idempotent) and finds any job it moved. */
+        sq__error_set(err, e.code, "%s", e.message);
+        return -1;
+    }
+    int rc = 0;
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 4) {
+        long long acked = rep->element[0]->integer;
+        long long at = rep->element[1]->integer;
+        if (w->ack_raw != NULL && acked == 0)
+            warn_duplicate("ack", w->ack_raw, w->ack_len);
+        clear_ack(w);
+        for (size_t i = 4; i < rep->elements; i++)
+            if (rep->element[i]->type == REDIS_REPLY_INTEGER && rep->element[i]->integer >= 1 &&
+                (size_t)rep->element[i]->integer <= nq)
+                sq__set_aside_queue(w, (size_t)rep->element[i]->integer - 1);
+        if (at >= 1 && (size_t)at <= nq && rep->element[2]->type == REDIS_REPLY_STRING) {
+            if (rep->element[3]->integer == 1)
+                sq_log(SQ_LOG_INFO, "resuming a job left in %s by a lost reply", w->wkeys[at - 1]);
+            rc = take_job(w, u, (size_t)at - 1, rep->element[2]->str, rep->element[2]->len, err);
+        }
+    } else {
+        sq__error_set(err, SQ_EREDIS, "fetch script: unexpected reply");
+        rc = -1;
+    }
+    freeReplyObject(rep);
+    if (rc == 0 && n > 0 && !atomic_load(&rt->quiet))
+        rc = block_fetch(w, u, n, err);
+    else if (rc == 0 && n == 0)
+        sq_runtime_nap(rt, BLOCK_WAIT); /* every queue set aside */
+    return rc;
+}
+
+/* Success: the LREM rides on the next fetch (one round trip per job). */
+static int reliable_ack(sq_worker *w, const sq_unit *u, sq_error *err)
+{
+    char *copy = malloc(u->len + 1);
+    if (copy == NULL) {
+        sq__error_set(err, SQ_ENOMEM, "out of memory acknowledging a job");
+        return -1;
+    }
+    memcpy(copy, u->raw, u->len + 1);
+    clear_ack(w);
+    w->ack_raw = copy;
+    w->ack_len = u->len;
+    w->ack_qidx = u->qidx;
+    return 0;
+}
+
+/* Run one LREM-conditional script; 0 when it ran (whatever it found). */
+static int run_conditional(sq_redis *r, sq_script *s, const char *what, int argc,
+                           const char **argv, const size_t *lens, sq_error *err)
+{
+    redisReply *rep = sq_redis_eval(r, s, 2, argc, argv, lens, err);
+    if (rep == NULL)
+        return -1;
+    if (rep->type == REDIS_REPLY_INTEGER && rep->integer == 0)
+        warn_duplicate(what, argv[2], lens[2]);
+    freeReplyObject(rep);
+    return 0;
+}
+
+static int reliable_retry(sq_worker *w, const sq_unit *u, double score, const char *payload,
+                          size_t len, sq_error *err)
+{
+    char s[32];
+    sq_format_time(score, s);
+    const char *argv[] = {w->wkeys[u->qidx], "retry", u->raw, s, payload};
+    size_t lens[] = {strlen(argv[0]), 5, u->len, strlen(s), len};
+    return run_conditional(w->redis, &retry_script, "retry", 5, argv, lens, err);
+}
+
+static int reliable_dead(sq_worker *w, const sq_unit *u, const char *payload, size_t len,
+                         sq_error *err)
+{
+    const sq_config *cfg = w->rt->cfg;
+    char now[32], cutoff[32], max[32];
+    double t = sq__now();
+    sq_format_time(t, now);
+    sq_format_time(t - (double)cfg->dead_timeout_in_seconds, cutoff);
+    snprintf(max, sizeof max, "%ld", cfg->dead_max_jobs);
+    const char *argv[] = {w->wkeys[u->qidx], "dead", u->raw, now, payload, cutoff, max};
+    size_t lens[] = {strlen(argv[0]), 4, u->len, strlen(now), len, strlen(cutoff), strlen(max)};
+    return run_conditional(w->redis, &dead_script, "dead-set entry", 7, argv, lens, err);
+}
+
+static int reliable_requeue(sq_worker *w, sq_redis *r, const sq_unit *u, sq_error *err)
+{
+    const char *argv[] = {w->wkeys[u->qidx], w->keys[u->qidx], u->raw};
+    size_t lens[] = {strlen(argv[0]), strlen(argv[1]), u->len};
+    return run_conditional(r, &requeue_script, "requeue", 3, argv, lens, err);
+}
+
+/* Leaving: send the last ack on its own. */
+static int reliable_finish(sq_worker *w, sq_error *err)
+{
+    if (w->ack_raw == NULL)
+        return 0;
+    const char *argv[] = {"LREM", w->wkeys[w->ack_qidx], "1", w->ack_raw};
+    size_t lens[] = {4, strlen(argv[1]), 1, w->ack_len};
+    redisReply *rep = sq_redis_argv(w->redis, 4, argv, lens, 0, err);
+    if (rep == NULL)
+        return -1;
+    if (rep->type == REDIS_REPLY_INTEGER && rep->integer == 0)
+        warn_duplicate("ack", w->ack_raw, w->ack_len);
+    freeReplyObject(rep);
+    clear_ack(w);
+    return 0;
+}
+
+const sq_fetch_ops sq_fetch_reliable = {
+    .name = "reliable",
+    .fetch = reliable_fetch,
+    .ack = reliable_ack,
+    .retry = reliable_retry,
+    .dead = reliable_dead,
+    .requeue = reliable_requeue,
+    .finish = reliable_finish,
+};

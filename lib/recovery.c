@@ -1,0 +1,310 @@
+/*
+ * recovery.c: the other half of reliable fetch. Leases say which processes
+ * are alive; recovery hands the working lists of dead ones back.
+ *
+ * Keys (docs/redis-keys.md):
+ *   squire:lease:<identity>   string with a TTL of lease_ttl, renewed by the
+ *                             main thread every lease_ttl/4. Gone = dead.
+ *   squire:wlists             hash: working-list key -> "<identity>\t<queue>",
+ *                             written before the first fetch, so recovery
+ *                             never scans the keyspace and never parses keys.
+ *   squire:recover-lock       SET NX PX: one recovering process at a time.
+ *
+ * Recovery (at start and every lease_ttl * 0.75 s): for each registered list
+ * whose owner's lease is gone, take its jobs one by one (LINDEX -1), count
+ * the interruption in the payload (`interrupted_count`, as GitLab's reliable
+ * fetcher does) and move it with one script conditional on LREM: back to the
+ * front of its queue, or, at max_interruptions, to the dead set as
+ * Squire::JobInterrupted (a job that keeps killing its process). An empty
+ * list is dropped from the registry in the same atomic step that checks it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "log.h"
+#include "runtime.h"
+
+#define LEASE_PREFIX "squire:lease:"
+#define LOCK_KEY "squire:recover-lock"
+#define BATCH 1000
+
+/* KEYS: working list, queue, dead. ARGV: job, new payload, "queue"|"dead",
+ * now, cutoff, max, queue name. */
+static sq_script recover_script = SQ_SCRIPT(
+    "local target = ARGV[3] == 'dead' and KEYS[3] or KEYS[2]\n"
+    "local t = redis.call('TYPE', target).ok\n"
+    "local want = ARGV[3] == 'dead' and 'zset' or 'list'\n"
+    "if t ~= want and t ~= 'none' then return redis.error_reply('WRONGTYPE ' .. target ..\n"
+    "  ' has the wrong type') end\n"
+    "if redis.call('LREM', KEYS[1], 1, ARGV[1]) ~= 1 then return 0 end\n"
+    "if ARGV[3] == 'dead' then\n"
+    "  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])\n"
+    "  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[5])\n"
+    "  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[6]))\n"
+    "else\n"
+    "  redis.call('RPUSH', KEYS[2], ARGV[2])\n"
+    "  redis.call('SADD', 'queues', ARGV[7])\n"
+    "end\n"
+    "return 1\n");
+
+/* KEYS: registry, working list. Drop the entry only if the list is empty. */
+static sq_script forget_script = SQ_SCRIPT(
+    "if redis.call('LLEN', KEYS[2]) == 0 then\n"
+    "  redis.call('HDEL', KEYS[1], KEYS[2])\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n");
+
+/* Release the lock only if it is still ours (it may have expired). */
+static sq_script unlock_script = SQ_SCRIPT(
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
+    "return 0\n");
+
+char *sq_working_list_key(const char *identity, const char *tid, const char *queue)
+{
+    size_t n = strlen(identity) + strlen(tid) + strlen(queue) + 16;
+    char *k = malloc(n);
+    if (k != NULL)
+        snprintf(k, n, "squire:w:%s:%s:%s", identity, tid, queue);
+    return k;
+}
+
+int sq_recovery_register(sq_runtime *rt, sq_error *err)
+{
+    size_t nq = rt->order.nqueues, n = (size_t)rt->nworkers * nq;
+    const char **argv = calloc(2 + 2 * n, sizeof *argv);
+    char **vals = calloc(n, sizeof *vals);
+    int rc = -1;
+    if (argv == NULL || vals == NULL)
+        goto out;
+    size_t k = 0;
+    argv[k++] = "HSET";
+    argv[k++] = SQ_WLISTS_KEY;
+    for (int i = 0; i < rt->nworkers; i++) {
+        for (size_t q = 0; q < nq; q++) {
+            size_t j = (size_t)i * nq + q;
+            size_t len = strlen(rt->identity) + strlen(rt->order.names[q]) + 2;
+            vals[j] = malloc(len);
+            if (vals[j] == NULL)
+                goto out;
+            snprintf(vals[j], len, "%s\t%s", rt->identity, rt->order.names[q]);
+            argv[k++] = rt->workers[i].wkeys[q];
+            argv[k++] = vals[j];
+        }
+    }
+    redisReply *rep = sq_redis_argv(rt->redis, (int)k, argv, NULL, 0, err);
+    if (rep != NULL) {
+        freeReplyObject(rep);
+        rc = 0;
+    }
+out:
+    if (rc != 0 && argv == NULL)
+        sq__error_set(err, SQ_ENOMEM, "out of memory registering working lists");
+    for (size_t j = 0; vals && j < n; j++)
+        free(vals[j]);
+    free(vals);
+    free(argv);
+    return rc;
+}
+
+int sq_lease_renew(sq_runtime *rt, bool *lapsed, sq_error *err)
+{
+    char key[sizeof rt->identity + 16];
+    snprintf(key, sizeof key, LEASE_PREFIX "%s", rt->identity);
+    long long ms = (long long)(rt->cfg->lease_ttl * 1000);
+    redisReply *rep = sq_redis_cmd(rt->redis, err, "SET %s 1 PX %lld GET", key, ms > 0 ? ms : 1);
+    if (rep == NULL)
+        return -1;
+    if (lapsed != NULL)
+        *lapsed = rep->type == REDIS_REPLY_NIL;
+    freeReplyObject(rep);
+    return 0;
+}
+
+/* The payload a recovered job goes back with; *dead when it has been
+ * interrupted max_interruptions times. NULL: keep the raw bytes. */
+static char *interrupted(sq_runtime *rt, const char *job, size_t len, bool *dead, size_t *outlen)
+{
+    *dead = false;
+    json_t *obj = json_loadb(job, len, JSON_ALLOW_NUL, NULL);
+    if (!json_is_object(obj)) {
+        json_decref(obj);
+        return NULL; /* a worker will bury it when it is fetched again */
+    }
+    json_int_t count = json_integer_value(json_object_get(obj, "interrupted_count")) + 1;
+    bool has_failed_at = json_object_get(obj, "failed_at") != NULL;
+    json_decref(obj);
+    if (count < 1)
+        count = 1;
+    int limit = rt->cfg->max_interruptions;
+    *dead = limit > 0 && count >= limit;
+
+    char num[32], now[32], msg[200];
+    snprintf(num, sizeof num, "%lld", (long long)count);
+    if (!*dead) {
+        sq_json_member set[] = {{"interrupted_count", num}};
+        return sq_json_splice(job, len, set, 1, NULL, 0, outlen);
+    }
+    snprintf(msg, sizeof msg, "\"the process running this job died %lld times while running it; "
+             "not retried (poison job?)\"", (long long)count);
+    sq_json_member set[] = {{"interrupted_count", num},
+                            {"error_class", "\"Squire::JobInterrupted\""},
+                            {"error_message", msg},
+                            {"failed_at", sq_format_time(sq__now(), now)}};
+    return sq_json_splice(job, len, set, has_failed_at ? 3 : 4, NULL, 0, outlen);
+}
+
+/* Move one orphaned job. Returns 1 moved, 0 not there any more, -1 error. */
+static int recover_one(sq_runtime *rt, const char *wkey, const char *queue, const char *job,
+                       size_t len, sq_error *err)
+{
+    bool dead = false;
+    size_t newlen = len;
+    char *fresh = interrupted(rt, job, len, &dead, &newlen);
+    const char *payload = fresh ? fresh : job;
+    if (fresh == NULL)
+        newlen = len;
+
+    char qkey[SQ_MAX_QUEUE_NAME + 8], now[32], cutoff[32], max[32];
+    double t = sq__now();
+    snprintf(qkey, sizeof qkey, "queue:%s", queue);
+    sq_format_time(t, now);
+    sq_format_time(t - (double)rt->cfg->dead_timeout_in_seconds, cutoff);
+    snprintf(max, sizeof max, "%ld", rt->cfg->dead_max_jobs);
+    const char *argv[] = {wkey, qkey, "dead", job, payload, dead ? "dead" : "queue",
+                          now, cutoff, max, queue};
+    size_t lens[] = {strlen(wkey), strlen(qkey), 4, len, newlen, strlen(argv[5]),
+                     strlen(now), strlen(cutoff), strlen(max), strlen(queue)};
+    redisReply *rep = sq_redis_eval(rt->redis, &recover_script, 3, 10, argv, lens, err);
+    free(fresh);
+    if (rep == NULL)
+        return -1;
+    int moved = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
+    freeReplyObject(rep);
+    if (moved && dead)
+        sq_log(SQ_LOG_WARN, "recovered job from %s moved to the dead set: interrupted %d times",
+               wkey, rt->cfg->max_interruptions);
+    return moved;
+}
+
+/* Owners checked in this pass: one EXISTS per process, not per list. */
+struct seen {
+    const char *owner[64];
+    bool alive[64];
+    size_t n;
+};
+
+static bool owner_alive(sq_runtime *rt, struct seen *seen, const char *owner, sq_error *err,
+                        bool *failed)
+{
+    for (size_t i = 0; i < seen->n; i++)
+        if (strcmp(seen->owner[i], owner) == 0)
+            return seen->alive[i];
+    redisReply *rep = sq_redis_cmd(rt->redis, err, "EXISTS " LEASE_PREFIX "%s", owner);
+    if (rep == NULL) {
+        *failed = true;
+        return true;
+    }
+    bool alive = rep->type == REDIS_REPLY_INTEGER && rep->integer > 0;
+    freeReplyObject(rep);
+    if (seen->n < SQ_ARRAY_LEN(seen->owner)) {
+        seen->owner[seen->n] = owner;
+        seen->alive[seen->n++] = alive;
+    }
+    return alive;
+}
+
+/* Drain one dead process's working list. Returns jobs moved or -1. */
+static long drain_list(sq_runtime *rt, const char *wkey, const char *queue, long budget,
+                       sq_error *err)
+{
+    long moved = 0;
+    while (moved < budget) {
+        redisReply *rep = sq_redis_cmd(rt->redis, err, "LINDEX %s -1", wkey);
+        if (rep == NULL)
+            return -1;
+        if (rep->type != REDIS_REPLY_STRING) {
+            freeReplyObject(rep);
+            const char *argv[] = {SQ_WLISTS_KEY, wkey};
+            redisReply *f = sq_redis_eval(rt->redis, &forget_script, 2, 2, argv, NULL, err);
+            if (f == NULL)
+                return -1;
+            freeReplyObject(f);
+            return moved;
+        }
+        int rc = recover_one(rt, wkey, queue, rep->str, rep->len, err);
+        freeReplyObject(rep);
+        if (rc < 0)
+            return -1;
+        moved += rc;
+    }
+    return moved;
+}
+
+long sq_recovery_run(sq_runtime *rt, sq_error *err)
+{
+    redisReply *lock = sq_redis_cmd(rt->redis, err, "SET " LOCK_KEY " %s NX PX %lld",
+                                    rt->identity, (long long)(rt->cfg->lease_ttl * 1500) + 1000);
+    if (lock == NULL)
+        return -1;
+    bool won = lock->type == REDIS_REPLY_STATUS;
+    freeReplyObject(lock);
+    if (!won)
+        return 0;
+
+    redisReply *all = sq_redis_cmd(rt->redis, err, "HGETALL " SQ_WLISTS_KEY);
+    if (all == NULL)
+        return -1;
+    long total = 0;
+    bool failed = false;
+    struct seen seen = {.n = 0};
+    for (size_t i = 0; i + 1 < all->elements && !failed && total < BATCH; i += 2) {
+        if (all->element[i]->type != REDIS_REPLY_STRING ||
+            all->element[i + 1]->type != REDIS_REPLY_STRING)
+            continue;
+        const char *wkey = all->element[i]->str;
+        char *val = all->element[i + 1]->str;
+        char *tab = strchr(val, '\t');
+        if (tab == NULL)
+            continue;
+        *tab = '\0';
+        const char *owner = val, *queue = tab + 1;
+        if (strcmp(owner, rt->identity) == 0 || owner_alive(rt, &seen, owner, err, &failed))
+            continue;
+        long n = drain_list(rt, wkey, queue, BATCH - total, err);
+        if (n < 0)
+            failed = true;
+        else if (n > 0) {
+            total += n;
+            sq_log(SQ_LOG_INFO, "recovered %ld job(s) of dead process %s from queue %s", n, owner,
+                   queue);
+        }
+    }
+    freeReplyObject(all);
+    const char *argv[] = {LOCK_KEY, rt->identity};
+    redisReply *un = sq_redis_eval(rt->redis, &unlock_script, 1, 2, argv, NULL, NULL);
+    if (un)
+        freeReplyObject(un);
+    return failed ? -1 : total;
+}
+
+void sq_recovery_release(sq_runtime *rt)
+{
+    for (int i = 0; i < rt->nworkers; i++) {
+        for (size_t q = 0; q < rt->order.nqueues; q++) {
+            const char *argv[] = {SQ_WLISTS_KEY, rt->workers[i].wkeys[q]};
+            redisReply *rep = sq_redis_eval(rt->redis, &forget_script, 2, 2, argv, NULL, NULL);
+            if (rep == NULL)
+                return; /* Redis is gone: others recover after the lease */
+            if (rep->integer == 0)
+                sq_log(SQ_LOG_WARN, "%s still holds a job; another process will recover it",
+                       rt->workers[i].wkeys[q]);
+            freeReplyObject(rep);
+        }
+    }
+    redisReply *rep = sq_redis_cmd(rt->redis, NULL, "DEL " LEASE_PREFIX "%s", rt->identity);
+    if (rep)
+        freeReplyObject(rep);
+}

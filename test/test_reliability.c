@@ -1,0 +1,246 @@
+/*
+ * test_reliability.c: the fault tests of reliable fetch (reliability.md §4).
+ *
+ * Several squire processes share a real redis-server (AOF, appendfsync
+ * always) and a few thousand uniquely identified jobs while processes are
+ * killed with SIGKILL and TERM and redis-server itself is killed and
+ * restarted. Every job must run at least once, duplicates stay within what
+ * was in flight, and no working list is left. The same run in basic mode
+ * (Sidekiq's BRPOP) shows the loss reliable mode prevents.
+ */
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "itest.h"
+
+#define NPROC_MAX 8
+
+static void setup_aof(void)
+{
+    sqt_redis_start(&R, "--appendonly yes --appendfsync always");
+    C = sqt_redis_connect(&R);
+}
+
+static void start(sqt_proc *p, const char *cfg)
+{
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "4", "-t", "1", NULL};
+    sqt_squire_start(p, R.url, argv, NULL);
+    ck_assert_msg(sqt_log_wait(p, "starting", 10), "squire did not start");
+}
+
+static void push_work(int n, int ms)
+{
+    sq_error err = {0};
+    sq_client *c = sq_client_new(R.url, &err);
+    ck_assert_ptr_nonnull(c);
+    json_t *list = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(list, json_pack("[i,i]", i, ms));
+    ck_assert_msg(sq_push_bulk(c, "WorkJob", list, NULL, &err) == 0, "%s", err.message);
+    json_decref(list);
+    sq_client_free(c);
+}
+
+static long long total_runs(void)
+{
+    redisReply *r = sqt_cmd(C, "HVALS test:runs");
+    long long sum = 0;
+    for (size_t i = 0; i < r->elements; i++)
+        sum += strtoll(r->element[i]->str, NULL, 10);
+    freeReplyObject(r);
+    return sum;
+}
+
+/* Where jobs are, for a failure message. */
+static void dump_state(void)
+{
+    redisReply *r = sqt_cmd(C, "KEYS *");
+    for (size_t i = 0; i < r->elements; i++) {
+        const char *k = r->element[i]->str;
+        redisReply *t = sqt_cmd(C, "TYPE %s", k);
+        long long n = strcmp(t->str, "list") == 0   ? sqt_int(C, "LLEN %s", k)
+                      : strcmp(t->str, "zset") == 0 ? sqt_int(C, "ZCARD %s", k)
+                      : strcmp(t->str, "hash") == 0 ? sqt_int(C, "HLEN %s", k)
+                      : strcmp(t->str, "set") == 0  ? sqt_int(C, "SCARD %s", k)
+                                                    : -1;
+        fprintf(stderr, "  %s %s %lld\n", t->str, k, n);
+        freeReplyObject(t);
+    }
+    freeReplyObject(r);
+}
+
+static void reconnect(void)
+{
+    redisFree(C);
+    C = sqt_redis_connect(&R);
+}
+
+START_TEST(reliable_fetch_loses_nothing_under_kills_and_redis_restarts)
+{
+    enum { JOBS = 3000 };
+    const char *cfg = itest_config(":lease_ttl: 2\n:poll_interval_average: 0.5\n");
+    sqt_proc p[NPROC_MAX];
+    int np = 0, kills = 0;
+    push_work(JOBS, 5);
+    for (; np < 3; np++)
+        start(&p[np], cfg);
+
+    ck_assert_int_ge(sqt_wait_int(C, 300, 60, "SCARD test:done"), 300);
+    kill(p[0].pid, SIGKILL), kills++;
+    sqt_proc_wait(&p[0], 5);
+    start(&p[np++], cfg);
+
+    ck_assert_int_ge(sqt_wait_int(C, 900, 60, "SCARD test:done"), 900);
+    kill(p[1].pid, SIGTERM);
+    ck_assert_int_eq(sqt_proc_wait(&p[1], 15), 0);
+    start(&p[np++], cfg);
+
+    ck_assert_int_ge(sqt_wait_int(C, 1500, 60, "SCARD test:done"), 1500);
+    redisFree(C);
+    C = NULL;
+    sqt_redis_kill9(&R);
+    sqt_sleep(0.5);
+    sqt_redis_restart(&R);
+    C = sqt_redis_connect(&R);
+
+    ck_assert_int_ge(sqt_wait_int(C, 2100, 60, "SCARD test:done"), 2100);
+    kill(p[2].pid, SIGKILL), kills++;
+    sqt_proc_wait(&p[2], 5);
+    start(&p[np++], cfg);
+
+    long long done = sqt_wait_int(C, JOBS, 90, "SCARD test:done");
+    if (done != JOBS)
+        dump_state();
+    ck_assert_msg(done == JOBS, "only %lld of %d jobs ran", done, JOBS);
+    /* dead processes' registry entries go once their lists are recovered */
+    long long live_entries = 3 * 4;
+    double until = sqt_now() + 15;
+    while (sqt_int(C, "HLEN squire:wlists") > live_entries && sqt_now() < until)
+        sqt_sleep(0.2);
+    ck_assert_int_eq(sqt_int(C, "HLEN squire:wlists"), live_entries);
+    for (int i = 0; i < np; i++)
+        if (p[i].pid > 0) {
+            kill(p[i].pid, SIGTERM);
+            ck_assert_int_eq(sqt_proc_wait(&p[i], 20), 0);
+        }
+    reconnect();
+    redisReply *r = sqt_cmd(C, "KEYS squire:w:*");
+    ck_assert_msg(r->elements == 0, "%zu working lists left", r->elements);
+    freeReplyObject(r);
+    ck_assert_int_eq(sqt_int(C, "HLEN squire:wlists"), 0);
+    ck_assert_int_eq(sqt_int(C, "LLEN queue:default"), 0);
+    ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 0);
+    long long dups = total_runs() - JOBS;
+    /* at most what the killed processes had in flight, plus the jobs whose
+     * ack reply the Redis kill cut off (one per worker) */
+    long long bound = kills * 4 + 4 * 4;
+    fprintf(stderr, "reliable: %d jobs, %d SIGKILLs, 1 TERM, 1 redis-server SIGKILL: "
+            "0 lost, %lld duplicates (bound %lld)\n", JOBS, kills, dups, bound);
+    ck_assert_int_ge(dups, 0);
+    ck_assert_int_le(dups, bound);
+}
+END_TEST
+
+START_TEST(basic_fetch_loses_jobs_on_kill_9)
+{
+    enum { JOBS = 1000 };
+    const char *cfg = itest_config(":fetch: basic\n:poll_interval_average: 0.5\n");
+    sqt_proc p[3];
+    push_work(JOBS, 20);
+    start(&p[0], cfg);
+    start(&p[1], cfg);
+    ck_assert_int_ge(sqt_wait_int(C, 200, 60, "SCARD test:done"), 200);
+    kill(p[0].pid, SIGKILL);
+    sqt_proc_wait(&p[0], 5);
+    start(&p[2], cfg);
+    /* drain: the queue empties and nothing more finishes */
+    double until = sqt_now() + 60;
+    while (sqt_int(C, "LLEN queue:default") > 0 && sqt_now() < until)
+        sqt_sleep(0.1);
+    sqt_sleep(1.0);
+    long long done = sqt_int(C, "SCARD test:done");
+    fprintf(stderr, "basic: %d jobs, 1 SIGKILL: %lld lost\n", JOBS, JOBS - done);
+    ck_assert_int_lt(done, JOBS);
+    ck_assert_int_le(JOBS - done, 4); /* what the killed process had in flight */
+    kill(p[1].pid, SIGTERM);
+    kill(p[2].pid, SIGTERM);
+    ck_assert_int_eq(sqt_proc_wait(&p[1], 20), 0);
+    ck_assert_int_eq(sqt_proc_wait(&p[2], 20), 0);
+}
+END_TEST
+
+/* A handler that kills its own process runs exactly max_interruptions times
+ * and then sits in the dead set once; the fleet keeps running. */
+START_TEST(poison_job_runs_n_times_then_dies)
+{
+    const char *cfg = itest_config(":lease_ttl: 1\n:max_interruptions: 3\n");
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "2", NULL};
+    char jid[25];
+    itest_push("CrashJob", "[]", NULL, jid);
+    char ok[25];
+    itest_push("OkJob", "[]", NULL, ok);
+    sqt_proc p;
+    int starts = 0;
+    double until = sqt_now() + 60;
+    while (sqt_int(C, "ZCARD dead") == 0 && sqt_now() < until) {
+        sqt_squire_start(&p, R.url, argv, NULL);
+        starts++;
+        while (sqt_proc_wait(&p, 0.1) == -1 && sqt_int(C, "ZCARD dead") == 0 && sqt_now() < until)
+            ;
+    }
+    ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 1);
+    ck_assert_int_eq(sqt_int(C, "HGET test:runs %s", jid), 3);
+    json_t *j = itest_only_member("dead", NULL);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "jid")), jid);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "error_class")), "Squire::JobInterrupted");
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "interrupted_count")), 3);
+    json_decref(j);
+    /* the process that buried it is alive and serves other jobs */
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SISMEMBER test:done %s", ok), 1);
+    ck_assert_int_eq(sqt_proc_wait(&p, 0), -1);
+    itest_stop(&p);
+    ck_assert_int_eq(sqt_int(C, "HGET test:runs %s", jid), 3);
+    ck_assert_int_eq(sqt_int(C, "LLEN queue:default"), 0);
+}
+END_TEST
+
+/* A process frozen past its lease loses its job to another process; when it
+ * wakes, its ack finds the job gone and says it may have run twice. */
+START_TEST(stopped_process_is_fenced_and_reports_the_duplicate)
+{
+    const char *cfg = itest_config(":lease_ttl: 1\n");
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "1", NULL};
+    sqt_proc a, b;
+    sqt_squire_start(&a, R.url, argv, NULL);
+    ck_assert(sqt_log_wait(&a, "starting", 10));
+    char jid[25];
+    itest_push("SleepJob", "[2]", NULL, jid);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "LLEN test:log"), 1);
+    kill(a.pid, SIGSTOP);
+    sqt_squire_start(&b, R.url, argv, NULL);
+    /* b recovers the job once a's lease is gone, and runs it */
+    ck_assert_int_eq(sqt_wait_int(C, 1, 20, "SISMEMBER test:done %s", jid), 1);
+    kill(a.pid, SIGCONT);
+    ck_assert(sqt_log_wait(&a, "may run twice", 20));
+    ck_assert(sqt_log_wait(&a, "lease had expired", 20));
+    ck_assert_int_eq(sqt_wait_int(C, 2, 10, "HGET test:runs %s", jid), 2);
+    itest_stop(&a);
+    itest_stop(&b);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+    ck_assert_int_eq(sqt_int(C, "LLEN queue:default"), 0);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("reliability");
+    TCase *tc = tcase_create("faults");
+    tcase_add_checked_fixture(tc, setup_aof, itest_teardown);
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, reliable_fetch_loses_nothing_under_kills_and_redis_restarts);
+    tcase_add_test(tc, basic_fetch_loses_jobs_on_kill_9);
+    tcase_add_test(tc, poison_job_runs_n_times_then_dies);
+    tcase_add_test(tc, stopped_process_is_fenced_and_reports_the_duplicate);
+    suite_add_tcase(s, tc);
+    return sqt_run(s);
+}
