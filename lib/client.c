@@ -106,7 +106,8 @@ json_t *sq__client_payload(const char *class_name, json_t *args, const sq_push_o
     if (p == NULL)
         goto oom;
     if (json_object_set_new(p, "retry", retry) || json_object_set_new(p, "queue", json_string(q)) ||
-        json_object_set(p, "args", args) || json_object_set_new(p, "class", json_string(class_name)) ||
+        json_object_set(p, "args", args) ||
+        json_object_set_new(p, "class", json_string(class_name)) ||
         json_object_set_new(p, "jid", json_string(jid)) ||
         json_object_set_new(p, "created_at", json_real(now)))
         goto oom;
@@ -118,9 +119,8 @@ json_t *sq__client_payload(const char *class_name, json_t *args, const sq_push_o
         json_object_foreach(opts->extra, key, v)
         {
             /* identity and timing fields are the client's to set */
-            if (strcmp(key, "jid") == 0 || strcmp(key, "class") == 0 ||
-                strcmp(key, "args") == 0 || strcmp(key, "enqueued_at") == 0 ||
-                strcmp(key, "at") == 0)
+            if (strcmp(key, "jid") == 0 || strcmp(key, "class") == 0 || strcmp(key, "args") == 0 ||
+                strcmp(key, "enqueued_at") == 0 || strcmp(key, "at") == 0)
                 continue;
             if (json_object_set(p, key, v))
                 goto oom;
@@ -170,8 +170,19 @@ static int send_batch(sq_client *c, const char *queue, char **json, size_t count
     if (sq_redis_pipe_argv(c->redis, (int)k, argv, lens, err) != 0)
         goto out;
     queued++;
-    rc = sq_redis_pipe_drain(c->redis, queued, NULL, err);
+    /* The LPUSH / ZADD decides: a failed SADD (a wrong-typed `queues` key)
+     * only hides the queue from the Web UI; the job itself was pushed. */
+    redisReply *last = NULL;
+    sq_error drain_err = {0};
+    sq_redis_pipe_drain(c->redis, queued, &last, &drain_err);
     queued = 0;
+    if (last != NULL) {
+        rc = 0;
+        freeReplyObject(last);
+    } else {
+        sq__error_set(err, drain_err.code ? drain_err.code : SQ_EREDIS, "push: %s",
+                      drain_err.message[0] ? drain_err.message : "no reply");
+    }
 out:
     if (queued > 0)
         sq_redis_disconnect(c->redis); /* unread replies: start clean */
@@ -180,8 +191,8 @@ out:
     return rc;
 }
 
-int sq_push_bulk(sq_client *c, const char *class_name, json_t *args_list,
-                 const sq_push_opts *opts, sq_error *err)
+int sq_push_bulk(sq_client *c, const char *class_name, json_t *args_list, const sq_push_opts *opts,
+                 sq_error *err)
 {
     if (c == NULL || check_args(class_name, opts, err) != 0)
         return -1;

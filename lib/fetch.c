@@ -101,6 +101,11 @@ static int basic_fetch(sq_worker *w, sq_unit *u, sq_error *err)
         return 0; /* nil: timed out */
     }
     redisReply *key = rep->element[0], *val = rep->element[1];
+    if (key->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING || key->len < 6) {
+        freeReplyObject(rep);
+        sq__error_set(err, SQ_EREDIS, "BRPOP: unexpected reply");
+        return -1;
+    }
     u->raw = malloc(val->len + 1);
     u->queue = strndup(key->str + 6, key->len - 6); /* drop "queue:" */
     if (u->raw == NULL || u->queue == NULL) {

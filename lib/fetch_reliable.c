@@ -32,23 +32,23 @@
  * KEYS[nq+1..]: queue keys in this fetch's order.
  * ARGV: ack index (1-based, 0 none), ack payload, nq, then for each queue key
  * its canonical index. Returns {acked, index, job, stranded, bad...}. */
-static sq_script fetch_script = SQ_SCRIPT(
-    "local nq = tonumber(ARGV[3])\n"
-    "local acked = -1\n"
-    "local a = tonumber(ARGV[1])\n"
-    "if a > 0 then acked = redis.call('LREM', KEYS[a], 1, ARGV[2]) end\n"
-    "for i = 1, nq do\n"
-    "  local v = redis.call('LINDEX', KEYS[i], -1)\n"
-    "  if v then return {acked, i, v, 1} end\n"
-    "end\n"
-    "local bad = {acked, 0, '', 0}\n"
-    "for j = nq + 1, #KEYS do\n"
-    "  local w = tonumber(ARGV[j + 3 - nq])\n"
-    "  local v = redis.pcall('LMOVE', KEYS[j], KEYS[w], 'RIGHT', 'LEFT')\n"
-    "  if type(v) == 'table' and v.err then bad[#bad + 1] = w\n"
-    "  elseif v then return {acked, w, v, 0} end\n"
-    "end\n"
-    "return bad\n");
+static sq_script fetch_script =
+    SQ_SCRIPT("local nq = tonumber(ARGV[3])\n"
+              "local acked = -1\n"
+              "local a = tonumber(ARGV[1])\n"
+              "if a > 0 then acked = redis.call('LREM', KEYS[a], 1, ARGV[2]) end\n"
+              "for i = 1, nq do\n"
+              "  local v = redis.call('LINDEX', KEYS[i], -1)\n"
+              "  if v then return {acked, i, v, 1} end\n"
+              "end\n"
+              "local bad = {acked, 0, '', 0}\n"
+              "for j = nq + 1, #KEYS do\n"
+              "  local w = tonumber(ARGV[j + 3 - nq])\n"
+              "  local v = redis.pcall('LMOVE', KEYS[j], KEYS[w], 'RIGHT', 'LEFT')\n"
+              "  if type(v) == 'table' and v.err then bad[#bad + 1] = w\n"
+              "  elseif v then return {acked, w, v, 0} end\n"
+              "end\n"
+              "return bad\n");
 
 /* KEYS: working list, target zset. ARGV: job, score, new payload. */
 static sq_script retry_script = SQ_SCRIPT(
@@ -89,9 +89,10 @@ static void warn_duplicate(const char *what, const char *raw, size_t len)
 {
     /* The job left our working list without us: recovery gave it to another
      * process while we ran it (our lease lapsed). It may run twice. */
-    sq_log(SQ_LOG_WARN, "%s: the job was no longer in this worker's list (recovered by another "
-           "process while it ran?); it may run twice; payload starts %.*s", what,
-           (int)(len < 80 ? len : 80), raw);
+    sq_log(SQ_LOG_WARN,
+           "%s: the job was no longer in this worker's list (recovered by another "
+           "process while it ran?); it may run twice; payload starts %.*s",
+           what, (int)(len < 80 ? len : 80), raw);
 }
 
 static void clear_ack(sq_worker *w)
@@ -101,8 +102,7 @@ static void clear_ack(sq_worker *w)
     w->ack_len = 0;
 }
 
-static int take_job(sq_worker *w, sq_unit *u, size_t qidx, const char *s, size_t len,
-                    sq_error *err)
+static int take_job(sq_worker *w, sq_unit *u, size_t qidx, const char *s, size_t len, sq_error *err)
 {
     u->raw = malloc(len + 1);
     u->queue = strdup(w->rt->order.names[qidx]);
@@ -161,7 +161,7 @@ static int reliable_fetch(sq_worker *w, sq_unit *u, sq_error *err)
     size_t argc = nq + n + 3 + n;
     const char **argv = calloc(argc + 3, sizeof *argv);
     size_t *lens = calloc(argc + 3, sizeof *lens);
-    char (*idx)[24] = calloc(n + 2, sizeof *idx);
+    char(*idx)[24] = calloc(n + 2, sizeof *idx);
     if (argv == NULL || lens == NULL || idx == NULL) {
         free(argv), free(lens), free(idx);
         sq__error_set(err, SQ_ENOMEM, "out of memory fetching");
@@ -240,8 +240,8 @@ static int reliable_ack(sq_worker *w, const sq_unit *u, sq_error *err)
 }
 
 /* Run one LREM-conditional script; 0 when it ran (whatever it found). */
-static int run_conditional(sq_redis *r, sq_script *s, const char *what, int argc,
-                           const char **argv, const size_t *lens, sq_error *err)
+static int run_conditional(sq_redis *r, sq_script *s, const char *what, int argc, const char **argv,
+                           const size_t *lens, sq_error *err)
 {
     redisReply *rep = sq_redis_eval(r, s, 2, argc, argv, lens, err);
     if (rep == NULL)

@@ -17,9 +17,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "client.h"
 #include "common.h"
 #include "log.h"
-#include "client.h"
 #include "registry.h"
 #include "runtime.h"
 
@@ -27,8 +27,10 @@
 #define EX_CONFIG 78
 #define STATS_EVERY 5.0
 #define UNWIND_WAIT 3.0
+#define JOIN_WAIT 6.0
 
-bool sq_runtime_nap(sq_runtime *rt, double seconds)
+/* Sleep on rt->cond until flag is set or seconds pass. */
+static bool sleep_unless(sq_runtime *rt, atomic_bool *flag, double seconds)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -36,20 +38,40 @@ bool sq_runtime_nap(sq_runtime *rt, double seconds)
     ts.tv_sec = (time_t)end;
     ts.tv_nsec = (long)((end - (double)ts.tv_sec) * 1e9);
     pthread_mutex_lock(&rt->lock);
-    while (!atomic_load(&rt->quiet)) {
+    while (!atomic_load(flag)) {
         if (pthread_cond_timedwait(&rt->cond, &rt->lock, &ts) == ETIMEDOUT)
             break;
     }
     pthread_mutex_unlock(&rt->lock);
-    return atomic_load(&rt->quiet);
+    return atomic_load(flag);
+}
+
+bool sq_runtime_nap(sq_runtime *rt, double seconds)
+{
+    return sleep_unless(rt, &rt->quiet, seconds);
+}
+
+bool sq_runtime_rest(sq_runtime *rt, double seconds)
+{
+    return sleep_unless(rt, &rt->hard_stop, seconds);
+}
+
+static void raise_flag(sq_runtime *rt, atomic_bool *flag)
+{
+    pthread_mutex_lock(&rt->lock);
+    atomic_store(flag, true);
+    pthread_cond_broadcast(&rt->cond);
+    pthread_mutex_unlock(&rt->lock);
 }
 
 void sq_runtime_quiet(sq_runtime *rt)
 {
-    pthread_mutex_lock(&rt->lock);
-    atomic_store(&rt->quiet, true);
-    pthread_cond_broadcast(&rt->cond);
-    pthread_mutex_unlock(&rt->lock);
+    raise_flag(rt, &rt->quiet);
+}
+
+void sq_runtime_hard_stop(sq_runtime *rt)
+{
+    raise_flag(rt, &rt->hard_stop);
 }
 
 static void signal_set(sigset_t *set)
@@ -95,11 +117,14 @@ static void dump_threads(sq_runtime *rt)
     for (int i = 0; i < rt->nworkers; i++) {
         sq_worker *w = &rt->workers[i];
         pthread_mutex_lock(&w->lock);
+        static const char *const states[] = {"idle", "running", "recording the result of",
+                                             "abandoned (pushed back)"};
         if (w->state == SQ_SLOT_IDLE)
             sq_log(SQ_LOG_INFO, "TTIN: %s idle", w->tid);
         else
-            sq_log(SQ_LOG_INFO, "TTIN: %s running class=%s jid=%s queue=%s for %.1f s", w->tid,
-                   w->klass, w->jid, w->unit.queue ? w->unit.queue : "?", now - w->started_at);
+            sq_log(SQ_LOG_INFO, "TTIN: %s %s class=%s jid=%s queue=%s for %.1f s", w->tid,
+                   states[w->state], w->klass, w->jid, w->unit.queue ? w->unit.queue : "?",
+                   now - w->started_at);
         pthread_mutex_unlock(&w->lock);
     }
 }
@@ -129,6 +154,10 @@ static int connect_patiently(sq_runtime *rt, sq_error *err)
         int sig = wait_signal(sq_redis_backoff(attempt + 3));
         if (sig == SIGTERM || sig == SIGINT)
             return 1;
+        if (sig == SIGTSTP && !atomic_load(&rt->quiet)) {
+            sq_log(SQ_LOG_INFO, "TSTP received: quiet, no jobs will be fetched");
+            sq_runtime_quiet(rt);
+        }
     }
 }
 
@@ -151,8 +180,10 @@ static int check_server(sq_runtime *rt)
         long minor = *end == '.' ? strtol(end + 1, NULL, 10) : 0;
         int vlen = (int)strcspn(v + 14, "\r\n");
         if (rt->fetch == &sq_fetch_reliable && (major < 6 || (major == 6 && minor < 2))) {
-            sq_log(SQ_LOG_ERROR, "Redis %.*s has no LMOVE; reliable fetch needs Redis 6.2 or "
-                   "later (or set fetch: basic)", vlen, v + 14);
+            sq_log(SQ_LOG_ERROR,
+                   "Redis %.*s has no LMOVE; reliable fetch needs Redis 6.2 or "
+                   "later (or set fetch: basic)",
+                   vlen, v + 14);
             rc = -1;
         } else if (major < 4) {
             sq_log(SQ_LOG_WARN, "Redis %.*s is older than 4.0, which Sidekiq requires", vlen,
@@ -161,12 +192,14 @@ static int check_server(sq_runtime *rt)
     }
     const char *p = strstr(rep->str, "maxmemory_policy:");
     if (p != NULL && strncmp(p + 17, "noeviction", 10) != 0)
-        sq_log(SQ_LOG_WARN, "Redis maxmemory-policy is %.*s; it should be noeviction or Redis may "
-               "silently drop jobs", (int)strcspn(p + 17, "\r\n"), p + 17);
+        sq_log(SQ_LOG_WARN,
+               "Redis maxmemory-policy is %.*s; it should be noeviction or Redis may "
+               "silently drop jobs",
+               (int)strcspn(p + 17, "\r\n"), p + 17);
     const char *aof = strstr(rep->str, "aof_enabled:");
     if (aof != NULL && aof[12] == '0' && rt->fetch == &sq_fetch_reliable)
         sq_log(SQ_LOG_WARN, "Redis runs without AOF (appendonly no): if Redis itself crashes, "
-               "jobs written since its last snapshot are lost, whatever squire does");
+                            "jobs written since its last snapshot are lost, whatever squire does");
     freeReplyObject(rep);
     return rc;
 }
@@ -184,31 +217,67 @@ static bool any_busy(sq_runtime *rt)
     return false;
 }
 
-/* Hard shutdown: push every job still running back to the front of its queue. */
+/* Hard shutdown: push every job still running back to the front of its
+ * queue. Slots are taken over under their locks (RUNNING -> ABANDONED, so the
+ * worker drops its result later); the writes happen outside any lock, within
+ * one overall budget, and stop once the connection is known dead: a frozen
+ * Redis must not hold the exit past Heroku's 30 s. In reliable mode a job
+ * that could not be pushed back stays in its working list for recovery. */
+#define REQUEUE_BUDGET 5.0
+
 static int requeue_running(sq_runtime *rt)
 {
-    int pushed = 0;
+    size_t cap = rt->nworkers > 0 ? (size_t)rt->nworkers : 1;
+    sq_unit *units = calloc(cap, sizeof *units);
+    sq_worker **owners = calloc(cap, sizeof *owners);
+    int n = 0, pushed = 0;
+    if (units == NULL || owners == NULL) {
+        free(units), free(owners);
+        sq_log(SQ_LOG_ERROR, "out of memory pushing running jobs back");
+        return 0;
+    }
     for (int i = 0; i < rt->nworkers; i++) {
         sq_worker *w = &rt->workers[i];
         pthread_mutex_lock(&w->lock);
         if (w->state == SQ_SLOT_RUNNING) {
             w->state = SQ_SLOT_ABANDONED;
-            bool ok = false;
-            for (unsigned attempt = 0; attempt < 3 && !ok; attempt++) {
-                sq_error err = {0};
-                ok = rt->fetch->requeue(w, rt->redis, &w->unit, &err) == 0;
-                if (!ok) {
-                    sq_log(SQ_LOG_ERROR, "pushing back jid=%s failed: %s", w->jid, err.message);
-                    sq__sleep(sq_redis_backoff(attempt));
-                }
-            }
-            if (ok)
-                pushed++;
-            else
-                sq_log(SQ_LOG_ERROR, "jid=%s class=%s could not be pushed back", w->jid, w->klass);
+            units[n].raw = malloc(w->unit.len + 1);
+            units[n].queue = sq__strdup(w->unit.queue);
+            units[n].len = w->unit.len;
+            units[n].qidx = w->unit.qidx;
+            if (units[n].raw != NULL)
+                memcpy(units[n].raw, w->unit.raw, w->unit.len + 1);
+            owners[n++] = w;
         }
         pthread_mutex_unlock(&w->lock);
     }
+    double until = sq__monotonic() + REQUEUE_BUDGET;
+    bool dead = false;
+    for (int i = 0; i < n; i++) {
+        bool ok = false;
+        for (int attempt = 0; attempt < 2 && !ok && !dead && units[i].raw && units[i].queue &&
+                              sq__monotonic() < until;
+             attempt++) {
+            sq_error err = {0};
+            ok = rt->fetch->requeue(owners[i], rt->redis, &units[i], &err) == 0;
+            if (!ok) {
+                sq_log(SQ_LOG_ERROR, "pushing back a job from %s failed: %s", units[i].queue,
+                       err.message);
+                dead = !sq_redis_is_connected(rt->redis) && attempt == 1;
+            }
+        }
+        if (ok)
+            pushed++;
+        else
+            sq_log(SQ_LOG_ERROR, "a running job from queue %s was not pushed back%s",
+                   units[i].queue ? units[i].queue : "?",
+                   rt->fetch == &sq_fetch_reliable ? "; it stays in its working list and another "
+                                                     "process will recover it"
+                                                   : "; it is lost (use fetch: reliable)");
+        sq_unit_clear(&units[i]);
+    }
+    free(units);
+    free(owners);
     return pushed;
 }
 
@@ -256,16 +325,18 @@ static int start_threads(sq_runtime *rt)
 {
     for (int i = 0; i < rt->nworkers; i++) {
         sq_worker *w = &rt->workers[i];
-        if (pthread_create(&w->thread, NULL, sq_processor_main, w) != 0)
-            return -1;
+        int e = pthread_create(&w->thread, NULL, sq_processor_main, w);
+        if (e != 0)
+            return e;
         w->started = true;
         char name[24]; /* the kernel keeps 15 chars: "squire-w999" fits */
         snprintf(name, sizeof name, "squire-%.8s", w->tid);
         name[15] = '\0';
         pthread_setname_np(w->thread, name);
     }
-    if (pthread_create(&rt->poller, NULL, sq_scheduler_main, rt) != 0)
-        return -1;
+    int e = pthread_create(&rt->poller, NULL, sq_scheduler_main, rt);
+    if (e != 0)
+        return e;
     rt->poller_started = true;
     pthread_setname_np(rt->poller, "squire-poller");
     return 0;
@@ -293,7 +364,9 @@ static void free_workers(sq_runtime *rt)
     rt->workers = NULL;
 }
 
-/* Join threads that have finished within wait seconds. Returns true when all did. */
+/* Join threads that have finished within wait seconds. A worker whose job
+ * was abandoned (still inside its handler) is not waited for: the process
+ * ends past it. Returns true when every thread was joined. */
 static bool join_all(sq_runtime *rt, double wait)
 {
     double until = sq__monotonic() + wait;
@@ -303,9 +376,12 @@ static bool join_all(sq_runtime *rt, double wait)
         if (!w->started)
             continue;
         bool done = false;
-        while (!done) {
+        for (;;) {
             done = pthread_tryjoin_np(w->thread, NULL) == 0;
-            if (done || sq__monotonic() > until)
+            pthread_mutex_lock(&w->lock);
+            bool abandoned = w->state == SQ_SLOT_ABANDONED;
+            pthread_mutex_unlock(&w->lock);
+            if (done || abandoned || sq__monotonic() > until)
                 break;
             sq__sleep(0.02);
         }
@@ -315,15 +391,17 @@ static bool join_all(sq_runtime *rt, double wait)
             all = false;
     }
     if (rt->poller_started) {
-        while (pthread_tryjoin_np(rt->poller, NULL) != 0) {
+        for (;;) {
+            if (pthread_tryjoin_np(rt->poller, NULL) == 0) {
+                rt->poller_started = false;
+                break;
+            }
             if (sq__monotonic() > until) {
                 all = false;
                 break;
             }
             sq__sleep(0.02);
         }
-        if (sq__monotonic() <= until)
-            rt->poller_started = false;
     }
     return all;
 }
@@ -345,10 +423,11 @@ static void log_start(sq_runtime *rt)
         if (pos >= sizeof queues)
             pos = sizeof queues - 1;
     }
-    sq_log(SQ_LOG_INFO, "squire %s starting: identity=%s tag=%s concurrency=%d queues=[%s] "
-           "fetch=%s timeout=%d s redis=%s handlers=%zu environment=%s", SQ_VERSION,
-           rt->identity, cfg->tag ? cfg->tag : "", cfg->concurrency, queues, rt->fetch->name,
-           cfg->timeout, sq_redis_display(rt->redis), sq_registry_count(rt->reg),
+    sq_log(SQ_LOG_INFO,
+           "squire %s starting: identity=%s tag=%s concurrency=%d queues=[%s] "
+           "fetch=%s timeout=%d s redis=%s handlers=%zu environment=%s",
+           SQ_VERSION, rt->identity, cfg->tag ? cfg->tag : "", cfg->concurrency, queues,
+           rt->fetch->name, cfg->timeout, sq_redis_display(rt->redis), sq_registry_count(rt->reg),
            cfg->environment ? cfg->environment : "development");
 }
 
@@ -361,7 +440,8 @@ static void keep_lease(sq_runtime *rt, double *last_ok)
     double now = sq__monotonic();
     if (sq_lease_renew(rt, &lapsed, &err) == 0) {
         if (lapsed)
-            sq_log(SQ_LOG_WARN, "lease had expired (out of touch with Redis for %.1f s): jobs "
+            sq_log(SQ_LOG_WARN,
+                   "lease had expired (out of touch with Redis for %.1f s): jobs "
                    "running then may have been recovered by another process and run twice",
                    now - *last_ok);
         if (atomic_load(&rt->fenced))
@@ -370,8 +450,10 @@ static void keep_lease(sq_runtime *rt, double *last_ok)
         *last_ok = now;
     } else if (now - *last_ok > rt->cfg->lease_ttl * 0.75 && !atomic_load(&rt->fenced)) {
         atomic_store(&rt->fenced, true);
-        sq_log(SQ_LOG_WARN, "cannot renew the lease for %.1f s (%s): not fetching until Redis "
-               "answers", now - *last_ok, err.message);
+        sq_log(SQ_LOG_WARN,
+               "cannot renew the lease for %.1f s (%s): not fetching until Redis "
+               "answers",
+               now - *last_ok, err.message);
     }
 }
 
@@ -443,8 +525,9 @@ static bool shut_down(sq_runtime *rt)
     double unwind = sq__monotonic() + UNWIND_WAIT;
     while (any_busy(rt) && sq__monotonic() < unwind)
         sq__sleep(0.05);
-    atomic_store(&rt->hard_stop, true);
-    bool all = join_all(rt, UNWIND_WAIT);
+    sq_runtime_hard_stop(rt);
+    /* A worker may sit in a blocking fetch (2 s) on a slow socket (3 s). */
+    bool all = join_all(rt, JOIN_WAIT);
     if (rt->fetch == &sq_fetch_reliable)
         sq_recovery_release(rt);
     sq_error err = {0};
@@ -482,7 +565,7 @@ static int run(const sq_config *cfg, sq_registry *reg)
     log_start(&rt);
     if (sq_registry_count(reg) == 0)
         sq_log(SQ_LOG_WARN, "no handlers registered (use -r libjobs.so or :require:); every job "
-               "will fail with Squire::NoHandler");
+                            "will fail with Squire::NoHandler");
 
     int c = connect_patiently(&rt, &err);
     if (c < 0) {
@@ -513,12 +596,13 @@ static int run(const sq_config *cfg, sq_registry *reg)
         }
         recover(&rt);
     }
-    if (start_threads(&rt) != 0) {
-        sq_log(SQ_LOG_ERROR, "cannot start worker threads: %s", strerror(errno));
+    int e = start_threads(&rt);
+    if (e != 0) {
+        /* Threads already started may hold jobs: stop like a TERM. */
+        sq_log(SQ_LOG_ERROR, "cannot start threads: %s", strerror(e));
+        if (!shut_down(&rt))
+            _exit(1);
         status = 1;
-        sq_runtime_quiet(&rt);
-        atomic_store(&rt.stopping, true);
-        join_all(&rt, 5.0);
         goto done;
     }
     serve(&rt);

@@ -32,7 +32,10 @@ unsigned sq_worker_rand(unsigned n, void *worker)
 
 bool sq_job_stopping(const sq_job *job)
 {
-    return job->worker != NULL && atomic_load(&job->worker->rt->stopping);
+    if (job->worker == NULL || !atomic_load(&job->worker->rt->stopping))
+        return false;
+    job->worker->saw_stop = true; /* a failure now is an interruption */
+    return true;
 }
 
 sq_client *sq_job_client(sq_job *job)
@@ -52,9 +55,14 @@ void sq_job_log(const sq_job *job, const char *fmt, ...)
 
 typedef int (*write_fn)(sq_worker *w, const sq_unit *u, const void *arg, sq_error *err);
 
-/* Run a result write until it succeeds; Redis outages only delay it. */
-static int persist(sq_worker *w, const sq_unit *u, const char *what, const char *jid,
-                   write_fn fn, const void *arg)
+static int write_requeue(sq_worker *w, const sq_unit *u, const void *arg, sq_error *err);
+
+/* Run a result write until it succeeds; Redis outages only delay it. At a
+ * hard stop, a write that still fails (a wrong-typed retry key, say) falls
+ * back to pushing the job back to its queue, so it runs again rather than
+ * vanish. */
+static int persist(sq_worker *w, const sq_unit *u, const char *what, const char *jid, write_fn fn,
+                   const void *arg)
 {
     double began = 0;
     for (unsigned attempt = 0;; attempt++) {
@@ -70,10 +78,21 @@ static int persist(sq_worker *w, const sq_unit *u, const char *what, const char 
             sq_log(SQ_LOG_WARN, "%s for jid=%s failed, will retry: %s", what, jid, err.message);
         }
         if (atomic_load(&w->rt->hard_stop)) {
-            sq_log(SQ_LOG_ERROR, "%s for jid=%s abandoned at exit: %s", what, jid, err.message);
+            sq_error rq = {0};
+            if (fn != write_requeue && write_requeue(w, u, NULL, &rq) == 0) {
+                sq_log(SQ_LOG_WARN,
+                       "%s for jid=%s not written at exit (%s); the job was pushed "
+                       "back to its queue instead",
+                       what, jid, err.message);
+                return 0;
+            }
+            sq_log(SQ_LOG_ERROR, "%s for jid=%s abandoned at exit: %s%s", what, jid, err.message,
+                   w->rt->fetch == &sq_fetch_reliable
+                       ? " (it stays in its working list and will be recovered)"
+                       : " (the job is lost)");
             return -1;
         }
-        sq__sleep(sq_redis_backoff(attempt));
+        sq_runtime_rest(w->rt, sq_redis_backoff(attempt));
     }
 }
 
@@ -143,14 +162,31 @@ static void bury_invalid(sq_worker *w, sq_unit *u, sq_job *job, sq_job_status st
         z.len = u->len;
     }
     if (status == SQ_JOB_NOT_JSON && u->len <= w->rt->limits.max_payload_bytes)
-        sq_log(SQ_LOG_WARN, "invalid job from queue %s moved to the dead set: %s; payload "
-               "starts %.60s", u->queue, reason, u->raw);
+        sq_log(SQ_LOG_WARN,
+               "invalid job from queue %s moved to the dead set: %s; payload "
+               "starts %.60s",
+               u->queue, reason, u->raw);
     else
         sq_log(SQ_LOG_WARN, "invalid job from queue %s (jid=%.64s) moved to the dead set: %s",
                u->queue, job->jid ? job->jid : "", reason);
     if (claim_result(w))
         persist(w, u, "dead-set entry", job->jid ? job->jid : "", write_dead, &z);
     free(payload);
+}
+
+/* Show a fetched job in the slot before anything else happens to it. False
+ * when the process is going quiet: the slot is then FINISHING (busy, so the
+ * shutdown waits) and the caller gives the job back. */
+static bool publish(sq_worker *w, const sq_unit *u)
+{
+    pthread_mutex_lock(&w->lock);
+    bool run = !atomic_load(&w->rt->quiet);
+    w->unit = *u; /* shared view: the main thread may requeue it at shutdown */
+    w->state = run ? SQ_SLOT_RUNNING : SQ_SLOT_FINISHING;
+    w->klass[0] = w->jid[0] = '\0';
+    w->started_at = sq__now();
+    pthread_mutex_unlock(&w->lock);
+    return run;
 }
 
 static void run_handler(sq_worker *w, sq_job *job)
@@ -174,9 +210,10 @@ static void record_failure(sq_worker *w, sq_unit *u, sq_job *job, double elapsed
     sq_runtime *rt = w->rt;
     const sq_outcome *o = &job->outcome;
 
-    if (atomic_load(&rt->stopping)) {
+    if (w->saw_stop) {
         /* Interrupted by shutdown: not a failure; it runs again after restart. */
-        sq_log_job(SQ_LOG_INFO, job, "interrupted by shutdown after %.3f sec, pushed back", elapsed);
+        sq_log_job(SQ_LOG_INFO, job, "interrupted by shutdown after %.3f sec, pushed back",
+                   elapsed);
         persist(w, u, "requeue", job->jid, write_requeue, NULL);
         return;
     }
@@ -192,13 +229,16 @@ static void record_failure(sq_worker *w, sq_unit *u, sq_job *job, double elapsed
     struct zset_write z = {plan.at, plan.payload, plan.payload_len};
     switch (plan.action) {
     case SQ_RETRY_SCHEDULE:
-        sq_log_job(SQ_LOG_WARN, job, "fail: %.3f sec: %s: %.200s (retry_count %d, next try in %.0f s)", elapsed,
+        sq_log_job(SQ_LOG_WARN, job,
+                   "fail: %.3f sec: %s: %.200s (retry_count %d, next try in %.0f s)", elapsed,
                    o->error_class, o->error_message, plan.count, plan.at - sq__now());
         persist(w, u, "retry", job->jid, write_retry, &z);
         break;
     case SQ_RETRY_DEAD:
-        sq_log_job(SQ_LOG_WARN, job, "fail: %.3f sec: %s: %.200s (retries exhausted, adding to "
-                   "the dead set)", elapsed, o->error_class, o->error_message);
+        sq_log_job(SQ_LOG_WARN, job,
+                   "fail: %.3f sec: %s: %.200s (retries exhausted, adding to "
+                   "the dead set)",
+                   elapsed, o->error_class, o->error_message);
         persist(w, u, "dead-set entry", job->jid, write_dead, &z);
         break;
     case SQ_RETRY_DROP:
@@ -219,24 +259,24 @@ static void process(sq_worker *w, sq_unit *u)
 
     memset(&job, 0, sizeof job);
     char *copy = malloc(u->len + 1);
-    if (copy == NULL || (memcpy(copy, u->raw, u->len + 1),
-                         sq_job_init(&job, copy, u->len, u->queue, &rt->limits, &status, reason,
-                                     sizeof reason) != 0)) {
+    if (copy == NULL ||
+        (memcpy(copy, u->raw, u->len + 1), sq_job_init(&job, copy, u->len, u->queue, &rt->limits,
+                                                       &status, reason, sizeof reason) != 0)) {
         /* Out of memory: give the job back untouched and slow down. */
         sq_log(SQ_LOG_ERROR, "out of memory reading a job from %s; pushing it back", u->queue);
-        persist(w, u, "requeue", "", write_requeue, NULL);
+        if (claim_result(w))
+            persist(w, u, "requeue", "", write_requeue, NULL);
         sq_job_destroy(&job);
-        sq__sleep(1);
+        release_slot(w, u);
+        sq_runtime_nap(rt, 1);
         return;
     }
     job.worker = w;
+    w->saw_stop = false;
 
     pthread_mutex_lock(&w->lock);
-    w->state = SQ_SLOT_RUNNING;
-    w->unit = *u; /* shared view: the main thread may requeue it at shutdown */
     snprintf(w->klass, sizeof w->klass, "%s", job.klass ? job.klass : "?");
     snprintf(w->jid, sizeof w->jid, "%s", job.jid ? job.jid : "");
-    w->started_at = sq__now();
     pthread_mutex_unlock(&w->lock);
 
     if (status != SQ_JOB_VALID) {
@@ -288,10 +328,10 @@ void *sq_processor_main(void *arg)
         }
         if (got == 0)
             continue;
-        if (atomic_load(&rt->quiet)) {
-            /* Fetched while shutting down: give it back unrun, at the front. */
+        if (!publish(w, &u)) {
+            /* Fetched while going quiet: give it back unrun, at the front. */
             persist(w, &u, "requeue", "", write_requeue, NULL);
-            sq_unit_clear(&u);
+            release_slot(w, &u);
             break;
         }
         process(w, &u);
@@ -305,7 +345,7 @@ void *sq_processor_main(void *arg)
             sq_log(SQ_LOG_WARN, "last ack not written (%s); the job may run again", err.message);
             break;
         }
-        sq__sleep(sq_redis_backoff(attempt));
+        sq_runtime_rest(rt, sq_redis_backoff(attempt));
     }
     return NULL;
 }

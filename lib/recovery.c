@@ -50,12 +50,11 @@ static sq_script recover_script = SQ_SCRIPT(
     "return 1\n");
 
 /* KEYS: registry, working list. Drop the entry only if the list is empty. */
-static sq_script forget_script = SQ_SCRIPT(
-    "if redis.call('LLEN', KEYS[2]) == 0 then\n"
-    "  redis.call('HDEL', KEYS[1], KEYS[2])\n"
-    "  return 1\n"
-    "end\n"
-    "return 0\n");
+static sq_script forget_script = SQ_SCRIPT("if redis.call('LLEN', KEYS[2]) == 0 then\n"
+                                           "  redis.call('HDEL', KEYS[1], KEYS[2])\n"
+                                           "  return 1\n"
+                                           "end\n"
+                                           "return 0\n");
 
 /* Release the lock only if it is still ours (it may have expired). */
 static sq_script unlock_script = SQ_SCRIPT(
@@ -147,8 +146,10 @@ static char *interrupted(sq_runtime *rt, const char *job, size_t len, bool *dead
         sq_json_member set[] = {{"interrupted_count", num}};
         return sq_json_splice(job, len, set, 1, NULL, 0, outlen);
     }
-    snprintf(msg, sizeof msg, "\"the process running this job died %lld times while running it; "
-             "not retried (poison job?)\"", (long long)count);
+    snprintf(msg, sizeof msg,
+             "\"the process running this job died %lld times while running it; "
+             "not retried (poison job?)\"",
+             (long long)count);
     sq_json_member set[] = {{"interrupted_count", num},
                             {"error_class", "\"Squire::JobInterrupted\""},
                             {"error_message", msg},
@@ -173,10 +174,11 @@ static int recover_one(sq_runtime *rt, const char *wkey, const char *queue, cons
     sq_format_time(t, now);
     sq_format_time(t - (double)rt->cfg->dead_timeout_in_seconds, cutoff);
     snprintf(max, sizeof max, "%ld", rt->cfg->dead_max_jobs);
-    const char *argv[] = {wkey, qkey, "dead", job, payload, dead ? "dead" : "queue",
-                          now, cutoff, max, queue};
-    size_t lens[] = {strlen(wkey), strlen(qkey), 4, len, newlen, strlen(argv[5]),
-                     strlen(now), strlen(cutoff), strlen(max), strlen(queue)};
+    const char *argv[] = {wkey, qkey,   "dead", job,  payload, dead ? "dead" : "queue",
+                          now,  cutoff, max,    queue};
+    size_t lens[] = {strlen(wkey), strlen(qkey),    4,           len,
+                     newlen,       strlen(argv[5]), strlen(now), strlen(cutoff),
+                     strlen(max),  strlen(queue)};
     redisReply *rep = sq_redis_eval(rt->redis, &recover_script, 3, 10, argv, lens, err);
     free(fresh);
     if (rep == NULL)
@@ -245,8 +247,8 @@ static long drain_list(sq_runtime *rt, const char *wkey, const char *queue, long
 
 long sq_recovery_run(sq_runtime *rt, sq_error *err)
 {
-    redisReply *lock = sq_redis_cmd(rt->redis, err, "SET " LOCK_KEY " %s NX PX %lld",
-                                    rt->identity, (long long)(rt->cfg->lease_ttl * 1500) + 1000);
+    redisReply *lock = sq_redis_cmd(rt->redis, err, "SET " LOCK_KEY " %s NX PX %lld", rt->identity,
+                                    (long long)(rt->cfg->lease_ttl * 1500) + 1000);
     if (lock == NULL)
         return -1;
     bool won = lock->type == REDIS_REPLY_STATUS;

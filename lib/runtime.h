@@ -11,8 +11,13 @@
  *
  * Shared state lives in sq_runtime: flags are atomics; each worker's slot
  * (what it is running) is guarded by the worker's own mutex, because the
- * main thread reads it for TTIN and takes it over at hard shutdown. Lock
- * order: rt->lock before any worker->lock (only the main thread takes both).
+ * main thread reads it for TTIN and takes it over at hard shutdown. rt->lock
+ * only pairs with rt->cond for sleeps; no thread holds two locks at once.
+ *
+ * A worker publishes a fetched job in its slot (under its lock) before doing
+ * anything else with it, checking `quiet` there: the main thread sets quiet
+ * before it looks at any slot, so every fetched job is either seen RUNNING by
+ * the shutdown (and pushed back by it) or given back by its worker.
  *
  * Shutdown (TERM/INT): quiet (no more fetches, poller stops) -> wait up to
  * `timeout` for running jobs -> for every job still RUNNING, mark the slot
@@ -89,6 +94,7 @@ struct sq_worker {
     size_t ack_len;
     size_t ack_qidx;
     unsigned rounds;        /* fetches so far: rotates the queue blocked on when idle */
+    bool saw_stop;          /* the current handler saw sq_job_stopping() say true */
     uint64_t rng;
 
     pthread_mutex_t lock;   /* guards the slot below */
@@ -135,11 +141,15 @@ void *sq_processor_main(void *arg);
 /* poller thread body (scheduler.c) */
 void *sq_scheduler_main(void *arg);
 
-/* Sleep up to seconds, waking early when quiet or stopping is set.
- * Returns true when woken by quiet/stop. */
+/* Sleep up to seconds, waking early when quiet is set. Returns true when
+ * woken by quiet. */
 bool sq_runtime_nap(sq_runtime *rt, double seconds);
-/* Set quiet / stopping and wake every napping thread. */
+/* Sleep up to seconds, waking early only for hard_stop (for back-off while
+ * holding a job, which must go on through quiet). Returns true on hard_stop. */
+bool sq_runtime_rest(sq_runtime *rt, double seconds);
+/* Set quiet / hard_stop and wake every sleeping thread. */
 void sq_runtime_quiet(sq_runtime *rt);
+void sq_runtime_hard_stop(sq_runtime *rt);
 
 /* MULTI ZADD dead <now> payload; trim by age and count; EXEC. */
 int sq_dead_add(sq_redis *r, const sq_config *cfg, const char *payload, size_t len, double now,

@@ -26,26 +26,27 @@
 /* Scripts are not rolled back when a command fails midway, so the target's
  * type is checked before anything is removed: a wrong-typed queue key leaves
  * the member where it is (-1) instead of losing it. */
-static sq_script move_script = SQ_SCRIPT(
-    "local t = redis.call('TYPE', KEYS[2]).ok\n"
-    "if t ~= 'list' and t ~= 'none' then return -1 end\n"
-    "if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then\n"
-    "  redis.call('SADD', 'queues', ARGV[3])\n"
-    "  redis.call('LPUSH', KEYS[2], ARGV[2])\n"
-    "  return 1\n"
-    "end\n"
-    "return 0\n");
+static sq_script move_script = SQ_SCRIPT("local t = redis.call('TYPE', KEYS[2]).ok\n"
+                                         "if t ~= 'list' and t ~= 'none' then return -1 end\n"
+                                         "t = redis.call('TYPE', KEYS[3]).ok\n"
+                                         "if t ~= 'set' and t ~= 'none' then return -2 end\n"
+                                         "if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then\n"
+                                         "  redis.call('LPUSH', KEYS[2], ARGV[2])\n"
+                                         "  redis.call('SADD', KEYS[3], ARGV[3])\n"
+                                         "  return 1\n"
+                                         "end\n"
+                                         "return 0\n");
 
-static sq_script bury_script = SQ_SCRIPT(
-    "local t = redis.call('TYPE', KEYS[2]).ok\n"
-    "if t ~= 'zset' and t ~= 'none' then return -1 end\n"
-    "if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then\n"
-    "  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])\n"
-    "  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])\n"
-    "  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[4]))\n"
-    "  return 1\n"
-    "end\n"
-    "return 0\n");
+static sq_script bury_script =
+    SQ_SCRIPT("local t = redis.call('TYPE', KEYS[2]).ok\n"
+              "if t ~= 'zset' and t ~= 'none' then return -1 end\n"
+              "if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then\n"
+              "  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])\n"
+              "  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])\n"
+              "  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[4]))\n"
+              "  return 1\n"
+              "end\n"
+              "return 0\n");
 
 static bool valid_queue_name(const char *q)
 {
@@ -88,8 +89,10 @@ static void warn_wrongtype(sq_runtime *rt, const char *key)
     double now = sq__monotonic();
     if (last == 0 || now - last > 60) {
         last = now;
-        sq_log(SQ_LOG_ERROR, "poller: %.300s is not a list; its due jobs stay where they are "
-               "until the key is fixed", key);
+        sq_log(SQ_LOG_ERROR,
+               "poller: %.300s has the wrong type; due jobs that need it stay "
+               "where they are until the key is fixed",
+               key);
     }
 }
 
@@ -101,10 +104,19 @@ static int move_one(sq_runtime *rt, sq_redis *r, const char *zset, const char *m
     json_t *obj = json_loadb(m, len, JSON_ALLOW_NUL, &jerr);
     const char *queue = obj ? json_string_value(json_object_get(obj, "queue")) : NULL;
     if (obj == NULL || !json_is_object(obj) || queue == NULL || !valid_queue_name(queue)) {
-        sq_log(SQ_LOG_WARN, "unreadable %s entry (%s) moved to the dead set", zset,
-               obj == NULL ? "not JSON" : "no valid queue");
         json_decref(obj);
-        return bury(rt, r, zset, m, len, err) == 0 ? 1 : -1;
+        sq_error e = {0};
+        if (bury(rt, r, zset, m, len, &e) == 0) {
+            sq_log(SQ_LOG_WARN, "unreadable %s entry (%s) moved to the dead set", zset,
+                   obj == NULL ? "not JSON" : "no valid queue");
+            return 1;
+        }
+        if (sq_redis_error_is(&e, "WRONGTYPE")) {
+            warn_wrongtype(rt, "dead");
+            return 0;
+        }
+        sq__error_set(err, e.code, "%s", e.message);
+        return -1;
     }
     char ts[32];
     sq_json_member set[] = {{"enqueued_at", sq_format_time(sq__now(), ts)}};
@@ -119,9 +131,9 @@ static int move_one(sq_runtime *rt, sq_redis *r, const char *zset, const char *m
     char key[qlen + 7];
     memcpy(key, "queue:", 6);
     memcpy(key + 6, queue, qlen + 1);
-    const char *argv[] = {zset, key, m, moved, queue};
-    size_t lens[] = {strlen(zset), qlen + 6, len, newlen, qlen};
-    redisReply *rep = sq_redis_eval(r, &move_script, 2, 5, argv, lens, err);
+    const char *argv[] = {zset, key, "queues", m, moved, queue};
+    size_t lens[] = {strlen(zset), qlen + 6, 6, len, newlen, qlen};
+    redisReply *rep = sq_redis_eval(r, &move_script, 3, 6, argv, lens, err);
     free(moved);
     json_decref(obj);
     if (rep == NULL)
@@ -129,23 +141,25 @@ static int move_one(sq_runtime *rt, sq_redis *r, const char *zset, const char *m
     long long rc = rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
     freeReplyObject(rep);
     if (rc < 0) {
-        warn_wrongtype(rt, key);
+        warn_wrongtype(rt, rc == -1 ? key : "queues");
         return 0;
     }
     return rc == 1;
 }
 
-/* One pass over one zset. Returns members moved, or -1 on error. */
+/* One pass over one zset. Members that cannot move (their queue key has the
+ * wrong type) stay at the front of the due range; the offset skips past them
+ * so they do not hold back the others. Returns members moved, or -1. */
 static long enqueue_due(sq_runtime *rt, sq_redis *r, const char *zset, sq_error *err)
 {
-    long total = 0;
+    long total = 0, stuck = 0;
     char now[32];
     for (;;) {
         if (atomic_load(&rt->quiet))
             return total;
         sq_format_time(sq__now(), now);
-        redisReply *rep = sq_redis_cmd(r, err, "ZRANGEBYSCORE %s -inf %s LIMIT 0 %d", zset, now,
-                                       BATCH);
+        redisReply *rep =
+            sq_redis_cmd(r, err, "ZRANGEBYSCORE %s -inf %s LIMIT %ld %d", zset, now, stuck, BATCH);
         if (rep == NULL)
             return -1;
         if (rep->type != REDIS_REPLY_ARRAY) {
@@ -153,19 +167,20 @@ static long enqueue_due(sq_runtime *rt, sq_redis *r, const char *zset, sq_error 
             return total;
         }
         size_t n = rep->elements;
-        long moved = 0;
         for (size_t i = 0; i < n; i++) {
             redisReply *m = rep->element[i];
+            if (m->type != REDIS_REPLY_STRING)
+                continue;
             int rc = move_one(rt, r, zset, m->str, m->len, err);
             if (rc < 0) {
                 freeReplyObject(rep);
                 return -1;
             }
-            moved += rc;
+            total += rc;
+            stuck += rc == 0;
         }
         freeReplyObject(rep);
-        total += moved;
-        if (n < BATCH || moved == 0) /* moved == 0: all stuck; try next round */
+        if (n < BATCH)
             return total;
     }
 }
@@ -201,23 +216,25 @@ void *sq_scheduler_main(void *arg)
     }
     /* Initial wait, as Sidekiq, so a fleet restarting together spreads out;
      * skipped when poll_interval_average is set explicitly. */
-    double first = cfg->poll_interval_average > 0
-                       ? 0
-                       : 10.0 + 5.0 * (double)sq__rand(1000, NULL) / 1000.0;
+    double first =
+        cfg->poll_interval_average > 0 ? 0 : 10.0 + 5.0 * (double)sq__rand(1000, NULL) / 1000.0;
     sq_runtime_nap(rt, first);
     while (!atomic_load(&rt->quiet)) {
-        sq_error err = {0};
-        long moved = enqueue_due(rt, r, "retry", &err);
-        if (moved >= 0)
-            moved = enqueue_due(rt, r, "schedule", &err);
-        if (moved < 0) {
+        /* retry and schedule independently: trouble with one (a wrong-typed
+         * key) must not stop the other */
+        sq_error err = {0}, err2 = {0};
+        long a = enqueue_due(rt, r, "retry", &err);
+        long b = enqueue_due(rt, r, "schedule", &err2);
+        if (a < 0 || b < 0) {
+            const char *why = a < 0 ? err.message : err2.message;
+            bool down = !sq_redis_is_connected(r);
             if (outage++ == 0)
-                sq_log(SQ_LOG_WARN, "poller: %s", err.message);
-            sq_runtime_nap(rt, sq_redis_backoff(outage));
+                sq_log(SQ_LOG_WARN, "poller: %s", why);
+            sq_runtime_nap(rt, down ? sq_redis_backoff(outage) : next_wait(rt, r));
             continue;
         }
         if (outage > 0)
-            sq_log(SQ_LOG_INFO, "poller: Redis is back");
+            sq_log(SQ_LOG_INFO, "poller: moving due jobs again");
         outage = 0;
         sq_runtime_nap(rt, next_wait(rt, r));
     }

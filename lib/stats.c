@@ -37,9 +37,12 @@ int sq_stats_flush(sq_runtime *rt, sq_redis *r, sq_error *err)
     int a = flush_pair(r, "processed", p, date, err);
     int b = a < 0 ? -1 : flush_pair(r, "failed", f, date, err);
     int rc = a < 0 || b < 0 ? -1 : sq_redis_pipe_drain(r, a + b, NULL, err);
-    if (rc != 0) {
-        /* Not knowing which INCRBYs landed, count none: at worst a stat is
-         * counted twice after an outage, never lost. */
+    if (rc != 0 && !sq_redis_is_connected(r)) {
+        /* The connection failed: we cannot tell which INCRBYs landed, so
+         * count them again next time (at worst twice after an outage, never
+         * lost). An error reply (a wrong-typed stat key) is different: the
+         * other commands did land, and putting the counts back would add
+         * them again at every flush. */
         atomic_fetch_add(&rt->processed, p);
         atomic_fetch_add(&rt->failed, f);
     }

@@ -538,6 +538,131 @@ START_TEST(program_with_its_own_main_runs_its_handlers)
 }
 END_TEST
 
+/* A wrong-typed `queues` key must not make the poller drop the job it pops;
+ * and due jobs behind 150 stuck ones (wrong-typed queue) still move. */
+START_TEST(poller_never_drops_or_starves_on_wrong_types)
+{
+    redisReply *r = sqt_cmd(C, "SET queues oops");
+    freeReplyObject(r);
+    r = sqt_cmd(C, "SET queue:mail oops");
+    freeReplyObject(r);
+    r = sqt_cmd(C, "ZADD schedule 1 %s", "{\"class\":\"OkJob\",\"args\":[],\"queue\":\"other\","
+                "\"jid\":\"eeeeeeeeeeeeeeeeeeeeeeee\"}");
+    freeReplyObject(r);
+    for (int i = 0; i < 150; i++) {
+        char m[128];
+        snprintf(m, sizeof m, "{\"class\":\"OkJob\",\"args\":[%d],\"queue\":\"mail\"}", i);
+        r = sqt_cmd(C, "ZADD retry 2 %s", m);
+        freeReplyObject(r);
+    }
+    sqt_proc p;
+    const char *more[] = {"-q", "default", "-q", "other", NULL};
+    itest_squire(&p, R.url, "2", more);
+    ck_assert(sqt_log_wait(&p, "has the wrong type", 10));
+    sqt_sleep(1);
+    ck_assert_int_eq(sqt_int(C, "ZCARD schedule"), 1); /* still there, not lost */
+    r = sqt_cmd(C, "DEL queues");
+    freeReplyObject(r);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SISMEMBER test:done eeeeeeeeeeeeeeeeeeeeeeee"), 1);
+    /* a due default job behind the 150 stuck mail ones */
+    r = sqt_cmd(C, "ZADD retry 3 %s", "{\"class\":\"OkJob\",\"args\":[],\"queue\":\"default\","
+                "\"jid\":\"ffffffffffffffffffffffff\"}");
+    freeReplyObject(r);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SISMEMBER test:done ffffffffffffffffffffffff"), 1);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 150);
+    itest_stop(&p);
+}
+END_TEST
+
+/* An error reply on a stat key must not re-add the counts at every flush. */
+START_TEST(stats_are_not_recounted_after_an_error_reply)
+{
+    redisReply *r = sqt_cmd(C, "SET stat:processed oops");
+    freeReplyObject(r);
+    sqt_proc p;
+    itest_squire(&p, R.url, "2", NULL);
+    char jid[25];
+    sq_push_opts o = {.retry = SQ_RETRY_NEVER};
+    for (int i = 0; i < 3; i++)
+        itest_push("FailJob", "[\"E\", \"m\"]", &o, jid);
+    ck_assert_int_eq(sqt_wait_int(C, 3, 10, "LLEN test:log"), 3);
+    sqt_sleep(6); /* one periodic flush */
+    itest_stop(&p); /* and the one at exit */
+    ck_assert_int_eq(sqt_int(C, "GET stat:failed"), 3);
+}
+END_TEST
+
+/* At exit, a failure that cannot be recorded (wrong-typed retry key) is
+ * pushed back to its queue rather than lost. */
+START_TEST(unrecordable_failure_is_pushed_back_at_exit)
+{
+    redisReply *r = sqt_cmd(C, "SET retry oops");
+    freeReplyObject(r);
+    sqt_proc p;
+    itest_squire(&p, R.url, "1", NULL);
+    char jid[25];
+    itest_push("FailJob", "[\"E\", \"m\"]", NULL, jid);
+    ck_assert(sqt_log_wait(&p, "failed, will retry", 10));
+    kill(p.pid, SIGTERM);
+    ck_assert_int_eq(sqt_proc_wait(&p, 20), 0);
+    ck_assert(sqt_log_wait(&p, "pushed back to its queue instead", 1));
+    ck_assert_int_eq(sqt_int(C, "LLEN queue:default"), 1);
+}
+END_TEST
+
+/* A frozen Redis cannot hold the exit past Heroku's 30 s. */
+START_TEST(shutdown_is_bounded_when_redis_hangs)
+{
+    sqt_proc p;
+    itest_squire(&p, R.url, "1", NULL);
+    for (int i = 0; i < 3; i++) {
+        char jid[25];
+        itest_push("SleepJob", "[30]", NULL, jid);
+    }
+    ck_assert_int_eq(sqt_wait_int(C, 3, 10, "LLEN test:log"), 3);
+    kill(R.pid, SIGSTOP);
+    double t0 = sqt_now();
+    kill(p.pid, SIGTERM);
+    int st = sqt_proc_wait(&p, 40);
+    double took = sqt_now() - t0;
+    kill(R.pid, SIGCONT);
+    ck_assert_int_eq(st, 0);
+    ck_assert_msg(took < 25, "shutdown took %.1f s", took);
+    /* reliable fetch: the jobs are still in Redis (working lists) */
+    redisReply *r = sqt_cmd(C, "KEYS squire:w:*");
+    ck_assert_int_eq(r->elements, 3);
+    freeReplyObject(r);
+}
+END_TEST
+
+/* TSTP while waiting for Redis: once Redis is up, nothing is fetched. */
+START_TEST(tstp_before_redis_is_up_keeps_the_process_quiet)
+{
+    sqt_proc p;
+    int port = sqt_free_port();
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", port);
+    const char *argv[] = {"-r", SQ_TEST_PLUGIN, NULL};
+    sqt_squire_start(&p, url, argv, NULL);
+    ck_assert(sqt_log_wait(&p, "waiting for Redis", 5));
+    kill(p.pid, SIGTSTP);
+    ck_assert(sqt_log_wait(&p, "TSTP received", 5));
+    redisFree(C);
+    sqt_redis_stop(&R);
+    memset(&R, 0, sizeof R);
+    R.port = port;
+    sqt_tempdir(R.dir, "redis");
+    snprintf(R.url, sizeof R.url, "%s", url);
+    sqt_redis_restart(&R);
+    C = sqt_redis_connect(&R);
+    char jid[25];
+    itest_push("OkJob", "[]", NULL, jid);
+    sqt_sleep(3);
+    ck_assert_int_eq(sqt_int(C, "LLEN queue:default"), 1);
+    itest_stop(&p);
+}
+END_TEST
+
 static Suite *daemon_suite(void)
 {
     Suite *s = suite_create("daemon");
@@ -565,6 +690,11 @@ static Suite *daemon_suite(void)
     tcase_add_test(tc, bad_config_and_flags_exit_with_their_codes);
     tcase_add_test(tc, squirectl_push_now_later_and_bulk);
     tcase_add_test(tc, program_with_its_own_main_runs_its_handlers);
+    tcase_add_test(tc, poller_never_drops_or_starves_on_wrong_types);
+    tcase_add_test(tc, stats_are_not_recounted_after_an_error_reply);
+    tcase_add_test(tc, unrecordable_failure_is_pushed_back_at_exit);
+    tcase_add_test(tc, shutdown_is_bounded_when_redis_hangs);
+    tcase_add_test(tc, tstp_before_redis_is_up_keeps_the_process_quiet);
     suite_add_tcase(s, tc);
     return s;
 }
