@@ -235,6 +235,22 @@ START_TEST(test_both_key_spellings)
 }
 END_TEST
 
+/* The annotated example in the repository root is a real, loadable file. */
+START_TEST(test_example_file_loads)
+{
+    ck_assert_msg(LOAD("-C", SQ_TEST_SOURCE_DIR "/sidekiq.yml.example") == 0, "%s", err.message);
+    ck_assert_int_eq(cfg.timeout, 25);
+    ck_assert_uint_eq(cfg.nqueues, 3);
+    ck_assert_str_eq(cfg.queues[0].name, "critical");
+    ck_assert_int_eq(cfg.queues[0].weight, 3);
+    ck_assert_str_eq(cfg.tag, "myapp");
+    ck_assert_int_eq(cfg.fetch, SQ_FETCH_RELIABLE);
+    ck_assert_int_eq(cfg.max_interruptions, 3);
+    ck_assert_uint_eq(cfg.nwarnings, 0);
+    ck_assert_int_eq(sq_config_validate(&cfg, &err), 0);
+}
+END_TEST
+
 START_TEST(test_every_key)
 {
     ASSERT_OK(yml(":concurrency: 10\n:timeout: 30\n:queues: [a]\n:tag: app\n"
@@ -1482,6 +1498,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_reapply_replaces_without_leaking);
     tcase_add_test(tc, test_both_key_spellings);
     tcase_add_test(tc, test_every_key);
+    tcase_add_test(tc, test_example_file_loads);
     tcase_add_test(tc, test_quoted_integers_and_symbols);
     tcase_add_test(tc, test_booleans);
     tcase_add_test(tc, test_doubles);
