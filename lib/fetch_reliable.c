@@ -11,8 +11,8 @@
  * A worker holds at most one job, so its working lists hold at most that one
  * (plus, briefly, the last finished one whose LREM rides on the next fetch:
  * one round trip per job). If a fetch's reply is lost (connection reset after
- * the script ran), the moved job is not lost: the next fetch finds it in the
- * worker's own list ("stranded") and runs it.
+ * the script ran), the moved job is not lost: the next fetch, told to look,
+ * finds it in the worker's own list ("stranded") and runs it.
  *
  * When every queue is empty the worker blocks with BLMOVE on one queue; the
  * queue rotates with the worker index and the fetch count, so idle workers
@@ -30,20 +30,23 @@
 
 /* KEYS[1..nq]: this worker's working lists (canonical queue order);
  * KEYS[nq+1..]: queue keys in this fetch's order.
- * ARGV: ack index (1-based, 0 none), ack payload, nq, then for each queue key
- * its canonical index. Returns {acked, index, job, stranded, bad...}. */
+ * ARGV: ack index (1-based, 0 none), ack payload, nq, scan (1 after a failed
+ * call: look for a job a lost reply left in our lists), then for each queue
+ * key its canonical index. Returns {acked, index, job, stranded, bad...}. */
 static sq_script fetch_script =
     SQ_SCRIPT("local nq = tonumber(ARGV[3])\n"
               "local acked = -1\n"
               "local a = tonumber(ARGV[1])\n"
               "if a > 0 then acked = redis.call('LREM', KEYS[a], 1, ARGV[2]) end\n"
-              "for i = 1, nq do\n"
-              "  local v = redis.call('LINDEX', KEYS[i], -1)\n"
-              "  if v then return {acked, i, v, 1} end\n"
+              "if ARGV[4] == '1' then\n"
+              "  for i = 1, nq do\n"
+              "    local v = redis.call('LINDEX', KEYS[i], -1)\n"
+              "    if v then return {acked, i, v, 1} end\n"
+              "  end\n"
               "end\n"
               "local bad = {acked, 0, '', 0}\n"
               "for j = nq + 1, #KEYS do\n"
-              "  local w = tonumber(ARGV[j + 3 - nq])\n"
+              "  local w = tonumber(ARGV[j + 4 - nq])\n"
               "  local v = redis.pcall('LMOVE', KEYS[j], KEYS[w], 'RIGHT', 'LEFT')\n"
               "  if type(v) == 'table' and v.err then bad[#bad + 1] = w\n"
               "  elseif v then return {acked, w, v, 0} end\n"
@@ -130,6 +133,7 @@ static int block_fetch(sq_worker *w, sq_unit *u, size_t n, sq_error *err)
     sq_error e = {0};
     redisReply *rep = sq_redis_argv(w->redis, 6, argv, lens, BLOCK_WAIT, &e);
     if (rep == NULL) {
+        w->scan_stranded = true; /* a lost BLMOVE reply leaves the job with us */
         if (sq_redis_error_is(&e, "WRONGTYPE")) {
             sq__set_aside_queue(w, q);
             return 0;
@@ -142,6 +146,58 @@ static int block_fetch(sq_worker *w, sq_unit *u, size_t n, sq_error *err)
         rc = take_job(w, u, q, rep->str, rep->len, err);
     freeReplyObject(rep);
     return rc;
+}
+
+/* One queue to ask: no order to honour, so plain commands in one round trip
+ * (the pending ack's LREM, then LMOVE) do what the script does, at a fraction
+ * of Redis's cost. Returns like reliable_fetch. */
+static int fetch_one_queue(sq_worker *w, sq_unit *u, size_t q, sq_error *err)
+{
+    sq_error e = {0};
+    int queued = 0;
+    if (w->ack_raw != NULL) {
+        const char *av[] = {"LREM", w->wkeys[w->ack_qidx], "1", w->ack_raw};
+        size_t al[] = {4, strlen(av[1]), 1, w->ack_len};
+        if (sq_redis_pipe_argv(w->redis, 4, av, al, &e) != 0)
+            goto failed;
+        queued++;
+    }
+    const char *mv[] = {"LMOVE", w->keys[q], w->wkeys[q], "RIGHT", "LEFT"};
+    size_t ml[] = {5, strlen(mv[1]), strlen(mv[2]), 5, 4};
+    if (sq_redis_pipe_argv(w->redis, 5, mv, ml, &e) != 0)
+        goto failed;
+    queued++;
+    if (queued == 2) {
+        redisReply *ack = sq_redis_pipe_reply(w->redis, &e);
+        if (ack == NULL && !sq_redis_is_connected(w->redis))
+            goto failed;
+        if (ack != NULL && ack->type == REDIS_REPLY_INTEGER && ack->integer == 0)
+            warn_duplicate("ack", w->ack_raw, w->ack_len);
+        if (ack != NULL)
+            freeReplyObject(ack);
+        clear_ack(w);
+    }
+    sq_error me = {0};
+    redisReply *rep = sq_redis_pipe_reply(w->redis, &me);
+    if (rep == NULL) {
+        if (sq_redis_error_is(&me, "WRONGTYPE")) {
+            sq__set_aside_queue(w, q);
+            return 0;
+        }
+        e = me;
+        goto failed;
+    }
+    int rc = 0;
+    if (rep->type == REDIS_REPLY_STRING)
+        rc = take_job(w, u, q, rep->str, rep->len, err);
+    freeReplyObject(rep);
+    if (rc == 0 && !atomic_load(&w->rt->quiet))
+        rc = block_fetch(w, u, 1, err);
+    return rc;
+failed:
+    w->scan_stranded = true;
+    sq__error_set(err, e.code ? e.code : SQ_EREDIS, "%s", e.message);
+    return -1;
 }
 
 static int reliable_fetch(sq_worker *w, sq_unit *u, sq_error *err)
@@ -157,8 +213,10 @@ static int reliable_fetch(sq_worker *w, sq_unit *u, sq_error *err)
     }
     size_t n = sq_queue_order_next(&rt->order, w->order, w->scratch, sq_worker_rand, w);
     n = sq__usable_queues(w, n);
+    if (n == 1 && !w->scan_stranded)
+        return fetch_one_queue(w, u, w->order[0], err);
 
-    size_t argc = nq + n + 3 + n;
+    size_t argc = nq + n + 4 + n;
     const char **argv = calloc(argc + 3, sizeof *argv);
     size_t *lens = calloc(argc + 3, sizeof *lens);
     char(*idx)[24] = calloc(n + 2, sizeof *idx);
@@ -178,6 +236,7 @@ static int reliable_fetch(sq_worker *w, sq_unit *u, sq_error *err)
     lens[k++] = w->ack_len;
     snprintf(idx[1], sizeof idx[1], "%zu", nq);
     argv[k++] = idx[1];
+    argv[k++] = w->scan_stranded ? "1" : "0";
     for (size_t i = 0; i < n; i++) {
         snprintf(idx[i + 2], sizeof idx[i + 2], "%zu", w->order[i] + 1);
         argv[k++] = idx[i + 2];
@@ -191,10 +250,13 @@ static int reliable_fetch(sq_worker *w, sq_unit *u, sq_error *err)
     free(argv), free(lens), free(idx);
     if (rep == NULL) {
         /* The script may or may not have run; either way the next fetch
-         * sends the ack again (LREM is idempotent) and finds any job it moved. */
+         * sends the ack again (LREM is idempotent) and looks for a job it
+         * may have moved. */
+        w->scan_stranded = true;
         sq__error_set(err, e.code, "%s", e.message);
         return -1;
     }
+    w->scan_stranded = false;
     int rc = 0;
     if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 4) {
         long long acked = rep->element[0]->integer;

@@ -294,6 +294,7 @@ static int prepare_workers(sq_runtime *rt)
         pthread_mutex_init(&w->lock, NULL);
         sq__random_bytes(&w->rng, sizeof w->rng);
         w->rng |= 1;
+        w->scan_stranded = true; /* cheap once, and correct after any restart */
         /* BRPOP blocks 2 s; the socket waits longer. */
         w->redis = sq_redis_new(&rt->url, 3.0);
         w->order = calloc(rt->order.nqueues, sizeof *w->order);

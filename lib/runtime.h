@@ -94,6 +94,7 @@ struct sq_worker {
     size_t ack_len;
     size_t ack_qidx;
     unsigned rounds;        /* fetches so far: rotates the queue blocked on when idle */
+    bool scan_stranded;     /* a fetch failed: the next one looks for a job it moved */
     bool saw_stop;          /* the current handler saw sq_job_stopping() say true */
     uint64_t rng;
 

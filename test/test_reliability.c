@@ -28,17 +28,27 @@ static void start(sqt_proc *p, const char *cfg)
     ck_assert_msg(sqt_log_wait(p, "starting", 10), "squire did not start");
 }
 
-static void push_work(int n, int ms)
+/* n jobs of ms milliseconds, split over the given queues. */
+static void push_work_to(int n, int ms, const char *const *queues, int nqueues)
 {
     sq_error err = {0};
     sq_client *c = sq_client_new(R.url, &err);
     ck_assert_ptr_nonnull(c);
-    json_t *list = json_array();
-    for (int i = 0; i < n; i++)
-        json_array_append_new(list, json_pack("[i,i]", i, ms));
-    ck_assert_msg(sq_push_bulk(c, "WorkJob", list, NULL, &err) == 0, "%s", err.message);
-    json_decref(list);
+    for (int q = 0; q < nqueues; q++) {
+        json_t *list = json_array();
+        for (int i = q; i < n; i += nqueues)
+            json_array_append_new(list, json_pack("[i,i]", i, ms));
+        sq_push_opts o = {.queue = queues[q]};
+        ck_assert_msg(sq_push_bulk(c, "WorkJob", list, &o, &err) == 0, "%s", err.message);
+        json_decref(list);
+    }
     sq_client_free(c);
+}
+
+static void push_work(int n, int ms)
+{
+    const char *q[] = {"default"};
+    push_work_to(n, ms, q, 1);
 }
 
 static long long total_runs(void)
@@ -78,10 +88,14 @@ static void reconnect(void)
 START_TEST(reliable_fetch_loses_nothing_under_kills_and_redis_restarts)
 {
     enum { JOBS = 3000 };
-    const char *cfg = itest_config(":lease_ttl: 2\n:poll_interval_average: 0.5\n");
+    /* two weighted queues: fetches go through the ordering script as well as
+     * the single-queue pipeline (when one queue is empty) */
+    const char *cfg = itest_config(":lease_ttl: 2\n:poll_interval_average: 0.5\n"
+                                   ":queues:\n  - [default, 2]\n  - [low, 1]\n");
+    const char *queues[] = {"default", "low"};
     sqt_proc p[NPROC_MAX];
     int np = 0, kills = 0;
-    push_work(JOBS, 5);
+    push_work_to(JOBS, 5, queues, 2);
     for (; np < 3; np++)
         start(&p[np], cfg);
 
@@ -103,6 +117,15 @@ START_TEST(reliable_fetch_loses_nothing_under_kills_and_redis_restarts)
     sqt_redis_restart(&R);
     C = sqt_redis_connect(&R);
 
+    ck_assert_int_ge(sqt_wait_int(C, 1800, 60, "SCARD test:done"), 1800);
+    /* cut every squire connection a few times: replies are lost at random
+     * points, and jobs a lost reply left in a working list must still run */
+    for (int i = 0; i < 5; i++) {
+        redisReply *k = sqt_cmd(C, "CLIENT KILL TYPE normal SKIPME yes");
+        freeReplyObject(k);
+        sqt_sleep(0.15);
+    }
+
     ck_assert_int_ge(sqt_wait_int(C, 2100, 60, "SCARD test:done"), 2100);
     kill(p[2].pid, SIGKILL), kills++;
     sqt_proc_wait(&p[2], 5);
@@ -113,7 +136,7 @@ START_TEST(reliable_fetch_loses_nothing_under_kills_and_redis_restarts)
         dump_state();
     ck_assert_msg(done == JOBS, "only %lld of %d jobs ran", done, JOBS);
     /* dead processes' registry entries go once their lists are recovered */
-    long long live_entries = 3 * 4;
+    long long live_entries = 3 * 4 * 2; /* processes x workers x queues */
     double until = sqt_now() + 15;
     while (sqt_int(C, "HLEN squire:wlists") > live_entries && sqt_now() < until)
         sqt_sleep(0.2);
@@ -129,12 +152,13 @@ START_TEST(reliable_fetch_loses_nothing_under_kills_and_redis_restarts)
     freeReplyObject(r);
     ck_assert_int_eq(sqt_int(C, "HLEN squire:wlists"), 0);
     ck_assert_int_eq(sqt_int(C, "LLEN queue:default"), 0);
+    ck_assert_int_eq(sqt_int(C, "LLEN queue:low"), 0);
     ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 0);
     long long dups = total_runs() - JOBS;
-    /* at most what the killed processes had in flight, plus the jobs whose
-     * ack reply the Redis kill cut off (one per worker) */
-    long long bound = kills * 4 + 4 * 4;
-    fprintf(stderr, "reliable: %d jobs, %d SIGKILLs, 1 TERM, 1 redis-server SIGKILL: "
+    /* at most what the killed processes had in flight, plus, for the Redis
+     * kill and the 5 connection cuts, one per worker each */
+    long long bound = kills * 4 + 6 * 3 * 4;
+    fprintf(stderr, "reliable: %d jobs, %d SIGKILLs, 1 TERM, 5 connection cuts, 1 redis-server SIGKILL: "
             "0 lost, %lld duplicates (bound %lld)\n", JOBS, kills, dups, bound);
     ck_assert_int_ge(dups, 0);
     ck_assert_int_le(dups, bound);
