@@ -14,9 +14,9 @@
  * the script ran), the moved job is not lost: the next fetch, told to look,
  * finds it in the worker's own list ("stranded") and runs it.
  *
- * When every queue is empty the worker blocks with BLMOVE on one queue; the
- * queue rotates with the worker index and the fetch count, so idle workers
- * cover every queue and pickup is immediate, as with BRPOP.
+ * When every queue is empty the worker blocks with BLMOVE on one queue, chosen
+ * by worker index so that idle workers cover every queue and pickup is
+ * immediate, as with BRPOP.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -122,10 +122,24 @@ static int take_job(sq_worker *w, sq_unit *u, size_t qidx, const char *s, size_t
     return 1;
 }
 
-/* Nothing anywhere: wait on one queue so a new job is picked up at once. */
-static int block_fetch(sq_worker *w, sq_unit *u, size_t n, sq_error *err)
+/* Nothing anywhere: wait on one queue so a new job is picked up at once.
+ * Worker k waits on queue k mod nq (skipping set-aside queues), so idle
+ * workers cover every queue when there are at least as many workers as
+ * queues; with fewer, each worker's queue rotates after every wait. */
+static int block_fetch(sq_worker *w, sq_unit *u, sq_error *err)
 {
-    size_t q = w->order[(size_t)(w->index + w->rounds++) % n];
+    sq_runtime *rt = w->rt;
+    size_t nq = rt->order.nqueues, q = nq;
+    size_t start = (size_t)w->index;
+    if ((size_t)rt->nworkers < nq)
+        start += (size_t)w->rounds++ * (size_t)rt->nworkers;
+    for (size_t i = 0; i < nq && q == nq; i++) {
+        size_t c = (start + i) % nq;
+        if (w->skip_until[c] == 0 || sq__monotonic() >= w->skip_until[c])
+            q = c;
+    }
+    if (q == nq)
+        return 0;
     const char *argv[] = {"BLMOVE", w->keys[q], w->wkeys[q], "RIGHT", "LEFT", BLOCK_TIMEOUT};
     size_t lens[6];
     for (int i = 0; i < 6; i++)
@@ -192,7 +206,7 @@ static int fetch_one_queue(sq_worker *w, sq_unit *u, size_t q, sq_error *err)
         rc = take_job(w, u, q, rep->str, rep->len, err);
     freeReplyObject(rep);
     if (rc == 0 && !atomic_load(&w->rt->quiet))
-        rc = block_fetch(w, u, 1, err);
+        rc = block_fetch(w, u, err);
     return rc;
 failed:
     w->scan_stranded = true;
@@ -279,7 +293,7 @@ static int reliable_fetch(sq_worker *w, sq_unit *u, sq_error *err)
     }
     freeReplyObject(rep);
     if (rc == 0 && n > 0 && !atomic_load(&rt->quiet))
-        rc = block_fetch(w, u, n, err);
+        rc = block_fetch(w, u, err);
     else if (rc == 0 && n == 0)
         sq_runtime_nap(rt, BLOCK_WAIT); /* every queue set aside */
     return rc;

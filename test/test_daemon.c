@@ -663,6 +663,56 @@ START_TEST(tstp_before_redis_is_up_keeps_the_process_quiet)
 }
 END_TEST
 
+/* Idle workers cover every queue: a job pushed to any of them starts at
+ * once, not after a blocking wait on another queue times out (2 s). */
+START_TEST(idle_pickup_is_immediate_on_every_queue)
+{
+    sqt_proc p;
+    const char *more[] = {"-q", "alpha", "-q", "beta", "-q", "gamma", NULL};
+    itest_squire(&p, R.url, "2", more);
+    sqt_sleep(2.5); /* every worker is now blocked waiting */
+    static const char *const queues[] = {"gamma", "beta", "alpha", "gamma", "alpha"};
+    for (size_t i = 0; i < sizeof queues / sizeof queues[0]; i++) {
+        char jid[25];
+        sq_push_opts o = {.queue = queues[i]};
+        itest_push("OkJob", "[]", &o, jid);
+        double t0 = sqt_now();
+        ck_assert_int_eq(sqt_wait_int(C, 1, 5, "SISMEMBER test:done %s", jid), 1);
+        double took = sqt_now() - t0;
+        ck_assert_msg(took < 0.5, "job on %s waited %.2f s", queues[i], took);
+        sqt_sleep(0.3);
+    }
+    itest_stop(&p);
+}
+END_TEST
+
+/* Redis settings under which Redis itself can lose jobs are called out. */
+START_TEST(warns_about_eviction_and_missing_aof)
+{
+    redisFree(C);
+    sqt_redis_stop(&R);
+    sqt_redis_start(&R, "--maxmemory 100mb --maxmemory-policy allkeys-lru");
+    C = sqt_redis_connect(&R);
+    sqt_proc p;
+    itest_squire(&p, R.url, "2", NULL);
+    ck_assert(sqt_log_wait(&p, "maxmemory-policy is allkeys-lru", 5));
+    ck_assert(sqt_log_wait(&p, "without AOF", 5));
+    itest_stop(&p);
+
+    redisFree(C);
+    sqt_redis_stop(&R);
+    sqt_redis_start(&R, "--appendonly yes");
+    C = sqt_redis_connect(&R);
+    itest_squire(&p, R.url, "2", NULL);
+    sqt_sleep(0.5);
+    itest_stop(&p);
+    char *log = sqt_log_read(&p);
+    ck_assert_ptr_null(strstr(log, "without AOF"));
+    ck_assert_ptr_null(strstr(log, "maxmemory-policy"));
+    free(log);
+}
+END_TEST
+
 static Suite *daemon_suite(void)
 {
     Suite *s = suite_create("daemon");
@@ -695,6 +745,8 @@ static Suite *daemon_suite(void)
     tcase_add_test(tc, unrecordable_failure_is_pushed_back_at_exit);
     tcase_add_test(tc, shutdown_is_bounded_when_redis_hangs);
     tcase_add_test(tc, tstp_before_redis_is_up_keeps_the_process_quiet);
+    tcase_add_test(tc, idle_pickup_is_immediate_on_every_queue);
+    tcase_add_test(tc, warns_about_eviction_and_missing_aof);
     suite_add_tcase(s, tc);
     return s;
 }

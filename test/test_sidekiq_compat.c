@@ -109,20 +109,41 @@ START_TEST(exhausted_job_reads_back_through_sidekiq_dead_set)
 {
     sqt_proc p;
     itest_squire(&p, R.url, "2", NULL);
-    json_t *a = ruby("push FailJob '[\"Timeout::Error\",\"slow\"]'");
-    /* push a retry: 0 twin by hand as Ruby would for sidekiq_options retry: 0 */
-    redisReply *r = sqt_cmd(C, "ZADD retry 1 %s", "{\"class\":\"FailJob\",\"args\":[\"E\",\"m\"],"
-                            "\"retry\":0,\"queue\":\"default\",\"jid\":\"dddddddddddddddddddddddd\"}");
-    freeReplyObject(r);
+    /* a Ruby class with sidekiq_options retry: 0 */
+    json_t *a = ruby("dead_job");
     ck_assert_int_eq(sqt_wait_int(C, 1, 10, "ZCARD dead"), 1);
     json_t *dead = ruby("dead");
     ck_assert_int_eq(json_array_size(dead), 1);
     json_t *e = json_array_get(dead, 0);
-    ck_assert_str_eq(jid_of(e), "dddddddddddddddddddddddd");
-    ck_assert_str_eq(json_string_value(json_object_get(e, "error_class")), "E");
+    ck_assert_str_eq(jid_of(e), jid_of(a));
+    ck_assert_str_eq(json_string_value(json_object_get(e, "klass")), "DeadJob");
+    ck_assert_str_eq(json_string_value(json_object_get(e, "error_class")), "Timeout::Error");
+    ck_assert_str_eq(json_string_value(json_object_get(e, "error_message")), "slow");
     ck_assert_int_eq(json_integer_value(json_object_get(e, "retry_count")), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(e, "failed_at_class")), "Float");
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
     json_decref(dead);
     json_decref(a);
+
+    /* a retry-set entry whose retries ran out: the poller brings it back,
+     * it fails again, and dies */
+    redisReply *r = sqt_cmd(C, "ZADD retry 1 %s", "{\"class\":\"FailJob\",\"args\":[\"E\",\"m\"],"
+                            "\"retry\":2,\"retry_count\":1,\"queue\":\"default\","
+                            "\"jid\":\"dddddddddddddddddddddddd\",\"failed_at\":1700000000.5}");
+    freeReplyObject(r);
+    ck_assert_int_eq(sqt_wait_int(C, 2, 10, "ZCARD dead"), 2);
+    dead = ruby("dead");
+    bool found = false;
+    for (size_t i = 0; i < json_array_size(dead); i++) {
+        json_t *d = json_array_get(dead, i);
+        if (strcmp(jid_of(d), "dddddddddddddddddddddddd") == 0) {
+            ck_assert_int_eq(json_integer_value(json_object_get(d, "retry_count")), 2);
+            ck_assert(json_is_number(json_object_get(d, "retried_at")));
+            found = true;
+        }
+    }
+    ck_assert(found);
+    json_decref(dead);
     itest_stop(&p);
 }
 END_TEST

@@ -206,6 +206,7 @@ int squire_plugin_init(sq_registry *reg)
     rc |= sq_register(reg, "HardJob", ok_job, NULL);
     rc |= sq_register(reg, "MyActiveJob", ok_job, NULL);
     rc |= sq_register(reg, "FailJob", fail_job, NULL);
+    rc |= sq_register(reg, "DeadJob", fail_job, NULL);
     rc |= sq_register(reg, "KillJob", kill_job, NULL);
     rc |= sq_register(reg, "DiscardJob", discard_job, NULL);
     rc |= sq_register(reg, "FlakyJob", flaky_job, NULL);

@@ -16,6 +16,11 @@ class FailJob
   sidekiq_options retry: 2, backtrace: true
 end
 
+class DeadJob
+  include Sidekiq::Worker
+  sidekiq_options retry: 0
+end
+
 def entry(e)
   { "jid" => e.jid, "klass" => e.klass, "args" => e.args, "queue" => e.queue,
     "error_class" => e["error_class"], "error_message" => e["error_message"],
@@ -39,6 +44,8 @@ out =
     { "jids" => Sidekiq::Client.push_bulk("class" => HardJob, "args" => (1..ARGV[0].to_i).map { |i| [i] }) }
   when "fail"          # a class with sidekiq_options retry: 2, backtrace: true
     { "jid" => FailJob.perform_async("RuntimeError", "it broke") }
+  when "dead_job"      # sidekiq_options retry: 0: dead at the first failure
+    { "jid" => DeadJob.perform_async("Timeout::Error", "slow") }
   when "retries"
     Sidekiq::RetrySet.new.map { |e| entry(e) }
   when "dead"
