@@ -24,6 +24,7 @@
 #define SQ_DEFAULT_MAX_PAYLOAD (1024 * 1024)
 #define SQ_DEFAULT_MAX_INTERRUPTIONS 3
 #define SQ_DEFAULT_LEASE_TTL 20.0
+#define SQ_DEFAULT_BEAT_INTERVAL 10.0
 #define SQ_MAX_CONCURRENCY 1000
 #define SQ_MAX_TIMEOUT 86400
 #define SQ_MAX_QUEUE_NAME 255
@@ -57,6 +58,7 @@ typedef struct sq_config {
     sq_fetch_mode fetch;
     int max_interruptions; /* reliable: deaths of a job's process before it is dead (0: never) */
     double lease_ttl;      /* reliable: seconds a silent process keeps its jobs */
+    double beat_interval;  /* seconds between heartbeats (Sidekiq 7: 10) */
     size_t max_payload_bytes;
     bool concurrency_set; /* set by file or flag (RAILS_MAX_THREADS applies otherwise) */
     char **warnings;    /* owned messages for the daemon to log ("<file>:<line>: pidfile: ignored ...") */

@@ -465,10 +465,23 @@ static void recover(sq_runtime *rt)
         sq_log(SQ_LOG_WARN, "recovery of dead processes' jobs failed: %s", err.message);
 }
 
-/* Main loop until TERM/INT: quiet on TSTP, dump on TTIN, flush stats, and
- * for reliable fetch keep the lease and recover dead processes' jobs. */
+/* One heartbeat; returns the remote signal it brought (0: none). */
+static int beat(sq_runtime *rt)
+{
+    sq_error err = {0};
+    int sig = 0;
+    if (sq_heartbeat_beat(rt, &sig, &err) != 0)
+        sq_log(SQ_LOG_DEBUG, "heartbeat failed: %s", err.message);
+    return sig;
+}
+
+/* Main loop until TERM/INT: quiet on TSTP, dump on TTIN, flush stats, beat,
+ * and for reliable fetch keep the lease and recover dead processes' jobs.
+ * Signals from the Web UI (through the heartbeat) act like the OS's. */
 static void serve(sq_runtime *rt)
 {
+    double next_beat = sq__monotonic() + rt->cfg->beat_interval;
+    double next_cleanup = sq__monotonic() + 60;
     bool reliable = rt->fetch == &sq_fetch_reliable;
     double lease_every = rt->cfg->lease_ttl / 4, recover_every = rt->cfg->lease_ttl * 0.75;
     double last_lease = sq__monotonic(), next_lease = last_lease + lease_every;
@@ -486,7 +499,18 @@ static void serve(sq_runtime *rt)
                 next_recover = now + recover_every;
             }
         }
-        int sig = wait_signal(reliable && lease_every < 1.0 ? lease_every : 1.0);
+        double tick = reliable && lease_every < 1.0 ? lease_every : 1.0;
+        if (rt->cfg->beat_interval < tick)
+            tick = rt->cfg->beat_interval;
+        int sig = wait_signal(tick);
+        if (sig == 0 && sq__monotonic() >= next_beat) {
+            sig = beat(rt);
+            next_beat = sq__monotonic() + rt->cfg->beat_interval;
+        }
+        if (sq__monotonic() >= next_cleanup) {
+            sq_heartbeat_cleanup(rt);
+            next_cleanup = sq__monotonic() + 60;
+        }
         if (sig == SIGTERM || sig == SIGINT) {
             sq_log(SQ_LOG_INFO, "%s received: shutting down", sig == SIGTERM ? "TERM" : "INT");
             return;
@@ -512,7 +536,12 @@ static bool shut_down(sq_runtime *rt)
     atomic_store(&rt->stopping, true);
     sq_runtime_quiet(rt);
     double deadline = sq__monotonic() + rt->cfg->timeout;
+    double next_beat = sq__monotonic();
     while (any_busy(rt) && sq__monotonic() < deadline) {
+        if (sq__monotonic() >= next_beat) {
+            beat(rt); /* the Web UI shows the process quiet, still busy */
+            next_beat = sq__monotonic() + rt->cfg->beat_interval;
+        }
         int sig = wait_signal(0.1);
         if (sig == SIGTERM || sig == SIGINT) {
             sq_log(SQ_LOG_INFO, "second stop signal: not waiting for running jobs");
@@ -531,6 +560,7 @@ static bool shut_down(sq_runtime *rt)
     bool all = join_all(rt, JOIN_WAIT);
     if (rt->fetch == &sq_fetch_reliable)
         sq_recovery_release(rt);
+    sq_heartbeat_stop(rt);
     sq_error err = {0};
     if (sq_stats_flush(rt, rt->redis, &err) != 0)
         sq_log(SQ_LOG_WARN, "final stats flush failed: %s", err.message);
@@ -554,6 +584,7 @@ static int run(const sq_config *cfg, sq_registry *reg)
     pthread_cond_init(&rt.cond, &ca);
     pthread_condattr_destroy(&ca);
     make_identity(&rt);
+    rt.started_at = sq__now();
 
     if (sq_redis_url_parse(cfg->redis_url, &rt.url, &err) != 0 ||
         sq_queue_order_init(&rt.order, cfg->queues, cfg->nqueues) != 0 ||
@@ -582,7 +613,7 @@ static int run(const sq_config *cfg, sq_registry *reg)
         status = EX_CONFIG;
         goto done;
     }
-    if (prepare_workers(&rt) != 0) {
+    if (prepare_workers(&rt) != 0 || sq_heartbeat_init(&rt) != 0) {
         sq_log(SQ_LOG_ERROR, "out of memory preparing workers");
         status = 1;
         goto done;
@@ -597,6 +628,10 @@ static int run(const sq_config *cfg, sq_registry *reg)
         }
         recover(&rt);
     }
+    /* In the Web UI before the first job; dead identities pruned. */
+    if (beat(&rt) == SIGTSTP)
+        sq_runtime_quiet(&rt);
+    sq_heartbeat_cleanup(&rt);
     int e = start_threads(&rt);
     if (e != 0) {
         /* Threads already started may hold jobs: stop like a TERM. */
@@ -617,6 +652,7 @@ static int run(const sq_config *cfg, sq_registry *reg)
 done:
     free_workers(&rt);
     sq_redis_free(rt.redis);
+    free(rt.info_json);
     sq_queue_order_destroy(&rt.order);
     sq_redis_url_destroy(&rt.url);
     pthread_cond_destroy(&rt.cond);

@@ -126,6 +126,8 @@ struct sq_runtime {
     pthread_cond_t cond;
 
     sq_redis *redis;        /* main thread's connection */
+    char *info_json;        /* heartbeat: the process's `info`, built once */
+    double started_at;      /* wall clock at boot */
     sq_worker *workers;
     int nworkers;
     pthread_t poller;
@@ -171,6 +173,19 @@ long sq_recovery_run(sq_runtime *rt, sq_error *err);
 void sq_recovery_release(sq_runtime *rt);
 /* The working list of worker tid for queue q (malloc'd). */
 char *sq_working_list_key(const char *identity, const char *tid, const char *queue);
+
+/* The process registry Sidekiq's Web UI and API read (heartbeat.c), on the
+ * main thread's connection. */
+int sq_heartbeat_init(sq_runtime *rt);
+/* One beat. A remote signal popped from <identity>-signals (TSTP, TERM or
+ * TTIN; anything else is logged and dropped) is returned in *sig (0: none). */
+int sq_heartbeat_beat(sq_runtime *rt, int *sig, sq_error *err);
+/* Prune dead identities from `processes` (at most once a minute fleet-wide). */
+void sq_heartbeat_cleanup(sq_runtime *rt);
+/* At a clean exit: leave the registry (the <identity> hash expires). */
+void sq_heartbeat_stop(sq_runtime *rt);
+/* Workers with a job (RUNNING or FINISHING). */
+int sq_runtime_busy(sq_runtime *rt);
 
 /* Per-thread fast random source for shuffles (xorshift, seeded from the kernel). */
 unsigned sq_worker_rand(unsigned n, void *worker);

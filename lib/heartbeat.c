@@ -1,0 +1,258 @@
+/*
+ * heartbeat.c: how squire appears in Sidekiq's Web UI and API, exactly like
+ * a Sidekiq process (sidekiq-wire.md §9).
+ *
+ * Every beat, on the main thread:
+ *   1. the jobs in progress: MULTI; UNLINK <id>:work <id>:workers; HSET both
+ *      with tid -> {"queue","payload":"<raw job>","run_at"}; EXPIRE 60; EXEC.
+ *      (`:workers` is the name Sidekiq 6.4.1, Debian's, reads.)
+ *   2. PING, timed: rtt_us.
+ *   3. MULTI; SADD processes <id>; HSET <id> info busy beat quiet rss rtt_us
+ *      concurrency; EXPIRE <id> 60; RPOP <id>-signals; EXEC.
+ * A popped signal is acted on as if the OS had delivered it, but only TSTP,
+ * TERM and TTIN: anything else in the list is logged and ignored (squire
+ * never passes Redis data to kill(2)).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "log.h"
+#include "runtime.h"
+
+#define TTL "60"
+
+static json_t *queue_weights(const sq_config *cfg)
+{
+    json_t *w = json_object();
+    for (size_t i = 0; w && i < cfg->nqueues; i++)
+        json_object_set_new(w, cfg->queues[i].name, json_integer(cfg->queues[i].weight));
+    return w;
+}
+
+int sq_heartbeat_init(sq_runtime *rt)
+{
+    const sq_config *cfg = rt->cfg;
+    char host[256];
+    snprintf(host, sizeof host, "%.*s", (int)strcspn(rt->identity, ":"), rt->identity);
+    json_t *queues = json_array(), *labels = json_array();
+    for (size_t i = 0; i < rt->order.nqueues; i++)
+        json_array_append_new(queues, json_string(rt->order.names[i]));
+    for (size_t i = 0; i < cfg->nlabels; i++)
+        json_array_append_new(labels, json_string(cfg->labels[i]));
+    static const char *const modes[] = {"strict", "weighted", "random"};
+    json_t *capsule = json_pack("{s:i, s:s, s:o}", "concurrency", cfg->concurrency, "mode",
+                                modes[rt->order.mode], "weights", queue_weights(cfg));
+    /* Every key Sidekiq 6.4.1, 7.x and 8.x read (§9.3); extra keys are ignored. */
+    json_t *info = json_pack(
+        "{s:s, s:f, s:i, s:s, s:i, s:o, s:[o], s:o, s:s, s:s, s:b, s:{s:o}}", "hostname", host,
+        "started_at", rt->started_at, "pid", (int)getpid(), "tag", cfg->tag ? cfg->tag : "",
+        "concurrency", cfg->concurrency, "queues", queues, "weights", queue_weights(cfg),
+        "labels", labels, "identity", rt->identity, "version", "squire-" SQ_VERSION,
+        "embedded", 0, "capsules", "default", capsule);
+    if (info == NULL)
+        return -1;
+    rt->info_json = json_dumps(info, JSON_COMPACT);
+    json_decref(info);
+    return rt->info_json ? 0 : -1;
+}
+
+static long rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kb = strtol(line + 6, NULL, 10);
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+int sq_runtime_busy(sq_runtime *rt)
+{
+    int busy = 0;
+    for (int i = 0; rt->workers && i < rt->nworkers; i++) {
+        sq_worker *w = &rt->workers[i];
+        pthread_mutex_lock(&w->lock);
+        busy += w->state == SQ_SLOT_RUNNING || w->state == SQ_SLOT_FINISHING;
+        pthread_mutex_unlock(&w->lock);
+    }
+    return busy;
+}
+
+/* The work entry of worker w ({"queue","payload","run_at"}), or NULL when idle. */
+static char *work_entry(sq_worker *w)
+{
+    char *s = NULL;
+    pthread_mutex_lock(&w->lock);
+    if ((w->state == SQ_SLOT_RUNNING || w->state == SQ_SLOT_FINISHING) && w->unit.raw) {
+        json_t *e = json_pack("{s:s, s:s%, s:I}", "queue", w->unit.queue ? w->unit.queue : "",
+                              "payload", w->unit.raw, w->unit.len, "run_at",
+                              (json_int_t)w->started_at);
+        if (e == NULL) /* payload not UTF-8: show it scrubbed rather than not at all */
+            e = json_pack("{s:s, s:s, s:I}", "queue", w->unit.queue ? w->unit.queue : "",
+                          "payload", "(invalid UTF-8)", (json_int_t)w->started_at);
+        s = e ? json_dumps(e, JSON_COMPACT) : NULL;
+        json_decref(e);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return s;
+}
+
+/* Step 1: rewrite <id>:work and <id>:workers. */
+static int write_work(sq_runtime *rt, sq_error *err)
+{
+    char work[sizeof rt->identity + 16], workers[sizeof rt->identity + 16];
+    snprintf(work, sizeof work, "%s:work", rt->identity);
+    snprintf(workers, sizeof workers, "%s:workers", rt->identity);
+    size_t max = 2 + 2 * (size_t)rt->nworkers;
+    const char **argv = calloc(max, sizeof *argv);
+    char **vals = calloc((size_t)rt->nworkers + 1, sizeof *vals);
+    int rc = -1, n = 0;
+    if (argv == NULL || vals == NULL)
+        goto out;
+    size_t k = 2;
+    for (int i = 0; i < rt->nworkers; i++) {
+        vals[i] = work_entry(&rt->workers[i]);
+        if (vals[i] != NULL) {
+            argv[k++] = rt->workers[i].tid;
+            argv[k++] = vals[i];
+        }
+    }
+    int queued = 0;
+    if (sq_redis_pipe_cmd(rt->redis, err, "MULTI") != 0 ||
+        sq_redis_pipe_cmd(rt->redis, err, "UNLINK %s %s", work, workers) != 0)
+        goto out;
+    queued = 2;
+    for (int j = 0; k > 2 && j < 2; j++) {
+        argv[0] = "HSET";
+        argv[1] = j == 0 ? work : workers;
+        if (sq_redis_pipe_argv(rt->redis, (int)k, argv, NULL, err) != 0 ||
+            sq_redis_pipe_cmd(rt->redis, err, "EXPIRE %s " TTL, argv[1]) != 0)
+            goto out;
+        queued += 2;
+    }
+    if (sq_redis_pipe_cmd(rt->redis, err, "EXEC") != 0)
+        goto out;
+    queued++;
+    n = queued;
+    rc = sq_redis_pipe_drain(rt->redis, n, NULL, err);
+out:
+    for (int i = 0; vals && i < rt->nworkers; i++)
+        free(vals[i]);
+    free(vals);
+    free(argv);
+    return rc;
+}
+
+static long ping_us(sq_runtime *rt)
+{
+    double t0 = sq__monotonic();
+    redisReply *rep = sq_redis_cmd(rt->redis, NULL, "PING");
+    if (rep == NULL)
+        return -1;
+    freeReplyObject(rep);
+    return (long)((sq__monotonic() - t0) * 1e6);
+}
+
+static int signal_named(const char *name)
+{
+    if (strcmp(name, "TSTP") == 0)
+        return SIGTSTP;
+    if (strcmp(name, "TERM") == 0)
+        return SIGTERM;
+    if (strcmp(name, "TTIN") == 0)
+        return SIGTTIN;
+    return 0;
+}
+
+int sq_heartbeat_beat(sq_runtime *rt, int *sig, sq_error *err)
+{
+    *sig = 0;
+    if (write_work(rt, err) != 0)
+        return -1;
+    long rtt = ping_us(rt);
+    char beat[32], busy[16], rtt_s[24], rss[24], conc[16], sigkey[sizeof rt->identity + 16];
+    sq_format_time(sq__now(), beat);
+    snprintf(busy, sizeof busy, "%d", sq_runtime_busy(rt));
+    snprintf(rtt_s, sizeof rtt_s, "%ld", rtt < 0 ? 0 : rtt);
+    snprintf(rss, sizeof rss, "%ld", rss_kb());
+    snprintf(conc, sizeof conc, "%d", rt->cfg->concurrency);
+    snprintf(sigkey, sizeof sigkey, "%s-signals", rt->identity);
+    const char *quiet = atomic_load(&rt->quiet) ? "true" : "false";
+    const char *hset[] = {"HSET",   rt->identity, "info",   rt->info_json, "busy",
+                          busy,     "beat",       beat,     "quiet",       quiet,
+                          "rss",    rss,          "rtt_us", rtt_s,         "concurrency",
+                          conc};
+    if (sq_redis_pipe_cmd(rt->redis, err, "MULTI") != 0 ||
+        sq_redis_pipe_cmd(rt->redis, err, "SADD processes %s", rt->identity) != 0 ||
+        sq_redis_pipe_argv(rt->redis, (int)SQ_ARRAY_LEN(hset), hset, NULL, err) != 0 ||
+        sq_redis_pipe_cmd(rt->redis, err, "EXPIRE %s " TTL, rt->identity) != 0 ||
+        sq_redis_pipe_cmd(rt->redis, err, "RPOP %s", sigkey) != 0 ||
+        sq_redis_pipe_cmd(rt->redis, err, "EXEC") != 0)
+        return -1;
+    redisReply *exec = NULL;
+    if (sq_redis_pipe_drain(rt->redis, 6, &exec, err) != 0 || exec == NULL) {
+        if (exec)
+            freeReplyObject(exec);
+        return -1;
+    }
+    if (exec->type == REDIS_REPLY_ARRAY && exec->elements == 4 &&
+        exec->element[3]->type == REDIS_REPLY_STRING) {
+        const char *name = exec->element[3]->str;
+        *sig = signal_named(name);
+        if (*sig == 0)
+            sq_log(SQ_LOG_WARN, "ignoring unknown remote signal %.40s", name);
+        else
+            sq_log(SQ_LOG_INFO, "remote signal %s received", name);
+    }
+    freeReplyObject(exec);
+    return 0;
+}
+
+void sq_heartbeat_cleanup(sq_runtime *rt)
+{
+    redisReply *lock = sq_redis_cmd(rt->redis, NULL, "SET process_cleanup 1 NX EX 60");
+    bool won = lock && lock->type == REDIS_REPLY_STATUS;
+    if (lock)
+        freeReplyObject(lock);
+    if (!won)
+        return;
+    redisReply *all = sq_redis_cmd(rt->redis, NULL, "SMEMBERS processes");
+    if (all == NULL)
+        return;
+    int pruned = 0;
+    for (size_t i = 0; all->type == REDIS_REPLY_ARRAY && i < all->elements; i++) {
+        const char *id = all->element[i]->str;
+        redisReply *info = sq_redis_cmd(rt->redis, NULL, "HGET %s info", id);
+        if (info != NULL && info->type == REDIS_REPLY_NIL) {
+            redisReply *rm = sq_redis_cmd(rt->redis, NULL, "SREM processes %s", id);
+            if (rm)
+                freeReplyObject(rm);
+            pruned++;
+        }
+        if (info)
+            freeReplyObject(info);
+    }
+    freeReplyObject(all);
+    if (pruned > 0)
+        sq_log(SQ_LOG_INFO, "removed %d dead process(es) from the process list", pruned);
+}
+
+void sq_heartbeat_stop(sq_runtime *rt)
+{
+    char work[sizeof rt->identity + 16], workers[sizeof rt->identity + 16];
+    snprintf(work, sizeof work, "%s:work", rt->identity);
+    snprintf(workers, sizeof workers, "%s:workers", rt->identity);
+    redisReply *r = sq_redis_cmd(rt->redis, NULL, "SREM processes %s", rt->identity);
+    if (r)
+        freeReplyObject(r);
+    r = sq_redis_cmd(rt->redis, NULL, "UNLINK %s %s", work, workers);
+    if (r)
+        freeReplyObject(r);
+}
