@@ -25,7 +25,6 @@
 
 #define EX_USAGE 64
 #define EX_CONFIG 78
-#define STATS_EVERY 5.0
 #define UNWIND_WAIT 3.0
 #define JOIN_WAIT 6.0
 
@@ -465,11 +464,15 @@ static void recover(sq_runtime *rt)
         sq_log(SQ_LOG_WARN, "recovery of dead processes' jobs failed: %s", err.message);
 }
 
-/* One heartbeat; returns the remote signal it brought (0: none). */
+/* One heartbeat, with the stats flush that goes with it (as Sidekiq 7:
+ * counts reach Redis each beat and at exit, and stay in memory when a flush
+ * fails). Returns the remote signal the beat brought (0: none). */
 static int beat(sq_runtime *rt)
 {
-    sq_error err = {0};
+    sq_error err = {0}, serr = {0};
     int sig = 0;
+    if (sq_stats_flush(rt, rt->redis, &serr) != 0)
+        sq_log(SQ_LOG_DEBUG, "stats flush deferred: %s", serr.message);
     if (sq_heartbeat_beat(rt, &sig, &err) != 0)
         sq_log(SQ_LOG_DEBUG, "heartbeat failed: %s", err.message);
     return sig;
@@ -486,7 +489,6 @@ static void serve(sq_runtime *rt)
     double lease_every = rt->cfg->lease_ttl / 4, recover_every = rt->cfg->lease_ttl * 0.75;
     double last_lease = sq__monotonic(), next_lease = last_lease + lease_every;
     double next_recover = last_lease + recover_every;
-    double next_flush = sq__monotonic() + STATS_EVERY;
     for (;;) {
         if (reliable) {
             double now = sq__monotonic();
@@ -520,12 +522,6 @@ static void serve(sq_runtime *rt)
             sq_runtime_quiet(rt);
         } else if (sig == SIGTTIN) {
             dump_threads(rt);
-        }
-        if (sq__monotonic() >= next_flush) {
-            sq_error err = {0};
-            if (sq_stats_flush(rt, rt->redis, &err) != 0)
-                sq_log(SQ_LOG_DEBUG, "stats flush deferred: %s", err.message);
-            next_flush = sq__monotonic() + STATS_EVERY;
         }
     }
 }

@@ -48,7 +48,7 @@ static inline const char *itest_config(const char *yaml)
 static inline void itest_squire(sqt_proc *p, const char *url, const char *timeout,
                          const char *const *more)
 {
-    const char *cfg = itest_config(":poll_interval_average: 0.2\n");
+    const char *cfg = itest_config(":poll_interval_average: 0.2\n:beat_interval: 1\n");
     const char *argv[40] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "3", "-t", timeout};
     int n = 8;
     for (int i = 0; more && more[i] && n < 38; i++)

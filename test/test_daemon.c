@@ -586,7 +586,7 @@ START_TEST(stats_are_not_recounted_after_an_error_reply)
     for (int i = 0; i < 3; i++)
         itest_push("FailJob", "[\"E\", \"m\"]", &o, jid);
     ck_assert_int_eq(sqt_wait_int(C, 3, 10, "LLEN test:log"), 3);
-    sqt_sleep(6); /* one periodic flush */
+    sqt_sleep(3); /* periodic flushes, one per beat */
     itest_stop(&p); /* and the one at exit */
     ck_assert_int_eq(sqt_int(C, "GET stat:failed"), 3);
 }
