@@ -615,12 +615,22 @@ static int run(const sq_config *cfg, sq_registry *reg)
         goto done;
     }
     if (rt.fetch == &sq_fetch_reliable) {
-        /* Lease and registry before the first fetch; then hand back what
-         * dead processes left behind. */
-        if (sq_lease_renew(&rt, NULL, &err) != 0 || sq_recovery_register(&rt, &err) != 0) {
-            sq_log(SQ_LOG_ERROR, "cannot register with Redis: %s", err.message);
-            status = 1;
-            goto done;
+        /* Lease and registry before the first fetch (waiting out an outage
+         * like any other); then hand back what dead processes left behind. */
+        for (unsigned attempt = 0;; attempt++) {
+            sq_error e = {0};
+            if (sq_lease_renew(&rt, NULL, &e) == 0 && sq_recovery_register(&rt, &e) == 0)
+                break;
+            if (sq_redis_is_connected(rt.redis)) { /* an error reply: ACL, wrong types */
+                sq_log(SQ_LOG_ERROR, "cannot register with Redis: %s", e.message);
+                status = EX_CONFIG;
+                goto done;
+            }
+            if (attempt == 0)
+                sq_log(SQ_LOG_WARN, "waiting for Redis: %s", e.message);
+            int sig = wait_signal(sq_redis_backoff(attempt + 3));
+            if (sig == SIGTERM || sig == SIGINT)
+                goto done;
         }
         recover(&rt);
     }

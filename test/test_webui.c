@@ -208,6 +208,28 @@ START_TEST(web_ui_renders_every_page)
 }
 END_TEST
 
+/* On Heroku the dyno name is the host in the identity, and log lines carry
+ * no timestamp (the router adds its own), as Sidekiq does. */
+START_TEST(heroku_dyno_names_the_process)
+{
+    sqt_proc p;
+    const char *cfg = itest_config(":beat_interval: 1\n");
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, NULL};
+    const char *env[] = {"DYNO=worker.1", NULL};
+    sqt_squire_start(&p, R.url, argv, env);
+    ck_assert(sqt_log_wait(&p, "starting", 10));
+    json_t *ps = only_process();
+    json_t *proc = json_array_get(ps, 0);
+    ck_assert_str_eq(json_string_value(json_object_get(proc, "hostname")), "worker.1");
+    ck_assert(strncmp(json_string_value(json_object_get(proc, "identity")), "worker.1:", 9) == 0);
+    json_decref(ps);
+    itest_stop(&p);
+    char *log = sqt_log_read(&p);
+    ck_assert_msg(strncmp(log, "pid=", 4) == 0, "log line starts with: %.40s", log);
+    free(log);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("webui");
@@ -220,6 +242,7 @@ int main(void)
     tcase_add_test(tc, unknown_remote_signals_are_ignored);
     tcase_add_test(tc, dead_identities_are_pruned);
     tcase_add_test(tc, web_ui_renders_every_page);
+    tcase_add_test(tc, heroku_dyno_names_the_process);
     suite_add_tcase(s, tc);
     return sqt_run(s);
 }
