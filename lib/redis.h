@@ -59,6 +59,10 @@ typedef struct sq_script {
 } sq_script;
 #define SQ_SCRIPT(src) {(src), {0}}
 
+/* Shared sorted-set moves (scripts.c): member -> queue, member -> dead set. */
+extern sq_script sq_script_zset_to_queue;
+extern sq_script sq_script_zset_to_dead;
+
 redisReply *sq_redis_eval(sq_redis *r, sq_script *s, int nkeys, int argc, const char **argv,
                           const size_t *lens, sq_error *err);
 

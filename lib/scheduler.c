@@ -23,30 +23,8 @@
 
 #define BATCH 100
 
-/* Scripts are not rolled back when a command fails midway, so the target's
- * type is checked before anything is removed: a wrong-typed queue key leaves
- * the member where it is (-1) instead of losing it. */
-static sq_script move_script = SQ_SCRIPT("local t = redis.call('TYPE', KEYS[2]).ok\n"
-                                         "if t ~= 'list' and t ~= 'none' then return -1 end\n"
-                                         "t = redis.call('TYPE', KEYS[3]).ok\n"
-                                         "if t ~= 'set' and t ~= 'none' then return -2 end\n"
-                                         "if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then\n"
-                                         "  redis.call('LPUSH', KEYS[2], ARGV[2])\n"
-                                         "  redis.call('SADD', KEYS[3], ARGV[3])\n"
-                                         "  return 1\n"
-                                         "end\n"
-                                         "return 0\n");
-
-static sq_script bury_script =
-    SQ_SCRIPT("local t = redis.call('TYPE', KEYS[2]).ok\n"
-              "if t ~= 'zset' and t ~= 'none' then return -1 end\n"
-              "if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then\n"
-              "  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])\n"
-              "  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])\n"
-              "  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[4]))\n"
-              "  return 1\n"
-              "end\n"
-              "return 0\n");
+/* The moves are sq_script_zset_to_queue / _to_dead (scripts.c): type-checked
+ * before anything is removed, so a wrong-typed key never loses a member. */
 
 static bool valid_queue_name(const char *q)
 {
@@ -69,7 +47,7 @@ static int bury(sq_runtime *rt, sq_redis *r, const char *zset, const char *m, si
     snprintf(max, sizeof max, "%ld", rt->cfg->dead_max_jobs);
     const char *argv[] = {zset, "dead", m, now, cutoff, max};
     size_t lens[] = {strlen(zset), 4, len, strlen(now), strlen(cutoff), strlen(max)};
-    redisReply *rep = sq_redis_eval(r, &bury_script, 2, 6, argv, lens, err);
+    redisReply *rep = sq_redis_eval(r, &sq_script_zset_to_dead, 2, 6, argv, lens, err);
     if (rep == NULL)
         return -1;
     bool wrongtype = rep->type == REDIS_REPLY_INTEGER && rep->integer < 0;
@@ -133,7 +111,7 @@ static int move_one(sq_runtime *rt, sq_redis *r, const char *zset, const char *m
     memcpy(key + 6, queue, qlen + 1);
     const char *argv[] = {zset, key, "queues", m, moved, queue};
     size_t lens[] = {strlen(zset), qlen + 6, 6, len, newlen, qlen};
-    redisReply *rep = sq_redis_eval(r, &move_script, 3, 6, argv, lens, err);
+    redisReply *rep = sq_redis_eval(r, &sq_script_zset_to_queue, 3, 6, argv, lens, err);
     free(moved);
     json_decref(obj);
     if (rep == NULL)

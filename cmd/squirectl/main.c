@@ -3,8 +3,17 @@
  *
  *   squirectl [-u URL] push CLASS [ARGS_JSON] [-q QUEUE] [--in SECONDS | --at TIME]
  *                                             [--retry N|true|false] [--bulk]
+ *   squirectl stats | queues | processes                        [--json]
+ *   squirectl jobs QUEUE|retry|scheduled|dead [--class C] [--jid J] [--limit N]
+ *   squirectl retry (JID | --all) [--from retry|dead]
+ *   squirectl kill JID [--from retry|scheduled]
+ *   squirectl delete JID --from QUEUE|retry|scheduled|dead
+ *   squirectl clear QUEUE|retry|scheduled|dead --yes
+ *   squirectl quiet|stop (IDENTITY | --all)
+ *   squirectl dashboard [--interval S] [--once]
  *
- * Exit status: 0 ok, 1 Redis or runtime error, 64 usage error.
+ * Every admin command takes --json (one line of JSON on stdout) and -h.
+ * Exit status: 0 ok, 1 Redis or runtime error, 64 usage error, 78 bad Redis URL.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -15,6 +24,17 @@
 
 static const struct ctl_command commands[] = {
     {"push", "push a job (now, later, or in bulk)", ctl_push},
+    {"stats", "counters, set sizes and queue latencies", ctl_stats},
+    {"queues", "queues with size and latency", ctl_queues},
+    {"processes", "live squire and Sidekiq processes", ctl_processes},
+    {"jobs", "list the jobs of a queue or of retry, scheduled, dead", ctl_jobs},
+    {"retry", "retry a job of the retry or dead set now (by jid, or --all)", ctl_retry},
+    {"delete", "delete one job by jid", ctl_delete},
+    {"clear", "empty a queue or a set (--yes)", ctl_clear},
+    {"kill", "move a retry or scheduled job to the dead set", ctl_kill},
+    {"quiet", "quiet a process (TSTP), or --all", ctl_quiet},
+    {"stop", "stop a process (TERM), or --all", ctl_stop},
+    {"dashboard", "a live, refreshing view (like sidekiqmon)", ctl_dashboard},
 };
 
 static void usage(FILE *out)

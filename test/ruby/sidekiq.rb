@@ -78,6 +78,26 @@ out =
     s = Sidekiq::Stats.new
     { "processed" => s.processed, "failed" => s.failed, "retry_size" => s.retry_size,
       "dead_size" => s.dead_size, "scheduled_size" => s.scheduled_size, "enqueued" => s.enqueued }
+  when "stats_full"    # Stats#fetch_stats! plus every queue's size and latency
+    s = Sidekiq::Stats.new
+    s.fetch_stats!
+    { "processed" => s.processed, "failed" => s.failed, "retry_size" => s.retry_size,
+      "dead_size" => s.dead_size, "scheduled_size" => s.scheduled_size, "enqueued" => s.enqueued,
+      "processes_size" => s.processes_size, "workers_size" => s.workers_size,
+      "queues" => s.queues,
+      "latency" => Sidekiq::Queue.all.to_h { |q| [q.name, q.latency] } }
+  when "kill_job"      # a job pushed to the dead set through DeadSet#kill, as the API does
+    job = { "class" => ARGV[0], "args" => JSON.parse(ARGV[1]), "queue" => ARGV[2] || "default",
+            "retry" => true, "jid" => SecureRandom.hex(12), "created_at" => Time.now.to_f,
+            "enqueued_at" => Time.now.to_f, "error_class" => "RuntimeError",
+            "error_message" => "given up", "failed_at" => Time.now.to_f, "retry_count" => 3 }
+    Sidekiq::DeadSet.new.kill(JSON.generate(job), notify_failure: false)
+    { "jid" => job["jid"] }
+  when "processes"     # ProcessSet#each without the cleanup
+    Sidekiq::ProcessSet.new(false).map do |p|
+      { "identity" => p.identity, "busy" => p["busy"], "quiet" => p["quiet"],
+        "concurrency" => p["concurrency"], "queues" => p["queues"], "tag" => p.tag }
+    end
   else
     abort "unknown command #{cmd}"
   end
