@@ -61,6 +61,8 @@ typedef struct sq_config {
     double beat_interval;  /* seconds between heartbeats (Sidekiq 7: 10) */
     size_t max_payload_bytes;
     bool concurrency_set; /* set by file or flag (RAILS_MAX_THREADS applies otherwise) */
+    bool check;         /* --check: validate config, plugins and Redis, then exit */
+    bool allow_root;    /* --allow-root (or $SQUIRE_ALLOW_ROOT=1): never from the file */
     char **warnings;    /* owned messages for the daemon to log ("<file>:<line>: pidfile: ignored ...") */
     size_t nwarnings;
 } sq_config;

@@ -18,12 +18,15 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "launcher.h"
+#include "notify.h"
 #include "common.h"
 #include "log.h"
 #include "registry.h"
 #include "runtime.h"
 
 #define EX_USAGE 64
+#define EX_NOPERM 77
 #define EX_CONFIG 78
 #define UNWIND_WAIT 3.0
 #define JOIN_WAIT 6.0
@@ -148,8 +151,12 @@ static int connect_patiently(sq_runtime *rt, sq_error *err)
             sq__error_set(err, SQ_EAUTH, "%s", e.message);
             return -1;
         }
-        if (attempt == 0)
+        if (attempt == 0) {
             sq_log(SQ_LOG_WARN, "waiting for Redis: %s", e.message);
+            sq_notify_status("waiting for Redis: %s", e.message);
+        }
+        if (sq_notify_watchdog_period() > 0)
+            sq_notify("WATCHDOG=1"); /* waiting is progress: nothing is stuck */
         int sig = wait_signal(sq_redis_backoff(attempt + 3));
         if (sig == SIGTERM || sig == SIGINT)
             return 1;
@@ -172,33 +179,27 @@ static int check_server(sq_runtime *rt)
         return 0; /* INFO may be renamed away; the commands themselves will tell */
     }
     int rc = 0;
-    const char *v = strstr(rep->str, "redis_version:");
-    if (v != NULL) {
+    char v[32], policy[64], aof[8];
+    if (sq_redis_info_field(rep->str, "redis_version", v, sizeof v)) {
         char *end;
-        long major = strtol(v + 14, &end, 10);
+        long major = strtol(v, &end, 10);
         long minor = *end == '.' ? strtol(end + 1, NULL, 10) : 0;
-        int vlen = (int)strcspn(v + 14, "\r\n");
         if (rt->fetch == &sq_fetch_reliable && (major < 6 || (major == 6 && minor < 2))) {
-            sq_log(SQ_LOG_ERROR,
-                   "Redis %.*s has no LMOVE; reliable fetch needs Redis 6.2 or "
-                   "later (or set fetch: basic)",
-                   vlen, v + 14);
+            sq_log(SQ_LOG_ERROR, "Redis %s has no LMOVE; reliable fetch needs Redis 6.2 or "
+                   "later (or set fetch: basic)", v);
             rc = -1;
         } else if (major < 4) {
-            sq_log(SQ_LOG_WARN, "Redis %.*s is older than 4.0, which Sidekiq requires", vlen,
-                   v + 14);
+            sq_log(SQ_LOG_WARN, "Redis %s is older than 4.0, which Sidekiq requires", v);
         }
     }
-    const char *p = strstr(rep->str, "maxmemory_policy:");
-    if (p != NULL && strncmp(p + 17, "noeviction", 10) != 0)
-        sq_log(SQ_LOG_WARN,
-               "Redis maxmemory-policy is %.*s; it should be noeviction or Redis may "
-               "silently drop jobs",
-               (int)strcspn(p + 17, "\r\n"), p + 17);
-    const char *aof = strstr(rep->str, "aof_enabled:");
-    if (aof != NULL && aof[12] == '0' && rt->fetch == &sq_fetch_reliable)
+    if (sq_redis_info_field(rep->str, "maxmemory_policy", policy, sizeof policy) &&
+        strcmp(policy, "noeviction") != 0)
+        sq_log(SQ_LOG_WARN, "Redis maxmemory-policy is %s; it should be noeviction or Redis may "
+               "silently drop jobs", policy);
+    if (sq_redis_info_field(rep->str, "aof_enabled", aof, sizeof aof) && strcmp(aof, "0") == 0 &&
+        rt->fetch == &sq_fetch_reliable)
         sq_log(SQ_LOG_WARN, "Redis runs without AOF (appendonly no): if Redis itself crashes, "
-                            "jobs written since its last snapshot are lost, whatever squire does");
+               "jobs written since its last snapshot are lost, whatever squire does");
     freeReplyObject(rep);
     return rc;
 }
@@ -294,6 +295,7 @@ static int prepare_workers(sq_runtime *rt)
         sq__random_bytes(&w->rng, sizeof w->rng);
         w->rng |= 1;
         w->scan_stranded = true; /* cheap once, and correct after any restart */
+        atomic_store(&w->alive_ms, sq_runtime_ms());
         /* BRPOP blocks 2 s; the socket waits longer. */
         w->redis = sq_redis_new(&rt->url, 3.0);
         w->order = calloc(rt->order.nqueues, sizeof *w->order);
@@ -334,6 +336,7 @@ static int start_threads(sq_runtime *rt)
         name[15] = '\0';
         pthread_setname_np(w->thread, name);
     }
+    atomic_store(&rt->poller_due_ms, sq_runtime_ms() + 60000);
     int e = pthread_create(&rt->poller, NULL, sq_scheduler_main, rt);
     if (e != 0)
         return e;
@@ -464,6 +467,55 @@ static void recover(sq_runtime *rt)
         sq_log(SQ_LOG_WARN, "recovery of dead processes' jobs failed: %s", err.message);
 }
 
+long long sq_runtime_ms(void)
+{
+    return (long long)(sq__monotonic() * 1000);
+}
+
+#define STUCK_MS 30000
+
+/* The watchdog's question: is every thread still turning? A worker inside a
+ * handler may take as long as its job needs; one waiting for a job must come
+ * round at least every few seconds (its blocking fetch is 2 s), Redis or no
+ * Redis. The poller must wake when it said it would. */
+static bool making_progress(sq_runtime *rt, char *who, size_t size)
+{
+    long long now = sq_runtime_ms();
+    if (atomic_load(&rt->quiet))
+        return true; /* quiet: workers are done fetching; the main loop pings */
+    for (int i = 0; i < rt->nworkers; i++) {
+        sq_worker *w = &rt->workers[i];
+        pthread_mutex_lock(&w->lock);
+        bool idle = w->state == SQ_SLOT_IDLE;
+        pthread_mutex_unlock(&w->lock);
+        if (idle && now - atomic_load(&w->alive_ms) > STUCK_MS) {
+            snprintf(who, size, "%s", w->tid);
+            return false;
+        }
+    }
+    if (rt->poller_started && now > atomic_load(&rt->poller_due_ms)) {
+        snprintf(who, size, "poller");
+        return false;
+    }
+    return true;
+}
+
+/* Ping systemd's watchdog when due, only while progress is seen. */
+static void watchdog(sq_runtime *rt, double *next)
+{
+    double period = sq_notify_watchdog_period();
+    if (period <= 0 || sq__monotonic() < *next)
+        return;
+    *next = sq__monotonic() + period;
+    char who[32];
+    if (making_progress(rt, who, sizeof who)) {
+        sq_notify("WATCHDOG=1");
+    } else {
+        sq_log(SQ_LOG_ERROR, "thread %s is not making progress: not pinging the watchdog", who);
+        sq_notify_status("stuck: thread %s", who);
+    }
+}
+
 /* One heartbeat, with the stats flush that goes with it (as Sidekiq 7:
  * counts reach Redis each beat and at exit, and stay in memory when a flush
  * fails). Returns the remote signal the beat brought (0: none). */
@@ -475,6 +527,8 @@ static int beat(sq_runtime *rt)
         sq_log(SQ_LOG_DEBUG, "stats flush deferred: %s", serr.message);
     if (sq_heartbeat_beat(rt, &sig, &err) != 0)
         sq_log(SQ_LOG_DEBUG, "heartbeat failed: %s", err.message);
+    sq_notify_status("%s%d of %d busy", atomic_load(&rt->quiet) ? "quiet, " : "",
+                     sq_runtime_busy(rt), rt->nworkers);
     return sig;
 }
 
@@ -485,6 +539,7 @@ static void serve(sq_runtime *rt)
 {
     double next_beat = sq__monotonic() + rt->cfg->beat_interval;
     double next_cleanup = sq__monotonic() + 60;
+    double next_watchdog = 0;
     bool reliable = rt->fetch == &sq_fetch_reliable;
     double lease_every = rt->cfg->lease_ttl / 4, recover_every = rt->cfg->lease_ttl * 0.75;
     double last_lease = sq__monotonic(), next_lease = last_lease + lease_every;
@@ -501,9 +556,13 @@ static void serve(sq_runtime *rt)
                 next_recover = now + recover_every;
             }
         }
+        watchdog(rt, &next_watchdog);
         double tick = reliable && lease_every < 1.0 ? lease_every : 1.0;
         if (rt->cfg->beat_interval < tick)
             tick = rt->cfg->beat_interval;
+        double wd = sq_notify_watchdog_period();
+        if (wd > 0 && wd < tick)
+            tick = wd;
         int sig = wait_signal(tick);
         if (sig == 0 && sq__monotonic() >= next_beat) {
             sig = beat(rt);
@@ -529,11 +588,13 @@ static void serve(sq_runtime *rt)
 /* Returns true when every thread finished (a clean exit is possible). */
 static bool shut_down(sq_runtime *rt)
 {
+    sq_notify("STOPPING=1");
     atomic_store(&rt->stopping, true);
     sq_runtime_quiet(rt);
     double deadline = sq__monotonic() + rt->cfg->timeout;
-    double next_beat = sq__monotonic();
+    double next_beat = sq__monotonic(), next_watchdog = 0;
     while (any_busy(rt) && sq__monotonic() < deadline) {
+        watchdog(rt, &next_watchdog);
         if (sq__monotonic() >= next_beat) {
             beat(rt); /* the Web UI shows the process quiet, still busy */
             next_beat = sq__monotonic() + rt->cfg->beat_interval;
@@ -639,6 +700,10 @@ static int run(const sq_config *cfg, sq_registry *reg)
         sq_runtime_quiet(&rt);
     sq_heartbeat_cleanup(&rt);
     int e = start_threads(&rt);
+    if (e == 0) {
+        sq_notify("READY=1");
+        sq_notify_status("0 of %d busy", rt.nworkers);
+    }
     if (e != 0) {
         /* Threads already started may hold jobs: stop like a TERM. */
         sq_log(SQ_LOG_ERROR, "cannot start threads: %s", strerror(e));
@@ -664,6 +729,36 @@ done:
     pthread_cond_destroy(&rt.cond);
     pthread_mutex_destroy(&rt.lock);
     return status;
+}
+
+/* systemd's LoadCredential=redis_url:...: the Redis URL from a file rather
+ * than the environment, when the environment names none. */
+static int load_credential(sq_config *cfg, sq_error *err)
+{
+    const char *dir = getenv("CREDENTIALS_DIRECTORY");
+    if (cfg->redis_url != NULL || dir == NULL)
+        return 0;
+    char path[4096], url[2048];
+    snprintf(path, sizeof path, "%s/redis_url", dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(url, 1, sizeof url - 1, f);
+    fclose(f);
+    url[n] = '\0';
+    url[strcspn(url, "\r\n")] = '\0';
+    sq_redis_url parsed = {0};
+    if (sq_redis_url_parse(url, &parsed, err) != 0) {
+        char msg[sizeof err->message];
+        snprintf(msg, sizeof msg, "%s", err->message);
+        err->code = SQ_EOK;
+        sq__error_set(err, SQ_ECONFIG, "%s: %s", path, msg);
+        return -1;
+    }
+    sq_redis_url_destroy(&parsed);
+    cfg->redis_url = strdup(url);
+    memset(url, 0, sizeof url);
+    return cfg->redis_url ? 0 : -1;
 }
 
 int sq_main(int argc, char **argv, sq_registry *reg)
@@ -694,6 +789,21 @@ int sq_main(int argc, char **argv, sq_registry *reg)
     sq_log_setup(cfg.verbose, dyno == NULL || dyno[0] == '\0');
     for (size_t i = 0; i < cfg.nwarnings; i++)
         sq_log(SQ_LOG_WARN, "%s", cfg.warnings[i]);
+    sq_notify_init();
+
+    const char *allow = getenv("SQUIRE_ALLOW_ROOT");
+    if (geteuid() == 0 && !cfg.allow_root && !(allow && strcmp(allow, "1") == 0)) {
+        fprintf(stderr, "squire: refusing to run as root: handlers run with every privilege "
+                        "it has. Use a dedicated user (systemd: DynamicUser=yes), or pass "
+                        "--allow-root (or SQUIRE_ALLOW_ROOT=1) if you must.\n");
+        status = EX_NOPERM;
+        goto out;
+    }
+    if (load_credential(&cfg, &err) != 0) {
+        fprintf(stderr, "squire: %s\n", err.message);
+        status = EX_CONFIG;
+        goto out;
+    }
 
     /* Block our signals before any thread exists, so every thread inherits
      * the mask and only the main thread's sigtimedwait sees them. */
@@ -719,12 +829,14 @@ int sq_main(int argc, char **argv, sq_registry *reg)
             continue;
         }
         if (sq_plugin_load(reg, cfg.requires[i], &perr) != 0) {
+            if (cfg.check)
+                printf("%-9s FAIL %s\nsquire --check: FAILED\n", "handlers", perr.message);
             sq_log(SQ_LOG_ERROR, "%s", perr.message);
             status = EX_CONFIG;
             goto out;
         }
     }
-    status = run(&cfg, reg);
+    status = cfg.check ? sq__check(&cfg, reg) : run(&cfg, reg);
 out:
     sq_registry_free(own);
     sq_config_destroy(&cfg);

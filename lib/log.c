@@ -6,12 +6,14 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "job.h"
 
 static sq_log_level min_level = SQ_LOG_INFO;
 static bool with_time = true;
+static bool journal; /* stdout is the systemd journal: "<N>" priority prefixes */
 static _Thread_local char thread_name[16] = "main";
 
 static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
@@ -19,7 +21,9 @@ static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
 void sq_log_setup(bool verbose, bool timestamps)
 {
     min_level = verbose ? SQ_LOG_DEBUG : SQ_LOG_INFO;
-    with_time = timestamps;
+    /* Under systemd the journal stamps and levels each line itself. */
+    journal = getenv("JOURNAL_STREAM") != NULL;
+    with_time = timestamps && !journal;
 }
 
 void sq_log_thread_name(const char *name)
@@ -69,7 +73,10 @@ static void emit(sq_log_level level, const sq_job *job, const char *fmt, va_list
     char line[4096];
     size_t pos = 0;
     char head[96];
+    static const char *const priority[] = {"<7>", "<6>", "<4>", "<3>"};
 
+    if (journal)
+        put_raw(line, sizeof line, &pos, priority[level]);
     if (with_time) {
         struct timeval tv;
         struct tm tm;

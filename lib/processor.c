@@ -311,6 +311,7 @@ void *sq_processor_main(void *arg)
 
     sq_log_thread_name(w->tid);
     while (!atomic_load(&rt->quiet)) {
+        atomic_store(&w->alive_ms, sq_runtime_ms());
         sq_unit u = {0};
         sq_error err = {0};
         int got = rt->fetch->fetch(w, &u, &err);

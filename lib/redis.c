@@ -348,6 +348,19 @@ redisReply *sq_redis_eval(sq_redis *r, sq_script *s, int nkeys, int argc, const 
     return NULL;
 }
 
+bool sq_redis_info_field(const char *info, const char *field, char *out, size_t size)
+{
+    size_t n = strlen(field);
+    for (const char *p = info; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        if (strncmp(p, field, n) == 0 && p[n] == ':') {
+            size_t len = strcspn(p + n + 1, "\r\n");
+            snprintf(out, size, "%.*s", (int)len, p + n + 1);
+            return true;
+        }
+    }
+    return false;
+}
+
 bool sq_redis_error_is(const sq_error *err, const char *prefix)
 {
     return err != NULL && err->code == SQ_EREDIS &&

@@ -66,6 +66,10 @@ extern sq_script sq_script_zset_to_dead;
 redisReply *sq_redis_eval(sq_redis *r, sq_script *s, int nkeys, int argc, const char **argv,
                           const size_t *lens, sq_error *err);
 
+/* The value of `field` in an INFO reply ("redis_version", ...) into out;
+ * false when absent. */
+bool sq_redis_info_field(const char *info, const char *field, char *out, size_t size);
+
 /* True when err came from an error reply starting with prefix ("WRONGTYPE"). */
 bool sq_redis_error_is(const sq_error *err, const char *prefix);
 

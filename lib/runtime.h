@@ -96,6 +96,7 @@ struct sq_worker {
     unsigned rounds;        /* fetches so far: rotates the queue blocked on when idle */
     bool scan_stranded;     /* a fetch failed: the next one looks for a job it moved */
     bool saw_stop;          /* the current handler saw sq_job_stopping() say true */
+    atomic_llong alive_ms;  /* monotonic ms of the loop's last turn (watchdog) */
     uint64_t rng;
 
     pthread_mutex_t lock;   /* guards the slot below */
@@ -132,6 +133,7 @@ struct sq_runtime {
     int nworkers;
     pthread_t poller;
     bool poller_started;
+    atomic_llong poller_due_ms; /* the poller is stuck if still asleep after this */
 };
 
 /* Shared by the fetch strategies (fetch.c): drop set-aside queues from
@@ -186,6 +188,9 @@ void sq_heartbeat_cleanup(sq_runtime *rt);
 void sq_heartbeat_stop(sq_runtime *rt);
 /* Workers with a job (RUNNING or FINISHING). */
 int sq_runtime_busy(sq_runtime *rt);
+
+/* Monotonic milliseconds, for the progress stamps above. */
+long long sq_runtime_ms(void);
 
 /* Per-thread fast random source for shuffles (xorshift, seeded from the kernel). */
 unsigned sq_worker_rand(unsigned n, void *worker);

@@ -196,8 +196,10 @@ void *sq_scheduler_main(void *arg)
      * skipped when poll_interval_average is set explicitly. */
     double first =
         cfg->poll_interval_average > 0 ? 0 : 10.0 + 5.0 * (double)sq__rand(1000, NULL) / 1000.0;
+    atomic_store(&rt->poller_due_ms, sq_runtime_ms() + (long long)(first * 1000) + 30000);
     sq_runtime_nap(rt, first);
     while (!atomic_load(&rt->quiet)) {
+        atomic_store(&rt->poller_due_ms, sq_runtime_ms() + 60000);
         /* retry and schedule independently: trouble with one (a wrong-typed
          * key) must not stop the other */
         sq_error err = {0}, err2 = {0};
@@ -214,7 +216,9 @@ void *sq_scheduler_main(void *arg)
         if (outage > 0)
             sq_log(SQ_LOG_INFO, "poller: moving due jobs again");
         outage = 0;
-        sq_runtime_nap(rt, next_wait(rt, r));
+        double wait = next_wait(rt, r);
+        atomic_store(&rt->poller_due_ms, sq_runtime_ms() + (long long)(wait * 1000) + 30000);
+        sq_runtime_nap(rt, wait);
     }
     sq_redis_free(r);
     return NULL;

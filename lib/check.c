@@ -1,0 +1,99 @@
+/*
+ * check.c: `squire --check`: what a deploy script or ExecStartPre runs before
+ * starting squire. One line per check on stdout, then a verdict; exit 0 when
+ * all pass, 78 for configuration problems, 69 when Redis is unreachable.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "launcher.h"
+#include "redis.h"
+#include "registry.h"
+
+#define EX_UNAVAILABLE 69
+#define EX_CONFIG 78
+
+static void line(const char *what, bool ok, const char *fmt, ...) SQ_PRINTF(3, 4);
+static void line(const char *what, bool ok, const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    printf("%-9s %-4s %s\n", what, ok ? "ok" : "FAIL", msg);
+}
+
+static int check_handlers(sq_registry *reg)
+{
+    const char *names[8];
+    size_t n = sq_registry_names(reg, names, 8), total = sq_registry_count(reg);
+    char list[400] = "";
+    size_t pos = 0;
+    for (size_t i = 0; i < n && pos < sizeof list; i++)
+        pos += (size_t)snprintf(list + pos, sizeof list - pos, "%s%s", i ? ", " : "", names[i]);
+    line("handlers", total > 0, "%zu registered%s%s%s", total, total ? " (" : "", list,
+         total > n ? ", ...)" : total ? ")" : "; every job would fail with Squire::NoHandler");
+    return total > 0 ? 0 : EX_CONFIG;
+}
+
+static int check_redis(const sq_config *cfg)
+{
+    sq_redis_url url = {0};
+    sq_error err = {0};
+    if (sq_redis_url_parse(cfg->redis_url, &url, &err) != 0) {
+        line("redis", false, "%s", err.message);
+        return EX_CONFIG;
+    }
+    sq_redis *r = sq_redis_new(&url, 3.0);
+    sq_redis_url_destroy(&url);
+    redisReply *info = r ? sq_redis_cmd(r, &err, "INFO") : NULL;
+    int rc = 0;
+    if (info == NULL || info->type != REDIS_REPLY_STRING) {
+        bool auth = err.code == SQ_EAUTH || sq_redis_error_is(&err, "NOAUTH") ||
+                    sq_redis_error_is(&err, "WRONGPASS") || sq_redis_error_is(&err, "NOPERM");
+        line("redis", false, "%s", err.code ? err.message : "INFO failed");
+        rc = auth ? EX_CONFIG : EX_UNAVAILABLE;
+    } else {
+        char v[32] = "?", policy[64] = "?", aof[8] = "?";
+        sq_redis_info_field(info->str, "redis_version", v, sizeof v);
+        sq_redis_info_field(info->str, "maxmemory_policy", policy, sizeof policy);
+        sq_redis_info_field(info->str, "aof_enabled", aof, sizeof aof);
+        char *end;
+        long major = strtol(v, &end, 10), minor = *end == '.' ? strtol(end + 1, NULL, 10) : 0;
+        bool lmove = major > 6 || (major == 6 && minor >= 2);
+        bool fetch_ok = cfg->fetch != SQ_FETCH_RELIABLE || lmove;
+        line("redis", fetch_ok, "%s: Redis %s%s", sq_redis_display(r), v,
+             fetch_ok ? "" : " has no LMOVE: reliable fetch needs 6.2+ (or fetch: basic)");
+        line("redis", true, "maxmemory-policy %s%s, appendonly %s%s", policy,
+             strcmp(policy, "noeviction") ? " (warning: Redis may evict jobs)" : "",
+             strcmp(aof, "1") ? "no" : "yes",
+             strcmp(aof, "1") ? " (warning: a Redis crash loses recent jobs)" : "");
+        rc = fetch_ok ? 0 : EX_CONFIG;
+    }
+    if (info)
+        freeReplyObject(info);
+    sq_redis_free(r);
+    return rc;
+}
+
+int sq__check(const sq_config *cfg, sq_registry *reg)
+{
+    char queues[300] = "";
+    size_t pos = 0;
+    for (size_t i = 0; i < cfg->nqueues && pos < sizeof queues; i++)
+        pos += (size_t)snprintf(queues + pos, sizeof queues - pos, "%s%s", i ? " " : "",
+                                cfg->queues[i].name);
+    line("config", true, "%s: concurrency %d, timeout %d s, queues [%s], fetch %s",
+         cfg->config_path ? cfg->config_path : "(no file: defaults and flags)",
+         cfg->concurrency, cfg->timeout, queues,
+         cfg->fetch == SQ_FETCH_RELIABLE ? "reliable" : "basic");
+    int rc = check_handlers(reg);
+    int rr = check_redis(cfg);
+    if (rc == 0)
+        rc = rr;
+    printf("squire --check: %s\n", rc == 0 ? "OK" : "FAILED");
+    return rc;
+}

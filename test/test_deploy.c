@@ -1,0 +1,239 @@
+/*
+ * test_deploy.c: squire as systemd and operators run it. A datagram socket
+ * in the test plays systemd's notify socket: READY=1 only once Redis
+ * answers, STATUS= while waiting, WATCHDOG=1 while it works, STOPPING=1 on
+ * TERM. Also --check, the root refusal, journal priorities and secrets from
+ * $CREDENTIALS_DIRECTORY.
+ */
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "itest.h"
+
+typedef struct listener {
+    int fd;
+    char path[300];
+    char seen[16384]; /* every datagram so far, one per line */
+    size_t len;
+} listener;
+
+static void listen_notify(listener *l)
+{
+    char dir[256];
+    sqt_tempdir(dir, "notify");
+    snprintf(l->path, sizeof l->path, "%s/notify.sock", dir);
+    l->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    ck_assert_int_ge(l->fd, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    ck_assert_uint_lt(strlen(l->path), sizeof a.sun_path);
+    memcpy(a.sun_path, l->path, strlen(l->path) + 1);
+    ck_assert_int_eq(bind(l->fd, (struct sockaddr *)&a, sizeof a), 0);
+    l->len = 0;
+    l->seen[0] = '\0';
+}
+
+/* Collect datagrams until needle has been seen or timeout passes. */
+static bool notify_wait(listener *l, const char *needle, double timeout)
+{
+    double until = sqt_now() + timeout;
+    for (;;) {
+        char buf[1024];
+        ssize_t n;
+        while ((n = recv(l->fd, buf, sizeof buf - 1, 0)) > 0) {
+            buf[n] = '\0';
+            l->len += (size_t)snprintf(l->seen + l->len, sizeof l->seen - l->len, "%s\n", buf);
+            if (l->len >= sizeof l->seen - 1) /* keep the tail */
+                l->len = 0;
+        }
+        if (strstr(l->seen, needle))
+            return true;
+        if (sqt_now() > until)
+            return false;
+        sqt_sleep(0.02);
+    }
+}
+
+START_TEST(ready_only_once_redis_answers_then_watchdog_and_stopping)
+{
+    listener l;
+    listen_notify(&l);
+    int port = sqt_free_port();
+    char url[64], sock[320];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", port);
+    snprintf(sock, sizeof sock, "NOTIFY_SOCKET=%s", l.path);
+    const char *env[] = {sock, "WATCHDOG_USEC=1000000", NULL};
+    const char *argv[] = {"-r", SQ_TEST_PLUGIN, "-c", "2", "-t", "2", NULL};
+    sqt_proc p;
+    sqt_squire_start(&p, url, argv, env);
+    ck_assert(notify_wait(&l, "STATUS=waiting for Redis", 5));
+    sqt_sleep(1);
+    ck_assert_ptr_null(strstr(l.seen, "READY=1"));
+    /* Redis comes up on that port */
+    redisFree(C);
+    sqt_redis_stop(&R);
+    memset(&R, 0, sizeof R);
+    R.port = port;
+    sqt_tempdir(R.dir, "redis");
+    snprintf(R.url, sizeof R.url, "%s", url);
+    sqt_redis_restart(&R);
+    C = sqt_redis_connect(&R);
+    ck_assert(notify_wait(&l, "READY=1", 10));
+    /* it pings the watchdog every 0.5 s while it works */
+    size_t before = 0;
+    for (const char *s = l.seen; (s = strstr(s, "WATCHDOG=1")); s++)
+        before++;
+    char jid[25];
+    itest_push("OkJob", "[]", NULL, jid);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SISMEMBER test:done %s", jid), 1);
+    notify_wait(&l, "never", 2.0);
+    size_t after = 0;
+    for (const char *s = l.seen; (s = strstr(s, "WATCHDOG=1")); s++)
+        after++;
+    ck_assert_msg(after >= before + 3, "watchdog pings: %zu then %zu", before, after);
+    ck_assert(notify_wait(&l, "busy", 3)); /* STATUS=0 of 2 busy */
+    kill(p.pid, SIGTERM);
+    ck_assert(notify_wait(&l, "STOPPING=1", 5));
+    ck_assert_int_eq(sqt_proc_wait(&p, 15), 0);
+    close(l.fd);
+}
+END_TEST
+
+/* A Redis outage is not a reason for systemd to restart squire: the threads
+ * keep turning (backing off), so the watchdog keeps being pinged. */
+START_TEST(watchdog_keeps_pinging_through_a_redis_outage)
+{
+    listener l;
+    listen_notify(&l);
+    char sock[320];
+    snprintf(sock, sizeof sock, "NOTIFY_SOCKET=%s", l.path);
+    const char *env[] = {sock, "WATCHDOG_USEC=1000000", NULL};
+    const char *argv[] = {"-r", SQ_TEST_PLUGIN, "-c", "2", "-t", "2", NULL};
+    sqt_proc p;
+    sqt_squire_start(&p, R.url, argv, env);
+    ck_assert(notify_wait(&l, "READY=1", 10));
+    redisFree(C);
+    C = NULL;
+    sqt_redis_kill9(&R);
+    l.len = 0;
+    l.seen[0] = '\0';
+    notify_wait(&l, "never", 4.0);
+    size_t pings = 0;
+    for (const char *s = l.seen; (s = strstr(s, "WATCHDOG=1")); s++)
+        pings++;
+    ck_assert_msg(pings >= 5, "only %zu watchdog pings during the outage", pings);
+    sqt_redis_restart(&R);
+    C = sqt_redis_connect(&R);
+    kill(p.pid, SIGTERM);
+    ck_assert_int_eq(sqt_proc_wait(&p, 15), 0);
+    close(l.fd);
+}
+END_TEST
+
+START_TEST(check_mode_gives_a_verdict)
+{
+    char *out = NULL;
+    /* good: config, handlers, Redis */
+    ck_assert_int_eq(sqt_sh(R.url, &out, "%s --check --allow-root -r %s", SQ_TEST_SQUIRE,
+                            SQ_TEST_PLUGIN), 0);
+    ck_assert_ptr_nonnull(strstr(out, "squire --check: OK"));
+    ck_assert_ptr_nonnull(strstr(out, "OkJob"));
+    ck_assert_ptr_nonnull(strstr(out, "Redis 7"));
+    free(out);
+    /* no handlers: a config problem */
+    ck_assert_int_eq(sqt_sh(R.url, &out, "%s --check --allow-root", SQ_TEST_SQUIRE), 78);
+    ck_assert_ptr_nonnull(strstr(out, "0 registered"));
+    free(out);
+    /* Redis unreachable: 69, and the password is not shown */
+    char bad[96];
+    snprintf(bad, sizeof bad, "redis://:sekrit99@127.0.0.1:%d/0", sqt_free_port());
+    ck_assert_int_eq(sqt_sh(bad, &out, "%s --check --allow-root -r %s", SQ_TEST_SQUIRE,
+                            SQ_TEST_PLUGIN), 69);
+    ck_assert_ptr_nonnull(strstr(out, "FAILED"));
+    ck_assert_ptr_null(strstr(out, "sekrit99"));
+    free(out);
+    /* a bad config file: 78 before anything else */
+    const char *cfg = itest_config(":concurrency: lots\n");
+    ck_assert_int_eq(sqt_sh(R.url, NULL, "%s --check --allow-root -C %s 2>/dev/null",
+                            SQ_TEST_SQUIRE, cfg), 78);
+}
+END_TEST
+
+START_TEST(refuses_root_unless_told)
+{
+    if (geteuid() != 0)
+        return; /* only meaningful as root */
+    char *out = NULL;
+    ck_assert_int_eq(sqt_sh(R.url, &out, "SQUIRE_ALLOW_ROOT= %s -r %s 2>&1", SQ_TEST_SQUIRE,
+                            SQ_TEST_PLUGIN), 77);
+    ck_assert_ptr_nonnull(strstr(out, "refusing to run as root"));
+    free(out);
+    sqt_proc p;
+    const char *env[] = {"SQUIRE_ALLOW_ROOT=0", NULL};
+    const char *argv[] = {"--allow-root", "-r", SQ_TEST_PLUGIN, NULL};
+    sqt_squire_start(&p, R.url, argv, env);
+    ck_assert(sqt_log_wait(&p, "starting", 10));
+    itest_stop(&p);
+}
+END_TEST
+
+START_TEST(journal_lines_carry_priorities)
+{
+    sqt_proc p;
+    const char *env[] = {"JOURNAL_STREAM=8:12345", NULL};
+    const char *argv[] = {"-r", SQ_TEST_PLUGIN, "-c", "1", NULL};
+    sqt_squire_start(&p, R.url, argv, env);
+    ck_assert(sqt_log_wait(&p, "<6>pid=", 10));
+    char jid[25];
+    itest_push("FailJob", "[\"E\",\"m\"]", NULL, jid);
+    ck_assert(sqt_log_wait(&p, "<4>pid=", 10)); /* the failure is a warning */
+    itest_stop(&p);
+    char *log = sqt_log_read(&p);
+    ck_assert_msg(log[0] == '<', "journal line without priority: %.60s", log);
+    free(log);
+}
+END_TEST
+
+START_TEST(redis_url_from_a_systemd_credential)
+{
+    char dir[256], path[300], cred[320];
+    sqt_tempdir(dir, "cred");
+    snprintf(path, sizeof path, "%s/redis_url", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%s\n", R.url);
+    fclose(f);
+    snprintf(cred, sizeof cred, "CREDENTIALS_DIRECTORY=%s", dir);
+    const char *env[] = {cred, NULL};
+    const char *argv[] = {"-r", SQ_TEST_PLUGIN, NULL};
+    sqt_proc p;
+    sqt_squire_start(&p, NULL, argv, env); /* no REDIS_URL */
+    ck_assert(sqt_log_wait(&p, "starting", 10));
+    /* it serves this Redis: its heartbeat is here and it runs a job from it
+     * (the test handlers record through $REDIS_URL, unset here, so use one
+     * squire reports on itself) */
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SCARD processes"), 1);
+    char jid[25];
+    sq_push_opts o = {.retry = SQ_RETRY_NEVER};
+    itest_push("NoSuchJob", "[]", &o, jid);
+    ck_assert(sqt_log_wait(&p, "no handler registered for class NoSuchJob", 10));
+    itest_stop(&p);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("deploy");
+    TCase *tc = tcase_create("systemd_and_operations");
+    tcase_add_checked_fixture(tc, itest_setup, itest_teardown);
+    tcase_set_timeout(tc, 90);
+    tcase_add_test(tc, ready_only_once_redis_answers_then_watchdog_and_stopping);
+    tcase_add_test(tc, watchdog_keeps_pinging_through_a_redis_outage);
+    tcase_add_test(tc, check_mode_gives_a_verdict);
+    tcase_add_test(tc, refuses_root_unless_told);
+    tcase_add_test(tc, journal_lines_carry_priorities);
+    tcase_add_test(tc, redis_url_from_a_systemd_credential);
+    suite_add_tcase(s, tc);
+    return sqt_run(s);
+}
