@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <stdlib.h>
@@ -18,11 +19,29 @@ static _Thread_local char thread_name[16] = "main";
 
 static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
 
+/* Is stdout the journal? $JOURNAL_STREAM is "<dev>:<inode>" of the stream
+ * systemd connected; it is inherited by children, so it only counts when it
+ * names our stdout (systemd.exec(5)). */
+static bool stdout_is_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    struct stat st;
+    if (js == NULL || fstat(STDOUT_FILENO, &st) != 0)
+        return false;
+    char *end;
+    unsigned long long dev = strtoull(js, &end, 10);
+    if (*end != ':')
+        return false;
+    unsigned long long ino = strtoull(end + 1, &end, 10);
+    return *end == '\0' && dev == (unsigned long long)st.st_dev &&
+           ino == (unsigned long long)st.st_ino;
+}
+
 void sq_log_setup(bool verbose, bool timestamps)
 {
     min_level = verbose ? SQ_LOG_DEBUG : SQ_LOG_INFO;
     /* Under systemd the journal stamps and levels each line itself. */
-    journal = getenv("JOURNAL_STREAM") != NULL;
+    journal = stdout_is_journal();
     with_time = timestamps && !journal;
 }
 

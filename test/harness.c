@@ -229,8 +229,20 @@ void sqt_proc_start(sqt_proc *p, const char *binary, const char *url, const char
             setenv("REDIS_URL", url, 1);
         /* the suites run as root in sandboxes and CI; env may say otherwise */
         setenv("SQUIRE_ALLOW_ROOT", "1", 1);
-        for (int i = 0; env && env[i]; i++)
+        for (int i = 0; env && env[i]; i++) {
+            if (strcmp(env[i], "JOURNAL_STREAM=auto") == 0) {
+                /* as systemd sets it: the device:inode of our stdout */
+                struct stat st;
+                char v[64];
+                if (fstat(1, &st) == 0) {
+                    snprintf(v, sizeof v, "%llu:%llu", (unsigned long long)st.st_dev,
+                             (unsigned long long)st.st_ino);
+                    setenv("JOURNAL_STREAM", v, 1);
+                }
+                continue;
+            }
             putenv((char *)env[i]);
+        }
         execv(binary, (char *const *)args);
         _exit(127);
     }

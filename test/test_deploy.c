@@ -181,7 +181,17 @@ END_TEST
 START_TEST(journal_lines_carry_priorities)
 {
     sqt_proc p;
-    const char *env[] = {"JOURNAL_STREAM=8:12345", NULL};
+    /* an inherited JOURNAL_STREAM that is not our stdout changes nothing */
+    const char *inherited[] = {"JOURNAL_STREAM=8:12345", NULL};
+    const char *argv1[] = {"-r", SQ_TEST_PLUGIN, "-c", "1", NULL};
+    sqt_squire_start(&p, R.url, argv1, inherited);
+    ck_assert(sqt_log_wait(&p, "starting", 10));
+    itest_stop(&p);
+    char *plain = sqt_log_read(&p);
+    ck_assert_msg(plain[0] != '<', "priority prefix outside the journal: %.60s", plain);
+    free(plain);
+
+    const char *env[] = {"JOURNAL_STREAM=auto", NULL};
     const char *argv[] = {"-r", SQ_TEST_PLUGIN, "-c", "1", NULL};
     sqt_squire_start(&p, R.url, argv, env);
     ck_assert(sqt_log_wait(&p, "<6>pid=", 10));
