@@ -126,6 +126,26 @@ void sq_job_kill(sq_job *job);
 /* After sq_job_fail: drop the job, no retry and no dead entry (:discard). */
 void sq_job_discard(sq_job *job);
 
+/* ---- PostgreSQL ------------------------------------------------------------ */
+
+struct pg_conn; /* libpq's PGconn: #include <libpq-fe.h> to use it */
+
+/*
+ * Borrow a PostgreSQL connection from squire's pool (configured under
+ * `database:` in sidekiq.yml; $DATABASE_URL by default). The first call in
+ * a job checks one out, waiting up to checkout_timeout; later calls in the
+ * same job return the same connection; it goes back to the pool when the
+ * handler returns, rolled back first if a transaction was left open. A
+ * connection that broke (server restart, pg_terminate_backend) is replaced,
+ * never handed out.
+ *
+ * Returns NULL when no connection could be had (pool exhausted for
+ * checkout_timeout, server down, no database configured): the job has then
+ * already been failed with a retryable error, so the handler just returns
+ * SQ_FAILED. Borrowed: do not PQfinish it.
+ */
+struct pg_conn *sq_job_db(sq_job *job);
+
 /* ---- registry ------------------------------------------------------------ */
 
 /* Register fn for jobs whose class is exactly class_name. Registering a name

@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "launcher.h"
+#include "pgpool.h"
 #include "redis.h"
 #include "registry.h"
 
@@ -79,6 +80,24 @@ static int check_redis(const sq_config *cfg)
     return rc;
 }
 
+static int check_database(const sq_config *cfg)
+{
+    if (cfg->db_url == NULL)
+        return 0;
+    int size = cfg->db_pool > 0 ? cfg->db_pool : cfg->concurrency, max = 0, used = 0;
+    sq_pgpool *p = sq_pgpool_new(cfg->db_url, "squire --check", size, 1, cfg->db_connect_timeout,
+                                 0);
+    sq_error err = {0};
+    int rc = p && sq_pgpool_budget(p, &max, &used, &err) == 0 ? 0 : EX_UNAVAILABLE;
+    if (rc != 0)
+        line("database", false, "%s", err.code ? err.message : "out of memory");
+    else
+        line("database", true, "pool %d; %d of max_connections %d in use%s", size, used, max,
+             used + size > max ? " (warning: the pool can pass max_connections)" : "");
+    sq_pgpool_free(p);
+    return rc;
+}
+
 int sq__check(const sq_config *cfg, sq_registry *reg)
 {
     char queues[300] = "";
@@ -92,8 +111,9 @@ int sq__check(const sq_config *cfg, sq_registry *reg)
          cfg->fetch == SQ_FETCH_RELIABLE ? "reliable" : "basic");
     int rc = check_handlers(reg);
     int rr = check_redis(cfg);
+    int rd = check_database(cfg);
     if (rc == 0)
-        rc = rr;
+        rc = rr ? rr : rd;
     printf("squire --check: %s\n", rc == 0 ? "OK" : "FAILED");
     return rc;
 }

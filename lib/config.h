@@ -61,6 +61,13 @@ typedef struct sq_config {
     double beat_interval;  /* seconds between heartbeats (Sidekiq 7: 10) */
     size_t max_payload_bytes;
     bool concurrency_set; /* set by file or flag (RAILS_MAX_THREADS applies otherwise) */
+    /* database: (PostgreSQL for handlers, pgpool.c) */
+    char *db_url;              /* default $DATABASE_URL; NULL: no database */
+    int db_pool;               /* 0: concurrency */
+    double db_checkout_timeout;
+    double db_connect_timeout;
+    int db_statement_timeout;  /* seconds; 0: the server's default */
+    char *db_application_name; /* NULL: the process identity */
     bool check;         /* --check: validate config, plugins and Redis, then exit */
     bool allow_root;    /* --allow-root (or $SQUIRE_ALLOW_ROOT=1): never from the file */
     char **warnings;    /* owned messages for the daemon to log ("<file>:<line>: pidfile: ignored ...") */

@@ -426,10 +426,43 @@ static int apply_unknown(yctx *y, const ypair *p, bool top)
                            key_text(p->key, buf, sizeof buf));
 }
 
+/* A section of options (database:): its keys are the table's
+ * "<section>.<key>" rows. */
+static int apply_section(yctx *y, const ypair *p, const char *section)
+{
+    if (is_null(p->value))
+        return 0;
+    if (p->value->type != YAML_MAPPING_NODE)
+        return fail(y, p->knode, p->key, "a mapping of settings", p->value);
+    ymap sub = {0};
+    int rc = flatten(y, p->value, &sub);
+    for (size_t i = 0; rc == 0 && i < sub.n; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "%s.%s", section, sub.v[i].key);
+        const sq__option *o = sq__option_by_key(name);
+        if (o == NULL) {
+            sq__error_set(y->err, SQ_ECONFIG, "%s:%lu: %s: unknown key in %s:", y->name,
+                          line_of(sub.v[i].knode), sub.v[i].key, section);
+            rc = -1;
+        } else {
+            ypair named = sub.v[i];
+            named.key = name;
+            rc = apply_option(y, o, &named);
+        }
+    }
+    free(sub.v);
+    return rc;
+}
+
 static int apply_pairs(yctx *y, const ymap *m, bool top)
 {
     for (size_t i = 0; i < m->n; i++) {
         const ypair *p = &m->v[i];
+        if (strcmp(p->key, "database") == 0) {
+            if (apply_section(y, p, "database") < 0)
+                return -1;
+            continue;
+        }
         const sq__option *o = sq__option_by_key(p->key);
         if (top && strcmp(p->key, y->env) == 0)
             continue; /* applied after the top level */

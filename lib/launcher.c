@@ -624,6 +624,35 @@ static bool shut_down(sq_runtime *rt)
     return all;
 }
 
+/* The pool is made now; its connections when jobs ask. The budget is
+ * checked once, and PostgreSQL being down does not stop the start. */
+static int open_database(sq_runtime *rt)
+{
+    const sq_config *cfg = rt->cfg;
+    if (cfg->db_url == NULL)
+        return 0;
+    int size = cfg->db_pool > 0 ? cfg->db_pool : cfg->concurrency;
+    rt->pgpool = sq_pgpool_new(cfg->db_url, cfg->db_application_name ? cfg->db_application_name
+                                                                      : rt->identity,
+                               size, cfg->db_checkout_timeout, cfg->db_connect_timeout,
+                               cfg->db_statement_timeout);
+    if (rt->pgpool == NULL)
+        return -1;
+    int max = 0, used = 0;
+    sq_error err = {0};
+    if (sq_pgpool_budget(rt->pgpool, &max, &used, &err) != 0) {
+        sq_log(SQ_LOG_WARN, "database: %s; starting anyway, jobs that need it will fail and "
+               "retry", err.message);
+    } else if (used + size > max) {
+        sq_log(SQ_LOG_WARN, "database: this process may open %d connections, %d of %d are in "
+               "use: the total can pass max_connections", size, used, max);
+    } else {
+        sq_log(SQ_LOG_INFO, "database: pool %d, %d of max_connections %d in use now", size,
+               used, max);
+    }
+    return 0;
+}
+
 static int run(const sq_config *cfg, sq_registry *reg)
 {
     sq_runtime rt = {0};
@@ -670,7 +699,7 @@ static int run(const sq_config *cfg, sq_registry *reg)
         status = EX_CONFIG;
         goto done;
     }
-    if (prepare_workers(&rt) != 0 || sq_heartbeat_init(&rt) != 0) {
+    if (open_database(&rt) != 0 || prepare_workers(&rt) != 0 || sq_heartbeat_init(&rt) != 0) {
         sq_log(SQ_LOG_ERROR, "out of memory preparing workers");
         status = 1;
         goto done;
@@ -724,6 +753,7 @@ done:
     free_workers(&rt);
     sq_redis_free(rt.redis);
     free(rt.info_json);
+    sq_pgpool_free(rt.pgpool);
     sq_queue_order_destroy(&rt.order);
     sq_redis_url_destroy(&rt.url);
     pthread_cond_destroy(&rt.cond);
@@ -731,11 +761,44 @@ done:
     return status;
 }
 
+/* Read one URL from $CREDENTIALS_DIRECTORY/<name> into *out (malloc'd);
+ * nothing when there is no such file. */
+static int read_credential(const char *name, char **out)
+{
+    const char *dir = getenv("CREDENTIALS_DIRECTORY");
+    if (*out != NULL || dir == NULL)
+        return 0;
+    char path[4096], url[2048];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(url, 1, sizeof url - 1, f);
+    fclose(f);
+    url[n] = '\0';
+    url[strcspn(url, "\r\n")] = '\0';
+    *out = strdup(url);
+    memset(url, 0, sizeof url);
+    return *out ? 0 : -1;
+}
+
+/* PostgreSQL for handlers: database.url, else $DATABASE_URL, else the
+ * credential database_url. */
+static int find_database(sq_config *cfg)
+{
+    const char *env = getenv("DATABASE_URL");
+    if (cfg->db_url == NULL && env != NULL && env[0] != '\0')
+        cfg->db_url = strdup(env);
+    return read_credential("database_url", &cfg->db_url);
+}
+
 /* systemd's LoadCredential=redis_url:...: the Redis URL from a file rather
  * than the environment, when the environment names none. */
 static int load_credential(sq_config *cfg, sq_error *err)
 {
     const char *dir = getenv("CREDENTIALS_DIRECTORY");
+    if (find_database(cfg) != 0)
+        return -1;
     if (cfg->redis_url != NULL || dir == NULL)
         return 0;
     char path[4096], url[2048];

@@ -38,6 +38,23 @@ bool sq_job_stopping(const sq_job *job)
     return true;
 }
 
+struct pg_conn *sq_job_db(sq_job *job)
+{
+    sq_worker *w = job->worker;
+    if (w == NULL)
+        return NULL;
+    if (w->db != NULL)
+        return w->db;
+    sq_error err = {0};
+    if (w->rt->pgpool == NULL)
+        sq__error_set(&err, SQ_ECONFIG, "no database configured (database: url, or $DATABASE_URL)");
+    else
+        w->db = sq_pgpool_checkout(w->rt->pgpool, &err);
+    if (w->db == NULL)
+        sq_outcome_fail(&job->outcome, "Squire::DatabaseUnavailable", err.message);
+    return w->db;
+}
+
 sq_client *sq_job_client(sq_job *job)
 {
     return job->worker != NULL ? job->worker->client : NULL;
@@ -200,6 +217,10 @@ static void run_handler(sq_worker *w, sq_job *job)
         return;
     }
     sq_result r = fn(job, ud);
+    if (w->db != NULL) { /* back to the pool the moment the handler is done */
+        sq_pgpool_checkin(w->rt->pgpool, w->db);
+        w->db = NULL;
+    }
     if (r != SQ_OK && !job->outcome.failed)
         sq_outcome_fail(&job->outcome, "Squire::Error",
                         "handler returned SQ_FAILED without calling sq_job_fail");

@@ -33,6 +33,7 @@
 #include "config.h"
 #include "job.h"
 #include "queues.h"
+#include "pgpool.h"
 #include "redis.h"
 
 typedef struct sq_runtime sq_runtime;
@@ -97,6 +98,7 @@ struct sq_worker {
     bool scan_stranded;     /* a fetch failed: the next one looks for a job it moved */
     bool saw_stop;          /* the current handler saw sq_job_stopping() say true */
     atomic_llong alive_ms;  /* monotonic ms of the loop's last turn (watchdog) */
+    PGconn *db;             /* checked out by the current job (sq_job_db), or NULL */
     uint64_t rng;
 
     pthread_mutex_t lock;   /* guards the slot below */
@@ -128,6 +130,7 @@ struct sq_runtime {
 
     sq_redis *redis;        /* main thread's connection */
     char *info_json;        /* heartbeat: the process's `info`, built once */
+    sq_pgpool *pgpool;      /* PostgreSQL for handlers, or NULL when none is configured */
     double started_at;      /* wall clock at boot */
     sq_worker *workers;
     int nworkers;

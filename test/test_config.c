@@ -235,6 +235,35 @@ START_TEST(test_both_key_spellings)
 }
 END_TEST
 
+START_TEST(test_database_section)
+{
+    ASSERT_OK(yml(":database:\n  url: postgres://u@db/app\n  pool: 3\n  checkout_timeout: 0.5\n"
+                  "  connect_timeout: 2\n  statement_timeout: 30\n  application_name: shop\n"));
+    ck_assert_str_eq(cfg.db_url, "postgres://u@db/app");
+    ck_assert_int_eq(cfg.db_pool, 3);
+    ck_assert_double_eq(cfg.db_checkout_timeout, 0.5);
+    ck_assert_double_eq(cfg.db_connect_timeout, 2);
+    ck_assert_int_eq(cfg.db_statement_timeout, 30);
+    ck_assert_str_eq(cfg.db_application_name, "shop");
+    sq_config_destroy(&cfg);
+    sq_config_init(&cfg);
+    memset(&err, 0, sizeof err);
+    ck_assert_int_eq(yml(":database:\n  url: x\n  poool: 3\n"), -1);
+    ck_assert_int_eq(err.code, SQ_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err.message, ":3: poool: unknown key in database:"));
+    sq_config_destroy(&cfg);
+    sq_config_init(&cfg);
+    memset(&err, 0, sizeof err);
+    ck_assert_int_eq(yml(":database: postgres://x\n"), -1);
+    ck_assert_ptr_nonnull(strstr(err.message, "a mapping of settings"));
+    sq_config_destroy(&cfg);
+    sq_config_init(&cfg);
+    memset(&err, 0, sizeof err);
+    ck_assert_int_eq(yml(":database:\n  pool: many\n"), -1);
+    ck_assert_ptr_nonnull(strstr(err.message, "expected an integer"));
+}
+END_TEST
+
 /* The annotated example in the repository root is a real, loadable file. */
 START_TEST(test_example_file_loads)
 {
@@ -1499,6 +1528,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_both_key_spellings);
     tcase_add_test(tc, test_every_key);
     tcase_add_test(tc, test_example_file_loads);
+    tcase_add_test(tc, test_database_section);
     tcase_add_test(tc, test_quoted_integers_and_symbols);
     tcase_add_test(tc, test_booleans);
     tcase_add_test(tc, test_doubles);

@@ -1,0 +1,229 @@
+/*
+ * pgpool.c: PostgreSQL connections for handlers, shared by the workers.
+ *
+ * At most `size` connections exist; they are opened lazily, when a job asks
+ * (sq_job_db) and none is idle. A job that finds the pool exhausted waits up
+ * to checkout_timeout, then fails with a retryable error, as ActiveRecord's
+ * "could not obtain a database connection within 5.000 seconds" does.
+ *
+ * A connection is never handed out broken: an idle one whose socket has
+ * something to say (the FATAL a restarted server or pg_terminate_backend
+ * leaves behind, or EOF) is dropped and replaced, and one returned in a bad
+ * state is closed. One returned inside a transaction is rolled back first,
+ * so a handler that forgot COMMIT cannot poison the next job.
+ */
+#include "pgpool.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common.h"
+
+struct sq_pgpool {
+    pthread_mutex_t lock; /* guards everything below */
+    pthread_cond_t freed;
+    char *url;
+    char *app_name;
+    int size;
+    int open;       /* connections that exist: idle + checked out */
+    PGconn **idle;
+    int nidle;
+    double checkout_timeout;
+    double connect_timeout;
+    int statement_timeout;
+};
+
+sq_pgpool *sq_pgpool_new(const char *url, const char *app_name, int size,
+                         double checkout_timeout, double connect_timeout,
+                         int statement_timeout)
+{
+    sq_pgpool *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    p->url = sq__strdup(url);
+    p->app_name = sq__strdup(app_name);
+    p->idle = calloc((size_t)(size > 0 ? size : 1), sizeof *p->idle);
+    if (p->url == NULL || p->app_name == NULL || p->idle == NULL) {
+        sq_pgpool_free(p);
+        return NULL;
+    }
+    p->size = size > 0 ? size : 1;
+    p->checkout_timeout = checkout_timeout;
+    p->connect_timeout = connect_timeout;
+    p->statement_timeout = statement_timeout;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->freed, &ca);
+    pthread_condattr_destroy(&ca);
+    return p;
+}
+
+void sq_pgpool_free(sq_pgpool *p)
+{
+    if (p == NULL)
+        return;
+    for (int i = 0; p->idle && i < p->nidle; i++)
+        PQfinish(p->idle[i]);
+    free(p->idle);
+    free(p->url);
+    free(p->app_name);
+    if (p->size > 0) {
+        pthread_mutex_destroy(&p->lock);
+        pthread_cond_destroy(&p->freed);
+    }
+    free(p);
+}
+
+int sq_pgpool_size(const sq_pgpool *p)
+{
+    return p->size;
+}
+
+/* Open one connection (outside the lock). */
+static PGconn *connect_one(sq_pgpool *p, sq_error *err)
+{
+    char timeout[16], options[64];
+    int t = (int)(p->connect_timeout + 0.999);
+    snprintf(timeout, sizeof timeout, "%d", t < 2 ? 2 : t); /* libpq's minimum */
+    snprintf(options, sizeof options, "-c statement_timeout=%d", p->statement_timeout * 1000);
+    const char *keys[] = {"dbname", "connect_timeout", "application_name",
+                          p->statement_timeout > 0 ? "options" : NULL, NULL};
+    const char *vals[] = {p->url, timeout, p->app_name, options, NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+        /* libpq's message names host and port, never the password */
+        const char *why = c ? PQerrorMessage(c) : "out of memory";
+        sq__error_set(err, SQ_EIO, "cannot connect to PostgreSQL: %.*s",
+                      (int)strcspn(why, "\n"), why);
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* An idle connection is usable unless its socket has news. A healthy idle
+ * connection has nothing to read but NOTIFY messages; anything else (the
+ * FATAL a restarted server or pg_terminate_backend leaves, EOF) means it is
+ * gone, even while libpq still reports CONNECTION_OK. */
+static bool still_good(PGconn *c)
+{
+    if (PQstatus(c) != CONNECTION_OK)
+        return false;
+    struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+    int r = poll(&pfd, 1, 0);
+    if (r == 0)
+        return true;
+    if (r < 0 || (pfd.revents & (POLLERR | POLLHUP | POLLNVAL)))
+        return false;
+    if (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK)
+        return false;
+    int notifies = 0;
+    PGnotify *n;
+    while ((n = PQnotifies(c)) != NULL) {
+        PQfreemem(n);
+        notifies++;
+    }
+    return notifies > 0 && PQtransactionStatus(c) == PQTRANS_IDLE;
+}
+
+static struct timespec deadline_in(double seconds)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double end = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + seconds;
+    ts.tv_sec = (time_t)end;
+    ts.tv_nsec = (long)((end - (double)ts.tv_sec) * 1e9);
+    return ts;
+}
+
+PGconn *sq_pgpool_checkout(sq_pgpool *p, sq_error *err)
+{
+    struct timespec until = deadline_in(p->checkout_timeout);
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        if (p->nidle > 0) {
+            PGconn *c = p->idle[--p->nidle];
+            pthread_mutex_unlock(&p->lock);
+            if (still_good(c))
+                return c;
+            PQfinish(c); /* replaced below, in the same wait */
+            pthread_mutex_lock(&p->lock);
+            p->open--;
+            continue;
+        }
+        if (p->open < p->size) {
+            p->open++;
+            pthread_mutex_unlock(&p->lock);
+            PGconn *c = connect_one(p, err);
+            if (c != NULL)
+                return c;
+            pthread_mutex_lock(&p->lock);
+            p->open--;
+            pthread_cond_signal(&p->freed);
+            pthread_mutex_unlock(&p->lock);
+            return NULL;
+        }
+        if (pthread_cond_timedwait(&p->freed, &p->lock, &until) == ETIMEDOUT &&
+            p->nidle == 0 && p->open >= p->size) {
+            pthread_mutex_unlock(&p->lock);
+            sq__error_set(err, SQ_EIO,
+                          "could not obtain a database connection within %.3f seconds (pool %d, "
+                          "all in use)",
+                          p->checkout_timeout, p->size);
+            return NULL;
+        }
+    }
+}
+
+void sq_pgpool_checkin(sq_pgpool *p, PGconn *c)
+{
+    if (c == NULL)
+        return;
+    PGTransactionStatusType ts = PQtransactionStatus(c);
+    bool keep = PQstatus(c) == CONNECTION_OK;
+    if (keep && (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR)) {
+        /* the handler left a transaction open: undo it, do not inherit it */
+        PGresult *r = PQexec(c, "ROLLBACK");
+        keep = PQresultStatus(r) == PGRES_COMMAND_OK;
+        PQclear(r);
+    } else if (ts == PQTRANS_ACTIVE || ts == PQTRANS_UNKNOWN) {
+        keep = false; /* a query still running, or a lost connection */
+    }
+    pthread_mutex_lock(&p->lock);
+    if (keep) {
+        p->idle[p->nidle++] = c;
+    } else {
+        p->open--;
+    }
+    pthread_cond_signal(&p->freed);
+    pthread_mutex_unlock(&p->lock);
+    if (!keep)
+        PQfinish(c);
+}
+
+int sq_pgpool_budget(sq_pgpool *p, int *max_connections, int *in_use, sq_error *err)
+{
+    PGconn *c = connect_one(p, err);
+    if (c == NULL)
+        return -1;
+    PGresult *r = PQexec(c, "SELECT current_setting('max_connections')::int, "
+                            "(SELECT count(*) FROM pg_stat_activity)::int");
+    int rc = -1;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        *max_connections = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
+        *in_use = (int)strtol(PQgetvalue(r, 0, 1), NULL, 10) - 1; /* not this one */
+        rc = 0;
+    } else {
+        sq__error_set(err, SQ_EIO, "PostgreSQL: %.200s", PQerrorMessage(c));
+    }
+    PQclear(r);
+    PQfinish(c);
+    return rc;
+}
