@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "common.h"
+#include "log.h"
 
 struct sq_pgpool {
     pthread_mutex_t lock; /* guards everything below */
@@ -86,6 +87,14 @@ int sq_pgpool_size(const sq_pgpool *p)
     return p->size;
 }
 
+/* Server notices (NOTICE, WARNING) go through squire's log, one line each,
+ * not raw to stderr. */
+static void log_notice(void *arg, const char *message)
+{
+    (void)arg;
+    sq_log(SQ_LOG_INFO, "PostgreSQL: %.*s", (int)strcspn(message, "\n"), message);
+}
+
 /* Open one connection (outside the lock). */
 static PGconn *connect_one(sq_pgpool *p, sq_error *err)
 {
@@ -105,6 +114,7 @@ static PGconn *connect_one(sq_pgpool *p, sq_error *err)
         PQfinish(c);
         return NULL;
     }
+    PQsetNoticeProcessor(c, log_notice, NULL);
     return c;
 }
 
@@ -213,8 +223,12 @@ int sq_pgpool_budget(sq_pgpool *p, int *max_connections, int *in_use, sq_error *
     PGconn *c = connect_one(p, err);
     if (c == NULL)
         return -1;
-    PGresult *r = PQexec(c, "SELECT current_setting('max_connections')::int, "
-                            "(SELECT count(*) FROM pg_stat_activity)::int");
+    /* what ordinary users may open: max_connections less the superuser
+     * reserve; in use: client backends only (not the server's own workers) */
+    PGresult *r = PQexec(c, "SELECT current_setting('max_connections')::int - "
+                            "current_setting('superuser_reserved_connections')::int, "
+                            "(SELECT count(*) FROM pg_stat_activity "
+                            "WHERE backend_type = 'client backend')::int");
     int rc = -1;
     if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
         *max_connections = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);

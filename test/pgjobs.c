@@ -1,0 +1,185 @@
+/*
+ * pgjobs.c: PostgreSQL handlers test_pg.c loads with `-r`. They reach the
+ * database only through sq_job_db, so what the pool hands out is what they
+ * see. The tables are the test's (created by its fixture):
+ *
+ *     jobs_done(jid text PRIMARY KEY, n int NOT NULL, runs int NOT NULL)
+ *     tx_check(jid text PRIMARY KEY, idle bool, no_txid bool, leaked_rows bigint)
+ *     settings(jid text PRIMARY KEY, name text, value text)
+ */
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <squire.h>
+
+/* Fail with the connection's error, classed the way the pg gem would. */
+static sq_result pg_fail(sq_job *job, PGconn *conn, const char *what)
+{
+    const char *msg = PQerrorMessage(conn);
+    int len = (int)strcspn(msg, "\n");
+    return sq_job_fail(job, PQstatus(conn) == CONNECTION_BAD ? "PG::ConnectionBad" : "PG::Error",
+                       "%s: %.*s", what, len, msg);
+}
+
+/* Run one parameterised statement; SQ_OK or the job failed. */
+static sq_result run(sq_job *job, PGconn *conn, const char *what, const char *sql, int n,
+                     const char *const *params)
+{
+    PGresult *r = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType s = PQresultStatus(r);
+    PQclear(r);
+    if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK)
+        return pg_fail(job, conn, what);
+    return SQ_OK;
+}
+
+/* The job's connection, checking the API's promise that a second call in the
+ * same job returns the same one. NULL: the job has been failed already. */
+static PGconn *db(sq_job *job)
+{
+    PGconn *conn = sq_job_db(job);
+    if (conn == NULL)
+        return NULL;
+    if (sq_job_db(job) != conn) {
+        sq_job_fail(job, "Squire::TestFailure", "sq_job_db returned two connections in one job");
+        return NULL;
+    }
+    if (PQstatus(conn) != CONNECTION_OK) {
+        sq_job_fail(job, "Squire::TestFailure", "sq_job_db handed out a broken connection");
+        return NULL;
+    }
+    return conn;
+}
+
+static sq_result hold(sq_job *job, PGconn *conn, double seconds)
+{
+    if (seconds <= 0)
+        return SQ_OK;
+    char s[32];
+    snprintf(s, sizeof s, "%.3f", seconds);
+    const char *p[] = {s};
+    return run(job, conn, "pg_sleep", "SELECT pg_sleep($1::float8)", 1, p);
+}
+
+static sq_result upsert(sq_job *job, PGconn *conn, long long n)
+{
+    char nbuf[32];
+    snprintf(nbuf, sizeof nbuf, "%lld", n);
+    const char *p[] = {sq_job_jid(job), nbuf};
+    return run(job, conn, "upsert",
+               "INSERT INTO jobs_done(jid, n, runs) VALUES($1, $2::int, 1) "
+               "ON CONFLICT (jid) DO UPDATE SET runs = jobs_done.runs + 1",
+               2, p);
+}
+
+/* UpsertJob(n[, hold_seconds]): record one run of this jid (idempotent by
+ * jid: a second run counts runs = 2), holding the connection first if asked. */
+static sq_result upsert_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    json_t *n = sq_job_arg(job, 0);
+    if (!json_is_integer(n))
+        return sq_job_fail(job, "ArgumentError", "UpsertJob(n: Integer[, hold: Float])");
+    PGconn *conn = db(job);
+    if (conn == NULL)
+        return SQ_FAILED;
+    if (hold(job, conn, json_number_value(sq_job_arg(job, 1))) != SQ_OK)
+        return SQ_FAILED;
+    return upsert(job, conn, (long long)json_integer_value(n));
+}
+
+/* HoldJob(seconds): keep a connection busy (server side, in pg_sleep) to
+ * exhaust the pool, then record the run with n = 0. */
+static sq_result hold_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    PGconn *conn = db(job);
+    if (conn == NULL)
+        return SQ_FAILED;
+    if (hold(job, conn, json_number_value(sq_job_arg(job, 0))) != SQ_OK)
+        return SQ_FAILED;
+    return upsert(job, conn, 0);
+}
+
+/* OpenTxJob([mode]): BEGIN and INSERT this jid with n = -1, then return
+ * SQ_OK without COMMIT. mode "error" also aborts the transaction (1/0), so
+ * the connection is returned in the failed-transaction state. The pool must
+ * roll back: the row never appears. */
+static sq_result open_tx_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    const char *mode = json_string_value(sq_job_arg(job, 0));
+    PGconn *conn = db(job);
+    if (conn == NULL)
+        return SQ_FAILED;
+    if (run(job, conn, "begin", "BEGIN", 0, NULL) != SQ_OK ||
+        upsert(job, conn, -1) != SQ_OK)
+        return SQ_FAILED;
+    if (mode != NULL && strcmp(mode, "error") == 0) {
+        PGresult *r = PQexec(conn, "SELECT 1/0");
+        PQclear(r);
+        if (PQtransactionStatus(conn) != PQTRANS_INERROR)
+            return sq_job_fail(job, "Squire::TestFailure", "1/0 did not abort the transaction");
+    }
+    return SQ_OK; /* no COMMIT, no ROLLBACK: the pool's problem now */
+}
+
+/* TxCheckJob: the connection it gets must be idle, outside any transaction.
+ * Records what it saw (and how many of OpenTxJob's rows it can see, which
+ * would be 1 inside a leaked transaction) in tx_check. */
+static sq_result tx_check_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    PGconn *conn = db(job);
+    if (conn == NULL)
+        return SQ_FAILED;
+    PGTransactionStatusType ts = PQtransactionStatus(conn);
+    if (ts != PQTRANS_IDLE)
+        return sq_job_fail(job, "Squire::TransactionLeaked",
+                           "connection handed out in transaction state %d (PQTRANS_IDLE is %d)",
+                           (int)ts, (int)PQTRANS_IDLE);
+    PGresult *r = PQexec(conn, "SELECT txid_current_if_assigned() IS NULL, "
+                               "(SELECT count(*) FROM jobs_done WHERE n = -1)");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        PQclear(r);
+        return pg_fail(job, conn, "tx check");
+    }
+    char no_txid[8], leaked[32];
+    snprintf(no_txid, sizeof no_txid, "%s", PQgetvalue(r, 0, 0));
+    snprintf(leaked, sizeof leaked, "%s", PQgetvalue(r, 0, 1));
+    PQclear(r);
+    const char *p[] = {sq_job_jid(job), no_txid, leaked};
+    return run(job, conn, "record",
+               "INSERT INTO tx_check(jid, idle, no_txid, leaked_rows) "
+               "VALUES($1, true, $2::bool, $3::bigint)",
+               3, p);
+}
+
+/* ShowJob(name): record current_setting(name) as this connection sees it. */
+static sq_result show_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    const char *name = json_string_value(sq_job_arg(job, 0));
+    if (name == NULL)
+        return sq_job_fail(job, "ArgumentError", "ShowJob(name: String)");
+    PGconn *conn = db(job);
+    if (conn == NULL)
+        return SQ_FAILED;
+    const char *p[] = {sq_job_jid(job), name};
+    return run(job, conn, "show",
+               "INSERT INTO settings(jid, name, value) VALUES($1, $2, current_setting($2))", 2,
+               p);
+}
+
+int squire_plugin_init(sq_registry *reg);
+
+int squire_plugin_init(sq_registry *reg)
+{
+    return sq_register(reg, "UpsertJob", upsert_job, NULL) |
+           sq_register(reg, "HoldJob", hold_job, NULL) |
+           sq_register(reg, "OpenTxJob", open_tx_job, NULL) |
+           sq_register(reg, "TxCheckJob", tx_check_job, NULL) |
+           sq_register(reg, "ShowJob", show_job, NULL);
+}

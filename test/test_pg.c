@@ -1,0 +1,640 @@
+/*
+ * test_pg.c: squire's PostgreSQL pool (sq_job_db) end to end, against a real
+ * redis-server and a real PostgreSQL (initdb/pg_ctl in a temp dir, see
+ * pgharness.h) with the handlers of pgjobs.c: many jobs through a small pool,
+ * a pool smaller than concurrency (waits, then Squire::DatabaseUnavailable),
+ * PostgreSQL restarted or its backends terminated under the pool, the daemon
+ * started while PostgreSQL is down, and a handler that leaves a transaction
+ * open. Connections are counted in pg_stat_activity by application_name.
+ */
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "itest.h"
+
+#ifndef SQ_TEST_PGPLUGIN
+/* Not wired into CMake yet (test/CMakeLists.txt must link pgharness and
+ * libpq and define SQ_TEST_PGPLUGIN): say so instead of breaking the build. */
+int main(void)
+{
+    fprintf(stderr, "test_pg: SQ_TEST_PGPLUGIN is not defined; add the pgjobs/pgharness "
+                    "lines to test/CMakeLists.txt\n");
+    return 1;
+}
+#else
+
+#include "pgharness.h"
+
+#define APP "sqtest-squire"
+
+static sqt_pg PG;
+
+/* ---- fixtures --------------------------------------------------------------- */
+
+static void make_tables(void)
+{
+    sqt_pg_exec(&PG, "CREATE TABLE jobs_done(jid text PRIMARY KEY, n int NOT NULL, "
+                     "runs int NOT NULL)");
+    sqt_pg_exec(&PG, "CREATE TABLE tx_check(jid text PRIMARY KEY, idle bool, no_txid bool, "
+                     "leaked_rows bigint)");
+    sqt_pg_exec(&PG, "CREATE TABLE settings(jid text PRIMARY KEY, name text, value text)");
+}
+
+static void pg_setup(void)
+{
+    itest_setup();
+    sqt_pg_start(&PG);
+    make_tables();
+}
+
+static void nopg_setup(void)
+{
+    itest_setup();
+    memset(&PG, 0, sizeof PG);
+}
+
+static void pg_teardown(void)
+{
+    sqt_pg_stop(&PG);
+    itest_teardown();
+}
+
+/* squire -C <fast poller + database section> -r pgjobs -c conc -t 8.
+ * db_yaml: the `:database:` keys after url, indented two spaces; url NULL
+ * leaves it out (then $DATABASE_URL applies). */
+static void pg_squire(sqt_proc *p, const char *url, int conc, const char *db_yaml,
+                      const char *const *env)
+{
+    char yaml[2048], urlline[256] = "";
+    if (url)
+        snprintf(urlline, sizeof urlline, "  :url: %s\n", url);
+    snprintf(yaml, sizeof yaml,
+             ":poll_interval_average: 0.2\n:beat_interval: 1\n:database:\n%s%s", urlline,
+             db_yaml ? db_yaml : "");
+    const char *cfg = itest_config(yaml);
+    char c[16];
+    snprintf(c, sizeof c, "%d", conc);
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PGPLUGIN, "-c", c, "-t", "8", NULL};
+    sqt_squire_start(p, R.url, argv, env);
+    if (!sqt_log_wait(p, "starting", 15)) {
+        char *log = sqt_log_read(p);
+        ck_abort_msg("squire did not start:\n%s", log);
+    }
+}
+
+static void dump_log_on(bool bad, const sqt_proc *p)
+{
+    if (!bad)
+        return;
+    char *log = sqt_log_read(p);
+    fprintf(stderr, "--- squire log ---\n%s\n", log);
+    free(log);
+}
+
+static sq_client *client(void)
+{
+    sq_error err = {0};
+    sq_client *c = sq_client_new(R.url, &err);
+    ck_assert_msg(c != NULL, "%s", err.message);
+    return c;
+}
+
+/* Push count UpsertJob(first + i, hold) jobs in one round trip. */
+static void push_upserts(int first, int count, double hold)
+{
+    json_t *list = json_array();
+    for (int i = 0; i < count; i++)
+        json_array_append_new(list, json_pack("[i, f]", first + i, hold));
+    sq_error err = {0};
+    sq_client *c = client();
+    ck_assert_msg(sq_push_bulk(c, "UpsertJob", list, NULL, &err) == 0, "%s", err.message);
+    sq_client_free(c);
+    json_decref(list);
+}
+
+/* Every member of the retry set, parsed (a new JSON array). */
+static json_t *retry_jobs(void)
+{
+    redisReply *r = sqt_cmd(C, "ZRANGE retry 0 -1");
+    ck_assert_int_eq(r->type, REDIS_REPLY_ARRAY);
+    json_t *all = json_array();
+    for (size_t i = 0; i < r->elements; i++) {
+        json_t *j = json_loads(r->element[i]->str, 0, NULL);
+        ck_assert_ptr_nonnull(j);
+        json_array_append_new(all, j);
+    }
+    freeReplyObject(r);
+    return all;
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : "";
+}
+
+/* The retry set as "class: message" lines, for failure messages. */
+static char *retry_summary(void)
+{
+    json_t *all = retry_jobs();
+    size_t cap = 8192, len = 0;
+    char *s = calloc(1, cap);
+    size_t i;
+    json_t *j;
+    json_array_foreach(all, i, j)
+    {
+        if (len + 600 > cap)
+            break;
+        len += (size_t)snprintf(s + len, cap - len, "  %s %s: %.400s\n", jstr(j, "class"),
+                                jstr(j, "error_class"), jstr(j, "error_message"));
+    }
+    json_decref(all);
+    return s;
+}
+
+/* Make every retry due now (instead of Sidekiq's 15 s+ backoff): the
+ * scheduler (poll_interval_average 0.2) moves them back to their queue. */
+static void force_retries(void)
+{
+    redisReply *r = sqt_cmd(C, "ZRANGE retry 0 -1");
+    for (size_t i = 0; i < r->elements; i++)
+        freeReplyObject(sqt_cmd(C, "ZADD retry XX 0 %b", r->element[i]->str,
+                                (size_t)r->element[i]->len));
+    freeReplyObject(r);
+}
+
+static long long rows(const char *where)
+{
+    return sqt_pg_int(&PG, "SELECT count(*) FROM jobs_done WHERE %s", where);
+}
+
+/* Wait until rows(where) >= want, sampling squire's connection count all
+ * along; returns the last row count. *max_conns keeps the highest sample. */
+static long long wait_rows(const char *where, long long want, double timeout, long long *max_conns)
+{
+    double until = sqt_now() + timeout;
+    long long n = 0;
+    for (;;) {
+        long long conns = sqt_pg_count_app(&PG, APP);
+        if (max_conns && conns > *max_conns)
+            *max_conns = conns;
+        if (!sqt_pg_try_int(&PG, &n, "SELECT count(*) FROM jobs_done WHERE %s", where))
+            n = 0;
+        if (n >= want || sqt_now() > until)
+            return n;
+        sqt_sleep(0.02);
+    }
+}
+
+/* Sample squire's connection count for `seconds`, keeping the maximum. */
+static void sample_conns(double seconds, long long *max_conns)
+{
+    double until = sqt_now() + seconds;
+    while (sqt_now() < until) {
+        long long conns = sqt_pg_count_app(&PG, APP);
+        if (conns > *max_conns)
+            *max_conns = conns;
+        sqt_sleep(0.02);
+    }
+}
+
+static long long wait_conns_at_most(long long want, double timeout)
+{
+    double until = sqt_now() + timeout;
+    long long n;
+    while ((n = sqt_pg_count_app(&PG, APP)) > want && sqt_now() < until)
+        sqt_sleep(0.05);
+    return n;
+}
+
+static bool log_has_line(const sqt_proc *p, const char *a, const char *b)
+{
+    char *log = sqt_log_read(p);
+    bool found = false;
+    for (char *line = strtok(log, "\n"); line && !found; line = strtok(NULL, "\n"))
+        found = strstr(line, a) && strstr(line, b);
+    free(log);
+    return found;
+}
+
+/* ---- many jobs through a small pool ----------------------------------------- */
+
+START_TEST(many_jobs_share_a_small_pool)
+{
+    sqt_proc p;
+    pg_squire(&p, PG.url, 8, "  :pool: 4\n  :checkout_timeout: 5\n  :application_name: " APP "\n",
+              NULL);
+    /* the budget: pool against max_connections (40), no warning for 4 */
+    ck_assert_msg(sqt_log_wait(&p, "max_connections", 5), "no pool budget line in the log");
+    ck_assert(!log_has_line(&p, "WARN", "max_connections"));
+
+    push_upserts(1, 500, 0.01);
+    long long max_conns = 0;
+    long long n = wait_rows("true", 500, 90, &max_conns);
+    char *rs = retry_summary();
+    dump_log_on(n != 500, &p);
+    ck_assert_msg(n == 500, "%lld of 500 jobs wrote their row; retry set:\n%s", n, rs);
+    free(rs);
+    /* each job exactly once, every argument written */
+    ck_assert_int_eq(rows("runs <> 1"), 0);
+    ck_assert_int_eq(sqt_pg_int(&PG, "SELECT sum(n) FROM jobs_done"), 500LL * 501 / 2);
+    ck_assert_int_eq(sqt_pg_int(&PG, "SELECT count(DISTINCT n) FROM jobs_done"), 500);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+    /* never more connections than the pool, and the pool was really shared
+     * by the 8 workers (4 connections busy at once at some point) */
+    ck_assert_msg(max_conns <= 4, "%lld connections for a pool of 4", max_conns);
+    ck_assert_msg(max_conns >= 2, "only %lld connection(s) seen: was the pool used?", max_conns);
+    /* idle connections stay open for reuse, still within the pool */
+    ck_assert_int_le(sqt_pg_count_app(&PG, APP), 4);
+    ck_assert_int_eq(sqt_pg_int(&PG,
+                                "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                                "'" APP "' AND state LIKE 'idle in transaction%%'"),
+                     0);
+    itest_stop(&p);
+    /* nothing left behind once squire exits */
+    ck_assert_int_eq(wait_conns_at_most(0, 10), 0);
+}
+END_TEST
+
+/* ---- a pool smaller than concurrency ---------------------------------------- */
+
+START_TEST(exhausted_pool_times_out_with_a_retryable_error)
+{
+    sqt_proc p;
+    pg_squire(&p, PG.url, 3,
+              "  :pool: 1\n  :checkout_timeout: 0.5\n  :application_name: " APP "\n", NULL);
+    char hold[25];
+    itest_push("HoldJob", "[3]", NULL, hold);
+    /* the one connection is busy in pg_sleep */
+    double until = sqt_now() + 10;
+    while (sqt_pg_int(&PG, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                           "'" APP "' AND state = 'active' AND query LIKE '%%pg_sleep%%'") < 1) {
+        ck_assert_msg(sqt_now() < until, "HoldJob never held a connection");
+        sqt_sleep(0.02);
+    }
+    double t0 = sqt_now();
+    char a[25], b[25];
+    itest_push("UpsertJob", "[1]", NULL, a);
+    itest_push("UpsertJob", "[2]", NULL, b);
+    long long inretry = sqt_wait_int(C, 2, 10, "ZCARD retry");
+    double waited = sqt_now() - t0;
+    dump_log_on(inretry != 2, &p);
+    ck_assert_int_eq(inretry, 2);
+    /* they gave up after the checkout timeout, long before HoldJob let go */
+    ck_assert_msg(waited < 2.5, "waiters failed after %.2f s (checkout_timeout 0.5)", waited);
+    ck_assert_int_eq(rows("true"), 0);
+    json_t *all = retry_jobs();
+    size_t i;
+    json_t *j;
+    json_array_foreach(all, i, j)
+    {
+        ck_assert_str_eq(jstr(j, "class"), "UpsertJob");
+        ck_assert_str_eq(jstr(j, "error_class"), "Squire::DatabaseUnavailable");
+        const char *msg = jstr(j, "error_message");
+        ck_assert_msg(strstr(msg, "0.5") != NULL, "message does not name the timeout: %s", msg);
+        ck_assert_int_eq(json_integer_value(json_object_get(j, "retry_count")), 0);
+        /* retryable: Sidekiq's default retry applies, not the dead set */
+        double waited_job = json_number_value(json_object_get(j, "failed_at")) -
+                            json_number_value(json_object_get(j, "enqueued_at"));
+        ck_assert_msg(waited_job >= 0.4, "failed after %.3f s: did it wait at all?", waited_job);
+    }
+    json_decref(all);
+    ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 0);
+    ck_assert_int_le(sqt_pg_count_app(&PG, APP), 1);
+
+    /* HoldJob finishes and gives the connection back: no deadlock */
+    ck_assert_int_eq(wait_rows("n = 0", 1, 10, NULL), 1);
+    char c[25];
+    itest_push("UpsertJob", "[3]", NULL, c);
+    ck_assert_int_eq(wait_rows("n = 3", 1, 10, NULL), 1);
+    ck_assert_int_le(sqt_pg_count_app(&PG, APP), 1);
+    /* and the two that timed out succeed when retried */
+    force_retries();
+    long long ok = wait_rows("n IN (1, 2)", 2, 10, NULL);
+    dump_log_on(ok != 2, &p);
+    ck_assert_int_eq(ok, 2);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+    itest_stop(&p);
+}
+END_TEST
+
+/* ---- PostgreSQL going away under the pool ----------------------------------- */
+
+/* 20 jobs warm the pool (2 connections, idle afterwards). */
+static void warm_pool(sqt_proc *p)
+{
+    pg_squire(p, PG.url, 4,
+              "  :pool: 2\n  :checkout_timeout: 2\n  :connect_timeout: 2\n"
+              "  :application_name: " APP "\n",
+              NULL);
+    push_upserts(1, 20, 0.05);
+    long long max_conns = 0;
+    ck_assert_int_eq(wait_rows("n BETWEEN 1 AND 20", 20, 20, &max_conns), 20);
+    ck_assert_int_le(max_conns, 2);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+    /* the pool keeps its idle connections: they are what breaks next */
+    ck_assert_int_ge(sqt_pg_count_app(&PG, APP), 1);
+}
+
+/* After the pool's idle connections broke, 40 new jobs all succeed at their
+ * first attempt: a broken connection is never handed out. */
+static void after_recovery_all_succeed(sqt_proc *p)
+{
+    long long max_conns = 0;
+    push_upserts(201, 40, 0.02);
+    long long n = wait_rows("n BETWEEN 201 AND 240", 40, 30, &max_conns);
+    char *rs = retry_summary();
+    dump_log_on(n != 40 || sqt_int(C, "ZCARD retry") != 0, p);
+    ck_assert_msg(n == 40 && sqt_int(C, "ZCARD retry") == 0,
+                  "%lld of 40 jobs succeeded after recovery; retry set:\n%s", n, rs);
+    free(rs);
+    ck_assert_int_eq(rows("runs <> 1"), 0);
+    ck_assert_msg(max_conns <= 2, "%lld connections for a pool of 2", max_conns);
+    ck_assert_int_le(sqt_pg_count_app(&PG, APP), 2);
+}
+
+START_TEST(restart_while_idle_never_hands_out_a_broken_connection)
+{
+    sqt_proc p;
+    warm_pool(&p);
+    sqt_pg_restart(&PG);
+    ck_assert_int_eq(sqt_pg_count_app(&PG, APP), 0);
+    after_recovery_all_succeed(&p);
+    ck_assert_int_eq(kill(p.pid, 0), 0);
+    itest_stop(&p);
+}
+END_TEST
+
+START_TEST(terminated_backends_are_replaced)
+{
+    sqt_proc p;
+    warm_pool(&p);
+    long long killed = sqt_pg_int(&PG, "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) "
+                                       "FROM pg_stat_activity WHERE application_name = '" APP
+                                       "') t");
+    ck_assert_int_ge(killed, 1);
+    ck_assert_int_eq(wait_conns_at_most(0, 5), 0);
+    after_recovery_all_succeed(&p);
+    itest_stop(&p);
+}
+END_TEST
+
+START_TEST(restart_mid_run_jobs_fail_retry_and_succeed)
+{
+    sqt_proc p;
+    warm_pool(&p);
+    /* 40 jobs of 0.1 s on 2 connections: about 2 s of work; the server goes
+     * down 0.5 s in, for 1 s */
+    push_upserts(101, 40, 0.1);
+    long long max_conns = 0;
+    sample_conns(0.5, &max_conns);
+    sqt_pg_down(&PG);
+    sqt_sleep(1.0);
+    ck_assert_int_eq(kill(p.pid, 0), 0);
+    sqt_pg_up(&PG);
+    /* every job either wrote its row or failed into the retry set */
+    double until = sqt_now() + 30;
+    long long done = 0, failed = 0;
+    do {
+        sample_conns(0.1, &max_conns);
+        done = rows("n BETWEEN 101 AND 140");
+        failed = sqt_int(C, "ZCARD retry");
+    } while (done + failed < 40 && sqt_now() < until);
+    char *rs = retry_summary();
+    dump_log_on(done + failed != 40, &p);
+    ck_assert_msg(done + failed == 40, "%lld done + %lld failed of 40; retry set:\n%s", done,
+                  failed, rs);
+    ck_assert_msg(failed >= 1, "no job failed while PostgreSQL was down");
+    /* the failures are database failures, never a handler that was handed a
+     * connection the pool should have known was broken */
+    json_t *all = retry_jobs();
+    size_t i;
+    json_t *j;
+    json_array_foreach(all, i, j)
+    {
+        const char *ec = jstr(j, "error_class");
+        ck_assert_msg(strcmp(ec, "Squire::DatabaseUnavailable") == 0 ||
+                          strcmp(ec, "PG::ConnectionBad") == 0 || strcmp(ec, "PG::Error") == 0,
+                      "unexpected failure: %s: %s", ec, jstr(j, "error_message"));
+    }
+    json_decref(all);
+    free(rs);
+    /* retried (now rather than in 15 s), they all succeed */
+    force_retries();
+    long long n = wait_rows("n BETWEEN 101 AND 140", 40, 30, &max_conns);
+    rs = retry_summary();
+    dump_log_on(n != 40, &p);
+    ck_assert_msg(n == 40, "%lld of 40 after retrying; retry set:\n%s", n, rs);
+    free(rs);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+    ck_assert_int_eq(rows("runs <> 1"), 0);
+    /* and new work runs cleanly */
+    after_recovery_all_succeed(&p);
+    ck_assert_msg(max_conns <= 2, "%lld connections for a pool of 2", max_conns);
+    itest_stop(&p);
+    ck_assert_int_eq(wait_conns_at_most(0, 10), 0);
+}
+END_TEST
+
+/* ---- PostgreSQL down at start ----------------------------------------------- */
+
+START_TEST(starts_while_postgres_is_down)
+{
+    int port = sqt_free_port();
+    char url[128];
+    snprintf(url, sizeof url, "postgresql://postgres@127.0.0.1:%d/postgres", port);
+    sqt_proc p;
+    pg_squire(&p, url, 2,
+              "  :pool: 2\n  :checkout_timeout: 1\n  :connect_timeout: 2\n"
+              "  :application_name: " APP "\n",
+              NULL);
+    char a[25];
+    itest_push("UpsertJob", "[1]", NULL, a);
+    long long inretry = sqt_wait_int(C, 1, 10, "ZCARD retry");
+    dump_log_on(inretry != 1, &p);
+    ck_assert_int_eq(inretry, 1);
+    json_t *j = itest_only_member("retry", NULL);
+    ck_assert_str_eq(jstr(j, "error_class"), "Squire::DatabaseUnavailable");
+    ck_assert_msg(strcasestr(jstr(j, "error_message"), "refused") != NULL,
+                  "the message does not say why: %s", jstr(j, "error_message"));
+    json_decref(j);
+    sqt_sleep(0.5);
+    ck_assert_int_eq(kill(p.pid, 0), 0);
+
+    /* PostgreSQL comes up later: the pool connects lazily */
+    sqt_pg_start_on(&PG, port);
+    make_tables();
+    char b[25];
+    itest_push("UpsertJob", "[2]", NULL, b);
+    long long ok = wait_rows("n = 2", 1, 10, NULL);
+    dump_log_on(ok != 1, &p);
+    ck_assert_int_eq(ok, 1);
+    force_retries();
+    ck_assert_int_eq(wait_rows("n = 1", 1, 10, NULL), 1);
+    ck_assert_int_le(sqt_pg_count_app(&PG, APP), 2);
+    itest_stop(&p);
+}
+END_TEST
+
+START_TEST(no_database_configured_fails_the_job_not_the_daemon)
+{
+    sqt_proc p;
+    const char *cfg = itest_config(":poll_interval_average: 0.2\n:beat_interval: 1\n");
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PGPLUGIN, "-c", "2", "-t", "8", NULL};
+    sqt_squire_start(&p, R.url, argv, NULL); /* main() unset DATABASE_URL */
+    ck_assert(sqt_log_wait(&p, "starting", 15));
+    char a[25];
+    itest_push("UpsertJob", "[1]", NULL, a);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "ZCARD retry"), 1);
+    json_t *j = itest_only_member("retry", NULL);
+    ck_assert_str_eq(jstr(j, "error_class"), "Squire::DatabaseUnavailable");
+    ck_assert_str_ne(jstr(j, "error_message"), "");
+    json_decref(j);
+    ck_assert_int_eq(kill(p.pid, 0), 0);
+    itest_stop(&p);
+}
+END_TEST
+
+/* ---- transactions left open ----------------------------------------------------- */
+
+START_TEST(open_transaction_does_not_poison_the_next_job)
+{
+    sqt_proc p;
+    /* one worker, one connection: each job gets the one before's connection */
+    pg_squire(&p, PG.url, 1, "  :pool: 1\n  :application_name: " APP "\n", NULL);
+    char a[25], b[25], c[25], d[25];
+    itest_push("OpenTxJob", "[]", NULL, a);
+    itest_push("TxCheckJob", "[]", NULL, b);
+    itest_push("OpenTxJob", "[\"error\"]", NULL, c);
+    itest_push("TxCheckJob", "[]", NULL, d);
+    double until = sqt_now() + 15;
+    while (sqt_pg_int(&PG, "SELECT count(*) FROM tx_check") < 2 &&
+           sqt_int(C, "ZCARD retry") == 0 && sqt_now() < until)
+        sqt_sleep(0.05);
+    char *rs = retry_summary();
+    long long checked = sqt_pg_int(&PG, "SELECT count(*) FROM tx_check");
+    dump_log_on(checked != 2, &p);
+    ck_assert_msg(checked == 2 && sqt_int(C, "ZCARD retry") == 0,
+                  "%lld of 2 checks recorded; retry set:\n%s", checked, rs);
+    free(rs);
+    /* both checks ran outside any transaction and saw no leaked row */
+    ck_assert_int_eq(sqt_pg_int(&PG, "SELECT count(*) FROM tx_check WHERE idle AND no_txid "
+                                     "AND leaked_rows = 0"),
+                     2);
+    ck_assert_int_eq(sqt_pg_int(&PG, "SELECT count(*) FROM tx_check WHERE jid IN ('%s', '%s')",
+                                b, d),
+                     2);
+    /* the uncommitted inserts were rolled back, not committed */
+    ck_assert_int_eq(rows("n = -1"), 0);
+    ck_assert_int_eq(sqt_pg_int(&PG,
+                                "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                                "'" APP "' AND state LIKE 'idle in transaction%%'"),
+                     0);
+    ck_assert_int_le(sqt_pg_count_app(&PG, APP), 1);
+    /* and the connection still works for ordinary jobs */
+    char e[25];
+    itest_push("UpsertJob", "[7]", NULL, e);
+    ck_assert_int_eq(wait_rows("n = 7", 1, 10, NULL), 1);
+    itest_stop(&p);
+}
+END_TEST
+
+/* ---- configuration reaches the connection --------------------------------------- */
+
+START_TEST(database_url_env_statement_timeout_and_application_name)
+{
+    sqt_proc p;
+    static char env_url[200];
+    snprintf(env_url, sizeof env_url, "DATABASE_URL=%s", PG.url);
+    const char *env[] = {env_url, NULL};
+    /* no url: in the file: $DATABASE_URL */
+    pg_squire(&p, NULL, 2, "  :statement_timeout: 7\n  :application_name: sqtest-named\n", env);
+    char a[25], b[25];
+    itest_push("ShowJob", "[\"statement_timeout\"]", NULL, a);
+    itest_push("ShowJob", "[\"application_name\"]", NULL, b);
+    double until = sqt_now() + 10;
+    while (sqt_pg_int(&PG, "SELECT count(*) FROM settings") < 2 && sqt_now() < until)
+        sqt_sleep(0.05);
+    char *rs = retry_summary();
+    ck_assert_msg(sqt_pg_int(&PG, "SELECT count(*) FROM settings") == 2, "retry set:\n%s", rs);
+    free(rs);
+    char *st = sqt_pg_str(&PG, "SELECT value FROM settings WHERE jid = '%s'", a);
+    char *an = sqt_pg_str(&PG, "SELECT value FROM settings WHERE jid = '%s'", b);
+    ck_assert_str_eq(st, "7s");
+    ck_assert_str_eq(an, "sqtest-named");
+    free(st);
+    free(an);
+    itest_stop(&p);
+}
+END_TEST
+
+START_TEST(default_application_name_is_the_identity)
+{
+    sqt_proc p;
+    pg_squire(&p, PG.url, 2, NULL, NULL);
+    char a[25];
+    itest_push("ShowJob", "[\"application_name\"]", NULL, a);
+    double until = sqt_now() + 10;
+    while (sqt_pg_int(&PG, "SELECT count(*) FROM settings") < 1 && sqt_now() < until)
+        sqt_sleep(0.05);
+    char *an = sqt_pg_str(&PG, "SELECT value FROM settings WHERE jid = '%s'", a);
+    ck_assert_ptr_nonnull(an);
+    char pid[32];
+    snprintf(pid, sizeof pid, ":%d:", (int)p.pid);
+    ck_assert_msg(strstr(an, pid) != NULL, "application_name %s is not host:%d:nonce", an,
+                  (int)p.pid);
+    free(an);
+    itest_stop(&p);
+}
+END_TEST
+
+START_TEST(budget_warns_past_max_connections)
+{
+    sqt_proc p;
+    /* 45 connections against max_connections 40 */
+    pg_squire(&p, PG.url, 45, "  :application_name: " APP "\n", NULL);
+    ck_assert_msg(sqt_log_wait(&p, "max_connections", 5), "no pool budget line in the log");
+    ck_assert_msg(log_has_line(&p, "WARN", "max_connections"),
+                  "no warning for a pool of 45 against max_connections 40");
+    /* a warning, not a refusal: jobs still run */
+    char a[25];
+    itest_push("UpsertJob", "[1]", NULL, a);
+    ck_assert_int_eq(wait_rows("n = 1", 1, 10, NULL), 1);
+    itest_stop(&p);
+}
+END_TEST
+
+static Suite *pg_suite(void)
+{
+    Suite *s = suite_create("pg");
+    TCase *tc = tcase_create("pool");
+    tcase_add_checked_fixture(tc, pg_setup, pg_teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, many_jobs_share_a_small_pool);
+    tcase_add_test(tc, exhausted_pool_times_out_with_a_retryable_error);
+    tcase_add_test(tc, restart_while_idle_never_hands_out_a_broken_connection);
+    tcase_add_test(tc, terminated_backends_are_replaced);
+    tcase_add_test(tc, restart_mid_run_jobs_fail_retry_and_succeed);
+    tcase_add_test(tc, open_transaction_does_not_poison_the_next_job);
+    tcase_add_test(tc, database_url_env_statement_timeout_and_application_name);
+    tcase_add_test(tc, default_application_name_is_the_identity);
+    tcase_add_test(tc, budget_warns_past_max_connections);
+    suite_add_tcase(s, tc);
+
+    TCase *down = tcase_create("down");
+    tcase_add_checked_fixture(down, nopg_setup, pg_teardown);
+    tcase_set_timeout(down, 120);
+    tcase_add_test(down, starts_while_postgres_is_down);
+    tcase_add_test(down, no_database_configured_fails_the_job_not_the_daemon);
+    suite_add_tcase(s, down);
+    return s;
+}
+
+int main(void)
+{
+    unsetenv("DATABASE_URL"); /* the suites choose */
+    return sqt_run(pg_suite());
+}
+
+#endif /* SQ_TEST_PGPLUGIN */
