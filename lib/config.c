@@ -529,6 +529,8 @@ void sq_config_destroy(sq_config *c)
     free(c->environment);
     free(c->tag);
     free(c->redis_url);
+    free(c->db_url);
+    free(c->db_application_name);
     queues_free(c);
     list_free(&c->labels, &c->nlabels);
     list_free(&c->requires, &c->nrequires);
