@@ -62,10 +62,7 @@ static int check_redis(const sq_config *cfg)
         sq_redis_info_field(info->str, "redis_version", v, sizeof v);
         sq_redis_info_field(info->str, "maxmemory_policy", policy, sizeof policy);
         sq_redis_info_field(info->str, "aof_enabled", aof, sizeof aof);
-        char *end;
-        long major = strtol(v, &end, 10), minor = *end == '.' ? strtol(end + 1, NULL, 10) : 0;
-        bool lmove = major > 6 || (major == 6 && minor >= 2);
-        bool fetch_ok = cfg->fetch != SQ_FETCH_RELIABLE || lmove;
+        bool fetch_ok = cfg->fetch != SQ_FETCH_RELIABLE || sq_redis_version_at_least(v, 6, 2);
         line("redis", fetch_ok, "%s: Redis %s%s", sq_redis_display(r), v,
              fetch_ok ? "" : " has no LMOVE: reliable fetch needs 6.2+ (or fetch: basic)");
         line("redis", true, "maxmemory-policy %s%s, appendonly %s%s", policy,

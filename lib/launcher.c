@@ -181,14 +181,11 @@ static int check_server(sq_runtime *rt)
     int rc = 0;
     char v[32], policy[64], aof[8];
     if (sq_redis_info_field(rep->str, "redis_version", v, sizeof v)) {
-        char *end;
-        long major = strtol(v, &end, 10);
-        long minor = *end == '.' ? strtol(end + 1, NULL, 10) : 0;
-        if (rt->fetch == &sq_fetch_reliable && (major < 6 || (major == 6 && minor < 2))) {
+        if (rt->fetch == &sq_fetch_reliable && !sq_redis_version_at_least(v, 6, 2)) {
             sq_log(SQ_LOG_ERROR, "Redis %s has no LMOVE; reliable fetch needs Redis 6.2 or "
                    "later (or set fetch: basic)", v);
             rc = -1;
-        } else if (major < 4) {
+        } else if (!sq_redis_version_at_least(v, 4, 0)) {
             sq_log(SQ_LOG_WARN, "Redis %s is older than 4.0, which Sidekiq requires", v);
         }
     }
@@ -761,9 +758,9 @@ done:
     return status;
 }
 
-/* Read one URL from $CREDENTIALS_DIRECTORY/<name> into *out (malloc'd);
- * nothing when there is no such file. */
-static int read_credential(const char *name, char **out)
+/* Read one URL from $CREDENTIALS_DIRECTORY/<name> into *out (malloc'd),
+ * unless *out is already set; nothing when there is no such file. */
+static int read_credential(const char *name, char **out, sq_error *err)
 {
     const char *dir = getenv("CREDENTIALS_DIRECTORY");
     if (*out != NULL || dir == NULL)
@@ -779,49 +776,38 @@ static int read_credential(const char *name, char **out)
     url[strcspn(url, "\r\n")] = '\0';
     *out = strdup(url);
     memset(url, 0, sizeof url);
+    if (*out == NULL)
+        sq__error_set(err, SQ_ENOMEM, "%s: out of memory", path);
     return *out ? 0 : -1;
 }
 
-/* PostgreSQL for handlers: database.url, else $DATABASE_URL, else the
- * credential database_url. */
-static int find_database(sq_config *cfg)
-{
-    const char *env = getenv("DATABASE_URL");
-    if (cfg->db_url == NULL && env != NULL && env[0] != '\0')
-        cfg->db_url = strdup(env);
-    return read_credential("database_url", &cfg->db_url);
-}
-
-/* systemd's LoadCredential=redis_url:...: the Redis URL from a file rather
- * than the environment, when the environment names none. */
+/* Where the URLs come from when the config and environment name none:
+ * PostgreSQL: database.url, else $DATABASE_URL, else the credential
+ * database_url; Redis: the credential redis_url (systemd LoadCredential=). */
 static int load_credential(sq_config *cfg, sq_error *err)
 {
-    const char *dir = getenv("CREDENTIALS_DIRECTORY");
-    if (find_database(cfg) != 0)
+    const char *env = getenv("DATABASE_URL");
+    if (cfg->db_url == NULL && env != NULL && env[0] != '\0' &&
+        (cfg->db_url = strdup(env)) == NULL) {
+        sq__error_set(err, SQ_ENOMEM, "out of memory");
         return -1;
-    if (cfg->redis_url != NULL || dir == NULL)
+    }
+    if (read_credential("database_url", &cfg->db_url, err) != 0)
+        return -1;
+    bool from_file = cfg->redis_url == NULL;
+    if (read_credential("redis_url", &cfg->redis_url, err) != 0)
+        return -1;
+    if (!from_file || cfg->redis_url == NULL)
         return 0;
-    char path[4096], url[2048];
-    snprintf(path, sizeof path, "%s/redis_url", dir);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    size_t n = fread(url, 1, sizeof url - 1, f);
-    fclose(f);
-    url[n] = '\0';
-    url[strcspn(url, "\r\n")] = '\0';
     sq_redis_url parsed = {0};
-    if (sq_redis_url_parse(url, &parsed, err) != 0) {
-        char msg[sizeof err->message];
-        snprintf(msg, sizeof msg, "%s", err->message);
-        err->code = SQ_EOK;
-        sq__error_set(err, SQ_ECONFIG, "%s: %s", path, msg);
+    sq_error perr = {0};
+    if (sq_redis_url_parse(cfg->redis_url, &parsed, &perr) != 0) {
+        sq__error_set(err, SQ_ECONFIG, "%s/redis_url: %s", getenv("CREDENTIALS_DIRECTORY"),
+                      perr.message);
         return -1;
     }
     sq_redis_url_destroy(&parsed);
-    cfg->redis_url = strdup(url);
-    memset(url, 0, sizeof url);
-    return cfg->redis_url ? 0 : -1;
+    return 0;
 }
 
 int sq_main(int argc, char **argv, sq_registry *reg)

@@ -361,6 +361,14 @@ bool sq_redis_info_field(const char *info, const char *field, char *out, size_t 
     return false;
 }
 
+bool sq_redis_version_at_least(const char *version, long major, long minor)
+{
+    char *end;
+    long ma = strtol(version, &end, 10);
+    long mi = *end == '.' ? strtol(end + 1, NULL, 10) : 0;
+    return ma > major || (ma == major && mi >= minor);
+}
+
 bool sq_redis_error_is(const sq_error *err, const char *prefix)
 {
     return err != NULL && err->code == SQ_EREDIS &&

@@ -70,6 +70,10 @@ redisReply *sq_redis_eval(sq_redis *r, sq_script *s, int nkeys, int argc, const 
  * false when absent. */
 bool sq_redis_info_field(const char *info, const char *field, char *out, size_t size);
 
+/* Whether a redis_version string ("7.0.15") is at least major.minor
+ * (reliable fetch needs 6.2 for LMOVE). */
+bool sq_redis_version_at_least(const char *version, long major, long minor);
+
 /* True when err came from an error reply starting with prefix ("WRONGTYPE"). */
 bool sq_redis_error_is(const sq_error *err, const char *prefix);
 

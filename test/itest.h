@@ -30,6 +30,21 @@ static inline void itest_teardown(void)
     sqt_redis_stop(&R);
 }
 
+/* Replace the test's Redis with a new one on `port`: for tests that start
+ * squire against a port where nothing listens yet. */
+static inline void itest_redis_on_port(int port)
+{
+    if (C)
+        redisFree(C);
+    sqt_redis_stop(&R);
+    memset(&R, 0, sizeof R);
+    R.port = port;
+    sqt_tempdir(R.dir, "redis");
+    snprintf(R.url, sizeof R.url, "redis://127.0.0.1:%d/0", port);
+    sqt_redis_restart(&R);
+    C = sqt_redis_connect(&R);
+}
+
 /* Write yaml to a temp sidekiq.yml and return its path (static buffer). */
 static inline const char *itest_config(const char *yaml)
 {

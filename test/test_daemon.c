@@ -401,14 +401,7 @@ START_TEST(waits_for_redis_at_start)
     sqt_squire_start(&p, url, argv, NULL);
     ck_assert(sqt_log_wait(&p, "waiting for Redis", 5));
     /* bring a Redis up on that port */
-    redisFree(C);
-    sqt_redis_stop(&R);
-    memset(&R, 0, sizeof R);
-    R.port = port;
-    sqt_tempdir(R.dir, "redis");
-    snprintf(R.url, sizeof R.url, "%s", url);
-    sqt_redis_restart(&R);
-    C = sqt_redis_connect(&R);
+    itest_redis_on_port(port);
     char jid[25];
     itest_push("OkJob", "[]", NULL, jid);
     ck_assert_int_eq(sqt_wait_int(C, 1, 15, "SISMEMBER test:done %s", jid), 1);
@@ -647,14 +640,7 @@ START_TEST(tstp_before_redis_is_up_keeps_the_process_quiet)
     ck_assert(sqt_log_wait(&p, "waiting for Redis", 5));
     kill(p.pid, SIGTSTP);
     ck_assert(sqt_log_wait(&p, "TSTP received", 5));
-    redisFree(C);
-    sqt_redis_stop(&R);
-    memset(&R, 0, sizeof R);
-    R.port = port;
-    sqt_tempdir(R.dir, "redis");
-    snprintf(R.url, sizeof R.url, "%s", url);
-    sqt_redis_restart(&R);
-    C = sqt_redis_connect(&R);
+    itest_redis_on_port(port);
     char jid[25];
     itest_push("OkJob", "[]", NULL, jid);
     sqt_sleep(3);

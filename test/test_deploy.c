@@ -71,14 +71,7 @@ START_TEST(ready_only_once_redis_answers_then_watchdog_and_stopping)
     sqt_sleep(1);
     ck_assert_ptr_null(strstr(l.seen, "READY=1"));
     /* Redis comes up on that port */
-    redisFree(C);
-    sqt_redis_stop(&R);
-    memset(&R, 0, sizeof R);
-    R.port = port;
-    sqt_tempdir(R.dir, "redis");
-    snprintf(R.url, sizeof R.url, "%s", url);
-    sqt_redis_restart(&R);
-    C = sqt_redis_connect(&R);
+    itest_redis_on_port(port);
     ck_assert(notify_wait(&l, "READY=1", 10));
     /* it pings the watchdog every 0.5 s while it works */
     size_t before = 0;
