@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -16,6 +17,38 @@ static sq_log_level min_level = SQ_LOG_INFO;
 static bool with_time = true;
 static bool journal; /* stdout is the systemd journal: "<N>" priority prefixes */
 static _Thread_local char thread_name[16] = "main";
+
+/* Every job writes two lines, so the per-line work is kept small: the pid is
+ * read once (and again in a forked child), and each thread keeps the text of
+ * the current second and its "pid=.. tid=.. " prefix instead of calling
+ * getpid, strftime and snprintf for each line. */
+static atomic_int cached_pid;
+static _Thread_local time_t stamp_sec = -1;
+static _Thread_local char stamp[24]; /* "2026-11-22T12:00:00" */
+static _Thread_local char prefix[48];
+static _Thread_local int prefix_pid;
+
+static void forget_pid(void)
+{
+    atomic_store(&cached_pid, 0);
+}
+
+static void register_fork_hook(void)
+{
+    pthread_atfork(NULL, NULL, forget_pid);
+}
+
+static int log_pid(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    int pid = atomic_load(&cached_pid);
+    if (pid == 0) {
+        pthread_once(&once, register_fork_hook);
+        pid = (int)getpid();
+        atomic_store(&cached_pid, pid);
+    }
+    return pid;
+}
 
 static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
 
@@ -48,6 +81,7 @@ void sq_log_setup(bool verbose, bool timestamps)
 void sq_log_thread_name(const char *name)
 {
     snprintf(thread_name, sizeof thread_name, "%s", name);
+    prefix_pid = 0; /* rebuilt with the new name */
 }
 
 bool sq_log_enabled(sq_log_level level)
@@ -91,22 +125,31 @@ static void emit(sq_log_level level, const sq_job *job, const char *fmt, va_list
 {
     char line[4096];
     size_t pos = 0;
-    char head[96];
     static const char *const priority[] = {"<7>", "<6>", "<4>", "<3>"};
 
     if (journal)
         put_raw(line, sizeof line, &pos, priority[level]);
     if (with_time) {
-        struct timeval tv;
-        struct tm tm;
-        gettimeofday(&tv, NULL);
-        gmtime_r(&tv.tv_sec, &tm);
-        size_t n = strftime(head, sizeof head, "%Y-%m-%dT%H:%M:%S", &tm);
-        snprintf(head + n, sizeof head - n, ".%03dZ ", (int)(tv.tv_usec / 1000));
-        put_raw(line, sizeof line, &pos, head);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        if (ts.tv_sec != stamp_sec) {
+            struct tm tm;
+            gmtime_r(&ts.tv_sec, &tm);
+            strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+            stamp_sec = ts.tv_sec;
+        }
+        put_raw(line, sizeof line, &pos, stamp);
+        unsigned ms = (unsigned)(ts.tv_nsec / 1000000);
+        char frac[] = {'.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10),
+                       (char)('0' + ms % 10), 'Z', ' ', '\0'};
+        put_raw(line, sizeof line, &pos, frac);
     }
-    snprintf(head, sizeof head, "pid=%d tid=%s ", (int)getpid(), thread_name);
-    put_raw(line, sizeof line, &pos, head);
+    int pid = log_pid();
+    if (prefix_pid != pid) {
+        snprintf(prefix, sizeof prefix, "pid=%d tid=%s ", pid, thread_name);
+        prefix_pid = pid;
+    }
+    put_raw(line, sizeof line, &pos, prefix);
     if (job != NULL) {
         const char *klass = job->klass ? job->klass : "?";
         put_raw(line, sizeof line, &pos, "class=");
