@@ -31,6 +31,8 @@ static int set_string(sq_config *c, const sq__option *o, const char *where, cons
                       sq_error *err);
 static int set_fetch(sq_config *c, const sq__option *o, const char *where, const char *text,
                      sq_error *err);
+static int set_level(sq_config *c, const sq__option *o, const char *where, const char *text,
+                     sq_error *err);
 static int set_queue(sq_config *c, const sq__option *o, const char *where, const char *text,
                      sq_error *err);
 static int set_label(sq_config *c, const sq__option *o, const char *where, const char *text,
@@ -61,6 +63,8 @@ static const sq__option options[] = {
      "shared object with handlers (or app directory), repeatable", set_require},
     {"verbose", 'v', "verbose", NULL, SQ__OPT_BOOL, FIELD(verbose), 0, 1, 0, 0, NULL,
      "log at DEBUG level", set_bool},
+    {"log_level", 0, "log-level", "LEVEL", SQ__OPT_LEVEL, FIELD(log_level), 0, 3, 1, 0, NULL,
+     "debug, info (a start and a done line per job), warn or error", set_level},
     {"fetch", 0, "fetch", "MODE", SQ__OPT_FETCH, FIELD(fetch), 0, 1, SQ_FETCH_RELIABLE, 0, NULL,
      "reliable (no job lost on kill -9) or basic (Sidekiq's BRPOP)", set_fetch},
     {NULL, 0, "check", NULL, SQ__OPT_BOOL, FIELD(check), 0, 1, 0, 0, NULL,
@@ -159,6 +163,8 @@ const char *sq__option_expects(const sq__option *o, char *buf, size_t size)
         return "true or false";
     case SQ__OPT_FETCH:
         return "basic or reliable";
+    case SQ__OPT_LEVEL:
+        return "debug, info, warn or error";
     case SQ__OPT_QUEUES:
         return "a list of queue names";
     case SQ__OPT_LIST:
@@ -333,6 +339,20 @@ static int set_fetch(sq_config *c, const sq__option *o, const char *where, const
     return 0;
 }
 
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+static int set_level(sq_config *c, const sq__option *o, const char *where, const char *text,
+                     sq_error *err)
+{
+    for (int i = 0; text != NULL && i < (int)SQ_ARRAY_LEN(level_names); i++) {
+        if (strcmp(text, level_names[i]) == 0) {
+            c->log_level = i;
+            return 0;
+        }
+    }
+    return expected(o, where, text, err);
+}
+
 static int list_push(char ***v, size_t *n, const char *text, sq_error *err)
 {
     char *copy = sq__strdup(text);
@@ -500,6 +520,9 @@ static void set_default(sq_config *c, const sq__option *o)
     case SQ__OPT_FETCH:
         c->fetch = (sq_fetch_mode)o->def_long;
         break;
+    case SQ__OPT_LEVEL:
+        *(int *)(void *)field = (int)o->def_long;
+        break;
     case SQ__OPT_STRING:
     case SQ__OPT_ENV:
         free(*(char **)(void *)field);
@@ -648,6 +671,8 @@ static const char *default_text(const sq__option *o, char *buf, size_t size)
         return o->def_long ? "true" : "false";
     case SQ__OPT_FETCH:
         return o->def_long == SQ_FETCH_RELIABLE ? "reliable" : "basic";
+    case SQ__OPT_LEVEL:
+        return level_names[o->def_long];
     default:
         return o->def_str != NULL && o->def_str[0] != '\0' ? o->def_str : NULL;
     }

@@ -49,6 +49,7 @@ typedef struct sq_config {
     char **requires;    /* -r / :require: shared objects, in order */
     size_t nrequires;
     bool verbose;
+    int log_level; /* 0 debug, 1 info, 2 warn, 3 error (log.h); -v means debug */
     int max_retries;
     long dead_max_jobs;
     long dead_timeout_in_seconds;

@@ -27,6 +27,7 @@ typedef enum sq__opt_type {
     SQ__OPT_BOOL,    /* bool field; a flag without a value sets it */
     SQ__OPT_STRING,  /* owned char * field */
     SQ__OPT_FETCH,   /* basic | reliable */
+    SQ__OPT_LEVEL,   /* debug | info | warn | error: int field, 0..3 */
     SQ__OPT_QUEUES,  /* the queue list: "name", "name,weight" or [name, weight] */
     SQ__OPT_LIST,    /* owned char ** list (labels, require) */
     SQ__OPT_CONFIG,  /* -C: handled by the loader */

@@ -835,7 +835,8 @@ int sq_main(int argc, char **argv, sq_registry *reg)
         goto out;
     }
     const char *dyno = getenv("DYNO");
-    sq_log_setup(cfg.verbose, dyno == NULL || dyno[0] == '\0');
+    sq_log_setup(cfg.verbose ? SQ_LOG_DEBUG : (sq_log_level)cfg.log_level,
+                 dyno == NULL || dyno[0] == '\0');
     for (size_t i = 0; i < cfg.nwarnings; i++)
         sq_log(SQ_LOG_WARN, "%s", cfg.warnings[i]);
     sq_notify_init();

@@ -70,9 +70,9 @@ static bool stdout_is_journal(void)
            ino == (unsigned long long)st.st_ino;
 }
 
-void sq_log_setup(bool verbose, bool timestamps)
+void sq_log_setup(sq_log_level min, bool timestamps)
 {
-    min_level = verbose ? SQ_LOG_DEBUG : SQ_LOG_INFO;
+    min_level = min;
     /* Under systemd the journal stamps and levels each line itself. */
     journal = stdout_is_journal();
     with_time = timestamps && !journal;

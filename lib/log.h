@@ -17,7 +17,8 @@
 
 typedef enum sq_log_level { SQ_LOG_DEBUG = 0, SQ_LOG_INFO, SQ_LOG_WARN, SQ_LOG_ERROR } sq_log_level;
 
-void sq_log_setup(bool verbose, bool timestamps);
+/* Lines below min are dropped; timestamps off for Heroku ($DYNO). */
+void sq_log_setup(sq_log_level min, bool timestamps);
 /* The short thread name shown as tid= (copied; at most 15 chars). */
 void sq_log_thread_name(const char *name);
 bool sq_log_enabled(sq_log_level level);

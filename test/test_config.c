@@ -342,6 +342,28 @@ START_TEST(test_booleans)
 }
 END_TEST
 
+START_TEST(test_log_level)
+{
+    ASSERT_OK(yml("concurrency: 2\n"));
+    ck_assert_int_eq(cfg.log_level, 1); /* info: Sidekiq's default */
+    const char *names[] = {"debug", "info", "warn", ":error"};
+    for (int i = 0; i < 4; i++) {
+        char text[64];
+        snprintf(text, sizeof text, "log_level: %s\n", names[i]);
+        ASSERT_OK(yml(text));
+        ck_assert_int_eq(cfg.log_level, i);
+    }
+    ASSERT_ERR(yml("log_level: WARNING\n"), SQ_ECONFIG,
+               "test.yml:1: log_level: expected debug, info, warn or error, got \"WARNING\"");
+    err = (sq_error){0}; /* the first error wins: clear the YAML one */
+    write_text("c.yml", "log_level: error\n");
+    ASSERT_OK(LOAD("-C", "c.yml", "--log-level", "warn"));
+    ck_assert_int_eq(cfg.log_level, 2);
+    ASSERT_ERR(LOAD("-C", "c.yml", "--log-level=loud"), SQ_EUSAGE,
+               "--log-level: expected debug, info, warn or error, got \"loud\"");
+}
+END_TEST
+
 START_TEST(test_doubles)
 {
     ASSERT_OK(yml("average_scheduled_poll_interval: 1e1\npoll_interval_average: .25\n"));
@@ -1534,6 +1556,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_database_section);
     tcase_add_test(tc, test_quoted_integers_and_symbols);
     tcase_add_test(tc, test_booleans);
+    tcase_add_test(tc, test_log_level);
     tcase_add_test(tc, test_doubles);
     tcase_add_test(tc, test_null_values);
     tcase_add_test(tc, test_empty_and_comment_only_text);
