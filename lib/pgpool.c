@@ -11,11 +11,15 @@
  * leaves behind, or EOF) is dropped and replaced, and one returned in a bad
  * state is closed. One returned inside a transaction is rolled back first,
  * so a handler that forgot COMMIT cannot poison the next job.
+ *
+ * libpq is loaded when the pool is made (pq.c). When it cannot be, the pool
+ * still exists and every checkout and budget check fails with the reason,
+ * as when PostgreSQL is unreachable: the daemon starts, says why, and jobs
+ * that need the database fail and retry; `squire --check` fails.
  */
 #include "pgpool.h"
 
 #include <errno.h>
-#include <libpq-fe.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,10 +28,13 @@
 
 #include "common.h"
 #include "log.h"
+#include "pq.h"
 
 struct sq_pgpool {
     pthread_mutex_t lock; /* guards everything below */
     pthread_cond_t freed;
+    const sq_pq *pq;   /* NULL when libpq could not be loaded: load_err says why */
+    sq_error load_err;
     char *url;
     char *app_name;
     int size;
@@ -57,6 +64,7 @@ sq_pgpool *sq_pgpool_new(const char *url, const char *app_name, int size,
     p->checkout_timeout = checkout_timeout;
     p->connect_timeout = connect_timeout;
     p->statement_timeout = statement_timeout;
+    p->pq = sq_pq_load(&p->load_err);
     pthread_mutex_init(&p->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -71,7 +79,7 @@ void sq_pgpool_free(sq_pgpool *p)
     if (p == NULL)
         return;
     for (int i = 0; p->idle && i < p->nidle; i++)
-        PQfinish(p->idle[i]);
+        p->pq->PQfinish(p->idle[i]);
     free(p->idle);
     free(p->url);
     free(p->app_name);
@@ -105,16 +113,17 @@ static PGconn *connect_one(sq_pgpool *p, sq_error *err)
     const char *keys[] = {"dbname", "connect_timeout", "application_name",
                           p->statement_timeout > 0 ? "options" : NULL, NULL};
     const char *vals[] = {p->url, timeout, p->app_name, options, NULL};
-    PGconn *c = PQconnectdbParams(keys, vals, 1);
-    if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+    const sq_pq *pq = p->pq;
+    PGconn *c = pq->PQconnectdbParams(keys, vals, 1);
+    if (c == NULL || pq->PQstatus(c) != CONNECTION_OK) {
         /* libpq's message names host and port, never the password */
-        const char *why = c ? PQerrorMessage(c) : "out of memory";
+        const char *why = c ? pq->PQerrorMessage(c) : "out of memory";
         sq__error_set(err, SQ_EIO, "cannot connect to PostgreSQL: %.*s",
                       (int)strcspn(why, "\n"), why);
-        PQfinish(c);
+        pq->PQfinish(c);
         return NULL;
     }
-    PQsetNoticeProcessor(c, log_notice, NULL);
+    pq->PQsetNoticeProcessor(c, log_notice, NULL);
     return c;
 }
 
@@ -122,25 +131,25 @@ static PGconn *connect_one(sq_pgpool *p, sq_error *err)
  * connection has nothing to read but NOTIFY messages; anything else (the
  * FATAL a restarted server or pg_terminate_backend leaves, EOF) means it is
  * gone, even while libpq still reports CONNECTION_OK. */
-static bool still_good(PGconn *c)
+static bool still_good(const sq_pq *pq, PGconn *c)
 {
-    if (PQstatus(c) != CONNECTION_OK)
+    if (pq->PQstatus(c) != CONNECTION_OK)
         return false;
-    struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+    struct pollfd pfd = {.fd = pq->PQsocket(c), .events = POLLIN};
     int r = poll(&pfd, 1, 0);
     if (r == 0)
         return true;
     if (r < 0 || (pfd.revents & (POLLERR | POLLHUP | POLLNVAL)))
         return false;
-    if (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK)
+    if (!pq->PQconsumeInput(c) || pq->PQstatus(c) != CONNECTION_OK)
         return false;
     int notifies = 0;
     PGnotify *n;
-    while ((n = PQnotifies(c)) != NULL) {
-        PQfreemem(n);
+    while ((n = pq->PQnotifies(c)) != NULL) {
+        pq->PQfreemem(n);
         notifies++;
     }
-    return notifies > 0 && PQtransactionStatus(c) == PQTRANS_IDLE;
+    return notifies > 0 && pq->PQtransactionStatus(c) == PQTRANS_IDLE;
 }
 
 static struct timespec deadline_in(double seconds)
@@ -153,17 +162,27 @@ static struct timespec deadline_in(double seconds)
     return ts;
 }
 
+/* Whether libpq is there; if not, err says why. */
+static bool loaded(const sq_pgpool *p, sq_error *err)
+{
+    if (p->pq == NULL)
+        sq__error_set(err, p->load_err.code, "%s", p->load_err.message);
+    return p->pq != NULL;
+}
+
 PGconn *sq_pgpool_checkout(sq_pgpool *p, sq_error *err)
 {
+    if (!loaded(p, err))
+        return NULL;
     struct timespec until = deadline_in(p->checkout_timeout);
     pthread_mutex_lock(&p->lock);
     for (;;) {
         if (p->nidle > 0) {
             PGconn *c = p->idle[--p->nidle];
             pthread_mutex_unlock(&p->lock);
-            if (still_good(c))
+            if (still_good(p->pq, c))
                 return c;
-            PQfinish(c); /* replaced below, in the same wait */
+            p->pq->PQfinish(c); /* replaced below, in the same wait */
             pthread_mutex_lock(&p->lock);
             p->open--;
             continue;
@@ -196,13 +215,14 @@ void sq_pgpool_checkin(sq_pgpool *p, PGconn *c)
 {
     if (c == NULL)
         return;
-    PGTransactionStatusType ts = PQtransactionStatus(c);
-    bool keep = PQstatus(c) == CONNECTION_OK;
+    const sq_pq *pq = p->pq; /* not NULL: c came from sq_pgpool_checkout */
+    PGTransactionStatusType ts = pq->PQtransactionStatus(c);
+    bool keep = pq->PQstatus(c) == CONNECTION_OK;
     if (keep && (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR)) {
         /* the handler left a transaction open: undo it, do not inherit it */
-        PGresult *r = PQexec(c, "ROLLBACK");
-        keep = PQresultStatus(r) == PGRES_COMMAND_OK;
-        PQclear(r);
+        PGresult *r = pq->PQexec(c, "ROLLBACK");
+        keep = pq->PQresultStatus(r) == PGRES_COMMAND_OK;
+        pq->PQclear(r);
     } else if (ts == PQTRANS_ACTIVE || ts == PQTRANS_UNKNOWN) {
         keep = false; /* a query still running, or a lost connection */
     }
@@ -215,29 +235,32 @@ void sq_pgpool_checkin(sq_pgpool *p, PGconn *c)
     pthread_cond_signal(&p->freed);
     pthread_mutex_unlock(&p->lock);
     if (!keep)
-        PQfinish(c);
+        pq->PQfinish(c);
 }
 
 int sq_pgpool_budget(sq_pgpool *p, int *max_connections, int *in_use, sq_error *err)
 {
+    if (!loaded(p, err))
+        return -1;
+    const sq_pq *pq = p->pq;
     PGconn *c = connect_one(p, err);
     if (c == NULL)
         return -1;
     /* what ordinary users may open: max_connections less the superuser
      * reserve; in use: client backends only (not the server's own workers) */
-    PGresult *r = PQexec(c, "SELECT current_setting('max_connections')::int - "
+    PGresult *r = pq->PQexec(c, "SELECT current_setting('max_connections')::int - "
                             "current_setting('superuser_reserved_connections')::int, "
                             "(SELECT count(*) FROM pg_stat_activity "
                             "WHERE backend_type = 'client backend')::int");
     int rc = -1;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
-        *max_connections = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
-        *in_use = (int)strtol(PQgetvalue(r, 0, 1), NULL, 10) - 1; /* not this one */
+    if (pq->PQresultStatus(r) == PGRES_TUPLES_OK && pq->PQntuples(r) == 1) {
+        *max_connections = (int)strtol(pq->PQgetvalue(r, 0, 0), NULL, 10);
+        *in_use = (int)strtol(pq->PQgetvalue(r, 0, 1), NULL, 10) - 1; /* not this one */
         rc = 0;
     } else {
-        sq__error_set(err, SQ_EIO, "PostgreSQL: %.200s", PQerrorMessage(c));
+        sq__error_set(err, SQ_EIO, "PostgreSQL: %.200s", pq->PQerrorMessage(c));
     }
-    PQclear(r);
-    PQfinish(c);
+    pq->PQclear(r);
+    pq->PQfinish(c);
     return rc;
 }

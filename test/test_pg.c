@@ -4,8 +4,10 @@
  * pgharness.h) with the handlers of pgjobs.c: many jobs through a small pool,
  * a pool smaller than concurrency (waits, then Squire::DatabaseUnavailable),
  * PostgreSQL restarted or its backends terminated under the pool, the daemon
- * started while PostgreSQL is down, and a handler that leaves a transaction
- * open. Connections are counted in pg_stat_activity by application_name.
+ * started while PostgreSQL is down, a handler that leaves a transaction
+ * open, and libpq loaded only when a database is configured (and reported
+ * when it cannot be). Connections are counted in pg_stat_activity by
+ * application_name.
  */
 #include <string.h>
 #include <time.h>
@@ -605,6 +607,130 @@ START_TEST(budget_warns_past_max_connections)
 }
 END_TEST
 
+/* ---- libpq loaded only for a database ------------------------------------------ */
+
+/* How many distinct libpq files pid maps. */
+static int libpq_files(pid_t pid)
+{
+    char path[64], line[512], seen[4][256];
+    snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    int n = 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        char *file = strchr(line, '/');
+        if (file == NULL || strstr(file, "/libpq.so") == NULL)
+            continue;
+        file[strcspn(file, "\n")] = '\0';
+        bool dup = false;
+        for (int i = 0; i < n; i++)
+            dup = dup || strcmp(seen[i], file) == 0;
+        if (!dup && n < 4)
+            snprintf(seen[n++], sizeof seen[0], "%s", file);
+    }
+    fclose(f);
+    return n;
+}
+
+/* squire -C <database url> -r plugin -c 2, started and past its pool
+ * budget check (libpq loaded by then). */
+static void squire_with_database(sqt_proc *p, const char *plugin)
+{
+    char yaml[512];
+    snprintf(yaml, sizeof yaml,
+             ":poll_interval_average: 0.2\n:database:\n  :url: %s\n  :application_name: " APP
+             "\n",
+             PG.url);
+    const char *cfg = itest_config(yaml);
+    const char *argv[] = {"-C", cfg, "-r", plugin, "-c", "2", "-t", "8", NULL};
+    sqt_squire_start(p, R.url, argv, NULL);
+    ck_assert_msg(sqt_log_wait(p, "max_connections", 15), "no pool budget line in the log");
+}
+
+START_TEST(libpq_is_loaded_only_for_a_database)
+{
+    /* no database: libpq is never mapped, jobs run */
+    sqt_proc p;
+    itest_squire(&p, R.url, "8", NULL);
+    char a[25];
+    itest_push("OkJob", "[]", NULL, a);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SISMEMBER test:done %s", a), 1);
+    ck_assert_msg(libpq_files(p.pid) == 0, "libpq mapped without a database");
+    itest_stop(&p);
+
+    /* a database, handlers that do not use libpq: the pool loads it */
+    squire_with_database(&p, SQ_TEST_PLUGIN);
+    ck_assert_msg(!log_has_line(&p, "WARN", "database"), "the pool could not use PostgreSQL");
+    ck_assert_int_eq(libpq_files(p.pid), 1);
+    itest_stop(&p);
+
+    /* handlers linked with libpq: one libpq for them and the pool, and the
+     * connection the pool lends works with the handler's own PQ* calls */
+    squire_with_database(&p, SQ_TEST_PGPLUGIN);
+    char b[25];
+    itest_push("UpsertJob", "[1]", NULL, b);
+    long long n = wait_rows("n = 1", 1, 10, NULL);
+    dump_log_on(n != 1, &p);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(libpq_files(p.pid), 1);
+    itest_stop(&p);
+
+    /* squire --check loads it too, and reaches the server */
+    char *out = NULL;
+    int st = sqt_sh(R.url, &out, "DATABASE_URL='%s' %s --check --allow-root -r %s 2>&1", PG.url,
+                    SQ_TEST_SQUIRE, SQ_TEST_PLUGIN);
+    ck_assert_msg(st == 0 && strstr(out, "max_connections") != NULL, "exit %d:\n%s", st, out);
+    free(out);
+}
+END_TEST
+
+/* A libpq.so.5 that is not a library, first on LD_LIBRARY_PATH: the one the
+ * dynamic linker tries to load, and fails to. Written into dir. */
+static void broken_libpq(char dir[256], char lib[300])
+{
+    sqt_tempdir(dir, "nolibpq");
+    snprintf(lib, 300, "%s/libpq.so.5", dir);
+    FILE *f = fopen(lib, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+}
+
+START_TEST(missing_libpq_is_reported_not_fatal)
+{
+    char dir[256], lib[300], env_ld[300], env_url[200];
+    broken_libpq(dir, lib);
+    snprintf(env_ld, sizeof env_ld, "LD_LIBRARY_PATH=%s", dir);
+    snprintf(env_url, sizeof env_url, "DATABASE_URL=postgresql://postgres@127.0.0.1:%d/postgres",
+             sqt_free_port());
+
+    /* squire --check fails, naming the library and dlopen's reason */
+    char *out = NULL;
+    int st = sqt_sh(R.url, &out, "%s %s %s --check --allow-root -r %s 2>&1", env_ld, env_url,
+                    SQ_TEST_SQUIRE, SQ_TEST_PLUGIN);
+    ck_assert_msg(st == 69, "exit %d (want 69: database unavailable):\n%s", st, out);
+    ck_assert_msg(strstr(out, "FAIL cannot load PostgreSQL's client library libpq.so.5: ") &&
+                      strstr(out, "file too short"),
+                  "%s", out);
+    free(out);
+
+    /* the daemon starts, says why, and runs jobs that need no database */
+    sqt_proc p;
+    const char *cfg = itest_config(":poll_interval_average: 0.2\n:beat_interval: 1\n");
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "2", "-t", "8", NULL};
+    const char *env[] = {env_ld, env_url, NULL};
+    sqt_squire_start(&p, R.url, argv, env);
+    ck_assert(sqt_log_wait(&p, "starting", 15));
+    ck_assert(sqt_log_wait(&p, "database: cannot load", 5));
+    ck_assert(log_has_line(&p, "WARN", "libpq.so.5: file too short"));
+    char a[25];
+    itest_push("OkJob", "[]", NULL, a);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SISMEMBER test:done %s", a), 1);
+    itest_stop(&p);
+    unlink(lib);
+    rmdir(dir);
+}
+END_TEST
+
 static Suite *pg_suite(void)
 {
     Suite *s = suite_create("pg");
@@ -620,6 +746,7 @@ static Suite *pg_suite(void)
     tcase_add_test(tc, database_url_env_statement_timeout_and_application_name);
     tcase_add_test(tc, default_application_name_is_the_identity);
     tcase_add_test(tc, budget_warns_past_max_connections);
+    tcase_add_test(tc, libpq_is_loaded_only_for_a_database);
     suite_add_tcase(s, tc);
 
     TCase *down = tcase_create("down");
@@ -627,6 +754,7 @@ static Suite *pg_suite(void)
     tcase_set_timeout(down, 120);
     tcase_add_test(down, starts_while_postgres_is_down);
     tcase_add_test(down, no_database_configured_fails_the_job_not_the_daemon);
+    tcase_add_test(down, missing_libpq_is_reported_not_fatal);
     suite_add_tcase(s, down);
     return s;
 }
