@@ -3,8 +3,10 @@
  *
  * sq_job_init never trusts the bytes: it checks the size, then makes one
  * linear pass (no recursion) that refuses NUL bytes, deep nesting and too
- * many values, and only then hands the text to jansson, whose recursion is
- * therefore bounded by max_depth.
+ * many values, and only then parses it: with sq_json_parse (json_parse.c,
+ * a quarter of jansson's instructions), falling back to jansson's own
+ * json_loadb for the exact error when that fails. Both build jansson values
+ * and both recurse, bounded by max_depth.
  */
 #include "job.h"
 
@@ -18,6 +20,7 @@
 
 #include "common.h"
 #include "config.h"
+#include "json_parse.h"
 
 #define SQ_BACKTRACE_MAX 50
 #define DEFAULT_ERROR_CLASS "Squire::Error"
@@ -185,8 +188,16 @@ static size_t widen_walk(const char *s, size_t n, char *out)
     return o;
 }
 
+/*
+ * sq_json_parse first (about a quarter of json_loadb's instructions). When it
+ * fails, jansson parses again, so that the error (text, line, column, code)
+ * is exactly jansson's, and text that only jansson takes still loads.
+ */
 static json_t *parse(const char *s, size_t n, json_error_t *err)
 {
+    json_t *v = sq_json_parse(s, n, NULL);
+    if (v != NULL)
+        return v;
     return json_loadb(s, n, JSON_ALLOW_NUL | JSON_DECODE_ANY, err);
 }
 

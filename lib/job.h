@@ -120,6 +120,9 @@ double sq_json_time(const json_t *v);
 /* Copy s into a malloc'd string of at most max_chars characters, with
  * invalid UTF-8 sequences replaced by U+FFFD. */
 char *sq_utf8_scrub(const char *s, size_t len, size_t max_chars);
+/* Length of the well-formed UTF-8 sequence at s (1..4 bytes, n available),
+ * or 0 with *bad set to the length of its maximal invalid subpart. */
+size_t sq_utf8_seq(const unsigned char *s, size_t n, size_t *bad);
 
 /* ---- retry ------------------------------------------------------------------ */
 

@@ -59,7 +59,7 @@ static void sb_addc(sbuf *b, char c)
  * set to the length of its maximal invalid subpart (at least 1), which is
  * replaced by one U+FFFD (Unicode's "best practice", as Ruby's scrub does).
  */
-static size_t utf8_seq(const unsigned char *s, size_t n, size_t *bad)
+size_t sq_utf8_seq(const unsigned char *s, size_t n, size_t *bad)
 {
     unsigned c = s[0], lo = 0x80, hi = 0xBF;
     size_t need;
@@ -103,7 +103,7 @@ static size_t scrub_walk(const unsigned char *s, size_t len, size_t max_chars, c
 {
     size_t i = 0, o = 0;
     for (size_t chars = 0; i < len && chars < max_chars; chars++) {
-        size_t bad = 0, n = utf8_seq(s + i, len - i, &bad);
+        size_t bad = 0, n = sq_utf8_seq(s + i, len - i, &bad);
         const char *src = n ? (const char *)s + i : replacement;
         size_t m = n ? n : 3;
         if (out != NULL)
