@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -43,11 +44,45 @@ int sqt_free_port(void)
     return ntohs(a.sin_port);
 }
 
+/* Temp dirs made by this process (and by each forked Check child), removed
+ * when it exits, even after a failed check: each process removes only the
+ * ones it made, never its parent's. SQUIRE_TEST_KEEP=1 keeps them. */
+#define MAX_TEMPDIRS 64
+static struct {
+    char path[256];
+    pid_t owner;
+} tempdirs[MAX_TEMPDIRS];
+static int ntempdirs;
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void remove_tempdirs(void)
+{
+    const char *keep = getenv("SQUIRE_TEST_KEEP");
+    if (keep != NULL && keep[0] != '\0' && strcmp(keep, "0") != 0)
+        return;
+    for (int i = 0; i < ntempdirs; i++)
+        if (tempdirs[i].owner == getpid())
+            nftw(tempdirs[i].path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 void sqt_tempdir(char *out, const char *tag)
 {
+    static bool registered; /* atexit handlers survive fork: once is enough */
     const char *base = getenv("TMPDIR");
     snprintf(out, 256, "%s/squire-%s-XXXXXX", base && base[0] ? base : "/tmp", tag);
     ck_assert_ptr_nonnull(mkdtemp(out));
+    if (!registered)
+        registered = atexit(remove_tempdirs) == 0;
+    if (ntempdirs < MAX_TEMPDIRS) {
+        snprintf(tempdirs[ntempdirs].path, sizeof tempdirs[ntempdirs].path, "%s", out);
+        tempdirs[ntempdirs++].owner = getpid();
+    }
 }
 
 static void spawn_redis(sqt_redis *r)

@@ -23,7 +23,8 @@ typedef struct sqt_redis {
 
 /* A free TCP port on 127.0.0.1. */
 int sqt_free_port(void);
-/* A fresh temp dir (mkdtemp) whose path is written into out (256 bytes). */
+/* A fresh temp dir (mkdtemp) whose path is written into out (256 bytes);
+ * removed when the process that made it exits (SQUIRE_TEST_KEEP=1 keeps it). */
 void sqt_tempdir(char *out, const char *tag);
 
 /* Start redis-server; extra is appended to its command line (may be NULL),
