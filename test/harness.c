@@ -306,9 +306,9 @@ void sqt_proc_stop(sqt_proc *p, int sig)
     p->pid = 0;
 }
 
-char *sqt_log_read(const sqt_proc *p)
+char *sqt_file_read(const char *path)
 {
-    FILE *f = fopen(p->log, "r");
+    FILE *f = fopen(path, "r");
     if (f == NULL)
         return strdup("");
     size_t cap = 4096, len = 0;
@@ -324,6 +324,11 @@ char *sqt_log_read(const sqt_proc *p)
     buf[len] = '\0';
     fclose(f);
     return buf;
+}
+
+char *sqt_log_read(const sqt_proc *p)
+{
+    return sqt_file_read(p->log);
 }
 
 bool sqt_log_wait(const sqt_proc *p, const char *needle, double timeout)

@@ -57,6 +57,8 @@ void sqt_proc_stop(sqt_proc *p, int sig);
 /* Whether the process's log contains needle; waits up to timeout seconds. */
 bool sqt_log_wait(const sqt_proc *p, const char *needle, double timeout);
 /* The log as a malloc'd string. */
+/* The whole file at path, NUL-terminated ("" when it cannot be opened); free it. */
+char *sqt_file_read(const char *path);
 char *sqt_log_read(const sqt_proc *p);
 
 /* Wait until `cmd` (an integer-reply command) returns >= want, up to timeout.

@@ -133,21 +133,11 @@ static int run_tool(const char *bindir, const char *tool, const char *const *arg
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* The file's text ("" when missing), only its last 3000 bytes. */
 static char *slurp(const char *path)
 {
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return strdup("");
-    size_t cap = 8192, len = 0;
-    char *buf = malloc(cap);
-    size_t n;
-    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += n;
-        if (cap - len < 4096)
-            buf = realloc(buf, cap *= 2);
-    }
-    buf[len] = '\0';
-    fclose(f);
+    char *buf = sqt_file_read(path);
+    size_t len = strlen(buf);
     /* keep failure messages short: the tail is what matters */
     if (len > 3000) {
         memmove(buf, buf + len - 3000, 3001);

@@ -35,6 +35,21 @@ sq_redis *ctl_connect(const char *url, const char *cmd, int *rc)
     return r;
 }
 
+sq_redis *ctl_open_no_operands(const char *url, int argc, char **argv, const char *allowed,
+                               const char *usage, ctl_opts *o, int *rc)
+{
+    *rc = ctl_opts_parse(argc, argv, allowed, usage, o);
+    if (*rc != CTL_OK) {
+        *rc = *rc == CTL_HELP ? CTL_OK : *rc;
+        return NULL;
+    }
+    if (o->nrest != 0) {
+        *rc = ctl_usage_error(argv[0], usage, "unexpected arguments");
+        return NULL;
+    }
+    return ctl_connect(url, argv[0], rc);
+}
+
 int ctl_fail(const char *cmd, const sq_error *err)
 {
     fprintf(stderr, "squirectl %s: %s\n", cmd, err->message[0] ? err->message : "failed");

@@ -62,6 +62,11 @@ int ctl_usage_error(const char *cmd, const char *usage, const char *msg);
  * prints "squirectl CMD: <reason>" (the URL redacted) to stderr, sets *rc
  * (CTL_CONFIG for a bad URL, CTL_ERROR otherwise) and returns NULL. */
 sq_redis *ctl_connect(const char *url, const char *cmd, int *rc);
+/* For a command that takes options but no operands: parse them into o, refuse
+ * operands, connect. NULL with *rc set when the command is done: CTL_OK after
+ * -h, else the usage or connection error's exit code. */
+sq_redis *ctl_open_no_operands(const char *url, int argc, char **argv, const char *allowed,
+                               const char *usage, ctl_opts *o, int *rc);
 /* Report err for cmd on stderr; returns CTL_ERROR. */
 int ctl_fail(const char *cmd, const sq_error *err);
 /* Wall-clock epoch seconds. */

@@ -72,12 +72,8 @@ static void show(const char *text, size_t len, bool clear)
 int ctl_dashboard(const char *url, int argc, char **argv)
 {
     ctl_opts o;
-    int rc = ctl_opts_parse(argc, argv, "jio", usage, &o);
-    if (rc != CTL_OK)
-        return rc == CTL_HELP ? CTL_OK : rc;
-    if (o.nrest != 0)
-        return ctl_usage_error(argv[0], usage, "unexpected arguments");
-    sq_redis *r = ctl_connect(url, argv[0], &rc);
+    int rc;
+    sq_redis *r = ctl_open_no_operands(url, argc, argv, "jio", usage, &o, &rc);
     if (r == NULL)
         return rc;
     struct sigaction sa = {0};

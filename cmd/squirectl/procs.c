@@ -175,12 +175,8 @@ int ctl_processes(const char *url, int argc, char **argv)
 {
     static const char usage[] = "Usage: squirectl processes [--json]\n";
     ctl_opts o;
-    int rc = ctl_opts_parse(argc, argv, "j", usage, &o);
-    if (rc != CTL_OK)
-        return rc == CTL_HELP ? CTL_OK : rc;
-    if (o.nrest != 0)
-        return ctl_usage_error(argv[0], usage, "unexpected arguments");
-    sq_redis *r = ctl_connect(url, argv[0], &rc);
+    int rc;
+    sq_redis *r = ctl_open_no_operands(url, argc, argv, "j", usage, &o, &rc);
     if (r == NULL)
         return rc;
     ctl_process *p;
