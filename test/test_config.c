@@ -276,6 +276,7 @@ START_TEST(test_example_file_loads)
     ck_assert_int_eq(cfg.fetch, SQ_FETCH_RELIABLE);
     ck_assert_int_eq(cfg.max_interruptions, 3);
     ck_assert_double_eq(cfg.beat_interval, 10);
+    ck_assert_int_eq(cfg.log_level, 1); /* info */
     ck_assert_int_eq(cfg.db_pool, 10);
     ck_assert_str_eq(cfg.db_application_name, "myapp-workers");
     ck_assert_uint_eq(cfg.nwarnings, 0);

@@ -627,6 +627,27 @@ START_TEST(stats_are_not_recounted_after_an_error_reply)
 }
 END_TEST
 
+/* log_level: warn drops every INFO line (the start and done line of each
+ * job, the banner) and keeps the warnings: a failure is still logged. */
+START_TEST(log_level_warn_keeps_failures_only)
+{
+    const char *cfg = itest_config(":poll_interval_average: 0.2\n:log_level: warn\n");
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "2", "-t", "2", NULL};
+    sqt_proc p;
+    sqt_squire_start(&p, R.url, argv, NULL);
+    char ok[25], bad[25];
+    itest_push("OkJob", "[]", NULL, ok);
+    itest_push("FailJob", "[\"E\", \"m\"]", NULL, bad);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SISMEMBER test:done %s", ok), 1);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "ZCARD retry"), 1);
+    ck_assert(sqt_log_wait(&p, "WARN: fail:", 5));
+    itest_stop(&p);
+    char *log = sqt_log_read(&p);
+    ck_assert_msg(strstr(log, " INFO: ") == NULL, "an INFO line at log_level warn:\n%s", log);
+    free(log);
+}
+END_TEST
+
 /* At exit, a failure that cannot be recorded (wrong-typed retry key) is
  * pushed back to its queue rather than lost. */
 START_TEST(unrecordable_failure_is_pushed_back_at_exit)
@@ -748,6 +769,7 @@ static Suite *daemon_suite(void)
     tcase_add_checked_fixture(tc, itest_setup, itest_teardown);
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, ok_job_runs_with_its_args);
+    tcase_add_test(tc, log_level_warn_keeps_failures_only);
     tcase_add_test(tc, failure_goes_to_retry_with_sidekiq_fields);
     tcase_add_test(tc, retry_zero_goes_to_dead_set);
     tcase_add_test(tc, kill_and_discard_dispositions);
