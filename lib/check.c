@@ -44,7 +44,7 @@ static int check_redis(const sq_config *cfg)
 {
     sq_redis_url url = {0};
     sq_error err = {0};
-    if (sq_redis_url_parse(cfg->redis_url, &url, &err) != 0) {
+    if (sq_config_redis_url(cfg, &url, &err) != 0) {
         line("redis", false, "%s", err.message);
         return EX_CONFIG;
     }
@@ -53,7 +53,7 @@ static int check_redis(const sq_config *cfg)
     redisReply *info = r ? sq_redis_cmd(r, &err, "INFO") : NULL;
     int rc = 0;
     if (info == NULL || info->type != REDIS_REPLY_STRING) {
-        bool auth = err.code == SQ_EAUTH || sq_redis_error_is(&err, "NOAUTH") ||
+        bool auth = err.code == SQ_EAUTH || err.code == SQ_ECONFIG || sq_redis_error_is(&err, "NOAUTH") ||
                     sq_redis_error_is(&err, "WRONGPASS") || sq_redis_error_is(&err, "NOPERM");
         line("redis", false, "%s", err.code ? err.message : "INFO failed");
         rc = auth ? EX_CONFIG : EX_UNAVAILABLE;

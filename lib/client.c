@@ -21,11 +21,8 @@ struct sq_client {
 
 sq_client *sq_client_new(const char *url, sq_error *err)
 {
-    const char *u = url;
     sq_redis_url parsed = {0};
-    if (u == NULL && sq_redis_url_from_env(NULL, &u, err) != 0)
-        return NULL;
-    if (sq_redis_url_parse(u, &parsed, err) != 0)
+    if (sq_redis_url_from_environment(url, &parsed, err) != 0)
         return NULL;
     sq_client *c = calloc(1, sizeof *c);
     if (c != NULL)

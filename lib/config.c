@@ -41,6 +41,10 @@ static int set_require(sq_config *c, const sq__option *o, const char *where, con
                        sq_error *err);
 static int set_flag_only(sq_config *c, const sq__option *o, const char *where, const char *text,
                          sq_error *err);
+static int set_verify_mode(sq_config *c, const sq__option *o, const char *where,
+                           const char *text, sq_error *err);
+static int set_sentinel(sq_config *c, const sq__option *o, const char *where, const char *text,
+                        sq_error *err);
 
 /* clang-format off */
 static const sq__option options[] = {
@@ -111,6 +115,29 @@ static const sq__option options[] = {
     {"database.application_name", 0, NULL, NULL, SQ__OPT_STRING, FIELD(db_application_name), 0,
      0, 0, 0, NULL, "application_name in pg_stat_activity (else the process identity)",
      set_string},
+    {"redis.url", 0, NULL, NULL, SQ__OPT_STRING, FIELD(redis_url), 0, 0, 0, 0, NULL,
+     "Redis URL, redis:// or rediss:// (REDIS_URL / REDIS_PROVIDER win)", set_string},
+    {"redis.ssl_verify_mode", 0, NULL, NULL, SQ__OPT_VERIFY, 0, 0, 0, 0, 0, "peer",
+     "rediss://: peer (check the certificate and name) or none", set_verify_mode},
+    {"redis.ssl_ca_file", 0, NULL, NULL, SQ__OPT_STRING, FIELD(redis_opts.tls_ca_file), 0, 0, 0,
+     0, NULL, "rediss://: PEM file of trusted CAs (else the system store)", set_string},
+    {"redis.ssl_ca_path", 0, NULL, NULL, SQ__OPT_STRING, FIELD(redis_opts.tls_ca_path), 0, 0, 0,
+     0, NULL, "rediss://: directory of trusted CAs (c_rehash)", set_string},
+    {"redis.ssl_cert", 0, NULL, NULL, SQ__OPT_STRING, FIELD(redis_opts.tls_cert), 0, 0, 0, 0,
+     NULL, "rediss://: client certificate (PEM)", set_string},
+    {"redis.ssl_key", 0, NULL, NULL, SQ__OPT_STRING, FIELD(redis_opts.tls_key), 0, 0, 0, 0, NULL,
+     "rediss://: the client certificate's private key (PEM)", set_string},
+    {"redis.ssl_server_name", 0, NULL, NULL, SQ__OPT_STRING, FIELD(redis_opts.tls_server_name),
+     0, 0, 0, 0, NULL, "rediss://: SNI and the name to check (else the URL's host)",
+     set_string},
+    {"redis.sentinels", 0, NULL, NULL, SQ__OPT_LIST, 0, 0, 0, 0, 0, NULL,
+     "Sentinel host[:port] list; the URL's host is then the master's name", set_sentinel},
+    {"redis.sentinel_username", 0, NULL, NULL, SQ__OPT_STRING,
+     FIELD(redis_opts.sentinel_username), 0, 0, 0, 0, NULL, "ACL user for the sentinels",
+     set_string},
+    {"redis.sentinel_password", 0, NULL, NULL, SQ__OPT_STRING,
+     FIELD(redis_opts.sentinel_password), 0, 0, 0, 0, NULL, "password for the sentinels",
+     set_string},
     {"max_payload_bytes", 0, NULL, NULL, SQ__OPT_SIZE, FIELD(max_payload_bytes), 1024,
      SQ__MAX_PAYLOAD_CAP, SQ_DEFAULT_MAX_PAYLOAD, 0, NULL,
      "larger jobs go to the dead set unparsed", set_number},
@@ -165,6 +192,8 @@ const char *sq__option_expects(const sq__option *o, char *buf, size_t size)
         return "basic or reliable";
     case SQ__OPT_LEVEL:
         return "debug, info, warn or error";
+    case SQ__OPT_VERIFY:
+        return "none or peer";
     case SQ__OPT_QUEUES:
         return "a list of queue names";
     case SQ__OPT_LIST:
@@ -327,6 +356,27 @@ static int set_flag_only(sq_config *c, const sq__option *o, const char *where, c
     return replace_string((char **)(void *)((char *)c + o->offset), text, err);
 }
 
+static int list_push(char ***v, size_t *n, const char *text, sq_error *err);
+
+static int set_verify_mode(sq_config *c, const sq__option *o, const char *where,
+                           const char *text, sq_error *err)
+{
+    if (sq_redis_verify_mode_parse(text, &c->redis_opts.tls_no_verify) < 0)
+        return expected(o, where, text, err);
+    return 0;
+}
+
+static int set_sentinel(sq_config *c, const sq__option *o, const char *where, const char *text,
+                        sq_error *err)
+{
+    char *host;
+    int port;
+    if (sq_redis_sentinel_parse(text, &host, &port) < 0)
+        return expected_what(where, "a sentinel as host[:port]", text, err);
+    free(host);
+    return list_push(&c->redis_opts.sentinels, &c->redis_opts.nsentinels, text, err);
+}
+
 static int set_fetch(sq_config *c, const sq__option *o, const char *where, const char *text,
                      sq_error *err)
 {
@@ -417,6 +467,8 @@ void sq__option_clear(sq_config *c, const sq__option *o)
         list_free(&c->labels, &c->nlabels);
     else if (o->set == set_require)
         list_free(&c->requires, &c->nrequires);
+    else if (o->set == set_sentinel)
+        list_free(&c->redis_opts.sentinels, &c->redis_opts.nsentinels);
 }
 
 int sq__config_add_queue(sq_config *c, const char *where, const char *name, const char *weight,
@@ -552,6 +604,7 @@ void sq_config_destroy(sq_config *c)
     free(c->environment);
     free(c->tag);
     free(c->redis_url);
+    sq_redis_url_destroy(&c->redis_opts);
     free(c->db_url);
     free(c->db_application_name);
     queues_free(c);
@@ -627,11 +680,21 @@ int sq_config_validate(const sq_config *c, sq_error *err)
     }
     if (validate_queues(c, err) < 0)
         return -1;
-    if (c->redis_url != NULL) {
-        sq_redis_url u;
-        if (sq_redis_url_parse(c->redis_url, &u, err) < 0)
-            return -1;
-        sq_redis_url_destroy(&u);
+    sq_redis_url u;
+    if (sq_config_redis_url(c, &u, err) < 0)
+        return -1;
+    sq_redis_url_destroy(&u);
+    return 0;
+}
+
+int sq_config_redis_url(const sq_config *c, sq_redis_url *out, sq_error *err)
+{
+    if (sq_redis_url_check_options(&c->redis_opts, "config: redis", err) < 0 ||
+        sq_redis_url_parse(c->redis_url, out, err) < 0)
+        return -1;
+    if (sq_redis_url_set_options(out, &c->redis_opts, err) < 0) {
+        sq_redis_url_destroy(out);
+        return -1;
     }
     return 0;
 }
@@ -709,7 +772,10 @@ static void build_usage(void)
         if (options[i].key != NULL)
             append_row(&len, options[i].key, &options[i]);
     append(&len, "\nEnvironment: REDIS_URL, REDIS_PROVIDER (the name of the variable holding "
-                 "the URL),\n  RAILS_MAX_THREADS, APP_ENV, RAILS_ENV, RACK_ENV.\n");
+                 "the URL),\n  RAILS_MAX_THREADS, APP_ENV, RAILS_ENV, RACK_ENV,\n"
+                 "  SQUIRE_REDIS_<KEY> for each redis.<key> above but url (they win over "
+                 "the file),\n  e.g. SQUIRE_REDIS_SSL_VERIFY_MODE=none, "
+                 "SQUIRE_REDIS_SENTINELS=host:port,host:port.\n");
 }
 
 const char *sq_config_usage(void)

@@ -34,6 +34,28 @@ typedef struct sq_queue_conf {
     int weight;  /* 0 = unweighted */
 } sq_queue_conf;
 
+typedef struct sq_redis_url {
+    char *host;      /* NULL for a unix socket; the master's name with sentinels */
+    int port;        /* default 6379 */
+    char *path;      /* unix socket path, or NULL */
+    char *username;  /* NULL unless given (Redis 6 ACL user) */
+    char *password;  /* NULL unless given; percent-decoded */
+    int db;          /* default 0 */
+    /* The options below come from the config (redis:) and SQUIRE_REDIS_*
+     * variables, not from the URL text. All zero is the safe default. */
+    bool tls;              /* rediss:// */
+    bool tls_no_verify;    /* ssl_verify_mode none: no certificate or name check */
+    char *tls_ca_file;     /* PEM CA bundle (else the system store) */
+    char *tls_ca_path;     /* directory of hashed CA certificates */
+    char *tls_cert;        /* client certificate (PEM) */
+    char *tls_key;         /* its private key (PEM) */
+    char *tls_server_name; /* SNI and the name checked (else the host) */
+    char **sentinels;      /* "host[:port]"; when any, host names the master */
+    size_t nsentinels;
+    char *sentinel_username;
+    char *sentinel_password;
+} sq_redis_url;
+
 typedef enum sq_fetch_mode { SQ_FETCH_BASIC = 0, SQ_FETCH_RELIABLE = 1 } sq_fetch_mode;
 
 typedef struct sq_config {
@@ -56,6 +78,7 @@ typedef struct sq_config {
     double average_scheduled_poll_interval;
     double poll_interval_average;  /* 0 = unset (derived from the process count) */
     char *redis_url;    /* from REDIS_PROVIDER / REDIS_URL; NULL = redis://localhost:6379/0 */
+    sq_redis_url redis_opts; /* redis: TLS and sentinel options only (no address) */
     sq_fetch_mode fetch;
     int max_interruptions; /* reliable: deaths of a job's process before it is dead (0: never) */
     double lease_ttl;      /* reliable: seconds a silent process keeps its jobs */
@@ -113,23 +136,35 @@ int sq_config_validate(const sq_config *c, sq_error *err);
 /* The --help text, generated from the option table (static storage). */
 const char *sq_config_usage(void);
 
+/* The daemon's Redis address with its options: the URL (REDIS_URL, ...,
+ * redis.url) parsed, plus the redis: TLS and sentinel options. */
+int sq_config_redis_url(const sq_config *c, sq_redis_url *out, sq_error *err);
+
 /* ---- Redis URLs ----------------------------------------------------------- */
 
-typedef struct sq_redis_url {
-    char *host;      /* NULL for a unix socket */
-    int port;        /* default 6379 */
-    char *path;      /* unix socket path, or NULL */
-    char *username;  /* NULL unless given (Redis 6 ACL user) */
-    char *password;  /* NULL unless given; percent-decoded */
-    int db;          /* default 0 */
-} sq_redis_url;
 
-/* Parse redis://[[user][:pass]@]host[:port][/db], redis://[::1]:6379,
- * unix:///path/to.sock[?db=N]. rediss:// is refused with a clear error (this
- * hiredis has no TLS). NULL or "" means redis://localhost:6379/0.
- * Returns 0, or -1 with SQ_ECONFIG and a message that never shows the password. */
+/* Parse redis://[[user][:pass]@]host[:port][/db], rediss://... (TLS),
+ * redis://[::1]:6379, unix:///path/to.sock[?db=N]. NULL or "" means
+ * redis://localhost:6379/0. Returns 0, or -1 with SQ_ECONFIG and a message
+ * that never shows the password. */
 int sq_redis_url_parse(const char *url, sq_redis_url *out, sq_error *err);
 void sq_redis_url_destroy(sq_redis_url *u);
+/* Deep copy of src into dst (dst is overwritten). -1 when out of memory. */
+int sq_redis_url_copy(sq_redis_url *dst, const sq_redis_url *src);
+/* Replace dst's TLS and sentinel options (not its address) with opts's. */
+int sq_redis_url_set_options(sq_redis_url *dst, const sq_redis_url *opts, sq_error *err);
+/* Override the options from SQUIRE_REDIS_SSL_VERIFY_MODE, _SSL_CA_FILE,
+ * _SSL_CA_PATH, _SSL_CERT, _SSL_KEY, _SSL_SERVER_NAME, _SENTINELS
+ * ("host:port,host:port"), _SENTINEL_USERNAME, _SENTINEL_PASSWORD. */
+int sq_redis_url_apply_env(sq_redis_url *u, sq_getenv_fn getenv_fn, sq_error *err);
+/* Cross-option checks (a certificate needs its key; a sentinel address
+ * parses). where prefixes the message. */
+int sq_redis_url_check_options(const sq_redis_url *u, const char *where, sq_error *err);
+/* "host[:port]" (port default 26379, [v6] allowed) into host (malloc'd), port. */
+int sq_redis_sentinel_parse(const char *text, char **host, int *port);
+/* What clients without a config file use (the C client, squirectl): url, or
+ * else the environment's URL, parsed, with the SQUIRE_REDIS_* options. */
+int sq_redis_url_from_environment(const char *url, sq_redis_url *out, sq_error *err);
 
 /* A malloc'd copy of url with any password replaced by "REDACTED". */
 char *sq_redis_url_redact(const char *url);

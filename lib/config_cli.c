@@ -288,6 +288,8 @@ static int apply_env_defaults(sq_config *c, sq_getenv_fn get, sq_error *err)
             return -1;
         c->concurrency_set = false; /* not set by the file or a flag */
     }
+    if (sq_redis_url_apply_env(&c->redis_opts, get, err) < 0)
+        return -1;
     const char *url = NULL;
     if (sq_redis_url_from_env(get, &url, err) < 0)
         return -1;

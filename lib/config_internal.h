@@ -28,6 +28,7 @@ typedef enum sq__opt_type {
     SQ__OPT_STRING,  /* owned char * field */
     SQ__OPT_FETCH,   /* basic | reliable */
     SQ__OPT_LEVEL,   /* debug | info | warn | error: int field, 0..3 */
+    SQ__OPT_VERIFY,  /* none | peer: redis_opts.tls_no_verify (default peer) */
     SQ__OPT_QUEUES,  /* the queue list: "name", "name,weight" or [name, weight] */
     SQ__OPT_LIST,    /* owned char ** list (labels, require) */
     SQ__OPT_CONFIG,  /* -C: handled by the loader */
@@ -80,6 +81,9 @@ int sq__config_warn(sq_config *c, sq_error *err, const char *fmt, ...) SQ_PRINTF
 /* `text` quoted for a message: escaped control characters, long values cut
  * to a short prefix with "...". Returns buf. */
 const char *sq__quote(const char *text, size_t len, char *buf, size_t size);
+
+/* none / peer (also VERIFY_NONE, OpenSSL::SSL::VERIFY_NONE, ...) into *no_verify. */
+int sq_redis_verify_mode_parse(const char *text, bool *no_verify);
 
 /* getenv with the sq_getenv_fn signature (the default for a NULL getenv_fn). */
 const char *sq__getenv(const char *name);

@@ -458,8 +458,8 @@ static int apply_pairs(yctx *y, const ymap *m, bool top)
 {
     for (size_t i = 0; i < m->n; i++) {
         const ypair *p = &m->v[i];
-        if (strcmp(p->key, "database") == 0) {
-            if (apply_section(y, p, "database") < 0)
+        if (strcmp(p->key, "database") == 0 || strcmp(p->key, "redis") == 0) {
+            if (apply_section(y, p, p->key) < 0)
                 return -1;
             continue;
         }

@@ -146,9 +146,9 @@ static int connect_patiently(sq_runtime *rt, sq_error *err)
                 sq_log(SQ_LOG_INFO, "Redis is reachable at %s", sq_redis_display(rt->redis));
             return 0;
         }
-        if (e.code == SQ_EAUTH || sq_redis_error_is(&e, "NOAUTH") ||
+        if (e.code == SQ_EAUTH || e.code == SQ_ECONFIG || sq_redis_error_is(&e, "NOAUTH") ||
             sq_redis_error_is(&e, "WRONGPASS") || sq_redis_error_is(&e, "NOPERM")) {
-            sq__error_set(err, SQ_EAUTH, "%s", e.message);
+            sq__error_set(err, e.code == SQ_ECONFIG ? SQ_ECONFIG : SQ_EAUTH, "%s", e.message);
             return -1;
         }
         if (attempt == 0) {
@@ -669,7 +669,7 @@ static int run(const sq_config *cfg, sq_registry *reg)
     make_identity(&rt);
     rt.started_at = sq__now();
 
-    if (sq_redis_url_parse(cfg->redis_url, &rt.url, &err) != 0 ||
+    if (sq_config_redis_url(cfg, &rt.url, &err) != 0 ||
         sq_queue_order_init(&rt.order, cfg->queues, cfg->nqueues) != 0 ||
         (rt.redis = sq_redis_new(&rt.url, 3.0)) == NULL) {
         sq_log(SQ_LOG_ERROR, "%s", err.code ? err.message : "out of memory");

@@ -1,19 +1,23 @@
 /*
  * url.c: Redis URLs, as Sidekiq's REDIS_URL / REDIS_PROVIDER give them.
  *
- * redis://[[user][:pass]@]host[:port][/db][?db=N], redis://[::1]:6379,
- * unix://[[user][:pass]@]/path/to.sock[?db=N]. The user info runs to the LAST
- * '@' so that an unencoded '@' or '/' in a password still parses, and the
+ * redis://[[user][:pass]@]host[:port][/db][?db=N], rediss://... (TLS),
+ * redis://[::1]:6379, unix://[[user][:pass]@]/path/to.sock[?db=N]. The user
+ * info runs to the LAST '@' so that an unencoded '@' or '/' in a password still parses, and the
  * redactor uses the same rule, so what parses as a password is what is
  * hidden. As in redis-client (Sidekiq 7), user info without a ':' is a
- * password: redis://secret@host. Pure: no I/O, no globals.
+ * password: redis://secret@host. Also the TLS and sentinel options that
+ * travel with a URL (config.h), and the SQUIRE_REDIS_* variables that set
+ * them. Pure: no I/O, no globals.
  */
 #include "config_internal.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define REDACTED "REDACTED"
 
@@ -204,16 +208,14 @@ static int parse_unix(const char *url, const char *s, sq_redis_url *out, sq_erro
 static int parse(const char *url, sq_redis_url *out, sq_error *err)
 {
     bool is_unix = strncmp(url, "unix://", 7) == 0;
-    if (strncmp(url, "rediss://", 9) == 0)
+    out->tls = strncmp(url, "rediss://", 9) == 0;
+    if (!is_unix && !out->tls && strncmp(url, "redis://", 8) != 0)
         return url_error(url,
-                         "TLS (rediss://) needs hiredis >= 1.0 with SSL; Debian bookworm "
-                         "ships 0.14",
+                         "expected redis://host[:port][/db], rediss:// (TLS) or unix:///path",
                          err);
-    if (!is_unix && strncmp(url, "redis://", 8) != 0)
-        return url_error(url, "expected redis://host[:port][/db] or unix:///path", err);
     if (strpbrk(url, " \t\r\n") != NULL)
         return url_error(url, "contains whitespace", err);
-    const char *rest = url + (is_unix ? 7 : 8);
+    const char *rest = url + (is_unix ? 7 : out->tls ? 9 : 8);
     const char *at = strrchr(rest, '@');
     if (at != NULL) {
         if (parse_userinfo(url, rest, (size_t)(at - rest), out, err) < 0)
@@ -241,6 +243,33 @@ int sq_redis_url_parse(const char *url, sq_redis_url *out, sq_error *err)
     return rc;
 }
 
+static void free_secret(char *s)
+{
+    if (s != NULL)
+        explicit_bzero(s, strlen(s));
+    free(s);
+}
+
+/* The TLS and sentinel options only. */
+static void options_destroy(sq_redis_url *u)
+{
+    free(u->tls_ca_file);
+    free(u->tls_ca_path);
+    free(u->tls_cert);
+    free(u->tls_key);
+    free(u->tls_server_name);
+    for (size_t i = 0; i < u->nsentinels; i++)
+        free(u->sentinels[i]);
+    free(u->sentinels);
+    free(u->sentinel_username);
+    free_secret(u->sentinel_password);
+    u->tls_no_verify = false;
+    u->tls_ca_file = u->tls_ca_path = u->tls_cert = u->tls_key = u->tls_server_name = NULL;
+    u->sentinels = NULL;
+    u->nsentinels = 0;
+    u->sentinel_username = u->sentinel_password = NULL;
+}
+
 void sq_redis_url_destroy(sq_redis_url *u)
 {
     if (u == NULL)
@@ -248,10 +277,215 @@ void sq_redis_url_destroy(sq_redis_url *u)
     free(u->host);
     free(u->path);
     free(u->username);
-    if (u->password != NULL)
-        explicit_bzero(u->password, strlen(u->password));
-    free(u->password);
+    free_secret(u->password);
+    options_destroy(u);
     memset(u, 0, sizeof *u);
+}
+
+/* *dst = copy of src; false when out of memory. */
+static bool dup_field(char **dst, const char *src)
+{
+    *dst = sq__strdup(src);
+    return src == NULL || *dst != NULL;
+}
+
+static bool copy_options(sq_redis_url *dst, const sq_redis_url *src)
+{
+    dst->tls_no_verify = src->tls_no_verify;
+    bool ok = dup_field(&dst->tls_ca_file, src->tls_ca_file) &&
+              dup_field(&dst->tls_ca_path, src->tls_ca_path) &&
+              dup_field(&dst->tls_cert, src->tls_cert) && dup_field(&dst->tls_key, src->tls_key) &&
+              dup_field(&dst->tls_server_name, src->tls_server_name) &&
+              dup_field(&dst->sentinel_username, src->sentinel_username) &&
+              dup_field(&dst->sentinel_password, src->sentinel_password);
+    if (ok && src->nsentinels > 0) {
+        dst->sentinels = calloc(src->nsentinels, sizeof *dst->sentinels);
+        ok = dst->sentinels != NULL;
+        for (size_t i = 0; ok && i < src->nsentinels; i++, dst->nsentinels++)
+            ok = dup_field(&dst->sentinels[i], src->sentinels[i]);
+    }
+    return ok;
+}
+
+int sq_redis_url_copy(sq_redis_url *dst, const sq_redis_url *src)
+{
+    memset(dst, 0, sizeof *dst);
+    dst->port = src->port;
+    dst->db = src->db;
+    dst->tls = src->tls;
+    if (dup_field(&dst->host, src->host) && dup_field(&dst->path, src->path) &&
+        dup_field(&dst->username, src->username) && dup_field(&dst->password, src->password) &&
+        copy_options(dst, src))
+        return 0;
+    sq_redis_url_destroy(dst);
+    return -1;
+}
+
+int sq_redis_url_set_options(sq_redis_url *dst, const sq_redis_url *opts, sq_error *err)
+{
+    options_destroy(dst);
+    if (copy_options(dst, opts))
+        return 0;
+    options_destroy(dst);
+    sq__error_set(err, SQ_ENOMEM, "out of memory");
+    return -1;
+}
+
+int sq_redis_sentinel_parse(const char *text, char **host, int *port)
+{
+    *host = NULL;
+    *port = 26379;
+    if (text == NULL || text[0] == '\0' || strpbrk(text, " \t\r\n/@?#") != NULL)
+        return -1;
+    size_t n = strlen(text);
+    const char *h = text, *p = NULL;
+    size_t hl;
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (close == NULL || close == text + 1 || (close[1] != '\0' && close[1] != ':'))
+            return -1;
+        h = text + 1;
+        hl = (size_t)(close - h);
+        p = close[1] == ':' ? close + 2 : NULL;
+    } else {
+        const char *colon = strchr(text, ':');
+        if (colon != NULL && strchr(colon + 1, ':') != NULL)
+            return -1;
+        hl = colon != NULL ? (size_t)(colon - text) : n;
+        p = colon != NULL ? colon + 1 : NULL;
+    }
+    if (hl == 0 || (p != NULL && parse_uint(p, strlen(p), 1, 65535, port) < 0))
+        return -1;
+    *host = strndup(h, hl);
+    return *host != NULL ? 0 : -1;
+}
+
+int sq_redis_url_check_options(const sq_redis_url *u, const char *where, sq_error *err)
+{
+    if ((u->tls_cert == NULL) != (u->tls_key == NULL)) {
+        sq__error_set(err, SQ_ECONFIG, "%s: ssl_cert and ssl_key go together (got only %s)",
+                      where, u->tls_cert != NULL ? "ssl_cert" : "ssl_key");
+        return -1;
+    }
+    for (size_t i = 0; i < u->nsentinels; i++) {
+        char *host;
+        int port;
+        if (sq_redis_sentinel_parse(u->sentinels[i], &host, &port) < 0) {
+            char quoted[128];
+            sq__error_set(err, SQ_ECONFIG, "%s: sentinels: expected host[:port], got %s", where,
+                          sq__quote(u->sentinels[i], strlen(u->sentinels[i]), quoted,
+                                    sizeof quoted));
+            return -1;
+        }
+        free(host);
+    }
+    return 0;
+}
+
+/* The SQUIRE_REDIS_* variables and where each goes. */
+static const struct {
+    const char *name;
+    size_t offset;
+} env_strings[] = {
+    {"SQUIRE_REDIS_SSL_CA_FILE", offsetof(sq_redis_url, tls_ca_file)},
+    {"SQUIRE_REDIS_SSL_CA_PATH", offsetof(sq_redis_url, tls_ca_path)},
+    {"SQUIRE_REDIS_SSL_CERT", offsetof(sq_redis_url, tls_cert)},
+    {"SQUIRE_REDIS_SSL_KEY", offsetof(sq_redis_url, tls_key)},
+    {"SQUIRE_REDIS_SSL_SERVER_NAME", offsetof(sq_redis_url, tls_server_name)},
+    {"SQUIRE_REDIS_SENTINEL_USERNAME", offsetof(sq_redis_url, sentinel_username)},
+    {"SQUIRE_REDIS_SENTINEL_PASSWORD", offsetof(sq_redis_url, sentinel_password)},
+};
+
+int sq_redis_verify_mode_parse(const char *text, bool *no_verify)
+{
+    if (text != NULL && (strcasecmp(text, "none") == 0 || strcmp(text, "VERIFY_NONE") == 0 ||
+                         strcmp(text, "OpenSSL::SSL::VERIFY_NONE") == 0)) {
+        *no_verify = true;
+        return 0;
+    }
+    if (text != NULL && (strcasecmp(text, "peer") == 0 || strcmp(text, "VERIFY_PEER") == 0 ||
+                         strcmp(text, "OpenSSL::SSL::VERIFY_PEER") == 0)) {
+        *no_verify = false;
+        return 0;
+    }
+    return -1;
+}
+
+/* Replace the sentinel list with the comma-separated list text. */
+static int set_sentinel_list(sq_redis_url *u, const char *text, sq_error *err)
+{
+    for (size_t i = 0; i < u->nsentinels; i++)
+        free(u->sentinels[i]);
+    free(u->sentinels);
+    u->sentinels = NULL;
+    u->nsentinels = 0;
+    size_t cap = 1;
+    for (const char *p = text; *p; p++)
+        cap += *p == ',';
+    u->sentinels = calloc(cap, sizeof *u->sentinels);
+    if (u->sentinels == NULL)
+        goto oom;
+    for (const char *p = text; *p != '\0';) {
+        size_t n = strcspn(p, ",");
+        while (n > 0 && (*p == ' ' || *p == '\t'))
+            p++, n--;
+        size_t m = n;
+        while (m > 0 && (p[m - 1] == ' ' || p[m - 1] == '\t'))
+            m--;
+        if (m > 0 && (u->sentinels[u->nsentinels++] = strndup(p, m)) == NULL)
+            goto oom;
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+oom:
+    sq__error_set(err, SQ_ENOMEM, "out of memory");
+    return -1;
+}
+
+int sq_redis_url_apply_env(sq_redis_url *u, sq_getenv_fn getenv_fn, sq_error *err)
+{
+    sq_getenv_fn get = getenv_fn != NULL ? getenv_fn : sq__getenv;
+    const char *v = get("SQUIRE_REDIS_SSL_VERIFY_MODE");
+    if (v != NULL && v[0] != '\0' && sq_redis_verify_mode_parse(v, &u->tls_no_verify) < 0) {
+        char quoted[128];
+        sq__error_set(err, SQ_ECONFIG, "SQUIRE_REDIS_SSL_VERIFY_MODE: expected none or peer, got %s",
+                      sq__quote(v, strlen(v), quoted, sizeof quoted));
+        return -1;
+    }
+    for (size_t i = 0; i < SQ_ARRAY_LEN(env_strings); i++) {
+        v = get(env_strings[i].name);
+        if (v == NULL || v[0] == '\0')
+            continue;
+        char **field = (char **)(void *)((char *)u + env_strings[i].offset);
+        char *copy = sq__strdup(v);
+        if (copy == NULL) {
+            sq__error_set(err, SQ_ENOMEM, "out of memory");
+            return -1;
+        }
+        free_secret(*field);
+        *field = copy;
+    }
+    v = get("SQUIRE_REDIS_SENTINELS");
+    if (v != NULL && v[0] != '\0' && set_sentinel_list(u, v, err) < 0)
+        return -1;
+    return sq_redis_url_check_options(u, "SQUIRE_REDIS_*", err);
+}
+
+int sq_redis_url_from_environment(const char *url, sq_redis_url *out, sq_error *err)
+{
+    const char *u = url;
+    memset(out, 0, sizeof *out);
+    if (u == NULL && sq_redis_url_from_env(NULL, &u, err) != 0)
+        return -1;
+    if (sq_redis_url_parse(u, out, err) != 0)
+        return -1;
+    if (sq_redis_url_apply_env(out, NULL, err) != 0) {
+        sq_redis_url_destroy(out);
+        return -1;
+    }
+    return 0;
 }
 
 int sq_redis_url_from_env(sq_getenv_fn getenv_fn, const char **url, sq_error *err)

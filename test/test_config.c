@@ -1311,9 +1311,9 @@ START_TEST(test_bad_redis_url_in_env)
     memset(&err, 0, sizeof err);
     fake_env_n = 0;
     env_set("REDIS_PROVIDER", "MY_URL");
-    env_set("MY_URL", "rediss://u:hunter2@host");
+    env_set("MY_URL", "rediss://u:hunter2@host:0");
     ASSERT_ERR(LOAD(NULL), SQ_ECONFIG, "MY_URL: invalid Redis URL");
-    ck_assert_ptr_nonnull(strstr(err.message, "TLS (rediss://) needs hiredis >= 1.0"));
+    ck_assert_ptr_nonnull(strstr(err.message, "port must be an integer"));
     ck_assert_ptr_null(strstr(err.message, "hunter2"));
 }
 END_TEST
@@ -1345,6 +1345,9 @@ static const struct url_case {
     {"unix:///tmp/redis.sock", NULL, "/tmp/redis.sock", NULL, NULL, 6379, 0},
     {"unix:///run/redis/redis.sock?db=3", NULL, "/run/redis/redis.sock", NULL, NULL, 6379, 3},
     {"unix://:pw@/run/r.sock", NULL, "/run/r.sock", NULL, "pw", 6379, 0},
+    {"rediss://:pw@ec2-1-2-3-4.compute.example.com:25070", "ec2-1-2-3-4.compute.example.com",
+     NULL, NULL, "pw", 25070, 0},
+    {"rediss://default:pw@[::1]:6380/2", "::1", NULL, "default", "pw", 6380, 2},
 };
 
 START_TEST(test_url_parse_good)
@@ -1358,17 +1361,137 @@ START_TEST(test_url_parse_good)
     ck_assert_pstr_eq(p.password, u->pass);
     ck_assert_int_eq(p.port, u->port);
     ck_assert_int_eq(p.db, u->db);
+    ck_assert(p.tls == (u->url != NULL && strncmp(u->url, "rediss://", 9) == 0));
+    ck_assert(!p.tls_no_verify); /* verification is on unless asked off */
     sq_redis_url_destroy(&p);
     sq_redis_url_destroy(&p);
+}
+END_TEST
+
+/* The redis: section: TLS and sentinel options, checked like any key. */
+START_TEST(test_redis_section)
+{
+    ck_assert(!cfg.redis_opts.tls_no_verify);
+    ASSERT_OK(yml(":redis:\n  url: rediss://:pw@cache:6380/1\n  ssl_verify_mode: none\n"
+                  "  ssl_ca_file: /etc/ca.pem\n  ssl_ca_path: /etc/cas\n  ssl_cert: c.pem\n"
+                  "  ssl_key: k.pem\n  ssl_server_name: cache.internal\n"
+                  "  sentinels: [\"10.0.0.1:26379\", \"s2\", \"[::1]:5000\"]\n"
+                  "  sentinel_username: sen\n  sentinel_password: sp\n"));
+    ck_assert_str_eq(cfg.redis_url, "rediss://:pw@cache:6380/1");
+    ck_assert(cfg.redis_opts.tls_no_verify);
+    ck_assert_str_eq(cfg.redis_opts.tls_ca_file, "/etc/ca.pem");
+    ck_assert_str_eq(cfg.redis_opts.tls_ca_path, "/etc/cas");
+    ck_assert_str_eq(cfg.redis_opts.tls_cert, "c.pem");
+    ck_assert_str_eq(cfg.redis_opts.tls_key, "k.pem");
+    ck_assert_str_eq(cfg.redis_opts.tls_server_name, "cache.internal");
+    ck_assert_uint_eq(cfg.redis_opts.nsentinels, 3);
+    ck_assert_str_eq(cfg.redis_opts.sentinels[1], "s2");
+    ck_assert_str_eq(cfg.redis_opts.sentinel_username, "sen");
+    ck_assert_str_eq(cfg.redis_opts.sentinel_password, "sp");
+    sq_redis_url u;
+    ASSERT_OK(sq_config_redis_url(&cfg, &u, &err));
+    ck_assert(u.tls && u.tls_no_verify);
+    ck_assert_str_eq(u.host, "cache");
+    ck_assert_str_eq(u.tls_server_name, "cache.internal");
+    ck_assert_uint_eq(u.nsentinels, 3);
+    ck_assert_str_eq(u.sentinel_password, "sp");
+    sq_redis_url_destroy(&u);
+    /* peer turns verification back on; Ruby's spelling is accepted */
+    ASSERT_OK(yml(":redis:\n  ssl_verify_mode: OpenSSL::SSL::VERIFY_PEER\n"));
+    ck_assert(!cfg.redis_opts.tls_no_verify);
+    ASSERT_ERR(yml(":redis:\n  ssl_verify_mode: maybe\n"), SQ_ECONFIG,
+               "test.yml:2: redis.ssl_verify_mode: expected none or peer, got \"maybe\"");
+    memset(&err, 0, sizeof err);
+    ASSERT_ERR(yml(":redis:\n  sentinels:\n    - \"h:99999\"\n"), SQ_ECONFIG,
+               "expected a sentinel as host[:port]");
+    memset(&err, 0, sizeof err);
+    ASSERT_ERR(yml(":redis:\n  ssl_verfy_mode: none\n"), SQ_ECONFIG,
+               "ssl_verfy_mode: unknown key in redis:");
+}
+END_TEST
+
+/* A certificate without its key is caught before any connection. */
+START_TEST(test_redis_cert_needs_key)
+{
+    ASSERT_OK(yml(":redis:\n  ssl_cert: /c.pem\n"));
+    ASSERT_ERR(sq_config_validate(&cfg, &err), SQ_ECONFIG,
+               "config: redis: ssl_cert and ssl_key go together (got only ssl_cert)");
+}
+END_TEST
+
+/* SQUIRE_REDIS_* set the same options and win over the file (Heroku sets
+ * config vars, not files); the sentinel password never shows in errors. */
+START_TEST(test_redis_env_options)
+{
+    const char *y = ":redis:\n  ssl_verify_mode: peer\n  ssl_ca_file: /file.pem\n";
+    char path[128];
+    snprintf(path, sizeof path, "%s/s.yml", tmp_dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(y, f);
+    fclose(f);
+    env_set("REDIS_URL", "rediss://:pw@h:6380");
+    env_set("SQUIRE_REDIS_SSL_VERIFY_MODE", "none");
+    env_set("SQUIRE_REDIS_SSL_CA_FILE", "/env.pem");
+    env_set("SQUIRE_REDIS_SENTINELS", " a:1 , b ,[::1]:3");
+    env_set("SQUIRE_REDIS_SENTINEL_PASSWORD", "hunter2");
+    ASSERT_OK(LOAD("-C", path));
+    ck_assert(cfg.redis_opts.tls_no_verify);
+    ck_assert_str_eq(cfg.redis_opts.tls_ca_file, "/env.pem");
+    ck_assert_uint_eq(cfg.redis_opts.nsentinels, 3);
+    ck_assert_str_eq(cfg.redis_opts.sentinels[0], "a:1");
+    ck_assert_str_eq(cfg.redis_opts.sentinels[1], "b");
+    ck_assert_str_eq(cfg.redis_opts.sentinels[2], "[::1]:3");
+    ck_assert_str_eq(cfg.redis_opts.sentinel_password, "hunter2");
+    sq_config_destroy(&cfg);
+    sq_config_init(&cfg);
+    fake_env_n = 0;
+    env_set("SQUIRE_REDIS_SSL_VERIFY_MODE", "off-ish");
+    ASSERT_ERR(LOAD(NULL), SQ_ECONFIG,
+               "SQUIRE_REDIS_SSL_VERIFY_MODE: expected none or peer, got \"off-ish\"");
+    sq_config_destroy(&cfg);
+    sq_config_init(&cfg);
+    memset(&err, 0, sizeof err);
+    fake_env_n = 0;
+    env_set("SQUIRE_REDIS_SENTINELS", "a:1,b:x");
+    env_set("SQUIRE_REDIS_SENTINEL_PASSWORD", "hunter2");
+    ASSERT_ERR(LOAD(NULL), SQ_ECONFIG, "sentinels: expected host[:port], got \"b:x\"");
+    ck_assert_ptr_null(strstr(err.message, "hunter2"));
+}
+END_TEST
+
+START_TEST(test_sentinel_address_parse)
+{
+    static const struct {
+        const char *in, *host;
+        int port;
+    } good[] = {{"h", "h", 26379}, {"h:1", "h", 1}, {"[::1]", "::1", 26379},
+                {"[fe80::2]:7", "fe80::2", 7}, {"10.0.0.1:26380", "10.0.0.1", 26380}};
+    for (size_t i = 0; i < N_ELEMS(good); i++) {
+        char *host;
+        int port;
+        ck_assert_msg(sq_redis_sentinel_parse(good[i].in, &host, &port) == 0, "%s", good[i].in);
+        ck_assert_str_eq(host, good[i].host);
+        ck_assert_int_eq(port, good[i].port);
+        free(host);
+    }
+    static const char *const bad[] = {"", ":1", "h:", "h:0", "h:65536", "::1", "[::1",
+                                      "[]:1", "h h", "redis://h", "u@h", "h:1:2"};
+    for (size_t i = 0; i < N_ELEMS(bad); i++) {
+        char *host;
+        int port;
+        ck_assert_msg(sq_redis_sentinel_parse(bad[i], &host, &port) == -1, "%s", bad[i]);
+        ck_assert_ptr_null(host);
+    }
 }
 END_TEST
 
 static const struct {
     const char *url, *want;
 } bad_urls[] = {
-    {"rediss://:s3cr3t@h:6380",
-     "TLS (rediss://) needs hiredis >= 1.0 with SSL; Debian bookworm ships 0.14"},
-    {"http://u:s3cr3t@h", "expected redis://host[:port][/db] or unix:///path"},
+    {"rediss://:s3cr3t@h:0", "port must be an integer from 1 to 65535"},
+    {"rediss://:s3cr3t@/tmp/r.sock", "missing or bad host"},
+    {"http://u:s3cr3t@h", "expected redis://host[:port][/db], rediss:// (TLS) or unix:///path"},
     {"localhost:6379", "expected redis://"},
     {"REDIS://h", "expected redis://"},
     {"redis://u:s3cr3t@h:0", "port must be an integer from 1 to 65535"},
@@ -1555,6 +1678,10 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_every_key);
     tcase_add_test(tc, test_example_file_loads);
     tcase_add_test(tc, test_database_section);
+    tcase_add_test(tc, test_redis_section);
+    tcase_add_test(tc, test_redis_cert_needs_key);
+    tcase_add_test(tc, test_redis_env_options);
+    tcase_add_test(tc, test_sentinel_address_parse);
     tcase_add_test(tc, test_quoted_integers_and_symbols);
     tcase_add_test(tc, test_booleans);
     tcase_add_test(tc, test_log_level);

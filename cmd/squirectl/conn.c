@@ -13,9 +13,7 @@ sq_redis *ctl_connect(const char *url, const char *cmd, int *rc)
 {
     sq_error err = {0};
     sq_redis_url parsed = {0};
-    const char *u = url;
-    if ((u == NULL && sq_redis_url_from_env(NULL, &u, &err) != 0) ||
-        sq_redis_url_parse(u, &parsed, &err) != 0) {
+    if (sq_redis_url_from_environment(url, &parsed, &err) != 0) {
         fprintf(stderr, "squirectl %s: %s\n", cmd, err.message);
         *rc = CTL_CONFIG;
         return NULL;
