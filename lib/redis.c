@@ -191,9 +191,15 @@ static bool is_ip_address(const char *s)
 
 /* Why a handshake failed, in words a user can act on. */
 static void tls_failure(sq_redis *r, SSL *ssl, const char *name, const char *where,
-                        const char *errstr, sq_error *err)
+                        const char *errstr, int saved_errno, sq_error *err)
 {
     long v = SSL_get_verify_result(ssl);
+    if (v == X509_V_OK && (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK)) {
+        sq__error_set(err, SQ_EREDIS, "TLS to %s%s: no answer within %g s (timed out in the "
+                      "handshake; the server or the network hangs)", r->display, where,
+                      r->timeout);
+        return;
+    }
     const char *hint = NULL;
     int code = SQ_EREDIS;
     switch (v) {
@@ -260,9 +266,10 @@ static int tls_start(sq_redis *r, redisContext *c, const char *host, const char 
             return -1;
         }
     }
+    errno = 0;
     if (redisInitiateSSL(c, ssl) == REDIS_OK)
         return 0; /* the context owns ssl now */
-    tls_failure(r, ssl, name, where, c->errstr, err);
+    tls_failure(r, ssl, name, where, strstr(c->errstr, "(null)") ? "" : c->errstr, errno, err);
     SSL_free(ssl);
     return -1;
 }

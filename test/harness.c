@@ -85,13 +85,19 @@ void sqt_tempdir(char *out, const char *tag)
     }
 }
 
+const char *sqt_redis_server(void)
+{
+    const char *s = getenv("SQ_REDIS_SERVER");
+    return s != NULL && s[0] != '\0' ? s : "redis-server";
+}
+
 static void spawn_redis(sqt_redis *r)
 {
-    char cmd[1200];
+    char cmd[2400];
     snprintf(cmd, sizeof cmd,
-             "exec redis-server --bind 127.0.0.1 --port %d --dir %s --save '' "
+             "exec %s --bind 127.0.0.1 --port %d --dir %s --save '' "
              "--appendonly no --logfile %s/redis.log %s",
-             r->port, r->dir, r->dir, r->extra);
+             sqt_redis_server(), r->port, r->dir, r->dir, r->extra);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
@@ -135,6 +141,43 @@ void sqt_redis_start(sqt_redis *r, const char *extra)
     sqt_tempdir(r->dir, "redis");
     snprintf(r->extra, sizeof r->extra, "%s", extra ? extra : "");
     snprintf(r->url, sizeof r->url, "redis://127.0.0.1:%d/0", r->port);
+    spawn_redis(r);
+}
+
+void sqt_tls_certs(const char *dir)
+{
+    /* EC keys: fast to make. Each leaf is signed by ca.crt. */
+    int rc = sqt_sh(NULL, NULL,
+                    "cd '%s' && set -e; exec 2>openssl.log; "
+                    "ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+                    "-nodes -keyout $1.key -out $1.crt -days 2 -subj /CN=$1; }; "
+                    "leaf() { openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+                    "-nodes -keyout $1.key -out $1.csr -subj /CN=$2; "
+                    "printf 'subjectAltName=%%s\\nextendedKeyUsage=%%s\\n' \"$3\" $4 > $1.ext; "
+                    "openssl x509 -req -in $1.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
+                    "-out $1.crt -days 2 -extfile $1.ext; }; "
+                    "ca ca; ca wrongca; "
+                    "leaf server localhost DNS:localhost,IP:127.0.0.1 serverAuth; "
+                    "leaf wrongname wrong.example DNS:wrong.example serverAuth; "
+                    "leaf client squire-client DNS:squire-client clientAuth",
+                    dir);
+    ck_assert_msg(rc == 0, "openssl could not make the test certificates in %s", dir);
+}
+
+void sqt_redis_start_tls(sqt_redis *r, const char *certdir, const char *cert, const char *extra)
+{
+    memset(r, 0, sizeof *r);
+    r->port = sqt_free_port();
+    do
+        r->tls_port = sqt_free_port();
+    while (r->tls_port == r->port);
+    sqt_tempdir(r->dir, "redis");
+    snprintf(r->extra, sizeof r->extra,
+             "--tls-port %d --tls-cert-file %s/%s.crt --tls-key-file %s/%s.key "
+             "--tls-ca-cert-file %s/ca.crt --tls-auth-clients optional %s",
+             r->tls_port, certdir, cert, certdir, cert, certdir, extra ? extra : "");
+    snprintf(r->url, sizeof r->url, "redis://127.0.0.1:%d/0", r->port);
+    snprintf(r->tls_url, sizeof r->tls_url, "rediss://127.0.0.1:%d/0", r->tls_port);
     spawn_redis(r);
 }
 

@@ -18,8 +18,24 @@ typedef struct sqt_redis {
     int port;
     char dir[256];
     char url[128];
-    char extra[512]; /* extra redis-server arguments, kept for restarts */
+    char extra[1536]; /* extra redis-server arguments, kept for restarts */
+    int tls_port;     /* sqt_redis_start_tls: the TLS port (port stays plain) */
+    char tls_url[128];
 } sqt_redis;
+
+/* The server binary: $SQ_REDIS_SERVER (e.g. valkey-server), else redis-server. */
+const char *sqt_redis_server(void);
+
+/* Make test certificates in dir with openssl: ca.crt (the CA), server.crt/.key
+ * (signed by it, for localhost and 127.0.0.1), wrongname.crt/.key (signed by
+ * it, for wrong.example only), client.crt/.key (signed by it), and
+ * wrongca.crt (another CA that signed nothing here). */
+void sqt_tls_certs(const char *dir);
+/* Start a server with a plain port (r->port, r->url: for the test's own
+ * checks) and a TLS port (r->tls_port, r->tls_url) presenting
+ * <certdir>/<cert>.crt; client certificates are optional, checked against
+ * ca.crt when given. */
+void sqt_redis_start_tls(sqt_redis *r, const char *certdir, const char *cert, const char *extra);
 
 /* A free TCP port on 127.0.0.1. */
 int sqt_free_port(void);

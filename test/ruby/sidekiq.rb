@@ -5,7 +5,11 @@ require "sidekiq"
 require "sidekiq/api"
 
 Sidekiq.logger.level = Logger::WARN
-Sidekiq.configure_client { |c| c.redis = { url: ENV.fetch("REDIS_URL") } }
+# rediss:// as Heroku documents it (SQT_SSL_VERIFY=none), or with a CA file.
+redis_opts = { url: ENV.fetch("REDIS_URL") }
+redis_opts[:ssl_params] = { verify_mode: OpenSSL::SSL::VERIFY_NONE } if ENV["SQT_SSL_VERIFY"] == "none"
+redis_opts[:ssl_params] = { ca_file: ENV["SQT_SSL_CA_FILE"] } if ENV["SQT_SSL_CA_FILE"]
+Sidekiq.configure_client { |c| c.redis = redis_opts }
 
 class HardJob
   include Sidekiq::Worker

@@ -1,0 +1,408 @@
+/*
+ * test_redis_conn.c: how squire connects: timeouts against a server that
+ * never answers, and TLS (rediss://) against real servers started with
+ * certificates the test makes with openssl, with jobs pushed by the real
+ * Sidekiq Ruby client.
+ *
+ * TLS servers keep a plain port too (R.url) for the test's own checks; the
+ * processes under test get only the rediss:// URL.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "itest.h"
+
+#define PASSWORD "s3cret-pw"
+
+static char certs[256];
+
+/* A TCP server that accepts (the kernel's backlog does) and never answers:
+ * a hung Redis, or a half-open connection. */
+static int silent_server(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(fd, 64), 0);
+    socklen_t len = sizeof a;
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static void no_secret(const char *text)
+{
+    ck_assert_msg(strstr(text, PASSWORD) == NULL, "the password leaked: %s", text);
+}
+
+/* ---- timeouts ------------------------------------------------------------ */
+
+START_TEST(squirectl_gives_up_on_a_silent_server)
+{
+    int port;
+    int fd = silent_server(&port);
+    static const char *const schemes[] = {"redis", "rediss"};
+    for (size_t i = 0; i < 2; i++) {
+        char url[128], *out;
+        snprintf(url, sizeof url, "%s://:" PASSWORD "@127.0.0.1:%d/0", schemes[i], port);
+        double t0 = sqt_now();
+        int rc = sqt_sh(url, &out, "'%s' stats 2>&1", SQ_TEST_SQUIRECTL);
+        double took = sqt_now() - t0;
+        ck_assert_msg(rc != 0, "%s: squirectl succeeded against a silent server: %s", url, out);
+        ck_assert_msg(took < 15, "%s: squirectl took %.1f s", url, took);
+        ck_assert_msg(strstr(out, "no answer within") != NULL, "%s: %s", url, out);
+        ck_assert_msg(strstr(out, "127.0.0.1") != NULL, "the message names no server: %s", out);
+        no_secret(out);
+        free(out);
+    }
+    close(fd);
+}
+END_TEST
+
+START_TEST(check_gives_up_on_a_silent_server)
+{
+    int port;
+    int fd = silent_server(&port);
+    char url[128], *out;
+    snprintf(url, sizeof url, "redis://:" PASSWORD "@127.0.0.1:%d/0", port);
+    double t0 = sqt_now();
+    int rc = sqt_sh(url, &out, "SQUIRE_ALLOW_ROOT=1 '%s' --check -r '%s' 2>&1", SQ_TEST_SQUIRE,
+                    SQ_TEST_PLUGIN);
+    double took = sqt_now() - t0;
+    ck_assert_msg(rc != 0, "--check passed against a silent server: %s", out);
+    ck_assert_msg(took < 15, "--check took %.1f s", took);
+    ck_assert_msg(strstr(out, "no answer within") != NULL, "%s", out);
+    no_secret(out);
+    free(out);
+    close(fd);
+}
+END_TEST
+
+/* The daemon waits (it may be started before Redis) with a clear message,
+ * and a TERM still stops it at once. */
+START_TEST(daemon_waits_on_a_silent_server_and_stops_on_term)
+{
+    int port;
+    int fd = silent_server(&port);
+    char url[128];
+    snprintf(url, sizeof url, "redis://:" PASSWORD "@127.0.0.1:%d/0", port);
+    sqt_proc p;
+    const char *argv[] = {"-r", SQ_TEST_PLUGIN, NULL};
+    sqt_squire_start(&p, url, argv, NULL);
+    ck_assert(sqt_log_wait(&p, "waiting for Redis", 15));
+    ck_assert(sqt_log_wait(&p, "no answer within", 1));
+    double t0 = sqt_now();
+    kill(p.pid, SIGTERM);
+    ck_assert_int_eq(sqt_proc_wait(&p, 15), 0);
+    ck_assert_msg(sqt_now() - t0 < 10, "stop took %.1f s", sqt_now() - t0);
+    char *log = sqt_log_read(&p);
+    no_secret(log);
+    free(log);
+    close(fd);
+}
+END_TEST
+
+/* Redis freezes under a running daemon (SIGSTOP: connections stay open,
+ * nothing answers): every thread times out instead of hanging, and work
+ * resumes when Redis does. */
+START_TEST(threads_time_out_and_resume_when_redis_freezes)
+{
+    sqt_proc p;
+    itest_squire(&p, R.url, "5", NULL);
+    char jid[25];
+    itest_push("OkJob", "[1]", NULL, jid);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SCARD test:done"), 1);
+    kill(R.pid, SIGSTOP);
+    sqt_sleep(9); /* longer than every command timeout and blocking wait */
+    kill(R.pid, SIGCONT);
+    ck_assert_msg(sqt_log_wait(&p, "no answer within", 5), "no timeout was logged");
+    itest_push("OkJob", "[2]", NULL, jid);
+    ck_assert_int_eq(sqt_wait_int(C, 2, 20, "SCARD test:done"), 2);
+    /* the heartbeat is back too: the process is listed and fresh */
+    double beat = 0;
+    for (double until = sqt_now() + 10; sqt_now() < until; sqt_sleep(0.2)) {
+        redisReply *r = sqt_cmd(C, "SMEMBERS processes");
+        if (r->elements == 1) {
+            redisReply *b = sqt_cmd(C, "HGET %s beat", r->element[0]->str);
+            beat = b->type == REDIS_REPLY_STRING ? strtod(b->str, NULL) : 0;
+            freeReplyObject(b);
+        }
+        freeReplyObject(r);
+        if (beat > 0 && (double)time(NULL) - beat < 3)
+            break;
+    }
+    ck_assert_msg(beat > 0 && (double)time(NULL) - beat < 3, "no fresh heartbeat (%.1f)", beat);
+    itest_stop(&p);
+}
+END_TEST
+
+/* ---- TLS ----------------------------------------------------------------- */
+
+static sqt_redis T;      /* the TLS server */
+static redisContext *TC; /* plain connection to it, authenticated */
+static char tls_url[160];
+
+static void tls_setup(void)
+{
+    sqt_tempdir(certs, "certs");
+    sqt_tls_certs(certs);
+}
+
+static void tls_teardown(void)
+{
+    if (TC)
+        redisFree(TC);
+    TC = NULL;
+    if (T.pid)
+        sqt_redis_stop(&T);
+}
+
+static void tls_start(const char *cert, const char *extra)
+{
+    char more[512];
+    snprintf(more, sizeof more, "--requirepass " PASSWORD " %s", extra ? extra : "");
+    sqt_redis_start_tls(&T, certs, cert, more);
+    snprintf(tls_url, sizeof tls_url, "rediss://:" PASSWORD "@127.0.0.1:%d/0", T.tls_port);
+    TC = sqt_redis_connect(&T);
+    redisReply *r = sqt_cmd(TC, "AUTH " PASSWORD);
+    ck_assert_int_ne(r->type, REDIS_REPLY_ERROR);
+    freeReplyObject(r);
+}
+
+/* A config file with these lines (and a fast poller and heartbeat). */
+static const char *tls_config(const char *lines)
+{
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml, ":poll_interval_average: 0.2\n:beat_interval: 1\n%s",
+             lines ? lines : "");
+    return itest_config(yaml);
+}
+
+/* Jobs from Sidekiq's Ruby client over rediss:// (verify: the env names the
+ * Ruby client's ssl_params) reach squire over rediss://: workers, poller and
+ * heartbeat all on TLS. */
+static void run_sidekiq_jobs_over_tls(const char *config, const char *const *env,
+                                      const char *shell_env)
+{
+    sqt_proc p;
+    const char *argv[] = {"-C", config, "-r", SQ_TEST_PLUGIN, "-c", "2", NULL};
+    sqt_squire_start(&p, tls_url, argv, env);
+    ck_assert_msg(sqt_log_wait(&p, "starting", 10), "squire did not start");
+    char *out;
+    for (int i = 0; i < 3; i++) {
+        int rc = sqt_ruby(tls_url, &out, "sidekiq.rb", "push NoopJob '[1, \"two\"]'");
+        ck_assert_msg(rc == 0 && strstr(out, "\"jid\"") != NULL, "sidekiq push: %d %s", rc, out);
+        free(out);
+    }
+    /* a scheduled job: the poller moves it over TLS */
+    int rc = sqt_sh(tls_url, &out, "%s '%s' push NoopJob --in 1 2>&1", shell_env,
+                    SQ_TEST_SQUIRECTL);
+    ck_assert_msg(rc == 0, "squirectl push: %s", out);
+    free(out);
+    ck_assert_int_eq(sqt_wait_int(TC, 4, 20, "GET stat:processed"), 4);
+    ck_assert_int_eq(sqt_int(TC, "LLEN queue:default"), 0);
+    ck_assert_int_eq(sqt_int(TC, "ZCARD schedule"), 0);
+    ck_assert_int_eq(sqt_wait_int(TC, 1, 10, "SCARD processes"), 1);
+    kill(p.pid, SIGTERM);
+    ck_assert_int_eq(sqt_proc_wait(&p, 30), 0);
+    char *log = sqt_log_read(&p);
+    ck_assert_msg(strstr(log, "rediss://:REDACTED@127.0.0.1") != NULL, "%s", log);
+    no_secret(log);
+    free(log);
+}
+
+/* Heroku's setting: verification off (self-signed certificates). */
+START_TEST(sidekiq_jobs_run_over_tls_with_verification_off)
+{
+    tls_start("server", NULL);
+    setenv("SQT_SSL_VERIFY", "none", 1);
+    const char *env[] = {"SQUIRE_REDIS_SSL_VERIFY_MODE=none", NULL};
+    run_sidekiq_jobs_over_tls(tls_config(NULL), env, "SQUIRE_REDIS_SSL_VERIFY_MODE=none");
+    /* and squirectl, the same way */
+    char *out;
+    int rc = sqt_sh(tls_url, &out, "SQUIRE_REDIS_SSL_VERIFY_MODE=none '%s' stats 2>&1",
+                    SQ_TEST_SQUIRECTL);
+    ck_assert_msg(rc == 0 && strstr(out, "Processed: 4") != NULL, "%d %s", rc, out);
+    free(out);
+}
+END_TEST
+
+/* Verification on, against the CA in redis.ssl_ca_file; squirectl and
+ * --check over TLS too. */
+START_TEST(sidekiq_jobs_run_over_tls_with_a_ca_file)
+{
+    tls_start("server", NULL);
+    char ca[320], lines[400];
+    snprintf(ca, sizeof ca, "%s/ca.crt", certs);
+    setenv("SQT_SSL_CA_FILE", ca, 1);
+    snprintf(lines, sizeof lines, "redis:\n  ssl_ca_file: %s\n", ca);
+    const char *config = tls_config(lines);
+    char shell_env[400];
+    snprintf(shell_env, sizeof shell_env, "SQUIRE_REDIS_SSL_CA_FILE='%s'", ca);
+    run_sidekiq_jobs_over_tls(config, NULL, shell_env);
+    char *out;
+    int rc = sqt_sh(tls_url, &out, "SQUIRE_REDIS_SSL_CA_FILE='%s' '%s' stats 2>&1", ca,
+                    SQ_TEST_SQUIRECTL);
+    ck_assert_msg(rc == 0 && strstr(out, "Processed: 4") != NULL, "%d %s", rc, out);
+    free(out);
+    rc = sqt_sh(tls_url, &out, "SQUIRE_ALLOW_ROOT=1 '%s' --check -C '%s' -r '%s' 2>&1",
+                SQ_TEST_SQUIRE, config, SQ_TEST_PLUGIN);
+    ck_assert_msg(rc == 0 && strstr(out, "rediss://:REDACTED@127.0.0.1") != NULL, "%d %s", rc,
+                  out);
+    no_secret(out);
+    free(out);
+    /* the name is checked: the URL says 127.0.0.1, the certificate has it */
+    rc = sqt_sh(tls_url, &out, "SQUIRE_REDIS_SSL_CA_FILE='%s' '%s' queues 2>&1", ca,
+                SQ_TEST_SQUIRECTL);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+}
+END_TEST
+
+/* squire with config exits 78 with a message containing want, naming the
+ * URL redacted; --check with it fails the same way. */
+static void daemon_refuses(const char *config, const char *want)
+{
+    sqt_proc p;
+    const char *argv[] = {"-C", config, "-r", SQ_TEST_PLUGIN, NULL};
+    sqt_squire_start(&p, tls_url, argv, NULL);
+    int st = sqt_proc_wait(&p, 20);
+    char *log = sqt_log_read(&p);
+    ck_assert_msg(st == 78, "exit %d: %s", st, log);
+    ck_assert_msg(strstr(log, "TLS to rediss://:REDACTED@127.0.0.1") != NULL, "%s", log);
+    ck_assert_msg(strstr(log, want) != NULL, "%s", log);
+    no_secret(log);
+    free(log);
+    char *out;
+    int rc = sqt_sh(tls_url, &out, "SQUIRE_ALLOW_ROOT=1 '%s' --check -C '%s' -r '%s' 2>&1",
+                    SQ_TEST_SQUIRE, config, SQ_TEST_PLUGIN);
+    ck_assert_msg(rc != 0 && strstr(out, want) != NULL, "%d %s", rc, out);
+    no_secret(out);
+    free(out);
+}
+
+/* Verification is on by default: the system store does not know the test
+ * CA, and a wrong CA file does not either. Clear message, exit 78, no
+ * password anywhere. */
+START_TEST(an_unknown_ca_is_refused_clearly)
+{
+    tls_start("server", NULL);
+    char lines[400];
+    daemon_refuses(tls_config(NULL), "unknown CA"); /* the system store */
+    snprintf(lines, sizeof lines, "redis:\n  ssl_ca_file: %s/wrongca.crt\n", certs);
+    daemon_refuses(tls_config(lines), "unknown CA");
+    char *out;
+    int rc = sqt_sh(tls_url, &out, "SQUIRE_REDIS_SSL_CA_FILE='%s/wrongca.crt' '%s' stats 2>&1",
+                    certs, SQ_TEST_SQUIRECTL);
+    ck_assert_msg(rc != 0 && strstr(out, "unknown CA") != NULL, "%d %s", rc, out);
+    no_secret(out);
+    free(out);
+    ck_assert_int_eq(sqt_int(TC, "DBSIZE"), 0);
+}
+END_TEST
+
+/* A certificate from the right CA for another name. */
+START_TEST(a_wrong_server_name_is_refused_clearly)
+{
+    tls_start("wrongname", NULL);
+    char ca[320], lines[400];
+    snprintf(ca, sizeof ca, "%s/ca.crt", certs);
+    snprintf(lines, sizeof lines, "redis:\n  ssl_ca_file: %s\n", ca);
+    daemon_refuses(tls_config(lines), "name mismatch: the server's certificate is not for this "
+                                      "host (set redis.ssl_server_name / "
+                                      "SQUIRE_REDIS_SSL_SERVER_NAME to the name it carries) "
+                                      "(checked name \"127.0.0.1\")");
+    char *out;
+    int rc = sqt_sh(tls_url, &out, "SQUIRE_REDIS_SSL_CA_FILE='%s' '%s' stats 2>&1", ca,
+                    SQ_TEST_SQUIRECTL);
+    ck_assert_msg(rc != 0 && strstr(out, "name mismatch") != NULL, "%d %s", rc, out);
+    free(out);
+    /* the name the certificate carries, given as ssl_server_name, passes */
+    rc = sqt_sh(tls_url, &out,
+                "SQUIRE_REDIS_SSL_CA_FILE='%s' SQUIRE_REDIS_SSL_SERVER_NAME=wrong.example "
+                "'%s' stats 2>&1",
+                ca, SQ_TEST_SQUIRECTL);
+    ck_assert_msg(rc == 0, "%d %s", rc, out);
+    free(out);
+}
+END_TEST
+
+/* A server that requires client certificates: with ssl_cert/ssl_key the
+ * C client pushes; without them the connection is refused. */
+START_TEST(client_certificates_are_presented)
+{
+    tls_start("server", "--tls-auth-clients yes");
+    char env[1024];
+    snprintf(env, sizeof env,
+             "SQUIRE_REDIS_SSL_CA_FILE='%s/ca.crt' SQUIRE_REDIS_SSL_CERT='%s/client.crt' "
+             "SQUIRE_REDIS_SSL_KEY='%s/client.key'",
+             certs, certs, certs);
+    char *out;
+    int rc = sqt_sh(tls_url, &out, "%s '%s' push NoopJob 2>&1", env, SQ_TEST_SQUIRECTL);
+    ck_assert_msg(rc == 0, "%d %s", rc, out);
+    free(out);
+    ck_assert_int_eq(sqt_int(TC, "LLEN queue:default"), 1);
+    rc = sqt_sh(tls_url, &out, "SQUIRE_REDIS_SSL_CA_FILE='%s/ca.crt' '%s' push NoopJob 2>&1",
+                certs, SQ_TEST_SQUIRECTL);
+    ck_assert_msg(rc != 0, "pushed without a client certificate: %s", out);
+    no_secret(out);
+    free(out);
+    ck_assert_int_eq(sqt_int(TC, "LLEN queue:default"), 1);
+    /* a key that does not exist is named */
+    rc = sqt_sh(tls_url, &out,
+                "SQUIRE_REDIS_SSL_CERT='%s/client.crt' SQUIRE_REDIS_SSL_KEY=/nonexistent.key "
+                "'%s' stats 2>&1",
+                certs, SQ_TEST_SQUIRECTL);
+    ck_assert_msg(rc != 0 && strstr(out, "cannot load ssl_key /nonexistent.key") != NULL, "%s",
+                  out);
+    free(out);
+}
+END_TEST
+
+/* rediss:// to a port that speaks plain Redis. */
+START_TEST(tls_to_a_plain_port_fails_clearly)
+{
+    char url[128], *out;
+    snprintf(url, sizeof url, "rediss://127.0.0.1:%d/0", R.port);
+    double t0 = sqt_now();
+    int rc = sqt_sh(url, &out, "SQUIRE_REDIS_SSL_VERIFY_MODE=none '%s' stats 2>&1",
+                    SQ_TEST_SQUIRECTL);
+    ck_assert_msg(rc != 0 && strstr(out, "handshake") != NULL, "%d %s", rc, out);
+    ck_assert_msg(sqt_now() - t0 < 15, "took %.1f s", sqt_now() - t0);
+    free(out);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("redis_conn");
+    TCase *tc = tcase_create("timeouts");
+    tcase_add_checked_fixture(tc, itest_setup, itest_teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, squirectl_gives_up_on_a_silent_server);
+    tcase_add_test(tc, check_gives_up_on_a_silent_server);
+    tcase_add_test(tc, daemon_waits_on_a_silent_server_and_stops_on_term);
+    tcase_add_test(tc, threads_time_out_and_resume_when_redis_freezes);
+    tcase_add_test(tc, tls_to_a_plain_port_fails_clearly);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("tls");
+    tcase_add_checked_fixture(tc, tls_setup, tls_teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, sidekiq_jobs_run_over_tls_with_verification_off);
+    tcase_add_test(tc, sidekiq_jobs_run_over_tls_with_a_ca_file);
+    tcase_add_test(tc, an_unknown_ca_is_refused_clearly);
+    tcase_add_test(tc, a_wrong_server_name_is_refused_clearly);
+    tcase_add_test(tc, client_certificates_are_presented);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return sqt_run(suite());
+}
