@@ -94,10 +94,14 @@ const char *sqt_redis_server(void)
 static void spawn_redis(sqt_redis *r)
 {
     char cmd[2400];
-    snprintf(cmd, sizeof cmd,
-             "exec %s --bind 127.0.0.1 --port %d --dir %s --save '' "
-             "--appendonly no --logfile %s/redis.log %s",
-             sqt_redis_server(), r->port, r->dir, r->dir, r->extra);
+    if (strncmp(r->extra, "--sentinel", 10) == 0) /* sqt_sentinel_start */
+        snprintf(cmd, sizeof cmd, "exec %s %s/sentinel.conf --sentinel", sqt_redis_server(),
+                 r->dir);
+    else
+        snprintf(cmd, sizeof cmd,
+                 "exec %s --bind 127.0.0.1 --port %d --dir %s --save '' "
+                 "--appendonly no --logfile %s/redis.log %s",
+                 sqt_redis_server(), r->port, r->dir, r->dir, r->extra);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
@@ -141,6 +145,28 @@ void sqt_redis_start(sqt_redis *r, const char *extra)
     sqt_tempdir(r->dir, "redis");
     snprintf(r->extra, sizeof r->extra, "%s", extra ? extra : "");
     snprintf(r->url, sizeof r->url, "redis://127.0.0.1:%d/0", r->port);
+    spawn_redis(r);
+}
+
+void sqt_sentinel_start(sqt_redis *r, const char *master, int master_port)
+{
+    memset(r, 0, sizeof *r);
+    r->port = sqt_free_port();
+    sqt_tempdir(r->dir, "sentinel");
+    snprintf(r->extra, sizeof r->extra, "--sentinel");
+    snprintf(r->url, sizeof r->url, "redis://127.0.0.1:%d/0", r->port);
+    char path[300];
+    snprintf(path, sizeof path, "%s/sentinel.conf", r->dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "bind 127.0.0.1\nport %d\ndir %s\nlogfile %s/redis.log\n"
+            "sentinel monitor %s 127.0.0.1 %d 2\n"
+            "sentinel down-after-milliseconds %s 1000\n"
+            "sentinel failover-timeout %s 10000\n"
+            "sentinel parallel-syncs %s 1\n",
+            r->port, r->dir, r->dir, master, master_port, master, master, master);
+    fclose(f);
     spawn_redis(r);
 }
 

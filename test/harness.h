@@ -26,6 +26,10 @@ typedef struct sqt_redis {
 /* The server binary: $SQ_REDIS_SERVER (e.g. valkey-server), else redis-server. */
 const char *sqt_redis_server(void);
 
+/* Start a sentinel ($SQ_REDIS_SERVER --sentinel) watching master on
+ * 127.0.0.1:master_port, quorum 2, down after 1 s; r->port is its port. */
+void sqt_sentinel_start(sqt_redis *r, const char *master, int master_port);
+
 /* Make test certificates in dir with openssl: ca.crt (the CA), server.crt/.key
  * (signed by it, for localhost and 127.0.0.1), wrongname.crt/.key (signed by
  * it, for wrong.example only), client.crt/.key (signed by it), and

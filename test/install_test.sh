@@ -30,7 +30,7 @@ while :; do
   port=$((20000 + RANDOM % 20000))
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
 done
-redis-server --bind 127.0.0.1 --port "$port" --dir "$tmp" --save '' --logfile "$tmp/redis.log" &
+"${SQ_REDIS_SERVER:-redis-server}" --bind 127.0.0.1 --port "$port" --dir "$tmp" --save '' --logfile "$tmp/redis.log" &
 redis_pid=$!
 export REDIS_URL="redis://127.0.0.1:$port/0"
 for _ in $(seq 100); do redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1 && break; sleep 0.05; done

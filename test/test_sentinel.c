@@ -1,0 +1,166 @@
+/*
+ * test_sentinel.c: Redis Sentinel as Sidekiq users configure it: a master
+ * name in the URL (redis://mymaster) and a list of sentinels. A master, a
+ * replica and three sentinels on loopback; the master is killed, squire
+ * follows the master the sentinels elect, and jobs keep running.
+ */
+#include "itest.h"
+
+#define MASTER "mymaster"
+
+static sqt_redis S[3]; /* sentinels */
+static sqt_redis replica;
+static char sentinels[128];
+
+static redisReply *sentinel_cmd(int i, const char *fmt, const char *arg)
+{
+    redisContext *c = sqt_redis_connect(&S[i]);
+    redisReply *r = sqt_cmd(c, fmt, arg);
+    redisFree(c);
+    return r;
+}
+
+/* The port sentinel i names for the master now (0: none). */
+static int master_port(int i)
+{
+    redisReply *r = sentinel_cmd(i, "SENTINEL get-master-addr-by-name %s", MASTER);
+    int port = r->type == REDIS_REPLY_ARRAY && r->elements == 2 ? atoi(r->element[1]->str) : 0;
+    freeReplyObject(r);
+    return port;
+}
+
+/* Until every sentinel knows the replica and the two other sentinels: only
+ * then can they agree on a failover. */
+static void wait_sentinels_ready(void)
+{
+    double until = sqt_now() + 40;
+    for (;;) {
+        bool ready = true;
+        for (int i = 0; i < 3 && ready; i++) {
+            redisReply *r = sentinel_cmd(i, "SENTINEL replicas %s", MASTER);
+            ready = r->type == REDIS_REPLY_ARRAY && r->elements == 1;
+            freeReplyObject(r);
+            r = sentinel_cmd(i, "SENTINEL sentinels %s", MASTER);
+            ready = ready && r->type == REDIS_REPLY_ARRAY && r->elements == 2;
+            freeReplyObject(r);
+        }
+        if (ready)
+            return;
+        ck_assert_msg(sqt_now() < until, "the sentinels did not find each other");
+        sqt_sleep(0.2);
+    }
+}
+
+static void setup(void)
+{
+    itest_setup(); /* R: the master */
+    char extra[64];
+    snprintf(extra, sizeof extra, "--replicaof 127.0.0.1 %d", R.port);
+    sqt_redis_start(&replica, extra);
+    size_t n = 0;
+    for (int i = 0; i < 3; i++) {
+        sqt_sentinel_start(&S[i], MASTER, R.port);
+        n += (size_t)snprintf(sentinels + n, sizeof sentinels - n, "%s127.0.0.1:%d", i ? "," : "",
+                              S[i].port);
+    }
+    setenv("SQUIRE_REDIS_SENTINELS", sentinels, 1); /* for sq_client_new in this process */
+    wait_sentinels_ready();
+}
+
+static void teardown(void)
+{
+    for (int i = 0; i < 3; i++)
+        sqt_redis_stop(&S[i]);
+    sqt_redis_stop(&replica);
+    itest_teardown();
+}
+
+/* Push n NoopJobs with the C client, through the sentinels. */
+static void push_jobs(int n)
+{
+    sq_error err = {0};
+    sq_client *c = sq_client_new("redis://" MASTER "/0", &err);
+    ck_assert_msg(c != NULL, "%s", err.message);
+    for (int i = 0; i < n; i++) {
+        json_t *args = json_pack("[i]", i);
+        char jid[25];
+        ck_assert_msg(sq_push(c, "NoopJob", args, NULL, jid, &err) == 0, "%s", err.message);
+        json_decref(args);
+    }
+    sq_client_free(c);
+}
+
+START_TEST(squire_follows_the_master_through_a_failover)
+{
+    char env_sentinels[160];
+    snprintf(env_sentinels, sizeof env_sentinels, "SQUIRE_REDIS_SENTINELS=%s", sentinels);
+    const char *env[] = {env_sentinels, NULL};
+    const char *cfg = itest_config(":poll_interval_average: 0.2\n:beat_interval: 1\n");
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "3", NULL};
+    sqt_proc p;
+    sqt_squire_start(&p, "redis://" MASTER "/0", argv, env);
+    char at[64];
+    snprintf(at, sizeof at, "master \"" MASTER "\" is at 127.0.0.1:%d", R.port);
+    ck_assert_msg(sqt_log_wait(&p, at, 15), "squire did not find the master");
+    push_jobs(5);
+    ck_assert_int_eq(sqt_wait_int(C, 5, 20, "GET stat:processed"), 5);
+
+    /* the master dies; the sentinels promote the replica */
+    redisFree(C);
+    C = NULL;
+    sqt_redis_kill9(&R);
+    double until = sqt_now() + 60;
+    while (master_port(0) != replica.port) {
+        ck_assert_msg(sqt_now() < until, "no failover within 60 s");
+        sqt_sleep(0.2);
+    }
+    snprintf(at, sizeof at, "master \"" MASTER "\" is at 127.0.0.1:%d", replica.port);
+    ck_assert_msg(sqt_log_wait(&p, at, 30), "squire did not follow the new master");
+
+    /* jobs keep running, on the new master */
+    redisContext *c = sqt_redis_connect(&replica);
+    long long before = sqt_int(c, "GET stat:processed");
+    push_jobs(5);
+    ck_assert_int_ge(sqt_wait_int(c, before + 5, 30, "GET stat:processed"), before + 5);
+    ck_assert_int_eq(sqt_int(c, "LLEN queue:default"), 0);
+    /* the heartbeat moved along: the process is listed on the new master */
+    ck_assert_int_eq(sqt_wait_int(c, 1, 10, "SCARD processes"), 1);
+    redisFree(c);
+    itest_stop(&p);
+}
+END_TEST
+
+/* A master name no sentinel knows, or no sentinel reachable: a clear
+ * message, and squirectl gives up in bounded time. */
+START_TEST(an_unknown_master_name_is_reported)
+{
+    char *out;
+    int rc = sqt_sh("redis://nosuchmaster/0", &out, "SQUIRE_REDIS_SENTINELS='%s' '%s' stats 2>&1",
+                    sentinels, SQ_TEST_SQUIRECTL);
+    ck_assert_msg(rc != 0 && strstr(out, "no master named \"nosuchmaster\"") != NULL, "%d %s",
+                  rc, out);
+    free(out);
+    int dead = sqt_free_port();
+    rc = sqt_sh("redis://" MASTER "/0", &out, "SQUIRE_REDIS_SENTINELS=127.0.0.1:%d '%s' stats 2>&1",
+                dead, SQ_TEST_SQUIRECTL);
+    ck_assert_msg(rc != 0 && strstr(out, "no sentinel gave the master") != NULL, "%d %s", rc, out);
+    free(out);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("sentinel");
+    TCase *tc = tcase_create("sentinel");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 180);
+    tcase_add_test(tc, squire_follows_the_master_through_a_failover);
+    tcase_add_test(tc, an_unknown_master_name_is_reported);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return sqt_run(suite());
+}
