@@ -170,8 +170,10 @@ int sq_main(int argc, char **argv, sq_registry *reg);
 
 typedef struct sq_client sq_client;
 
-/* Connect to the Redis named by url (redis://[user:pass@]host:port/db or
- * unix:///path?db=N); NULL url means $REDIS_PROVIDER / $REDIS_URL / localhost.
+/* Connect to the Redis named by url (redis://[user:pass@]host:port/db,
+ * rediss://... for TLS, or unix:///path?db=N); NULL url means
+ * $REDIS_PROVIDER / $REDIS_URL / localhost. TLS and Sentinel options come
+ * from the SQUIRE_REDIS_* variables (docs/configuration.md).
  * A client is not thread-safe: use one per thread. */
 sq_client *sq_client_new(const char *url, sq_error *err);
 void sq_client_free(sq_client *c);
