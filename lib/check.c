@@ -63,7 +63,10 @@ static int check_redis(const sq_config *cfg)
         sq_redis_info_field(info->str, "maxmemory_policy", policy, sizeof policy);
         sq_redis_info_field(info->str, "aof_enabled", aof, sizeof aof);
         bool fetch_ok = cfg->fetch != SQ_FETCH_RELIABLE || sq_redis_version_at_least(v, 6, 2);
-        line("redis", fetch_ok, "%s: Redis %s%s", sq_redis_display(r), v,
+        char valkey[32], product[64] = "";
+        if (sq_redis_info_field(info->str, "valkey_version", valkey, sizeof valkey))
+            snprintf(product, sizeof product, "Valkey %s, compatible with ", valkey);
+        line("redis", fetch_ok, "%s: %sRedis %s%s", sq_redis_display(r), product, v,
              fetch_ok ? "" : " has no LMOVE: reliable fetch needs 6.2+ (or fetch: basic)");
         line("redis", true, "maxmemory-policy %s%s, appendonly %s%s", policy,
              strcmp(policy, "noeviction") ? " (warning: Redis may evict jobs)" : "",

@@ -364,6 +364,21 @@ START_TEST(client_certificates_are_presented)
 }
 END_TEST
 
+/* The harness runs the server scripts/test asks for ($SQ_REDIS_SERVER), and
+ * --check names it. */
+START_TEST(check_names_the_server_the_harness_runs)
+{
+    char *out;
+    int rc = sqt_sh(R.url, &out, "SQUIRE_ALLOW_ROOT=1 '%s' --check -r '%s' 2>&1",
+                    SQ_TEST_SQUIRE, SQ_TEST_PLUGIN);
+    bool valkey = strstr(sqt_redis_server(), "valkey") != NULL;
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_msg(strstr(out, valkey ? ": Valkey 8." : ": Redis 7.") != NULL, "%s: %s",
+                  sqt_redis_server(), out);
+    free(out);
+}
+END_TEST
+
 /* rediss:// to a port that speaks plain Redis. */
 START_TEST(tls_to_a_plain_port_fails_clearly)
 {
@@ -389,6 +404,7 @@ static Suite *suite(void)
     tcase_add_test(tc, daemon_waits_on_a_silent_server_and_stops_on_term);
     tcase_add_test(tc, threads_time_out_and_resume_when_redis_freezes);
     tcase_add_test(tc, tls_to_a_plain_port_fails_clearly);
+    tcase_add_test(tc, check_names_the_server_the_harness_runs);
     suite_add_tcase(s, tc);
     tc = tcase_create("tls");
     tcase_add_checked_fixture(tc, tls_setup, tls_teardown);
