@@ -1423,7 +1423,8 @@ END_TEST
  * config vars, not files); the sentinel password never shows in errors. */
 START_TEST(test_redis_env_options)
 {
-    const char *y = ":redis:\n  ssl_verify_mode: peer\n  ssl_ca_file: /file.pem\n";
+    const char *y = ":redis:\n  url: redis://from-file:1\n  ssl_verify_mode: peer\n"
+                    "  ssl_ca_file: /file.pem\n";
     char path[128];
     snprintf(path, sizeof path, "%s/s.yml", tmp_dir);
     FILE *f = fopen(path, "w");
@@ -1436,6 +1437,7 @@ START_TEST(test_redis_env_options)
     env_set("SQUIRE_REDIS_SENTINELS", " a:1 , b ,[::1]:3");
     env_set("SQUIRE_REDIS_SENTINEL_PASSWORD", "hunter2");
     ASSERT_OK(LOAD("-C", path));
+    ck_assert_str_eq(cfg.redis_url, "rediss://:pw@h:6380"); /* REDIS_URL wins too */
     ck_assert(cfg.redis_opts.tls_no_verify);
     ck_assert_str_eq(cfg.redis_opts.tls_ca_file, "/env.pem");
     ck_assert_uint_eq(cfg.redis_opts.nsentinels, 3);

@@ -130,6 +130,50 @@ START_TEST(squire_follows_the_master_through_a_failover)
 }
 END_TEST
 
+/* A planned failover (SENTINEL FAILOVER): the old master stays up and
+ * becomes a replica. squire must not stay on it: a reconnection that reaches
+ * it finds ROLE slave, and a write there answers READONLY; both send squire
+ * back to the sentinels. */
+START_TEST(squire_leaves_a_demoted_master)
+{
+    char env_sentinels[160];
+    snprintf(env_sentinels, sizeof env_sentinels, "SQUIRE_REDIS_SENTINELS=%s", sentinels);
+    const char *env[] = {env_sentinels, NULL};
+    const char *cfg = itest_config(":poll_interval_average: 0.2\n:beat_interval: 1\n");
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "3", NULL};
+    sqt_proc p;
+    sqt_squire_start(&p, "redis://" MASTER "/0", argv, env);
+    char at[64];
+    snprintf(at, sizeof at, "master \"" MASTER "\" is at 127.0.0.1:%d", R.port);
+    ck_assert_msg(sqt_log_wait(&p, at, 15), "squire did not find the master");
+    push_jobs(3);
+    ck_assert_int_eq(sqt_wait_int(C, 3, 20, "GET stat:processed"), 3);
+    redisReply *r = sentinel_cmd(0, "SENTINEL failover %s", MASTER);
+    ck_assert_msg(r->type == REDIS_REPLY_STATUS, "SENTINEL failover: %s", r->str);
+    freeReplyObject(r);
+    double until = sqt_now() + 60;
+    while (master_port(0) != replica.port) {
+        ck_assert_msg(sqt_now() < until, "no failover within 60 s");
+        sqt_sleep(0.2);
+    }
+    snprintf(at, sizeof at, "master \"" MASTER "\" is at 127.0.0.1:%d", replica.port);
+    ck_assert_msg(sqt_log_wait(&p, at, 30), "squire did not follow the new master");
+    redisContext *c = sqt_redis_connect(&replica);
+    long long before = sqt_int(c, "GET stat:processed");
+    push_jobs(3);
+    ck_assert_int_ge(sqt_wait_int(c, before + 3, 30, "GET stat:processed"), before + 3);
+    ck_assert_int_eq(sqt_int(c, "LLEN queue:default"), 0);
+    redisFree(c);
+    itest_stop(&p);
+    /* the old master is a replica now */
+    redisFree(C);
+    C = sqt_redis_connect(&R);
+    r = sqt_cmd(C, "ROLE");
+    ck_assert_str_eq(r->element[0]->str, "slave");
+    freeReplyObject(r);
+}
+END_TEST
+
 /* A master name no sentinel knows, or no sentinel reachable: a clear
  * message, and squirectl gives up in bounded time. */
 START_TEST(an_unknown_master_name_is_reported)
@@ -155,6 +199,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, squire_follows_the_master_through_a_failover);
+    tcase_add_test(tc, squire_leaves_a_demoted_master);
     tcase_add_test(tc, an_unknown_master_name_is_reported);
     suite_add_tcase(s, tc);
     return s;
