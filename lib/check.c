@@ -53,8 +53,9 @@ static int check_redis(const sq_config *cfg)
     redisReply *info = r ? sq_redis_cmd(r, &err, "INFO") : NULL;
     int rc = 0;
     if (info == NULL || info->type != REDIS_REPLY_STRING) {
-        bool auth = err.code == SQ_EAUTH || err.code == SQ_ECONFIG || sq_redis_error_is(&err, "NOAUTH") ||
-                    sq_redis_error_is(&err, "WRONGPASS") || sq_redis_error_is(&err, "NOPERM");
+        bool auth = err.code == SQ_EAUTH || err.code == SQ_ECONFIG ||
+                    sq_redis_error_is(&err, "NOAUTH") || sq_redis_error_is(&err, "WRONGPASS") ||
+                    sq_redis_error_is(&err, "NOPERM");
         line("redis", false, "%s", err.code ? err.message : "INFO failed");
         rc = auth ? EX_CONFIG : EX_UNAVAILABLE;
     } else {

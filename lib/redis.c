@@ -52,8 +52,8 @@ static void make_display(sq_redis *r)
         snprintf(r->display, sizeof r->display, "%s://%s%s[%s]:%d/%d%s", scheme, user, auth,
                  u->host, u->port, u->db, via);
     else
-        snprintf(r->display, sizeof r->display, "%s://%s%s%s:%d/%d%s", scheme, user, auth,
-                 u->host, u->port, u->db, via);
+        snprintf(r->display, sizeof r->display, "%s://%s%s%s:%d/%d%s", scheme, user, auth, u->host,
+                 u->port, u->db, via);
 }
 
 sq_redis *sq_redis_new(const sq_redis_url *url, double timeout)
@@ -145,7 +145,7 @@ static SSL_CTX *tls_build(const sq_redis_url *u, sq_error *err)
          SSL_CTX_check_private_key(ctx) != 1))
         bad = "ssl_key";
     if (bad != NULL) {
-        const char *path = strcmp(bad, "ssl_ca_file") == 0 ? u->tls_ca_file
+        const char *path = strcmp(bad, "ssl_ca_file") == 0   ? u->tls_ca_file
                            : strcmp(bad, "ssl_ca_path") == 0 ? u->tls_ca_path
                            : strcmp(bad, "ssl_cert") == 0    ? u->tls_cert
                            : strcmp(bad, "ssl_key") == 0     ? u->tls_key
@@ -195,9 +195,10 @@ static void tls_failure(sq_redis *r, SSL *ssl, const char *name, const char *whe
 {
     long v = SSL_get_verify_result(ssl);
     if (v == X509_V_OK && (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK)) {
-        sq__error_set(err, SQ_EREDIS, "TLS to %s%s: no answer within %g s (timed out in the "
-                      "handshake; the server or the network hangs)", r->display, where,
-                      r->timeout);
+        sq__error_set(err, SQ_EREDIS,
+                      "TLS to %s%s: no answer within %g s (timed out in the "
+                      "handshake; the server or the network hangs)",
+                      r->display, where, r->timeout);
         return;
     }
     const char *hint = NULL;
@@ -233,11 +234,11 @@ static void tls_failure(sq_redis *r, SSL *ssl, const char *name, const char *whe
         break;
     }
     if (hint != NULL)
-        sq__error_set(err, code, "TLS to %s%s failed: %s (checked name \"%s\")", r->display,
-                      where, hint, name);
+        sq__error_set(err, code, "TLS to %s%s failed: %s (checked name \"%s\")", r->display, where,
+                      hint, name);
     else
-        sq__error_set(err, code, "TLS to %s%s failed: handshake refused or broken: %s",
-                      r->display, where, errstr[0] ? errstr : "no reason given");
+        sq__error_set(err, code, "TLS to %s%s failed: handshake refused or broken: %s", r->display,
+                      where, errstr[0] ? errstr : "no reason given");
 }
 
 /* TLS handshake on a connected context, checking the certificate and the
@@ -281,8 +282,7 @@ static const char *io_reason(const sq_redis *r, const redisContext *c, char *buf
 {
     const char *s = c != NULL && c->errstr[0] ? c->errstr : "connection lost";
     if ((c != NULL && c->err == REDIS_ERR_TIMEOUT) ||
-        strstr(s, "Resource temporarily unavailable") != NULL ||
-        strstr(s, "timed out") != NULL) {
+        strstr(s, "Resource temporarily unavailable") != NULL || strstr(s, "timed out") != NULL) {
         snprintf(buf, size, "no answer within %g s (timed out; the server or the network hangs)",
                  r->timeout);
         return buf;
@@ -358,8 +358,8 @@ static int handshake(sq_redis *r, sq_error *err)
         if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
             int code = SQ_EREDIS;
             char buf[160];
-            if (rep != NULL && (strncmp(rep->str, "NOAUTH", 6) == 0 ||
-                                strncmp(rep->str, "NOPERM", 6) == 0))
+            if (rep != NULL &&
+                (strncmp(rep->str, "NOAUTH", 6) == 0 || strncmp(rep->str, "NOPERM", 6) == 0))
                 code = SQ_EAUTH;
             sq__error_set(err, code, "%s: SELECT %d: %.200s", r->display, r->url.db,
                           rep ? rep->str : io_reason(r, r->ctx, buf, sizeof buf));
@@ -453,9 +453,27 @@ static int check_role(sq_redis *r, sq_error *err)
                       rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 &&
                               rep->element[0]->type == REDIS_REPLY_STRING
                           ? rep->element[0]->str
-                          : rep->type == REDIS_REPLY_ERROR ? rep->str : "no role");
+                      : rep->type == REDIS_REPLY_ERROR ? rep->str
+                                                       : "no role");
     freeReplyObject(rep);
     return master ? 0 : -1;
+}
+
+/* Log where the master is once per change for the whole process, not once
+ * per connection (every worker has one). */
+static void log_master(const char *name, const char *addr)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static char last[600];
+    char now[sizeof last];
+    snprintf(now, sizeof now, "%s %s", name, addr);
+    pthread_mutex_lock(&lock);
+    bool changed = strcmp(now, last) != 0;
+    if (changed)
+        snprintf(last, sizeof last, "%s", now);
+    pthread_mutex_unlock(&lock);
+    if (changed)
+        sq_log(SQ_LOG_INFO, "sentinels: master \"%s\" is at %s", name, addr);
 }
 
 int sq_redis_connect(sq_redis *r, sq_error *err)
@@ -473,8 +491,8 @@ int sq_redis_connect(sq_redis *r, sq_error *err)
         char now[300];
         snprintf(now, sizeof now, "%s:%d", master, port);
         if (strcmp(now, r->master) != 0) {
-            sq_log(SQ_LOG_INFO, "sentinels: master \"%s\" is at %s", r->url.host, now);
             snprintf(r->master, sizeof r->master, "%s", now);
+            log_master(r->url.host, now);
         }
     }
     char where[320] = "";

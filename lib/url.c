@@ -210,8 +210,7 @@ static int parse(const char *url, sq_redis_url *out, sq_error *err)
     bool is_unix = strncmp(url, "unix://", 7) == 0;
     out->tls = strncmp(url, "rediss://", 9) == 0;
     if (!is_unix && !out->tls && strncmp(url, "redis://", 8) != 0)
-        return url_error(url,
-                         "expected redis://host[:port][/db], rediss:// (TLS) or unix:///path",
+        return url_error(url, "expected redis://host[:port][/db], rediss:// (TLS) or unix:///path",
                          err);
     if (strpbrk(url, " \t\r\n") != NULL)
         return url_error(url, "contains whitespace", err);
@@ -363,8 +362,8 @@ int sq_redis_sentinel_parse(const char *text, char **host, int *port)
 int sq_redis_url_check_options(const sq_redis_url *u, const char *where, sq_error *err)
 {
     if ((u->tls_cert == NULL) != (u->tls_key == NULL)) {
-        sq__error_set(err, SQ_ECONFIG, "%s: ssl_cert and ssl_key go together (got only %s)",
-                      where, u->tls_cert != NULL ? "ssl_cert" : "ssl_key");
+        sq__error_set(err, SQ_ECONFIG, "%s: ssl_cert and ssl_key go together (got only %s)", where,
+                      u->tls_cert != NULL ? "ssl_cert" : "ssl_key");
         return -1;
     }
     for (size_t i = 0; i < u->nsentinels; i++) {
@@ -372,9 +371,9 @@ int sq_redis_url_check_options(const sq_redis_url *u, const char *where, sq_erro
         int port;
         if (sq_redis_sentinel_parse(u->sentinels[i], &host, &port) < 0) {
             char quoted[128];
-            sq__error_set(err, SQ_ECONFIG, "%s: sentinels: expected host[:port], got %s", where,
-                          sq__quote(u->sentinels[i], strlen(u->sentinels[i]), quoted,
-                                    sizeof quoted));
+            sq__error_set(
+                err, SQ_ECONFIG, "%s: sentinels: expected host[:port], got %s", where,
+                sq__quote(u->sentinels[i], strlen(u->sentinels[i]), quoted, sizeof quoted));
             return -1;
         }
         free(host);
@@ -450,7 +449,8 @@ int sq_redis_url_apply_env(sq_redis_url *u, sq_getenv_fn getenv_fn, sq_error *er
     const char *v = get("SQUIRE_REDIS_SSL_VERIFY_MODE");
     if (v != NULL && v[0] != '\0' && sq_redis_verify_mode_parse(v, &u->tls_no_verify) < 0) {
         char quoted[128];
-        sq__error_set(err, SQ_ECONFIG, "SQUIRE_REDIS_SSL_VERIFY_MODE: expected none or peer, got %s",
+        sq__error_set(err, SQ_ECONFIG,
+                      "SQUIRE_REDIS_SSL_VERIFY_MODE: expected none or peer, got %s",
                       sq__quote(v, strlen(v), quoted, sizeof quoted));
         return -1;
     }

@@ -200,8 +200,8 @@ static void run_sidekiq_jobs_over_tls(const char *config, const char *const *env
         free(out);
     }
     /* a scheduled job: the poller moves it over TLS */
-    int rc = sqt_sh(tls_url, &out, "%s '%s' push NoopJob --in 1 2>&1", shell_env,
-                    SQ_TEST_SQUIRECTL);
+    int rc =
+        sqt_sh(tls_url, &out, "%s '%s' push NoopJob --in 1 2>&1", shell_env, SQ_TEST_SQUIRECTL);
     ck_assert_msg(rc == 0, "squirectl push: %s", out);
     free(out);
     ck_assert_int_eq(sqt_wait_int(TC, 4, 20, "GET stat:processed"), 4);
@@ -252,8 +252,7 @@ START_TEST(sidekiq_jobs_run_over_tls_with_a_ca_file)
     free(out);
     rc = sqt_sh(tls_url, &out, "SQUIRE_ALLOW_ROOT=1 '%s' --check -C '%s' -r '%s' 2>&1",
                 SQ_TEST_SQUIRE, config, SQ_TEST_PLUGIN);
-    ck_assert_msg(rc == 0 && strstr(out, "rediss://:REDACTED@127.0.0.1") != NULL, "%d %s", rc,
-                  out);
+    ck_assert_msg(rc == 0 && strstr(out, "rediss://:REDACTED@127.0.0.1") != NULL, "%d %s", rc, out);
     no_secret(out);
     free(out);
     /* the name is checked: the URL says 127.0.0.1, the certificate has it */
@@ -347,8 +346,8 @@ START_TEST(client_certificates_are_presented)
     ck_assert_msg(rc == 0, "%d %s", rc, out);
     free(out);
     ck_assert_int_eq(sqt_int(TC, "LLEN queue:default"), 1);
-    rc = sqt_sh(tls_url, &out, "SQUIRE_REDIS_SSL_CA_FILE='%s/ca.crt' '%s' push NoopJob 2>&1",
-                certs, SQ_TEST_SQUIRECTL);
+    rc = sqt_sh(tls_url, &out, "SQUIRE_REDIS_SSL_CA_FILE='%s/ca.crt' '%s' push NoopJob 2>&1", certs,
+                SQ_TEST_SQUIRECTL);
     ck_assert_msg(rc != 0, "pushed without a client certificate: %s", out);
     no_secret(out);
     free(out);
@@ -369,8 +368,8 @@ END_TEST
 START_TEST(check_names_the_server_the_harness_runs)
 {
     char *out;
-    int rc = sqt_sh(R.url, &out, "SQUIRE_ALLOW_ROOT=1 '%s' --check -r '%s' 2>&1",
-                    SQ_TEST_SQUIRE, SQ_TEST_PLUGIN);
+    int rc = sqt_sh(R.url, &out, "SQUIRE_ALLOW_ROOT=1 '%s' --check -r '%s' 2>&1", SQ_TEST_SQUIRE,
+                    SQ_TEST_PLUGIN);
     bool valkey = strstr(sqt_redis_server(), "valkey") != NULL;
     ck_assert_msg(rc == 0, "%s", out);
     ck_assert_msg(strstr(out, valkey ? ": Valkey 8." : ": Redis 7.") != NULL, "%s: %s",
@@ -385,8 +384,8 @@ START_TEST(tls_to_a_plain_port_fails_clearly)
     char url[128], *out;
     snprintf(url, sizeof url, "rediss://127.0.0.1:%d/0", R.port);
     double t0 = sqt_now();
-    int rc = sqt_sh(url, &out, "SQUIRE_REDIS_SSL_VERIFY_MODE=none '%s' stats 2>&1",
-                    SQ_TEST_SQUIRECTL);
+    int rc =
+        sqt_sh(url, &out, "SQUIRE_REDIS_SSL_VERIFY_MODE=none '%s' stats 2>&1", SQ_TEST_SQUIRECTL);
     ck_assert_msg(rc != 0 && strstr(out, "handshake") != NULL, "%d %s", rc, out);
     ck_assert_msg(sqt_now() - t0 < 15, "took %.1f s", sqt_now() - t0);
     free(out);

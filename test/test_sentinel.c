@@ -181,8 +181,8 @@ START_TEST(an_unknown_master_name_is_reported)
     char *out;
     int rc = sqt_sh("redis://nosuchmaster/0", &out, "SQUIRE_REDIS_SENTINELS='%s' '%s' stats 2>&1",
                     sentinels, SQ_TEST_SQUIRECTL);
-    ck_assert_msg(rc != 0 && strstr(out, "no master named \"nosuchmaster\"") != NULL, "%d %s",
-                  rc, out);
+    ck_assert_msg(rc != 0 && strstr(out, "no master named \"nosuchmaster\"") != NULL, "%d %s", rc,
+                  out);
     free(out);
     int dead = sqt_free_port();
     rc = sqt_sh("redis://" MASTER "/0", &out, "SQUIRE_REDIS_SENTINELS=127.0.0.1:%d '%s' stats 2>&1",
