@@ -786,21 +786,34 @@ static int read_credential(const char *name, char **out, sq_error *err)
  * database_url; Redis: the credential redis_url (systemd LoadCredential=). */
 static int load_credential(sq_config *cfg, sq_error *err)
 {
+    /* where the database URL came from, named when libpq cannot parse it */
+    char key[4200];
+    snprintf(key, sizeof key, "%s%sdatabase: url", cfg->config_path ? cfg->config_path : "",
+             cfg->config_path ? ": " : "");
     const char *env = getenv("DATABASE_URL");
-    if (cfg->db_url == NULL && env != NULL && env[0] != '\0' &&
-        (cfg->db_url = strdup(env)) == NULL) {
-        sq__error_set(err, SQ_ENOMEM, "out of memory");
-        return -1;
+    if (cfg->db_url == NULL && env != NULL && env[0] != '\0') {
+        snprintf(key, sizeof key, "DATABASE_URL");
+        if ((cfg->db_url = strdup(env)) == NULL) {
+            sq__error_set(err, SQ_ENOMEM, "out of memory");
+            return -1;
+        }
     }
+    bool had_url = cfg->db_url != NULL;
     if (read_credential("database_url", &cfg->db_url, err) != 0)
         return -1;
+    if (!had_url && cfg->db_url != NULL)
+        snprintf(key, sizeof key, "%s/database_url", getenv("CREDENTIALS_DIRECTORY"));
+    sq_error perr = {0};
+    if (cfg->db_url != NULL && sq_pgpool_url_check(cfg->db_url, &perr) != 0) {
+        sq__error_set(err, SQ_ECONFIG, "%s: %s", key, perr.message);
+        return -1;
+    }
     bool from_file = cfg->redis_url == NULL;
     if (read_credential("redis_url", &cfg->redis_url, err) != 0)
         return -1;
     if (!from_file || cfg->redis_url == NULL)
         return 0;
     sq_redis_url parsed = {0};
-    sq_error perr = {0};
     if (sq_redis_url_parse(cfg->redis_url, &parsed, &perr) != 0) {
         sq__error_set(err, SQ_ECONFIG, "%s/redis_url: %s", getenv("CREDENTIALS_DIRECTORY"),
                       perr.message);
@@ -850,7 +863,9 @@ int sq_main(int argc, char **argv, sq_registry *reg)
         goto out;
     }
     if (load_credential(&cfg, &err) != 0) {
-        fprintf(stderr, "squire: %s\n", err.message);
+        if (cfg.check)
+            printf("%-9s FAIL %s\nsquire --check: FAILED\n", "database", err.message);
+        sq_log(SQ_LOG_ERROR, "%s", err.message);
         status = EX_CONFIG;
         goto out;
     }

@@ -28,6 +28,7 @@
 
 #include "common.h"
 #include "log.h"
+#include "pgconninfo.h"
 #include "pq.h"
 
 struct sq_pgpool {
@@ -36,6 +37,7 @@ struct sq_pgpool {
     const sq_pq *pq;   /* NULL when libpq could not be loaded: load_err says why */
     sq_error load_err;
     char *url;
+    sq_pg_secrets secrets; /* in url: scrubbed from every message */
     char *app_name;
     int size;
     int open;       /* connections that exist: idle + checked out */
@@ -54,6 +56,7 @@ sq_pgpool *sq_pgpool_new(const char *url, const char *app_name, int size,
     if (p == NULL)
         return NULL;
     p->url = sq__strdup(url);
+    sq_pg_secrets_init(&p->secrets, url);
     p->app_name = sq__strdup(app_name);
     p->idle = calloc((size_t)(size > 0 ? size : 1), sizeof *p->idle);
     if (p->url == NULL || p->app_name == NULL || p->idle == NULL) {
@@ -81,7 +84,10 @@ void sq_pgpool_free(sq_pgpool *p)
     for (int i = 0; p->idle && i < p->nidle; i++)
         p->pq->PQfinish(p->idle[i]);
     free(p->idle);
+    if (p->url != NULL)
+        memset(p->url, 0, strlen(p->url));
     free(p->url);
+    sq_pg_secrets_destroy(&p->secrets);
     free(p->app_name);
     if (p->size > 0) {
         pthread_mutex_destroy(&p->lock);
@@ -95,12 +101,25 @@ int sq_pgpool_size(const sq_pgpool *p)
     return p->size;
 }
 
-/* Server notices (NOTICE, WARNING) go through squire's log, one line each,
- * not raw to stderr. */
-static void log_notice(void *arg, const char *message)
+/* err = what: the first line of libpq's message, scrubbed of the URL's
+ * secrets (libpq quotes a URI or token it cannot parse). */
+static void pq_error(const sq_pgpool *p, sq_error *err, int code, const char *what,
+                     const char *message)
 {
-    (void)arg;
-    sq_log(SQ_LOG_INFO, "PostgreSQL: %.*s", (int)strcspn(message, "\n"), message);
+    char line[sizeof err->message], safe[sizeof err->message];
+    snprintf(line, sizeof line, "%.*s", (int)strcspn(message, "\n"), message);
+    sq_pg_scrub(&p->secrets, line, safe, sizeof safe);
+    sq__error_set(err, code, "%s%s", what, safe);
+}
+
+/* Server notices (NOTICE, WARNING) go through squire's log, one line each,
+ * not raw to stderr, scrubbed like any libpq message. */
+static void log_notice(void *arg, const PGresult *res)
+{
+    const sq_pgpool *p = arg;
+    sq_error e = {0};
+    pq_error(p, &e, SQ_EIO, "PostgreSQL: ", p->pq->PQresultErrorMessage(res));
+    sq_log(SQ_LOG_INFO, "%s", e.message);
 }
 
 /* Open one connection (outside the lock). */
@@ -116,14 +135,12 @@ static PGconn *connect_one(sq_pgpool *p, sq_error *err)
     const sq_pq *pq = p->pq;
     PGconn *c = pq->PQconnectdbParams(keys, vals, 1);
     if (c == NULL || pq->PQstatus(c) != CONNECTION_OK) {
-        /* libpq's message names host and port, never the password */
-        const char *why = c ? pq->PQerrorMessage(c) : "out of memory";
-        sq__error_set(err, SQ_EIO, "cannot connect to PostgreSQL: %.*s",
-                      (int)strcspn(why, "\n"), why);
+        pq_error(p, err, SQ_EIO, "cannot connect to PostgreSQL: ",
+                 c ? pq->PQerrorMessage(c) : "out of memory");
         pq->PQfinish(c);
         return NULL;
     }
-    pq->PQsetNoticeProcessor(c, log_notice, NULL);
+    pq->PQsetNoticeReceiver(c, log_notice, p);
     return c;
 }
 
@@ -258,9 +275,30 @@ int sq_pgpool_budget(sq_pgpool *p, int *max_connections, int *in_use, sq_error *
         *in_use = (int)strtol(pq->PQgetvalue(r, 0, 1), NULL, 10) - 1; /* not this one */
         rc = 0;
     } else {
-        sq__error_set(err, SQ_EIO, "PostgreSQL: %.200s", pq->PQerrorMessage(c));
+        pq_error(p, err, SQ_EIO, "PostgreSQL: ", pq->PQerrorMessage(c));
     }
     pq->PQclear(r);
     pq->PQfinish(c);
     return rc;
+}
+
+int sq_pgpool_url_check(const char *url, sq_error *err)
+{
+    sq_error lerr = {0};
+    const sq_pq *pq = sq_pq_load(&lerr);
+    if (pq == NULL)
+        return 0; /* cannot tell: the pool reports the missing library */
+    char *why = NULL;
+    PQconninfoOption *opts = pq->PQconninfoParse(url, &why);
+    if (opts != NULL) {
+        pq->PQconninfoFree(opts);
+        return 0;
+    }
+    sq_pgpool probe = {0};
+    sq_pg_secrets_init(&probe.secrets, url);
+    pq_error(&probe, err, SQ_ECONFIG, "not a PostgreSQL URL or connection string: ",
+             why ? why : "out of memory");
+    sq_pg_secrets_destroy(&probe.secrets);
+    pq->PQfreemem(why);
+    return -1;
 }

@@ -607,6 +607,185 @@ START_TEST(budget_warns_past_max_connections)
 }
 END_TEST
 
+/* ---- secrets ---------------------------------------------------------------------- */
+
+/* Every key and value in Redis as text (strings, lists, sets, sorted sets,
+ * hashes, streams), for a leak scan. */
+static char *redis_everything(void)
+{
+    size_t cap = 1 << 16, len = 0;
+    char *all = calloc(1, cap);
+    redisReply *keys = sqt_cmd(C, "KEYS *");
+    for (size_t i = 0; i < keys->elements; i++) {
+        const char *k = keys->element[i]->str;
+        redisReply *t = sqt_cmd(C, "TYPE %s", k);
+        const char *ty = t->str;
+        redisReply *v = strcmp(ty, "string") == 0  ? sqt_cmd(C, "GET %s", k)
+                        : strcmp(ty, "list") == 0  ? sqt_cmd(C, "LRANGE %s 0 -1", k)
+                        : strcmp(ty, "set") == 0   ? sqt_cmd(C, "SMEMBERS %s", k)
+                        : strcmp(ty, "zset") == 0  ? sqt_cmd(C, "ZRANGE %s 0 -1", k)
+                        : strcmp(ty, "hash") == 0  ? sqt_cmd(C, "HGETALL %s", k)
+                        : strcmp(ty, "stream") == 0 ? sqt_cmd(C, "XRANGE %s - +", k)
+                                                    : NULL;
+        const char *parts[1 + 1024];
+        size_t lens[1 + 1024], n = 0;
+        parts[n] = k;
+        lens[n++] = strlen(k);
+        if (v && v->type == REDIS_REPLY_STRING) {
+            parts[n] = v->str;
+            lens[n++] = v->len;
+        }
+        for (size_t j = 0; v && v->type == REDIS_REPLY_ARRAY && j < v->elements && n < 1025; j++)
+            if (v->element[j]->type == REDIS_REPLY_STRING) {
+                parts[n] = v->element[j]->str;
+                lens[n++] = v->element[j]->len;
+            }
+        for (size_t j = 0; j < n; j++) {
+            while (len + lens[j] + 2 > cap)
+                all = realloc(all, cap *= 2);
+            memcpy(all + len, parts[j], lens[j]);
+            len += lens[j];
+            all[len++] = '\n';
+            all[len] = '\0';
+        }
+        if (v)
+            freeReplyObject(v);
+        freeReplyObject(t);
+    }
+    freeReplyObject(keys);
+    return all;
+}
+
+#define SECRET "Sq7pw" /* in every password below, and nowhere else */
+
+static void assert_secret_kept(const char *what, const char *text)
+{
+    ck_assert_msg(strstr(text, SECRET) == NULL, "%s shows the password:\n%s", what, text);
+}
+
+/* s as a shell word: '...' with every ' written '\'' (static buffer). */
+static const char *shell_word(const char *s)
+{
+    static char out[1024];
+    size_t j = 0;
+    out[j++] = '\'';
+    for (; *s && j + 6 < sizeof out; s++) {
+        if (*s == '\'') {
+            memcpy(out + j, "'\\''", 4);
+            j += 4;
+        } else {
+            out[j++] = *s;
+        }
+    }
+    out[j++] = '\'';
+    out[j] = '\0';
+    return out;
+}
+
+/* s as a YAML single-quoted scalar (static buffer). */
+static const char *yaml_quoted(const char *s)
+{
+    static char out[1024];
+    size_t j = 0;
+    out[j++] = '\'';
+    for (; *s && j + 4 < sizeof out; s++) {
+        if (*s == '\'')
+            out[j++] = '\'';
+        out[j++] = *s;
+    }
+    out[j++] = '\'';
+    out[j] = '\0';
+    return out;
+}
+
+/* URLs libpq cannot parse, each with a password: a configuration error.
+ * `squire --check` (DATABASE_URL) and the daemon (database: url) both exit
+ * 78 naming where the URL came from, and neither shows the password. */
+START_TEST(malformed_urls_are_config_errors_that_never_show_the_password)
+{
+    int port = sqt_free_port();
+    char urls[6][256];
+    snprintf(urls[0], 256, "postgresql://app:" SECRET "Bracket@[127.0.0.1:%d/db", port);
+    snprintf(urls[1], 256, "postgresql://app:" SECRET "%%zz@127.0.0.1:%d/db", port);
+    snprintf(urls[2], 256, "postgresql://app@127.0.0.1:%d/db?password=" SECRET "Q&bogus=1",
+             port);
+    snprintf(urls[3], 256, "password=" SECRET "Kv host=127.0.0.1 port=%d nonsense", port);
+    snprintf(urls[4], 256, "password='" SECRET " q\\'x' host=127.0.0.1 port=%d nonsense", port);
+    snprintf(urls[5], 256, "postgres://app:" SECRET "@x@h1:%d,[::1/db", port);
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        char *out = NULL;
+        int st = sqt_sh(R.url, &out, "DATABASE_URL=%s %s --check --allow-root -r %s 2>&1",
+                        shell_word(urls[i]), SQ_TEST_SQUIRE, SQ_TEST_PLUGIN);
+        assert_secret_kept("squire --check", out);
+        ck_assert_msg(st == 78, "--check exit %d for %s (want 78):\n%s", st, urls[i], out);
+        ck_assert_msg(strstr(out, "DATABASE_URL") != NULL, "the key is not named:\n%s", out);
+        free(out);
+
+        char yaml[1024];
+        snprintf(yaml, sizeof yaml, ":database:\n  :url: %s\n", yaml_quoted(urls[i]));
+        const char *cfg = itest_config(yaml);
+        const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PGPLUGIN, "-c", "2", NULL};
+        sqt_proc p;
+        sqt_squire_start(&p, R.url, argv, NULL);
+        st = sqt_proc_wait(&p, 15);
+        char *log = sqt_log_read(&p);
+        assert_secret_kept("the log", log);
+        ck_assert_msg(st == 78, "squire exit %d for %s (want 78):\n%s", st, urls[i], log);
+        ck_assert_msg(strstr(log, "database: url") != NULL && strstr(log, "ERROR") != NULL,
+                      "the key is not named:\n%s", log);
+        free(log);
+    }
+    char *all = redis_everything();
+    assert_secret_kept("Redis", all);
+    free(all);
+}
+END_TEST
+
+/* A URL that parses but fails at every connect (here libpq rejects an
+ * option value that quotes the password) is an outage, not a config error:
+ * the daemon runs, jobs retry, and neither the log, the retry set nor
+ * anything else in Redis shows the password. */
+START_TEST(connect_errors_never_show_the_password)
+{
+    int port = sqt_free_port();
+    char url[256], env_url[300];
+    snprintf(url, sizeof url,
+             "postgresql://app:" SECRET "@127.0.0.1:%d/db?sslmode=" SECRET "&connect_timeout=2",
+             port);
+    snprintf(env_url, sizeof env_url, "DATABASE_URL=%s", url);
+    const char *env[] = {env_url, NULL};
+    sqt_proc p;
+    pg_squire(&p, NULL, 2, "  :pool: 2\n  :checkout_timeout: 0.5\n", env);
+    char a[25], b[25];
+    itest_push("UpsertJob", "[1]", NULL, a);
+    itest_push("UpsertJob", "[2]", NULL, b);
+    ck_assert_int_eq(sqt_wait_int(C, 2, 15, "ZCARD retry"), 2);
+    json_t *all = retry_jobs();
+    size_t i;
+    json_t *j;
+    json_array_foreach(all, i, j)
+    {
+        const char *msg = jstr(j, "error_message");
+        assert_secret_kept("error_message", msg);
+        ck_assert_msg(strstr(msg, "sslmode") != NULL, "the message does not say why: %s", msg);
+    }
+    json_decref(all);
+    char *out = NULL;
+    int st = sqt_sh(R.url, &out, "DATABASE_URL=%s %s --check --allow-root -r %s 2>&1",
+                    shell_word(url), SQ_TEST_SQUIRE, SQ_TEST_PLUGIN);
+    assert_secret_kept("squire --check", out);
+    ck_assert_msg(st == 69, "--check exit %d (want 69):\n%s", st, out);
+    free(out);
+    itest_stop(&p);
+    char *log = sqt_log_read(&p);
+    assert_secret_kept("the log", log);
+    free(log);
+    char *everything = redis_everything();
+    assert_secret_kept("Redis", everything);
+    free(everything);
+}
+END_TEST
+
 /* ---- libpq loaded only for a database ------------------------------------------ */
 
 /* How many distinct libpq files pid maps. */
@@ -755,6 +934,8 @@ static Suite *pg_suite(void)
     tcase_add_test(down, starts_while_postgres_is_down);
     tcase_add_test(down, no_database_configured_fails_the_job_not_the_daemon);
     tcase_add_test(down, missing_libpq_is_reported_not_fatal);
+    tcase_add_test(down, malformed_urls_are_config_errors_that_never_show_the_password);
+    tcase_add_test(down, connect_errors_never_show_the_password);
     suite_add_tcase(s, down);
     return s;
 }
