@@ -112,14 +112,19 @@ static void pq_error(const sq_pgpool *p, sq_error *err, int code, const char *wh
     sq__error_set(err, code, "%s%s", what, safe);
 }
 
-/* Server notices (NOTICE, WARNING) go through squire's log, one line each,
- * not raw to stderr, scrubbed like any libpq message. */
+/* Server notices go through squire's log, one line each, not raw to stderr,
+ * scrubbed like any libpq message. An ERROR or FATAL that arrives while the
+ * connection is idle (pg_terminate_backend, a server shutting down) comes
+ * this way too, and is logged at WARN: it is why connections get replaced. */
 static void log_notice(void *arg, const PGresult *res)
 {
     const sq_pgpool *p = arg;
+    const char *sev = p->pq->PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    bool bad = sev && (strcmp(sev, "ERROR") == 0 || strcmp(sev, "FATAL") == 0 ||
+                       strcmp(sev, "PANIC") == 0);
     sq_error e = {0};
     pq_error(p, &e, SQ_EIO, "PostgreSQL: ", p->pq->PQresultErrorMessage(res));
-    sq_log(SQ_LOG_INFO, "%s", e.message);
+    sq_log(bad ? SQ_LOG_WARN : SQ_LOG_INFO, "%s", e.message);
 }
 
 /* Open one connection (outside the lock). */

@@ -439,6 +439,35 @@ START_TEST(restart_mid_run_jobs_fail_retry_and_succeed)
 }
 END_TEST
 
+/* The FATAL a terminated backend leaves behind is logged at WARN: an
+ * operator running at log_level warn sees why connections were replaced. */
+START_TEST(server_fatal_is_logged_at_warn)
+{
+    sqt_proc p;
+    pg_squire(&p, PG.url, 1, "  :pool: 1\n  :application_name: " APP "\n", NULL);
+    char a[25], b[25];
+    itest_push("UpsertJob", "[1]", NULL, a);
+    ck_assert_int_eq(wait_rows("n = 1", 1, 10, NULL), 1);
+    ck_assert_int_eq(sqt_pg_count_app(&PG, APP), 1);
+    ck_assert_int_eq(sqt_pg_int(&PG, "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) "
+                                     "FROM pg_stat_activity WHERE application_name = '" APP
+                                     "') t"),
+                     1);
+    ck_assert_int_eq(wait_conns_at_most(0, 5), 0);
+    itest_push("UpsertJob", "[2]", NULL, b);
+    ck_assert_int_eq(wait_rows("n = 2", 1, 10, NULL), 1);
+    char *log = sqt_log_read(&p);
+    bool warned = false;
+    for (char *line = strtok(log, "\n"); line && !warned; line = strtok(NULL, "\n"))
+        warned = strstr(line, " WARN: ") && strstr(line, "FATAL") &&
+                 strstr(line, "terminating connection");
+    free(log);
+    dump_log_on(!warned, &p);
+    ck_assert_msg(warned, "no WARN line for the server's FATAL");
+    itest_stop(&p);
+}
+END_TEST
+
 /* ---- PostgreSQL down at start ----------------------------------------------- */
 
 START_TEST(starts_while_postgres_is_down)
@@ -920,6 +949,7 @@ static Suite *pg_suite(void)
     tcase_add_test(tc, exhausted_pool_times_out_with_a_retryable_error);
     tcase_add_test(tc, restart_while_idle_never_hands_out_a_broken_connection);
     tcase_add_test(tc, terminated_backends_are_replaced);
+    tcase_add_test(tc, server_fatal_is_logged_at_warn);
     tcase_add_test(tc, restart_mid_run_jobs_fail_retry_and_succeed);
     tcase_add_test(tc, open_transaction_does_not_poison_the_next_job);
     tcase_add_test(tc, database_url_env_statement_timeout_and_application_name);
