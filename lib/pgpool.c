@@ -38,15 +38,57 @@ struct sq_pgpool {
     sq_error load_err;
     char *url;
     sq_pg_secrets secrets; /* in url: scrubbed from every message */
-    char *app_name;
+    char *app_name; /* the URL's application_name, then squire's */
+    char *options;  /* the URL's options, then statement_timeout; NULL: the URL's */
     int size;
     int open;       /* connections that exist: idle + checked out */
     PGconn **idle;
     int nidle;
     double checkout_timeout;
     double connect_timeout;
-    int statement_timeout;
 };
+
+/* The URL's own value of keyword (else libpq's environment variable env,
+ * which libpq would read itself if squire passed no value), malloc'd, or
+ * NULL. */
+static char *url_setting(const sq_pq *pq, const char *url, const char *keyword, const char *env)
+{
+    char *value = NULL, *why = NULL;
+    PQconninfoOption *opts = pq ? pq->PQconninfoParse(url, &why) : NULL;
+    for (PQconninfoOption *o = opts; o && o->keyword && value == NULL; o++)
+        if (strcmp(o->keyword, keyword) == 0 && o->val && o->val[0])
+            value = sq__strdup(o->val);
+    if (opts)
+        pq->PQconninfoFree(opts);
+    if (pq && why)
+        pq->PQfreemem(why);
+    if (value == NULL && getenv(env) && getenv(env)[0])
+        value = sq__strdup(getenv(env));
+    return value;
+}
+
+/* What squire adds to the URL's settings: application_name (the URL's own
+ * first, then squire's name, in 63 bytes) and options (the URL's own, then
+ * squire's statement_timeout, which wins over one in the URL's options).
+ * Without a statement_timeout the URL's options are left alone. */
+static int merge_settings(sq_pgpool *p, const char *name, int statement_timeout)
+{
+    char *url_app = url_setting(p->pq, p->url, "application_name", "PGAPPNAME");
+    char app[SQ_PG_APP_NAME_MAX + 1];
+    sq_pg_app_name(url_app, name, app);
+    free(url_app);
+    p->app_name = sq__strdup(app);
+    if (statement_timeout <= 0)
+        return p->app_name ? 0 : -1;
+    char *url_opts = url_setting(p->pq, p->url, "options", "PGOPTIONS");
+    size_t n = (url_opts ? strlen(url_opts) : 0) + 64;
+    p->options = malloc(n);
+    if (p->options != NULL)
+        snprintf(p->options, n, "%s%s-c statement_timeout=%d", url_opts ? url_opts : "",
+                 url_opts ? " " : "", statement_timeout * 1000);
+    free(url_opts);
+    return p->app_name && p->options ? 0 : -1;
+}
 
 sq_pgpool *sq_pgpool_new(const char *url, const char *app_name, int size,
                          double checkout_timeout, double connect_timeout,
@@ -55,25 +97,23 @@ sq_pgpool *sq_pgpool_new(const char *url, const char *app_name, int size,
     sq_pgpool *p = calloc(1, sizeof *p);
     if (p == NULL)
         return NULL;
-    p->url = sq__strdup(url);
-    sq_pg_secrets_init(&p->secrets, url);
-    p->app_name = sq__strdup(app_name);
-    p->idle = calloc((size_t)(size > 0 ? size : 1), sizeof *p->idle);
-    if (p->url == NULL || p->app_name == NULL || p->idle == NULL) {
-        sq_pgpool_free(p);
-        return NULL;
-    }
-    p->size = size > 0 ? size : 1;
-    p->checkout_timeout = checkout_timeout;
-    p->connect_timeout = connect_timeout;
-    p->statement_timeout = statement_timeout;
-    p->pq = sq_pq_load(&p->load_err);
     pthread_mutex_init(&p->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&p->freed, &ca);
     pthread_condattr_destroy(&ca);
+    p->size = size > 0 ? size : 1;
+    p->checkout_timeout = checkout_timeout;
+    p->connect_timeout = connect_timeout;
+    p->pq = sq_pq_load(&p->load_err);
+    p->url = sq__strdup(url);
+    sq_pg_secrets_init(&p->secrets, url);
+    p->idle = calloc((size_t)p->size, sizeof *p->idle);
+    if (p->url == NULL || p->idle == NULL || merge_settings(p, app_name, statement_timeout) != 0) {
+        sq_pgpool_free(p);
+        return NULL;
+    }
     return p;
 }
 
@@ -89,10 +129,9 @@ void sq_pgpool_free(sq_pgpool *p)
     free(p->url);
     sq_pg_secrets_destroy(&p->secrets);
     free(p->app_name);
-    if (p->size > 0) {
-        pthread_mutex_destroy(&p->lock);
-        pthread_cond_destroy(&p->freed);
-    }
+    free(p->options);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->freed);
     free(p);
 }
 
@@ -130,13 +169,14 @@ static void log_notice(void *arg, const PGresult *res)
 /* Open one connection (outside the lock). */
 static PGconn *connect_one(sq_pgpool *p, sq_error *err)
 {
-    char timeout[16], options[64];
+    char timeout[16];
     int t = (int)(p->connect_timeout + 0.999);
     snprintf(timeout, sizeof timeout, "%d", t < 2 ? 2 : t); /* libpq's minimum */
-    snprintf(options, sizeof options, "-c statement_timeout=%d", p->statement_timeout * 1000);
-    const char *keys[] = {"dbname", "connect_timeout", "application_name",
-                          p->statement_timeout > 0 ? "options" : NULL, NULL};
-    const char *vals[] = {p->url, timeout, p->app_name, options, NULL};
+    /* later keywords win: the URL's connect_timeout over squire's, squire's
+     * merged application_name and options over the URL's */
+    const char *keys[] = {"connect_timeout", "dbname", "application_name",
+                          p->options ? "options" : NULL, NULL};
+    const char *vals[] = {timeout, p->url, p->app_name, p->options, NULL};
     const sq_pq *pq = p->pq;
     PGconn *c = pq->PQconnectdbParams(keys, vals, 1);
     if (c == NULL || pq->PQstatus(c) != CONNECTION_OK) {

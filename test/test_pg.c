@@ -620,6 +620,66 @@ START_TEST(default_application_name_is_the_identity)
 }
 END_TEST
 
+/* The URL's own options and application_name are kept: squire adds its
+ * statement_timeout to the options and its name after the URL's. */
+START_TEST(url_options_and_application_name_are_kept)
+{
+    sqt_pg_exec(&PG, "CREATE SCHEMA sq_custom");
+    char url[300];
+    snprintf(url, sizeof url,
+             "%s?options=-c%%20search_path%%3Dsq_custom,public&application_name=urlapp", PG.url);
+    sqt_proc p;
+    pg_squire(&p, url, 2, "  :statement_timeout: 7\n  :application_name: sqtest-named\n", NULL);
+    char a[25], b[25], c[25];
+    itest_push("ShowJob", "[\"search_path\"]", NULL, a);
+    itest_push("ShowJob", "[\"statement_timeout\"]", NULL, b);
+    itest_push("ShowJob", "[\"application_name\"]", NULL, c);
+    double until = sqt_now() + 10;
+    while (sqt_pg_int(&PG, "SELECT count(*) FROM public.settings") < 3 && sqt_now() < until)
+        sqt_sleep(0.05);
+    char *rs = retry_summary();
+    ck_assert_msg(sqt_pg_int(&PG, "SELECT count(*) FROM public.settings") == 3, "retry set:\n%s",
+                  rs);
+    free(rs);
+    char *sp = sqt_pg_str(&PG, "SELECT value FROM public.settings WHERE jid = '%s'", a);
+    char *st = sqt_pg_str(&PG, "SELECT value FROM public.settings WHERE jid = '%s'", b);
+    char *an = sqt_pg_str(&PG, "SELECT value FROM public.settings WHERE jid = '%s'", c);
+    ck_assert_str_eq(sp, "sq_custom,public");
+    ck_assert_str_eq(st, "7s");
+    ck_assert_str_eq(an, "urlapp sqtest-named");
+    free(sp);
+    free(st);
+    free(an);
+    itest_stop(&p);
+}
+END_TEST
+
+/* A long DYNO (or hostname) is cut so that the identity's pid survives in
+ * application_name's 63 bytes. */
+START_TEST(long_identity_keeps_the_pid_in_application_name)
+{
+    const char *env[] = {"DYNO=worker-with-a-very-long-name-from-a-platform-that-likes-long-"
+                         "names.1",
+                         NULL};
+    sqt_proc p;
+    pg_squire(&p, PG.url, 2, NULL, env);
+    char a[25];
+    itest_push("ShowJob", "[\"application_name\"]", NULL, a);
+    double until = sqt_now() + 10;
+    while (sqt_pg_int(&PG, "SELECT count(*) FROM settings") < 1 && sqt_now() < until)
+        sqt_sleep(0.05);
+    char *an = sqt_pg_str(&PG, "SELECT value FROM settings WHERE jid = '%s'", a);
+    ck_assert_ptr_nonnull(an);
+    char pid[32];
+    snprintf(pid, sizeof pid, ":%d:", (int)p.pid);
+    ck_assert_msg(strstr(an, pid) != NULL && strncmp(an, "worker-with", 11) == 0,
+                  "application_name %s lost the pid %d", an, (int)p.pid);
+    ck_assert_int_le(strlen(an), 63);
+    free(an);
+    itest_stop(&p);
+}
+END_TEST
+
 START_TEST(budget_warns_past_max_connections)
 {
     sqt_proc p;
@@ -954,6 +1014,8 @@ static Suite *pg_suite(void)
     tcase_add_test(tc, open_transaction_does_not_poison_the_next_job);
     tcase_add_test(tc, database_url_env_statement_timeout_and_application_name);
     tcase_add_test(tc, default_application_name_is_the_identity);
+    tcase_add_test(tc, url_options_and_application_name_are_kept);
+    tcase_add_test(tc, long_identity_keeps_the_pid_in_application_name);
     tcase_add_test(tc, budget_warns_past_max_connections);
     tcase_add_test(tc, libpq_is_loaded_only_for_a_database);
     suite_add_tcase(s, tc);
