@@ -573,6 +573,31 @@ END_TEST
 
 /* ---- configuration reaches the connection --------------------------------------- */
 
+/* A setting as a job's connection sees it: ShowJob(name) run, its row read
+ * (malloc'd). */
+static char *show_setting(const char *name)
+{
+    char jid[25], args[100];
+    snprintf(args, sizeof args, "[\"%s\"]", name);
+    itest_push("ShowJob", args, NULL, jid);
+    double until = sqt_now() + 10;
+    while (sqt_pg_int(&PG, "SELECT count(*) FROM public.settings WHERE jid = '%s'", jid) < 1 &&
+           sqt_int(C, "ZCARD retry") == 0 && sqt_now() < until)
+        sqt_sleep(0.02);
+    char *v = sqt_pg_str(&PG, "SELECT value FROM public.settings WHERE jid = '%s'", jid);
+    char *rs = retry_summary();
+    ck_assert_msg(v != NULL, "ShowJob(%s) recorded nothing; retry set:\n%s", name, rs);
+    free(rs);
+    return v;
+}
+
+static void assert_setting(const char *name, const char *want)
+{
+    char *v = show_setting(name);
+    ck_assert_msg(strcmp(v, want) == 0, "%s is \"%s\", want \"%s\"", name, v, want);
+    free(v);
+}
+
 START_TEST(database_url_env_statement_timeout_and_application_name)
 {
     sqt_proc p;
@@ -581,42 +606,42 @@ START_TEST(database_url_env_statement_timeout_and_application_name)
     const char *env[] = {env_url, NULL};
     /* no url: in the file: $DATABASE_URL */
     pg_squire(&p, NULL, 2, "  :statement_timeout: 7\n  :application_name: sqtest-named\n", env);
-    char a[25], b[25];
-    itest_push("ShowJob", "[\"statement_timeout\"]", NULL, a);
-    itest_push("ShowJob", "[\"application_name\"]", NULL, b);
-    double until = sqt_now() + 10;
-    while (sqt_pg_int(&PG, "SELECT count(*) FROM settings") < 2 && sqt_now() < until)
-        sqt_sleep(0.05);
-    char *rs = retry_summary();
-    ck_assert_msg(sqt_pg_int(&PG, "SELECT count(*) FROM settings") == 2, "retry set:\n%s", rs);
-    free(rs);
-    char *st = sqt_pg_str(&PG, "SELECT value FROM settings WHERE jid = '%s'", a);
-    char *an = sqt_pg_str(&PG, "SELECT value FROM settings WHERE jid = '%s'", b);
-    ck_assert_str_eq(st, "7s");
-    ck_assert_str_eq(an, "sqtest-named");
-    free(st);
-    free(an);
+    assert_setting("statement_timeout", "7s");
+    assert_setting("application_name", "sqtest-named");
     itest_stop(&p);
 }
 END_TEST
 
-START_TEST(default_application_name_is_the_identity)
+/* application_name is the identity host:pid:nonce; a long DYNO (or
+ * hostname) is cut so that the pid survives in its 63 bytes. */
+static void assert_identity_app_name(const char *dyno)
 {
+    char env_dyno[200];
+    snprintf(env_dyno, sizeof env_dyno, "DYNO=%s", dyno ? dyno : "");
+    const char *env[] = {env_dyno, NULL};
     sqt_proc p;
-    pg_squire(&p, PG.url, 2, NULL, NULL);
-    char a[25];
-    itest_push("ShowJob", "[\"application_name\"]", NULL, a);
-    double until = sqt_now() + 10;
-    while (sqt_pg_int(&PG, "SELECT count(*) FROM settings") < 1 && sqt_now() < until)
-        sqt_sleep(0.05);
-    char *an = sqt_pg_str(&PG, "SELECT value FROM settings WHERE jid = '%s'", a);
-    ck_assert_ptr_nonnull(an);
+    pg_squire(&p, PG.url, 2, NULL, dyno ? env : NULL);
+    char *an = show_setting("application_name");
     char pid[32];
     snprintf(pid, sizeof pid, ":%d:", (int)p.pid);
     ck_assert_msg(strstr(an, pid) != NULL, "application_name %s is not host:%d:nonce", an,
                   (int)p.pid);
+    ck_assert_msg(dyno == NULL || strncmp(an, dyno, 11) == 0, "%s does not start with DYNO", an);
+    ck_assert_int_le(strlen(an), 63);
     free(an);
     itest_stop(&p);
+}
+
+START_TEST(default_application_name_is_the_identity)
+{
+    assert_identity_app_name(NULL);
+}
+END_TEST
+
+START_TEST(long_identity_keeps_the_pid_in_application_name)
+{
+    assert_identity_app_name("worker-with-a-very-long-name-from-a-platform-that-likes-long-"
+                             "names.1");
 }
 END_TEST
 
@@ -630,52 +655,9 @@ START_TEST(url_options_and_application_name_are_kept)
              "%s?options=-c%%20search_path%%3Dsq_custom,public&application_name=urlapp", PG.url);
     sqt_proc p;
     pg_squire(&p, url, 2, "  :statement_timeout: 7\n  :application_name: sqtest-named\n", NULL);
-    char a[25], b[25], c[25];
-    itest_push("ShowJob", "[\"search_path\"]", NULL, a);
-    itest_push("ShowJob", "[\"statement_timeout\"]", NULL, b);
-    itest_push("ShowJob", "[\"application_name\"]", NULL, c);
-    double until = sqt_now() + 10;
-    while (sqt_pg_int(&PG, "SELECT count(*) FROM public.settings") < 3 && sqt_now() < until)
-        sqt_sleep(0.05);
-    char *rs = retry_summary();
-    ck_assert_msg(sqt_pg_int(&PG, "SELECT count(*) FROM public.settings") == 3, "retry set:\n%s",
-                  rs);
-    free(rs);
-    char *sp = sqt_pg_str(&PG, "SELECT value FROM public.settings WHERE jid = '%s'", a);
-    char *st = sqt_pg_str(&PG, "SELECT value FROM public.settings WHERE jid = '%s'", b);
-    char *an = sqt_pg_str(&PG, "SELECT value FROM public.settings WHERE jid = '%s'", c);
-    ck_assert_str_eq(sp, "sq_custom,public");
-    ck_assert_str_eq(st, "7s");
-    ck_assert_str_eq(an, "urlapp sqtest-named");
-    free(sp);
-    free(st);
-    free(an);
-    itest_stop(&p);
-}
-END_TEST
-
-/* A long DYNO (or hostname) is cut so that the identity's pid survives in
- * application_name's 63 bytes. */
-START_TEST(long_identity_keeps_the_pid_in_application_name)
-{
-    const char *env[] = {"DYNO=worker-with-a-very-long-name-from-a-platform-that-likes-long-"
-                         "names.1",
-                         NULL};
-    sqt_proc p;
-    pg_squire(&p, PG.url, 2, NULL, env);
-    char a[25];
-    itest_push("ShowJob", "[\"application_name\"]", NULL, a);
-    double until = sqt_now() + 10;
-    while (sqt_pg_int(&PG, "SELECT count(*) FROM settings") < 1 && sqt_now() < until)
-        sqt_sleep(0.05);
-    char *an = sqt_pg_str(&PG, "SELECT value FROM settings WHERE jid = '%s'", a);
-    ck_assert_ptr_nonnull(an);
-    char pid[32];
-    snprintf(pid, sizeof pid, ":%d:", (int)p.pid);
-    ck_assert_msg(strstr(an, pid) != NULL && strncmp(an, "worker-with", 11) == 0,
-                  "application_name %s lost the pid %d", an, (int)p.pid);
-    ck_assert_int_le(strlen(an), 63);
-    free(an);
+    assert_setting("search_path", "sq_custom,public");
+    assert_setting("statement_timeout", "7s");
+    assert_setting("application_name", "urlapp sqtest-named");
     itest_stop(&p);
 }
 END_TEST
