@@ -9,8 +9,10 @@
  * A connection is never handed out broken: an idle one whose socket has
  * something to say (the FATAL a restarted server or pg_terminate_backend
  * leaves behind, or EOF) is dropped and replaced, and one returned in a bad
- * state is closed. One returned inside a transaction is rolled back first,
- * so a handler that forgot COMMIT cannot poison the next job.
+ * state is closed. One returned is reset before the next job sees it: a
+ * query still running is cancelled (PQcancel), an open transaction rolled
+ * back, then DISCARD ALL, so no SET, prepared statement, temp table or
+ * lock of one job reaches the next.
  *
  * libpq is loaded when the pool is made (pq.c). When it cannot be, the pool
  * still exists and every checkout and budget check fails with the reason,
@@ -273,21 +275,88 @@ PGconn *sq_pgpool_checkout(sq_pgpool *p, sq_error *err)
     }
 }
 
+/* How long a cancelled query has to end before its connection is closed. */
+#define CANCEL_WAIT 2.0
+
+/* Ask the server to cancel what c is running (a new connection of libpq's:
+ * PQcancel). */
+static void cancel(const sq_pgpool *p, PGconn *c)
+{
+    const sq_pq *pq = p->pq;
+    PGcancel *k = pq->PQgetCancel(c);
+    char why[256] = "out of memory";
+    if (k == NULL || !pq->PQcancel(k, why, sizeof why)) {
+        sq_error e = {0};
+        pq_error(p, &e, SQ_EIO, "cannot cancel a query a handler left running: ", why);
+        sq_log(SQ_LOG_WARN, "PostgreSQL: %s", e.message);
+    }
+    if (k != NULL)
+        pq->PQfreeCancel(k);
+}
+
+/* Read and drop c's pending results for at most `seconds`. False when it
+ * does not come to rest (or is in COPY, which only the handler can end). */
+static bool drain(const sq_pq *pq, PGconn *c, double seconds)
+{
+    double until = sq__monotonic() + seconds;
+    for (;;) {
+        while (!pq->PQisBusy(c)) {
+            PGresult *r = pq->PQgetResult(c);
+            if (r == NULL)
+                return true;
+            ExecStatusType st = pq->PQresultStatus(r);
+            pq->PQclear(r);
+            if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH)
+                return false;
+        }
+        double left = until - sq__monotonic();
+        struct pollfd pfd = {.fd = pq->PQsocket(c), .events = POLLIN};
+        if (left <= 0 || (poll(&pfd, 1, (int)(left * 1000) + 1) < 0 && errno != EINTR) ||
+            !pq->PQconsumeInput(c))
+            return false;
+    }
+}
+
+static bool exec_ok(const sq_pq *pq, PGconn *c, const char *sql)
+{
+    PGresult *r = pq->PQexec(c, sql);
+    bool ok = pq->PQresultStatus(r) == PGRES_COMMAND_OK;
+    pq->PQclear(r);
+    return ok;
+}
+
+/* Bring a returned connection back to what a new one looks like: a query
+ * still running cancelled and drained, an open transaction rolled back,
+ * then DISCARD ALL (SET values, prepared statements, temp tables, cursors,
+ * LISTEN, advisory locks: gone; the start-up options and application_name
+ * stay). False: close it instead. */
+static bool reset(const sq_pgpool *p, PGconn *c)
+{
+    const sq_pq *pq = p->pq;
+    if (pq->PQstatus(c) != CONNECTION_OK)
+        return false;
+    pq->PQsetnonblocking(c, 0);
+    pq->PQsetNoticeReceiver(c, log_notice, (void *)p);
+    if (pq->PQtransactionStatus(c) == PQTRANS_ACTIVE) {
+        cancel(p, c);
+        if (!drain(pq, c, CANCEL_WAIT))
+            return false;
+    }
+    PGTransactionStatusType ts = pq->PQtransactionStatus(c);
+    if (ts != PQTRANS_IDLE && ts != PQTRANS_INTRANS && ts != PQTRANS_INERROR)
+        return false;
+    /* DISCARD ALL cannot run inside a transaction: roll back first */
+    if (ts != PQTRANS_IDLE && !exec_ok(pq, c, "ROLLBACK"))
+        return false;
+    return exec_ok(pq, c, "DISCARD ALL") && pq->PQtransactionStatus(c) == PQTRANS_IDLE;
+}
+
 void sq_pgpool_checkin(sq_pgpool *p, PGconn *c)
 {
     if (c == NULL)
         return;
-    const sq_pq *pq = p->pq; /* not NULL: c came from sq_pgpool_checkout */
-    PGTransactionStatusType ts = pq->PQtransactionStatus(c);
-    bool keep = pq->PQstatus(c) == CONNECTION_OK;
-    if (keep && (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR)) {
-        /* the handler left a transaction open: undo it, do not inherit it */
-        PGresult *r = pq->PQexec(c, "ROLLBACK");
-        keep = pq->PQresultStatus(r) == PGRES_COMMAND_OK;
-        pq->PQclear(r);
-    } else if (ts == PQTRANS_ACTIVE || ts == PQTRANS_UNKNOWN) {
-        keep = false; /* a query still running, or a lost connection */
-    }
+    /* p->pq is not NULL: c came from sq_pgpool_checkout */
+    bool keep = reset(p, c);
     pthread_mutex_lock(&p->lock);
     if (keep) {
         p->idle[p->nidle++] = c;
@@ -297,7 +366,7 @@ void sq_pgpool_checkin(sq_pgpool *p, PGconn *c)
     pthread_cond_signal(&p->freed);
     pthread_mutex_unlock(&p->lock);
     if (!keep)
-        pq->PQfinish(c);
+        p->pq->PQfinish(c);
 }
 
 int sq_pgpool_budget(sq_pgpool *p, int *max_connections, int *in_use, sq_error *err)

@@ -220,6 +220,31 @@ static bool log_has_line(const sqt_proc *p, const char *a, const char *b)
     return found;
 }
 
+/* A setting as a job's connection sees it: ShowJob(name) run, its row read
+ * (malloc'd). */
+static char *show_setting(const char *name)
+{
+    char jid[25], args[100];
+    snprintf(args, sizeof args, "[\"%s\"]", name);
+    itest_push("ShowJob", args, NULL, jid);
+    double until = sqt_now() + 10;
+    while (sqt_pg_int(&PG, "SELECT count(*) FROM public.settings WHERE jid = '%s'", jid) < 1 &&
+           sqt_int(C, "ZCARD retry") == 0 && sqt_now() < until)
+        sqt_sleep(0.02);
+    char *v = sqt_pg_str(&PG, "SELECT value FROM public.settings WHERE jid = '%s'", jid);
+    char *rs = retry_summary();
+    ck_assert_msg(v != NULL, "ShowJob(%s) recorded nothing; retry set:\n%s", name, rs);
+    free(rs);
+    return v;
+}
+
+static void assert_setting(const char *name, const char *want)
+{
+    char *v = show_setting(name);
+    ck_assert_msg(strcmp(v, want) == 0, "%s is \"%s\", want \"%s\"", name, v, want);
+    free(v);
+}
+
 /* ---- many jobs through a small pool ----------------------------------------- */
 
 START_TEST(many_jobs_share_a_small_pool)
@@ -571,32 +596,65 @@ START_TEST(open_transaction_does_not_poison_the_next_job)
 }
 END_TEST
 
-/* ---- configuration reaches the connection --------------------------------------- */
+/* ---- sessions reset between jobs ------------------------------------------------ */
 
-/* A setting as a job's connection sees it: ShowJob(name) run, its row read
- * (malloc'd). */
-static char *show_setting(const char *name)
+/* One connection, two jobs that each SET, PREPARE and CREATE TEMP TABLE:
+ * the second finds none of the first's state (DISCARD ALL), and the
+ * settings squire gave the connection at start-up survive the reset. */
+START_TEST(session_state_is_reset_between_jobs)
 {
-    char jid[25], args[100];
-    snprintf(args, sizeof args, "[\"%s\"]", name);
-    itest_push("ShowJob", args, NULL, jid);
-    double until = sqt_now() + 10;
-    while (sqt_pg_int(&PG, "SELECT count(*) FROM public.settings WHERE jid = '%s'", jid) < 1 &&
-           sqt_int(C, "ZCARD retry") == 0 && sqt_now() < until)
-        sqt_sleep(0.02);
-    char *v = sqt_pg_str(&PG, "SELECT value FROM public.settings WHERE jid = '%s'", jid);
+    sqt_proc p;
+    pg_squire(&p, PG.url, 1, "  :pool: 1\n  :statement_timeout: 7\n  :application_name: " APP "\n",
+              NULL);
+    char a[25], b[25];
+    itest_push("DirtyJob", "[1]", NULL, a);
+    itest_push("DirtyJob", "[2]", NULL, b);
+    long long n = wait_rows("n IN (1, 2)", 2, 10, NULL);
     char *rs = retry_summary();
-    ck_assert_msg(v != NULL, "ShowJob(%s) recorded nothing; retry set:\n%s", name, rs);
+    dump_log_on(n != 2, &p);
+    ck_assert_msg(n == 2, "%lld of 2 DirtyJobs ran; retry set:\n%s", n, rs);
     free(rs);
-    return v;
+    ck_assert_int_eq(sqt_pg_count_app(&PG, APP), 1); /* the same connection, reused */
+    assert_setting("search_path", "\"$user\", public");
+    assert_setting("statement_timeout", "7s");
+    assert_setting("application_name", APP);
+    rs = retry_summary();
+    ck_assert_msg(sqt_int(C, "ZCARD retry") == 0, "retry set:\n%s", rs);
+    free(rs);
+    itest_stop(&p);
+}
+END_TEST
+
+static long long sleeping_queries(void)
+{
+    return sqt_pg_int(&PG, "SELECT count(*) FROM pg_stat_activity WHERE application_name = '" APP
+                           "' AND state = 'active' AND query LIKE '%%pg_sleep%%'");
 }
 
-static void assert_setting(const char *name, const char *want)
+/* A handler that returns with a query still running: it is cancelled, not
+ * left executing on the server, and the connection serves the next job. */
+START_TEST(query_left_running_is_cancelled)
 {
-    char *v = show_setting(name);
-    ck_assert_msg(strcmp(v, want) == 0, "%s is \"%s\", want \"%s\"", name, v, want);
-    free(v);
+    sqt_proc p;
+    pg_squire(&p, PG.url, 1, "  :pool: 1\n  :application_name: " APP "\n", NULL);
+    char a[25], b[25];
+    itest_push("RunawayJob", "[60]", NULL, a);
+    ck_assert_int_eq(wait_rows("n = -2", 1, 10, NULL), 1);
+    double until = sqt_now() + 3;
+    long long running;
+    while ((running = sleeping_queries()) > 0 && sqt_now() < until)
+        sqt_sleep(0.05);
+    dump_log_on(running != 0, &p);
+    ck_assert_msg(running == 0, "the handler's pg_sleep(60) still runs on the server");
+    itest_push("UpsertJob", "[5]", NULL, b);
+    ck_assert_int_eq(wait_rows("n = 5", 1, 10, NULL), 1);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+    ck_assert_int_le(sqt_pg_count_app(&PG, APP), 1);
+    itest_stop(&p);
 }
+END_TEST
+
+/* ---- configuration reaches the connection --------------------------------------- */
 
 START_TEST(database_url_env_statement_timeout_and_application_name)
 {
@@ -994,6 +1052,8 @@ static Suite *pg_suite(void)
     tcase_add_test(tc, server_fatal_is_logged_at_warn);
     tcase_add_test(tc, restart_mid_run_jobs_fail_retry_and_succeed);
     tcase_add_test(tc, open_transaction_does_not_poison_the_next_job);
+    tcase_add_test(tc, session_state_is_reset_between_jobs);
+    tcase_add_test(tc, query_left_running_is_cancelled);
     tcase_add_test(tc, database_url_env_statement_timeout_and_application_name);
     tcase_add_test(tc, default_application_name_is_the_identity);
     tcase_add_test(tc, url_options_and_application_name_are_kept);
