@@ -234,6 +234,31 @@ static bool loaded(const sq_pgpool *p, sq_error *err)
     return p->pq != NULL;
 }
 
+/* Connect, trying again until the checkout's deadline: a server that is
+ * restarting (refused, starting up, shutting down) for less than
+ * checkout_timeout costs the job a wait, not a retry with Sidekiq's 15 s+
+ * backoff. Between attempts 50 ms, doubling to 500 ms; an attempt itself
+ * may pass the deadline by up to connect_timeout. */
+static PGconn *connect_until(sq_pgpool *p, const struct timespec *until, sq_error *err)
+{
+    double end = (double)until->tv_sec + (double)until->tv_nsec / 1e9, pause = 0.05;
+    for (;;) {
+        sq_error e = {0};
+        PGconn *c = connect_one(p, &e);
+        if (c != NULL)
+            return c;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double left = end - ((double)now.tv_sec + (double)now.tv_nsec / 1e9);
+        if (left <= pause) {
+            sq__error_set(err, e.code, "%s", e.message);
+            return NULL;
+        }
+        sq__sleep(pause);
+        pause = pause * 2 < 0.5 ? pause * 2 : 0.5;
+    }
+}
+
 PGconn *sq_pgpool_checkout(sq_pgpool *p, sq_error *err)
 {
     if (!loaded(p, err))
@@ -254,7 +279,7 @@ PGconn *sq_pgpool_checkout(sq_pgpool *p, sq_error *err)
         if (p->open < p->size) {
             p->open++;
             pthread_mutex_unlock(&p->lock);
-            PGconn *c = connect_one(p, err);
+            PGconn *c = connect_until(p, &until, err);
             if (c != NULL)
                 return c;
             pthread_mutex_lock(&p->lock);

@@ -493,6 +493,43 @@ START_TEST(server_fatal_is_logged_at_warn)
 }
 END_TEST
 
+/* A restart with a sub-second gap under a backlog: checkouts wait out the
+ * reconnect instead of failing at once, so only jobs whose queries the
+ * shutdown itself killed (about one per connection) go to retry and its
+ * 15 s+ backoff. */
+START_TEST(brief_outage_does_not_fill_the_retry_set)
+{
+    sqt_proc p;
+    pg_squire(&p, PG.url, 4, "  :pool: 2\n  :application_name: " APP "\n", NULL);
+    push_upserts(1, 10, 0.01);
+    ck_assert_int_eq(wait_rows("n BETWEEN 1 AND 10", 10, 20, NULL), 10);
+    /* 60 jobs of 0.05 s on 2 connections: 1.5 s of work; down 0.2 s in */
+    push_upserts(101, 60, 0.05);
+    sqt_sleep(0.2);
+    double t0 = sqt_now();
+    sqt_pg_down(&PG);
+    sqt_sleep(0.5);
+    sqt_pg_up(&PG);
+    double gap = sqt_now() - t0;
+    double until = sqt_now() + 30;
+    long long done = 0, failed = 0;
+    do {
+        sqt_sleep(0.1);
+        done = rows("n BETWEEN 101 AND 160");
+        failed = sqt_int(C, "ZCARD retry");
+    } while (done + failed < 60 && sqt_now() < until);
+    char *rs = retry_summary();
+    if (failed > 3)
+        fprintf(stderr, "--- retry set ---\n%s", rs);
+    free(rs);
+    ck_assert_msg(done + failed == 60, "%lld done + %lld failed of 60", done, failed);
+    ck_assert_msg(failed <= 3, "%lld of 60 jobs went to retry over a %.2f s restart (pool 2)",
+                  failed, gap);
+    ck_assert_int_eq(rows("runs <> 1"), 0);
+    itest_stop(&p);
+}
+END_TEST
+
 /* ---- PostgreSQL down at start ----------------------------------------------- */
 
 START_TEST(starts_while_postgres_is_down)
@@ -1051,6 +1088,7 @@ static Suite *pg_suite(void)
     tcase_add_test(tc, terminated_backends_are_replaced);
     tcase_add_test(tc, server_fatal_is_logged_at_warn);
     tcase_add_test(tc, restart_mid_run_jobs_fail_retry_and_succeed);
+    tcase_add_test(tc, brief_outage_does_not_fill_the_retry_set);
     tcase_add_test(tc, open_transaction_does_not_poison_the_next_job);
     tcase_add_test(tc, session_state_is_reset_between_jobs);
     tcase_add_test(tc, query_left_running_is_cancelled);
