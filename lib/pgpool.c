@@ -42,6 +42,7 @@ struct sq_pgpool {
     sq_pg_secrets secrets; /* in url: scrubbed from every message */
     char *app_name; /* the URL's application_name, then squire's */
     char *options;  /* the URL's options, then statement_timeout; NULL: the URL's */
+    char *server;   /* host:port as the URL (or PGHOST, PGPORT) names them */
     int size;
     int open;       /* connections that exist: idle + checked out */
     PGconn **idle;
@@ -80,10 +81,21 @@ static int merge_settings(sq_pgpool *p, const char *name, int statement_timeout)
     sq_pg_app_name(url_app, name, app);
     free(url_app);
     p->app_name = sq__strdup(app);
+    char *host = url_setting(p->pq, p->url, "host", "PGHOST");
+    if (host == NULL)
+        host = url_setting(p->pq, p->url, "hostaddr", "PGHOSTADDR");
+    char *port = url_setting(p->pq, p->url, "port", "PGPORT");
+    size_t n = (host ? strlen(host) : 5) + (port ? strlen(port) : 4) + 2;
+    if ((p->server = malloc(n)) != NULL)
+        snprintf(p->server, n, "%s:%s", host ? host : "local", port ? port : "5432");
+    free(host);
+    free(port);
+    if (p->server == NULL)
+        return -1;
     if (statement_timeout <= 0)
         return p->app_name ? 0 : -1;
     char *url_opts = url_setting(p->pq, p->url, "options", "PGOPTIONS");
-    size_t n = (url_opts ? strlen(url_opts) : 0) + 64;
+    n = (url_opts ? strlen(url_opts) : 0) + 64;
     p->options = malloc(n);
     if (p->options != NULL)
         snprintf(p->options, n, "%s%s-c statement_timeout=%d", url_opts ? url_opts : "",
@@ -132,6 +144,7 @@ void sq_pgpool_free(sq_pgpool *p)
     sq_pg_secrets_destroy(&p->secrets);
     free(p->app_name);
     free(p->options);
+    free(p->server);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->freed);
     free(p);
@@ -394,7 +407,7 @@ void sq_pgpool_checkin(sq_pgpool *p, PGconn *c)
         p->pq->PQfinish(c);
 }
 
-int sq_pgpool_budget(sq_pgpool *p, int *max_connections, int *in_use, sq_error *err)
+int sq_pgpool_budget(sq_pgpool *p, sq_pg_limits *out, sq_error *err)
 {
     if (!loaded(p, err))
         return -1;
@@ -402,16 +415,21 @@ int sq_pgpool_budget(sq_pgpool *p, int *max_connections, int *in_use, sq_error *
     PGconn *c = connect_one(p, err);
     if (c == NULL)
         return -1;
-    /* what ordinary users may open: max_connections less the superuser
-     * reserve; in use: client backends only (not the server's own workers) */
-    PGresult *r = pq->PQexec(c, "SELECT current_setting('max_connections')::int - "
-                            "current_setting('superuser_reserved_connections')::int, "
-                            "(SELECT count(*) FROM pg_stat_activity "
-                            "WHERE backend_type = 'client backend')::int");
+    /* reserved_connections is PostgreSQL 16's (for pg_use_reserved_
+     * connections members); in use: client backends only, not the server's
+     * own workers */
+    PGresult *r = pq->PQexec(c, "SELECT current_setting('max_connections')::int, "
+                                "current_setting('superuser_reserved_connections')::int, "
+                                "coalesce(current_setting('reserved_connections', true), "
+                                "'0')::int, (SELECT count(*) FROM pg_stat_activity "
+                                "WHERE backend_type = 'client backend')::int");
     int rc = -1;
     if (pq->PQresultStatus(r) == PGRES_TUPLES_OK && pq->PQntuples(r) == 1) {
-        *max_connections = (int)strtol(pq->PQgetvalue(r, 0, 0), NULL, 10);
-        *in_use = (int)strtol(pq->PQgetvalue(r, 0, 1), NULL, 10) - 1; /* not this one */
+        out->max_connections = (int)strtol(pq->PQgetvalue(r, 0, 0), NULL, 10);
+        out->superuser_reserved = (int)strtol(pq->PQgetvalue(r, 0, 1), NULL, 10);
+        out->reserved = (int)strtol(pq->PQgetvalue(r, 0, 2), NULL, 10);
+        out->allowed = out->max_connections - out->superuser_reserved - out->reserved;
+        out->in_use = (int)strtol(pq->PQgetvalue(r, 0, 3), NULL, 10) - 1; /* not this one */
         rc = 0;
     } else {
         pq_error(p, err, SQ_EIO, "PostgreSQL: ", pq->PQerrorMessage(c));
@@ -419,6 +437,11 @@ int sq_pgpool_budget(sq_pgpool *p, int *max_connections, int *in_use, sq_error *
     pq->PQclear(r);
     pq->PQfinish(c);
     return rc;
+}
+
+const char *sq_pgpool_server(const sq_pgpool *p)
+{
+    return p->server;
 }
 
 int sq_pgpool_url_check(const char *url, sq_error *err)

@@ -952,6 +952,71 @@ START_TEST(connect_errors_never_show_the_password)
 }
 END_TEST
 
+/* ---- the budget of every process sharing the server ------------------------------ */
+
+/* Two processes with pool 20 each against the 37 connections the server
+ * allows (max_connections 40 - superuser_reserved_connections 3): each
+ * alone fits, together they do not. Both must say so (whichever started
+ * first learns of the other at a heartbeat), with the remedy; each
+ * publishes its pool in its process hash, which Sidekiq's API and Web UI
+ * ignore; --check counts the running processes too. */
+START_TEST(budget_counts_every_process_sharing_the_server)
+{
+    sqt_proc a, b;
+    const char *db = "  :pool: 20\n  :application_name: " APP "\n";
+    pg_squire(&a, PG.url, 2, db, NULL);
+    ck_assert_msg(sqt_log_wait(&a, "max_connections", 5), "no pool budget line in the log");
+    ck_assert(!log_has_line(&a, "WARN", "max_connections"));
+    pg_squire(&b, PG.url, 2, db, NULL);
+    ck_assert_msg(sqt_log_wait(&b, "max_connections", 5), "no pool budget line in the log");
+    const char *want[] = {"2 squire processes may open 40 connections", "the server allows",
+                          "max_connections 40 - superuser_reserved_connections 3",
+                          "lower database: pool", "raise max_connections", "PgBouncer"};
+    sqt_proc *procs[] = {&a, &b};
+    for (int i = 0; i < 2; i++) {
+        double until = sqt_now() + 5;
+        while (!log_has_line(procs[i], "WARN", want[0]) && sqt_now() < until)
+            sqt_sleep(0.1);
+        dump_log_on(!log_has_line(procs[i], "WARN", want[0]), procs[i]);
+        for (size_t k = 0; k < sizeof want / sizeof want[0]; k++)
+            ck_assert_msg(log_has_line(procs[i], want[0], want[k]),
+                          "process %d: no WARN line with \"%s\"", i + 1, want[k]);
+    }
+    /* the published field */
+    redisReply *ids = sqt_cmd(C, "SMEMBERS processes");
+    ck_assert_int_eq(ids->elements, 2);
+    for (size_t i = 0; i < ids->elements; i++) {
+        redisReply *v = sqt_cmd(C, "HGET %s database", ids->element[i]->str);
+        ck_assert_int_eq(v->type, REDIS_REPLY_STRING);
+        json_t *j = json_loads(v->str, 0, NULL);
+        ck_assert_int_eq(json_integer_value(json_object_get(j, "pool")), 20);
+        ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(j, "server")), ":"));
+        json_decref(j);
+        freeReplyObject(v);
+    }
+    freeReplyObject(ids);
+    /* Sidekiq's API and Web UI still read both processes */
+    char *out = NULL;
+    int st = sqt_ruby(R.url, &out, "webui.rb", "processes");
+    json_t *ps = json_loads(out ? out : "", 0, NULL);
+    ck_assert_msg(st == 0 && json_array_size(ps) == 2, "webui.rb processes: %d %s", st, out);
+    json_decref(ps);
+    free(out);
+    st = sqt_ruby(R.url, &out, "webui.rb", "pages");
+    ck_assert_msg(st == 0 && strstr(out, "\"status\":500") == NULL, "webui.rb pages: %d", st);
+    free(out);
+    /* --check for a third process counts the two running ones */
+    st = sqt_sh(R.url, &out, "DATABASE_URL='%s' %s --check --allow-root -r %s 2>&1", PG.url,
+                SQ_TEST_SQUIRE, SQ_TEST_PLUGIN);
+    ck_assert_msg(st == 0 && strstr(out, "3 squire processes may open") != NULL &&
+                      strstr(out, "PgBouncer") != NULL,
+                  "exit %d:\n%s", st, out);
+    free(out);
+    itest_stop(&b);
+    itest_stop(&a);
+}
+END_TEST
+
 /* ---- libpq loaded only for a database ------------------------------------------ */
 
 /* How many distinct libpq files pid maps. */
@@ -1097,6 +1162,7 @@ static Suite *pg_suite(void)
     tcase_add_test(tc, url_options_and_application_name_are_kept);
     tcase_add_test(tc, long_identity_keeps_the_pid_in_application_name);
     tcase_add_test(tc, budget_warns_past_max_connections);
+    tcase_add_test(tc, budget_counts_every_process_sharing_the_server);
     tcase_add_test(tc, libpq_is_loaded_only_for_a_database);
     suite_add_tcase(s, tc);
 
