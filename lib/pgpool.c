@@ -439,6 +439,15 @@ int sq_pgpool_budget(sq_pgpool *p, sq_pg_limits *out, sq_error *err)
     return rc;
 }
 
+char *sq_pgpool_scrub(const sq_pgpool *p, const char *message)
+{
+    size_t n = strlen(message) * sizeof SQ_PG_REDACTED + 1;
+    char *out = malloc(n);
+    if (out != NULL)
+        sq_pg_scrub(&p->secrets, message, out, n);
+    return out;
+}
+
 const char *sq_pgpool_server(const sq_pgpool *p)
 {
     return p->server;

@@ -32,6 +32,9 @@ typedef struct sq_pg_limits {
 
 /* The server's limits (one short-lived connection of its own). */
 int sq_pgpool_budget(sq_pgpool *p, sq_pg_limits *out, sq_error *err);
+/* message with the URL's secrets (and anything shaped like a password)
+ * replaced by REDACTED: a new string, NULL when out of memory. */
+char *sq_pgpool_scrub(const sq_pgpool *p, const char *message);
 /* "host:port" as the URL names the server (no user, database or password):
  * how processes sharing one server recognise each other. Borrowed. */
 const char *sq_pgpool_server(const sq_pgpool *p);

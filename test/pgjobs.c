@@ -213,6 +213,16 @@ static sq_result runaway_job(sq_job *job, void *ud)
     return SQ_OK;
 }
 
+/* LeakJob: fail the way a handler's own PQconnectdb(getenv("DATABASE_URL"))
+ * might, quoting the URL. squire must not pass the password on. */
+static sq_result leak_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    const char *url = getenv("DATABASE_URL");
+    return sq_job_fail(job, "PG::ConnectionBad", "could not connect with \"%s\"",
+                       url ? url : "(no DATABASE_URL)");
+}
+
 int squire_plugin_init(sq_registry *reg);
 
 int squire_plugin_init(sq_registry *reg)
@@ -223,5 +233,6 @@ int squire_plugin_init(sq_registry *reg)
            sq_register(reg, "TxCheckJob", tx_check_job, NULL) |
            sq_register(reg, "ShowJob", show_job, NULL) |
            sq_register(reg, "DirtyJob", dirty_job, NULL) |
-           sq_register(reg, "RunawayJob", runaway_job, NULL);
+           sq_register(reg, "RunawayJob", runaway_job, NULL) |
+           sq_register(reg, "LeakJob", leak_job, NULL);
 }
