@@ -65,9 +65,10 @@ static void add_decoded(sq_pg_secrets *s, const char *p, size_t len)
     free(d);
 }
 
-/* postgres[ql]://user:password@...: the user info runs to the last '@'
- * before the query (else the last '@' at all), so an unencoded '@', '/' or
- * '?' in a password is still found. */
+/* postgres[ql]://user:password@...: libpq ends the user info at the first
+ * '@' (before any '/'); an unencoded '@', '/' or '?' in a password makes
+ * the last '@' before the query (else the last at all) the end meant. Both
+ * readings are kept. */
 static void uri_password(sq_pg_secrets *s, const char *ci)
 {
     const char *rest = NULL;
@@ -78,17 +79,18 @@ static void uri_password(sq_pg_secrets *s, const char *ci)
     if (rest == NULL)
         return;
     size_t span = strcspn(rest, "?");
-    const char *at = NULL;
+    const char *first = memchr(rest, '@', strcspn(rest, "/")), *last = NULL;
     for (size_t i = 0; i < span; i++)
         if (rest[i] == '@')
-            at = rest + i;
-    if (at == NULL)
-        at = strrchr(rest, '@');
-    if (at == NULL)
-        return;
-    const char *colon = memchr(rest, ':', (size_t)(at - rest));
-    if (colon != NULL)
-        add_decoded(s, colon + 1, (size_t)(at - colon - 1));
+            last = rest + i;
+    if (last == NULL)
+        last = strrchr(rest, '@');
+    const char *ends[] = {first, last};
+    for (size_t i = 0; i < 2; i++) {
+        const char *colon = ends[i] ? memchr(rest, ':', (size_t)(ends[i] - rest)) : NULL;
+        if (colon != NULL)
+            add_decoded(s, colon + 1, (size_t)(ends[i] - colon - 1));
+    }
 }
 
 /* Every `[ssl]password = value`: a URL query parameter or a keyword/value

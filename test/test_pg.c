@@ -518,6 +518,8 @@ START_TEST(brief_outage_does_not_fill_the_retry_set)
         done = rows("n BETWEEN 101 AND 160");
         failed = sqt_int(C, "ZCARD retry");
     } while (done + failed < 60 && sqt_now() < until);
+    fprintf(stderr, "brief outage: %lld of 60 jobs to retry over a %.2f s restart\n", failed,
+            gap);
     char *rs = retry_summary();
     if (failed > 3)
         fprintf(stderr, "--- retry set ---\n%s", rs);
