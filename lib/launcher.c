@@ -891,7 +891,7 @@ int sq_main(int argc, char **argv, sq_registry *reg)
     if (load_credential(&cfg, &err) != 0) {
         if (cfg.check)
             printf("%-9s FAIL %s\nsquire --check: FAILED\n", "database", err.message);
-        sq_log(SQ_LOG_ERROR, "%s", err.message);
+        fprintf(stderr, "squire: %s\n", err.message);
         status = EX_CONFIG;
         goto out;
     }
