@@ -4,7 +4,14 @@
  * At most `size` connections exist; they are opened lazily, when a job asks
  * (sq_job_db) and none is idle. A job that finds the pool exhausted waits up
  * to checkout_timeout, then fails with a retryable error, as ActiveRecord's
- * "could not obtain a database connection within 5.000 seconds" does.
+ * "could not obtain a database connection within 5.000 seconds" does. A
+ * connect that fails is tried again within the same deadline, so a server
+ * restart shorter than checkout_timeout makes jobs wait, not fail.
+ *
+ * Each connection gets the URL's own settings plus squire's: options merged
+ * (the URL's, then -c statement_timeout), application_name the URL's then
+ * squire's name, in 63 bytes. Every message built from libpq text is
+ * scrubbed of the URL's secrets (pgconninfo.c).
  *
  * A connection is never handed out broken: an idle one whose socket has
  * something to say (the FATAL a restarted server or pg_terminate_backend
