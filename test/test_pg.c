@@ -1018,7 +1018,10 @@ START_TEST(budget_counts_every_process_sharing_the_server)
                       strstr(out, "PgBouncer") != NULL,
                   "exit %d:\n%s", st, out);
     free(out);
+    /* one goes: the other is back within the budget, and says so */
     itest_stop(&b);
+    ck_assert_msg(sqt_log_wait(&a, "pool 20 (20 in 1 squire process) of the 37", 5),
+                  "no all-clear after the second process stopped");
     itest_stop(&a);
 }
 END_TEST
