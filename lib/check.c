@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "dbbudget.h"
 #include "launcher.h"
 #include "pgpool.h"
 #include "redis.h"
@@ -81,20 +82,45 @@ static int check_redis(const sq_config *cfg)
     return rc;
 }
 
+/* Other processes' pools, from Redis; unknown (-1) when it cannot be asked. */
+static int peer_pools(const sq_config *cfg, const char *server, int *procs)
+{
+    sq_redis_url url = {0};
+    sq_redis *r = NULL;
+    int pools = -1;
+    if (sq_redis_url_parse(cfg->redis_url, &url, NULL) == 0 &&
+        (r = sq_redis_new(&url, 3.0)) != NULL &&
+        sq_dbbudget_peers(r, NULL, server, &pools, procs, NULL) != 0)
+        pools = -1;
+    sq_redis_free(r);
+    sq_redis_url_destroy(&url);
+    return pools;
+}
+
 static int check_database(const sq_config *cfg)
 {
     if (cfg->db_url == NULL)
         return 0;
-    int size = cfg->db_pool > 0 ? cfg->db_pool : cfg->concurrency, max = 0, used = 0;
+    int size = cfg->db_pool > 0 ? cfg->db_pool : cfg->concurrency;
     sq_pgpool *p = sq_pgpool_new(cfg->db_url, "squire --check", size, 1, cfg->db_connect_timeout,
                                  0);
+    sq_dbbudget b = {0};
     sq_error err = {0};
-    int rc = p && sq_pgpool_budget(p, &max, &used, &err) == 0 ? 0 : EX_UNAVAILABLE;
-    if (rc != 0)
+    int rc = p && sq_dbbudget_init(&b, p) == 0 && sq_pgpool_budget(p, &b.lim, &err) == 0
+                 ? 0
+                 : EX_UNAVAILABLE;
+    if (rc != 0) {
         line("database", false, "%s", err.code ? err.message : "out of memory");
-    else
-        line("database", true, "pool %d; %d of max_connections %d in use%s", size, used, max,
-             used + size > max ? " (warning: the pool can pass max_connections)" : "");
+    } else {
+        /* the processes already running against this server, plus this one */
+        int procs = 0, pools = peer_pools(cfg, sq_pgpool_server(p), &procs);
+        char msg[700];
+        bool over = sq_dbbudget_verdict(&b, pools > 0 ? pools : 0, procs, b.lim.in_use, msg,
+                                        sizeof msg);
+        line("database", true, "%s%s%s", over ? "warning: " : "", msg,
+             pools < 0 ? " (other processes not counted: Redis unreachable)" : "");
+    }
+    sq_dbbudget_destroy(&b);
     sq_pgpool_free(p);
     return rc;
 }

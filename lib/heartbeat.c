@@ -8,7 +8,7 @@
  *      (`:workers` is the name Sidekiq 6.4.1, Debian's, reads.)
  *   2. PING, timed: rtt_us.
  *   3. MULTI; SADD processes <id>; HSET <id> info busy beat quiet rss rtt_us
- *      concurrency; EXPIRE <id> 60; RPOP <id>-signals; EXEC.
+ *      concurrency [database]; EXPIRE <id> 60; RPOP <id>-signals; EXEC.
  * A popped signal is acted on as if the OS had delivered it, but only TSTP,
  * TERM and TTIN: anything else in the list is logged and ignored (squire
  * never passes Redis data to kill(2)).
@@ -188,10 +188,12 @@ int sq_heartbeat_beat(sq_runtime *rt, int *sig, sq_error *err)
     const char *hset[] = {"HSET",   rt->identity, "info",   rt->info_json, "busy",
                           busy,     "beat",       beat,     "quiet",       quiet,
                           "rss",    rss,          "rtt_us", rtt_s,         "concurrency",
-                          conc};
+                          conc,     SQ_DBBUDGET_FIELD, rt->dbbudget.field};
+    /* the database field (dbbudget.c) only when a database is configured */
+    int nhset = (int)SQ_ARRAY_LEN(hset) - (rt->dbbudget.field ? 0 : 2);
     if (sq_redis_pipe_cmd(rt->redis, err, "MULTI") != 0 ||
         sq_redis_pipe_cmd(rt->redis, err, "SADD processes %s", rt->identity) != 0 ||
-        sq_redis_pipe_argv(rt->redis, (int)SQ_ARRAY_LEN(hset), hset, NULL, err) != 0 ||
+        sq_redis_pipe_argv(rt->redis, nhset, hset, NULL, err) != 0 ||
         sq_redis_pipe_cmd(rt->redis, err, "EXPIRE %s " TTL, rt->identity) != 0 ||
         sq_redis_pipe_cmd(rt->redis, err, "RPOP %s", sigkey) != 0 ||
         sq_redis_pipe_cmd(rt->redis, err, "EXEC") != 0)

@@ -513,6 +513,40 @@ static void watchdog(sq_runtime *rt, double *next)
     }
 }
 
+/* The connection budget of every process sharing the database server
+ * (dbbudget.c): at start (first: the server's limits asked, its count of
+ * connections in use counted, the verdict logged), then at every beat,
+ * logged when the verdict changes, as processes come and go. */
+static void check_db_budget(sq_runtime *rt, bool first)
+{
+    sq_dbbudget *b = &rt->dbbudget;
+    if (rt->pgpool == NULL || (!b->known && !first && sq__monotonic() < b->next_ask))
+        return;
+    sq_error err = {0};
+    if (!b->known) {
+        if (sq_pgpool_budget(rt->pgpool, &b->lim, &err) != 0) {
+            if (first)
+                sq_log(SQ_LOG_WARN, "database: %s; starting anyway, jobs that need it will fail "
+                       "and retry", err.message);
+            b->next_ask = sq__monotonic() + 60;
+            return;
+        }
+        b->known = true;
+        first = true; /* the in-use count is fresh */
+    }
+    int pools = 0, procs = 0;
+    if (sq_dbbudget_peers(rt->redis, rt->identity, sq_pgpool_server(rt->pgpool), &pools, &procs,
+                          &err) != 0) {
+        sq_log(SQ_LOG_DEBUG, "database budget: %s", err.message);
+        return;
+    }
+    char msg[700];
+    bool over = sq_dbbudget_verdict(b, pools, procs, first ? b->lim.in_use : -1, msg, sizeof msg);
+    if (first || over != b->over)
+        sq_log(over ? SQ_LOG_WARN : SQ_LOG_INFO, "%s", msg);
+    b->over = over;
+}
+
 /* One heartbeat, with the stats flush that goes with it (as Sidekiq 7:
  * counts reach Redis each beat and at exit, and stay in memory when a flush
  * fails). Returns the remote signal the beat brought (0: none). */
@@ -524,6 +558,8 @@ static int beat(sq_runtime *rt)
         sq_log(SQ_LOG_DEBUG, "stats flush deferred: %s", serr.message);
     if (sq_heartbeat_beat(rt, &sig, &err) != 0)
         sq_log(SQ_LOG_DEBUG, "heartbeat failed: %s", err.message);
+    else
+        check_db_budget(rt, false);
     sq_notify_status("%s%d of %d busy", atomic_load(&rt->quiet) ? "quiet, " : "",
                      sq_runtime_busy(rt), rt->nworkers);
     return sig;
@@ -621,8 +657,8 @@ static bool shut_down(sq_runtime *rt)
     return all;
 }
 
-/* The pool is made now; its connections when jobs ask. The budget is
- * checked once, and PostgreSQL being down does not stop the start. */
+/* The pool is made now; its connections when jobs ask. PostgreSQL being
+ * down does not stop the start. */
 static int open_database(sq_runtime *rt)
 {
     const sq_config *cfg = rt->cfg;
@@ -633,20 +669,9 @@ static int open_database(sq_runtime *rt)
                                                                       : rt->identity,
                                size, cfg->db_checkout_timeout, cfg->db_connect_timeout,
                                cfg->db_statement_timeout);
-    if (rt->pgpool == NULL)
+    if (rt->pgpool == NULL || sq_dbbudget_init(&rt->dbbudget, rt->pgpool) != 0)
         return -1;
-    int max = 0, used = 0;
-    sq_error err = {0};
-    if (sq_pgpool_budget(rt->pgpool, &max, &used, &err) != 0) {
-        sq_log(SQ_LOG_WARN, "database: %s; starting anyway, jobs that need it will fail and "
-               "retry", err.message);
-    } else if (used + size > max) {
-        sq_log(SQ_LOG_WARN, "database: this process may open %d connections, %d of %d are in "
-               "use: the total can pass max_connections", size, used, max);
-    } else {
-        sq_log(SQ_LOG_INFO, "database: pool %d, %d of max_connections %d in use now", size,
-               used, max);
-    }
+    check_db_budget(rt, true);
     return 0;
 }
 
@@ -750,6 +775,7 @@ done:
     free_workers(&rt);
     sq_redis_free(rt.redis);
     free(rt.info_json);
+    sq_dbbudget_destroy(&rt.dbbudget);
     sq_pgpool_free(rt.pgpool);
     sq_queue_order_destroy(&rt.order);
     sq_redis_url_destroy(&rt.url);
@@ -786,21 +812,34 @@ static int read_credential(const char *name, char **out, sq_error *err)
  * database_url; Redis: the credential redis_url (systemd LoadCredential=). */
 static int load_credential(sq_config *cfg, sq_error *err)
 {
+    /* where the database URL came from, named when libpq cannot parse it */
+    char key[4200];
+    snprintf(key, sizeof key, "%s%sdatabase: url", cfg->config_path ? cfg->config_path : "",
+             cfg->config_path ? ": " : "");
     const char *env = getenv("DATABASE_URL");
-    if (cfg->db_url == NULL && env != NULL && env[0] != '\0' &&
-        (cfg->db_url = strdup(env)) == NULL) {
-        sq__error_set(err, SQ_ENOMEM, "out of memory");
-        return -1;
+    if (cfg->db_url == NULL && env != NULL && env[0] != '\0') {
+        snprintf(key, sizeof key, "DATABASE_URL");
+        if ((cfg->db_url = strdup(env)) == NULL) {
+            sq__error_set(err, SQ_ENOMEM, "out of memory");
+            return -1;
+        }
     }
+    bool had_url = cfg->db_url != NULL;
     if (read_credential("database_url", &cfg->db_url, err) != 0)
         return -1;
+    if (!had_url && cfg->db_url != NULL)
+        snprintf(key, sizeof key, "%s/database_url", getenv("CREDENTIALS_DIRECTORY"));
+    sq_error perr = {0};
+    if (cfg->db_url != NULL && sq_pgpool_url_check(cfg->db_url, &perr) != 0) {
+        sq__error_set(err, SQ_ECONFIG, "%s: %s", key, perr.message);
+        return -1;
+    }
     bool from_file = cfg->redis_url == NULL;
     if (read_credential("redis_url", &cfg->redis_url, err) != 0)
         return -1;
     if (!from_file || cfg->redis_url == NULL)
         return 0;
     sq_redis_url parsed = {0};
-    sq_error perr = {0};
     if (sq_redis_url_parse(cfg->redis_url, &parsed, &perr) != 0) {
         sq__error_set(err, SQ_ECONFIG, "%s/redis_url: %s", getenv("CREDENTIALS_DIRECTORY"),
                       perr.message);
@@ -850,6 +889,8 @@ int sq_main(int argc, char **argv, sq_registry *reg)
         goto out;
     }
     if (load_credential(&cfg, &err) != 0) {
+        if (cfg.check)
+            printf("%-9s FAIL %s\nsquire --check: FAILED\n", "database", err.message);
         fprintf(stderr, "squire: %s\n", err.message);
         status = EX_CONFIG;
         goto out;

@@ -4,13 +4,22 @@
  * At most `size` connections exist; they are opened lazily, when a job asks
  * (sq_job_db) and none is idle. A job that finds the pool exhausted waits up
  * to checkout_timeout, then fails with a retryable error, as ActiveRecord's
- * "could not obtain a database connection within 5.000 seconds" does.
+ * "could not obtain a database connection within 5.000 seconds" does. A
+ * connect that fails is tried again within the same deadline, so a server
+ * restart shorter than checkout_timeout makes jobs wait, not fail.
+ *
+ * Each connection gets the URL's own settings plus squire's: options merged
+ * (the URL's, then -c statement_timeout), application_name the URL's then
+ * squire's name, in 63 bytes. Every message built from libpq text is
+ * scrubbed of the URL's secrets (pgconninfo.c).
  *
  * A connection is never handed out broken: an idle one whose socket has
  * something to say (the FATAL a restarted server or pg_terminate_backend
  * leaves behind, or EOF) is dropped and replaced, and one returned in a bad
- * state is closed. One returned inside a transaction is rolled back first,
- * so a handler that forgot COMMIT cannot poison the next job.
+ * state is closed. One returned is reset before the next job sees it: a
+ * query still running is cancelled (PQcancel), an open transaction rolled
+ * back, then DISCARD ALL, so no SET, prepared statement, temp table or
+ * lock of one job reaches the next.
  *
  * libpq is loaded when the pool is made (pq.c). When it cannot be, the pool
  * still exists and every checkout and budget check fails with the reason,
@@ -28,6 +37,7 @@
 
 #include "common.h"
 #include "log.h"
+#include "pgconninfo.h"
 #include "pq.h"
 
 struct sq_pgpool {
@@ -36,15 +46,70 @@ struct sq_pgpool {
     const sq_pq *pq;   /* NULL when libpq could not be loaded: load_err says why */
     sq_error load_err;
     char *url;
-    char *app_name;
+    sq_pg_secrets secrets; /* in url: scrubbed from every message */
+    char *app_name; /* the URL's application_name, then squire's */
+    char *options;  /* the URL's options, then statement_timeout; NULL: the URL's */
+    char *server;   /* host:port as the URL (or PGHOST, PGPORT) names them */
     int size;
     int open;       /* connections that exist: idle + checked out */
     PGconn **idle;
     int nidle;
     double checkout_timeout;
     double connect_timeout;
-    int statement_timeout;
 };
+
+/* The URL's own value of keyword (else libpq's environment variable env,
+ * which libpq would read itself if squire passed no value), malloc'd, or
+ * NULL. */
+static char *url_setting(const sq_pq *pq, const char *url, const char *keyword, const char *env)
+{
+    char *value = NULL, *why = NULL;
+    PQconninfoOption *opts = pq ? pq->PQconninfoParse(url, &why) : NULL;
+    for (PQconninfoOption *o = opts; o && o->keyword && value == NULL; o++)
+        if (strcmp(o->keyword, keyword) == 0 && o->val && o->val[0])
+            value = sq__strdup(o->val);
+    if (opts)
+        pq->PQconninfoFree(opts);
+    if (pq && why)
+        pq->PQfreemem(why);
+    if (value == NULL && getenv(env) && getenv(env)[0])
+        value = sq__strdup(getenv(env));
+    return value;
+}
+
+/* What squire adds to the URL's settings: application_name (the URL's own
+ * first, then squire's name, in 63 bytes) and options (the URL's own, then
+ * squire's statement_timeout, which wins over one in the URL's options).
+ * Without a statement_timeout the URL's options are left alone. */
+static int merge_settings(sq_pgpool *p, const char *name, int statement_timeout)
+{
+    char *url_app = url_setting(p->pq, p->url, "application_name", "PGAPPNAME");
+    char app[SQ_PG_APP_NAME_MAX + 1];
+    sq_pg_app_name(url_app, name, app);
+    free(url_app);
+    p->app_name = sq__strdup(app);
+    char *host = url_setting(p->pq, p->url, "host", "PGHOST");
+    if (host == NULL)
+        host = url_setting(p->pq, p->url, "hostaddr", "PGHOSTADDR");
+    char *port = url_setting(p->pq, p->url, "port", "PGPORT");
+    size_t n = (host ? strlen(host) : 5) + (port ? strlen(port) : 4) + 2;
+    if ((p->server = malloc(n)) != NULL)
+        snprintf(p->server, n, "%s:%s", host ? host : "local", port ? port : "5432");
+    free(host);
+    free(port);
+    if (p->server == NULL)
+        return -1;
+    if (statement_timeout <= 0)
+        return p->app_name ? 0 : -1;
+    char *url_opts = url_setting(p->pq, p->url, "options", "PGOPTIONS");
+    n = (url_opts ? strlen(url_opts) : 0) + 64;
+    p->options = malloc(n);
+    if (p->options != NULL)
+        snprintf(p->options, n, "%s%s-c statement_timeout=%d", url_opts ? url_opts : "",
+                 url_opts ? " " : "", statement_timeout * 1000);
+    free(url_opts);
+    return p->app_name && p->options ? 0 : -1;
+}
 
 sq_pgpool *sq_pgpool_new(const char *url, const char *app_name, int size,
                          double checkout_timeout, double connect_timeout,
@@ -53,24 +118,23 @@ sq_pgpool *sq_pgpool_new(const char *url, const char *app_name, int size,
     sq_pgpool *p = calloc(1, sizeof *p);
     if (p == NULL)
         return NULL;
-    p->url = sq__strdup(url);
-    p->app_name = sq__strdup(app_name);
-    p->idle = calloc((size_t)(size > 0 ? size : 1), sizeof *p->idle);
-    if (p->url == NULL || p->app_name == NULL || p->idle == NULL) {
-        sq_pgpool_free(p);
-        return NULL;
-    }
-    p->size = size > 0 ? size : 1;
-    p->checkout_timeout = checkout_timeout;
-    p->connect_timeout = connect_timeout;
-    p->statement_timeout = statement_timeout;
-    p->pq = sq_pq_load(&p->load_err);
     pthread_mutex_init(&p->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&p->freed, &ca);
     pthread_condattr_destroy(&ca);
+    p->size = size > 0 ? size : 1;
+    p->checkout_timeout = checkout_timeout;
+    p->connect_timeout = connect_timeout;
+    p->pq = sq_pq_load(&p->load_err);
+    p->url = sq__strdup(url);
+    sq_pg_secrets_init(&p->secrets, url);
+    p->idle = calloc((size_t)p->size, sizeof *p->idle);
+    if (p->url == NULL || p->idle == NULL || merge_settings(p, app_name, statement_timeout) != 0) {
+        sq_pgpool_free(p);
+        return NULL;
+    }
     return p;
 }
 
@@ -81,12 +145,15 @@ void sq_pgpool_free(sq_pgpool *p)
     for (int i = 0; p->idle && i < p->nidle; i++)
         p->pq->PQfinish(p->idle[i]);
     free(p->idle);
+    if (p->url != NULL)
+        memset(p->url, 0, strlen(p->url));
     free(p->url);
+    sq_pg_secrets_destroy(&p->secrets);
     free(p->app_name);
-    if (p->size > 0) {
-        pthread_mutex_destroy(&p->lock);
-        pthread_cond_destroy(&p->freed);
-    }
+    free(p->options);
+    free(p->server);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->freed);
     free(p);
 }
 
@@ -95,35 +162,52 @@ int sq_pgpool_size(const sq_pgpool *p)
     return p->size;
 }
 
-/* Server notices (NOTICE, WARNING) go through squire's log, one line each,
- * not raw to stderr. */
-static void log_notice(void *arg, const char *message)
+/* err = what: the first line of libpq's message, scrubbed of the URL's
+ * secrets (libpq quotes a URI or token it cannot parse). */
+static void pq_error(const sq_pgpool *p, sq_error *err, int code, const char *what,
+                     const char *message)
 {
-    (void)arg;
-    sq_log(SQ_LOG_INFO, "PostgreSQL: %.*s", (int)strcspn(message, "\n"), message);
+    char line[sizeof err->message], safe[sizeof err->message];
+    snprintf(line, sizeof line, "%.*s", (int)strcspn(message, "\n"), message);
+    sq_pg_scrub(&p->secrets, line, safe, sizeof safe);
+    sq__error_set(err, code, "%s%s", what, safe);
+}
+
+/* Server notices go through squire's log, one line each, not raw to stderr,
+ * scrubbed like any libpq message. An ERROR or FATAL that arrives while the
+ * connection is idle (pg_terminate_backend, a server shutting down) comes
+ * this way too, and is logged at WARN: it is why connections get replaced. */
+static void log_notice(void *arg, const PGresult *res)
+{
+    const sq_pgpool *p = arg;
+    const char *sev = p->pq->PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    bool bad = sev && (strcmp(sev, "ERROR") == 0 || strcmp(sev, "FATAL") == 0 ||
+                       strcmp(sev, "PANIC") == 0);
+    sq_error e = {0};
+    pq_error(p, &e, SQ_EIO, "PostgreSQL: ", p->pq->PQresultErrorMessage(res));
+    sq_log(bad ? SQ_LOG_WARN : SQ_LOG_INFO, "%s", e.message);
 }
 
 /* Open one connection (outside the lock). */
 static PGconn *connect_one(sq_pgpool *p, sq_error *err)
 {
-    char timeout[16], options[64];
+    char timeout[16];
     int t = (int)(p->connect_timeout + 0.999);
     snprintf(timeout, sizeof timeout, "%d", t < 2 ? 2 : t); /* libpq's minimum */
-    snprintf(options, sizeof options, "-c statement_timeout=%d", p->statement_timeout * 1000);
-    const char *keys[] = {"dbname", "connect_timeout", "application_name",
-                          p->statement_timeout > 0 ? "options" : NULL, NULL};
-    const char *vals[] = {p->url, timeout, p->app_name, options, NULL};
+    /* later keywords win: the URL's connect_timeout over squire's, squire's
+     * merged application_name and options over the URL's */
+    const char *keys[] = {"connect_timeout", "dbname", "application_name",
+                          p->options ? "options" : NULL, NULL};
+    const char *vals[] = {timeout, p->url, p->app_name, p->options, NULL};
     const sq_pq *pq = p->pq;
     PGconn *c = pq->PQconnectdbParams(keys, vals, 1);
     if (c == NULL || pq->PQstatus(c) != CONNECTION_OK) {
-        /* libpq's message names host and port, never the password */
-        const char *why = c ? pq->PQerrorMessage(c) : "out of memory";
-        sq__error_set(err, SQ_EIO, "cannot connect to PostgreSQL: %.*s",
-                      (int)strcspn(why, "\n"), why);
+        pq_error(p, err, SQ_EIO, "cannot connect to PostgreSQL: ",
+                 c ? pq->PQerrorMessage(c) : "out of memory");
         pq->PQfinish(c);
         return NULL;
     }
-    pq->PQsetNoticeProcessor(c, log_notice, NULL);
+    pq->PQsetNoticeReceiver(c, log_notice, p);
     return c;
 }
 
@@ -170,6 +254,31 @@ static bool loaded(const sq_pgpool *p, sq_error *err)
     return p->pq != NULL;
 }
 
+/* Connect, trying again until the checkout's deadline: a server that is
+ * restarting (refused, starting up, shutting down) for less than
+ * checkout_timeout costs the job a wait, not a retry with Sidekiq's 15 s+
+ * backoff. Between attempts 50 ms, doubling to 500 ms; an attempt itself
+ * may pass the deadline by up to connect_timeout. */
+static PGconn *connect_until(sq_pgpool *p, const struct timespec *until, sq_error *err)
+{
+    double end = (double)until->tv_sec + (double)until->tv_nsec / 1e9, pause = 0.05;
+    for (;;) {
+        sq_error e = {0};
+        PGconn *c = connect_one(p, &e);
+        if (c != NULL)
+            return c;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double left = end - ((double)now.tv_sec + (double)now.tv_nsec / 1e9);
+        if (left <= pause) {
+            sq__error_set(err, e.code, "%s", e.message);
+            return NULL;
+        }
+        sq__sleep(pause);
+        pause = pause * 2 < 0.5 ? pause * 2 : 0.5;
+    }
+}
+
 PGconn *sq_pgpool_checkout(sq_pgpool *p, sq_error *err)
 {
     if (!loaded(p, err))
@@ -190,7 +299,7 @@ PGconn *sq_pgpool_checkout(sq_pgpool *p, sq_error *err)
         if (p->open < p->size) {
             p->open++;
             pthread_mutex_unlock(&p->lock);
-            PGconn *c = connect_one(p, err);
+            PGconn *c = connect_until(p, &until, err);
             if (c != NULL)
                 return c;
             pthread_mutex_lock(&p->lock);
@@ -211,21 +320,88 @@ PGconn *sq_pgpool_checkout(sq_pgpool *p, sq_error *err)
     }
 }
 
+/* How long a cancelled query has to end before its connection is closed. */
+#define CANCEL_WAIT 2.0
+
+/* Ask the server to cancel what c is running (a new connection of libpq's:
+ * PQcancel). */
+static void cancel(const sq_pgpool *p, PGconn *c)
+{
+    const sq_pq *pq = p->pq;
+    PGcancel *k = pq->PQgetCancel(c);
+    char why[256] = "out of memory";
+    if (k == NULL || !pq->PQcancel(k, why, sizeof why)) {
+        sq_error e = {0};
+        pq_error(p, &e, SQ_EIO, "cannot cancel a query a handler left running: ", why);
+        sq_log(SQ_LOG_WARN, "PostgreSQL: %s", e.message);
+    }
+    if (k != NULL)
+        pq->PQfreeCancel(k);
+}
+
+/* Read and drop c's pending results for at most `seconds`. False when it
+ * does not come to rest (or is in COPY, which only the handler can end). */
+static bool drain(const sq_pq *pq, PGconn *c, double seconds)
+{
+    double until = sq__monotonic() + seconds;
+    for (;;) {
+        while (!pq->PQisBusy(c)) {
+            PGresult *r = pq->PQgetResult(c);
+            if (r == NULL)
+                return true;
+            ExecStatusType st = pq->PQresultStatus(r);
+            pq->PQclear(r);
+            if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH)
+                return false;
+        }
+        double left = until - sq__monotonic();
+        struct pollfd pfd = {.fd = pq->PQsocket(c), .events = POLLIN};
+        if (left <= 0 || (poll(&pfd, 1, (int)(left * 1000) + 1) < 0 && errno != EINTR) ||
+            !pq->PQconsumeInput(c))
+            return false;
+    }
+}
+
+static bool exec_ok(const sq_pq *pq, PGconn *c, const char *sql)
+{
+    PGresult *r = pq->PQexec(c, sql);
+    bool ok = pq->PQresultStatus(r) == PGRES_COMMAND_OK;
+    pq->PQclear(r);
+    return ok;
+}
+
+/* Bring a returned connection back to what a new one looks like: a query
+ * still running cancelled and drained, an open transaction rolled back,
+ * then DISCARD ALL (SET values, prepared statements, temp tables, cursors,
+ * LISTEN, advisory locks: gone; the start-up options and application_name
+ * stay). False: close it instead. */
+static bool reset(const sq_pgpool *p, PGconn *c)
+{
+    const sq_pq *pq = p->pq;
+    if (pq->PQstatus(c) != CONNECTION_OK)
+        return false;
+    pq->PQsetnonblocking(c, 0);
+    pq->PQsetNoticeReceiver(c, log_notice, (void *)p);
+    if (pq->PQtransactionStatus(c) == PQTRANS_ACTIVE) {
+        cancel(p, c);
+        if (!drain(pq, c, CANCEL_WAIT))
+            return false;
+    }
+    PGTransactionStatusType ts = pq->PQtransactionStatus(c);
+    if (ts != PQTRANS_IDLE && ts != PQTRANS_INTRANS && ts != PQTRANS_INERROR)
+        return false;
+    /* DISCARD ALL cannot run inside a transaction: roll back first */
+    if (ts != PQTRANS_IDLE && !exec_ok(pq, c, "ROLLBACK"))
+        return false;
+    return exec_ok(pq, c, "DISCARD ALL") && pq->PQtransactionStatus(c) == PQTRANS_IDLE;
+}
+
 void sq_pgpool_checkin(sq_pgpool *p, PGconn *c)
 {
     if (c == NULL)
         return;
-    const sq_pq *pq = p->pq; /* not NULL: c came from sq_pgpool_checkout */
-    PGTransactionStatusType ts = pq->PQtransactionStatus(c);
-    bool keep = pq->PQstatus(c) == CONNECTION_OK;
-    if (keep && (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR)) {
-        /* the handler left a transaction open: undo it, do not inherit it */
-        PGresult *r = pq->PQexec(c, "ROLLBACK");
-        keep = pq->PQresultStatus(r) == PGRES_COMMAND_OK;
-        pq->PQclear(r);
-    } else if (ts == PQTRANS_ACTIVE || ts == PQTRANS_UNKNOWN) {
-        keep = false; /* a query still running, or a lost connection */
-    }
+    /* p->pq is not NULL: c came from sq_pgpool_checkout */
+    bool keep = reset(p, c);
     pthread_mutex_lock(&p->lock);
     if (keep) {
         p->idle[p->nidle++] = c;
@@ -235,10 +411,10 @@ void sq_pgpool_checkin(sq_pgpool *p, PGconn *c)
     pthread_cond_signal(&p->freed);
     pthread_mutex_unlock(&p->lock);
     if (!keep)
-        pq->PQfinish(c);
+        p->pq->PQfinish(c);
 }
 
-int sq_pgpool_budget(sq_pgpool *p, int *max_connections, int *in_use, sq_error *err)
+int sq_pgpool_budget(sq_pgpool *p, sq_pg_limits *out, sq_error *err)
 {
     if (!loaded(p, err))
         return -1;
@@ -246,21 +422,61 @@ int sq_pgpool_budget(sq_pgpool *p, int *max_connections, int *in_use, sq_error *
     PGconn *c = connect_one(p, err);
     if (c == NULL)
         return -1;
-    /* what ordinary users may open: max_connections less the superuser
-     * reserve; in use: client backends only (not the server's own workers) */
-    PGresult *r = pq->PQexec(c, "SELECT current_setting('max_connections')::int - "
-                            "current_setting('superuser_reserved_connections')::int, "
-                            "(SELECT count(*) FROM pg_stat_activity "
-                            "WHERE backend_type = 'client backend')::int");
+    /* reserved_connections is PostgreSQL 16's (for pg_use_reserved_
+     * connections members); in use: client backends only, not the server's
+     * own workers */
+    PGresult *r = pq->PQexec(c, "SELECT current_setting('max_connections')::int, "
+                                "current_setting('superuser_reserved_connections')::int, "
+                                "coalesce(current_setting('reserved_connections', true), "
+                                "'0')::int, (SELECT count(*) FROM pg_stat_activity "
+                                "WHERE backend_type = 'client backend')::int");
     int rc = -1;
     if (pq->PQresultStatus(r) == PGRES_TUPLES_OK && pq->PQntuples(r) == 1) {
-        *max_connections = (int)strtol(pq->PQgetvalue(r, 0, 0), NULL, 10);
-        *in_use = (int)strtol(pq->PQgetvalue(r, 0, 1), NULL, 10) - 1; /* not this one */
+        out->max_connections = (int)strtol(pq->PQgetvalue(r, 0, 0), NULL, 10);
+        out->superuser_reserved = (int)strtol(pq->PQgetvalue(r, 0, 1), NULL, 10);
+        out->reserved = (int)strtol(pq->PQgetvalue(r, 0, 2), NULL, 10);
+        out->allowed = out->max_connections - out->superuser_reserved - out->reserved;
+        out->in_use = (int)strtol(pq->PQgetvalue(r, 0, 3), NULL, 10) - 1; /* not this one */
         rc = 0;
     } else {
-        sq__error_set(err, SQ_EIO, "PostgreSQL: %.200s", pq->PQerrorMessage(c));
+        pq_error(p, err, SQ_EIO, "PostgreSQL: ", pq->PQerrorMessage(c));
     }
     pq->PQclear(r);
     pq->PQfinish(c);
     return rc;
+}
+
+char *sq_pgpool_scrub(const sq_pgpool *p, const char *message)
+{
+    size_t n = strlen(message) * sizeof SQ_PG_REDACTED + 1;
+    char *out = malloc(n);
+    if (out != NULL)
+        sq_pg_scrub(&p->secrets, message, out, n);
+    return out;
+}
+
+const char *sq_pgpool_server(const sq_pgpool *p)
+{
+    return p->server;
+}
+
+int sq_pgpool_url_check(const char *url, sq_error *err)
+{
+    sq_error lerr = {0};
+    const sq_pq *pq = sq_pq_load(&lerr);
+    if (pq == NULL)
+        return 0; /* cannot tell: the pool reports the missing library */
+    char *why = NULL;
+    PQconninfoOption *opts = pq->PQconninfoParse(url, &why);
+    if (opts != NULL) {
+        pq->PQconninfoFree(opts);
+        return 0;
+    }
+    sq_pgpool probe = {0};
+    sq_pg_secrets_init(&probe.secrets, url);
+    pq_error(&probe, err, SQ_ECONFIG, "not a PostgreSQL URL or connection string: ",
+             why ? why : "out of memory");
+    sq_pg_secrets_destroy(&probe.secrets);
+    pq->PQfreemem(why);
+    return -1;
 }

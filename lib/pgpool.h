@@ -18,8 +18,25 @@ int sq_pgpool_size(const sq_pgpool *p);
 PGconn *sq_pgpool_checkout(sq_pgpool *p, sq_error *err);
 /* Give it back: rolled back if inside a transaction, closed if broken. */
 void sq_pgpool_checkin(sq_pgpool *p, PGconn *c);
-/* The server's max_connections and the connections in use (one short-lived
- * connection of its own). */
-int sq_pgpool_budget(sq_pgpool *p, int *max_connections, int *in_use, sq_error *err);
+/* 0 when libpq accepts url (or libpq cannot be loaded: the pool reports
+ * that), else -1 with an SQ_ECONFIG err saying why, the password hidden. */
+int sq_pgpool_url_check(const char *url, sq_error *err);
+/* What the server lets ordinary users open, and what is open now. */
+typedef struct sq_pg_limits {
+    int max_connections;
+    int superuser_reserved; /* superuser_reserved_connections */
+    int reserved;           /* reserved_connections (PostgreSQL 16+), else 0 */
+    int allowed;            /* max_connections less both reserves */
+    int in_use;             /* client backends now, not counting the one asking */
+} sq_pg_limits;
+
+/* The server's limits (one short-lived connection of its own). */
+int sq_pgpool_budget(sq_pgpool *p, sq_pg_limits *out, sq_error *err);
+/* message with the URL's secrets (and anything shaped like a password)
+ * replaced by REDACTED: a new string, NULL when out of memory. */
+char *sq_pgpool_scrub(const sq_pgpool *p, const char *message);
+/* "host:port" as the URL names the server (no user, database or password):
+ * how processes sharing one server recognise each other. Borrowed. */
+const char *sq_pgpool_server(const sq_pgpool *p);
 
 #endif

@@ -17,18 +17,28 @@
 /* The functions squire calls, each member with its prototype in
  * <libpq-fe.h> and its name: pq->PQexec(conn, sql). */
 #define SQ_PQ_FUNCTIONS(X)  \
+    X(PQcancel)             \
     X(PQclear)              \
+    X(PQconninfoFree)       \
+    X(PQconninfoParse)      \
     X(PQconnectdbParams)    \
     X(PQconsumeInput)       \
     X(PQerrorMessage)       \
     X(PQexec)               \
     X(PQfinish)             \
+    X(PQfreeCancel)         \
     X(PQfreemem)            \
+    X(PQgetCancel)          \
+    X(PQgetResult)          \
     X(PQgetvalue)           \
+    X(PQisBusy)             \
     X(PQnotifies)           \
     X(PQntuples)            \
+    X(PQresultErrorField)   \
+    X(PQresultErrorMessage) \
     X(PQresultStatus)       \
-    X(PQsetNoticeProcessor) \
+    X(PQsetNoticeReceiver)  \
+    X(PQsetnonblocking)     \
     X(PQsocket)             \
     X(PQstatus)             \
     X(PQtransactionStatus)

@@ -224,6 +224,13 @@ static void run_handler(sq_worker *w, sq_job *job)
     if (r != SQ_OK && !job->outcome.failed)
         sq_outcome_fail(&job->outcome, "Squire::Error",
                         "handler returned SQ_FAILED without calling sq_job_fail");
+    char *safe = w->rt->pgpool && job->outcome.error_message
+                     ? sq_pgpool_scrub(w->rt->pgpool, job->outcome.error_message)
+                     : NULL;
+    if (safe != NULL) { /* a handler's own connect error may quote the URL */
+        free(job->outcome.error_message);
+        job->outcome.error_message = safe;
+    }
 }
 
 static void record_failure(sq_worker *w, sq_unit *u, sq_job *job, double elapsed)

@@ -31,6 +31,7 @@
 #include <stdatomic.h>
 
 #include "config.h"
+#include "dbbudget.h"
 #include "job.h"
 #include "queues.h"
 #include "pgpool.h"
@@ -131,6 +132,7 @@ struct sq_runtime {
     sq_redis *redis;        /* main thread's connection */
     char *info_json;        /* heartbeat: the process's `info`, built once */
     sq_pgpool *pgpool;      /* PostgreSQL for handlers, or NULL when none is configured */
+    sq_dbbudget dbbudget;   /* with pgpool: the connections of all processes sharing it */
     double started_at;      /* wall clock at boot */
     sq_worker *workers;
     int nworkers;

@@ -173,6 +173,56 @@ static sq_result show_job(sq_job *job, void *ud)
                p);
 }
 
+/* DirtyJob(n): record the run, then leave session state behind, and fail
+ * if the last job on this connection left its own: SET search_path and statement_timeout, a
+ * prepared statement and a temp table (both fail when they exist already). */
+static sq_result dirty_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    PGconn *conn = db(job);
+    if (conn == NULL ||
+        upsert(job, conn, (long long)json_integer_value(sq_job_arg(job, 0))) != SQ_OK)
+        return SQ_FAILED;
+    if (run(job, conn, "set",
+            "SELECT set_config('search_path', 'pg_catalog', false), "
+            "set_config('statement_timeout', '1234', false)",
+            0, NULL) != SQ_OK ||
+        run(job, conn, "temp table", "CREATE TEMP TABLE sq_dirty(x int)", 0, NULL) != SQ_OK)
+        return SQ_FAILED;
+    PGresult *r = PQprepare(conn, "sq_dirty", "SELECT 1", 0, NULL);
+    ExecStatusType s = PQresultStatus(r);
+    PQclear(r);
+    if (s != PGRES_COMMAND_OK)
+        return pg_fail(job, conn, "prepare");
+    return SQ_OK;
+}
+
+/* RunawayJob(seconds): record the run, then start pg_sleep(seconds) with
+ * PQsendQuery and return without reading its result: the query is still
+ * running on the server when the connection goes back to the pool. */
+static sq_result runaway_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    PGconn *conn = db(job);
+    if (conn == NULL || upsert(job, conn, -2) != SQ_OK)
+        return SQ_FAILED;
+    char sql[64];
+    snprintf(sql, sizeof sql, "SELECT pg_sleep(%.3f)", json_number_value(sq_job_arg(job, 0)));
+    if (!PQsendQuery(conn, sql))
+        return pg_fail(job, conn, "send");
+    return SQ_OK;
+}
+
+/* LeakJob: fail the way a handler's own PQconnectdb(getenv("DATABASE_URL"))
+ * might, quoting the URL. squire must not pass the password on. */
+static sq_result leak_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    const char *url = getenv("DATABASE_URL");
+    return sq_job_fail(job, "PG::ConnectionBad", "could not connect with \"%s\"",
+                       url ? url : "(no DATABASE_URL)");
+}
+
 int squire_plugin_init(sq_registry *reg);
 
 int squire_plugin_init(sq_registry *reg)
@@ -181,5 +231,8 @@ int squire_plugin_init(sq_registry *reg)
            sq_register(reg, "HoldJob", hold_job, NULL) |
            sq_register(reg, "OpenTxJob", open_tx_job, NULL) |
            sq_register(reg, "TxCheckJob", tx_check_job, NULL) |
-           sq_register(reg, "ShowJob", show_job, NULL);
+           sq_register(reg, "ShowJob", show_job, NULL) |
+           sq_register(reg, "DirtyJob", dirty_job, NULL) |
+           sq_register(reg, "RunawayJob", runaway_job, NULL) |
+           sq_register(reg, "LeakJob", leak_job, NULL);
 }

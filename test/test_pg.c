@@ -220,6 +220,31 @@ static bool log_has_line(const sqt_proc *p, const char *a, const char *b)
     return found;
 }
 
+/* A setting as a job's connection sees it: ShowJob(name) run, its row read
+ * (malloc'd). */
+static char *show_setting(const char *name)
+{
+    char jid[25], args[100];
+    snprintf(args, sizeof args, "[\"%s\"]", name);
+    itest_push("ShowJob", args, NULL, jid);
+    double until = sqt_now() + 10;
+    while (sqt_pg_int(&PG, "SELECT count(*) FROM public.settings WHERE jid = '%s'", jid) < 1 &&
+           sqt_int(C, "ZCARD retry") == 0 && sqt_now() < until)
+        sqt_sleep(0.02);
+    char *v = sqt_pg_str(&PG, "SELECT value FROM public.settings WHERE jid = '%s'", jid);
+    char *rs = retry_summary();
+    ck_assert_msg(v != NULL, "ShowJob(%s) recorded nothing; retry set:\n%s", name, rs);
+    free(rs);
+    return v;
+}
+
+static void assert_setting(const char *name, const char *want)
+{
+    char *v = show_setting(name);
+    ck_assert_msg(strcmp(v, want) == 0, "%s is \"%s\", want \"%s\"", name, v, want);
+    free(v);
+}
+
 /* ---- many jobs through a small pool ----------------------------------------- */
 
 START_TEST(many_jobs_share_a_small_pool)
@@ -439,6 +464,74 @@ START_TEST(restart_mid_run_jobs_fail_retry_and_succeed)
 }
 END_TEST
 
+/* The FATAL a terminated backend leaves behind is logged at WARN: an
+ * operator running at log_level warn sees why connections were replaced. */
+START_TEST(server_fatal_is_logged_at_warn)
+{
+    sqt_proc p;
+    pg_squire(&p, PG.url, 1, "  :pool: 1\n  :application_name: " APP "\n", NULL);
+    char a[25], b[25];
+    itest_push("UpsertJob", "[1]", NULL, a);
+    ck_assert_int_eq(wait_rows("n = 1", 1, 10, NULL), 1);
+    ck_assert_int_eq(sqt_pg_count_app(&PG, APP), 1);
+    ck_assert_int_eq(sqt_pg_int(&PG, "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) "
+                                     "FROM pg_stat_activity WHERE application_name = '" APP
+                                     "') t"),
+                     1);
+    ck_assert_int_eq(wait_conns_at_most(0, 5), 0);
+    itest_push("UpsertJob", "[2]", NULL, b);
+    ck_assert_int_eq(wait_rows("n = 2", 1, 10, NULL), 1);
+    char *log = sqt_log_read(&p);
+    bool warned = false;
+    for (char *line = strtok(log, "\n"); line && !warned; line = strtok(NULL, "\n"))
+        warned = strstr(line, " WARN: ") && strstr(line, "FATAL") &&
+                 strstr(line, "terminating connection");
+    free(log);
+    dump_log_on(!warned, &p);
+    ck_assert_msg(warned, "no WARN line for the server's FATAL");
+    itest_stop(&p);
+}
+END_TEST
+
+/* A restart with a sub-second gap under a backlog: checkouts wait out the
+ * reconnect instead of failing at once, so only jobs whose queries the
+ * shutdown itself killed (about one per connection) go to retry and its
+ * 15 s+ backoff. */
+START_TEST(brief_outage_does_not_fill_the_retry_set)
+{
+    sqt_proc p;
+    pg_squire(&p, PG.url, 4, "  :pool: 2\n  :application_name: " APP "\n", NULL);
+    push_upserts(1, 10, 0.01);
+    ck_assert_int_eq(wait_rows("n BETWEEN 1 AND 10", 10, 20, NULL), 10);
+    /* 60 jobs of 0.05 s on 2 connections: 1.5 s of work; down 0.2 s in */
+    push_upserts(101, 60, 0.05);
+    sqt_sleep(0.2);
+    double t0 = sqt_now();
+    sqt_pg_down(&PG);
+    sqt_sleep(0.5);
+    sqt_pg_up(&PG);
+    double gap = sqt_now() - t0;
+    double until = sqt_now() + 30;
+    long long done = 0, failed = 0;
+    do {
+        sqt_sleep(0.1);
+        done = rows("n BETWEEN 101 AND 160");
+        failed = sqt_int(C, "ZCARD retry");
+    } while (done + failed < 60 && sqt_now() < until);
+    fprintf(stderr, "brief outage: %lld of 60 jobs to retry over a %.2f s restart\n", failed,
+            gap);
+    char *rs = retry_summary();
+    if (failed > 3)
+        fprintf(stderr, "--- retry set ---\n%s", rs);
+    free(rs);
+    ck_assert_msg(done + failed == 60, "%lld done + %lld failed of 60", done, failed);
+    ck_assert_msg(failed <= 3, "%lld of 60 jobs went to retry over a %.2f s restart (pool 2)",
+                  failed, gap);
+    ck_assert_int_eq(rows("runs <> 1"), 0);
+    itest_stop(&p);
+}
+END_TEST
+
 /* ---- PostgreSQL down at start ----------------------------------------------- */
 
 START_TEST(starts_while_postgres_is_down)
@@ -542,6 +635,64 @@ START_TEST(open_transaction_does_not_poison_the_next_job)
 }
 END_TEST
 
+/* ---- sessions reset between jobs ------------------------------------------------ */
+
+/* One connection, two jobs that each SET, PREPARE and CREATE TEMP TABLE:
+ * the second finds none of the first's state (DISCARD ALL), and the
+ * settings squire gave the connection at start-up survive the reset. */
+START_TEST(session_state_is_reset_between_jobs)
+{
+    sqt_proc p;
+    pg_squire(&p, PG.url, 1, "  :pool: 1\n  :statement_timeout: 7\n  :application_name: " APP "\n",
+              NULL);
+    char a[25], b[25];
+    itest_push("DirtyJob", "[1]", NULL, a);
+    itest_push("DirtyJob", "[2]", NULL, b);
+    long long n = wait_rows("n IN (1, 2)", 2, 10, NULL);
+    char *rs = retry_summary();
+    dump_log_on(n != 2, &p);
+    ck_assert_msg(n == 2, "%lld of 2 DirtyJobs ran; retry set:\n%s", n, rs);
+    free(rs);
+    ck_assert_int_eq(sqt_pg_count_app(&PG, APP), 1); /* the same connection, reused */
+    assert_setting("search_path", "\"$user\", public");
+    assert_setting("statement_timeout", "7s");
+    assert_setting("application_name", APP);
+    rs = retry_summary();
+    ck_assert_msg(sqt_int(C, "ZCARD retry") == 0, "retry set:\n%s", rs);
+    free(rs);
+    itest_stop(&p);
+}
+END_TEST
+
+static long long sleeping_queries(void)
+{
+    return sqt_pg_int(&PG, "SELECT count(*) FROM pg_stat_activity WHERE application_name = '" APP
+                           "' AND state = 'active' AND query LIKE '%%pg_sleep%%'");
+}
+
+/* A handler that returns with a query still running: it is cancelled, not
+ * left executing on the server, and the connection serves the next job. */
+START_TEST(query_left_running_is_cancelled)
+{
+    sqt_proc p;
+    pg_squire(&p, PG.url, 1, "  :pool: 1\n  :application_name: " APP "\n", NULL);
+    char a[25], b[25];
+    itest_push("RunawayJob", "[60]", NULL, a);
+    ck_assert_int_eq(wait_rows("n = -2", 1, 10, NULL), 1);
+    double until = sqt_now() + 3;
+    long long running;
+    while ((running = sleeping_queries()) > 0 && sqt_now() < until)
+        sqt_sleep(0.05);
+    dump_log_on(running != 0, &p);
+    ck_assert_msg(running == 0, "the handler's pg_sleep(60) still runs on the server");
+    itest_push("UpsertJob", "[5]", NULL, b);
+    ck_assert_int_eq(wait_rows("n = 5", 1, 10, NULL), 1);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+    ck_assert_int_le(sqt_pg_count_app(&PG, APP), 1);
+    itest_stop(&p);
+}
+END_TEST
+
 /* ---- configuration reaches the connection --------------------------------------- */
 
 START_TEST(database_url_env_statement_timeout_and_application_name)
@@ -552,41 +703,58 @@ START_TEST(database_url_env_statement_timeout_and_application_name)
     const char *env[] = {env_url, NULL};
     /* no url: in the file: $DATABASE_URL */
     pg_squire(&p, NULL, 2, "  :statement_timeout: 7\n  :application_name: sqtest-named\n", env);
-    char a[25], b[25];
-    itest_push("ShowJob", "[\"statement_timeout\"]", NULL, a);
-    itest_push("ShowJob", "[\"application_name\"]", NULL, b);
-    double until = sqt_now() + 10;
-    while (sqt_pg_int(&PG, "SELECT count(*) FROM settings") < 2 && sqt_now() < until)
-        sqt_sleep(0.05);
-    char *rs = retry_summary();
-    ck_assert_msg(sqt_pg_int(&PG, "SELECT count(*) FROM settings") == 2, "retry set:\n%s", rs);
-    free(rs);
-    char *st = sqt_pg_str(&PG, "SELECT value FROM settings WHERE jid = '%s'", a);
-    char *an = sqt_pg_str(&PG, "SELECT value FROM settings WHERE jid = '%s'", b);
-    ck_assert_str_eq(st, "7s");
-    ck_assert_str_eq(an, "sqtest-named");
-    free(st);
-    free(an);
+    assert_setting("statement_timeout", "7s");
+    assert_setting("application_name", "sqtest-named");
     itest_stop(&p);
 }
 END_TEST
 
-START_TEST(default_application_name_is_the_identity)
+/* application_name is the identity host:pid:nonce; a long DYNO (or
+ * hostname) is cut so that the pid survives in its 63 bytes. */
+static void assert_identity_app_name(const char *dyno)
 {
+    char env_dyno[200];
+    snprintf(env_dyno, sizeof env_dyno, "DYNO=%s", dyno ? dyno : "");
+    const char *env[] = {env_dyno, NULL};
     sqt_proc p;
-    pg_squire(&p, PG.url, 2, NULL, NULL);
-    char a[25];
-    itest_push("ShowJob", "[\"application_name\"]", NULL, a);
-    double until = sqt_now() + 10;
-    while (sqt_pg_int(&PG, "SELECT count(*) FROM settings") < 1 && sqt_now() < until)
-        sqt_sleep(0.05);
-    char *an = sqt_pg_str(&PG, "SELECT value FROM settings WHERE jid = '%s'", a);
-    ck_assert_ptr_nonnull(an);
+    pg_squire(&p, PG.url, 2, NULL, dyno ? env : NULL);
+    char *an = show_setting("application_name");
     char pid[32];
     snprintf(pid, sizeof pid, ":%d:", (int)p.pid);
     ck_assert_msg(strstr(an, pid) != NULL, "application_name %s is not host:%d:nonce", an,
                   (int)p.pid);
+    ck_assert_msg(dyno == NULL || strncmp(an, dyno, 11) == 0, "%s does not start with DYNO", an);
+    ck_assert_int_le(strlen(an), 63);
     free(an);
+    itest_stop(&p);
+}
+
+START_TEST(default_application_name_is_the_identity)
+{
+    assert_identity_app_name(NULL);
+}
+END_TEST
+
+START_TEST(long_identity_keeps_the_pid_in_application_name)
+{
+    assert_identity_app_name("worker-with-a-very-long-name-from-a-platform-that-likes-long-"
+                             "names.1");
+}
+END_TEST
+
+/* The URL's own options and application_name are kept: squire adds its
+ * statement_timeout to the options and its name after the URL's. */
+START_TEST(url_options_and_application_name_are_kept)
+{
+    sqt_pg_exec(&PG, "CREATE SCHEMA sq_custom");
+    char url[300];
+    snprintf(url, sizeof url,
+             "%s?options=-c%%20search_path%%3Dsq_custom,public&application_name=urlapp", PG.url);
+    sqt_proc p;
+    pg_squire(&p, url, 2, "  :statement_timeout: 7\n  :application_name: sqtest-named\n", NULL);
+    assert_setting("search_path", "sq_custom,public");
+    assert_setting("statement_timeout", "7s");
+    assert_setting("application_name", "urlapp sqtest-named");
     itest_stop(&p);
 }
 END_TEST
@@ -604,6 +772,257 @@ START_TEST(budget_warns_past_max_connections)
     itest_push("UpsertJob", "[1]", NULL, a);
     ck_assert_int_eq(wait_rows("n = 1", 1, 10, NULL), 1);
     itest_stop(&p);
+}
+END_TEST
+
+/* ---- secrets ---------------------------------------------------------------------- */
+
+/* Every key and value in Redis as text (strings, lists, sets, sorted sets,
+ * hashes, streams), for a leak scan. */
+static char *redis_everything(void)
+{
+    size_t cap = 1 << 16, len = 0;
+    char *all = calloc(1, cap);
+    redisReply *keys = sqt_cmd(C, "KEYS *");
+    for (size_t i = 0; i < keys->elements; i++) {
+        const char *k = keys->element[i]->str;
+        redisReply *t = sqt_cmd(C, "TYPE %s", k);
+        const char *ty = t->str;
+        redisReply *v = strcmp(ty, "string") == 0  ? sqt_cmd(C, "GET %s", k)
+                        : strcmp(ty, "list") == 0  ? sqt_cmd(C, "LRANGE %s 0 -1", k)
+                        : strcmp(ty, "set") == 0   ? sqt_cmd(C, "SMEMBERS %s", k)
+                        : strcmp(ty, "zset") == 0  ? sqt_cmd(C, "ZRANGE %s 0 -1", k)
+                        : strcmp(ty, "hash") == 0  ? sqt_cmd(C, "HGETALL %s", k)
+                        : strcmp(ty, "stream") == 0 ? sqt_cmd(C, "XRANGE %s - +", k)
+                                                    : NULL;
+        const char *parts[1 + 1024];
+        size_t lens[1 + 1024], n = 0;
+        parts[n] = k;
+        lens[n++] = strlen(k);
+        if (v && v->type == REDIS_REPLY_STRING) {
+            parts[n] = v->str;
+            lens[n++] = v->len;
+        }
+        for (size_t j = 0; v && v->type == REDIS_REPLY_ARRAY && j < v->elements && n < 1025; j++)
+            if (v->element[j]->type == REDIS_REPLY_STRING) {
+                parts[n] = v->element[j]->str;
+                lens[n++] = v->element[j]->len;
+            }
+        for (size_t j = 0; j < n; j++) {
+            while (len + lens[j] + 2 > cap)
+                all = realloc(all, cap *= 2);
+            memcpy(all + len, parts[j], lens[j]);
+            len += lens[j];
+            all[len++] = '\n';
+            all[len] = '\0';
+        }
+        if (v)
+            freeReplyObject(v);
+        freeReplyObject(t);
+    }
+    freeReplyObject(keys);
+    return all;
+}
+
+#define SECRET "Sq7pw" /* in every password below, and nowhere else */
+
+static void assert_secret_kept(const char *what, const char *text)
+{
+    ck_assert_msg(strstr(text, SECRET) == NULL, "%s shows the password:\n%s", what, text);
+}
+
+/* s as a shell word: '...' with every ' written '\'' (static buffer). */
+static const char *shell_word(const char *s)
+{
+    static char out[1024];
+    size_t j = 0;
+    out[j++] = '\'';
+    for (; *s && j + 6 < sizeof out; s++) {
+        if (*s == '\'') {
+            memcpy(out + j, "'\\''", 4);
+            j += 4;
+        } else {
+            out[j++] = *s;
+        }
+    }
+    out[j++] = '\'';
+    out[j] = '\0';
+    return out;
+}
+
+/* s as a YAML single-quoted scalar (static buffer). */
+static const char *yaml_quoted(const char *s)
+{
+    static char out[1024];
+    size_t j = 0;
+    out[j++] = '\'';
+    for (; *s && j + 4 < sizeof out; s++) {
+        if (*s == '\'')
+            out[j++] = '\'';
+        out[j++] = *s;
+    }
+    out[j++] = '\'';
+    out[j] = '\0';
+    return out;
+}
+
+/* URLs libpq cannot parse, each with a password: a configuration error.
+ * `squire --check` (DATABASE_URL) and the daemon (database: url) both exit
+ * 78 naming where the URL came from, and neither shows the password. */
+START_TEST(malformed_urls_are_config_errors_that_never_show_the_password)
+{
+    int port = sqt_free_port();
+    char urls[6][256];
+    snprintf(urls[0], 256, "postgresql://app:" SECRET "Bracket@[127.0.0.1:%d/db", port);
+    snprintf(urls[1], 256, "postgresql://app:" SECRET "%%zz@127.0.0.1:%d/db", port);
+    snprintf(urls[2], 256, "postgresql://app@127.0.0.1:%d/db?password=" SECRET "Q&bogus=1",
+             port);
+    snprintf(urls[3], 256, "password=" SECRET "Kv host=127.0.0.1 port=%d nonsense", port);
+    snprintf(urls[4], 256, "password='" SECRET " q\\'x' host=127.0.0.1 port=%d nonsense", port);
+    snprintf(urls[5], 256, "postgres://app:" SECRET "@x@h1:%d,[::1/db", port);
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        char *out = NULL;
+        int st = sqt_sh(R.url, &out, "DATABASE_URL=%s %s --check --allow-root -r %s 2>&1",
+                        shell_word(urls[i]), SQ_TEST_SQUIRE, SQ_TEST_PLUGIN);
+        assert_secret_kept("squire --check", out);
+        ck_assert_msg(st == 78, "--check exit %d for %s (want 78):\n%s", st, urls[i], out);
+        ck_assert_msg(strstr(out, "DATABASE_URL") != NULL, "the key is not named:\n%s", out);
+        free(out);
+
+        char yaml[1024];
+        snprintf(yaml, sizeof yaml, ":database:\n  :url: %s\n", yaml_quoted(urls[i]));
+        const char *cfg = itest_config(yaml);
+        const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PGPLUGIN, "-c", "2", NULL};
+        sqt_proc p;
+        sqt_squire_start(&p, R.url, argv, NULL);
+        st = sqt_proc_wait(&p, 15);
+        char *log = sqt_log_read(&p);
+        assert_secret_kept("the log", log);
+        ck_assert_msg(st == 78, "squire exit %d for %s (want 78):\n%s", st, urls[i], log);
+        ck_assert_msg(strstr(log, "database: url: not a PostgreSQL URL") != NULL,
+                      "the key is not named:\n%s", log);
+        free(log);
+    }
+    char *all = redis_everything();
+    assert_secret_kept("Redis", all);
+    free(all);
+}
+END_TEST
+
+/* A URL that parses but fails at every connect (here libpq rejects an
+ * option value that quotes the password) is an outage, not a config error:
+ * the daemon runs, jobs retry, and neither the log, the retry set nor
+ * anything else in Redis shows the password, not even when a handler's
+ * own error message quotes the URL. */
+START_TEST(connect_errors_never_show_the_password)
+{
+    int port = sqt_free_port();
+    char url[256], env_url[300];
+    snprintf(url, sizeof url,
+             "postgresql://app:" SECRET "@127.0.0.1:%d/db?sslmode=" SECRET "&connect_timeout=2",
+             port);
+    snprintf(env_url, sizeof env_url, "DATABASE_URL=%s", url);
+    const char *env[] = {env_url, NULL};
+    sqt_proc p;
+    pg_squire(&p, NULL, 2, "  :pool: 2\n  :checkout_timeout: 0.5\n", env);
+    char a[25], b[25], c[25];
+    itest_push("UpsertJob", "[1]", NULL, a);
+    itest_push("UpsertJob", "[2]", NULL, b);
+    /* and a handler whose own error quotes $DATABASE_URL */
+    itest_push("LeakJob", "[]", NULL, c);
+    ck_assert_int_eq(sqt_wait_int(C, 3, 15, "ZCARD retry"), 3);
+    json_t *all = retry_jobs();
+    size_t i;
+    json_t *j;
+    json_array_foreach(all, i, j)
+    {
+        const char *msg = jstr(j, "error_message");
+        assert_secret_kept("error_message", msg);
+        ck_assert_msg(strstr(msg, strcmp(jstr(j, "class"), "LeakJob") ? "sslmode" : "REDACTED"),
+                      "the message does not say why: %s", msg);
+    }
+    json_decref(all);
+    char *out = NULL;
+    int st = sqt_sh(R.url, &out, "DATABASE_URL=%s %s --check --allow-root -r %s 2>&1",
+                    shell_word(url), SQ_TEST_SQUIRE, SQ_TEST_PLUGIN);
+    assert_secret_kept("squire --check", out);
+    ck_assert_msg(st == 69, "--check exit %d (want 69):\n%s", st, out);
+    free(out);
+    itest_stop(&p);
+    char *log = sqt_log_read(&p);
+    assert_secret_kept("the log", log);
+    free(log);
+    char *everything = redis_everything();
+    assert_secret_kept("Redis", everything);
+    free(everything);
+}
+END_TEST
+
+/* ---- the budget of every process sharing the server ------------------------------ */
+
+/* Two processes with pool 20 each against the 37 connections the server
+ * allows (max_connections 40 - superuser_reserved_connections 3): each
+ * alone fits, together they do not. Both must say so (whichever started
+ * first learns of the other at a heartbeat), with the remedy; each
+ * publishes its pool in its process hash, which Sidekiq's API and Web UI
+ * ignore; --check counts the running processes too. */
+START_TEST(budget_counts_every_process_sharing_the_server)
+{
+    sqt_proc a, b;
+    const char *db = "  :pool: 20\n  :application_name: " APP "\n";
+    pg_squire(&a, PG.url, 2, db, NULL);
+    ck_assert_msg(sqt_log_wait(&a, "max_connections", 5), "no pool budget line in the log");
+    ck_assert(!log_has_line(&a, "WARN", "max_connections"));
+    pg_squire(&b, PG.url, 2, db, NULL);
+    ck_assert_msg(sqt_log_wait(&b, "max_connections", 5), "no pool budget line in the log");
+    const char *want[] = {"2 squire processes may open 40 connections", "the server allows",
+                          "max_connections 40 - superuser_reserved_connections 3",
+                          "lower database: pool", "raise max_connections", "PgBouncer"};
+    sqt_proc *procs[] = {&a, &b};
+    for (int i = 0; i < 2; i++) {
+        double until = sqt_now() + 5;
+        while (!log_has_line(procs[i], "WARN", want[0]) && sqt_now() < until)
+            sqt_sleep(0.1);
+        dump_log_on(!log_has_line(procs[i], "WARN", want[0]), procs[i]);
+        for (size_t k = 0; k < sizeof want / sizeof want[0]; k++)
+            ck_assert_msg(log_has_line(procs[i], want[0], want[k]),
+                          "process %d: no WARN line with \"%s\"", i + 1, want[k]);
+    }
+    /* the published field */
+    redisReply *ids = sqt_cmd(C, "SMEMBERS processes");
+    ck_assert_int_eq(ids->elements, 2);
+    for (size_t i = 0; i < ids->elements; i++) {
+        redisReply *v = sqt_cmd(C, "HGET %s database", ids->element[i]->str);
+        ck_assert_int_eq(v->type, REDIS_REPLY_STRING);
+        json_t *j = json_loads(v->str, 0, NULL);
+        ck_assert_int_eq(json_integer_value(json_object_get(j, "pool")), 20);
+        ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(j, "server")), ":"));
+        json_decref(j);
+        freeReplyObject(v);
+    }
+    freeReplyObject(ids);
+    /* Sidekiq's API and Web UI still read both processes */
+    char *out = NULL;
+    int st = sqt_ruby(R.url, &out, "webui.rb", "processes");
+    json_t *ps = json_loads(out ? out : "", 0, NULL);
+    ck_assert_msg(st == 0 && json_array_size(ps) == 2, "webui.rb processes: %d %s", st, out);
+    json_decref(ps);
+    free(out);
+    st = sqt_ruby(R.url, &out, "webui.rb", "pages");
+    ck_assert_msg(st == 0 && strstr(out, "\"status\":500") == NULL, "webui.rb pages: %d", st);
+    free(out);
+    /* --check for a third process counts the two running ones */
+    st = sqt_sh(R.url, &out, "DATABASE_URL='%s' %s --check --allow-root -r %s 2>&1", PG.url,
+                SQ_TEST_SQUIRE, SQ_TEST_PLUGIN);
+    ck_assert_msg(st == 0 && strstr(out, "3 squire processes may open") != NULL &&
+                      strstr(out, "PgBouncer") != NULL,
+                  "exit %d:\n%s", st, out);
+    free(out);
+    /* one goes: the other is back within the budget, and says so */
+    itest_stop(&b);
+    ck_assert_msg(sqt_log_wait(&a, "pool 20 (20 in 1 squire process) of the 37", 5),
+                  "no all-clear after the second process stopped");
+    itest_stop(&a);
 }
 END_TEST
 
@@ -741,11 +1160,18 @@ static Suite *pg_suite(void)
     tcase_add_test(tc, exhausted_pool_times_out_with_a_retryable_error);
     tcase_add_test(tc, restart_while_idle_never_hands_out_a_broken_connection);
     tcase_add_test(tc, terminated_backends_are_replaced);
+    tcase_add_test(tc, server_fatal_is_logged_at_warn);
     tcase_add_test(tc, restart_mid_run_jobs_fail_retry_and_succeed);
+    tcase_add_test(tc, brief_outage_does_not_fill_the_retry_set);
     tcase_add_test(tc, open_transaction_does_not_poison_the_next_job);
+    tcase_add_test(tc, session_state_is_reset_between_jobs);
+    tcase_add_test(tc, query_left_running_is_cancelled);
     tcase_add_test(tc, database_url_env_statement_timeout_and_application_name);
     tcase_add_test(tc, default_application_name_is_the_identity);
+    tcase_add_test(tc, url_options_and_application_name_are_kept);
+    tcase_add_test(tc, long_identity_keeps_the_pid_in_application_name);
     tcase_add_test(tc, budget_warns_past_max_connections);
+    tcase_add_test(tc, budget_counts_every_process_sharing_the_server);
     tcase_add_test(tc, libpq_is_loaded_only_for_a_database);
     suite_add_tcase(s, tc);
 
@@ -755,6 +1181,8 @@ static Suite *pg_suite(void)
     tcase_add_test(down, starts_while_postgres_is_down);
     tcase_add_test(down, no_database_configured_fails_the_job_not_the_daemon);
     tcase_add_test(down, missing_libpq_is_reported_not_fatal);
+    tcase_add_test(down, malformed_urls_are_config_errors_that_never_show_the_password);
+    tcase_add_test(down, connect_errors_never_show_the_password);
     suite_add_tcase(s, down);
     return s;
 }
