@@ -202,9 +202,12 @@ static json_t *parse(const char *s, size_t n, json_error_t *err)
 }
 
 /* Parse raw; a payload that fails only on a number's range is parsed again
- * from a widened copy. NULL with err filled on failure. */
-static json_t *parse_payload(const char *raw, size_t n, json_error_t *err)
+ * from a widened copy. NULL with err (optional) filled on failure. */
+json_t *sq_json_load_lenient(const char *raw, size_t n, json_error_t *err)
 {
+    json_error_t local;
+    if (err == NULL)
+        err = &local;
     json_t *v = parse(raw, n, err);
     if (v != NULL || json_error_code(err) != json_error_numeric_overflow)
         return v;
@@ -357,7 +360,7 @@ static int load(sq_job *job, const sq_job_limits *lim, char *reason, size_t rsiz
     if (prescan(job->raw, job->raw_len, lim, reason, rsize) < 0)
         return SQ_JOB_NOT_JSON;
     json_error_t err;
-    job->payload = parse_payload(job->raw, job->raw_len, &err);
+    job->payload = sq_json_load_lenient(job->raw, job->raw_len, &err);
     if (job->payload == NULL) {
         if (json_error_code(&err) == json_error_out_of_memory)
             return -1;

@@ -86,6 +86,17 @@ int sq_job_init(sq_job *job, char *raw, size_t raw_len, const char *queue,
                 char *reason, size_t reason_size);
 void sq_job_destroy(sq_job *job);
 
+/*
+ * Parse the JSON text s (n bytes) as a worker reads a fetched payload: any
+ * valid JSON loads, and a number jansson cannot hold (an integer beyond
+ * int64, a real beyond double) is read as a real (+-DBL_MAX when infinite)
+ * instead of failing. For reading only: whoever writes the job back splices
+ * the original text (sq_json_splice), which keeps every number as written.
+ * No size, depth or element limits beyond jansson's own (sq_job_init adds
+ * them). Returns a new reference, or NULL with err (optional) filled.
+ */
+json_t *sq_json_load_lenient(const char *s, size_t n, json_error_t *err);
+
 /* ---- JSON text splicing --------------------------------------------------- */
 
 typedef struct sq_json_member {

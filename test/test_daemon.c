@@ -609,6 +609,82 @@ START_TEST(poller_never_drops_or_starves_on_wrong_types)
 }
 END_TEST
 
+/* The records test:log holds for jid, in order (a new reference: an array). */
+static json_t *records_of(const char *jid)
+{
+    json_t *out = json_array();
+    redisReply *r = sqt_cmd(C, "LRANGE test:log 0 -1");
+    for (size_t i = 0; i < r->elements; i++) {
+        json_t *rec = json_loads(r->element[i]->str, 0, NULL);
+        const char *j = json_string_value(json_object_get(rec, "jid"));
+        if (j != NULL && strcmp(j, jid) == 0)
+            json_array_append(out, rec);
+        json_decref(rec);
+    }
+    freeReplyObject(r);
+    return out;
+}
+
+/* Any valid JSON number, even one jansson cannot hold (beyond int64, beyond
+ * double), is a job like any other: the poller moves it from `schedule` and
+ * from `retry` (after a failure's rewrite), and its text stays byte for
+ * byte. Entries without `queue` go to `default`, as Sidekiq's poller does. */
+START_TEST(poller_moves_any_json_number_and_defaults_the_queue)
+{
+#define BIG_ARGS "[2,18446744073709551616,1e400,-1e400,-184467440737095516160.5e-3,1E+400]"
+    static const char flaky[] =
+        "{\"class\":\"FlakyJob\",\"args\":" BIG_ARGS ",\"queue\":\"default\","
+        "\"jid\":\"a1a1a1a1a1a1a1a1a1a1a1a1\",\"n\":18446744073709551616}";
+    static const char noqueue_sched[] =
+        "{\"class\":\"OkJob\",\"args\":[1e400],\"jid\":\"b2b2b2b2b2b2b2b2b2b2b2b2\"}";
+    static const char noqueue_retry[] =
+        "{\"class\":\"OkJob\",\"args\":[],\"jid\":\"c3c3c3c3c3c3c3c3c3c3c3c3\",\"retry\":true,"
+        "\"retry_count\":0,\"error_class\":\"E\",\"error_message\":\"m\",\"failed_at\":1.5}";
+    redisReply *r = sqt_cmd(C, "ZADD schedule 1 %s", flaky);
+    freeReplyObject(r);
+    r = sqt_cmd(C, "ZADD schedule 2 %s", noqueue_sched);
+    freeReplyObject(r);
+    r = sqt_cmd(C, "ZADD retry 3 %s", noqueue_retry);
+    freeReplyObject(r);
+    sqt_proc p;
+    itest_squire(&p, R.url, "2", NULL);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 20, "SISMEMBER test:done a1a1a1a1a1a1a1a1a1a1a1a1"), 1);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 5, "SISMEMBER test:done b2b2b2b2b2b2b2b2b2b2b2b2"), 1);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 5, "SISMEMBER test:done c3c3c3c3c3c3c3c3c3c3c3c3"), 1);
+    ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 0);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+    ck_assert_int_eq(sqt_int(C, "ZCARD schedule"), 0);
+    /* scheduled, failed twice (retry rewrite, then the poller), ran: every
+     * run saw the numbers as they were written */
+    json_t *recs = records_of("a1a1a1a1a1a1a1a1a1a1a1a1");
+    ck_assert_int_eq(json_array_size(recs), 3);
+    static const char *const what[] = {"fail", "fail", "ok"};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *rec = json_array_get(recs, i);
+        const char *raw = json_string_value(json_object_get(rec, "raw"));
+        ck_assert_str_eq(json_string_value(json_object_get(rec, "what")), what[i]);
+        ck_assert_int_eq(json_integer_value(json_object_get(rec, "retry_count")), (int)i - 1);
+        ck_assert_ptr_nonnull(raw);
+        ck_assert_msg(strstr(raw, "\"args\":" BIG_ARGS ",") != NULL, "run %zu: %s", i, raw);
+        ck_assert_msg(strstr(raw, "\"n\":18446744073709551616") != NULL, "run %zu: %s", i, raw);
+    }
+    json_decref(recs);
+    static const char *const noqueue[] = {"b2b2b2b2b2b2b2b2b2b2b2b2", "c3c3c3c3c3c3c3c3c3c3c3c3"};
+    for (size_t i = 0; i < 2; i++) {
+        recs = records_of(noqueue[i]);
+        ck_assert_int_eq(json_array_size(recs), 1);
+        json_t *rec = json_array_get(recs, 0);
+        ck_assert_str_eq(json_string_value(json_object_get(rec, "queue")), "default");
+        const char *raw = json_string_value(json_object_get(rec, "raw"));
+        ck_assert_msg(strstr(raw, "\"queue\":\"default\"") != NULL, "%s", raw);
+        json_decref(recs);
+    }
+    ck_assert_int_eq(sqt_int(C, "SISMEMBER queues default"), 1);
+    itest_stop(&p);
+#undef BIG_ARGS
+}
+END_TEST
+
 /* An error reply on a stat key must not re-add the counts at every flush. */
 START_TEST(stats_are_not_recounted_after_an_error_reply)
 {
@@ -798,6 +874,12 @@ static Suite *daemon_suite(void)
     tcase_add_test(tc, tstp_before_redis_is_up_keeps_the_process_quiet);
     tcase_add_test(tc, idle_pickup_is_immediate_on_every_queue);
     tcase_add_test(tc, warns_about_eviction_and_missing_aof);
+    suite_add_tcase(s, tc);
+    /* issue 12's bad inputs, a case of their own (CK_RUN_CASE=bad_inputs) */
+    tc = tcase_create("bad_inputs");
+    tcase_add_checked_fixture(tc, itest_setup, itest_teardown);
+    tcase_set_timeout(tc, 90);
+    tcase_add_test(tc, poller_moves_any_json_number_and_defaults_the_queue);
     suite_add_tcase(s, tc);
     return s;
 }
