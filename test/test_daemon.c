@@ -685,6 +685,75 @@ START_TEST(poller_moves_any_json_number_and_defaults_the_queue)
 }
 END_TEST
 
+/* Write n bytes of text to a fresh file; returns its path (static buffer). */
+static const char *write_file(const char *name, const char *text, size_t n)
+{
+    static char path[300];
+    char dir[256];
+    sqt_tempdir(dir, "yml");
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(text, 1, n, f), n);
+    fclose(f);
+    return path;
+}
+
+/* YAML bombs of up to 1 MiB each fail `--check` with file:line and exit 78,
+ * with the work bounded: the run gets 5 s of CPU (ulimit -t; SIGXCPU
+ * otherwise), where each takes milliseconds. The old code took 30 s to
+ * minutes on the first three. */
+START_TEST(yaml_bombs_fail_fast_with_file_and_line)
+{
+    enum { MIB = 1024 * 1024 };
+    char *text = malloc(MIB);
+    static const struct {
+        const char *name, *want;
+    } cases[] = {
+        {"nested.yml", "nested.yml:1: YAML nested more than 64 levels deep"},
+        {"keys.yml", "keys.yml:5000: YAML document too large"},
+        {"anchors.yml", "anchors.yml:1: YAML document too large"},
+        {"tags.yml", "tags.yml:65: more than 64 %TAG directives"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        size_t n = 0;
+        if (c == 0) { /* x: [[[...]]], depth 524,286 */
+            size_t depth = (MIB - 4) / 2;
+            n = (size_t)sprintf(text, "x: ");
+            memset(text + n, '[', depth);
+            memset(text + n + depth, ']', depth);
+            n += 2 * depth;
+            text[n++] = '\n';
+        } else if (c == 1) { /* 85,000 keys in one mapping */
+            for (int i = 0; i < 85000; i++)
+                n += (size_t)sprintf(text + n, "k%07d: 1\n", i);
+        } else if (c == 2) { /* 40,000 anchors, 40,000 aliases */
+            n += (size_t)sprintf(text + n, "a: [");
+            for (int i = 0; i < 40000; i++)
+                n += (size_t)sprintf(text + n, "&a%d 1,", i);
+            n += (size_t)sprintf(text + n - 1, "]\nb: [") - 1;
+            for (int i = 0; i < 40000; i++)
+                n += (size_t)sprintf(text + n, "*a39999,");
+            n += (size_t)sprintf(text + n - 1, "]\n") - 1;
+        } else { /* 40,000 %TAG directives */
+            for (int i = 0; i < 40000; i++)
+                n += (size_t)sprintf(text + n, "%%TAG !t%d! tag:x%d:\n", i, i);
+            n += (size_t)sprintf(text + n, "---\nx: 1\n");
+        }
+        ck_assert_uint_le(n, MIB);
+        const char *path = write_file(cases[c].name, text, n);
+        char *out = NULL;
+        int st = sqt_sh(R.url, &out, "ulimit -t 5; exec %s --check --allow-root -C %s 2>&1",
+                        SQ_TEST_SQUIRE, path);
+        ck_assert_msg(st == 78, "%s: exit %d (137 or 152: out of CPU time): %.300s", cases[c].name, st,
+                      out);
+        ck_assert_msg(strstr(out, cases[c].want) != NULL, "%s: %.300s", cases[c].name, out);
+        free(out);
+    }
+    free(text);
+}
+END_TEST
+
 /* An error reply on a stat key must not re-add the counts at every flush. */
 START_TEST(stats_are_not_recounted_after_an_error_reply)
 {
@@ -880,6 +949,7 @@ static Suite *daemon_suite(void)
     tcase_add_checked_fixture(tc, itest_setup, itest_teardown);
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, poller_moves_any_json_number_and_defaults_the_queue);
+    tcase_add_test(tc, yaml_bombs_fail_fast_with_file_and_line);
     suite_add_tcase(s, tc);
     return s;
 }
