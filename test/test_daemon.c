@@ -754,6 +754,48 @@ START_TEST(yaml_bombs_fail_fast_with_file_and_line)
 }
 END_TEST
 
+/* How many lines of the log contain needle. */
+static int count_lines(const char *log, const char *needle)
+{
+    int n = 0;
+    for (const char *p = log; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* 200 TTINs in about a second at -c 50 write at most two dumps (one at
+ * once, one coalescing the rest five seconds later), not 200 x 51 lines,
+ * and the second says how many signals it stands for. */
+START_TEST(ttin_flood_is_coalesced)
+{
+    sqt_proc p;
+    const char *argv[] = {"-r", SQ_TEST_PLUGIN, "-c", "50", "-t", "2", NULL};
+    sqt_squire_start(&p, R.url, argv, NULL);
+    ck_assert_msg(sqt_log_wait(&p, "starting", 10), "squire did not start");
+    for (int i = 0; i < 200; i++) {
+        kill(p.pid, SIGTTIN);
+        sqt_sleep(0.005);
+    }
+    ck_assert(sqt_log_wait(&p, "coalesced", 10));
+    sqt_sleep(1);
+    char *log = sqt_log_read(&p);
+    int dumps = count_lines(log, "TTIN: 50 workers");
+    int lines = count_lines(log, "TTIN: ");
+    ck_assert_msg(dumps == 2, "%d dumps", dumps);
+    ck_assert_int_eq(lines, 2 * 51);
+    ck_assert_int_eq(count_lines(log, "coalesced"), 1);
+    free(log);
+    /* a TTIN after a quiet spell is dumped at once */
+    sqt_sleep(4.5);
+    kill(p.pid, SIGTTIN);
+    sqt_sleep(0.5);
+    log = sqt_log_read(&p);
+    ck_assert_int_eq(count_lines(log, "TTIN: 50 workers"), 3);
+    free(log);
+    itest_stop(&p);
+}
+END_TEST
+
 /* An error reply on a stat key must not re-add the counts at every flush. */
 START_TEST(stats_are_not_recounted_after_an_error_reply)
 {
@@ -950,6 +992,7 @@ static Suite *daemon_suite(void)
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, poller_moves_any_json_number_and_defaults_the_queue);
     tcase_add_test(tc, yaml_bombs_fail_fast_with_file_and_line);
+    tcase_add_test(tc, ttin_flood_is_coalesced);
     suite_add_tcase(s, tc);
     return s;
 }
