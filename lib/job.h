@@ -44,9 +44,12 @@ struct sq_job {
     char *raw;            /* owned exact bytes; raw[raw_len] == '\0' for convenience */
     size_t raw_len;
     char *queue;          /* owned: the queue the job was fetched from */
-    json_t *payload;      /* owned parsed object; NULL when invalid */
+    json_t *payload;      /* owned parsed object; NULL when not a JSON object */
     const char *jid;      /* borrowed from payload; "" if missing */
-    const char *klass;    /* dispatch class: `wrapped` for ActiveJob, else `class` */
+    size_t jid_len;       /* bytes of jid: JSON lets it hold NUL characters */
+    const char *klass;    /* dispatch class: `wrapped` for ActiveJob, else `class`;
+                             for a bad shape, `class` as written (for the log) */
+    size_t klass_len;     /* bytes of klass (NUL characters only in a bad shape) */
     json_t *args;         /* borrowed: the args array (ActiveJob: `arguments`) */
     int retry_count;      /* -1 when absent */
     sq_outcome outcome;
