@@ -686,6 +686,35 @@ START_TEST(poller_moves_any_json_number_and_defaults_the_queue)
 }
 END_TEST
 
+/* Recovery counts interruptions of a job holding numbers jansson cannot
+ * hold too (the old code could not read it, so a poison job with such a
+ * number crashed process after process), and keeps their text. */
+START_TEST(recovery_counts_interruptions_of_any_json_number)
+{
+    static const char job[] = "{\"class\":\"CrashJob\",\"args\":[18446744073709551616,1e400],"
+                              "\"queue\":\"default\",\"jid\":\"c7c7c7c7c7c7c7c7c7c7c7c7\"}";
+    freeReplyObject(sqt_cmd(C, "LPUSH queue:default %s", job));
+    const char *cfg = itest_config(":lease_ttl: 1\n:max_interruptions: 2\n");
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "2", NULL};
+    sqt_proc p;
+    double until = sqt_now() + 40;
+    while (sqt_int(C, "ZCARD dead") == 0 && sqt_now() < until) {
+        sqt_squire_start(&p, R.url, argv, NULL);
+        while (sqt_proc_wait(&p, 0.1) == -1 && sqt_int(C, "ZCARD dead") == 0 && sqt_now() < until)
+            ;
+    }
+    ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 1);
+    redisReply *r = sqt_cmd(C, "ZRANGE dead 0 -1");
+    const char *m = r->element[0]->str;
+    ck_assert_msg(strstr(m, "\"args\":[18446744073709551616,1e400],") != NULL, "%s", m);
+    ck_assert_msg(strstr(m, "\"interrupted_count\":2") != NULL, "%s", m);
+    ck_assert_msg(strstr(m, "Squire::JobInterrupted") != NULL, "%s", m);
+    freeReplyObject(r);
+    if (sqt_proc_wait(&p, 0) == -1)
+        itest_stop(&p);
+}
+END_TEST
+
 /* Write n bytes of text to a fresh file; returns its path (static buffer). */
 static const char *write_file(const char *name, const char *text, size_t n)
 {
@@ -1031,6 +1060,7 @@ static Suite *daemon_suite(void)
     tcase_add_checked_fixture(tc, itest_setup, itest_teardown);
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, poller_moves_any_json_number_and_defaults_the_queue);
+    tcase_add_test(tc, recovery_counts_interruptions_of_any_json_number);
     tcase_add_test(tc, yaml_bombs_fail_fast_with_file_and_line);
     tcase_add_test(tc, ttin_flood_is_coalesced);
     tcase_add_test(tc, log_escapes_c1_invalid_utf8_and_nul);
