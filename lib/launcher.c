@@ -7,7 +7,8 @@
  * so no code runs in signal context at all, and flushes stats between them.
  *
  * Signals: TERM/INT stop (a second one skips the wait), TSTP quiets, TTIN
- * logs what every worker is running (at most once every 5 s). See runtime.h for the shutdown order.
+ * logs what every worker is running (at most once every 5 s). See runtime.h
+ * for the shutdown order.
  */
 #include <errno.h>
 #include <math.h>
@@ -125,14 +126,12 @@ typedef struct ttin_state {
 static void dump_threads(sq_runtime *rt, unsigned signals)
 {
     double now = sq__now();
+    char note[96] = "";
     if (signals > 1)
-        sq_log(SQ_LOG_INFO,
-               "TTIN: %d workers, quiet=%s (%u TTIN signals coalesced: at most one dump "
-               "every %.0f s)",
-               rt->nworkers, atomic_load(&rt->quiet) ? "true" : "false", signals, TTIN_EVERY);
-    else
-        sq_log(SQ_LOG_INFO, "TTIN: %d workers, quiet=%s", rt->nworkers,
-               atomic_load(&rt->quiet) ? "true" : "false");
+        snprintf(note, sizeof note, " (%u TTIN signals coalesced: at most one dump every %.0f s)",
+                 signals, TTIN_EVERY);
+    sq_log(SQ_LOG_INFO, "TTIN: %d workers, quiet=%s%s", rt->nworkers,
+           atomic_load(&rt->quiet) ? "true" : "false", note);
     for (int i = 0; i < rt->nworkers; i++) {
         sq_worker *w = &rt->workers[i];
         pthread_mutex_lock(&w->lock);
