@@ -181,6 +181,10 @@ int sq_retry_plan_make(const sq_job *job, double now, int max_retries, sq_rand_f
  * raw with error_class "Squire::InvalidJob", error_message = reason, failed_at
  * = now. For SQ_JOB_NOT_JSON the raw bytes themselves go to the dead set. */
 char *sq_job_invalid_payload(const sq_job *job, const char *reason, double now, size_t *out_len);
+/* The same for any JSON object text raw (a due member the poller cannot
+ * move). New malloc'd text, or NULL (malformed, out of memory). */
+char *sq_json_mark_invalid(const char *raw, size_t raw_len, const char *reason, double now,
+                           size_t *out_len);
 
 void sq_retry_plan_destroy(sq_retry_plan *plan);
 

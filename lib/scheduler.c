@@ -82,17 +82,19 @@ static const char *queue_of(const json_t *job)
     return q;
 }
 
+/* Move member m to the dead set as payload (plen bytes; m itself when NULL). */
 static int bury(sq_runtime *rt, sq_redis *r, const char *zset, const char *m, size_t len,
-                sq_error *err)
+                const char *payload, size_t plen, sq_error *err)
 {
     char now[32], cutoff[32], max[32];
     double t = sq__now();
     sq_format_time(t, now);
     sq_format_time(t - (double)rt->cfg->dead_timeout_in_seconds, cutoff);
     snprintf(max, sizeof max, "%ld", rt->cfg->dead_max_jobs);
-    const char *argv[] = {zset, "dead", m, now, cutoff, max};
-    size_t lens[] = {strlen(zset), 4, len, strlen(now), strlen(cutoff), strlen(max)};
-    redisReply *rep = sq_redis_eval(r, &sq_script_zset_to_dead, 2, 6, argv, lens, err);
+    const char *argv[] = {zset, "dead", m, now, cutoff, max, payload};
+    size_t lens[] = {strlen(zset), 4, len, strlen(now), strlen(cutoff), strlen(max), plen};
+    redisReply *rep =
+        sq_redis_eval(r, &sq_script_zset_to_dead, 2, payload ? 7 : 6, argv, lens, err);
     if (rep == NULL)
         return -1;
     bool wrongtype = rep->type == REDIS_REPLY_INTEGER && rep->integer < 0;
@@ -128,10 +130,16 @@ static int move_one(sq_runtime *rt, sq_redis *r, const char *zset, const char *m
     if (queue == NULL) {
         const char *why = obj == NULL            ? "not JSON"
                           : !json_is_object(obj) ? "not a JSON object"
-                                                 : "queue is not a queue name";
+                                                 : "queue is not a usable queue name";
+        /* an object gets the reason, as a worker buries a bad shape */
+        size_t plen = 0;
+        char *payload =
+            json_is_object(obj) ? sq_json_mark_invalid(m, len, why, sq__now(), &plen) : NULL;
         json_decref(obj);
         sq_error e = {0};
-        if (bury(rt, r, zset, m, len, &e) == 0) {
+        int rc = bury(rt, r, zset, m, len, payload, plen, &e);
+        free(payload);
+        if (rc == 0) {
             sq_log(SQ_LOG_WARN, "unreadable %s entry (%s) moved to the dead set", zset, why);
             return 1;
         }

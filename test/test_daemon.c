@@ -686,6 +686,46 @@ START_TEST(poller_moves_any_json_number_and_defaults_the_queue)
 }
 END_TEST
 
+/* A due entry whose `queue` is unusable goes to the dead set as an invalid
+ * job with the reason (error_class, error_message, failed_at), as a worker
+ * buries a payload of a bad shape; one that is not JSON as its raw bytes. */
+START_TEST(poller_buries_an_unusable_queue_with_the_reason)
+{
+    static const char *const entries[] = {
+        "{\"class\":\"OkJob\",\"args\":[],\"queue\":null,\"jid\":\"a8a8a8a8a8a8a8a8a8a8a8a8\"}",
+        "{\"class\":\"OkJob\",\"args\":[],\"queue\":\"\",\"jid\":\"b8b8b8b8b8b8b8b8b8b8b8b8\"}",
+        "{\"class\":\"OkJob\",\"args\":[],\"queue\":\"a b\",\"jid\":\"c8c8c8c8c8c8c8c8c8c8c8c8\"}",
+        "not json",
+    };
+    for (size_t i = 0; i < sizeof entries / sizeof entries[0]; i++)
+        freeReplyObject(
+            sqt_cmd(C, "ZADD %s %d %s", i % 2 ? "retry" : "schedule", (int)i + 1, entries[i]));
+    sqt_proc p;
+    itest_squire(&p, R.url, "2", NULL);
+    ck_assert_int_eq(sqt_wait_int(C, 4, 10, "ZCARD dead"), 4);
+    itest_stop(&p);
+    ck_assert_int_ge(sqt_int(C, "ZSCORE dead %s", "not json"), 1);
+    redisReply *r = sqt_cmd(C, "ZRANGE dead 0 -1");
+    int invalid = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        json_t *j = json_loads(r->element[i]->str, 0, NULL);
+        if (j == NULL)
+            continue;
+        ck_assert_str_eq(json_string_value(json_object_get(j, "error_class")),
+                         "Squire::InvalidJob");
+        ck_assert_msg(strstr(json_string_value(json_object_get(j, "error_message")), "queue"), "%s",
+                      r->element[i]->str);
+        ck_assert(json_is_real(json_object_get(j, "failed_at")));
+        ck_assert_ptr_nonnull(json_object_get(j, "queue")); /* kept as written */
+        invalid++;
+        json_decref(j);
+    }
+    freeReplyObject(r);
+    ck_assert_int_eq(invalid, 3);
+    ck_assert_int_eq(sqt_int(C, "ZCARD schedule") + sqt_int(C, "ZCARD retry"), 0);
+}
+END_TEST
+
 /* Recovery counts interruptions of a job holding numbers jansson cannot
  * hold too (the old code could not read it, so a poison job with such a
  * number crashed process after process), and keeps their text. */
@@ -1064,6 +1104,7 @@ static Suite *daemon_suite(void)
     tcase_add_checked_fixture(tc, itest_setup, itest_teardown);
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, poller_moves_any_json_number_and_defaults_the_queue);
+    tcase_add_test(tc, poller_buries_an_unusable_queue_with_the_reason);
     tcase_add_test(tc, recovery_counts_interruptions_of_any_json_number);
     tcase_add_test(tc, yaml_bombs_fail_fast_with_file_and_line);
     tcase_add_test(tc, ttin_flood_is_coalesced);
