@@ -1,10 +1,13 @@
 /*
  * config_yaml.c: reading sidekiq.yml and applying it through the option table.
  *
- * The text goes through the ERB subset (config_erb.c), then libyaml's document
- * loader. Before anything is applied the whole document is walked once with
- * aliases expanded, capped at SQ__CONFIG_MAX_NODES nodes and a fixed depth,
- * which stops billion-laughs documents and alias cycles. Mappings are
+ * The text goes through the ERB subset (config_erb.c), then libyaml's event
+ * parser alone, which stops at the first node nested more than MAX_DEPTH
+ * deep or past SQ__CONFIG_MAX_NODES (libyaml's costs grow faster than the
+ * text on such input), then libyaml's document loader. Before anything is
+ * applied the whole document is walked once with aliases expanded, capped at
+ * SQ__CONFIG_MAX_NODES nodes and a fixed depth, which stops billion-laughs
+ * documents and alias cycles. Mappings are
  * flattened with the `<<` merge key applied and duplicate keys rejected (libyaml
  * leaves that check to the loader). Keys lose one leading ':' so that Ruby's
  * symbol spelling `:concurrency:` and plain `concurrency:` are the same key.
@@ -162,21 +165,29 @@ static int check_duplicates(yctx *y, const yaml_node_t *map)
     return 0;
 }
 
+static int too_deep(yctx *y, unsigned long line)
+{
+    sq__error_set(y->err, SQ_ECONFIG, "%s:%lu: YAML nested more than %d levels deep", y->name, line,
+                  MAX_DEPTH);
+    return -1;
+}
+
+static int too_large(yctx *y, unsigned long line)
+{
+    sq__error_set(y->err, SQ_ECONFIG,
+                  "%s:%lu: YAML document too large after expanding aliases (more than %d "
+                  "nodes; an alias bomb?)",
+                  y->name, line, SQ__CONFIG_MAX_NODES);
+    return -1;
+}
+
 /* Walk everything once, aliases expanded, against a node budget and a depth cap. */
 static int walk(yctx *y, yaml_node_t *n, int depth)
 {
-    if (++y->visited > SQ__CONFIG_MAX_NODES) {
-        sq__error_set(y->err, SQ_ECONFIG,
-                      "%s:%lu: YAML document too large after expanding aliases (more than %d "
-                      "nodes; an alias bomb?)",
-                      y->name, line_of(n), SQ__CONFIG_MAX_NODES);
-        return -1;
-    }
-    if (depth > MAX_DEPTH) {
-        sq__error_set(y->err, SQ_ECONFIG, "%s:%lu: YAML nested more than %d levels deep", y->name,
-                      line_of(n), MAX_DEPTH);
-        return -1;
-    }
+    if (++y->visited > SQ__CONFIG_MAX_NODES)
+        return too_large(y, line_of(n));
+    if (depth > MAX_DEPTH)
+        return too_deep(y, line_of(n));
     if (n->type == YAML_SEQUENCE_NODE) {
         for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top;
              i++)
@@ -515,11 +526,103 @@ static int syntax_error(yctx *y, const yaml_parser_t *parser)
     return -1;
 }
 
+/* ---- bounds, before the loader ------------------------------------------ */
+
+/*
+ * libyaml's scanner and loader are not linear on every input: the scanner
+ * looks through every open flow collection for each token (37 s of CPU for
+ * a 200 KB `x: [[[...]]]`), the loader searches every anchor for each alias,
+ * and %TAG directives are checked against each other. So the limits are
+ * enforced on the event stream first, stopping at the first event past them,
+ * and only a document within them is loaded and walked (walk() then bounds
+ * it with aliases expanded).
+ */
+
+#define MAX_TAG_DIRECTIVES 64
+
+/* libyaml reads every %TAG of a document before its first event: count the
+ * lines that start one (a quoted scalar's line that does is counted too). */
+static int bound_directives(yctx *y, const char *text, size_t len)
+{
+    size_t tags = 0;
+    unsigned long line = 1;
+    for (const char *p = text, *end = text + len; p < end; line++) {
+        if (end - p >= 4 && memcmp(p, "%TAG", 4) == 0 && ++tags > MAX_TAG_DIRECTIVES) {
+            sq__error_set(y->err, SQ_ECONFIG, "%s:%lu: more than %d %%TAG directives", y->name,
+                          line, MAX_TAG_DIRECTIVES);
+            return -1;
+        }
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        p = nl != NULL ? nl + 1 : end;
+    }
+    return 0;
+}
+
+/* One event of the stream against the limits: *open collections, *nodes
+ * in this document (an alias counts one). 1 go on, 0 the stream ended, -1. */
+static int bound_event(yctx *y, const yaml_event_t *ev, size_t *open, size_t *nodes)
+{
+    unsigned long line = (unsigned long)ev->start_mark.line + 1;
+    switch (ev->type) {
+    case YAML_STREAM_END_EVENT:
+        return 0;
+    case YAML_DOCUMENT_START_EVENT:
+        *nodes = 0;
+        return 1;
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT:
+        --*open;
+        return 1;
+    case YAML_SEQUENCE_START_EVENT:
+    case YAML_MAPPING_START_EVENT:
+    case YAML_SCALAR_EVENT:
+    case YAML_ALIAS_EVENT:
+        break;
+    default:
+        return 1;
+    }
+    if (*open > MAX_DEPTH) /* the node's depth, as walk() counts it */
+        return too_deep(y, line);
+    if (++*nodes > SQ__CONFIG_MAX_NODES)
+        return too_large(y, line);
+    *open += ev->type == YAML_SEQUENCE_START_EVENT || ev->type == YAML_MAPPING_START_EVENT;
+    return 1;
+}
+
+/* Read the whole stream as events, failing at the first one past a limit
+ * (or a syntax error), so that any file fails in time linear in its size. */
+static int bound(yctx *y, const char *text, size_t len)
+{
+    if (bound_directives(y, text, len) < 0)
+        return -1;
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) {
+        sq__error_set(y->err, SQ_ENOMEM, "%s: out of memory parsing YAML", y->name);
+        return -1;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    size_t open = 0, nodes = 0;
+    int rc = 1;
+    while (rc > 0) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&parser, &ev)) {
+            rc = syntax_error(y, &parser);
+            break;
+        }
+        rc = bound_event(y, &ev, &open, &nodes);
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
 /* Load the first document, refuse a second one, apply. */
 static int load(yctx *y, const char *text, size_t len)
 {
     yaml_parser_t parser;
     yaml_document_t extra;
+    if (bound(y, text, len) < 0)
+        return -1;
     if (!yaml_parser_initialize(&parser)) {
         sq__error_set(y->err, SQ_ENOMEM, "%s: out of memory parsing YAML", y->name);
         return -1;

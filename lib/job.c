@@ -202,9 +202,12 @@ static json_t *parse(const char *s, size_t n, json_error_t *err)
 }
 
 /* Parse raw; a payload that fails only on a number's range is parsed again
- * from a widened copy. NULL with err filled on failure. */
-static json_t *parse_payload(const char *raw, size_t n, json_error_t *err)
+ * from a widened copy. NULL with err (optional) filled on failure. */
+json_t *sq_json_load_lenient(const char *raw, size_t n, json_error_t *err)
 {
+    json_error_t local;
+    if (err == NULL)
+        err = &local;
     json_t *v = parse(raw, n, err);
     if (v != NULL || json_error_code(err) != json_error_numeric_overflow)
         return v;
@@ -357,7 +360,7 @@ static int load(sq_job *job, const sq_job_limits *lim, char *reason, size_t rsiz
     if (prescan(job->raw, job->raw_len, lim, reason, rsize) < 0)
         return SQ_JOB_NOT_JSON;
     json_error_t err;
-    job->payload = parse_payload(job->raw, job->raw_len, &err);
+    job->payload = sq_json_load_lenient(job->raw, job->raw_len, &err);
     if (job->payload == NULL) {
         if (json_error_code(&err) == json_error_out_of_memory)
             return -1;
@@ -373,14 +376,24 @@ static int load(sq_job *job, const sq_job_limits *lim, char *reason, size_t rsiz
     return check_shape(job, reason, rsize);
 }
 
-/* A job that cannot run keeps only its bytes and queue. */
+/* A job that is not JSON keeps only its bytes and queue. */
 static void forget_payload(sq_job *job)
 {
     json_decref(job->payload);
     job->payload = NULL;
-    job->klass = "";
-    job->jid = "";
+    job->klass = job->jid = "";
+    job->klass_len = job->jid_len = 0;
     job->args = NULL;
+}
+
+/* *s and *len from the string v (which may hold NUL characters); unchanged
+ * when v is not a string. */
+static void string_of(const json_t *v, const char **s, size_t *len)
+{
+    if (json_is_string(v)) {
+        *s = json_string_value(v);
+        *len = json_string_length(v);
+    }
 }
 
 int sq_job_init(sq_job *job, char *raw, size_t raw_len, const char *queue,
@@ -403,12 +416,19 @@ int sq_job_init(sq_job *job, char *raw, size_t raw_len, const char *queue,
     }
     if (status != NULL)
         *status = (sq_job_status)rc;
-    if (rc != SQ_JOB_VALID) {
+    if (rc == SQ_JOB_NOT_JSON) {
         forget_payload(job);
         return 0;
     }
-    const char *jid = json_string_value(json_object_get(job->payload, "jid"));
-    job->jid = jid != NULL ? jid : "";
+    string_of(json_object_get(job->payload, "jid"), &job->jid, &job->jid_len);
+    if (rc != SQ_JOB_VALID) { /* a bad shape: `class` as written, for the log */
+        job->args = NULL;
+        job->klass = "";
+        job->klass_len = 0;
+        string_of(json_object_get(job->payload, "class"), &job->klass, &job->klass_len);
+        return 0;
+    }
+    job->klass_len = strlen(job->klass); /* class_name refused NUL characters */
     job->retry_count = read_retry_count(json_object_get(job->payload, "retry_count"));
     return 0;
 }

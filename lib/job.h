@@ -44,9 +44,12 @@ struct sq_job {
     char *raw;            /* owned exact bytes; raw[raw_len] == '\0' for convenience */
     size_t raw_len;
     char *queue;          /* owned: the queue the job was fetched from */
-    json_t *payload;      /* owned parsed object; NULL when invalid */
+    json_t *payload;      /* owned parsed object; NULL when not a JSON object */
     const char *jid;      /* borrowed from payload; "" if missing */
-    const char *klass;    /* dispatch class: `wrapped` for ActiveJob, else `class` */
+    size_t jid_len;       /* bytes of jid: JSON lets it hold NUL characters */
+    const char *klass;    /* dispatch class: `wrapped` for ActiveJob, else `class`;
+                             for a bad shape, `class` as written (for the log) */
+    size_t klass_len;     /* bytes of klass (NUL characters only in a bad shape) */
     json_t *args;         /* borrowed: the args array (ActiveJob: `arguments`) */
     int retry_count;      /* -1 when absent */
     sq_outcome outcome;
@@ -85,6 +88,17 @@ int sq_job_init(sq_job *job, char *raw, size_t raw_len, const char *queue,
                 const sq_job_limits *lim, sq_job_status *status,
                 char *reason, size_t reason_size);
 void sq_job_destroy(sq_job *job);
+
+/*
+ * Parse the JSON text s (n bytes) as a worker reads a fetched payload: any
+ * valid JSON loads, and a number jansson cannot hold (an integer beyond
+ * int64, a real beyond double) is read as a real (+-DBL_MAX when infinite)
+ * instead of failing. For reading only: whoever writes the job back splices
+ * the original text (sq_json_splice), which keeps every number as written.
+ * No size, depth or element limits beyond jansson's own (sq_job_init adds
+ * them). Returns a new reference, or NULL with err (optional) filled.
+ */
+json_t *sq_json_load_lenient(const char *s, size_t n, json_error_t *err);
 
 /* ---- JSON text splicing --------------------------------------------------- */
 
@@ -167,6 +181,10 @@ int sq_retry_plan_make(const sq_job *job, double now, int max_retries, sq_rand_f
  * raw with error_class "Squire::InvalidJob", error_message = reason, failed_at
  * = now. For SQ_JOB_NOT_JSON the raw bytes themselves go to the dead set. */
 char *sq_job_invalid_payload(const sq_job *job, const char *reason, double now, size_t *out_len);
+/* The same for any JSON object text raw (a due member the poller cannot
+ * move). New malloc'd text, or NULL (malformed, out of memory). */
+char *sq_json_mark_invalid(const char *raw, size_t raw_len, const char *reason, double now,
+                           size_t *out_len);
 
 void sq_retry_plan_destroy(sq_retry_plan *plan);
 

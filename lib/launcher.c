@@ -7,9 +7,11 @@
  * so no code runs in signal context at all, and flushes stats between them.
  *
  * Signals: TERM/INT stop (a second one skips the wait), TSTP quiets, TTIN
- * logs what every worker is running. See runtime.h for the shutdown order.
+ * logs what every worker is running (at most once every 5 s). See runtime.h
+ * for the shutdown order.
  */
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,11 +113,25 @@ static void make_identity(sq_runtime *rt)
              (int)getpid(), nonce[0], nonce[1], nonce[2], nonce[3], nonce[4], nonce[5]);
 }
 
-static void dump_threads(sq_runtime *rt)
+/* TTIN dumps: at most one every TTIN_EVERY seconds, since each is a line
+ * per worker (a flood of signals must not flood the log). A TTIN inside that
+ * window is not lost: all of them are answered by one dump at its end. */
+#define TTIN_EVERY 5.0
+
+typedef struct ttin_state {
+    double last;      /* monotonic time of the last dump; 0 before the first */
+    unsigned waiting; /* TTINs received since then */
+} ttin_state;
+
+static void dump_threads(sq_runtime *rt, unsigned signals)
 {
     double now = sq__now();
-    sq_log(SQ_LOG_INFO, "TTIN: %d workers, quiet=%s", rt->nworkers,
-           atomic_load(&rt->quiet) ? "true" : "false");
+    char note[96] = "";
+    if (signals > 1)
+        snprintf(note, sizeof note, " (%u TTIN signals coalesced: at most one dump every %.0f s)",
+                 signals, TTIN_EVERY);
+    sq_log(SQ_LOG_INFO, "TTIN: %d workers, quiet=%s%s", rt->nworkers,
+           atomic_load(&rt->quiet) ? "true" : "false", note);
     for (int i = 0; i < rt->nworkers; i++) {
         sq_worker *w = &rt->workers[i];
         pthread_mutex_lock(&w->lock);
@@ -129,6 +145,21 @@ static void dump_threads(sq_runtime *rt)
                    now - w->started_at);
         pthread_mutex_unlock(&w->lock);
     }
+}
+
+/* Dump when TTINs are waiting and the last dump is old enough. Returns
+ * the seconds until a waiting dump is due (INFINITY when none waits). */
+static double ttin_due(sq_runtime *rt, ttin_state *t)
+{
+    if (t->waiting == 0)
+        return INFINITY;
+    double now = sq__monotonic();
+    if (t->last > 0 && now - t->last < TTIN_EVERY)
+        return t->last + TTIN_EVERY - now;
+    dump_threads(rt, t->waiting);
+    t->waiting = 0;
+    t->last = now;
+    return INFINITY;
 }
 
 /* Connect the main connection, retrying through outages. Returns 0, 1 when a
@@ -577,6 +608,7 @@ static void serve(sq_runtime *rt)
     double lease_every = rt->cfg->lease_ttl / 4, recover_every = rt->cfg->lease_ttl * 0.75;
     double last_lease = sq__monotonic(), next_lease = last_lease + lease_every;
     double next_recover = last_lease + recover_every;
+    ttin_state ttin = {0};
     for (;;) {
         if (reliable) {
             double now = sq__monotonic();
@@ -596,6 +628,9 @@ static void serve(sq_runtime *rt)
         double wd = sq_notify_watchdog_period();
         if (wd > 0 && wd < tick)
             tick = wd;
+        double ttin_wait = ttin_due(rt, &ttin);
+        if (ttin_wait < tick)
+            tick = ttin_wait;
         int sig = wait_signal(tick);
         if (sig == 0 && sq__monotonic() >= next_beat) {
             sig = beat(rt);
@@ -613,7 +648,8 @@ static void serve(sq_runtime *rt)
             sq_log(SQ_LOG_INFO, "TSTP received: quiet, no new jobs will be fetched");
             sq_runtime_quiet(rt);
         } else if (sig == SIGTTIN) {
-            dump_threads(rt);
+            ttin.waiting++;
+            ttin_due(rt, &ttin);
         }
     }
 }

@@ -89,26 +89,69 @@ bool sq_log_enabled(sq_log_level level)
     return level >= min_level;
 }
 
-/* Append s to buf at *pos, escaping control characters; never overflows. */
+/* Characters a line must not show as they are: C0 and C1 controls and DEL
+ * (they move the cursor or start terminal sequences), the Unicode line and
+ * paragraph separators (they end a line for some readers) and the bidi
+ * embedding, override and isolate controls (they reorder what is shown). */
+static bool hidden(unsigned cp)
+{
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
+           (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+/* The code point of the well-formed n-byte UTF-8 sequence at s (n <= 3 is
+ * enough for hidden(); 4-byte ones are never hidden). */
+static unsigned code_point(const unsigned char *s, size_t n)
+{
+    if (n == 1)
+        return s[0];
+    if (n == 2)
+        return (unsigned)(s[0] & 0x1f) << 6 | (s[1] & 0x3f);
+    if (n == 3)
+        return (unsigned)(s[0] & 0x0f) << 12 | (unsigned)(s[1] & 0x3f) << 6 | (s[2] & 0x3f);
+    return 0x10000;
+}
+
+/*
+ * Append s (len bytes, NULs included) to buf at *pos, escaped so that the
+ * line shows every byte and no byte can forge, end or reorder a line: a
+ * backslash doubled; \n \r \t; other C0 controls and DEL as \xNN; C1
+ * controls and the characters hidden() names as \uNNNN; each byte that is
+ * not part of well-formed UTF-8 as \xNN (so \x80-\xff always means such a
+ * byte). Never overflows: stops short of cap, whole escapes only.
+ */
 static void put_escaped(char *buf, size_t cap, size_t *pos, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < len && *pos + 5 < cap; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch >= 0x20 && ch != 0x7f && ch != '\\') {
-            buf[(*pos)++] = (char)ch;
-        } else if (ch == '\\') {
-            buf[(*pos)++] = '\\';
-            buf[(*pos)++] = '\\';
-        } else if (ch == '\n' || ch == '\r' || ch == '\t') {
-            buf[(*pos)++] = '\\';
-            buf[(*pos)++] = ch == '\n' ? 'n' : ch == '\r' ? 'r' : 't';
-        } else {
-            buf[(*pos)++] = '\\';
-            buf[(*pos)++] = 'x';
-            buf[(*pos)++] = hex[ch >> 4];
-            buf[(*pos)++] = hex[ch & 15];
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < len && *pos + 8 < cap;) {
+        if (u[i] >= 0x20 && u[i] < 0x7f && u[i] != '\\') { /* the common case */
+            buf[(*pos)++] = s[i++];
+            continue;
         }
+        size_t bad = 0, n = sq_utf8_seq(u + i, len - i, &bad);
+        unsigned cp = n > 0 ? code_point(u + i, n) : u[i];
+        char *o = buf + *pos;
+        if (n == 0 || (cp < 0x20 && cp != '\n' && cp != '\r' && cp != '\t') || cp == 0x7f) {
+            o[0] = '\\', o[1] = 'x', o[2] = hex[u[i] >> 4], o[3] = hex[u[i] & 15];
+            *pos += 4;
+            i++; /* an invalid subpart: one byte at a time */
+            continue;
+        }
+        if (cp == '\\' || cp == '\n' || cp == '\r' || cp == '\t') {
+            o[0] = '\\';
+            o[1] = cp == '\n' ? 'n' : cp == '\r' ? 'r' : cp == '\t' ? 't' : '\\';
+            *pos += 2;
+        } else if (hidden(cp)) {
+            o[0] = '\\', o[1] = 'u';
+            for (int k = 0; k < 4; k++)
+                o[2 + k] = hex[cp >> (12 - 4 * k) & 15];
+            *pos += 6;
+        } else {
+            memcpy(o, u + i, n);
+            *pos += n;
+        }
+        i += n;
     }
 }
 
@@ -150,13 +193,14 @@ static void emit(sq_log_level level, const sq_job *job, const char *fmt, va_list
         prefix_pid = pid;
     }
     put_raw(line, sizeof line, &pos, prefix);
-    if (job != NULL) {
-        const char *klass = job->klass ? job->klass : "?";
+    if (job != NULL) { /* lengths from the JSON: a NUL character is shown, not an end */
         put_raw(line, sizeof line, &pos, "class=");
-        put_escaped(line, sizeof line, &pos, klass, strnlen(klass, 200));
+        if (job->klass != NULL)
+            put_escaped(line, sizeof line, &pos, job->klass,
+                        job->klass_len < 200 ? job->klass_len : 200);
         put_raw(line, sizeof line, &pos, " jid=");
-        const char *jid = job->jid ? job->jid : "";
-        put_escaped(line, sizeof line, &pos, jid, strnlen(jid, 64));
+        if (job->jid != NULL)
+            put_escaped(line, sizeof line, &pos, job->jid, job->jid_len < 64 ? job->jid_len : 64);
         put_raw(line, sizeof line, &pos, " ");
     }
     put_raw(line, sizeof line, &pos, level_names[level]);

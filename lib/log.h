@@ -5,8 +5,10 @@
  *   2026-11-22T12:00:00.123Z pid=4242 tid=w3 class=HardJob jid=1a2b... INFO: done: 0.012 sec
  *
  * Timestamps are dropped when $DYNO is set (Heroku's router adds its own), as
- * Sidekiq does. Control characters in messages are escaped (\n, \x1b, ...),
- * so job data can never forge a line. Job args are never logged.
+ * Sidekiq does. Control characters (C0 and C1), the Unicode line separators,
+ * bidi controls and bytes that are not UTF-8 are escaped (\n, \x1b, \u0085,
+ * \xff, ...), so job data can never forge or hide a line. Job args are never
+ * logged.
  * Used by the runtime modules (launcher, processor, scheduler); the pure
  * modules return errors instead.
  */

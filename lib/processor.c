@@ -183,9 +183,12 @@ static void bury_invalid(sq_worker *w, sq_unit *u, sq_job *job, sq_job_status st
                "invalid job from queue %s moved to the dead set: %s; payload "
                "starts %.60s",
                u->queue, reason, u->raw);
+    else if (status == SQ_JOB_BAD_SHAPE) /* class= and jid= as written, NULs and all */
+        sq_log_job(SQ_LOG_WARN, job, "invalid job from queue %s moved to the dead set: %s",
+                   u->queue, reason);
     else
-        sq_log(SQ_LOG_WARN, "invalid job from queue %s (jid=%.64s) moved to the dead set: %s",
-               u->queue, job->jid ? job->jid : "", reason);
+        sq_log(SQ_LOG_WARN, "invalid job from queue %s moved to the dead set: %s", u->queue,
+               reason);
     if (claim_result(w))
         persist(w, u, "dead-set entry", job->jid ? job->jid : "", write_dead, &z);
     free(payload);
@@ -310,7 +313,7 @@ static void process(sq_worker *w, sq_unit *u)
     if (status != SQ_JOB_VALID) {
         bury_invalid(w, u, &job, status, reason);
     } else {
-        if (job.jid[0] == '\0')
+        if (job.jid_len == 0)
             sq_log_job(SQ_LOG_WARN, &job, "job has no jid");
         sq_log_job(SQ_LOG_INFO, &job, "start");
         double t0 = sq__monotonic();

@@ -127,7 +127,7 @@ int sq_lease_renew(sq_runtime *rt, bool *lapsed, sq_error *err)
 static char *interrupted(sq_runtime *rt, const char *job, size_t len, bool *dead, size_t *outlen)
 {
     *dead = false;
-    json_t *obj = json_loadb(job, len, JSON_ALLOW_NUL, NULL);
+    json_t *obj = sq_json_load_lenient(job, len, NULL);
     if (!json_is_object(obj)) {
         json_decref(obj);
         return NULL; /* a worker will bury it when it is fetched again */

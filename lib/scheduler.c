@@ -8,8 +8,11 @@
  * only pushes if its ZREM removed that exact member. The pop and the push
  * are one atomic step, so no job is lost between them and, with any number
  * of squire and Sidekiq pollers on one Redis, each member is moved exactly
- * once. A member that cannot be read (not JSON, no usable queue) goes to the
- * dead set the same way.
+ * once. Like Sidekiq's (Client#push), it reads any valid JSON, numbers
+ * beyond int64 or double included (their text is kept as written), and
+ * sends a member without `queue` to `default`. A member that cannot be read
+ * (not JSON, a `queue` that is not a usable name) goes to the dead set the
+ * same way; Sidekiq's push raises on those and loses them.
  *
  * Between passes the poller only peeks: one pipelined round trip of two
  * O(log n) commands reads the earliest member of each zset. A head that is
@@ -61,28 +64,37 @@ typedef struct poller {
 /* The moves are sq_script_zset_to_queue / _to_dead (scripts.c): type-checked
  * before anything is removed, so a wrong-typed key never loses a member. */
 
-static bool valid_queue_name(const char *q)
+/* The queue a due job goes to: its `queue`, or "default" when it has none
+ * (as Sidekiq's Client#push). NULL when `queue` is not a usable name: not a
+ * string, empty, too long, or holding a NUL, a control byte or a space. */
+static const char *queue_of(const json_t *job)
 {
-    size_t n = strlen(q);
-    if (n == 0 || n > SQ_MAX_QUEUE_NAME)
-        return false;
+    json_t *v = json_object_get(job, "queue");
+    if (v == NULL)
+        return "default";
+    const char *q = json_string_value(v);
+    size_t n = json_string_length(v);
+    if (q == NULL || n == 0 || n > SQ_MAX_QUEUE_NAME)
+        return NULL;
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)q[i] < 0x21 || q[i] == 0x7f)
-            return false;
-    return true;
+            return NULL;
+    return q;
 }
 
+/* Move member m to the dead set as payload (plen bytes; m itself when NULL). */
 static int bury(sq_runtime *rt, sq_redis *r, const char *zset, const char *m, size_t len,
-                sq_error *err)
+                const char *payload, size_t plen, sq_error *err)
 {
     char now[32], cutoff[32], max[32];
     double t = sq__now();
     sq_format_time(t, now);
     sq_format_time(t - (double)rt->cfg->dead_timeout_in_seconds, cutoff);
     snprintf(max, sizeof max, "%ld", rt->cfg->dead_max_jobs);
-    const char *argv[] = {zset, "dead", m, now, cutoff, max};
-    size_t lens[] = {strlen(zset), 4, len, strlen(now), strlen(cutoff), strlen(max)};
-    redisReply *rep = sq_redis_eval(r, &sq_script_zset_to_dead, 2, 6, argv, lens, err);
+    const char *argv[] = {zset, "dead", m, now, cutoff, max, payload};
+    size_t lens[] = {strlen(zset), 4, len, strlen(now), strlen(cutoff), strlen(max), plen};
+    redisReply *rep =
+        sq_redis_eval(r, &sq_script_zset_to_dead, 2, payload ? 7 : 6, argv, lens, err);
     if (rep == NULL)
         return -1;
     bool wrongtype = rep->type == REDIS_REPLY_INTEGER && rep->integer < 0;
@@ -113,15 +125,22 @@ static void warn_wrongtype(sq_runtime *rt, const char *key)
 static int move_one(sq_runtime *rt, sq_redis *r, const char *zset, const char *m, size_t len,
                     sq_error *err)
 {
-    json_error_t jerr;
-    json_t *obj = json_loadb(m, len, JSON_ALLOW_NUL, &jerr);
-    const char *queue = obj ? json_string_value(json_object_get(obj, "queue")) : NULL;
-    if (obj == NULL || !json_is_object(obj) || queue == NULL || !valid_queue_name(queue)) {
+    json_t *obj = sq_json_load_lenient(m, len, NULL);
+    const char *queue = json_is_object(obj) ? queue_of(obj) : NULL;
+    if (queue == NULL) {
+        const char *why = obj == NULL            ? "not JSON"
+                          : !json_is_object(obj) ? "not a JSON object"
+                                                 : "queue is not a usable queue name";
+        /* an object gets the reason, as a worker buries a bad shape */
+        size_t plen = 0;
+        char *payload =
+            json_is_object(obj) ? sq_json_mark_invalid(m, len, why, sq__now(), &plen) : NULL;
         json_decref(obj);
         sq_error e = {0};
-        if (bury(rt, r, zset, m, len, &e) == 0) {
-            sq_log(SQ_LOG_WARN, "unreadable %s entry (%s) moved to the dead set", zset,
-                   obj == NULL ? "not JSON" : "no valid queue");
+        int rc = bury(rt, r, zset, m, len, payload, plen, &e);
+        free(payload);
+        if (rc == 0) {
+            sq_log(SQ_LOG_WARN, "unreadable %s entry (%s) moved to the dead set", zset, why);
             return 1;
         }
         if (sq_redis_error_is(&e, "WRONGTYPE")) {
@@ -132,9 +151,11 @@ static int move_one(sq_runtime *rt, sq_redis *r, const char *zset, const char *m
         return -1;
     }
     char ts[32];
-    sq_json_member set[] = {{"enqueued_at", sq_format_time(sq__now(), ts)}};
+    sq_json_member set[] = {{"enqueued_at", sq_format_time(sq__now(), ts)},
+                            {"queue", "\"default\""}};
     size_t newlen = 0;
-    char *moved = sq_json_splice(m, len, set, 1, NULL, 0, &newlen);
+    bool no_queue = json_object_get(obj, "queue") == NULL;
+    char *moved = sq_json_splice(m, len, set, no_queue ? 2 : 1, NULL, 0, &newlen);
     if (moved == NULL) {
         json_decref(obj);
         sq__error_set(err, SQ_ENOMEM, "cannot rewrite a %s entry", zset);

@@ -609,6 +609,306 @@ START_TEST(poller_never_drops_or_starves_on_wrong_types)
 }
 END_TEST
 
+/* The records test:log holds for jid, in order (a new reference: an array). */
+static json_t *records_of(const char *jid)
+{
+    json_t *out = json_array();
+    redisReply *r = sqt_cmd(C, "LRANGE test:log 0 -1");
+    for (size_t i = 0; i < r->elements; i++) {
+        json_t *rec = json_loads(r->element[i]->str, 0, NULL);
+        const char *j = json_string_value(json_object_get(rec, "jid"));
+        if (j != NULL && strcmp(j, jid) == 0)
+            json_array_append(out, rec);
+        json_decref(rec);
+    }
+    freeReplyObject(r);
+    return out;
+}
+
+/* Any valid JSON number, even one jansson cannot hold (beyond int64, beyond
+ * double), is a job like any other: the poller moves it from `schedule` and
+ * from `retry` (after a failure's rewrite), and its text stays byte for
+ * byte. Entries without `queue` go to `default`, as Sidekiq's poller does. */
+START_TEST(poller_moves_any_json_number_and_defaults_the_queue)
+{
+#define BIG_ARGS "[1,18446744073709551616,1e400,-1e400,-184467440737095516160.5e-3,1E+400]"
+    static const char flaky[] =
+        "{\"class\":\"FlakyJob\",\"args\":" BIG_ARGS ",\"queue\":\"default\","
+        "\"jid\":\"a1a1a1a1a1a1a1a1a1a1a1a1\",\"n\":18446744073709551616}";
+    static const char noqueue_sched[] =
+        "{\"class\":\"OkJob\",\"args\":[1e400],\"jid\":\"b2b2b2b2b2b2b2b2b2b2b2b2\"}";
+    static const char noqueue_retry[] =
+        "{\"class\":\"OkJob\",\"args\":[],\"jid\":\"c3c3c3c3c3c3c3c3c3c3c3c3\",\"retry\":true,"
+        "\"retry_count\":0,\"error_class\":\"E\",\"error_message\":\"m\",\"failed_at\":1.5}";
+    redisReply *r = sqt_cmd(C, "ZADD schedule 1 %s", flaky);
+    freeReplyObject(r);
+    r = sqt_cmd(C, "ZADD schedule 2 %s", noqueue_sched);
+    freeReplyObject(r);
+    r = sqt_cmd(C, "ZADD retry 3 %s", noqueue_retry);
+    freeReplyObject(r);
+    sqt_proc p;
+    itest_squire(&p, R.url, "2", NULL);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 20, "SISMEMBER test:done a1a1a1a1a1a1a1a1a1a1a1a1"), 1);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 5, "SISMEMBER test:done b2b2b2b2b2b2b2b2b2b2b2b2"), 1);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 5, "SISMEMBER test:done c3c3c3c3c3c3c3c3c3c3c3c3"), 1);
+    ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 0);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+    ck_assert_int_eq(sqt_int(C, "ZCARD schedule"), 0);
+    /* scheduled, failed (the retry rewrite), moved from retry, ran: every run
+     * saw the numbers as they were written. One failure only: a retry waits
+     * 1 s plus Sidekiq's jitter (up to 9 s at count 0, 18 s at count 1). */
+    json_t *recs = records_of("a1a1a1a1a1a1a1a1a1a1a1a1");
+    ck_assert_int_eq(json_array_size(recs), 2);
+    static const char *const what[] = {"fail", "ok"};
+    for (size_t i = 0; i < 2; i++) {
+        json_t *rec = json_array_get(recs, i);
+        const char *raw = json_string_value(json_object_get(rec, "raw"));
+        ck_assert_str_eq(json_string_value(json_object_get(rec, "what")), what[i]);
+        ck_assert_int_eq(json_integer_value(json_object_get(rec, "retry_count")), (int)i - 1);
+        ck_assert_ptr_nonnull(raw);
+        ck_assert_msg(strstr(raw, "\"args\":" BIG_ARGS ",") != NULL, "run %zu: %s", i, raw);
+        ck_assert_msg(strstr(raw, "\"n\":18446744073709551616") != NULL, "run %zu: %s", i, raw);
+    }
+    json_decref(recs);
+    static const char *const noqueue[] = {"b2b2b2b2b2b2b2b2b2b2b2b2", "c3c3c3c3c3c3c3c3c3c3c3c3"};
+    for (size_t i = 0; i < 2; i++) {
+        recs = records_of(noqueue[i]);
+        ck_assert_int_eq(json_array_size(recs), 1);
+        json_t *rec = json_array_get(recs, 0);
+        ck_assert_str_eq(json_string_value(json_object_get(rec, "queue")), "default");
+        const char *raw = json_string_value(json_object_get(rec, "raw"));
+        ck_assert_msg(strstr(raw, "\"queue\":\"default\"") != NULL, "%s", raw);
+        json_decref(recs);
+    }
+    ck_assert_int_eq(sqt_int(C, "SISMEMBER queues default"), 1);
+    itest_stop(&p);
+#undef BIG_ARGS
+}
+END_TEST
+
+/* A due entry whose `queue` is unusable goes to the dead set as an invalid
+ * job with the reason (error_class, error_message, failed_at), as a worker
+ * buries a payload of a bad shape; one that is not JSON as its raw bytes. */
+START_TEST(poller_buries_an_unusable_queue_with_the_reason)
+{
+    static const char *const entries[] = {
+        "{\"class\":\"OkJob\",\"args\":[],\"queue\":null,\"jid\":\"a8a8a8a8a8a8a8a8a8a8a8a8\"}",
+        "{\"class\":\"OkJob\",\"args\":[],\"queue\":\"\",\"jid\":\"b8b8b8b8b8b8b8b8b8b8b8b8\"}",
+        "{\"class\":\"OkJob\",\"args\":[],\"queue\":\"a b\",\"jid\":\"c8c8c8c8c8c8c8c8c8c8c8c8\"}",
+        "not json",
+    };
+    for (size_t i = 0; i < sizeof entries / sizeof entries[0]; i++)
+        freeReplyObject(
+            sqt_cmd(C, "ZADD %s %d %s", i % 2 ? "retry" : "schedule", (int)i + 1, entries[i]));
+    sqt_proc p;
+    itest_squire(&p, R.url, "2", NULL);
+    ck_assert_int_eq(sqt_wait_int(C, 4, 10, "ZCARD dead"), 4);
+    itest_stop(&p);
+    ck_assert_int_ge(sqt_int(C, "ZSCORE dead %s", "not json"), 1);
+    redisReply *r = sqt_cmd(C, "ZRANGE dead 0 -1");
+    int invalid = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        json_t *j = json_loads(r->element[i]->str, 0, NULL);
+        if (j == NULL)
+            continue;
+        ck_assert_str_eq(json_string_value(json_object_get(j, "error_class")),
+                         "Squire::InvalidJob");
+        ck_assert_msg(strstr(json_string_value(json_object_get(j, "error_message")), "queue"), "%s",
+                      r->element[i]->str);
+        ck_assert(json_is_real(json_object_get(j, "failed_at")));
+        ck_assert_ptr_nonnull(json_object_get(j, "queue")); /* kept as written */
+        invalid++;
+        json_decref(j);
+    }
+    freeReplyObject(r);
+    ck_assert_int_eq(invalid, 3);
+    ck_assert_int_eq(sqt_int(C, "ZCARD schedule") + sqt_int(C, "ZCARD retry"), 0);
+}
+END_TEST
+
+/* Recovery counts interruptions of a job holding numbers jansson cannot
+ * hold too (the old code could not read it, so a poison job with such a
+ * number crashed process after process), and keeps their text. */
+START_TEST(recovery_counts_interruptions_of_any_json_number)
+{
+    static const char job[] = "{\"class\":\"CrashJob\",\"args\":[18446744073709551616,1e400],"
+                              "\"queue\":\"default\",\"jid\":\"c7c7c7c7c7c7c7c7c7c7c7c7\"}";
+    freeReplyObject(sqt_cmd(C, "LPUSH queue:default %s", job));
+    const char *cfg = itest_config(":lease_ttl: 1\n:max_interruptions: 2\n");
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "2", NULL};
+    sqt_proc p;
+    double until = sqt_now() + 40;
+    while (sqt_int(C, "ZCARD dead") == 0 && sqt_now() < until) {
+        sqt_squire_start(&p, R.url, argv, NULL);
+        while (sqt_proc_wait(&p, 0.1) == -1 && sqt_int(C, "ZCARD dead") == 0 && sqt_now() < until)
+            ;
+    }
+    ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 1);
+    redisReply *r = sqt_cmd(C, "ZRANGE dead 0 -1");
+    const char *m = r->element[0]->str;
+    ck_assert_msg(strstr(m, "\"args\":[18446744073709551616,1e400],") != NULL, "%s", m);
+    ck_assert_msg(strstr(m, "\"interrupted_count\":2") != NULL, "%s", m);
+    ck_assert_msg(strstr(m, "Squire::JobInterrupted") != NULL, "%s", m);
+    freeReplyObject(r);
+    if (sqt_proc_wait(&p, 0) == -1)
+        itest_stop(&p);
+}
+END_TEST
+
+/* Write n bytes of text to a fresh file; returns its path (static buffer). */
+static const char *write_file(const char *name, const char *text, size_t n)
+{
+    static char path[300];
+    char dir[256];
+    sqt_tempdir(dir, "yml");
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(text, 1, n, f), n);
+    fclose(f);
+    return path;
+}
+
+/* YAML bombs of up to 1 MiB each fail `--check` with file:line and exit 78,
+ * with the work bounded: the run gets 5 s of CPU (ulimit -t; SIGXCPU
+ * otherwise), where each takes milliseconds. The old code took 30 s to
+ * minutes on the first three. */
+START_TEST(yaml_bombs_fail_fast_with_file_and_line)
+{
+    enum { MIB = 1024 * 1024 };
+    char *text = malloc(MIB);
+    static const struct {
+        const char *name, *want;
+    } cases[] = {
+        {"nested.yml", "nested.yml:1: YAML nested more than 64 levels deep"},
+        {"keys.yml", "keys.yml:5000: YAML document too large"},
+        {"anchors.yml", "anchors.yml:1: YAML document too large"},
+        {"tags.yml", "tags.yml:65: more than 64 %TAG directives"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        size_t n = 0;
+        if (c == 0) { /* x: [[[...]]], depth 524,286 */
+            size_t depth = (MIB - 4) / 2;
+            n = (size_t)sprintf(text, "x: ");
+            memset(text + n, '[', depth);
+            memset(text + n + depth, ']', depth);
+            n += 2 * depth;
+            text[n++] = '\n';
+        } else if (c == 1) { /* 85,000 keys in one mapping */
+            for (int i = 0; i < 85000; i++)
+                n += (size_t)sprintf(text + n, "k%07d: 1\n", i);
+        } else if (c == 2) { /* 40,000 anchors, 40,000 aliases */
+            n += (size_t)sprintf(text + n, "a: [");
+            for (int i = 0; i < 40000; i++)
+                n += (size_t)sprintf(text + n, "&a%d 1,", i);
+            n += (size_t)sprintf(text + n - 1, "]\nb: [") - 1;
+            for (int i = 0; i < 40000; i++)
+                n += (size_t)sprintf(text + n, "*a39999,");
+            n += (size_t)sprintf(text + n - 1, "]\n") - 1;
+        } else { /* 40,000 %TAG directives */
+            for (int i = 0; i < 40000; i++)
+                n += (size_t)sprintf(text + n, "%%TAG !t%d! tag:x%d:\n", i, i);
+            n += (size_t)sprintf(text + n, "---\nx: 1\n");
+        }
+        ck_assert_uint_le(n, MIB);
+        const char *path = write_file(cases[c].name, text, n);
+        char *out = NULL;
+        int st = sqt_sh(R.url, &out, "ulimit -t 5; exec %s --check --allow-root -C %s 2>&1",
+                        SQ_TEST_SQUIRE, path);
+        ck_assert_msg(st == 78, "%s: exit %d (137 or 152: out of CPU time): %.300s", cases[c].name, st,
+                      out);
+        ck_assert_msg(strstr(out, cases[c].want) != NULL, "%s: %.300s", cases[c].name, out);
+        free(out);
+    }
+    free(text);
+}
+END_TEST
+
+/* How many lines of the log contain needle. */
+static int count_lines(const char *log, const char *needle)
+{
+    int n = 0;
+    for (const char *p = log; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* 200 TTINs in about a second at -c 50 write at most two dumps (one at
+ * once, one coalescing the rest five seconds later), not 200 x 51 lines,
+ * and the second says how many signals it stands for. */
+START_TEST(ttin_flood_is_coalesced)
+{
+    sqt_proc p;
+    const char *argv[] = {"-r", SQ_TEST_PLUGIN, "-c", "50", "-t", "2", NULL};
+    sqt_squire_start(&p, R.url, argv, NULL);
+    ck_assert_msg(sqt_log_wait(&p, "starting", 10), "squire did not start");
+    for (int i = 0; i < 200; i++) {
+        kill(p.pid, SIGTTIN);
+        sqt_sleep(0.005);
+    }
+    ck_assert(sqt_log_wait(&p, "coalesced", 10));
+    sqt_sleep(1);
+    char *log = sqt_log_read(&p);
+    int dumps = count_lines(log, "TTIN: 50 workers");
+    int lines = count_lines(log, "TTIN: ");
+    ck_assert_msg(dumps == 2, "%d dumps", dumps);
+    ck_assert_int_eq(lines, 2 * 51);
+    ck_assert_int_eq(count_lines(log, "coalesced"), 1);
+    free(log);
+    /* a TTIN after a quiet spell is dumped at once, not 5 s later */
+    sqt_sleep(4.5);
+    kill(p.pid, SIGTTIN);
+    double sent = sqt_now();
+    for (dumps = 2; dumps < 3 && sqt_now() < sent + 10; sqt_sleep(0.05)) {
+        log = sqt_log_read(&p);
+        dumps = count_lines(log, "TTIN: 50 workers");
+        free(log);
+    }
+    ck_assert_int_eq(dumps, 3);
+    ck_assert_msg(sqt_now() - sent < 4, "the dump came %.1f s after the TTIN", sqt_now() - sent);
+    itest_stop(&p);
+}
+END_TEST
+
+/* Job text reaches the log escaped, whole: C0 and C1 controls, bytes that
+ * are not UTF-8, and NUL characters inside `class` and `jid` (which JSON
+ * allows as \u0000) are shown as escapes, never copied raw or cut short. */
+START_TEST(log_escapes_c1_invalid_utf8_and_nul)
+{
+    static const char *const payloads[] = {
+        "{\"class\":\"Ok\\u0000Evil\",\"args\":[],\"jid\":\"d4d4d4d4d4d4d4d4d4d4d4d4\"}",
+        "{\"class\":\"NoSuch\\u0085Job\\u009b31m\",\"args\":[],\"jid\":"
+        "\"e5e5e5e5e5e5e5e5e5e5e5e5\"}",
+        "{\"class\":\"Bad\xff\xfe\xc2Job\",\"args\":[]}",
+        "{\"class\":\"OkJob\",\"args\":[],\"jid\":\"f6\\u0000f6\\u2028x\\u202e\"}",
+    };
+    for (size_t i = 0; i < sizeof payloads / sizeof payloads[0]; i++) {
+        redisReply *r = sqt_cmd(C, "LPUSH queue:default %s", payloads[i]);
+        freeReplyObject(r);
+    }
+    sqt_proc p;
+    itest_squire(&p, R.url, "2", NULL);
+    ck_assert_int_eq(sqt_wait_int(C, 2, 10, "ZCARD dead"), 2);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "ZCARD retry"), 1);
+    ck_assert(sqt_log_wait(&p, "jid=f6\\x00f6\\u2028x\\u202e ", 10));
+    itest_stop(&p);
+    char *log = sqt_log_read(&p);
+    static const char *const want[] = {
+        "class=Ok\\x00Evil jid=d4d4d4d4d4d4d4d4d4d4d4d4 WARN: invalid job",
+        "class=NoSuch\\u0085Job\\u009b31m jid=e5e5e5e5e5e5e5e5e5e5e5e5 WARN: fail",
+        "no handler registered for class NoSuch\\u0085Job\\u009b31m",
+        "Bad\\xff\\xfe\\xc2Job",
+        "class=OkJob jid=f6\\x00f6\\u2028x\\u202e INFO",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        ck_assert_msg(strstr(log, want[i]) != NULL, "no \"%s\" in the log:\n%s", want[i], log);
+    for (const unsigned char *b = (const unsigned char *)log; *b != '\0'; b++)
+        ck_assert_msg(*b == '\n' || (*b >= 0x20 && *b < 0x7f),
+                      "byte 0x%02x at offset %ld of the log", *b, (long)(b - (unsigned char *)log));
+    free(log);
+}
+END_TEST
+
 /* An error reply on a stat key must not re-add the counts at every flush. */
 START_TEST(stats_are_not_recounted_after_an_error_reply)
 {
@@ -798,6 +1098,17 @@ static Suite *daemon_suite(void)
     tcase_add_test(tc, tstp_before_redis_is_up_keeps_the_process_quiet);
     tcase_add_test(tc, idle_pickup_is_immediate_on_every_queue);
     tcase_add_test(tc, warns_about_eviction_and_missing_aof);
+    suite_add_tcase(s, tc);
+    /* issue 12's bad inputs, a case of their own (CK_RUN_CASE=bad_inputs) */
+    tc = tcase_create("bad_inputs");
+    tcase_add_checked_fixture(tc, itest_setup, itest_teardown);
+    tcase_set_timeout(tc, 90);
+    tcase_add_test(tc, poller_moves_any_json_number_and_defaults_the_queue);
+    tcase_add_test(tc, poller_buries_an_unusable_queue_with_the_reason);
+    tcase_add_test(tc, recovery_counts_interruptions_of_any_json_number);
+    tcase_add_test(tc, yaml_bombs_fail_fast_with_file_and_line);
+    tcase_add_test(tc, ttin_flood_is_coalesced);
+    tcase_add_test(tc, log_escapes_c1_invalid_utf8_and_nul);
     suite_add_tcase(s, tc);
     return s;
 }

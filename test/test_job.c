@@ -418,8 +418,14 @@ START_TEST(test_escaped_nul)
     ck_assert_mem_eq(json_string_value(a), "a\0b", 3);
     sq_job_destroy(&job);
     /* ...but not in a class name, which the registry matches as a C string. */
-    ck_assert_int_eq(init_str(&job, "{\"class\":\"A\\u0000B\",\"args\":[]}"), SQ_JOB_BAD_SHAPE);
+    ck_assert_int_eq(init_str(&job, "{\"class\":\"A\\u0000B\",\"args\":[],\"jid\":\"x\\u0000y\"}"),
+                     SQ_JOB_BAD_SHAPE);
     ck_assert_str_eq(reason, "class contains a NUL character");
+    /* the log shows both whole: their lengths count the NUL */
+    ck_assert_uint_eq(job.klass_len, 3);
+    ck_assert_mem_eq(job.klass, "A\0B", 3);
+    ck_assert_uint_eq(job.jid_len, 3);
+    ck_assert_mem_eq(job.jid, "x\0y", 3);
     sq_job_destroy(&job);
 }
 END_TEST
@@ -453,8 +459,12 @@ START_TEST(test_bad_shape)
     const char *s = bad_shape[_i].payload;
     ck_assert_int_eq(init_str(&job, s), SQ_JOB_BAD_SHAPE);
     ck_assert_str_eq(reason, bad_shape[_i].reason);
-    ck_assert_ptr_null(job.payload);
-    ck_assert_str_eq(sq_job_class(&job), "");
+    /* An object: kept, with `class` and `jid` as written for the log. */
+    ck_assert(json_is_object(job.payload));
+    const char *klass = json_string_value(json_object_get(job.payload, "class"));
+    ck_assert_str_eq(sq_job_class(&job), klass != NULL ? klass : "");
+    ck_assert_uint_eq(job.klass_len, strlen(sq_job_class(&job)));
+    ck_assert_ptr_null(sq_job_args(&job));
 
     /* It goes to the dead set with error fields, every other byte kept. */
     size_t len;

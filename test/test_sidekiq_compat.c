@@ -203,6 +203,35 @@ START_TEST(activejob_payloads_dispatch_on_the_wrapped_class)
 }
 END_TEST
 
+/* Ruby writes integers beyond 64 bits as they are; a job carrying them that
+ * Sidekiq's client scheduled is moved by squire's poller (from `schedule`,
+ * then from `retry` after a failure) and every run sees the same text. */
+START_TEST(ruby_bignums_are_scheduled_and_retried_byte_for_byte)
+{
+    sqt_proc p;
+    json_t *a =
+        ruby("push_at FlakyJob '[1,18446744073709551616,-123456789012345678901234567890]' 1");
+    ck_assert_int_eq(sqt_int(C, "ZCARD schedule"), 1);
+    itest_squire(&p, R.url, "2", NULL);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 20, "SISMEMBER test:done %s", jid_of(a)), 1);
+    ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 0);
+    redisReply *r = sqt_cmd(C, "LRANGE test:log 0 -1");
+    ck_assert_int_eq(r->elements, 2); /* fail, ok */
+    for (size_t i = 0; i < r->elements; i++) {
+        json_t *rec = json_loads(r->element[i]->str, 0, NULL);
+        const char *raw = json_string_value(json_object_get(rec, "raw"));
+        ck_assert_ptr_nonnull(raw);
+        ck_assert_msg(
+            strstr(raw, "\"args\":[1,18446744073709551616,-123456789012345678901234567890]"), "%s",
+            raw);
+        json_decref(rec);
+    }
+    freeReplyObject(r);
+    json_decref(a);
+    itest_stop(&p);
+}
+END_TEST
+
 static Suite *compat_suite(void)
 {
     Suite *s = suite_create("sidekiq_compat");
@@ -214,6 +243,7 @@ static Suite *compat_suite(void)
     tcase_add_test(tc, exhausted_job_reads_back_through_sidekiq_dead_set);
     tcase_add_test(tc, squirectl_pushes_are_read_by_sidekiq_api);
     tcase_add_test(tc, activejob_payloads_dispatch_on_the_wrapped_class);
+    tcase_add_test(tc, ruby_bignums_are_scheduled_and_retried_byte_for_byte);
     suite_add_tcase(s, tc);
     return s;
 }

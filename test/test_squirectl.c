@@ -262,6 +262,31 @@ START_TEST(retry_round_trip_from_the_retry_set)
 }
 END_TEST
 
+/* A retry entry holding numbers beyond int64 and double (valid JSON) is
+ * listed, found by jid and retried like any other, its text byte for byte. */
+START_TEST(retry_keeps_numbers_beyond_64_bits)
+{
+    static const char entry[] =
+        "{\"class\":\"FailJob\",\"args\":[18446744073709551616,1e400],\"queue\":\"default\","
+        "\"jid\":\"9a9a9a9a9a9a9a9a9a9a9a9a\",\"retry\":true,\"retry_count\":0,"
+        "\"error_class\":\"E\",\"error_message\":\"m\",\"failed_at\":1700000000.5}";
+    freeReplyObject(sqt_cmd(C, "ZADD retry 4070908800 %s", entry));
+    json_t *list = ctl_json("jobs retry");
+    ck_assert_int_eq(json_array_size(list), 1);
+    json_decref(list);
+    char *out = NULL;
+    ck_assert_int_eq(ctl(&out, "retry 9a9a9a9a9a9a9a9a9a9a9a9a"), 0);
+    ck_assert_str_eq(out, "retried 1\n");
+    free(out);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+    redisReply *r = sqt_cmd(C, "LINDEX queue:default 0");
+    ck_assert_int_eq(r->type, REDIS_REPLY_STRING);
+    ck_assert_msg(strstr(r->str, "\"args\":[18446744073709551616,1e400],") != NULL, "%s", r->str);
+    ck_assert_msg(strstr(r->str, "\"retry_count\":-1") != NULL, "%s", r->str);
+    freeReplyObject(r);
+}
+END_TEST
+
 START_TEST(dead_round_trip_and_retry_all)
 {
     sqt_proc p;
@@ -467,6 +492,7 @@ static Suite *squirectl_suite(void)
     tcase_add_test(tc, stats_and_queues_match_sidekiq_stats);
     tcase_add_test(tc, jobs_lists_and_filters);
     tcase_add_test(tc, retry_round_trip_from_the_retry_set);
+    tcase_add_test(tc, retry_keeps_numbers_beyond_64_bits);
     tcase_add_test(tc, dead_round_trip_and_retry_all);
     tcase_add_test(tc, kill_delete_and_clear);
     tcase_add_test(tc, quiet_and_stop_write_signals);

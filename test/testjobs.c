@@ -61,6 +61,9 @@ static void record(sq_job *job, const char *what)
     json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:i, s:O}", "jid", sq_job_jid(job), "class",
                             sq_job_class(job), "queue", sq_job_queue(job), "what", what,
                             "retry_count", sq_job_retry_count(job), "args", sq_job_args(job));
+    size_t raw_len;
+    const char *raw = sq_job_raw(job, &raw_len);
+    json_object_set_new(rec, "raw", json_stringn(raw, raw_len)); /* NULL (not UTF-8): not set */
     char *s = json_dumps(rec, JSON_COMPACT);
     const char *jid = sq_job_jid(job);
     bool counted = strcmp(what, "start") != 0, done = strcmp(what, "ok") == 0;

@@ -65,7 +65,7 @@ static void found_free(found *f)
  * enqueued_at now, queue "default" when missing. NULL when not a job. */
 static char *requeued_payload(const char *raw, size_t len, size_t *out_len, char **queue)
 {
-    json_t *job = json_loadb(raw, len, 0, NULL);
+    json_t *job = sq_json_load_lenient(raw, len, NULL);
     const char *q = json_string_value(json_object_get(job, "queue"));
     json_t *rc = json_object_get(job, "retry_count");
     char count[32], now[32];

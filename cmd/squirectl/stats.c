@@ -29,7 +29,7 @@ static double latency_of(const redisReply *r, double now)
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements == 0 ||
         r->element[0]->type != REDIS_REPLY_STRING)
         return 0;
-    json_t *job = json_loadb(r->element[0]->str, r->element[0]->len, 0, NULL);
+    json_t *job = sq_json_load_lenient(r->element[0]->str, r->element[0]->len, NULL);
     double t = sq_json_time(json_object_get(job, "enqueued_at"));
     json_decref(job);
     return t < 0 ? 0 : now - t;

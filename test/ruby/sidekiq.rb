@@ -40,6 +40,9 @@ out =
   case cmd
   when "push"          # Sidekiq::Client.push with a string class
     { "jid" => Sidekiq::Client.push("class" => ARGV[0], "args" => JSON.parse(ARGV[1])) }
+  when "push_at"       # Sidekiq::Client.push with "at": ZADD schedule, even for a past time
+    { "jid" => Sidekiq::Client.push("class" => ARGV[0], "args" => JSON.parse(ARGV[1]),
+                                    "at" => ARGV[2].to_f) }
   when "perform_async"
     { "jid" => HardJob.perform_async(1, "two", { "three" => [3.5, nil] }) }
   when "perform_in"
