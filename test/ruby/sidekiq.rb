@@ -36,6 +36,10 @@ out =
   case cmd
   when "push"          # Sidekiq::Client.push with a string class
     { "jid" => Sidekiq::Client.push("class" => ARGV[0], "args" => JSON.parse(ARGV[1])) }
+  when "push_queues"   # one OkJob per queue named in the file ARGV[0] (one name a line)
+    File.readlines(ARGV[0], chomp: true).reject(&:empty?).map do |q|
+      Sidekiq::Client.push("class" => "OkJob", "queue" => q, "args" => [q])
+    end
   when "perform_async"
     { "jid" => HardJob.perform_async(1, "two", { "three" => [3.5, nil] }) }
   when "perform_in"
