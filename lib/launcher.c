@@ -296,7 +296,7 @@ static int prepare_workers(sq_runtime *rt)
         /* BRPOP blocks 2 s; the socket waits longer. */
         w->redis = sq_redis_new(&rt->url, 3.0);
         w->order = calloc(rt->order.nqueues, sizeof *w->order);
-        w->scratch = calloc(rt->order.nexpanded, sizeof *w->scratch);
+        w->scratch = calloc(sq_queue_order_scratch_len(&rt->order), sizeof *w->scratch);
         w->keys = calloc(rt->order.nqueues, sizeof *w->keys);
         w->skip_until = calloc(rt->order.nqueues, sizeof *w->skip_until);
         if (!w->redis || !w->order || !w->scratch || !w->keys || !w->skip_until)
