@@ -1,4 +1,4 @@
-# Drives Debian's real Sidekiq (client and API) for the compatibility suite.
+# Drives real Sidekiq (client and API: Debian's 6.4.1, or 7.3.10 by RUBYLIB) for the compatibility suite.
 #   ruby sidekiq.rb COMMAND [ARGS]   with REDIS_URL set; prints JSON on stdout.
 require "json"
 require "sidekiq"
@@ -102,6 +102,8 @@ out =
       { "identity" => p.identity, "busy" => p["busy"], "quiet" => p["quiet"],
         "concurrency" => p["concurrency"], "queues" => p["queues"], "tag" => p.tag }
     end
+  when "version"       # which Sidekiq RUBYLIB selected
+    { "version" => Sidekiq::VERSION }
   else
     abort "unknown command #{cmd}"
   end
