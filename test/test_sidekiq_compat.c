@@ -212,18 +212,6 @@ START_TEST(the_chosen_sidekiq_is_the_one_loaded)
 }
 END_TEST
 
-static void setup_6(void)
-{
-    sqt_sidekiq_use(NULL);
-    itest_setup();
-}
-
-static void setup_7(void)
-{
-    sqt_sidekiq_use("7.3.10");
-    itest_setup();
-}
-
 static TCase *compat_case(const char *name, void (*setup)(void))
 {
     TCase *tc = tcase_create(name);
@@ -241,12 +229,6 @@ static TCase *compat_case(const char *name, void (*setup)(void))
 int main(void)
 {
     Suite *s = suite_create("sidekiq_compat");
-    suite_add_tcase(s, compat_case("ruby_sidekiq_6_4_1", setup_6));
-    if (sqt_third_party() != NULL)
-        suite_add_tcase(s, compat_case("ruby_sidekiq_7_3_10", setup_7));
-    else
-        printf("SKIP Sidekiq 7.3.10: %s/../shared/third_party/sidekiq-7.3.10 is absent "
-               "(only the 6.4.1 cases run)\n",
-               SQ_TEST_SOURCE_DIR);
+    itest_add_sidekiq_cases(s, "ruby_sidekiq_6_4_1", "ruby_sidekiq_7_3_10", compat_case);
     return sqt_run(s);
 }

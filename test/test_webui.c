@@ -239,18 +239,6 @@ START_TEST(the_chosen_sidekiq_is_the_one_loaded)
 }
 END_TEST
 
-static void setup_6(void)
-{
-    sqt_sidekiq_use(NULL);
-    itest_setup();
-}
-
-static void setup_7(void)
-{
-    sqt_sidekiq_use("7.3.10");
-    itest_setup();
-}
-
 static TCase *webui_case(const char *name, void (*setup)(void))
 {
     TCase *tc = tcase_create(name);
@@ -270,12 +258,6 @@ static TCase *webui_case(const char *name, void (*setup)(void))
 int main(void)
 {
     Suite *s = suite_create("webui");
-    suite_add_tcase(s, webui_case("sidekiq_6_4_1_api_and_web", setup_6));
-    if (sqt_third_party() != NULL)
-        suite_add_tcase(s, webui_case("sidekiq_7_3_10_api_and_web", setup_7));
-    else
-        printf("SKIP Sidekiq 7.3.10: %s/../shared/third_party/sidekiq-7.3.10 is absent "
-               "(only the 6.4.1 cases run)\n",
-               SQ_TEST_SOURCE_DIR);
+    itest_add_sidekiq_cases(s, "sidekiq_6_4_1_api_and_web", "sidekiq_7_3_10_api_and_web", webui_case);
     return sqt_run(s);
 }
