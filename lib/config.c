@@ -498,7 +498,7 @@ int sq__config_warn(sq_config *c, sq_error *err, const char *fmt, ...)
 
 /* ---- init / destroy ------------------------------------------------------ */
 
-static void set_default(sq_config *c, const sq__option *o)
+void sq__option_default(sq_config *c, const sq__option *o)
 {
     char *field = (char *)c + o->offset;
     switch (o->type) {
@@ -541,7 +541,7 @@ void sq_config_init(sq_config *c)
 {
     memset(c, 0, sizeof *c);
     for (size_t i = 0; i < SQ_ARRAY_LEN(options); i++)
-        set_default(c, &options[i]);
+        sq__option_default(c, &options[i]);
 }
 
 void sq_config_destroy(sq_config *c)
