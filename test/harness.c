@@ -420,19 +420,35 @@ const char *sqt_sidekiq_expected(void)
     return sidekiq_version ? sidekiq_version : "6.4.1";
 }
 
+static int run_ruby(const char *url, char **out, const char *prefix, const char *script,
+                    const char *args)
+{
+    char lib[3 * PATH_MAX + 128] = "";
+    if (sidekiq_version != NULL) {
+        const char *tp = sqt_third_party();
+        ck_assert_msg(tp != NULL, "Sidekiq %s asked for but ../shared/third_party is absent",
+                      sidekiq_version);
+        ck_assert_str_eq(sidekiq_version, "7.3.10");
+        snprintf(lib, sizeof lib,
+                 "RUBYLIB='%s/sidekiq-7.3.10/lib:%s/redis-client-0.26.4/lib:"
+                 "%s/connection_pool-2.5.5/lib' ",
+                 tp, tp, tp);
+    }
+    return sqt_sh(url, out, "%s%sruby -W0 '%s/test/ruby/%s' %s", prefix, lib, SQ_TEST_SOURCE_DIR,
+                  script, args ? args : "");
+}
+
 int sqt_ruby(const char *url, char **out, const char *script, const char *args)
 {
-    if (sidekiq_version == NULL)
-        return sqt_sh(url, out, "ruby -W0 '%s/test/ruby/%s' %s", SQ_TEST_SOURCE_DIR, script,
-                      args ? args : "");
-    const char *tp = sqt_third_party();
-    ck_assert_msg(tp != NULL, "Sidekiq %s asked for but ../shared/third_party is absent",
-                  sidekiq_version);
-    ck_assert_str_eq(sidekiq_version, "7.3.10");
-    return sqt_sh(url, out,
-                  "RUBYLIB='%s/sidekiq-7.3.10/lib:%s/redis-client-0.26.4/lib:"
-                  "%s/connection_pool-2.5.5/lib' ruby -W0 '%s/test/ruby/%s' %s",
-                  tp, tp, tp, SQ_TEST_SOURCE_DIR, script, args ? args : "");
+    return run_ruby(url, out, "", script, args);
+}
+
+int sqt_ruby_env(char **out, const char *env, const char *script, const char *args)
+{
+    char prefix[2048];
+    snprintf(prefix, sizeof prefix, "env -i PATH=\"$PATH\" HOME=\"$HOME\" LANG=C.UTF-8 %s ",
+             env ? env : "");
+    return run_ruby(NULL, out, prefix, script, args);
 }
 
 int sqt_run(Suite *s)
