@@ -494,6 +494,17 @@ static bool making_progress(sq_runtime *rt, char *who, size_t size)
         snprintf(who, size, "poller");
         return false;
     }
+    /* Turning is not working: fetches failing for long while Redis answers
+     * the heartbeat (a refused command, a broken script) will not mend by
+     * waiting. A Redis outage is left to the back-off: restarting would not
+     * bring Redis back. */
+    char msg[200];
+    long long failing = sq_runtime_fetch_failing(rt, msg, sizeof msg);
+    if (failing > SQ_FETCH_FAILING_STUCK_MS &&
+        atomic_load(&rt->redis_ok_ms) > now - failing + 1000) {
+        snprintf(who, size, "workers cannot fetch (for %lld s: %.120s)", failing / 1000, msg);
+        return false;
+    }
     return true;
 }
 
@@ -504,12 +515,17 @@ static void watchdog(sq_runtime *rt, double *next)
     if (period <= 0 || sq__monotonic() < *next)
         return;
     *next = sq__monotonic() + period;
-    char who[32];
-    if (making_progress(rt, who, sizeof who)) {
+    char who[200];
+    bool was_stuck = rt->stuck;
+    rt->stuck = !making_progress(rt, who, sizeof who);
+    if (!rt->stuck) {
         sq_notify("WATCHDOG=1");
     } else {
-        sq_log(SQ_LOG_ERROR, "thread %s is not making progress: not pinging the watchdog", who);
-        sq_notify_status("stuck: thread %s", who);
+        bool thread = strncmp(who, "workers", 7) != 0;
+        if (!was_stuck) /* once per episode, not once per watchdog period */
+            sq_log(SQ_LOG_ERROR, "%s%s%s: not pinging the watchdog", thread ? "thread " : "", who,
+                   thread ? " is not making progress" : "");
+        sq_notify_status("stuck: %s%s", thread ? "thread " : "", who);
     }
 }
 
@@ -524,8 +540,15 @@ static int beat(sq_runtime *rt)
         sq_log(SQ_LOG_DEBUG, "stats flush deferred: %s", serr.message);
     if (sq_heartbeat_beat(rt, &sig, &err) != 0)
         sq_log(SQ_LOG_DEBUG, "heartbeat failed: %s", err.message);
-    sq_notify_status("%s%d of %d busy", atomic_load(&rt->quiet) ? "quiet, " : "",
-                     sq_runtime_busy(rt), rt->nworkers);
+    else
+        atomic_store(&rt->redis_ok_ms, sq_runtime_ms());
+    char msg[200];
+    long long failing = sq_runtime_fetch_failing(rt, msg, sizeof msg);
+    if (failing >= SQ_FETCH_FAILING_SHOW_MS)
+        sq_notify_status("fetch failing for %lld s: %s", failing / 1000, msg);
+    else
+        sq_notify_status("%s%d of %d busy", atomic_load(&rt->quiet) ? "quiet, " : "",
+                         sq_runtime_busy(rt), rt->nworkers);
     return sig;
 }
 
@@ -750,6 +773,7 @@ done:
     free_workers(&rt);
     sq_redis_free(rt.redis);
     free(rt.info_json);
+    free(rt.info_failing_json);
     sq_pgpool_free(rt.pgpool);
     sq_queue_order_destroy(&rt.order);
     sq_redis_url_destroy(&rt.url);
