@@ -55,18 +55,25 @@ static bool notify_wait(listener *l, const char *needle, double timeout)
     }
 }
 
+/* Start squire with systemd's notify socket (l) and a 1 s watchdog. */
+static void start_watched(listener *l, sqt_proc *p, const char *url, const char *const *argv)
+{
+    listen_notify(l);
+    char sock[320];
+    snprintf(sock, sizeof sock, "NOTIFY_SOCKET=%s", l->path);
+    const char *env[] = {sock, "WATCHDOG_USEC=1000000", NULL};
+    sqt_squire_start(p, url, argv, env);
+}
+
 START_TEST(ready_only_once_redis_answers_then_watchdog_and_stopping)
 {
     listener l;
-    listen_notify(&l);
     int port = sqt_free_port();
-    char url[64], sock[320];
+    char url[64];
     snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", port);
-    snprintf(sock, sizeof sock, "NOTIFY_SOCKET=%s", l.path);
-    const char *env[] = {sock, "WATCHDOG_USEC=1000000", NULL};
     const char *argv[] = {"-r", SQ_TEST_PLUGIN, "-c", "2", "-t", "2", NULL};
     sqt_proc p;
-    sqt_squire_start(&p, url, argv, env);
+    start_watched(&l, &p, url, argv);
     ck_assert(notify_wait(&l, "STATUS=waiting for Redis", 5));
     sqt_sleep(1);
     ck_assert_ptr_null(strstr(l.seen, "READY=1"));
@@ -98,13 +105,9 @@ END_TEST
 START_TEST(watchdog_keeps_pinging_through_a_redis_outage)
 {
     listener l;
-    listen_notify(&l);
-    char sock[320];
-    snprintf(sock, sizeof sock, "NOTIFY_SOCKET=%s", l.path);
-    const char *env[] = {sock, "WATCHDOG_USEC=1000000", NULL};
     const char *argv[] = {"-r", SQ_TEST_PLUGIN, "-c", "2", "-t", "2", NULL};
     sqt_proc p;
-    sqt_squire_start(&p, R.url, argv, env);
+    start_watched(&l, &p, R.url, argv);
     ck_assert(notify_wait(&l, "READY=1", 10));
     redisFree(C);
     C = NULL;
@@ -140,15 +143,11 @@ static size_t count(const char *hay, const char *needle)
 START_TEST(failing_fetches_do_not_look_healthy)
 {
     listener l;
-    listen_notify(&l);
-    char sock[320];
-    snprintf(sock, sizeof sock, "NOTIFY_SOCKET=%s", l.path);
-    const char *env[] = {sock, "WATCHDOG_USEC=1000000", NULL};
     const char *cfg = itest_config(":beat_interval: 1\n");
     const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "2", "-t", "2",
                           "-q", "a", "-q", "b", NULL};
     sqt_proc p;
-    sqt_squire_start(&p, R.url, argv, env);
+    start_watched(&l, &p, R.url, argv);
     ck_assert(notify_wait(&l, "READY=1", 10));
     freeReplyObject(sqt_cmd(C, "ACL SETUSER default -evalsha -eval -lmove -blmove -brpop"));
     ck_assert(sqt_log_wait(&p, "fetch failed:", 10));
