@@ -32,7 +32,14 @@
  * KEYS[nq+1..]: queue keys in this fetch's order.
  * ARGV: ack index (1-based, 0 none), ack payload, nq, scan (1 after a failed
  * call: look for a job a lost reply left in our lists), then for each queue
- * key its canonical index. Returns {acked, index, job, stranded, bad...}. */
+ * key its canonical index. Returns {acked, index, job, stranded, bad...}.
+ *
+ * Redis deletes an empty list, so the first queue with a job is the first
+ * key that exists. With more than 8 queues left it is found by EXISTS over
+ * halves of the list (one EXISTS over them all, then log2(n) smaller ones):
+ * O(n) key lookups inside Redis but O(log n) script calls, instead of one
+ * LMOVE call per empty queue. A key that exists but is not a list fails its
+ * LMOVE and is reported (bad) for the caller to set aside. */
 static sq_script fetch_script =
     SQ_SCRIPT("local nq = tonumber(ARGV[3])\n"
               "local acked = -1\n"
@@ -45,11 +52,29 @@ static sq_script fetch_script =
               "  end\n"
               "end\n"
               "local bad = {acked, 0, '', 0}\n"
-              "for j = nq + 1, #KEYS do\n"
+              "local function exist(lo, hi)\n"
+              "  for s = lo, hi, 1000 do\n"
+              "    if redis.call('EXISTS', unpack(KEYS, s, math.min(s + 999, hi))) > 0 then\n"
+              "      return true\n"
+              "    end\n"
+              "  end\n"
+              "  return false\n"
+              "end\n"
+              "local j = nq + 1\n"
+              "while j <= #KEYS do\n"
+              "  if #KEYS - j >= 8 then\n"
+              "    if not exist(j, #KEYS) then break end\n"
+              "    local hi = #KEYS\n"
+              "    while j < hi do\n"
+              "      local mid = math.floor((j + hi) / 2)\n"
+              "      if exist(j, mid) then hi = mid else j = mid + 1 end\n"
+              "    end\n"
+              "  end\n"
               "  local w = tonumber(ARGV[j + 4 - nq])\n"
               "  local v = redis.pcall('LMOVE', KEYS[j], KEYS[w], 'RIGHT', 'LEFT')\n"
               "  if type(v) == 'table' and v.err then bad[#bad + 1] = w\n"
               "  elseif v then return {acked, w, v, 0} end\n"
+              "  j = j + 1\n"
               "end\n"
               "return bad\n");
 

@@ -333,7 +333,7 @@ static void fetch_failing(sq_worker *w, const sq_error *err)
     snprintf(w->fetch_error, sizeof w->fetch_error, "%.199s", err->message);
     pthread_mutex_unlock(&w->lock);
     atomic_store(&w->fetch_failing_ms, sq_runtime_ms());
-    if (atomic_fetch_add(&w->rt->fetch_failing, 1) == 0)
+    if (!atomic_exchange(&w->rt->fetch_outage, true))
         sq_log(SQ_LOG_WARN, "fetch failed: %s (said once until fetching works again)",
                err->message);
 }
@@ -341,7 +341,7 @@ static void fetch_failing(sq_worker *w, const sq_error *err)
 static void fetch_works(sq_worker *w)
 {
     long long since = atomic_exchange(&w->fetch_failing_ms, 0);
-    if (atomic_fetch_sub(&w->rt->fetch_failing, 1) == 1)
+    if (atomic_exchange(&w->rt->fetch_outage, false))
         sq_log(SQ_LOG_INFO, "fetching again after %.1f s",
                (double)(sq_runtime_ms() - since) / 1000.0);
 }

@@ -133,7 +133,7 @@ struct sq_runtime {
     sq_redis *redis;        /* main thread's connection */
     char *info_json;        /* heartbeat: the process's `info`, built once */
     char *info_failing_json; /* the same with the label "fetch-failing" */
-    atomic_int fetch_failing; /* workers whose fetches are failing now */
+    atomic_bool fetch_outage; /* said "fetch failed", not yet "fetching again" */
     atomic_llong redis_ok_ms; /* monotonic ms of the main thread's last good heartbeat */
     sq_pgpool *pgpool;      /* PostgreSQL for handlers, or NULL when none is configured */
     double started_at;      /* wall clock at boot */

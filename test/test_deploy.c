@@ -199,6 +199,8 @@ START_TEST(failing_fetches_do_not_look_healthy)
     ck_assert(sqt_log_wait(&p, "fetching again after", 10));
     l.len = 0;
     l.seen[0] = '\0';
+    /* pinged again once every worker has tried again (after its back-off) */
+    ck_assert(notify_wait(&l, "WATCHDOG=1", 15));
     notify_wait(&l, "never", 2.5);
     ck_assert_int_ge(count(l.seen, "WATCHDOG=1"), 2);
     sqt_sleep(1.5); /* a beat */
