@@ -114,6 +114,62 @@ START_TEST(four_hundred_weighted_queues_drain_basic)
 }
 END_TEST
 
+/* Sidekiq's strict order over many queues: with every queue holding a job
+ * before squire starts, one worker takes them in the configured order (the
+ * reliable fetch finds the first non-empty queue by halving the list). A
+ * key that is not a list, in the middle, is set aside without stopping the
+ * queues after it. */
+static void strict_order_holds(const char *fetch)
+{
+    enum { NQ = 20 };
+    char names[300];
+    const char *cfg = many_queues_config(NQ, false, fetch, names);
+    for (int i = 0; i < NQ; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "queue:q%03d", i);
+        if (i == 7) {
+            freeReplyObject(sqt_cmd(C, "SET %s not-a-list", key));
+            continue;
+        }
+        for (int k = 0; k < 2; k++) {
+            char jid[25];
+            sq_push_opts opts = {.queue = key + 6};
+            char args[32];
+            snprintf(args, sizeof args, "[\"q%03d\"]", i);
+            itest_push("OkJob", args, &opts, jid);
+        }
+    }
+    sqt_proc p;
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-t", "2", "-c", "1", NULL};
+    sqt_squire_start(&p, R.url, argv, NULL);
+    ck_assert_int_eq(sqt_wait_int(C, 2 * (NQ - 1), 30, "SCARD test:done"), 2 * (NQ - 1));
+    redisReply *r = sqt_cmd(C, "LRANGE test:log 0 -1");
+    ck_assert_int_eq(r->elements, 2 * (NQ - 1));
+    for (size_t i = 0; i < r->elements; i++) {
+        int q = (int)(i / 2) + ((int)(i / 2) >= 7);
+        char want[16];
+        snprintf(want, sizeof want, "q%03d", q);
+        json_t *rec = json_loads(r->element[i]->str, 0, NULL);
+        ck_assert_str_eq(json_string_value(json_object_get(rec, "queue")), want);
+        json_decref(rec);
+    }
+    freeReplyObject(r);
+    ck_assert(sqt_log_wait(&p, "queue:q007 is a string, not a list", 5));
+    itest_stop(&p);
+}
+
+START_TEST(strict_order_holds_reliable)
+{
+    strict_order_holds("reliable");
+}
+END_TEST
+
+START_TEST(strict_order_holds_basic)
+{
+    strict_order_holds("basic");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("many_queues");
@@ -124,6 +180,8 @@ int main(void)
     tcase_add_test(tc, six_strict_queues_drain_basic);
     tcase_add_test(tc, four_hundred_weighted_queues_drain_reliable);
     tcase_add_test(tc, four_hundred_weighted_queues_drain_basic);
+    tcase_add_test(tc, strict_order_holds_reliable);
+    tcase_add_test(tc, strict_order_holds_basic);
     suite_add_tcase(s, tc);
     return sqt_run(s);
 }
