@@ -165,11 +165,8 @@ static int check_database(const sq_config *cfg)
 
 int sq__check(const sq_config *cfg, sq_registry *reg)
 {
-    char queues[300] = "";
-    size_t pos = 0;
-    for (size_t i = 0; i < cfg->nqueues && pos < sizeof queues; i++)
-        pos += (size_t)snprintf(queues + pos, sizeof queues - pos, "%s%s", i ? " " : "",
-                                cfg->queues[i].name);
+    char queues[300];
+    sq_config_queue_list(cfg, false, queues, sizeof queues);
     line("config", true, "%s: concurrency %d, timeout %d s, queues [%s], fetch %s",
          cfg->config_path ? cfg->config_path : "(no file: defaults and flags)",
          cfg->concurrency, cfg->timeout, queues,

@@ -113,6 +113,10 @@ int sq_config_validate(const sq_config *c, sq_error *err);
 /* The --help text, generated from the option table (static storage). */
 const char *sq_config_usage(void);
 
+/* The queue list for a log line: "a b,3 c" (weights when asked), cut to fit
+ * size with " ... and N more". Returns buf. */
+const char *sq_config_queue_list(const sq_config *c, bool weights, char *buf, size_t size);
+
 /* ---- Redis URLs ----------------------------------------------------------- */
 
 typedef struct sq_redis_url {

@@ -410,19 +410,7 @@ static void log_start(sq_runtime *rt)
 {
     const sq_config *cfg = rt->cfg;
     char queues[512];
-    size_t pos = 0;
-    for (size_t i = 0; i < cfg->nqueues && pos < sizeof queues - 1; i++) {
-        int n = cfg->queues[i].weight > 0
-                    ? snprintf(queues + pos, sizeof queues - pos, "%s%s,%d", i ? " " : "",
-                               cfg->queues[i].name, cfg->queues[i].weight)
-                    : snprintf(queues + pos, sizeof queues - pos, "%s%s", i ? " " : "",
-                               cfg->queues[i].name);
-        if (n < 0)
-            break;
-        pos += (size_t)n;
-        if (pos >= sizeof queues)
-            pos = sizeof queues - 1;
-    }
+    sq_config_queue_list(cfg, true, queues, sizeof queues);
     sq_log(SQ_LOG_INFO,
            "squire %s starting: identity=%s tag=%s concurrency=%d queues=[%s] "
            "fetch=%s timeout=%d s redis=%s handlers=%zu environment=%s",

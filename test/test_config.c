@@ -907,6 +907,30 @@ START_TEST(test_erb_skipped_where_unused)
 }
 END_TEST
 
+/* Log lines name the queues, cut with a count when there are many. */
+START_TEST(test_queue_list_for_logs)
+{
+    ASSERT_OK(yml("queues: [[a, 3], b]\n"));
+    char buf[64];
+    ck_assert_str_eq(sq_config_queue_list(&cfg, true, buf, sizeof buf), "a,3 b");
+    ck_assert_str_eq(sq_config_queue_list(&cfg, false, buf, sizeof buf), "a b");
+    char yaml[8192] = "queues:\n";
+    for (int i = 0; i < 400; i++)
+        snprintf(yaml + strlen(yaml), sizeof yaml - strlen(yaml), "  - [queue_%03d, 2]\n", i);
+    ASSERT_OK(yml(yaml));
+    char line[300];
+    sq_config_queue_list(&cfg, true, line, sizeof line);
+    ck_assert_uint_lt(strlen(line), sizeof line);
+    ck_assert_ptr_nonnull(strstr(line, "queue_000,2 queue_001,2"));
+    const char *more = strstr(line, " ... and ");
+    ck_assert_ptr_nonnull(more);
+    int shown = 0;
+    for (const char *p = line; p < more; p++)
+        shown += *p == ',';
+    ck_assert_int_eq(shown + atoi(more + 9), 400);
+}
+END_TEST
+
 START_TEST(test_erb_value_cannot_smuggle_settings)
 {
     env_set("INJECT", "5\ntimeout: 1");
@@ -1671,6 +1695,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_erb_errors);
     tcase_add_test(tc, test_erb_value_cannot_smuggle_settings);
     tcase_add_test(tc, test_erb_skipped_where_unused);
+    tcase_add_test(tc, test_queue_list_for_logs);
     tcase_add_loop_test(tc, test_bad_fixture, 0, (int)N_ELEMS(bad_fixtures));
     tcase_add_test(tc, test_good_fixture);
     tcase_add_test(tc, test_good_fixture_production);
