@@ -588,7 +588,11 @@ static int parse_unary(erb *e, value *v)
     skip_space(e);
     if (e->p < e->end && *e->p == '!' && !(e->p + 1 < e->end && e->p[1] == '=')) {
         e->p++;
-        if (parse_unary(e, v) < 0)
+        if (++e->depth > MAX_NESTING) /* "!!!!..." must not exhaust the stack */
+            return unsupported(e);
+        int rc = parse_unary(e, v);
+        e->depth--;
+        if (rc < 0)
             return -1;
         set_bool(v, !truthy(v));
         return 0;

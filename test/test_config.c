@@ -856,6 +856,10 @@ START_TEST(test_erb_errors)
         {"concurrency: <%= Random.rand(1) + 1 %>\n", "ERB <%= Random.rand(1) + 1 %> is a form"},
         {"x: <%= true.to_i %>\n", "true.to_i: undefined method"},
         {"x: <%= ENV['NL'] %>\n", "test.yml:1: ERB: the value of an ERB tag contains a newline"},
+        {"tag: <%= !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!nil %>\n",
+         "is a form squire does not evaluate"},
+        {"tag: <%= ((((((((((((((((((((((((((((((((((((((1)))))))))))))))))))))))))))))))))))) %>\n",
+         "is a form squire does not evaluate"},
         {"x: 1\ny: <%= ENV['A']\n", "test.yml:2: ERB: unterminated tag"},
     };
     for (size_t i = 0; i < N_ELEMS(cases); i++) {
