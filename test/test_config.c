@@ -911,6 +911,40 @@ START_TEST(test_erb_skipped_where_unused)
 }
 END_TEST
 
+static unsigned long long lcg(unsigned long long *st)
+{
+    *st = *st * 6364136223846793005ULL + 1442695040888963407ULL;
+    return *st >> 33;
+}
+
+/* Adversarial: tags stitched from fragments of the grammar, valid or not,
+ * in a used and an unused key. Each gives a value, a refusal naming the
+ * file, or a skipped-tag warning; nothing crashes or leaks (the ASan run). */
+START_TEST(test_erb_fragments_never_crash)
+{
+    env_set("A", "12");
+    env_set("E", "");
+    static const char *const frag[] = {
+        "ENV['A']", "ENV['E']", "ENV['NOPE']", "ENV.fetch('A'", "ENV.fetch('NOPE'", ", 3)", ")",
+        "(", "[", "]", "||", "&&", "!", " ? ", " : ", "'x'", "\"#{", "}\"", "\"a\"", "1", "-2",
+        "..", "...", ".to_i", ".to_s", ".include?(", ",", "nil", "true", "Integer(", "rand(",
+        "Random.rand(", "{", "}", "==", "!=", " ", "\\", "'", "\"", "#{", "%", "<%", ";"};
+    unsigned long long st = 12345;
+    for (int round = 0; round < 5000; round++) {
+        char body[256] = "";
+        int n = 1 + (int)(lcg(&st) % 8);
+        for (int k = 0; k < n; k++)
+            strcat(body, frag[lcg(&st) % N_ELEMS(frag)]);
+        char text[400];
+        snprintf(text, sizeof text, "%s: <%%= %s %%>\n", round % 2 ? "tag" : "other", body);
+        memset(&err, 0, sizeof err);
+        int rc = yml(text);
+        ck_assert_msg(rc == 0 || (err.code == SQ_ECONFIG && strncmp(err.message, "test.yml:", 9) == 0),
+                      "%s -> %d %s", text, rc, err.message);
+    }
+}
+END_TEST
+
 /* Log lines name the queues, cut with a count when there are many. */
 START_TEST(test_queue_list_for_logs)
 {
@@ -1700,6 +1734,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_erb_value_cannot_smuggle_settings);
     tcase_add_test(tc, test_erb_skipped_where_unused);
     tcase_add_test(tc, test_queue_list_for_logs);
+    tcase_add_test(tc, test_erb_fragments_never_crash);
     tcase_add_loop_test(tc, test_bad_fixture, 0, (int)N_ELEMS(bad_fixtures));
     tcase_add_test(tc, test_good_fixture);
     tcase_add_test(tc, test_good_fixture_production);
