@@ -3,15 +3,17 @@
  *
  * Real sidekiq.yml files list many queues (Rails adds mailers,
  * active_storage_*, action_mailbox_*; GitLab weighs 381). The real Sidekiq
- * client pushes one job to every queue of a 6-queue strict and a 400-queue
- * weighted config, and every one of them must run, in reliable and basic
- * fetch alike.
+ * client pushes one job to every queue of a 6-queue strict, a 50-queue
+ * random and a 400-queue weighted config, and every one of them must run, in
+ * reliable and basic fetch alike.
  */
 #include "itest.h"
 
-/* Write a sidekiq.yml with nq queues (weighted: weights 1..3) and the list
- * of queue names, one a line, for the Ruby pusher. */
-static const char *many_queues_config(size_t nq, bool weighted, const char *fetch, char *names)
+enum mode { STRICT, WEIGHTED, RANDOM };
+
+/* Write a sidekiq.yml with nq queues (weighted: weights 1..3; random: all 1)
+ * and the list of queue names, one a line, for the Ruby pusher. */
+static const char *many_queues_config(size_t nq, enum mode mode, const char *fetch, char *names)
 {
     size_t cap = 200 + nq * 64;
     char *yaml = malloc(cap), *list = malloc(nq * 32 + 1);
@@ -24,8 +26,9 @@ static const char *many_queues_config(size_t nq, bool weighted, const char *fetc
     size_t lpos = 0;
     list[0] = '\0';
     for (size_t i = 0; i < nq; i++) {
-        if (weighted)
-            pos += (size_t)snprintf(yaml + pos, cap - pos, "  - [q%03zu, %zu]\n", i, i % 3 + 1);
+        if (mode != STRICT)
+            pos += (size_t)snprintf(yaml + pos, cap - pos, "  - [q%03zu, %zu]\n", i,
+                                    mode == WEIGHTED ? i % 3 + 1 : 1);
         else
             pos += (size_t)snprintf(yaml + pos, cap - pos, "  - q%03zu\n", i);
         lpos += (size_t)snprintf(list + lpos, nq * 32 + 1 - lpos, "q%03zu\n", i);
@@ -43,10 +46,10 @@ static const char *many_queues_config(size_t nq, bool weighted, const char *fetc
     return path;
 }
 
-static void every_queue_drains(size_t nq, bool weighted, const char *fetch)
+static void every_queue_drains(size_t nq, enum mode mode, const char *fetch)
 {
     char names[300], args[400];
-    const char *cfg = many_queues_config(nq, weighted, fetch, names);
+    const char *cfg = many_queues_config(nq, mode, fetch, names);
     sqt_proc p;
     const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-t", "2", NULL};
     sqt_squire_start(&p, R.url, argv, NULL);
@@ -92,25 +95,37 @@ static void every_queue_drains(size_t nq, bool weighted, const char *fetch)
 
 START_TEST(six_strict_queues_drain_reliable)
 {
-    every_queue_drains(6, false, "reliable");
+    every_queue_drains(6, STRICT, "reliable");
 }
 END_TEST
 
 START_TEST(six_strict_queues_drain_basic)
 {
-    every_queue_drains(6, false, "basic");
+    every_queue_drains(6, STRICT, "basic");
+}
+END_TEST
+
+START_TEST(fifty_random_queues_drain_reliable)
+{
+    every_queue_drains(50, RANDOM, "reliable");
+}
+END_TEST
+
+START_TEST(fifty_random_queues_drain_basic)
+{
+    every_queue_drains(50, RANDOM, "basic");
 }
 END_TEST
 
 START_TEST(four_hundred_weighted_queues_drain_reliable)
 {
-    every_queue_drains(400, true, "reliable");
+    every_queue_drains(400, WEIGHTED, "reliable");
 }
 END_TEST
 
 START_TEST(four_hundred_weighted_queues_drain_basic)
 {
-    every_queue_drains(400, true, "basic");
+    every_queue_drains(400, WEIGHTED, "basic");
 }
 END_TEST
 
@@ -123,7 +138,7 @@ static void strict_order_holds(const char *fetch)
 {
     enum { NQ = 20 };
     char names[300];
-    const char *cfg = many_queues_config(NQ, false, fetch, names);
+    const char *cfg = many_queues_config(NQ, STRICT, fetch, names);
     for (int i = 0; i < NQ; i++) {
         char key[32];
         snprintf(key, sizeof key, "queue:q%03d", i);
@@ -178,6 +193,8 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, six_strict_queues_drain_reliable);
     tcase_add_test(tc, six_strict_queues_drain_basic);
+    tcase_add_test(tc, fifty_random_queues_drain_reliable);
+    tcase_add_test(tc, fifty_random_queues_drain_basic);
     tcase_add_test(tc, four_hundred_weighted_queues_drain_reliable);
     tcase_add_test(tc, four_hundred_weighted_queues_drain_basic);
     tcase_add_test(tc, strict_order_holds_reliable);
