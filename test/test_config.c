@@ -945,6 +945,27 @@ START_TEST(test_erb_fragments_never_crash)
 }
 END_TEST
 
+/* 400 queues from -q flags, as from the file: no cap on the command line. */
+START_TEST(test_many_queue_flags)
+{
+    enum { NQ = 400 };
+    char *argv[2 * NQ + 2];
+    static char names[NQ][16];
+    int argc = 0;
+    argv[argc++] = "squire";
+    for (int i = 0; i < NQ; i++) {
+        snprintf(names[i], sizeof names[i], "q%d,%d", i, i % 4 + 1);
+        argv[argc++] = "-q";
+        argv[argc++] = names[i];
+    }
+    argv[argc] = NULL;
+    ASSERT_OK(sq_config_load(&cfg, argc, argv, fake_getenv, &action, &err));
+    ck_assert_uint_eq(cfg.nqueues, NQ);
+    ck_assert_str_eq(cfg.queues[NQ - 1].name, "q399");
+    ck_assert_int_eq(cfg.queues[NQ - 1].weight, 4);
+}
+END_TEST
+
 /* Log lines name the queues, cut with a count when there are many. */
 START_TEST(test_queue_list_for_logs)
 {
@@ -1734,6 +1755,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_erb_value_cannot_smuggle_settings);
     tcase_add_test(tc, test_erb_skipped_where_unused);
     tcase_add_test(tc, test_queue_list_for_logs);
+    tcase_add_test(tc, test_many_queue_flags);
     tcase_add_test(tc, test_erb_fragments_never_crash);
     tcase_add_loop_test(tc, test_bad_fixture, 0, (int)N_ELEMS(bad_fixtures));
     tcase_add_test(tc, test_good_fixture);
