@@ -270,7 +270,8 @@ static int strict_integer(erb *e, const value *v, long long *out)
     if (digits == 0 || i != len || s[stop - 1] == '_') {
         char q[80];
         sq__quote(s, len, q, sizeof q);
-        return ruby_raise(e, "Integer(%s): invalid value for Integer() (Ruby raises ArgumentError)", q);
+        return ruby_raise(e, "Integer(%s): invalid value for Integer() (Ruby raises ArgumentError)",
+                          q);
     }
     *out = string_to_i(s + start, stop - start);
     return 0;
@@ -286,8 +287,8 @@ static void skip_space(erb *e)
 
 static bool ident_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '?' || c == '!';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '?' || c == '!';
 }
 
 static bool eat(erb *e, const char *word)
@@ -297,8 +298,7 @@ static bool eat(erb *e, const char *word)
     if ((size_t)(e->end - e->p) < n || memcmp(e->p, word, n) != 0)
         return false;
     /* a name must end where the word does: `.to_i` is not `.to_int` */
-    if (ident_char(word[n - 1]) && e->p + n < e->end && ident_char(e->p[n]) &&
-        word[n - 1] != '?')
+    if (ident_char(word[n - 1]) && e->p + n < e->end && ident_char(e->p[n]) && word[n - 1] != '?')
         return false;
     e->p += n;
     return true;
@@ -422,9 +422,10 @@ static int parse_fetch(erb *e, value *v)
         rc = lookup_env(e, name.s, v);
     if (rc == 0 && v->t == V_NIL) {
         if (!has_default)
-            rc = ruby_raise(e, "ENV.fetch('%s'): the variable is not set and has no default "
-                          "(Ruby raises KeyError); set it or give a default",
-                       name.s);
+            rc = ruby_raise(e,
+                            "ENV.fetch('%s'): the variable is not set and has no default "
+                            "(Ruby raises KeyError); set it or give a default",
+                            name.s);
         else
             *v = def, memset(&def, 0, sizeof def);
     }
@@ -516,8 +517,9 @@ static int parse_primary(erb *e, value *v)
         if (v->t == V_STR && strict_integer(e, v, &i) < 0)
             return -1;
         if (v->t != V_STR && v->t != V_INT)
-            return ruby_raise(e, "Integer(%s): can't convert it into Integer (Ruby raises TypeError)",
-                         v->t == V_NIL ? "nil" : "a non-number");
+            return ruby_raise(e,
+                              "Integer(%s): can't convert it into Integer (Ruby raises TypeError)",
+                              v->t == V_NIL ? "nil" : "a non-number");
         set_int(v, i);
         return 0;
     }
@@ -550,7 +552,7 @@ static int parse_postfix(erb *e, value *v)
                 set_int(v, 0);
             else if (v->t != V_INT)
                 return ruby_raise(e, "%s.to_i: undefined method (Ruby raises NoMethodError)",
-                             v->t == V_BOOL ? (v->b ? "true" : "false") : "a list");
+                                  v->t == V_BOOL ? (v->b ? "true" : "false") : "a list");
         } else if (eat(e, ".to_s")) {
             buf b = {0};
             int rc = to_text(e, v, false, &b) < 0 ? -1 : set_str(e, v, b.data ? b.data : "", b.len);
@@ -573,7 +575,7 @@ static int parse_postfix(erb *e, value *v)
             } else {
                 vfree(&arg);
                 return ruby_raise(e, "%s.include?: not a list or a string (Ruby raises an error)",
-                             v->t == V_NIL ? "nil" : "the value");
+                                  v->t == V_NIL ? "nil" : "the value");
             }
             vfree(&arg);
             set_bool(v, found);

@@ -787,8 +787,7 @@ START_TEST(test_erb_env_lookups)
         {"concurrency: <%= ENV.fetch('NOPE', ENV['THREADS']) %>\n", 11},
         {"concurrency: <%= ENV.fetch('NOPE', 1) { 2 } %>\n", 2}, /* the block wins */
         {"concurrency: <%= ENV[\"THREAD#{'S'}\"] %>\n", 11},
-        {"concurrency: <%= ['production', 'staging'].include?(ENV['RACK_ENV']) ? 20 : 5 %>\n",
-         20},
+        {"concurrency: <%= ['production', 'staging'].include?(ENV['RACK_ENV']) ? 20 : 5 %>\n", 20},
         {"concurrency: <%= ENV['RAILS_ENV'] == 'production' ? 25 : 4 %>\n", 4},
         {"concurrency: <%= ENV['RAILS_ENV'] != 'production' && 6 || 7 %>\n", 6},
         {"concurrency: <%= !ENV['NOPE'] ? 8 : 9 %>\n", 8},
@@ -836,7 +835,8 @@ START_TEST(test_erb_errors)
         {"a: 1\nconcurrency: <%= 5 * 5 %>\n",
          "test.yml:2: concurrency: ERB <%= 5 * 5 %> is a form squire does not evaluate, and "
          "squire needs this value"},
-        {"<% require 'socket' %>\n", "test.yml:1: ERB: \"<% require 'socket' %>\": a statement tag"},
+        {"<% require 'socket' %>\n",
+         "test.yml:1: ERB: \"<% require 'socket' %>\": a statement tag"},
         {"tag: <%= `id` %>\n", "tag: ERB <%= `id` %> is a form squire does not evaluate"},
         {"tag: <%= ENV['A'].upcase %>\n", "ERB <%= ENV['A'].upcase %> is a form"},
         {"tag: <%= ENV['A'] ; ENV['B'] %>\n", "is a form squire does not evaluate"},
@@ -858,7 +858,8 @@ START_TEST(test_erb_errors)
         {"x: <%= ENV['NL'] %>\n", "test.yml:1: ERB: the value of an ERB tag contains a newline"},
         {"tag: <%= !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!nil %>\n",
          "is a form squire does not evaluate"},
-        {"tag: <%= ((((((((((((((((((((((((((((((((((((((1)))))))))))))))))))))))))))))))))))) %>\n",
+        {"tag: <%= ((((((((((((((((((((((((((((((((((((((1)))))))))))))))))))))))))))))))))))) "
+         "%>\n",
          "is a form squire does not evaluate"},
         {"x: 1\ny: <%= ENV['A']\n", "test.yml:2: ERB: unterminated tag"},
     };
@@ -924,11 +925,50 @@ START_TEST(test_erb_fragments_never_crash)
 {
     env_set("A", "12");
     env_set("E", "");
-    static const char *const frag[] = {
-        "ENV['A']", "ENV['E']", "ENV['NOPE']", "ENV.fetch('A'", "ENV.fetch('NOPE'", ", 3)", ")",
-        "(", "[", "]", "||", "&&", "!", " ? ", " : ", "'x'", "\"#{", "}\"", "\"a\"", "1", "-2",
-        "..", "...", ".to_i", ".to_s", ".include?(", ",", "nil", "true", "Integer(", "rand(",
-        "Random.rand(", "{", "}", "==", "!=", " ", "\\", "'", "\"", "#{", "%", "<%", ";"};
+    static const char *const frag[] = {"ENV['A']",
+                                       "ENV['E']",
+                                       "ENV['NOPE']",
+                                       "ENV.fetch('A'",
+                                       "ENV.fetch('NOPE'",
+                                       ", 3)",
+                                       ")",
+                                       "(",
+                                       "[",
+                                       "]",
+                                       "||",
+                                       "&&",
+                                       "!",
+                                       " ? ",
+                                       " : ",
+                                       "'x'",
+                                       "\"#{",
+                                       "}\"",
+                                       "\"a\"",
+                                       "1",
+                                       "-2",
+                                       "..",
+                                       "...",
+                                       ".to_i",
+                                       ".to_s",
+                                       ".include?(",
+                                       ",",
+                                       "nil",
+                                       "true",
+                                       "Integer(",
+                                       "rand(",
+                                       "Random.rand(",
+                                       "{",
+                                       "}",
+                                       "==",
+                                       "!=",
+                                       " ",
+                                       "\\",
+                                       "'",
+                                       "\"",
+                                       "#{",
+                                       "%",
+                                       "<%",
+                                       ";"};
     unsigned long long st = 12345;
     for (int round = 0; round < 5000; round++) {
         char body[256] = "";
@@ -939,7 +979,8 @@ START_TEST(test_erb_fragments_never_crash)
         snprintf(text, sizeof text, "%s: <%%= %s %%>\n", round % 2 ? "tag" : "other", body);
         memset(&err, 0, sizeof err);
         int rc = yml(text);
-        ck_assert_msg(rc == 0 || (err.code == SQ_ECONFIG && strncmp(err.message, "test.yml:", 9) == 0),
+        ck_assert_msg(rc == 0 ||
+                          (err.code == SQ_ECONFIG && strncmp(err.message, "test.yml:", 9) == 0),
                       "%s -> %d %s", text, rc, err.message);
     }
 }

@@ -67,8 +67,8 @@ static void read_header(corpus *c, const char *file)
                 c->names[c->nvars] = strndup(w, (size_t)(eq - w));
                 c->values[c->nvars] = strdup(eq + 1);
                 size_t n = strlen(c->shell_env);
-                snprintf(c->shell_env + n, sizeof c->shell_env - n, "%s='%s' ",
-                         c->names[c->nvars], c->values[c->nvars]);
+                snprintf(c->shell_env + n, sizeof c->shell_env - n, "%s='%s' ", c->names[c->nvars],
+                         c->values[c->nvars]);
                 c->nvars++;
             }
         } else {
@@ -133,12 +133,12 @@ START_TEST(corpus_file_resolves_as_sidekiq_does)
     } else {
         ck_assert_msg(rc == 0, "%s: Sidekiq loads it but squire refused: %s", files[_i],
                       err.message);
-        ck_assert_int_eq(cfg.concurrency,
-                         json_integer_value(json_object_get(sk, "concurrency")));
+        ck_assert_int_eq(cfg.concurrency, json_integer_value(json_object_get(sk, "concurrency")));
         ck_assert_int_eq(cfg.timeout, json_integer_value(json_object_get(sk, "timeout")));
         json_t *queues = json_object_get(sk, "queues"), *weights = json_object_get(sk, "weights");
-        ck_assert_msg(json_array_size(queues) == cfg.nqueues, "%s: Sidekiq has %zu queues, squire %zu",
-                      files[_i], json_array_size(queues), cfg.nqueues);
+        ck_assert_msg(json_array_size(queues) == cfg.nqueues,
+                      "%s: Sidekiq has %zu queues, squire %zu", files[_i], json_array_size(queues),
+                      cfg.nqueues);
         for (size_t i = 0; i < cfg.nqueues; i++) {
             const char *name = json_string_value(json_array_get(queues, i));
             ck_assert_str_eq(cfg.queues[i].name, name);
@@ -159,9 +159,8 @@ START_TEST(corpus_file_resolves_as_sidekiq_does)
             ck_assert_msg(found, "%s: no warning containing \"%s\"", files[_i], c.warns[w]);
         }
         printf("%s: %s, concurrency %d, timeout %d, %zu queues (%s), %zu warnings\n", files[_i],
-               json_string_value(json_object_get(sk, "environment")), cfg.concurrency,
-               cfg.timeout, cfg.nqueues, json_string_value(json_object_get(sk, "mode")),
-               cfg.nwarnings);
+               json_string_value(json_object_get(sk, "environment")), cfg.concurrency, cfg.timeout,
+               cfg.nqueues, json_string_value(json_object_get(sk, "mode")), cfg.nwarnings);
     }
     sq_config_destroy(&cfg);
     json_decref(sk);
