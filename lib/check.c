@@ -1,7 +1,10 @@
 /*
  * check.c: `squire --check`: what a deploy script or ExecStartPre runs before
  * starting squire. One line per check on stdout, then a verdict; exit 0 when
- * all pass, 78 for configuration problems, 69 when Redis is unreachable.
+ * all pass, 78 for configuration problems, 69 when Redis is unreachable or
+ * this config cannot fetch (one script over every queue key, as a fetch
+ * calls it). Running processes whose heartbeat reports failing fetches are
+ * shown as WARN lines.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +44,68 @@ static int check_handlers(sq_registry *reg)
     return total > 0 ? 0 : EX_CONFIG;
 }
 
+/* Every queue key this config fetches from, in one script call through the
+ * same path as the fetch (so no argument count the config reaches is
+ * refused): waiting jobs, and keys that are not lists. */
+static sq_script probe_script = SQ_SCRIPT(
+    "local n = 0\n"
+    "for i = 1, #KEYS do\n"
+    "  local t = redis.call('TYPE', KEYS[i]).ok\n"
+    "  if t == 'list' then n = n + redis.call('LLEN', KEYS[i])\n"
+    "  elseif t ~= 'none' then return redis.error_reply(KEYS[i] .. ' is a ' .. t ..\n"
+    "    ', not a list: squire will not fetch from it') end\n"
+    "end\n"
+    "return n\n");
+
+static int check_fetch(const sq_config *cfg, sq_redis *r)
+{
+    const char **keys = calloc(cfg->nqueues ? cfg->nqueues : 1, sizeof *keys);
+    int rc = 0;
+    for (size_t i = 0; keys && i < cfg->nqueues; i++)
+        if (asprintf((char **)&keys[i], "queue:%s", cfg->queues[i].name) < 0)
+            keys[i] = NULL, rc = -1;
+    sq_error err = {0};
+    redisReply *rep = keys && rc == 0 ? sq_redis_eval(r, &probe_script, (int)cfg->nqueues,
+                                                      (int)cfg->nqueues, keys, NULL, &err)
+                                      : NULL;
+    if (rep != NULL && rep->type == REDIS_REPLY_INTEGER) {
+        line("fetch", true, "%zu queue%s, %lld job%s waiting", cfg->nqueues,
+             cfg->nqueues == 1 ? "" : "s", rep->integer, rep->integer == 1 ? "" : "s");
+    } else {
+        line("fetch", false, "%s", err.code ? err.message : "out of memory");
+        rc = EX_UNAVAILABLE;
+    }
+    if (rep)
+        freeReplyObject(rep);
+    for (size_t i = 0; keys && i < cfg->nqueues; i++)
+        free((char *)keys[i]);
+    free(keys);
+    return rc;
+}
+
+/* Running processes whose heartbeat says their fetches are failing
+ * (heartbeat.c's fetch_error): shown, but a stale entry of a process that
+ * has just been restarted must not stop this one starting, so not fatal. */
+static void check_processes(sq_redis *r)
+{
+    redisReply *all = sq_redis_cmd(r, NULL, "SMEMBERS processes");
+    size_t failing = 0, n = all && all->type == REDIS_REPLY_ARRAY ? all->elements : 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *id = all->element[i]->str;
+        redisReply *f = sq_redis_cmd(r, NULL, "HGET %s fetch_error", id);
+        if (f != NULL && f->type == REDIS_REPLY_STRING && f->len > 0) {
+            printf("%-9s %-4s process %s: fetch failing: %s\n", "processes", "WARN", id, f->str);
+            failing++;
+        }
+        if (f)
+            freeReplyObject(f);
+    }
+    if (failing == 0)
+        line("processes", true, "%zu running, none reports failing fetches", n);
+    if (all)
+        freeReplyObject(all);
+}
+
 static int check_redis(const sq_config *cfg)
 {
     sq_redis_url url = {0};
@@ -75,6 +140,9 @@ static int check_redis(const sq_config *cfg)
              strcmp(aof, "1") ? "no" : "yes",
              strcmp(aof, "1") ? " (warning: a Redis crash loses recent jobs)" : "");
         rc = fetch_ok ? 0 : EX_CONFIG;
+        if (rc == 0)
+            rc = check_fetch(cfg, r);
+        check_processes(r);
     }
     if (info)
         freeReplyObject(info);
@@ -127,11 +195,8 @@ static int check_database(const sq_config *cfg)
 
 int sq__check(const sq_config *cfg, sq_registry *reg)
 {
-    char queues[300] = "";
-    size_t pos = 0;
-    for (size_t i = 0; i < cfg->nqueues && pos < sizeof queues; i++)
-        pos += (size_t)snprintf(queues + pos, sizeof queues - pos, "%s%s", i ? " " : "",
-                                cfg->queues[i].name);
+    char queues[300];
+    sq_config_queue_list(cfg, false, queues, sizeof queues);
     line("config", true, "%s: concurrency %d, timeout %d s, queues [%s], fetch %s",
          cfg->config_path ? cfg->config_path : "(no file: defaults and flags)",
          cfg->concurrency, cfg->timeout, queues,

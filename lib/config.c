@@ -550,7 +550,7 @@ int sq__config_warn(sq_config *c, sq_error *err, const char *fmt, ...)
 
 /* ---- init / destroy ------------------------------------------------------ */
 
-static void set_default(sq_config *c, const sq__option *o)
+void sq__option_default(sq_config *c, const sq__option *o)
 {
     char *field = (char *)c + o->offset;
     switch (o->type) {
@@ -593,7 +593,7 @@ void sq_config_init(sq_config *c)
 {
     memset(c, 0, sizeof *c);
     for (size_t i = 0; i < SQ_ARRAY_LEN(options); i++)
-        set_default(c, &options[i]);
+        sq__option_default(c, &options[i]);
 }
 
 void sq_config_destroy(sq_config *c)
@@ -782,4 +782,28 @@ const char *sq_config_usage(void)
 {
     pthread_once(&usage_once, build_usage);
     return usage_text;
+}
+
+const char *sq_config_queue_list(const sq_config *c, bool weights, char *buf, size_t size)
+{
+    size_t pos = 0;
+    if (size > 0)
+        buf[0] = '\0';
+    for (size_t i = 0; i < c->nqueues; i++) {
+        char one[SQ_MAX_QUEUE_NAME + 32];
+        int n = weights && c->queues[i].weight > 0
+                    ? snprintf(one, sizeof one, "%s%s,%d", i ? " " : "", c->queues[i].name,
+                               c->queues[i].weight)
+                    : snprintf(one, sizeof one, "%s%s", i ? " " : "", c->queues[i].name);
+        if (n < 0)
+            break;
+        /* room for this one and for " ... and 99999 more" */
+        if (pos + (size_t)n + 24 > size) {
+            snprintf(buf + pos, size - pos, " ... and %zu more", c->nqueues - i);
+            break;
+        }
+        memcpy(buf + pos, one, (size_t)n + 1);
+        pos += (size_t)n;
+    }
+    return buf;
 }

@@ -140,6 +140,10 @@ const char *sq_config_usage(void);
  * redis.url) parsed, plus the redis: TLS and sentinel options. */
 int sq_config_redis_url(const sq_config *c, sq_redis_url *out, sq_error *err);
 
+/* The queue list for a log line: "a b,3 c" (weights when asked), cut to fit
+ * size with " ... and N more". Returns buf. */
+const char *sq_config_queue_list(const sq_config *c, bool weights, char *buf, size_t size);
+
 /* ---- Redis URLs ----------------------------------------------------------- */
 
 

@@ -34,8 +34,8 @@ typedef struct cli_arg {
 } cli_arg;
 
 typedef struct cli {
-    cli_arg v[256];
-    size_t n;
+    cli_arg *v; /* one per option given: at most argc, so no cap a list of -q can reach */
+    size_t n, cap;
     bool help, version;
 } cli;
 
@@ -120,8 +120,8 @@ static int add_arg(cli *cl, const sq__option *o, char **argv, int longindex, sq_
         cl->version |= o->type == SQ__OPT_VERSION;
         return 0;
     }
-    if (cl->n == SQ_ARRAY_LEN(cl->v))
-        return usage_error(err, "too many options at", argv[optind - 1]);
+    if (cl->n == cl->cap)
+        return usage_error(err, "too many options at", argv[optind - 1]); /* not reached */
     cli_arg *a = &cl->v[cl->n];
     if (longindex >= 0)
         snprintf(a->where, sizeof a->where, "--%s", o->long_flag);
@@ -314,13 +314,19 @@ int sq_config_load(sq_config *c, int argc, char **argv, sq_getenv_fn getenv_fn, 
     sq_getenv_fn get = getenv_fn != NULL ? getenv_fn : sq__getenv;
     cli *cl = calloc(1, sizeof *cl);
     *action = SQ_ACTION_RUN;
-    if (cl == NULL) {
+    if (cl != NULL) {
+        cl->cap = argc > 0 ? (size_t)argc : 1;
+        cl->v = calloc(cl->cap, sizeof *cl->v);
+    }
+    if (cl == NULL || cl->v == NULL) {
+        free(cl);
         sq__error_set(err, SQ_ENOMEM, "out of memory");
         return -1;
     }
     int rc = parse_argv(argc, argv, cl, err);
     if (rc == 0 && (cl->help || cl->version)) {
         *action = cl->help ? SQ_ACTION_HELP : SQ_ACTION_VERSION;
+        free(cl->v);
         free(cl);
         return 0;
     }
@@ -336,6 +342,7 @@ int sq_config_load(sq_config *c, int argc, char **argv, sq_getenv_fn getenv_fn, 
         rc = apply_env_defaults(c, get, err);
     if (rc == 0)
         rc = sq_config_validate(c, err);
+    free(cl->v);
     free(cl);
     return rc;
 }

@@ -1,26 +1,63 @@
 /*
- * config_erb.c: the ERB subset squire accepts in sidekiq.yml.
+ * config_erb.c: the ERB subset squire evaluates in sidekiq.yml.
  *
  * Sidekiq runs the whole file through ERB, which is code execution from a
- * config file. squire evaluates no templates: it recognises only the ENV
- * lookups that real files use, as a fixed grammar, and refuses any other tag.
+ * config file. squire runs no code: it evaluates the side-effect-free
+ * expressions real files use, with Ruby's semantics, by a fixed grammar:
  *
- *   tag    := '<%=' expr '%>' | '<%#' anything '%>' | '<%%' (a literal "<%")
- *   expr   := value ['.to_i'] | '(' value ')' '.to_i'
- *   value  := lookup ['.to_i'] ['||' literal]
- *   lookup := ENV '[' string ']'
- *           | ENV '.fetch' '(' string [',' literal] ')' ['{' literal '}']
- *   literal:= 'single' | "double" | integer | nil
+ *   tag     := '<%=' expr '%>' | '<%#' anything '%>' | '<%%' (a literal "<%")
+ *   expr    := or ['?' expr ':' expr]
+ *   or      := and {'||' and}           and := equal {'&&' equal}
+ *   equal   := unary [('==' | '!=') unary]
+ *   unary   := '!' unary | postfix
+ *   postfix := primary {'.to_i' | '.to_s' | '.include?' '(' expr ')'}
+ *   primary := ENV '[' string ']' | ENV '.fetch' '(' string [',' expr] ')' ['{' expr '}']
+ *            | Random.rand '(' int ('..' | '...') int | int ')' | rand '(' ... ')'
+ *            | Integer '(' expr ')' | '(' expr ')' | '[' [expr {',' expr}] ']'
+ *            | 'single' | "double with #{expr}" | integer | nil | true | false
  *
  * Ruby's semantics: an unset ENV['X'] is nil, which prints as ""; a set but
- * empty variable is "" (not nil, so `|| default` does not apply); .to_i keeps
- * the leading integer ("12abc" -> 12, "" -> 0). `-%>` closes a tag too, but
- * the newline after it is kept so that line numbers stay true.
+ * empty variable is "" (truthy, so `|| default` does not apply); only nil
+ * and false are falsy; .to_i keeps the leading integer ("12abc" -> 12).
+ * `-%>` closes a tag too, but the newline after it is kept so that line
+ * numbers stay true.
+ *
+ * What Ruby would raise on (ENV.fetch of an unset variable without a
+ * default, Integer("x"), true.to_i) is an error here too: Sidekiq fails on
+ * such a file. Any other form (method calls, arithmetic, statements inside
+ * an expression) is not evaluated: the tag is replaced by a placeholder and
+ * recorded, and the YAML loader refuses it where squire needs the value
+ * (naming file:line and the form) and warns where it does not (a
+ * sidekiq-scheduler or sidekiq-cron section, say). `<% %>` statement tags
+ * change the file's shape and are always refused.
  */
 #include "config_internal.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_NESTING 32
+#define MAX_TEXT 4096 /* bytes of one value */
+
+typedef enum vtype { V_NIL, V_BOOL, V_INT, V_STR, V_LIST } vtype;
+
+typedef struct value {
+    vtype t;
+    bool b;
+    long long i;
+    char *s; /* V_STR: owned, NUL-terminated at len */
+    size_t len;
+    struct value *items; /* V_LIST: owned */
+    size_t n;
+} value;
+
+/* How an evaluation stopped: a form squire does not evaluate (deferred),
+ * or what Ruby itself would raise on (the whole file fails). */
+enum { E_OK, E_UNSUPPORTED, E_RUBY };
 
 typedef struct erb {
     const char *name; /* file name for messages */
@@ -28,20 +65,17 @@ typedef struct erb {
     sq_getenv_fn getenv_fn;
     sq_error *err;
     const char *p, *end; /* the tag body being parsed */
+    int status;
+    int depth;
+    char ruby_error[300];
+    uint64_t rng;
+    sq__erb_skips *skips;
 } erb;
 
 typedef struct buf {
     char *data;
     size_t len, cap;
 } buf;
-
-/* An expression's value: is_nil, or text (borrowed or in own[]). */
-typedef struct value {
-    bool is_nil;
-    const char *text;
-    size_t len;
-    char own[64];
-} value;
 
 static int buf_add(buf *b, const char *s, size_t n, sq_error *err)
 {
@@ -69,16 +103,192 @@ static int fail(erb *e, const char *what)
     return -1;
 }
 
+/* ---- values ---------------------------------------------------------------- */
+
+static void vfree(value *v)
+{
+    free(v->s);
+    for (size_t i = 0; i < v->n; i++)
+        vfree(&v->items[i]);
+    free(v->items);
+    memset(v, 0, sizeof *v);
+}
+
 static int unsupported(erb *e)
 {
-    return fail(e, "only ENV lookups are supported in ERB tags (<%= ENV['X'] %>, "
-                   "<%= ENV.fetch('X', default) %>, <%= ENV['X'] || default %>)");
+    if (e->status == E_OK)
+        e->status = E_UNSUPPORTED;
+    return -1;
 }
+
+static int ruby_raise(erb *e, const char *fmt, ...) SQ_PRINTF(2, 3);
+static int ruby_raise(erb *e, const char *fmt, ...)
+{
+    if (e->status != E_RUBY) {
+        e->status = E_RUBY;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e->ruby_error, sizeof e->ruby_error, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static int set_str(erb *e, value *v, const char *s, size_t n)
+{
+    if (n > MAX_TEXT)
+        return unsupported(e);
+    char *copy = malloc(n + 1);
+    if (copy == NULL)
+        return ruby_raise(e, "%s", "out of memory");
+    memcpy(copy, s, n);
+    copy[n] = '\0';
+    vfree(v);
+    v->t = V_STR;
+    v->s = copy;
+    v->len = n;
+    return 0;
+}
+
+static void set_int(value *v, long long i)
+{
+    vfree(v);
+    v->t = V_INT;
+    v->i = i;
+}
+
+static void set_bool(value *v, bool b)
+{
+    vfree(v);
+    v->t = V_BOOL;
+    v->b = b;
+}
+
+static bool truthy(const value *v)
+{
+    return !(v->t == V_NIL || (v->t == V_BOOL && !v->b));
+}
+
+static bool equal(const value *a, const value *b)
+{
+    if (a->t != b->t)
+        return false;
+    switch (a->t) {
+    case V_NIL:
+        return true;
+    case V_BOOL:
+        return a->b == b->b;
+    case V_INT:
+        return a->i == b->i;
+    case V_STR:
+        return a->len == b->len && memcmp(a->s, b->s, a->len) == 0;
+    case V_LIST:
+        if (a->n != b->n)
+            return false;
+        for (size_t i = 0; i < a->n; i++)
+            if (!equal(&a->items[i], &b->items[i]))
+                return false;
+        return true;
+    }
+    return false;
+}
+
+/* Ruby's to_s (inspect for the elements of a list) appended to out. */
+static int to_text(erb *e, const value *v, bool inspect, buf *out)
+{
+    char num[32];
+    switch (v->t) {
+    case V_NIL:
+        return inspect ? buf_add(out, "nil", 3, e->err) : 0;
+    case V_BOOL:
+        return buf_add(out, v->b ? "true" : "false", v->b ? 4 : 5, e->err);
+    case V_INT:
+        snprintf(num, sizeof num, "%lld", v->i);
+        return buf_add(out, num, strlen(num), e->err);
+    case V_STR:
+        if (!inspect)
+            return buf_add(out, v->s, v->len, e->err);
+        if (buf_add(out, "\"", 1, e->err) < 0)
+            return -1;
+        for (size_t i = 0; i < v->len; i++)
+            if ((v->s[i] == '"' || v->s[i] == '\\') && buf_add(out, "\\", 1, e->err) < 0)
+                return -1;
+            else if (buf_add(out, v->s + i, 1, e->err) < 0)
+                return -1;
+        return buf_add(out, "\"", 1, e->err);
+    case V_LIST:
+        if (buf_add(out, "[", 1, e->err) < 0)
+            return -1;
+        for (size_t i = 0; i < v->n; i++)
+            if ((i > 0 && buf_add(out, ", ", 2, e->err) < 0) ||
+                to_text(e, &v->items[i], true, out) < 0)
+                return -1;
+        return buf_add(out, "]", 1, e->err);
+    }
+    return 0;
+}
+
+/* Ruby's String#to_i: leading blanks, a sign, digits (underscores between
+ * them); anything else ends it, and no digits give 0. */
+static long long string_to_i(const char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+        i++;
+    bool neg = i < len && s[i] == '-';
+    if (i < len && (s[i] == '-' || s[i] == '+'))
+        i++;
+    unsigned long long n = 0;
+    for (; i < len; i++) {
+        if (s[i] == '_' && i + 1 < len && s[i + 1] >= '0' && s[i + 1] <= '9' && i > 0 &&
+            s[i - 1] >= '0' && s[i - 1] <= '9')
+            continue;
+        if (s[i] < '0' || s[i] > '9')
+            break;
+        if (n < 1000000000000000000ULL)
+            n = n * 10 + (unsigned)(s[i] - '0');
+    }
+    return neg ? -(long long)n : (long long)n;
+}
+
+/* Kernel#Integer on a string: the whole text must be one integer. */
+static int strict_integer(erb *e, const value *v, long long *out)
+{
+    const char *s = v->s;
+    size_t i = 0, len = v->len;
+    while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n'))
+        i++;
+    size_t start = i;
+    if (i < len && (s[i] == '-' || s[i] == '+'))
+        i++;
+    size_t digits = 0;
+    for (; i < len && ((s[i] >= '0' && s[i] <= '9') || (s[i] == '_' && digits > 0)); i++)
+        digits += s[i] != '_';
+    size_t stop = i;
+    while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n'))
+        i++;
+    if (digits == 0 || i != len || s[stop - 1] == '_') {
+        char q[80];
+        sq__quote(s, len, q, sizeof q);
+        return ruby_raise(e, "Integer(%s): invalid value for Integer() (Ruby raises ArgumentError)",
+                          q);
+    }
+    *out = string_to_i(s + start, stop - start);
+    return 0;
+}
+
+/* ---- the parser -------------------------------------------------------------- */
 
 static void skip_space(erb *e)
 {
     while (e->p < e->end && (*e->p == ' ' || *e->p == '\t'))
         e->p++;
+}
+
+static bool ident_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '?' || c == '!';
 }
 
 static bool eat(erb *e, const char *word)
@@ -87,60 +297,79 @@ static bool eat(erb *e, const char *word)
     size_t n = strlen(word);
     if ((size_t)(e->end - e->p) < n || memcmp(e->p, word, n) != 0)
         return false;
+    /* a name must end where the word does: `.to_i` is not `.to_int` */
+    if (ident_char(word[n - 1]) && e->p + n < e->end && ident_char(e->p[n]) && word[n - 1] != '?')
+        return false;
     e->p += n;
     return true;
 }
 
-/* 'text' or "text" (only \\ and the quote may be escaped; no #{}). */
+static bool at(erb *e, char c)
+{
+    skip_space(e);
+    return e->p < e->end && *e->p == c;
+}
+
+static int parse_expr(erb *e, value *v);
+
+/* 'text' (only \\ and \' escaped) or "text" with \\ \" \n \t escapes and #{expr}. */
 static int parse_string(erb *e, value *v)
 {
     skip_space(e);
     if (e->p >= e->end || (*e->p != '\'' && *e->p != '"'))
-        return -1;
+        return unsupported(e);
     char quote = *e->p++;
-    size_t n = 0;
-    while (e->p < e->end && *e->p != quote) {
+    buf b = {0};
+    int rc = 0;
+    while (rc == 0 && e->p < e->end && *e->p != quote) {
         char ch = *e->p++;
-        if (ch == '\\' && e->p < e->end && (*e->p == quote || *e->p == '\\'))
-            ch = *e->p++;
-        else if (ch == '\\' || (quote == '"' && ch == '#' && e->p < e->end && *e->p == '{'))
-            return -1;
-        if (n + 1 >= sizeof v->own)
-            return -1;
-        v->own[n++] = ch;
+        if (ch == '\\' && e->p < e->end) {
+            char next = *e->p++;
+            if (next == quote || next == '\\')
+                ch = next;
+            else if (quote == '"' && next == 'n')
+                ch = '\n';
+            else if (quote == '"' && next == 't')
+                ch = '\t';
+            else if (quote == '\'')
+                rc = buf_add(&b, "\\", 1, e->err), ch = next;
+            else
+                rc = unsupported(e);
+        } else if (quote == '"' && ch == '#' && e->p < e->end && *e->p == '{') {
+            e->p++;
+            value inner = {0};
+            if (parse_expr(e, &inner) < 0 || !eat(e, "}") || to_text(e, &inner, false, &b) < 0)
+                rc = e->status == E_OK ? unsupported(e) : -1;
+            vfree(&inner);
+            continue;
+        }
+        if (rc == 0)
+            rc = buf_add(&b, &ch, 1, e->err);
+        if (b.len > MAX_TEXT)
+            rc = unsupported(e);
     }
-    if (e->p >= e->end)
-        return -1;
-    e->p++;
-    v->own[n] = '\0';
-    v->is_nil = false;
-    v->text = v->own;
-    v->len = n;
-    return 0;
+    if (rc == 0 && e->p >= e->end)
+        rc = unsupported(e);
+    if (rc == 0) {
+        e->p++;
+        rc = set_str(e, v, b.data ? b.data : "", b.len);
+    }
+    free(b.data);
+    return rc;
 }
 
-static int parse_literal(erb *e, value *v)
+static int parse_integer(erb *e, long long *out)
 {
     skip_space(e);
-    if (eat(e, "nil")) {
-        v->is_nil = true;
-        return 0;
-    }
-    if (parse_string(e, v) == 0)
-        return 0;
     const char *start = e->p;
     if (e->p < e->end && *e->p == '-')
         e->p++;
-    while (e->p < e->end && *e->p >= '0' && *e->p <= '9')
+    const char *digits = e->p;
+    while (e->p < e->end && ((*e->p >= '0' && *e->p <= '9') || (*e->p == '_' && e->p > digits)))
         e->p++;
-    size_t n = (size_t)(e->p - start);
-    if (n == 0 || (n == 1 && *start == '-') || n >= sizeof v->own)
-        return -1;
-    memcpy(v->own, start, n);
-    v->own[n] = '\0';
-    v->is_nil = false;
-    v->text = v->own;
-    v->len = n;
+    if (e->p == digits || e->p - start > 18)
+        return unsupported(e);
+    *out = string_to_i(start, (size_t)(e->p - start));
     return 0;
 }
 
@@ -150,111 +379,263 @@ static bool valid_env_name(const char *s)
     return s[0] != '\0' && (s[0] < '0' || s[0] > '9') && strspn(s, ok) == strlen(s);
 }
 
-static void lookup_env(erb *e, const char *name, value *v)
+static int env_name(erb *e, value *name)
+{
+    if (parse_string(e, name) < 0)
+        return -1;
+    if (!valid_env_name(name->s))
+        return unsupported(e);
+    return 0;
+}
+
+static int lookup_env(erb *e, const char *name, value *v)
 {
     const char *s = e->getenv_fn(name);
-    v->is_nil = s == NULL;
-    v->text = s;
-    v->len = s == NULL ? 0 : strlen(s);
+    vfree(v);
+    if (s == NULL)
+        return 0;
+    return set_str(e, v, s, strlen(s));
 }
 
-static int parse_fetch(erb *e, const char *name, value *v)
+/* ENV.fetch('X' [, default]) [{ default }] */
+static int parse_fetch(erb *e, value *v)
 {
-    value def = {.is_nil = true};
-    bool has_default = false;
-    if (eat(e, ",")) {
-        if (parse_literal(e, &def) < 0)
-            return unsupported(e);
+    value name = {0}, def = {0};
+    bool has_default = false, block = false;
+    int rc = env_name(e, &name);
+    if (rc == 0 && eat(e, ",")) {
+        rc = parse_expr(e, &def);
         has_default = true;
     }
+    if (rc == 0 && !eat(e, ")"))
+        rc = unsupported(e);
+    if (rc == 0 && eat(e, "{")) {
+        vfree(&def);
+        block = true;
+        rc = parse_expr(e, &def);
+        if (rc == 0 && !eat(e, "}"))
+            rc = unsupported(e);
+        has_default = true;
+    }
+    (void)block;
+    if (rc == 0)
+        rc = lookup_env(e, name.s, v);
+    if (rc == 0 && v->t == V_NIL) {
+        if (!has_default)
+            rc = ruby_raise(e,
+                            "ENV.fetch('%s'): the variable is not set and has no default "
+                            "(Ruby raises KeyError); set it or give a default",
+                            name.s);
+        else
+            *v = def, memset(&def, 0, sizeof def);
+    }
+    vfree(&name);
+    vfree(&def);
+    return rc;
+}
+
+/* Random.rand(a..b), (a...b) or (n): Kernel#rand likewise. */
+static int parse_rand(erb *e, value *v)
+{
+    long long lo = 0, hi = 0;
+    if (!eat(e, "(") || parse_integer(e, &lo) < 0)
+        return unsupported(e);
+    bool exclusive = false;
+    if (eat(e, "...")) {
+        exclusive = true;
+    } else if (!eat(e, "..")) {
+        hi = lo, lo = 0, exclusive = true; /* rand(n): 0...n */
+        if (hi <= 0)
+            return unsupported(e); /* rand(0) is a Float */
+        goto close;
+    }
+    if (parse_integer(e, &hi) < 0)
+        return -1;
+close:
     if (!eat(e, ")"))
         return unsupported(e);
-    if (eat(e, "{")) {
-        if (has_default || parse_literal(e, &def) < 0 || !eat(e, "}"))
-            return unsupported(e);
-        has_default = true;
-    }
-    lookup_env(e, name, v);
-    if (!v->is_nil)
+    if (exclusive)
+        hi--;
+    if (hi < lo) {
+        vfree(v); /* an empty range: rand gives nil */
         return 0;
-    if (!has_default) {
-        char msg[200];
-        snprintf(msg, sizeof msg, "ENV.fetch('%s'): %s is not set and has no default", name, name);
-        return fail(e, msg);
     }
-    *v = def;
-    if (!v->is_nil)
-        v->text = v->own;
+    e->rng ^= e->rng << 13, e->rng ^= e->rng >> 7, e->rng ^= e->rng << 17;
+    set_int(v, lo + (long long)(e->rng % (unsigned long long)(hi - lo + 1)));
     return 0;
 }
 
-static int parse_lookup(erb *e, value *v)
+static int parse_list(erb *e, value *v)
 {
-    value name;
-    bool fetch;
-    if (!eat(e, "ENV"))
-        return unsupported(e);
-    if (eat(e, "["))
-        fetch = false;
-    else if (eat(e, ".fetch") && eat(e, "("))
-        fetch = true;
-    else
-        return unsupported(e);
-    if (parse_string(e, &name) < 0 || !valid_env_name(name.own))
-        return unsupported(e);
-    if (fetch)
-        return parse_fetch(e, name.own, v);
-    if (!eat(e, "]"))
-        return unsupported(e);
-    lookup_env(e, name.own, v);
-    return 0;
-}
-
-/* Ruby's String#to_i: leading blanks, a sign, digits; anything else gives 0. */
-static void to_i(value *v)
-{
-    const char *s = v->is_nil ? "" : v->text;
-    size_t i = 0, n = 0;
-    while (i < v->len && (s[i] == ' ' || s[i] == '\t'))
-        i++;
-    bool neg = i < v->len && s[i] == '-';
-    if (i < v->len && (s[i] == '-' || s[i] == '+'))
-        i++;
-    while (i < v->len && s[i] == '0' && i + 1 < v->len && s[i + 1] >= '0' && s[i + 1] <= '9')
-        i++;
-    char out[sizeof v->own];
-    if (neg)
-        out[n++] = '-';
-    size_t digits = 0;
-    while (i < v->len && s[i] >= '0' && s[i] <= '9' && n + 1 < sizeof out) {
-        out[n++] = s[i++];
-        digits++;
-    }
-    if (digits == 0 || (digits == 1 && out[n - 1] == '0')) { /* "", "-0" */
-        out[0] = '0';
-        n = 1;
-    }
-    memcpy(v->own, out, n);
-    v->own[n] = '\0';
-    v->is_nil = false;
-    v->text = v->own;
-    v->len = n;
-}
-
-static int parse_value(erb *e, value *v)
-{
-    if (parse_lookup(e, v) < 0)
-        return -1;
-    if (eat(e, ".to_i"))
-        to_i(v);
-    if (eat(e, "||")) {
-        value def;
-        if (parse_literal(e, &def) < 0)
+    vfree(v);
+    v->t = V_LIST;
+    if (eat(e, "]"))
+        return 0;
+    do {
+        if (v->n >= 256)
             return unsupported(e);
-        if (v->is_nil) {
-            *v = def;
-            if (!v->is_nil)
-                v->text = v->own;
+        value *grown = realloc(v->items, (v->n + 1) * sizeof *grown);
+        if (grown == NULL)
+            return ruby_raise(e, "%s", "out of memory");
+        v->items = grown;
+        memset(&v->items[v->n], 0, sizeof *v->items);
+        if (parse_expr(e, &v->items[v->n++]) < 0)
+            return -1;
+    } while (eat(e, ","));
+    return eat(e, "]") ? 0 : unsupported(e);
+}
+
+static int parse_primary(erb *e, value *v)
+{
+    value name = {0};
+    if (eat(e, "(")) {
+        if (parse_expr(e, v) < 0)
+            return -1;
+        return eat(e, ")") ? 0 : unsupported(e);
+    }
+    if (eat(e, "["))
+        return parse_list(e, v);
+    if (eat(e, "ENV")) {
+        if (eat(e, ".fetch") && eat(e, "("))
+            return parse_fetch(e, v);
+        if (!eat(e, "["))
+            return unsupported(e);
+        int rc = env_name(e, &name);
+        if (rc == 0)
+            rc = eat(e, "]") ? lookup_env(e, name.s, v) : unsupported(e);
+        vfree(&name);
+        return rc;
+    }
+    if (eat(e, "Random.rand") || eat(e, "rand"))
+        return parse_rand(e, v);
+    if (eat(e, "Integer")) {
+        if (!eat(e, "(") || parse_expr(e, v) < 0)
+            return unsupported(e);
+        if (!eat(e, ")"))
+            return unsupported(e);
+        long long i = v->i;
+        if (v->t == V_STR && strict_integer(e, v, &i) < 0)
+            return -1;
+        if (v->t != V_STR && v->t != V_INT)
+            return ruby_raise(e,
+                              "Integer(%s): can't convert it into Integer (Ruby raises TypeError)",
+                              v->t == V_NIL ? "nil" : "a non-number");
+        set_int(v, i);
+        return 0;
+    }
+    if (eat(e, "nil")) {
+        vfree(v);
+        return 0;
+    }
+    if (eat(e, "true") || eat(e, "false")) {
+        set_bool(v, e->p[-1] == 'e' && e->p[-2] == 'u');
+        return 0;
+    }
+    if (at(e, '\'') || at(e, '"'))
+        return parse_string(e, v);
+    long long i;
+    if (parse_integer(e, &i) < 0)
+        return -1;
+    set_int(v, i);
+    return 0;
+}
+
+static int parse_postfix(erb *e, value *v)
+{
+    if (parse_primary(e, v) < 0)
+        return -1;
+    for (;;) {
+        if (eat(e, ".to_i")) {
+            if (v->t == V_STR)
+                set_int(v, string_to_i(v->s, v->len));
+            else if (v->t == V_NIL)
+                set_int(v, 0);
+            else if (v->t != V_INT)
+                return ruby_raise(e, "%s.to_i: undefined method (Ruby raises NoMethodError)",
+                                  v->t == V_BOOL ? (v->b ? "true" : "false") : "a list");
+        } else if (eat(e, ".to_s")) {
+            buf b = {0};
+            int rc = to_text(e, v, false, &b) < 0 ? -1 : set_str(e, v, b.data ? b.data : "", b.len);
+            free(b.data);
+            if (rc < 0)
+                return -1;
+        } else if (eat(e, ".include?")) {
+            value arg = {0};
+            bool paren = eat(e, "(");
+            if (!paren || parse_expr(e, &arg) < 0 || !eat(e, ")")) {
+                vfree(&arg);
+                return unsupported(e);
+            }
+            bool found = false;
+            if (v->t == V_LIST) {
+                for (size_t i = 0; i < v->n && !found; i++)
+                    found = equal(&v->items[i], &arg);
+            } else if (v->t == V_STR && arg.t == V_STR) {
+                found = memmem(v->s, v->len, arg.s, arg.len) != NULL;
+            } else {
+                vfree(&arg);
+                return ruby_raise(e, "%s.include?: not a list or a string (Ruby raises an error)",
+                                  v->t == V_NIL ? "nil" : "the value");
+            }
+            vfree(&arg);
+            set_bool(v, found);
+        } else {
+            return 0;
+        }
+    }
+}
+
+static int parse_unary(erb *e, value *v)
+{
+    skip_space(e);
+    if (e->p < e->end && *e->p == '!' && !(e->p + 1 < e->end && e->p[1] == '=')) {
+        e->p++;
+        if (++e->depth > MAX_NESTING) /* "!!!!..." must not exhaust the stack */
+            return unsupported(e);
+        int rc = parse_unary(e, v);
+        e->depth--;
+        if (rc < 0)
+            return -1;
+        set_bool(v, !truthy(v));
+        return 0;
+    }
+    return parse_postfix(e, v);
+}
+
+static int parse_equal(erb *e, value *v)
+{
+    if (parse_unary(e, v) < 0)
+        return -1;
+    bool eq = eat(e, "==");
+    if (!eq && !eat(e, "!="))
+        return 0;
+    value rhs = {0};
+    if (parse_unary(e, &rhs) < 0) {
+        vfree(&rhs);
+        return -1;
+    }
+    bool same = equal(v, &rhs);
+    vfree(&rhs);
+    set_bool(v, eq ? same : !same);
+    return 0;
+}
+
+/* a && b, a || b: Ruby's short-circuit values (the operand, not a bool). */
+static int parse_logic(erb *e, value *v, bool is_or)
+{
+    if ((is_or ? parse_logic(e, v, false) : parse_equal(e, v)) < 0)
+        return -1;
+    while (eat(e, is_or ? "||" : "&&")) {
+        value rhs = {0};
+        if ((is_or ? parse_logic(e, &rhs, false) : parse_equal(e, &rhs)) < 0) {
+            vfree(&rhs);
+            return -1;
+        }
+        if (truthy(v) == !is_or) {
+            vfree(v);
+            *v = rhs;
+        } else {
+            vfree(&rhs);
         }
     }
     return 0;
@@ -262,20 +643,31 @@ static int parse_value(erb *e, value *v)
 
 static int parse_expr(erb *e, value *v)
 {
-    if (eat(e, "(")) {
-        if (parse_value(e, v) < 0)
-            return -1;
-        if (!eat(e, ")") || !eat(e, ".to_i"))
-            return unsupported(e);
-        to_i(v);
-    } else if (parse_value(e, v) < 0) {
-        return -1;
-    } else if (eat(e, ".to_i")) {
-        to_i(v);
+    if (++e->depth > MAX_NESTING)
+        return unsupported(e);
+    int rc = parse_logic(e, v, true);
+    if (rc == 0 && at(e, '?')) {
+        e->p++;
+        value yes = {0}, no = {0};
+        rc = parse_expr(e, &yes);
+        if (rc == 0 && !eat(e, ":"))
+            rc = unsupported(e);
+        if (rc == 0)
+            rc = parse_expr(e, &no);
+        if (rc == 0) {
+            bool t = truthy(v);
+            vfree(v);
+            *v = t ? yes : no;
+            memset(t ? &yes : &no, 0, sizeof yes);
+        }
+        vfree(&yes);
+        vfree(&no);
     }
-    skip_space(e);
-    return e->p == e->end ? 0 : unsupported(e);
+    e->depth--;
+    return rc;
 }
+
+/* ---- tags ------------------------------------------------------------------ */
 
 static unsigned long count_lines(const char *s, size_t n)
 {
@@ -283,6 +675,31 @@ static unsigned long count_lines(const char *s, size_t n)
     for (size_t i = 0; i < n; i++)
         lines += s[i] == '\n';
     return lines;
+}
+
+/* Record a tag squire does not evaluate and put its placeholder in out. */
+static int defer(erb *e, const char *body, size_t n, buf *out)
+{
+    sq__erb_skips *s = e->skips;
+    sq__erb_skipped *grown = realloc(s->v, (s->n + 1) * sizeof *grown);
+    if (grown == NULL) {
+        sq__error_set(e->err, SQ_ENOMEM, "out of memory");
+        return -1;
+    }
+    s->v = grown;
+    sq__erb_skipped *k = &s->v[s->n];
+    k->line = e->line;
+    while (n > 0 && (*body == ' ' || *body == '\t' || *body == '\n'))
+        body++, n--;
+    while (n > 0 && (body[n - 1] == ' ' || body[n - 1] == '\t' || body[n - 1] == '\n'))
+        n--;
+    size_t keep = n < sizeof k->form - 4 ? n : sizeof k->form - 4;
+    for (size_t i = 0; i < keep; i++)
+        k->form[i] = body[i] == '\n' || body[i] == '\t' || body[i] == '\r' ? ' ' : body[i];
+    memcpy(k->form + keep, keep < n ? "..." : "", keep < n ? 4 : 1);
+    char token[48];
+    snprintf(token, sizeof token, SQ__ERB_TOKEN "%zu_", s->n++);
+    return buf_add(out, token, strlen(token), e->err);
 }
 
 /* One tag: text[0..n) is "<%...%>" including the delimiters. */
@@ -293,18 +710,42 @@ static int expand_tag(erb *e, const char *tag, size_t n, buf *out)
         close--;
     if (*body == '#') /* a comment: the caller keeps only its newlines */
         return 0;
-    if (*body != '=' || memchr(body, '\n', (size_t)(close - body)) != NULL)
-        return unsupported(e);
+    if (*body != '=') {
+        char form[80];
+        sq__quote(tag, n, form, sizeof form);
+        char msg[300];
+        snprintf(msg, sizeof msg,
+                 "%s: a statement tag (<%% ... %%>) runs code and changes the file's shape; "
+                 "squire evaluates only <%%= expression %%> tags: write the YAML out",
+                 form);
+        return fail(e, msg);
+    }
+    if (memchr(body, '\n', (size_t)(close - body)) != NULL)
+        return defer(e, body + 1, (size_t)(close - body - 1), out);
     e->p = body + 1;
     e->end = close;
-    value v;
-    if (parse_expr(e, &v) < 0)
-        return -1;
-    if (v.is_nil)
-        return 0;
-    if (memchr(v.text, '\n', v.len) != NULL || memchr(v.text, '\r', v.len) != NULL)
-        return fail(e, "the value of an ENV lookup contains a newline");
-    return buf_add(out, v.text, v.len, e->err);
+    e->status = E_OK;
+    e->depth = 0;
+    value v = {0};
+    int rc = parse_expr(e, &v);
+    skip_space(e);
+    if (rc == 0 && e->p != e->end)
+        rc = unsupported(e), e->status = E_UNSUPPORTED;
+    buf text = {0};
+    if (rc == 0 && to_text(e, &v, false, &text) < 0)
+        rc = -1, e->status = E_RUBY;
+    vfree(&v);
+    if (rc == 0 && text.data != NULL &&
+        (memchr(text.data, '\n', text.len) != NULL || memchr(text.data, '\r', text.len) != NULL))
+        rc = fail(e, "the value of an ERB tag contains a newline");
+    else if (rc == 0)
+        rc = buf_add(out, text.data ? text.data : "", text.len, e->err);
+    else if (e->status == E_UNSUPPORTED)
+        rc = defer(e, body + 1, (size_t)(close - body - 1), out);
+    else if (e->status == E_RUBY)
+        rc = fail(e, e->ruby_error);
+    free(text.data);
+    return rc;
 }
 
 static int add_newlines(buf *out, unsigned long n, sq_error *err)
@@ -353,9 +794,12 @@ static int expand(erb *e, const char *text, size_t len, buf *out)
 }
 
 int sq__erb_expand(const char *name, const char *text, size_t len, sq_getenv_fn getenv_fn,
-                   char **out, size_t *outlen, sq_error *err)
+                   char **out, size_t *outlen, sq__erb_skips *skips, sq_error *err)
 {
-    erb e = {.name = name, .line = 1, .getenv_fn = getenv_fn, .err = err};
+    erb e = {.name = name, .line = 1, .getenv_fn = getenv_fn, .err = err, .skips = skips};
+    e.rng = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid() ^ (uintptr_t)&e;
+    if (e.rng == 0)
+        e.rng = 1;
     buf b = {0};
     if (buf_add(&b, "", 0, err) < 0 || expand(&e, text, len, &b) < 0) {
         free(b.data);
@@ -364,4 +808,13 @@ int sq__erb_expand(const char *name, const char *text, size_t len, sq_getenv_fn 
     *out = b.data;
     *outlen = b.len;
     return 0;
+}
+
+const sq__erb_skipped *sq__erb_skip_in(const sq__erb_skips *skips, const char *text)
+{
+    const char *t = skips && skips->n ? strstr(text, SQ__ERB_TOKEN) : NULL;
+    if (t == NULL)
+        return NULL;
+    size_t i = (size_t)strtoul(t + strlen(SQ__ERB_TOKEN), NULL, 10);
+    return i < skips->n ? &skips->v[i] : NULL;
 }

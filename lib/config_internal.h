@@ -69,6 +69,8 @@ const sq__option *sq__option_by_key(const char *key);
 const char *sq__option_expects(const sq__option *o, char *buf, size_t size);
 /* True for options whose YAML value is a sequence. */
 bool sq__option_is_list(const sq__option *o);
+/* Put an option back to its default (queues: ["default"]). */
+void sq__option_default(sq_config *c, const sq__option *o);
 /* Empty a list option before a file's sequence or a -q list replaces it. */
 void sq__option_clear(sq_config *c, const sq__option *o);
 
@@ -92,9 +94,24 @@ const char *sq__getenv(const char *name);
  * unreadable, empty and over-size files are SQ_ECONFIG errors naming path. */
 int sq__config_read_file(const char *path, char **text, size_t *len, sq_error *err);
 
-/* Replace the supported ERB tags in text (see config_erb.c). *out is a new
- * NUL-terminated buffer of *outlen bytes with the same number of lines. */
+/* An ERB tag squire does not evaluate (config_erb.c): the expanded text
+ * holds SQ__ERB_TOKEN "<index>_" in its place. */
+#define SQ__ERB_TOKEN "__squire_unevaluated_erb_"
+typedef struct sq__erb_skipped {
+    unsigned long line;
+    char form[96]; /* the expression as written, quoted and cut */
+} sq__erb_skipped;
+typedef struct sq__erb_skips {
+    sq__erb_skipped *v;
+    size_t n;
+} sq__erb_skips;
+
+/* Evaluate the ERB tags in text (see config_erb.c). *out is a new
+ * NUL-terminated buffer of *outlen bytes with the same number of lines;
+ * tags not evaluated are appended to skips (free skips->v). */
 int sq__erb_expand(const char *name, const char *text, size_t len, sq_getenv_fn getenv_fn,
-                   char **out, size_t *outlen, sq_error *err);
+                   char **out, size_t *outlen, sq__erb_skips *skips, sq_error *err);
+/* The skipped tag whose placeholder text holds, or NULL. */
+const sq__erb_skipped *sq__erb_skip_in(const sq__erb_skips *skips, const char *text);
 
 #endif

@@ -43,15 +43,19 @@ typedef struct yctx {
     yaml_document_t doc;
     sq_error *err;
     size_t visited;
+    sq__erb_skips skips; /* ERB tags not evaluated (config_erb.c) */
 } yctx;
 
 /* Keys Sidekiq once had: accepted with a warning. */
 static const struct {
     const char *key, *why;
 } removed_keys[] = {
-    {"pidfile", "removed in Sidekiq 6.0; squire writes no pidfile (run it under systemd)"},
-    {"logfile", "removed in Sidekiq 6.0; squire logs to stdout"},
-    {"daemon", "removed in Sidekiq 6.0; run squire under systemd"},
+    {"pidfile", "removed in Sidekiq 6.0; squire writes no pidfile: run it under systemd, "
+                "which tracks the process (packaging/systemd/squire.service)"},
+    {"logfile", "removed in Sidekiq 6.0; squire logs to stdout: let systemd's journal collect "
+                "it, or redirect it (squire >> log/squire.log)"},
+    {"daemon", "removed in Sidekiq 6.0; squire stays in the foreground: run it under systemd "
+               "or your process manager (Procfile)"},
     {"strict", "as in Sidekiq; strict order applies when no queue has a weight"},
     {"environment", "choose the environment with -e, APP_ENV, RAILS_ENV or RACK_ENV"},
 };
@@ -122,6 +126,20 @@ static const char *text_of(yctx *y, const yaml_node_t *n, const char *key)
     if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && s[0] == ':' && s[1] != '\0')
         s++;
     return s;
+}
+
+/* A value squire needs must not come from an ERB tag it did not evaluate. */
+static int needs_erb(yctx *y, const char *text, const char *key)
+{
+    const sq__erb_skipped *k = sq__erb_skip_in(&y->skips, text);
+    if (k == NULL)
+        return 0;
+    sq__error_set(y->err, SQ_ECONFIG,
+                  "%s:%lu: %s: ERB <%%= %s %%> is a form squire does not evaluate, and squire "
+                  "needs this value: write the value, or use ENV['X'], ENV.fetch('X', default), "
+                  "||, ?:, ==, .to_i, .to_s, \"#{...}\", [...].include?(...) or Random.rand(a..b)",
+                  y->name, k->line, key, k->form);
+    return -1;
 }
 
 static yaml_node_t *node(yctx *y, int index)
@@ -292,7 +310,9 @@ static int apply_item(yctx *y, const sq__option *o, yaml_node_t *item)
     snprintf(where, sizeof where, "%s:%lu: %s", y->name, line_of(item), o->key);
     if (item->type == YAML_SCALAR_NODE && !is_null(item)) {
         const char *text = text_of(y, item, o->key);
-        return text == NULL ? -1 : o->set(y->c, o, where, text, y->err);
+        return text == NULL || needs_erb(y, text, o->key) < 0
+                   ? -1
+                   : o->set(y->c, o, where, text, y->err);
     }
     bool pair = item->type == YAML_SEQUENCE_NODE &&
                 item->data.sequence.items.top - item->data.sequence.items.start <= 2 &&
@@ -311,7 +331,8 @@ static int apply_item(yctx *y, const sq__option *o, yaml_node_t *item)
         return fail(y, weight, o->key, "a queue weight", weight);
     const char *n = text_of(y, name, o->key);
     const char *w = weight == NULL ? NULL : text_of(y, weight, o->key);
-    if (n == NULL || (weight != NULL && w == NULL))
+    if (n == NULL || (weight != NULL && w == NULL) || needs_erb(y, n, o->key) < 0 ||
+        (w != NULL && needs_erb(y, w, o->key) < 0))
         return -1;
     return sq__config_add_queue(y->c, where, n, w, y->err);
 }
@@ -323,6 +344,10 @@ static int apply_list(yctx *y, const sq__option *o, const ypair *p)
     if (o->type == SQ__OPT_LIST && v->type == YAML_SCALAR_NODE && !is_null(v)) {
         sq__option_clear(y->c, o);
         return apply_item(y, o, v);
+    }
+    if (o->type == SQ__OPT_QUEUES && is_null(v)) {
+        sq__option_default(y->c, o); /* Sidekiq: unset, so ["default"] */
+        return 0;
     }
     if (v->type != YAML_SEQUENCE_NODE)
         return fail(y, p->knode, o->key, sq__option_expects(o, what, sizeof what), v);
@@ -346,7 +371,7 @@ static int apply_option(yctx *y, const sq__option *o, const ypair *p)
     if (p->value->type != YAML_SCALAR_NODE || is_null(p->value))
         return fail(y, p->knode, o->key, sq__option_expects(o, what, sizeof what), p->value);
     const char *text = text_of(y, p->value, o->key);
-    if (text == NULL)
+    if (text == NULL || needs_erb(y, text, o->key) < 0)
         return -1;
     snprintf(where, sizeof where, "%s:%lu: %s", y->name, line_of(p->knode), o->key);
     return o->set(y->c, o, where, text, y->err);
@@ -671,9 +696,19 @@ int sq_config_apply_yaml(sq_config *c, const char *name, const char *text, size_
     char *expanded;
     size_t explen;
     if (sq__erb_expand(y.name, text, len, getenv_fn ? getenv_fn : sq__getenv, &expanded, &explen,
-                       err) < 0)
+                       &y.skips, err) < 0) {
+        free(y.skips.v);
         return -1;
+    }
     int rc = load(&y, expanded, explen);
+    /* Tags squire did not evaluate, in parts of the file it does not read
+     * (a scheduler's cron lines, another gem's section): said, not fatal. */
+    for (size_t i = 0; rc == 0 && i < y.skips.n; i++)
+        rc = sq__config_warn(c, err,
+                             "%s:%lu: ERB <%%= %s %%> not evaluated (squire does not use this "
+                             "part of the file); skipped",
+                             y.name, y.skips.v[i].line, y.skips.v[i].form);
+    free(y.skips.v);
     free(expanded);
     return rc;
 }

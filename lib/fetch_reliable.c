@@ -28,28 +28,53 @@
 #define BLOCK_TIMEOUT "2"
 #define BLOCK_WAIT 2.0
 
-/* KEYS[1..nq]: this worker's working lists (canonical queue order);
- * KEYS[nq+1..]: queue keys in this fetch's order.
- * ARGV: ack index (1-based, 0 none), ack payload, nq, scan (1 after a failed
- * call: look for a job a lost reply left in our lists), then for each queue
- * key its canonical index. Returns {acked, index, job, stranded, bad...}. */
+/* KEYS[1..n]: the queue keys of this fetch, in its order; KEYS[n+1..2n]:
+ * this worker's working list for each, same order; KEYS[2n+1]: the working
+ * list of the job to acknowledge; KEYS[2n+2..]: only after a failed call,
+ * every working list of the worker (canonical order), to look for a job a
+ * lost reply left there. ARGV: ack payload ("" none), n.
+ * Returns {acked, where, job, stranded, bad...}: `where` is the 1-based
+ * position in this fetch's order, or with stranded = 1 the canonical index;
+ * bad lists positions whose key is not a list.
+ *
+ * Two arguments per queue (the queue and its working list): what one LMOVE
+ * needs. Redis deletes an empty list, so the first queue with a job is the
+ * first key that exists: with more than 8 queues left it is found by EXISTS
+ * over halves of the list (one EXISTS over them all, then log2(n) smaller
+ * ones), O(n) key lookups inside Redis but O(log n) script calls instead of
+ * one LMOVE call per empty queue. A key that exists but is not a list fails
+ * its LMOVE and is reported (bad) for the caller to set aside. */
 static sq_script fetch_script =
-    SQ_SCRIPT("local nq = tonumber(ARGV[3])\n"
+    SQ_SCRIPT("local n = tonumber(ARGV[2])\n"
               "local acked = -1\n"
-              "local a = tonumber(ARGV[1])\n"
-              "if a > 0 then acked = redis.call('LREM', KEYS[a], 1, ARGV[2]) end\n"
-              "if ARGV[4] == '1' then\n"
-              "  for i = 1, nq do\n"
-              "    local v = redis.call('LINDEX', KEYS[i], -1)\n"
-              "    if v then return {acked, i, v, 1} end\n"
-              "  end\n"
+              "if ARGV[1] ~= '' then acked = redis.call('LREM', KEYS[2 * n + 1], 1, ARGV[1]) end\n"
+              "for i = 2 * n + 2, #KEYS do\n"
+              "  local v = redis.call('LINDEX', KEYS[i], -1)\n"
+              "  if v then return {acked, i - 2 * n - 1, v, 1} end\n"
               "end\n"
               "local bad = {acked, 0, '', 0}\n"
-              "for j = nq + 1, #KEYS do\n"
-              "  local w = tonumber(ARGV[j + 4 - nq])\n"
-              "  local v = redis.pcall('LMOVE', KEYS[j], KEYS[w], 'RIGHT', 'LEFT')\n"
-              "  if type(v) == 'table' and v.err then bad[#bad + 1] = w\n"
-              "  elseif v then return {acked, w, v, 0} end\n"
+              "local function exist(lo, hi)\n"
+              "  for s = lo, hi, 1000 do\n"
+              "    if redis.call('EXISTS', unpack(KEYS, s, math.min(s + 999, hi))) > 0 then\n"
+              "      return true\n"
+              "    end\n"
+              "  end\n"
+              "  return false\n"
+              "end\n"
+              "local j = 1\n"
+              "while j <= n do\n"
+              "  if n - j >= 8 then\n"
+              "    if not exist(j, n) then break end\n"
+              "    local hi = n\n"
+              "    while j < hi do\n"
+              "      local mid = math.floor((j + hi) / 2)\n"
+              "      if exist(j, mid) then hi = mid else j = mid + 1 end\n"
+              "    end\n"
+              "  end\n"
+              "  local v = redis.pcall('LMOVE', KEYS[j], KEYS[n + j], 'RIGHT', 'LEFT')\n"
+              "  if type(v) == 'table' and v.err then bad[#bad + 1] = j\n"
+              "  elseif v then return {acked, j, v, 0} end\n"
+              "  j = j + 1\n"
               "end\n"
               "return bad\n");
 
@@ -230,38 +255,35 @@ static int reliable_fetch(sq_worker *w, sq_unit *u, sq_error *err)
     if (n == 1 && !w->scan_stranded)
         return fetch_one_queue(w, u, w->order[0], err);
 
-    size_t argc = nq + n + 4 + n;
-    const char **argv = calloc(argc + 3, sizeof *argv);
-    size_t *lens = calloc(argc + 3, sizeof *lens);
-    char(*idx)[24] = calloc(n + 2, sizeof *idx);
-    if (argv == NULL || lens == NULL || idx == NULL) {
-        free(argv), free(lens), free(idx);
+    size_t scan = w->scan_stranded ? nq : 0;
+    size_t nkeys = 2 * n + 1 + scan, argc = nkeys + 2;
+    const char **argv = calloc(argc, sizeof *argv);
+    size_t *lens = calloc(argc, sizeof *lens);
+    if (argv == NULL || lens == NULL) {
+        free(argv), free(lens);
         sq__error_set(err, SQ_ENOMEM, "out of memory fetching");
         return -1;
     }
+    char count[24];
+    snprintf(count, sizeof count, "%zu", n);
     size_t k = 0;
-    for (size_t q = 0; q < nq; q++)
-        argv[k++] = w->wkeys[q];
     for (size_t i = 0; i < n; i++)
         argv[k++] = w->keys[w->order[i]];
-    snprintf(idx[0], sizeof idx[0], "%zu", w->ack_raw ? w->ack_qidx + 1 : 0);
-    argv[k++] = idx[0];
+    for (size_t i = 0; i < n; i++)
+        argv[k++] = w->wkeys[w->order[i]];
+    argv[k++] = w->wkeys[w->ack_raw ? w->ack_qidx : 0];
+    for (size_t q = 0; q < scan; q++)
+        argv[k++] = w->wkeys[q];
     argv[k] = w->ack_raw ? w->ack_raw : "";
     lens[k++] = w->ack_len;
-    snprintf(idx[1], sizeof idx[1], "%zu", nq);
-    argv[k++] = idx[1];
-    argv[k++] = w->scan_stranded ? "1" : "0";
-    for (size_t i = 0; i < n; i++) {
-        snprintf(idx[i + 2], sizeof idx[i + 2], "%zu", w->order[i] + 1);
-        argv[k++] = idx[i + 2];
-    }
+    argv[k++] = count;
     for (size_t i = 0; i < k; i++)
         if (lens[i] == 0 && argv[i] != w->ack_raw)
             lens[i] = strlen(argv[i]);
 
     sq_error e = {0};
-    redisReply *rep = sq_redis_eval(w->redis, &fetch_script, (int)(nq + n), (int)k, argv, lens, &e);
-    free(argv), free(lens), free(idx);
+    redisReply *rep = sq_redis_eval(w->redis, &fetch_script, (int)nkeys, (int)k, argv, lens, &e);
+    free(argv), free(lens);
     if (rep == NULL) {
         /* The script may or may not have run; either way the next fetch
          * sends the ack again (LREM is idempotent) and looks for a job it
@@ -275,17 +297,20 @@ static int reliable_fetch(sq_worker *w, sq_unit *u, sq_error *err)
     if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 4) {
         long long acked = rep->element[0]->integer;
         long long at = rep->element[1]->integer;
+        bool stranded = rep->element[3]->integer == 1;
         if (w->ack_raw != NULL && acked == 0)
             warn_duplicate("ack", w->ack_raw, w->ack_len);
         clear_ack(w);
         for (size_t i = 4; i < rep->elements; i++)
             if (rep->element[i]->type == REDIS_REPLY_INTEGER && rep->element[i]->integer >= 1 &&
-                (size_t)rep->element[i]->integer <= nq)
-                sq__set_aside_queue(w, (size_t)rep->element[i]->integer - 1);
-        if (at >= 1 && (size_t)at <= nq && rep->element[2]->type == REDIS_REPLY_STRING) {
-            if (rep->element[3]->integer == 1)
-                sq_log(SQ_LOG_INFO, "resuming a job left in %s by a lost reply", w->wkeys[at - 1]);
-            rc = take_job(w, u, (size_t)at - 1, rep->element[2]->str, rep->element[2]->len, err);
+                (size_t)rep->element[i]->integer <= n)
+                sq__set_aside_queue(w, w->order[rep->element[i]->integer - 1]);
+        size_t limit = stranded ? nq : n;
+        if (at >= 1 && (size_t)at <= limit && rep->element[2]->type == REDIS_REPLY_STRING) {
+            size_t q = stranded ? (size_t)at - 1 : w->order[at - 1];
+            if (stranded)
+                sq_log(SQ_LOG_INFO, "resuming a job left in %s by a lost reply", w->wkeys[q]);
+            rc = take_job(w, u, q, rep->element[2]->str, rep->element[2]->len, err);
         }
     } else {
         sq__error_set(err, SQ_EREDIS, "fetch script: unexpected reply");

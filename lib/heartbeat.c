@@ -8,7 +8,11 @@
  *      (`:workers` is the name Sidekiq 6.4.1, Debian's, reads.)
  *   2. PING, timed: rtt_us.
  *   3. MULTI; SADD processes <id>; HSET <id> info busy beat quiet rss rtt_us
- *      concurrency [database]; EXPIRE <id> 60; RPOP <id>-signals; EXEC.
+ *      concurrency fetch_error [database]; EXPIRE <id> 60; RPOP <id>-signals;
+ *      EXEC.
+ *      While a worker's fetches have failed for SQ_FETCH_FAILING_SHOW_MS,
+ *      `info` carries the label "fetch-failing" (the Web UI shows labels)
+ *      and fetch_error the first error (squire --check reads it).
  * A popped signal is acted on as if the OS had delivered it, but only TSTP,
  * TERM and TTIN: anything else in the list is logged and ignored (squire
  * never passes Redis data to kill(2)).
@@ -43,6 +47,7 @@ int sq_heartbeat_init(sq_runtime *rt)
         json_array_append_new(queues, json_string(rt->order.names[i]));
     for (size_t i = 0; i < cfg->nlabels; i++)
         json_array_append_new(labels, json_string(cfg->labels[i]));
+    json_incref(labels);
     static const char *const modes[] = {"strict", "weighted", "random"};
     json_t *capsule = json_pack("{s:i, s:s, s:o}", "concurrency", cfg->concurrency, "mode",
                                 modes[rt->order.mode], "weights", queue_weights(cfg));
@@ -53,11 +58,18 @@ int sq_heartbeat_init(sq_runtime *rt)
         "concurrency", cfg->concurrency, "queues", queues, "weights", queue_weights(cfg),
         "labels", labels, "identity", rt->identity, "version", "squire-" SQ_VERSION,
         "embedded", 0, "capsules", "default", capsule);
-    if (info == NULL)
+    if (info == NULL) {
+        json_decref(labels);
         return -1;
+    }
     rt->info_json = json_dumps(info, JSON_COMPACT);
+    /* The Web UI shows labels next to the process: while its fetches fail
+     * the process says so there (and in the fetch_error field). */
+    json_array_append_new(labels, json_string(SQ_FETCH_FAILING_LABEL));
+    rt->info_failing_json = json_dumps(info, JSON_COMPACT);
+    json_decref(labels);
     json_decref(info);
-    return rt->info_json ? 0 : -1;
+    return rt->info_json && rt->info_failing_json ? 0 : -1;
 }
 
 static long rss_kb(void)
@@ -83,6 +95,24 @@ int sq_runtime_busy(sq_runtime *rt)
         pthread_mutex_unlock(&w->lock);
     }
     return busy;
+}
+
+long long sq_runtime_fetch_failing(sq_runtime *rt, char *msg, size_t size)
+{
+    long long now = sq_runtime_ms(), worst = 0;
+    if (size > 0)
+        msg[0] = '\0';
+    for (int i = 0; rt->workers && i < rt->nworkers; i++) {
+        sq_worker *w = &rt->workers[i];
+        long long since = atomic_load(&w->fetch_failing_ms);
+        if (since == 0 || now - since <= worst)
+            continue;
+        worst = now - since > 0 ? now - since : 1;
+        pthread_mutex_lock(&w->lock);
+        snprintf(msg, size, "%.199s", w->fetch_error);
+        pthread_mutex_unlock(&w->lock);
+    }
+    return worst;
 }
 
 /* The work entry of worker w ({"queue","payload","run_at"}), or NULL when idle. */
@@ -185,10 +215,21 @@ int sq_heartbeat_beat(sq_runtime *rt, int *sig, sq_error *err)
     snprintf(conc, sizeof conc, "%d", rt->cfg->concurrency);
     snprintf(sigkey, sizeof sigkey, "%s-signals", rt->identity);
     const char *quiet = atomic_load(&rt->quiet) ? "true" : "false";
-    const char *hset[] = {"HSET",   rt->identity, "info",   rt->info_json, "busy",
-                          busy,     "beat",       beat,     "quiet",       quiet,
-                          "rss",    rss,          "rtt_us", rtt_s,         "concurrency",
-                          conc,     SQ_DBBUDGET_FIELD, rt->dbbudget.field};
+    char fetch_error[240];
+    bool failing = sq_runtime_fetch_failing(rt, fetch_error, sizeof fetch_error) >=
+                   SQ_FETCH_FAILING_SHOW_MS;
+    if (!failing)
+        fetch_error[0] = '\0';
+    const char *hset[] = {"HSET",        rt->identity,
+                          "info",        failing ? rt->info_failing_json : rt->info_json,
+                          "busy",        busy,
+                          "beat",        beat,
+                          "quiet",       quiet,
+                          "rss",         rss,
+                          "rtt_us",      rtt_s,
+                          "concurrency", conc,
+                          "fetch_error", fetch_error,
+                          SQ_DBBUDGET_FIELD, rt->dbbudget.field};
     /* the database field (dbbudget.c) only when a database is configured */
     int nhset = (int)SQ_ARRAY_LEN(hset) - (rt->dbbudget.field ? 0 : 2);
     if (sq_redis_pipe_cmd(rt->redis, err, "MULTI") != 0 ||

@@ -327,7 +327,7 @@ static int prepare_workers(sq_runtime *rt)
         /* BRPOP blocks 2 s; the socket waits longer. */
         w->redis = sq_redis_new(&rt->url, 3.0);
         w->order = calloc(rt->order.nqueues, sizeof *w->order);
-        w->scratch = calloc(rt->order.nexpanded, sizeof *w->scratch);
+        w->scratch = calloc(sq_queue_order_scratch_len(&rt->order), sizeof *w->scratch);
         w->keys = calloc(rt->order.nqueues, sizeof *w->keys);
         w->skip_until = calloc(rt->order.nqueues, sizeof *w->skip_until);
         if (!w->redis || !w->order || !w->scratch || !w->keys || !w->skip_until)
@@ -441,19 +441,7 @@ static void log_start(sq_runtime *rt)
 {
     const sq_config *cfg = rt->cfg;
     char queues[512];
-    size_t pos = 0;
-    for (size_t i = 0; i < cfg->nqueues && pos < sizeof queues - 1; i++) {
-        int n = cfg->queues[i].weight > 0
-                    ? snprintf(queues + pos, sizeof queues - pos, "%s%s,%d", i ? " " : "",
-                               cfg->queues[i].name, cfg->queues[i].weight)
-                    : snprintf(queues + pos, sizeof queues - pos, "%s%s", i ? " " : "",
-                               cfg->queues[i].name);
-        if (n < 0)
-            break;
-        pos += (size_t)n;
-        if (pos >= sizeof queues)
-            pos = sizeof queues - 1;
-    }
+    sq_config_queue_list(cfg, true, queues, sizeof queues);
     sq_log(SQ_LOG_INFO,
            "squire %s starting: identity=%s tag=%s concurrency=%d queues=[%s] "
            "fetch=%s timeout=%d s redis=%s handlers=%zu environment=%s",
@@ -525,6 +513,17 @@ static bool making_progress(sq_runtime *rt, char *who, size_t size)
         snprintf(who, size, "poller");
         return false;
     }
+    /* Turning is not working: fetches failing for long while Redis answers
+     * the heartbeat (a refused command, a broken script) will not mend by
+     * waiting. A Redis outage is left to the back-off: restarting would not
+     * bring Redis back. */
+    char msg[200];
+    long long failing = sq_runtime_fetch_failing(rt, msg, sizeof msg);
+    if (failing > SQ_FETCH_FAILING_STUCK_MS &&
+        atomic_load(&rt->redis_ok_ms) > now - failing + 1000) {
+        snprintf(who, size, "workers cannot fetch (for %lld s: %.120s)", failing / 1000, msg);
+        return false;
+    }
     return true;
 }
 
@@ -535,12 +534,17 @@ static void watchdog(sq_runtime *rt, double *next)
     if (period <= 0 || sq__monotonic() < *next)
         return;
     *next = sq__monotonic() + period;
-    char who[32];
-    if (making_progress(rt, who, sizeof who)) {
+    char who[200];
+    bool was_stuck = rt->stuck;
+    rt->stuck = !making_progress(rt, who, sizeof who);
+    if (!rt->stuck) {
         sq_notify("WATCHDOG=1");
     } else {
-        sq_log(SQ_LOG_ERROR, "thread %s is not making progress: not pinging the watchdog", who);
-        sq_notify_status("stuck: thread %s", who);
+        bool thread = strncmp(who, "workers", 7) != 0;
+        if (!was_stuck) /* once per episode, not once per watchdog period */
+            sq_log(SQ_LOG_ERROR, "%s%s%s: not pinging the watchdog", thread ? "thread " : "", who,
+                   thread ? " is not making progress" : "");
+        sq_notify_status("stuck: %s%s", thread ? "thread " : "", who);
     }
 }
 
@@ -587,12 +591,19 @@ static int beat(sq_runtime *rt)
     int sig = 0;
     if (sq_stats_flush(rt, rt->redis, &serr) != 0)
         sq_log(SQ_LOG_DEBUG, "stats flush deferred: %s", serr.message);
-    if (sq_heartbeat_beat(rt, &sig, &err) != 0)
+    if (sq_heartbeat_beat(rt, &sig, &err) != 0) {
         sq_log(SQ_LOG_DEBUG, "heartbeat failed: %s", err.message);
-    else
+    } else {
+        atomic_store(&rt->redis_ok_ms, sq_runtime_ms());
         check_db_budget(rt, false);
-    sq_notify_status("%s%d of %d busy", atomic_load(&rt->quiet) ? "quiet, " : "",
-                     sq_runtime_busy(rt), rt->nworkers);
+    }
+    char msg[200];
+    long long failing = sq_runtime_fetch_failing(rt, msg, sizeof msg);
+    if (failing >= SQ_FETCH_FAILING_SHOW_MS)
+        sq_notify_status("fetch failing for %lld s: %s", failing / 1000, msg);
+    else
+        sq_notify_status("%s%d of %d busy", atomic_load(&rt->quiet) ? "quiet, " : "",
+                         sq_runtime_busy(rt), rt->nworkers);
     return sig;
 }
 
@@ -812,6 +823,7 @@ done:
     sq_redis_free(rt.redis);
     free(rt.info_json);
     sq_dbbudget_destroy(&rt.dbbudget);
+    free(rt.info_failing_json);
     sq_pgpool_free(rt.pgpool);
     sq_queue_order_destroy(&rt.order);
     sq_redis_url_destroy(&rt.url);

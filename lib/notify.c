@@ -46,8 +46,10 @@ void sq_notify(const char *msg)
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return;
-    /* Best effort: the supervisor may be gone; nothing to do about it. */
-    ssize_t n = sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&addr, addr_len);
+    /* Best effort: the supervisor may be gone or not reading (a full socket
+     * buffer must not block the main thread); nothing to do about it. */
+    ssize_t n = sendto(fd, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT,
+                       (struct sockaddr *)&addr, addr_len);
     (void)n;
     close(fd);
 }

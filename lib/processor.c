@@ -334,12 +334,33 @@ static void process(sq_worker *w, sq_unit *u)
     release_slot(w, u);
 }
 
+/* A run of failed fetches begins: the heartbeat, the watchdog and --check
+ * see it (heartbeat.c, launcher.c); the log says so once for the process,
+ * when the first worker fails, not once per worker. */
+static void fetch_failing(sq_worker *w, const sq_error *err)
+{
+    pthread_mutex_lock(&w->lock);
+    snprintf(w->fetch_error, sizeof w->fetch_error, "%.199s", err->message);
+    pthread_mutex_unlock(&w->lock);
+    atomic_store(&w->fetch_failing_ms, sq_runtime_ms());
+    if (!atomic_exchange(&w->rt->fetch_outage, true))
+        sq_log(SQ_LOG_WARN, "fetch failed: %s (said once until fetching works again)",
+               err->message);
+}
+
+static void fetch_works(sq_worker *w)
+{
+    long long since = atomic_exchange(&w->fetch_failing_ms, 0);
+    if (atomic_exchange(&w->rt->fetch_outage, false))
+        sq_log(SQ_LOG_INFO, "fetching again after %.1f s",
+               (double)(sq_runtime_ms() - since) / 1000.0);
+}
+
 void *sq_processor_main(void *arg)
 {
     sq_worker *w = arg;
     sq_runtime *rt = w->rt;
     unsigned outage = 0;
-    double outage_began = 0;
 
     sq_log_thread_name(w->tid);
     while (!atomic_load(&rt->quiet)) {
@@ -348,15 +369,13 @@ void *sq_processor_main(void *arg)
         sq_error err = {0};
         int got = rt->fetch->fetch(w, &u, &err);
         if (got < 0) {
-            if (outage++ == 0) {
-                outage_began = sq__monotonic();
-                sq_log(SQ_LOG_WARN, "fetch failed: %s", err.message);
-            }
+            if (outage++ == 0)
+                fetch_failing(w, &err);
             sq_runtime_nap(rt, sq_redis_backoff(outage));
             continue;
         }
         if (outage > 0) {
-            sq_log(SQ_LOG_INFO, "fetching again after %.1f s", sq__monotonic() - outage_began);
+            fetch_works(w);
             outage = 0;
         }
         if (got == 0)

@@ -73,7 +73,10 @@ size_t sq_queue_order_next(const sq_queue_order *o, size_t *out, size_t *scratch
             out[i] = i;
         return o->nqueues;
     }
-    /* Fisher-Yates over the expanded list, then keep first occurrences. */
+    /* Fisher-Yates over the expanded list, then keep first occurrences
+     * (seen[] marks the queues already placed: linear in the list). */
+    size_t *seen = scratch + o->nexpanded;
+    memset(seen, 0, o->nqueues * sizeof *seen);
     memcpy(scratch, o->expanded, o->nexpanded * sizeof *scratch);
     for (size_t i = o->nexpanded; i > 1; i--) {
         size_t j = rnd((unsigned)i, rnd_state);
@@ -83,12 +86,15 @@ size_t sq_queue_order_next(const sq_queue_order *o, size_t *out, size_t *scratch
     }
     size_t n = 0;
     for (size_t i = 0; i < o->nexpanded && n < o->nqueues; i++) {
-        size_t k;
-        for (k = 0; k < n; k++)
-            if (out[k] == scratch[i])
-                break;
-        if (k == n)
+        if (!seen[scratch[i]]) {
+            seen[scratch[i]] = 1;
             out[n++] = scratch[i];
+        }
     }
     return n;
+}
+
+size_t sq_queue_order_scratch_len(const sq_queue_order *o)
+{
+    return o->nexpanded + o->nqueues;
 }

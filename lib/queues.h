@@ -27,9 +27,11 @@ typedef struct sq_queue_order {
 int sq_queue_order_init(sq_queue_order *o, const sq_queue_conf *queues, size_t n);
 void sq_queue_order_destroy(sq_queue_order *o);
 
-/* Fill out[0..nqueues) with indexes into o->names in fetch order for one fetch.
- * scratch must hold o->nexpanded entries. Returns nqueues. */
+/* Fill out[0..nqueues) with indexes into o->names in fetch order for one fetch,
+ * in time linear in the expanded list. scratch must hold
+ * sq_queue_order_scratch_len(o) entries. Returns nqueues. */
 size_t sq_queue_order_next(const sq_queue_order *o, size_t *out, size_t *scratch, sq_rand_fn rnd,
                            void *rnd_state);
+size_t sq_queue_order_scratch_len(const sq_queue_order *o);
 
 #endif

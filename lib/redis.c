@@ -654,23 +654,29 @@ static int load_script(sq_redis *r, sq_script *s, sq_error *err)
 redisReply *sq_redis_eval(sq_redis *r, sq_script *s, int nkeys, int argc, const char **argv,
                           const size_t *lens, sq_error *err)
 {
-    enum { MAX_ARGS = 16 };
-    const char *av[MAX_ARGS + 3];
-    size_t al[MAX_ARGS + 3];
-    char nk[16];
-    char sha[41];
-
-    if (argc > MAX_ARGS) {
-        sq__error_set(err, SQ_EINVAL, "script called with %d arguments", argc);
+    /* As many arguments as the caller has (a fetch passes some per queue,
+     * and a user may list hundreds of queues): no fixed cap. */
+    if (argc < 0 || nkeys < 0 || nkeys > argc) {
+        sq__error_set(err, SQ_EINVAL, "script called with %d keys of %d arguments", nkeys, argc);
         return NULL;
     }
+    const char **av = malloc(((size_t)argc + 3) * sizeof *av);
+    size_t *al = malloc(((size_t)argc + 3) * sizeof *al);
+    if (av == NULL || al == NULL) {
+        free(av), free(al);
+        sq__error_set(err, SQ_ENOMEM, "out of memory calling a script with %d arguments", argc);
+        return NULL;
+    }
+    char nk[16];
+    char sha[41];
+    redisReply *rep = NULL;
     for (int attempt = 0; attempt < 2; attempt++) {
         pthread_mutex_lock(&script_lock);
         memcpy(sha, s->sha, sizeof sha);
         pthread_mutex_unlock(&script_lock);
         if (sha[0] == '\0') {
             if (load_script(r, s, err) != 0)
-                return NULL;
+                goto out;
             continue;
         }
         snprintf(nk, sizeof nk, "%d", nkeys);
@@ -685,18 +691,21 @@ redisReply *sq_redis_eval(sq_redis *r, sq_script *s, int nkeys, int argc, const 
             al[i + 3] = lens ? lens[i] : strlen(argv[i]);
         }
         sq_error local = {0};
-        redisReply *rep = sq_redis_argv(r, argc + 3, av, al, 0, &local);
+        rep = sq_redis_argv(r, argc + 3, av, al, 0, &local);
         if (rep != NULL)
-            return rep;
+            goto out;
         if (!sq_redis_error_is(&local, "NOSCRIPT") || attempt == 1) {
             sq__error_set(err, local.code, "%s", local.message);
-            return NULL;
+            goto out;
         }
         if (load_script(r, s, err) != 0)
-            return NULL;
+            goto out;
     }
     sq__error_set(err, SQ_EREDIS, "%s: script could not be loaded", r->display);
-    return NULL;
+out:
+    free(av);
+    free(al);
+    return rep;
 }
 
 bool sq_redis_info_field(const char *info, const char *field, char *out, size_t size)

@@ -99,6 +99,8 @@ struct sq_worker {
     bool scan_stranded;     /* a fetch failed: the next one looks for a job it moved */
     bool saw_stop;          /* the current handler saw sq_job_stopping() say true */
     atomic_llong alive_ms;  /* monotonic ms of the loop's last turn (watchdog) */
+    atomic_llong fetch_failing_ms; /* monotonic ms when fetches began to fail; 0: they work */
+    char fetch_error[200];  /* the first failure of that run (under lock) */
     PGconn *db;             /* checked out by the current job (sq_job_db), or NULL */
     uint64_t rng;
 
@@ -131,6 +133,9 @@ struct sq_runtime {
 
     sq_redis *redis;        /* main thread's connection */
     char *info_json;        /* heartbeat: the process's `info`, built once */
+    char *info_failing_json; /* the same with the label "fetch-failing" */
+    atomic_bool fetch_outage; /* said "fetch failed", not yet "fetching again" */
+    atomic_llong redis_ok_ms; /* monotonic ms of the main thread's last good heartbeat */
     sq_pgpool *pgpool;      /* PostgreSQL for handlers, or NULL when none is configured */
     sq_dbbudget dbbudget;   /* with pgpool: the connections of all processes sharing it */
     double started_at;      /* wall clock at boot */
@@ -139,6 +144,7 @@ struct sq_runtime {
     pthread_t poller;
     bool poller_started;
     atomic_llong poller_due_ms; /* the poller is stuck if still asleep after this */
+    bool stuck;             /* main thread: the watchdog is not being pinged */
 };
 
 /* Shared by the fetch strategies (fetch.c): drop set-aside queues from
@@ -191,8 +197,17 @@ int sq_heartbeat_beat(sq_runtime *rt, int *sig, sq_error *err);
 void sq_heartbeat_cleanup(sq_runtime *rt);
 /* At a clean exit: leave the registry (the <identity> hash expires). */
 void sq_heartbeat_stop(sq_runtime *rt);
+/* A worker whose fetches have failed this long shows it in the heartbeat;
+ * this long while Redis answers the main thread, and the watchdog is no
+ * longer pinged (launcher.c). */
+#define SQ_FETCH_FAILING_SHOW_MS 5000
+#define SQ_FETCH_FAILING_STUCK_MS 10000
+#define SQ_FETCH_FAILING_LABEL "fetch-failing"
 /* Workers with a job (RUNNING or FINISHING). */
 int sq_runtime_busy(sq_runtime *rt);
+/* How long (ms) the longest run of failed fetches of any worker has lasted,
+ * 0 when every worker's last fetch worked; its first error into msg. */
+long long sq_runtime_fetch_failing(sq_runtime *rt, char *msg, size_t size);
 
 /* Monotonic milliseconds, for the progress stamps above. */
 long long sq_runtime_ms(void);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -463,10 +464,60 @@ int sqt_sh(const char *url, char **out, const char *fmt, ...)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+static const char *sidekiq_version; /* NULL: Debian's ruby-sidekiq */
+
+const char *sqt_third_party(void)
+{
+    static char dir[PATH_MAX];
+    char *real = realpath(SQ_TEST_SOURCE_DIR "/../shared/third_party", NULL);
+    if (real == NULL)
+        return NULL;
+    snprintf(dir, sizeof dir, "%s", real);
+    free(real);
+    char probe[PATH_MAX + 64];
+    snprintf(probe, sizeof probe, "%s/sidekiq-7.3.10/lib/sidekiq.rb", dir);
+    return access(probe, R_OK) == 0 ? dir : NULL;
+}
+
+void sqt_sidekiq_use(const char *version)
+{
+    sidekiq_version = version;
+}
+
+const char *sqt_sidekiq_expected(void)
+{
+    return sidekiq_version ? sidekiq_version : "6.4.1";
+}
+
+static int run_ruby(const char *url, char **out, const char *prefix, const char *script,
+                    const char *args)
+{
+    char lib[3 * PATH_MAX + 128] = "";
+    if (sidekiq_version != NULL) {
+        const char *tp = sqt_third_party();
+        ck_assert_msg(tp != NULL, "Sidekiq %s asked for but ../shared/third_party is absent",
+                      sidekiq_version);
+        ck_assert_str_eq(sidekiq_version, "7.3.10");
+        snprintf(lib, sizeof lib,
+                 "RUBYLIB='%s/sidekiq-7.3.10/lib:%s/redis-client-0.26.4/lib:"
+                 "%s/connection_pool-2.5.5/lib' ",
+                 tp, tp, tp);
+    }
+    return sqt_sh(url, out, "%s%sruby -W0 '%s/test/ruby/%s' %s", prefix, lib, SQ_TEST_SOURCE_DIR,
+                  script, args ? args : "");
+}
+
 int sqt_ruby(const char *url, char **out, const char *script, const char *args)
 {
-    return sqt_sh(url, out, "ruby -W0 '%s/test/ruby/%s' %s", SQ_TEST_SOURCE_DIR, script,
-                  args ? args : "");
+    return run_ruby(url, out, "", script, args);
+}
+
+int sqt_ruby_env(char **out, const char *env, const char *script, const char *args)
+{
+    char prefix[2048];
+    snprintf(prefix, sizeof prefix, "env -i PATH=\"$PATH\" HOME=\"$HOME\" LANG=C.UTF-8 %s ",
+             env ? env : "");
+    return run_ruby(NULL, out, prefix, script, args);
 }
 
 int sqt_run(Suite *s)

@@ -89,8 +89,20 @@ long long sqt_wait_int(redisContext *c, long long want, double timeout, const ch
  * (malloc'd, into *out when out is not NULL). Returns the exit status. */
 int sqt_sh(const char *url, char **out, const char *fmt, ...);
 
-/* Run test/ruby/<script> with ruby and the given arguments. */
+/* Run test/ruby/<script> with ruby and the given arguments, loading the
+ * Sidekiq chosen by sqt_sidekiq_use. */
 int sqt_ruby(const char *url, char **out, const char *script, const char *args);
+/* The same in an environment holding only PATH, HOME, LANG and env (shell
+ * words, e.g. "RAILS_ENV='production'"), without REDIS_URL. */
+int sqt_ruby_env(char **out, const char *env, const char *script, const char *args);
+/* Which Sidekiq sqt_ruby loads: NULL for Debian's ruby-sidekiq (6.4.1), or
+ * "7.3.10" for the copy in <repo>/../shared/third_party (through RUBYLIB). */
+void sqt_sidekiq_use(const char *version);
+/* The version sqt_ruby's scripts should report ("6.4.1" or the one chosen). */
+const char *sqt_sidekiq_expected(void);
+/* The absolute path of <repo>/../shared/third_party when it holds
+ * sidekiq-7.3.10, else NULL (a user's clone without it). */
+const char *sqt_third_party(void);
 
 double sqt_now(void);
 void sqt_sleep(double s);

@@ -30,6 +30,35 @@ static inline void itest_teardown(void)
     sqt_redis_stop(&R);
 }
 
+/* Fixtures for the suites that run the Ruby scripts: each Sidekiq version
+ * is one test case with its own set-up. */
+static inline void itest_setup_sidekiq_6(void)
+{
+    sqt_sidekiq_use(NULL);
+    itest_setup();
+}
+
+static inline void itest_setup_sidekiq_7(void)
+{
+    sqt_sidekiq_use("7.3.10");
+    itest_setup();
+}
+
+/* Add the case for Debian's 6.4.1 and, when ../shared/third_party holds it,
+ * the one for 7.3.10 (else say why it is skipped). make(name, setup) builds
+ * a case with every test. */
+static inline void itest_add_sidekiq_cases(Suite *s, const char *name6, const char *name7,
+                                           TCase *(*make)(const char *, void (*)(void)))
+{
+    suite_add_tcase(s, make(name6, itest_setup_sidekiq_6));
+    if (sqt_third_party() != NULL)
+        suite_add_tcase(s, make(name7, itest_setup_sidekiq_7));
+    else
+        printf("SKIP Sidekiq 7.3.10: %s/../shared/third_party/sidekiq-7.3.10 is absent "
+               "(only the 6.4.1 cases run)\n",
+               SQ_TEST_SOURCE_DIR);
+}
+
 /* Replace the test's Redis with a new one on `port`: for tests that start
  * squire against a port where nothing listens yet. */
 static inline void itest_redis_on_port(int port)

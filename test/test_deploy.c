@@ -55,18 +55,25 @@ static bool notify_wait(listener *l, const char *needle, double timeout)
     }
 }
 
+/* Start squire with systemd's notify socket (l) and a 1 s watchdog. */
+static void start_watched(listener *l, sqt_proc *p, const char *url, const char *const *argv)
+{
+    listen_notify(l);
+    char sock[320];
+    snprintf(sock, sizeof sock, "NOTIFY_SOCKET=%s", l->path);
+    const char *env[] = {sock, "WATCHDOG_USEC=1000000", NULL};
+    sqt_squire_start(p, url, argv, env);
+}
+
 START_TEST(ready_only_once_redis_answers_then_watchdog_and_stopping)
 {
     listener l;
-    listen_notify(&l);
     int port = sqt_free_port();
-    char url[64], sock[320];
+    char url[64];
     snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", port);
-    snprintf(sock, sizeof sock, "NOTIFY_SOCKET=%s", l.path);
-    const char *env[] = {sock, "WATCHDOG_USEC=1000000", NULL};
     const char *argv[] = {"-r", SQ_TEST_PLUGIN, "-c", "2", "-t", "2", NULL};
     sqt_proc p;
-    sqt_squire_start(&p, url, argv, env);
+    start_watched(&l, &p, url, argv);
     ck_assert(notify_wait(&l, "STATUS=waiting for Redis", 5));
     sqt_sleep(1);
     ck_assert_ptr_null(strstr(l.seen, "READY=1"));
@@ -98,13 +105,9 @@ END_TEST
 START_TEST(watchdog_keeps_pinging_through_a_redis_outage)
 {
     listener l;
-    listen_notify(&l);
-    char sock[320];
-    snprintf(sock, sizeof sock, "NOTIFY_SOCKET=%s", l.path);
-    const char *env[] = {sock, "WATCHDOG_USEC=1000000", NULL};
     const char *argv[] = {"-r", SQ_TEST_PLUGIN, "-c", "2", "-t", "2", NULL};
     sqt_proc p;
-    sqt_squire_start(&p, R.url, argv, env);
+    start_watched(&l, &p, R.url, argv);
     ck_assert(notify_wait(&l, "READY=1", 10));
     redisFree(C);
     C = NULL;
@@ -118,6 +121,95 @@ START_TEST(watchdog_keeps_pinging_through_a_redis_outage)
     ck_assert_msg(pings >= 5, "only %zu watchdog pings during the outage", pings);
     sqt_redis_restart(&R);
     C = sqt_redis_connect(&R);
+    kill(p.pid, SIGTERM);
+    ck_assert_int_eq(sqt_proc_wait(&p, 15), 0);
+    close(l.fd);
+}
+END_TEST
+
+static size_t count(const char *hay, const char *needle)
+{
+    size_t n = 0;
+    for (const char *s = hay; (s = strstr(s, needle)); s++)
+        n++;
+    return n;
+}
+
+/* A worker whose fetches keep failing while Redis answers everything else
+ * (here: its ACL refuses scripts and list moves) is not healthy: one log line for
+ * the outage, the heartbeat's label and fetch_error, systemd's STATUS,
+ * squire --check, and after SQ_FETCH_FAILING_STUCK_MS no more watchdog
+ * pings. When the fetches work again, all of that clears. */
+START_TEST(failing_fetches_do_not_look_healthy)
+{
+    listener l;
+    const char *cfg = itest_config(":beat_interval: 1\n");
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "2", "-t", "2",
+                          "-q", "a", "-q", "b", NULL};
+    sqt_proc p;
+    start_watched(&l, &p, R.url, argv);
+    ck_assert(notify_wait(&l, "READY=1", 10));
+    freeReplyObject(sqt_cmd(C, "ACL SETUSER default -evalsha -eval -lmove -blmove -brpop"));
+    ck_assert(sqt_log_wait(&p, "fetch failed:", 10));
+    char jid[25];
+    sq_push_opts opts = {.queue = "b"};
+    itest_push("OkJob", "[]", &opts, jid); /* waits until fetching works again */
+    ck_assert(notify_wait(&l, "STATUS=fetch failing for", 10));
+    /* the heartbeat: the label the Web UI shows, and the error */
+    redisReply *ids = sqt_cmd(C, "SMEMBERS processes");
+    ck_assert_int_eq(ids->elements, 1);
+    char id[300];
+    snprintf(id, sizeof id, "%s", ids->element[0]->str);
+    freeReplyObject(ids);
+    redisReply *info = sqt_cmd(C, "HGET %s info", id);
+    ck_assert_ptr_nonnull(strstr(info->str, "\"fetch-failing\""));
+    freeReplyObject(info);
+    redisReply *fe = sqt_cmd(C, "HGET %s fetch_error", id);
+    ck_assert_int_eq(fe->type, REDIS_REPLY_STRING);
+    ck_assert_msg(strstr(fe->str, "NOPERM") || strstr(fe->str, "permission"), "%s", fe->str);
+    freeReplyObject(fe);
+    /* --check shows the failing process, and that this config cannot fetch */
+    char *out = NULL;
+    int st = sqt_sh(R.url, &out, "%s --check --allow-root -r %s -q a -q b", SQ_TEST_SQUIRE,
+                    SQ_TEST_PLUGIN);
+    ck_assert_msg(strstr(out, "WARN process ") && strstr(out, "fetch failing"), "%s", out);
+    ck_assert_msg(strstr(out, "fetch     FAIL ") && strstr(out, "NOPERM"), "%s", out);
+    ck_assert_int_eq(st, 69);
+    free(out);
+    /* the watchdog stops being pinged */
+    if (!sqt_log_wait(&p, "not pinging the watchdog", 15)) {
+        l.len = 0;
+        notify_wait(&l, "never", 0.1);
+        char *l2 = sqt_log_read(&p);
+        ck_abort_msg("the watchdog was still pinged: %s\n%s", l2, l.seen);
+    }
+    ck_assert(notify_wait(&l, "STATUS=stuck: workers cannot fetch", 5));
+    l.len = 0;
+    l.seen[0] = '\0';
+    notify_wait(&l, "never", 2.5);
+    ck_assert_msg(count(l.seen, "WATCHDOG=1") == 0, "pinged while stuck: %s", l.seen);
+    /* once for the process, not once per worker or per retry */
+    char *log = sqt_log_read(&p);
+    ck_assert_msg(count(log, "fetch failed:") == 1, "%s", log);
+    ck_assert_int_eq(count(log, "not pinging the watchdog"), 1);
+    free(log);
+
+    freeReplyObject(sqt_cmd(C, "ACL SETUSER default +@all"));
+    ck_assert_int_eq(sqt_wait_int(C, 1, 15, "SISMEMBER test:done %s", jid), 1);
+    ck_assert(sqt_log_wait(&p, "fetching again after", 10));
+    l.len = 0;
+    l.seen[0] = '\0';
+    /* pinged again once every worker has tried again (after its back-off) */
+    ck_assert(notify_wait(&l, "WATCHDOG=1", 15));
+    notify_wait(&l, "never", 2.5);
+    ck_assert_int_ge(count(l.seen, "WATCHDOG=1"), 2);
+    sqt_sleep(1.5); /* a beat */
+    fe = sqt_cmd(C, "HGET %s fetch_error", id);
+    ck_assert_str_eq(fe->str, "");
+    freeReplyObject(fe);
+    info = sqt_cmd(C, "HGET %s info", id);
+    ck_assert_ptr_null(strstr(info->str, "fetch-failing"));
+    freeReplyObject(info);
     kill(p.pid, SIGTERM);
     ck_assert_int_eq(sqt_proc_wait(&p, 15), 0);
     close(l.fd);
@@ -233,6 +325,7 @@ int main(void)
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, ready_only_once_redis_answers_then_watchdog_and_stopping);
     tcase_add_test(tc, watchdog_keeps_pinging_through_a_redis_outage);
+    tcase_add_test(tc, failing_fetches_do_not_look_healthy);
     tcase_add_test(tc, check_mode_gives_a_verdict);
     tcase_add_test(tc, refuses_root_unless_told);
     tcase_add_test(tc, journal_lines_carry_priorities);

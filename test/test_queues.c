@@ -3,6 +3,7 @@
  * them, and the exact-match handler registry.
  */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,7 +50,7 @@ START_TEST(weighted_first_place_follows_the_weights)
     ck_assert_int_eq(sq_queue_order_init(&o, q, 2), 0);
     ck_assert_int_eq(o.mode, SQ_QUEUES_WEIGHTED);
     ck_assert_int_eq(o.nexpanded, 4);
-    size_t out[2], scratch[4];
+    size_t out[2], scratch[6];
     unsigned long long st = 42;
     int first_critical = 0, rounds = 40000;
     for (int i = 0; i < rounds; i++) {
@@ -77,6 +78,38 @@ START_TEST(all_ones_is_random_and_unweighted_counts_once)
     ck_assert_int_eq(sq_queue_order_init(&o, mixed, 2), 0);
     ck_assert_int_eq(o.mode, SQ_QUEUES_WEIGHTED);
     ck_assert_int_eq(o.nexpanded, 3); /* a once, b twice */
+    sq_queue_order_destroy(&o);
+}
+END_TEST
+
+/* 400 weighted queues (GitLab lists 381): every fetch order names each queue
+ * exactly once, whatever the shuffle. */
+START_TEST(four_hundred_weighted_queues_each_once_per_fetch)
+{
+    enum { NQ = 400 };
+    sq_queue_conf q[NQ];
+    char names[NQ][8];
+    for (int i = 0; i < NQ; i++) {
+        snprintf(names[i], sizeof names[i], "q%d", i);
+        q[i].name = names[i];
+        q[i].weight = i % 5 + 1;
+    }
+    sq_queue_order o;
+    ck_assert_int_eq(sq_queue_order_init(&o, q, NQ), 0);
+    ck_assert_int_eq(o.mode, SQ_QUEUES_WEIGHTED);
+    ck_assert_uint_eq(sq_queue_order_scratch_len(&o), o.nexpanded + NQ);
+    size_t *scratch = calloc(sq_queue_order_scratch_len(&o), sizeof *scratch), out[NQ];
+    unsigned long long st = 7;
+    for (int round = 0; round < 50; round++) {
+        ck_assert_int_eq(sq_queue_order_next(&o, out, scratch, lcg_rand, &st), NQ);
+        bool seen[NQ] = {0};
+        for (int i = 0; i < NQ; i++) {
+            ck_assert_uint_lt(out[i], NQ);
+            ck_assert(!seen[out[i]]);
+            seen[out[i]] = true;
+        }
+    }
+    free(scratch);
     sq_queue_order_destroy(&o);
 }
 END_TEST
@@ -145,6 +178,7 @@ int main(void)
     tcase_add_test(tc, strict_keeps_configured_order_and_dedups);
     tcase_add_test(tc, weighted_first_place_follows_the_weights);
     tcase_add_test(tc, all_ones_is_random_and_unweighted_counts_once);
+    tcase_add_test(tc, four_hundred_weighted_queues_each_once_per_fetch);
     tcase_add_test(tc, registry_is_exact_match_and_grows);
     tcase_add_test(tc, plugin_errors_name_the_file);
     suite_add_tcase(s, tc);

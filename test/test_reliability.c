@@ -255,6 +255,54 @@ START_TEST(stopped_process_is_fenced_and_reports_the_duplicate)
 }
 END_TEST
 
+/* A fetch whose reply was lost may have moved a job into the worker's own
+ * working list: the next fetch looks through all of that worker's lists
+ * (here 12, the job in the tenth) and runs it. The failed fetch is made by
+ * refusing scripts for a moment; the job is put where a lost reply would
+ * have left it. */
+START_TEST(a_job_left_by_a_lost_reply_is_resumed)
+{
+    const char *cfg = itest_config(":beat_interval: 1\n");
+    const char *argv[40] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "1", "-t", "2"};
+    int n = 8;
+    static char names[12][8];
+    for (int i = 0; i < 12; i++) {
+        snprintf(names[i], sizeof names[i], "q%02d", i);
+        argv[n++] = "-q";
+        argv[n++] = names[i];
+    }
+    argv[n] = NULL;
+    sqt_proc p;
+    sqt_squire_start(&p, R.url, argv, NULL);
+    ck_assert(sqt_log_wait(&p, "starting", 10));
+    /* the worker's working list for q09, from the registry */
+    char wlist[400] = "";
+    for (double until = sqt_now() + 10; wlist[0] == '\0' && sqt_now() < until; sqt_sleep(0.1)) {
+        redisReply *r = sqt_cmd(C, "HKEYS squire:wlists");
+        for (size_t i = 0; i < r->elements; i++) {
+            size_t len = strlen(r->element[i]->str);
+            if (len > 7 && strcmp(r->element[i]->str + len - 7, ":w0:q09") == 0)
+                snprintf(wlist, sizeof wlist, "%s", r->element[i]->str);
+        }
+        freeReplyObject(r);
+    }
+    ck_assert_msg(wlist[0] != '\0', "no working list for q09 registered");
+    freeReplyObject(sqt_cmd(C, "ACL SETUSER default -evalsha -eval -lmove -blmove"));
+    ck_assert(sqt_log_wait(&p, "fetch failed:", 10));
+    const char *job = "{\"class\":\"OkJob\",\"args\":[\"stranded\"],\"queue\":\"q09\","
+                      "\"jid\":\"5a5a5a5a5a5a5a5a5a5a5a5a\",\"retry\":true}";
+    freeReplyObject(sqt_cmd(C, "LPUSH %s %s", wlist, job));
+    freeReplyObject(sqt_cmd(C, "ACL SETUSER default +@all"));
+    ck_assert_int_eq(sqt_wait_int(C, 1, 20, "SISMEMBER test:done 5a5a5a5a5a5a5a5a5a5a5a5a"), 1);
+    ck_assert(sqt_log_wait(&p, "resuming a job left in", 5));
+    ck_assert(sqt_log_wait(&p, ":w0:q09 by a lost reply", 1));
+    itest_stop(&p);
+    /* acknowledged (the ack rides on the next fetch, or is sent at exit) */
+    ck_assert_int_eq(sqt_int(C, "LLEN %s", wlist), 0);
+    ck_assert_int_eq(sqt_int(C, "HGET test:runs 5a5a5a5a5a5a5a5a5a5a5a5a"), 1);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("reliability");
@@ -264,6 +312,7 @@ int main(void)
     tcase_add_test(tc, reliable_fetch_loses_nothing_under_kills_and_redis_restarts);
     tcase_add_test(tc, basic_fetch_loses_jobs_on_kill_9);
     tcase_add_test(tc, poison_job_runs_n_times_then_dies);
+    tcase_add_test(tc, a_job_left_by_a_lost_reply_is_resumed);
     tcase_add_test(tc, stopped_process_is_fenced_and_reports_the_duplicate);
     suite_add_tcase(s, tc);
     return sqt_run(s);

@@ -1,6 +1,7 @@
 /*
- * test_sidekiq_compat.c: squire against the real Sidekiq 6.4.1 Ruby client
- * and API (Debian's ruby-sidekiq), sharing one real redis-server: jobs that
+ * test_sidekiq_compat.c: squire against the real Sidekiq Ruby client and API,
+ * Debian's ruby-sidekiq 6.4.1 and 7.3.10 from ../shared/third_party (one
+ * test case each, chosen by RUBYLIB), sharing one real redis-server: jobs that
  * Ruby pushes run in C handlers, and what squire writes (retries, dead jobs,
  * pushes from squirectl) reads back through Sidekiq's own API.
  */
@@ -232,23 +233,32 @@ START_TEST(ruby_bignums_are_scheduled_and_retried_byte_for_byte)
 }
 END_TEST
 
-static Suite *compat_suite(void)
+START_TEST(the_chosen_sidekiq_is_the_one_loaded)
 {
-    Suite *s = suite_create("sidekiq_compat");
-    TCase *tc = tcase_create("ruby_sidekiq_6_4_1");
-    tcase_add_checked_fixture(tc, itest_setup, itest_teardown);
+    json_t *v = ruby("version");
+    ck_assert_str_eq(json_string_value(json_object_get(v, "version")), sqt_sidekiq_expected());
+    json_decref(v);
+}
+END_TEST
+
+static TCase *compat_case(const char *name, void (*setup)(void))
+{
+    TCase *tc = tcase_create(name);
+    tcase_add_checked_fixture(tc, setup, itest_teardown);
     tcase_set_timeout(tc, 90);
+    tcase_add_test(tc, the_chosen_sidekiq_is_the_one_loaded);
     tcase_add_test(tc, ruby_client_jobs_run_in_c_handlers);
     tcase_add_test(tc, failed_job_reads_back_through_sidekiq_retry_set);
     tcase_add_test(tc, exhausted_job_reads_back_through_sidekiq_dead_set);
     tcase_add_test(tc, squirectl_pushes_are_read_by_sidekiq_api);
     tcase_add_test(tc, activejob_payloads_dispatch_on_the_wrapped_class);
     tcase_add_test(tc, ruby_bignums_are_scheduled_and_retried_byte_for_byte);
-    suite_add_tcase(s, tc);
-    return s;
+    return tc;
 }
 
 int main(void)
 {
-    return sqt_run(compat_suite());
+    Suite *s = suite_create("sidekiq_compat");
+    itest_add_sidekiq_cases(s, "ruby_sidekiq_6_4_1", "ruby_sidekiq_7_3_10", compat_case);
+    return sqt_run(s);
 }

@@ -1,6 +1,7 @@
 /*
  * test_webui.c: squire as Sidekiq's own API and Web UI see it (Debian's
- * ruby-sidekiq 6.4.1 against a running squire on a real redis-server):
+ * ruby-sidekiq 6.4.1, and 7.3.10 from ../shared/third_party, each against a
+ * running squire on a real redis-server):
  * ProcessSet, Workers, Stats, the Quiet and Stop buttons, and every page of
  * the Web UI rendered with squire's processes, jobs, retries and dead jobs.
  */
@@ -230,12 +231,20 @@ START_TEST(heroku_dyno_names_the_process)
 }
 END_TEST
 
-int main(void)
+START_TEST(the_chosen_sidekiq_is_the_one_loaded)
 {
-    Suite *s = suite_create("webui");
-    TCase *tc = tcase_create("sidekiq_6_4_1_api_and_web");
-    tcase_add_checked_fixture(tc, itest_setup, itest_teardown);
+    json_t *v = webui("version");
+    ck_assert_str_eq(json_string_value(json_object_get(v, "version")), sqt_sidekiq_expected());
+    json_decref(v);
+}
+END_TEST
+
+static TCase *webui_case(const char *name, void (*setup)(void))
+{
+    TCase *tc = tcase_create(name);
+    tcase_add_checked_fixture(tc, setup, itest_teardown);
     tcase_set_timeout(tc, 90);
+    tcase_add_test(tc, the_chosen_sidekiq_is_the_one_loaded);
     tcase_add_test(tc, process_set_and_workers_show_squire);
     tcase_add_test(tc, stats_count_what_squire_processed_and_failed);
     tcase_add_test(tc, quiet_and_stop_buttons_work_within_a_beat);
@@ -243,6 +252,12 @@ int main(void)
     tcase_add_test(tc, dead_identities_are_pruned);
     tcase_add_test(tc, web_ui_renders_every_page);
     tcase_add_test(tc, heroku_dyno_names_the_process);
-    suite_add_tcase(s, tc);
+    return tc;
+}
+
+int main(void)
+{
+    Suite *s = suite_create("webui");
+    itest_add_sidekiq_cases(s, "sidekiq_6_4_1_api_and_web", "sidekiq_7_3_10_api_and_web", webui_case);
     return sqt_run(s);
 }

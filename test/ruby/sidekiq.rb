@@ -1,4 +1,4 @@
-# Drives Debian's real Sidekiq (client and API) for the compatibility suite.
+# Drives real Sidekiq (client and API: Debian's 6.4.1, or 7.3.10 by RUBYLIB) for the compatibility suite.
 #   ruby sidekiq.rb COMMAND [ARGS]   with REDIS_URL set; prints JSON on stdout.
 require "json"
 require "sidekiq"
@@ -43,6 +43,10 @@ out =
   when "push_at"       # Sidekiq::Client.push with "at": ZADD schedule, even for a past time
     { "jid" => Sidekiq::Client.push("class" => ARGV[0], "args" => JSON.parse(ARGV[1]),
                                     "at" => ARGV[2].to_f) }
+  when "push_queues"   # one OkJob per queue named in the file ARGV[0] (one name a line)
+    File.readlines(ARGV[0], chomp: true).reject(&:empty?).map do |q|
+      Sidekiq::Client.push("class" => "OkJob", "queue" => q, "args" => [q])
+    end
   when "perform_async"
     { "jid" => HardJob.perform_async(1, "two", { "three" => [3.5, nil] }) }
   when "perform_in"
@@ -105,6 +109,8 @@ out =
       { "identity" => p.identity, "busy" => p["busy"], "quiet" => p["quiet"],
         "concurrency" => p["concurrency"], "queues" => p["queues"], "tag" => p.tag }
     end
+  when "version"       # which Sidekiq RUBYLIB selected
+    { "version" => Sidekiq::VERSION }
   else
     abort "unknown command #{cmd}"
   end

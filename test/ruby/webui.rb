@@ -1,4 +1,4 @@
-# Sidekiq's API and Web UI (Debian's ruby-sidekiq 6.4.1) looking at squire.
+# Sidekiq's API and Web UI (Debian's ruby-sidekiq 6.4.1, or 7.3.10 by RUBYLIB) looking at squire.
 #   ruby webui.rb COMMAND [ARGS]   with REDIS_URL set; prints JSON.
 require "json"
 require "sidekiq"
@@ -22,9 +22,13 @@ out =
     end
   when "workers"
     Sidekiq::Workers.new.map do |process_id, tid, work|
-      { "process" => process_id, "tid" => tid, "queue" => work["queue"],
-        "class" => work["payload"]["class"], "jid" => work["payload"]["jid"],
-        "run_at" => work["run_at"] }
+      if work.is_a?(Hash)  # 6.4.1: a hash with the payload parsed
+        job, queue, run_at = work["payload"], work["queue"], work["run_at"]
+      else                 # 7.x: Sidekiq::Work (#[] is deprecated)
+        job, queue, run_at = work.job.item, work.queue, work.run_at.to_i
+      end
+      { "process" => process_id, "tid" => tid, "queue" => queue,
+        "class" => job["class"], "jid" => job["jid"], "run_at" => run_at }
     end
   when "stats"
     s = Sidekiq::Stats.new
@@ -47,6 +51,8 @@ out =
       r = Rack::MockRequest.new(Sidekiq::Web).get(path)
       { "path" => path, "status" => r.status, "body" => r.body }
     end
+  when "version"       # which Sidekiq RUBYLIB selected
+    { "version" => Sidekiq::VERSION }
   else
     abort "unknown command #{cmd}"
   end
