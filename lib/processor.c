@@ -164,13 +164,15 @@ static void release_slot(sq_worker *w, sq_unit *u)
     sq_unit_clear(u);
 }
 
-/* A payload that can never run goes to the dead set at once. */
+/* A payload that can never run goes to the dead set at once: with the
+ * reason in its error fields when it is an object (a bad shape, or one over
+ * a limit, which is left unparsed), else as its raw bytes. */
 static void bury_invalid(sq_worker *w, sq_unit *u, sq_job *job, sq_job_status status,
                          const char *reason)
 {
     struct zset_write z = {0};
     char *payload = NULL;
-    if (status == SQ_JOB_BAD_SHAPE)
+    if (status == SQ_JOB_BAD_SHAPE || status == SQ_JOB_OVER_LIMIT)
         payload = sq_job_invalid_payload(job, reason, sq__now(), &z.len);
     if (payload != NULL) {
         z.payload = payload;

@@ -1,0 +1,91 @@
+/*
+ * test_badinput.c: hostile input found by fuzzing the daemon (payloads over
+ * a limit, odd but valid settings) against a real redis-server: every job
+ * ends somewhere with the reason, and no script fails halfway.
+ */
+#include <unistd.h>
+
+#include "itest.h"
+
+/* A valid JSON object refused for a limit (size, nesting, value count; never
+ * parsed) is a failure like a bad shape: its dead entry keeps every byte and
+ * says why in error_class and error_message (it used to be buried bare, so the
+ * Web UI showed a dead job with no error). */
+START_TEST(over_limit_objects_go_dead_with_the_reason)
+{
+    static const char *const jids[] = {"d1d1d1d1d1d1d1d1d1d1d1d1", "e1e1e1e1e1e1e1e1e1e1e1e1",
+                                       "f1f1f1f1f1f1f1f1f1f1f1f1"};
+    static const char *const why[] = {"nesting", "values", "bytes"};
+    size_t cap = 1200000, n;
+    char *s = malloc(cap);
+    /* 65 levels: the object and 64 brackets */
+    n = (size_t)sprintf(s, "{\"class\":\"OkJob\",\"jid\":\"%s\",\"args\":", jids[0]);
+    memset(s + n, '[', 64);
+    memset(s + n + 64, ']', 64);
+    n += 128;
+    s[n++] = '}';
+    freeReplyObject(sqt_cmd(C, "LPUSH queue:default %b", s, n));
+    /* 100,001 values */
+    n = (size_t)sprintf(s, "{\"class\":\"OkJob\",\"jid\":\"%s\",\"args\":[0", jids[1]);
+    for (int i = 0; i < 100000; i++)
+        s[n++] = ',', s[n++] = '0';
+    n += (size_t)sprintf(s + n, "],\"n\":123456789012345678901234567890}");
+    freeReplyObject(sqt_cmd(C, "LPUSH queue:default %b", s, n));
+    /* over 1 MiB */
+    n = (size_t)sprintf(s, "{\"class\":\"OkJob\",\"jid\":\"%s\",\"args\":[\"", jids[2]);
+    memset(s + n, 'x', 1100000);
+    n += 1100000;
+    n += (size_t)sprintf(s + n, "\"]}");
+    freeReplyObject(sqt_cmd(C, "LPUSH queue:default %b", s, n));
+    free(s);
+
+    sqt_proc p;
+    itest_squire(&p, R.url, "2", NULL);
+    ck_assert_int_eq(sqt_wait_int(C, 3, 15, "ZCARD dead"), 3);
+    itest_stop(&p);
+    redisReply *r = sqt_cmd(C, "ZRANGE dead 0 -1");
+    int seen = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        json_error_t err;
+        json_t *j =
+            json_loadb(r->element[i]->str, r->element[i]->len, JSON_DECODE_INT_AS_REAL, &err);
+        ck_assert_msg(j != NULL, "%s", err.text);
+        const char *jid = json_string_value(json_object_get(j, "jid"));
+        const char *ec = json_string_value(json_object_get(j, "error_class"));
+        const char *em = json_string_value(json_object_get(j, "error_message"));
+        ck_assert_msg(ec != NULL && em != NULL, "no error fields: %.200s", r->element[i]->str);
+        ck_assert_str_eq(ec, "Squire::InvalidJob");
+        ck_assert(json_is_real(json_object_get(j, "failed_at")));
+        for (int k = 0; k < 3; k++)
+            if (strcmp(jid, jids[k]) == 0) {
+                ck_assert_msg(strstr(em, why[k]) != NULL, "%s: %s", jid, em);
+                seen |= 1 << k;
+            }
+        json_decref(j);
+    }
+    /* the number's text is kept byte for byte */
+    ck_assert_int_eq(sqt_int(C, "EVAL %s 0",
+                             "for _, m in ipairs(redis.call('ZRANGE', 'dead', 0, -1)) do "
+                             "if string.find(m, '\"n\":123456789012345678901234567890', 1, true) "
+                             "then return 1 end end return 0"),
+                     1);
+    freeReplyObject(r);
+    ck_assert_int_eq(seen, 7);
+}
+END_TEST
+
+static Suite *badinput_suite(void)
+{
+    Suite *s = suite_create("badinput");
+    TCase *tc = tcase_create("end_to_end");
+    tcase_add_checked_fixture(tc, itest_setup, itest_teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, over_limit_objects_go_dead_with_the_reason);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return sqt_run(badinput_suite());
+}
