@@ -74,6 +74,39 @@ START_TEST(over_limit_objects_go_dead_with_the_reason)
 }
 END_TEST
 
+/* dead_max_jobs is any integer from 1 to LONG_MAX. The dead-set scripts
+ * used to negate it as a Lua number, which Redis reads back as "-1e+17":
+ * "ERR value is not an integer" after the member had moved, so the poller
+ * gave up its pass and a worker logged a failed write and "may run twice".
+ * Both paths (the poller's bury, reliable fetch's dead write) and the trim
+ * itself are checked. */
+START_TEST(any_dead_max_jobs_buries_and_trims)
+{
+    static const char *const maxes[] = {"100000000000000000", "9223372036854775807", "2"};
+    for (int k = 0; k < 3; k++) {
+        freeReplyObject(sqt_cmd(C, "DEL dead"));
+        freeReplyObject(sqt_cmd(C, "ZADD schedule 1 %s", "not json"));
+        freeReplyObject(sqt_cmd(C, "LPUSH queue:default %s",
+                                "{\"class\":\"KillJob\",\"args\":[],\"jid\":\"k2k2\"}"));
+        char yaml[200];
+        snprintf(yaml, sizeof yaml, ":poll_interval_average: 0.2\n:dead_max_jobs: %s\n", maxes[k]);
+        const char *argv[] = {"-C", itest_config(yaml), "-r", SQ_TEST_PLUGIN, "-c", "2", NULL};
+        sqt_proc p;
+        sqt_squire_start(&p, R.url, argv, NULL);
+        ck_assert_msg(sqt_log_wait(&p, "starting", 10), "squire did not start");
+        ck_assert_int_eq(sqt_wait_int(C, 0, 10, "ZCARD schedule"), 0);
+        ck_assert_int_eq(sqt_wait_int(C, 0, 10, "LLEN queue:default"), 0);
+        usleep(300000);
+        itest_stop(&p);
+        char *log = sqt_log_read(&p);
+        ck_assert_msg(strstr(log, "not an integer") == NULL, "%s", log);
+        ck_assert_msg(strstr(log, "may run twice") == NULL, "%s", log);
+        free(log);
+        ck_assert_int_eq(sqt_int(C, "ZCARD dead"), (k < 2 ? 2 : 1)); /* Sidekiq keeps max - 1 */
+    }
+}
+END_TEST
+
 static Suite *badinput_suite(void)
 {
     Suite *s = suite_create("badinput");
@@ -81,6 +114,7 @@ static Suite *badinput_suite(void)
     tcase_add_checked_fixture(tc, itest_setup, itest_teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, over_limit_objects_go_dead_with_the_reason);
+    tcase_add_test(tc, any_dead_max_jobs_buries_and_trims);
     suite_add_tcase(s, tc);
     return s;
 }
