@@ -107,6 +107,44 @@ START_TEST(any_dead_max_jobs_buries_and_trims)
 }
 END_TEST
 
+/* A hash at `retry` used to hold each failed job in its worker, retrying
+ * the write forever: with as many failures as workers, nothing else ran.
+ * In both fetch modes the failed jobs now go to the dead set with their
+ * error fields, and the other jobs run. */
+START_TEST(wrong_typed_retry_does_not_stall_the_workers)
+{
+    static const char *const modes[] = {"reliable", "basic"};
+    for (int k = 0; k < 2; k++) {
+        freeReplyObject(sqt_cmd(C, "FLUSHALL"));
+        freeReplyObject(sqt_cmd(C, "HSET retry a b"));
+        for (int i = 0; i < 4; i++)
+            freeReplyObject(sqt_cmd(C,
+                                    "LPUSH queue:default {\"class\":\"FailJob\",\"args\":"
+                                    "[\"E\",\"m\"],\"jid\":\"f%d\"}",
+                                    i));
+        freeReplyObject(sqt_cmd(C, "LPUSH queue:default %s",
+                                "{\"class\":\"OkJob\",\"args\":[],\"jid\":\"o1\"}"));
+        const char *more[] = {"--fetch", modes[k], NULL}; /* -c 3: 4 failures fill it */
+        sqt_proc p;
+        itest_squire(&p, R.url, "2", more);
+        ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SISMEMBER test:done o1"), 1);
+        ck_assert_int_eq(sqt_wait_int(C, 4, 10, "ZCARD dead"), 4);
+        itest_stop(&p);
+        ck_assert(sqt_log_wait(&p, "retry has the wrong type", 1));
+        redisReply *r = sqt_cmd(C, "ZRANGE dead 0 -1");
+        for (size_t i = 0; i < r->elements; i++) {
+            json_t *j = json_loads(r->element[i]->str, 0, NULL);
+            ck_assert_str_eq(json_string_value(json_object_get(j, "error_class")), "E");
+            ck_assert_str_eq(json_string_value(json_object_get(j, "error_message")), "m");
+            json_decref(j);
+        }
+        freeReplyObject(r);
+        ck_assert_int_eq(sqt_int(C, "HLEN retry"), 1); /* left alone */
+        ck_assert_int_eq(sqt_int(C, "LLEN queue:default"), 0);
+    }
+}
+END_TEST
+
 static Suite *badinput_suite(void)
 {
     Suite *s = suite_create("badinput");
@@ -115,6 +153,7 @@ static Suite *badinput_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, over_limit_objects_go_dead_with_the_reason);
     tcase_add_test(tc, any_dead_max_jobs_buries_and_trims);
+    tcase_add_test(tc, wrong_typed_retry_does_not_stall_the_workers);
     suite_add_tcase(s, tc);
     return s;
 }

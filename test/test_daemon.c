@@ -955,6 +955,7 @@ START_TEST(unrecordable_failure_is_pushed_back_at_exit)
 {
     redisReply *r = sqt_cmd(C, "SET retry oops");
     freeReplyObject(r);
+    freeReplyObject(sqt_cmd(C, "SET dead oops")); /* else it goes there instead */
     sqt_proc p;
     itest_squire(&p, R.url, "1", NULL);
     char jid[25];
