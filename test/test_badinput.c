@@ -145,6 +145,22 @@ START_TEST(wrong_typed_retry_does_not_stall_the_workers)
 }
 END_TEST
 
+/* A database.url that libpq cannot parse is judged at start-up, after the
+ * file was read; the error used to say "sidekiq.yml: database: url:" with
+ * no line. It names file, line and key like every other config error. */
+START_TEST(bad_database_url_names_file_line_and_key)
+{
+    const char *cfg = itest_config("concurrency: 2\nproduction:\n  database:\n"
+                                   "    url: not-a-url\n");
+    char *out = NULL;
+    int st = sqt_sh(R.url, &out, "%s -C %s -e production --allow-root 2>&1", SQ_TEST_SQUIRE, cfg);
+    ck_assert_msg(st == 78, "exit %d:\n%s", st, out);
+    ck_assert_msg(strstr(out, "sidekiq.yml:4: database.url: not a PostgreSQL URL") != NULL, "%s",
+                  out);
+    free(out);
+}
+END_TEST
+
 /* KNOWN FAILURE (no fix yet): a wrong-typed `dead` key holds each job that
  * must go there (a payload that is not JSON, a killed or exhausted job) in
  * its worker, retrying the write forever; with as many such jobs as workers
@@ -182,6 +198,7 @@ static Suite *badinput_suite(void)
     tcase_add_test(tc, over_limit_objects_go_dead_with_the_reason);
     tcase_add_test(tc, any_dead_max_jobs_buries_and_trims);
     tcase_add_test(tc, wrong_typed_retry_does_not_stall_the_workers);
+    tcase_add_test(tc, bad_database_url_names_file_line_and_key);
     tcase_add_test(tc, wrong_typed_dead_does_not_stall_the_workers);
     suite_add_tcase(s, tc);
     return s;
