@@ -41,6 +41,8 @@ static int set_require(sq_config *c, const sq__option *o, const char *where, con
                        sq_error *err);
 static int set_flag_only(sq_config *c, const sq__option *o, const char *where, const char *text,
                          sq_error *err);
+static int set_db_url(sq_config *c, const sq__option *o, const char *where, const char *text,
+                      sq_error *err);
 static int set_verify_mode(sq_config *c, const sq__option *o, const char *where,
                            const char *text, sq_error *err);
 static int set_sentinel(sq_config *c, const sq__option *o, const char *where, const char *text,
@@ -103,7 +105,7 @@ static const sq__option options[] = {
      SQ_DEFAULT_BEAT_INTERVAL, NULL,
      "seconds between heartbeats (the Web UI's Busy page; remote Quiet/Stop)", set_double},
     {"database.url", 0, NULL, NULL, SQ__OPT_STRING, FIELD(db_url), 0, 0, 0, 0, NULL,
-     "PostgreSQL URL for handlers (else $DATABASE_URL)", set_string},
+     "PostgreSQL URL for handlers (else $DATABASE_URL)", set_db_url},
     {"database.pool", 0, NULL, NULL, SQ__OPT_INT, FIELD(db_pool), 0, SQ_MAX_CONCURRENCY, 0, 0,
      "concurrency", "PostgreSQL connections this process may open", set_number},
     {"database.checkout_timeout", 0, NULL, NULL, SQ__OPT_DOUBLE, FIELD(db_checkout_timeout), 0,
@@ -343,6 +345,16 @@ static int set_string(sq_config *c, const sq__option *o, const char *where, cons
     if (text == NULL || has_control_chars(text))
         return expected(o, where, text, err);
     return replace_string((char **)(void *)((char *)c + o->offset), text, err);
+}
+
+/* database.url, and where it was set: libpq judges it only at start-up
+ * (libsquire loads libpq then), and its verdict names that file and line. */
+static int set_db_url(sq_config *c, const sq__option *o, const char *where, const char *text,
+                      sq_error *err)
+{
+    if (set_string(c, o, where, text, err) < 0)
+        return -1;
+    return replace_string(&c->db_url_where, where, err);
 }
 
 /* -C and -e: a non-empty value; the loader decides what to do with it. */
@@ -606,6 +618,7 @@ void sq_config_destroy(sq_config *c)
     free(c->redis_url);
     sq_redis_url_destroy(&c->redis_opts);
     free(c->db_url);
+    free(c->db_url_where);
     free(c->db_application_name);
     queues_free(c);
     list_free(&c->labels, &c->nlabels);

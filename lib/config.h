@@ -87,6 +87,7 @@ typedef struct sq_config {
     bool concurrency_set; /* set by file or flag (RAILS_MAX_THREADS applies otherwise) */
     /* database: (PostgreSQL for handlers, pgpool.c) */
     char *db_url;              /* default $DATABASE_URL; NULL: no database */
+    char *db_url_where;        /* owned: "<file>:<line>: database.url" that set it */
     int db_pool;               /* 0: concurrency */
     double db_checkout_timeout;
     double db_connect_timeout;

@@ -97,7 +97,7 @@ static sq_script dead_script = SQ_SCRIPT(
     "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then\n"
     "  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])\n"
     "  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[4])\n"
-    "  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[5]))\n"
+    "  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, '-' .. ARGV[5])\n"
     "  return 1\n"
     "end\n"
     "return 0\n");

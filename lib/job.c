@@ -67,14 +67,15 @@ static size_t string_end(const char *s, size_t n, size_t i)
  * Reject what we refuse to hand to the parser: NUL bytes, nesting deeper than
  * max_depth, more than max_elements values. Values are counted as strings,
  * numbers, literals and containers, minus one per ':' (that string was a key).
- * Returns 0 when the text may be parsed.
+ * Returns 0 when the text may be parsed, else SQ_JOB_NOT_JSON (a NUL byte: no
+ * JSON text holds one) or SQ_JOB_OVER_LIMIT.
  */
 static int prescan(const char *s, size_t n, const sq_job_limits *lim, char *reason, size_t rsize)
 {
     const char *nul = memchr(s, '\0', n);
     if (nul != NULL) {
         reason_set(reason, rsize, "payload contains a NUL byte at offset %zu", (size_t)(nul - s));
-        return -1;
+        return SQ_JOB_NOT_JSON;
     }
     size_t depth = 0, values = 0;
     bool in_token = false;
@@ -91,7 +92,7 @@ static int prescan(const char *s, size_t n, const sq_job_limits *lim, char *reas
             values++;
             if (++depth > (size_t)lim->max_depth) {
                 reason_set(reason, rsize, "JSON nesting deeper than %d", lim->max_depth);
-                return -1;
+                return SQ_JOB_OVER_LIMIT;
             }
             break;
         case '}':
@@ -118,7 +119,7 @@ static int prescan(const char *s, size_t n, const sq_job_limits *lim, char *reas
     }
     if (values > lim->max_elements) {
         reason_set(reason, rsize, "JSON has more than %zu values", lim->max_elements);
-        return -1;
+        return SQ_JOB_OVER_LIMIT;
     }
     return 0;
 }
@@ -355,10 +356,11 @@ static int load(sq_job *job, const sq_job_limits *lim, char *reason, size_t rsiz
     if (job->raw_len > lim->max_payload_bytes) {
         reason_set(reason, rsize, "payload is %zu bytes, over the %zu-byte limit", job->raw_len,
                    lim->max_payload_bytes);
-        return SQ_JOB_NOT_JSON;
+        return SQ_JOB_OVER_LIMIT;
     }
-    if (prescan(job->raw, job->raw_len, lim, reason, rsize) < 0)
-        return SQ_JOB_NOT_JSON;
+    int refused = prescan(job->raw, job->raw_len, lim, reason, rsize);
+    if (refused != 0)
+        return refused;
     json_error_t err;
     job->payload = sq_json_load_lenient(job->raw, job->raw_len, &err);
     if (job->payload == NULL) {
@@ -416,7 +418,7 @@ int sq_job_init(sq_job *job, char *raw, size_t raw_len, const char *queue,
     }
     if (status != NULL)
         *status = (sq_job_status)rc;
-    if (rc == SQ_JOB_NOT_JSON) {
+    if (rc == SQ_JOB_NOT_JSON || rc == SQ_JOB_OVER_LIMIT) {
         forget_payload(job);
         return 0;
     }

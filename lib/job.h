@@ -61,10 +61,12 @@ typedef enum sq_job_status {
     SQ_JOB_VALID = 0,
     SQ_JOB_NOT_JSON,     /* bytes are not a JSON object: dead as raw bytes */
     SQ_JOB_BAD_SHAPE,    /* an object, but class/args unusable: dead with error fields */
+    SQ_JOB_OVER_LIMIT,   /* over the size, depth or value-count limit, not parsed: dead
+                            with error fields when its top level is an object, else raw */
 } sq_job_status;
 
 typedef struct sq_job_limits {
-    size_t max_payload_bytes; /* larger payloads are SQ_JOB_NOT_JSON, not parsed */
+    size_t max_payload_bytes; /* larger payloads are SQ_JOB_OVER_LIMIT, not parsed */
     int max_depth;
     size_t max_elements;
 } sq_job_limits;
@@ -177,9 +179,10 @@ double sq_retry_delay(int count, sq_rand_fn rnd, void *rnd_state);
 int sq_retry_plan_make(const sq_job *job, double now, int max_retries, sq_rand_fn rnd,
                        void *rnd_state, sq_retry_plan *plan);
 
-/* The dead-set payload for a job that cannot run at all (SQ_JOB_BAD_SHAPE):
- * raw with error_class "Squire::InvalidJob", error_message = reason, failed_at
- * = now. For SQ_JOB_NOT_JSON the raw bytes themselves go to the dead set. */
+/* The dead-set payload for a job that cannot run at all (SQ_JOB_BAD_SHAPE,
+ * SQ_JOB_OVER_LIMIT): raw with error_class "Squire::InvalidJob", error_message
+ * = reason, failed_at = now; NULL when raw's top level is not an object. For
+ * SQ_JOB_NOT_JSON the raw bytes themselves go to the dead set. */
 char *sq_job_invalid_payload(const sq_job *job, const char *reason, double now, size_t *out_len);
 /* The same for any JSON object text raw (a due member the poller cannot
  * move). New malloc'd text, or NULL (malformed, out of memory). */

@@ -862,8 +862,7 @@ static int load_credential(sq_config *cfg, sq_error *err)
 {
     /* where the database URL came from, named when libpq cannot parse it */
     char key[4200];
-    snprintf(key, sizeof key, "%s%sdatabase: url", cfg->config_path ? cfg->config_path : "",
-             cfg->config_path ? ": " : "");
+    snprintf(key, sizeof key, "%s", cfg->db_url_where ? cfg->db_url_where : "database.url");
     const char *env = getenv("DATABASE_URL");
     if (cfg->db_url == NULL && env != NULL && env[0] != '\0') {
         snprintf(key, sizeof key, "DATABASE_URL");

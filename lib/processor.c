@@ -125,10 +125,23 @@ static int write_ack(sq_worker *w, const sq_unit *u, const void *arg, sq_error *
     return w->rt->fetch->ack(w, u, err);
 }
 
+/* A `retry` key of another type (not an outage: it stays so until someone
+ * fixes it) would hold the job, and soon every worker, forever; the job goes
+ * to the dead set instead, error fields and all, where it can be retried
+ * from. Only a dead key of the wrong type too leaves it held. */
 static int write_retry(sq_worker *w, const sq_unit *u, const void *arg, sq_error *err)
 {
     const struct zset_write *z = arg;
-    return w->rt->fetch->retry(w, u, z->score, z->payload, z->len, err);
+    if (w->rt->fetch->retry(w, u, z->score, z->payload, z->len, err) == 0)
+        return 0;
+    if (!sq_redis_error_is(err, "WRONGTYPE"))
+        return -1;
+    sq_error dead = {0};
+    if (w->rt->fetch->dead(w, u, z->payload, z->len, &dead) != 0)
+        return -1; /* err still says why the retry failed */
+    sq_log(SQ_LOG_ERROR, "retry has the wrong type (%s): jid=%s went to the dead set instead",
+           err->message, w->jid);
+    return 0;
 }
 
 static int write_dead(sq_worker *w, const sq_unit *u, const void *arg, sq_error *err)
@@ -164,13 +177,15 @@ static void release_slot(sq_worker *w, sq_unit *u)
     sq_unit_clear(u);
 }
 
-/* A payload that can never run goes to the dead set at once. */
+/* A payload that can never run goes to the dead set at once: with the
+ * reason in its error fields when it is an object (a bad shape, or one over
+ * a limit, which is left unparsed), else as its raw bytes. */
 static void bury_invalid(sq_worker *w, sq_unit *u, sq_job *job, sq_job_status status,
                          const char *reason)
 {
     struct zset_write z = {0};
     char *payload = NULL;
-    if (status == SQ_JOB_BAD_SHAPE)
+    if (status == SQ_JOB_BAD_SHAPE || status == SQ_JOB_OVER_LIMIT)
         payload = sq_job_invalid_payload(job, reason, sq__now(), &z.len);
     if (payload != NULL) {
         z.payload = payload;

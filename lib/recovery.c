@@ -42,7 +42,7 @@ static sq_script recover_script = SQ_SCRIPT(
     "if ARGV[3] == 'dead' then\n"
     "  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])\n"
     "  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[5])\n"
-    "  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[6]))\n"
+    "  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, '-' .. ARGV[6])\n"
     "else\n"
     "  redis.call('RPUSH', KEYS[2], ARGV[2])\n"
     "  redis.call('SADD', 'queues', ARGV[7])\n"

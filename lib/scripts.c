@@ -25,14 +25,15 @@ sq_script sq_script_zset_to_queue = SQ_SCRIPT("local t = redis.call('TYPE', KEYS
 /* KEYS: zset, dead. ARGV: member, score (now), age cutoff, max jobs, and
  * optionally the payload to add (the member itself when absent). Adds to
  * the dead set with Sidekiq's trim. Returns 1 moved, 0 gone, -1 `dead` has
- * the wrong type. */
+ * the wrong type. The dead-set scripts negate max jobs as text: a Lua number
+ * above 2^53 goes back to Redis as "1e+17", not an integer. */
 sq_script sq_script_zset_to_dead =
     SQ_SCRIPT("local t = redis.call('TYPE', KEYS[2]).ok\n"
               "if t ~= 'zset' and t ~= 'none' then return -1 end\n"
               "if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then\n"
               "  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[5] or ARGV[1])\n"
               "  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])\n"
-              "  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[4]))\n"
+              "  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, '-' .. ARGV[4])\n"
               "  return 1\n"
               "end\n"
               "return 0\n");

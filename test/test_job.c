@@ -254,7 +254,7 @@ START_TEST(test_huge_payload)
     sq_job job;
     sq_job_status st;
     ck_assert_int_eq(sq_job_init(&job, raw, len, "default", &lim, &st, reason, sizeof reason), 0);
-    ck_assert_int_eq(st, SQ_JOB_NOT_JSON);
+    ck_assert_int_eq(st, SQ_JOB_OVER_LIMIT);
     ck_assert_str_eq(reason, "payload is 10485760 bytes, over the 1048576-byte limit");
     ck_assert_ptr_eq(job.raw, raw); /* kept, not copied */
     ck_assert_ptr_null(job.payload);
@@ -270,7 +270,7 @@ START_TEST(test_payload_at_limit)
     ck_assert_int_eq(init_mem(&job, s, strlen(s), &lim), SQ_JOB_VALID);
     sq_job_destroy(&job);
     lim.max_payload_bytes--;
-    ck_assert_int_eq(init_mem(&job, s, strlen(s), &lim), SQ_JOB_NOT_JSON);
+    ck_assert_int_eq(init_mem(&job, s, strlen(s), &lim), SQ_JOB_OVER_LIMIT);
     sq_job_destroy(&job);
 }
 END_TEST
@@ -295,14 +295,22 @@ START_TEST(test_deep_nesting)
     size_t len;
     char *s = nested(100000, '[', ']', &len);
     sq_job job;
-    ck_assert_int_eq(init_mem(&job, s, len, NULL), SQ_JOB_NOT_JSON);
+    ck_assert_int_eq(init_mem(&job, s, len, NULL), SQ_JOB_OVER_LIMIT);
     ck_assert_str_eq(reason, "JSON nesting deeper than 64");
+    /* its dead entry says why, spliced without reading the nesting */
+    size_t dlen;
+    char *dead = sq_job_invalid_payload(&job, reason, NOW, &dlen);
+    ck_assert_ptr_nonnull(dead);
+    ck_assert_mem_eq(dead, s, len - 1);
+    ck_assert_ptr_nonnull(strstr(dead + len - 1, "\"error_class\":\"Squire::InvalidJob\""));
+    ck_assert_ptr_nonnull(strstr(dead + len - 1, "\"JSON nesting deeper than 64\""));
+    free(dead);
     sq_job_destroy(&job);
     free(s);
     /* Objects nest the same way, in any order. */
     const char *obj = "{\"class\":\"A\",\"args\":[{\"a\":{\"a\":{\"a\":[[1]]}}}]}";
     sq_job_limits lim = {.max_depth = 6};
-    ck_assert_int_eq(init_mem(&job, obj, strlen(obj), &lim), SQ_JOB_NOT_JSON);
+    ck_assert_int_eq(init_mem(&job, obj, strlen(obj), &lim), SQ_JOB_OVER_LIMIT);
     sq_job_destroy(&job);
     lim.max_depth = 7;
     ck_assert_int_eq(init_mem(&job, obj, strlen(obj), &lim), SQ_JOB_VALID);
@@ -320,7 +328,7 @@ START_TEST(test_depth_limit_exact)
     sq_job_destroy(&job);
     free(s);
     s = nested(64, '[', ']', &len);
-    ck_assert_int_eq(init_mem(&job, s, len, NULL), SQ_JOB_NOT_JSON);
+    ck_assert_int_eq(init_mem(&job, s, len, NULL), SQ_JOB_OVER_LIMIT);
     sq_job_destroy(&job);
     free(s);
 }
@@ -354,7 +362,7 @@ START_TEST(test_wide_array)
     s[len++] = '}';
     sq_job job;
     sq_job_limits lim = {.max_payload_bytes = 4u << 20};
-    ck_assert_int_eq(init_mem(&job, s, len, &lim), SQ_JOB_NOT_JSON);
+    ck_assert_int_eq(init_mem(&job, s, len, &lim), SQ_JOB_OVER_LIMIT);
     ck_assert_str_eq(reason, "JSON has more than 100000 values");
     sq_job_destroy(&job);
     free(s);
@@ -372,7 +380,7 @@ START_TEST(test_wide_object)
     s[len++] = '}';
     sq_job job;
     sq_job_limits lim = {.max_payload_bytes = 8u << 20};
-    ck_assert_int_eq(init_mem(&job, s, len, &lim), SQ_JOB_NOT_JSON);
+    ck_assert_int_eq(init_mem(&job, s, len, &lim), SQ_JOB_OVER_LIMIT);
     sq_job_destroy(&job);
     free(s);
 }
@@ -387,7 +395,7 @@ START_TEST(test_element_count_exact)
     ck_assert_int_eq(init_mem(&job, s, strlen(s), &lim), SQ_JOB_VALID);
     sq_job_destroy(&job);
     const char *t = "{\"class\":\"A\",\"args\":[1,2,3,4,5,6,7,true]}";
-    ck_assert_int_eq(init_mem(&job, t, strlen(t), &lim), SQ_JOB_NOT_JSON);
+    ck_assert_int_eq(init_mem(&job, t, strlen(t), &lim), SQ_JOB_OVER_LIMIT);
     sq_job_destroy(&job);
 }
 END_TEST

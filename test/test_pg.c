@@ -867,7 +867,7 @@ static const char *yaml_quoted(const char *s)
 }
 
 /* URLs libpq cannot parse, each with a password: a configuration error.
- * `squire --check` (DATABASE_URL) and the daemon (database: url) both exit
+ * `squire --check` (DATABASE_URL) and the daemon (file:line: database.url) both exit
  * 78 naming where the URL came from, and neither shows the password. */
 START_TEST(malformed_urls_are_config_errors_that_never_show_the_password)
 {
@@ -899,7 +899,7 @@ START_TEST(malformed_urls_are_config_errors_that_never_show_the_password)
         char *log = sqt_log_read(&p);
         assert_secret_kept("the log", log);
         ck_assert_msg(st == 78, "squire exit %d for %s (want 78):\n%s", st, urls[i], log);
-        ck_assert_msg(strstr(log, "database: url: not a PostgreSQL URL") != NULL,
+        ck_assert_msg(strstr(log, "sidekiq.yml:2: database.url: not a PostgreSQL URL") != NULL,
                       "the key is not named:\n%s", log);
         free(log);
     }
