@@ -360,6 +360,30 @@ START_TEST(client_certificates_are_presented)
     ck_assert_msg(rc != 0 && strstr(out, "cannot load ssl_key /nonexistent.key") != NULL, "%s",
                   out);
     free(out);
+    /* the key's PEM text in the variable (as config vars often hold it) is
+     * refused without being shown, by squirectl and by the daemon */
+    char *key_path, *key_body;
+    ck_assert_int_gt(asprintf(&key_path, "%s/client.key", certs), 0);
+    char *key = sqt_file_read(key_path);
+    ck_assert_ptr_nonnull(strstr(key, "-----BEGIN"));
+    key_body = strchr(key, '\n') + 1;
+    key_body[20] = '\0'; /* the first 20 bytes of the secret */
+    rc = sqt_sh(tls_url, &out,
+                "SQUIRE_REDIS_SSL_CERT='%s/client.crt' SQUIRE_REDIS_SSL_KEY=\"$(cat '%s')\" "
+                "'%s' stats 2>&1",
+                certs, key_path, SQ_TEST_SQUIRECTL);
+    ck_assert_msg(rc != 0 && strstr(out, "ssl_key") != NULL, "%d %s", rc, out);
+    ck_assert_msg(strstr(out, key_body) == NULL, "the key leaked: %s", out);
+    free(out);
+    rc = sqt_sh(tls_url, &out,
+                "SQUIRE_ALLOW_ROOT=1 SQUIRE_REDIS_SSL_CERT='%s/client.crt' "
+                "SQUIRE_REDIS_SSL_KEY=\"$(cat '%s')\" '%s' --check -r '%s' 2>&1",
+                certs, key_path, SQ_TEST_SQUIRE, SQ_TEST_PLUGIN);
+    ck_assert_msg(rc == 78 && strstr(out, "ssl_key") != NULL, "%d %s", rc, out);
+    ck_assert_msg(strstr(out, key_body) == NULL, "the key leaked: %s", out);
+    free(out);
+    free(key);
+    free(key_path);
 }
 END_TEST
 
