@@ -413,26 +413,6 @@ static int ask_sentinel(sq_redis *r, const char *sentinel, char *host, size_t hs
     return rc;
 }
 
-/* The sentinels' current master: each sentinel in turn until one knows. */
-static int find_master(sq_redis *r, char *host, size_t hsize, int *port, sq_error *err)
-{
-    sq_error first = {0};
-    for (size_t i = 0; i < r->url.nsentinels; i++) {
-        sq_error e = {0};
-        if (ask_sentinel(r, r->url.sentinels[i], host, hsize, port, &e) == 0)
-            return 0;
-        if (first.code == 0)
-            first = e;
-        if (e.code == SQ_ECONFIG || e.code == SQ_EAUTH) {
-            first = e;
-            break;
-        }
-    }
-    sq__error_set(err, first.code ? first.code : SQ_EREDIS, "no sentinel gave the master: %s",
-                  first.message);
-    return -1;
-}
-
 /* Sentinels: the server must say it is the master (it may be a demoted one
  * that the sentinels have not caught up with yet). */
 static int check_role(sq_redis *r, sq_error *err)
@@ -476,25 +456,10 @@ static void log_master(const char *name, const char *addr)
         sq_log(SQ_LOG_INFO, "sentinels: master \"%s\" is at %s", name, addr);
 }
 
-int sq_redis_connect(sq_redis *r, sq_error *err)
+/* A fresh connection to host:port (NULL: the URL's socket), authenticated,
+ * on the right db and, behind sentinels, checked to be the master. */
+static int connect_to(sq_redis *r, const char *host, int port, sq_error *err)
 {
-    if (sq_redis_is_connected(r))
-        return 0;
-    sq_redis_disconnect(r);
-    const char *host = r->url.path != NULL ? NULL : r->url.host;
-    int port = r->url.port;
-    char master[256];
-    if (r->url.nsentinels > 0) {
-        if (find_master(r, master, sizeof master, &port, err) != 0)
-            return -1;
-        host = master;
-        char now[300];
-        snprintf(now, sizeof now, "%s:%d", master, port);
-        if (strcmp(now, r->master) != 0) {
-            snprintf(r->master, sizeof r->master, "%s", now);
-            log_master(r->url.host, now);
-        }
-    }
     char where[320] = "";
     if (r->url.nsentinels > 0)
         snprintf(where, sizeof where, " (master at %s)", r->master);
@@ -507,6 +472,55 @@ int sq_redis_connect(sq_redis *r, sq_error *err)
         return -1;
     }
     return 0;
+}
+
+/* Report e, from a sentinel (!found) or from the master one named. */
+static int sentinel_failure(const sq_error *e, bool found, sq_error *err)
+{
+    if (found)
+        sq__error_set(err, e->code, "%s", e->message);
+    else
+        sq__error_set(err, e->code ? e->code : SQ_EREDIS, "no sentinel gave the master: %s",
+                      e->message);
+    return -1;
+}
+
+/* Each sentinel in turn until one names a server that is the master: a
+ * sentinel that does not answer, or that names a replica or a dead server
+ * (it is behind: a stale config, a partition), is passed over. */
+static int connect_via_sentinels(sq_redis *r, sq_error *err)
+{
+    sq_error lookup = {0}, master = {0};
+    for (size_t i = 0; i < r->url.nsentinels; i++) {
+        sq_error e = {0};
+        char host[256];
+        int port;
+        bool found = ask_sentinel(r, r->url.sentinels[i], host, sizeof host, &port, &e) == 0;
+        if (found) {
+            snprintf(r->master, sizeof r->master, "%s:%d", host, port);
+            if (connect_to(r, host, port, &e) == 0) {
+                log_master(r->url.host, r->master);
+                return 0;
+            }
+        }
+        if (e.code == SQ_ECONFIG || e.code == SQ_EAUTH) /* the same everywhere */
+            return sentinel_failure(&e, found, err);
+        sq_error *keep = found ? &master : &lookup;
+        if (keep->code == 0)
+            *keep = e;
+    }
+    return master.code != 0 ? sentinel_failure(&master, true, err)
+                            : sentinel_failure(&lookup, false, err);
+}
+
+int sq_redis_connect(sq_redis *r, sq_error *err)
+{
+    if (sq_redis_is_connected(r))
+        return 0;
+    sq_redis_disconnect(r);
+    if (r->url.nsentinels > 0)
+        return connect_via_sentinels(r, err);
+    return connect_to(r, r->url.path != NULL ? NULL : r->url.host, r->url.port, err);
 }
 
 static void set_wait(sq_redis *r, double extra)
