@@ -90,18 +90,26 @@ static void push_jobs(int n)
     sq_client_free(c);
 }
 
-START_TEST(squire_follows_the_master_through_a_failover)
+/* squire with 3 workers behind the sentinels in list, once it has found the
+ * master (R). */
+static void start_squire(sqt_proc *p, const char *list)
 {
-    char env_sentinels[160];
-    snprintf(env_sentinels, sizeof env_sentinels, "SQUIRE_REDIS_SENTINELS=%s", sentinels);
+    char env_sentinels[240];
+    snprintf(env_sentinels, sizeof env_sentinels, "SQUIRE_REDIS_SENTINELS=%s", list);
     const char *env[] = {env_sentinels, NULL};
     const char *cfg = itest_config(":poll_interval_average: 0.2\n:beat_interval: 1\n");
     const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "3", NULL};
-    sqt_proc p;
-    sqt_squire_start(&p, "redis://" MASTER "/0", argv, env);
+    sqt_squire_start(p, "redis://" MASTER "/0", argv, env);
     char at[64];
     snprintf(at, sizeof at, "master \"" MASTER "\" is at 127.0.0.1:%d", R.port);
-    ck_assert_msg(sqt_log_wait(&p, at, 15), "squire did not find the master");
+    ck_assert_msg(sqt_log_wait(p, at, 15), "squire did not find the master");
+}
+
+START_TEST(squire_follows_the_master_through_a_failover)
+{
+    sqt_proc p;
+    start_squire(&p, sentinels);
+    char at[64];
     push_jobs(5);
     ck_assert_int_eq(sqt_wait_int(C, 5, 20, "GET stat:processed"), 5);
 
@@ -136,16 +144,9 @@ END_TEST
  * back to the sentinels. */
 START_TEST(squire_leaves_a_demoted_master)
 {
-    char env_sentinels[160];
-    snprintf(env_sentinels, sizeof env_sentinels, "SQUIRE_REDIS_SENTINELS=%s", sentinels);
-    const char *env[] = {env_sentinels, NULL};
-    const char *cfg = itest_config(":poll_interval_average: 0.2\n:beat_interval: 1\n");
-    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "3", NULL};
     sqt_proc p;
-    sqt_squire_start(&p, "redis://" MASTER "/0", argv, env);
+    start_squire(&p, sentinels);
     char at[64];
-    snprintf(at, sizeof at, "master \"" MASTER "\" is at 127.0.0.1:%d", R.port);
-    ck_assert_msg(sqt_log_wait(&p, at, 15), "squire did not find the master");
     push_jobs(3);
     ck_assert_int_eq(sqt_wait_int(C, 3, 20, "GET stat:processed"), 3);
     redisReply *r = sentinel_cmd(0, "SENTINEL failover %s", MASTER);
@@ -199,20 +200,15 @@ START_TEST(a_stale_sentinel_listed_first_is_passed_over)
     ck_assert_msg(rc == 0 && strstr(out, "Processed:") != NULL, "%d %s", rc, out);
     free(out);
 
-    const char *env[] = {env_sentinels, NULL};
-    const char *cfg = itest_config(":poll_interval_average: 0.2\n:beat_interval: 1\n");
-    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "3", NULL};
     sqt_proc p;
-    sqt_squire_start(&p, "redis://" MASTER "/0", argv, env);
-    char at[64];
-    snprintf(at, sizeof at, "master \"" MASTER "\" is at 127.0.0.1:%d", R.port);
-    ck_assert_msg(sqt_log_wait(&p, at, 15), "squire did not find the master");
+    start_squire(&p, list);
     setenv("SQUIRE_REDIS_SENTINELS", list, 1);
     push_jobs(5);
     setenv("SQUIRE_REDIS_SENTINELS", sentinels, 1);
     ck_assert_int_eq(sqt_wait_int(C, 5, 20, "GET stat:processed"), 5);
     itest_stop(&p);
     char *log = sqt_log_read(&p);
+    char at[64];
     snprintf(at, sizeof at, "master \"" MASTER "\" is at 127.0.0.1:%d", replica.port);
     ck_assert_msg(strstr(log, at) == NULL, "the replica was logged as the master: %s", log);
     free(log);
