@@ -7,6 +7,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,6 +276,51 @@ static int tls_start(sq_redis *r, redisContext *c, const char *host, const char 
     return -1;
 }
 
+/* ---- SIGPIPE ------------------------------------------------------------- */
+
+/* hiredis writes with send() without MSG_NOSIGNAL, and OpenSSL with write():
+ * writing to a peer that has closed the connection (Redis at maxclients
+ * closes new TLS connections at once) raises SIGPIPE, which kills a program
+ * that does not ignore it (squirectl, a program using the C client) instead
+ * of failing the call. Around each call that does I/O, SIGPIPE is blocked in
+ * the calling thread, and one it raised there is discarded (as libpq does). */
+typedef struct {
+    sigset_t old;
+    bool was_pending;
+} pipe_guard;
+
+static sigset_t sigpipe_set(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    return set;
+}
+
+static bool sigpipe_pending(void)
+{
+    sigset_t pending;
+    return sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+}
+
+static void pipe_guard_on(pipe_guard *g)
+{
+    sigset_t set = sigpipe_set();
+    pthread_sigmask(SIG_BLOCK, &set, &g->old);
+    g->was_pending = sigismember(&g->old, SIGPIPE) == 1 && sigpipe_pending();
+}
+
+/* failed: whether the call failed (only a failed write raises SIGPIPE). */
+static void pipe_guard_off(pipe_guard *g, bool failed)
+{
+    if (failed && !g->was_pending && sigpipe_pending()) {
+        sigset_t set = sigpipe_set();
+        struct timespec zero = {0, 0};
+        sigtimedwait(&set, NULL, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
 /* ---- connecting ----------------------------------------------------------- */
 
 /* hiredis reports a socket timeout as EAGAIN's text: say what it means. */
@@ -518,9 +564,13 @@ int sq_redis_connect(sq_redis *r, sq_error *err)
     if (sq_redis_is_connected(r))
         return 0;
     sq_redis_disconnect(r);
-    if (r->url.nsentinels > 0)
-        return connect_via_sentinels(r, err);
-    return connect_to(r, r->url.path != NULL ? NULL : r->url.host, r->url.port, err);
+    pipe_guard g;
+    pipe_guard_on(&g);
+    int rc = r->url.nsentinels > 0
+                 ? connect_via_sentinels(r, err)
+                 : connect_to(r, r->url.path != NULL ? NULL : r->url.host, r->url.port, err);
+    pipe_guard_off(&g, rc != 0);
+    return rc;
 }
 
 static void set_wait(sq_redis *r, double extra)
@@ -568,7 +618,10 @@ redisReply *sq_redis_argv(sq_redis *r, int argc, const char **argv, const size_t
     if (sq_redis_connect(r, err) != 0)
         return NULL;
     set_wait(r, extra_wait);
+    pipe_guard g;
+    pipe_guard_on(&g);
     redisReply *rep = redisCommandArgv(r->ctx, argc, argv, lens);
+    pipe_guard_off(&g, rep == NULL);
     return check_reply(r, rep, err);
 }
 
@@ -577,10 +630,13 @@ redisReply *sq_redis_cmd(sq_redis *r, sq_error *err, const char *fmt, ...)
     if (sq_redis_connect(r, err) != 0)
         return NULL;
     set_wait(r, 0);
+    pipe_guard g;
+    pipe_guard_on(&g);
     va_list ap;
     va_start(ap, fmt);
     redisReply *rep = redisvCommand(r->ctx, fmt, ap);
     va_end(ap);
+    pipe_guard_off(&g, rep == NULL);
     return check_reply(r, rep, err);
 }
 
@@ -621,8 +677,11 @@ redisReply *sq_redis_pipe_reply(sq_redis *r, sq_error *err)
         return NULL;
     }
     void *rep = NULL;
+    pipe_guard g;
+    pipe_guard_on(&g);
     if (redisGetReply(r->ctx, &rep) != REDIS_OK)
         rep = NULL;
+    pipe_guard_off(&g, rep == NULL);
     return check_reply(r, rep, err);
 }
 

@@ -387,6 +387,41 @@ START_TEST(client_certificates_are_presented)
 }
 END_TEST
 
+/* Redis at maxclients closes a new connection as soon as it accepts it; over
+ * TLS the client is writing its handshake by then. squirectl and a program
+ * using the C client (neither ignores SIGPIPE) get a clear error instead of
+ * being killed by SIGPIPE. */
+START_TEST(a_server_that_closes_at_once_is_an_error_not_a_signal)
+{
+    tls_start("server", "--maxclients 1"); /* TC holds the one slot */
+    char ca[320], env[400];
+    snprintf(ca, sizeof ca, "%s/ca.crt", certs);
+    snprintf(env, sizeof env, "SQUIRE_REDIS_SSL_CA_FILE='%s'", ca);
+    for (int i = 0; i < 5; i++) {
+        char *out;
+        int rc = sqt_sh(tls_url, &out, "%s '%s' stats 2>&1", env, SQ_TEST_SQUIRECTL);
+        ck_assert_msg(rc == 1, "squirectl exited %d: %s", rc, out);
+        ck_assert_msg(strstr(out, "TLS to rediss://:REDACTED@127.0.0.1") != NULL, "%s", out);
+        no_secret(out);
+        free(out);
+    }
+    /* the C client, in this process (SIGPIPE at its default) */
+    setenv("SQUIRE_REDIS_SSL_CA_FILE", ca, 1);
+    for (int i = 0; i < 5; i++) {
+        sq_error err = {0};
+        sq_client *c = sq_client_new(tls_url, &err);
+        ck_assert_msg(c != NULL, "%s", err.message);
+        char jid[25];
+        json_t *args = json_array();
+        ck_assert_int_ne(sq_push(c, "NoopJob", args, NULL, jid, &err), 0);
+        json_decref(args);
+        ck_assert_msg(strstr(err.message, "TLS to rediss://:REDACTED@") != NULL, "%s", err.message);
+        sq_client_free(c);
+    }
+    unsetenv("SQUIRE_REDIS_SSL_CA_FILE");
+}
+END_TEST
+
 /* The harness runs the server scripts/test asks for ($SQ_REDIS_SERVER), and
  * --check names it. */
 START_TEST(check_names_the_server_the_harness_runs)
@@ -437,6 +472,7 @@ static Suite *suite(void)
     tcase_add_test(tc, an_unknown_ca_is_refused_clearly);
     tcase_add_test(tc, a_wrong_server_name_is_refused_clearly);
     tcase_add_test(tc, client_certificates_are_presented);
+    tcase_add_test(tc, a_server_that_closes_at_once_is_an_error_not_a_signal);
     suite_add_tcase(s, tc);
     return s;
 }
