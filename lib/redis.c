@@ -43,7 +43,7 @@ static struct timeval to_timeval(double s)
 static void make_display(sq_redis *r)
 {
     const sq_redis_url *u = &r->url;
-    const char *auth = u->password ? ":REDACTED@" : "";
+    const char *auth = u->password ? ":REDACTED@" : u->username ? "@" : "";
     const char *user = u->username ? u->username : "";
     const char *scheme = u->tls ? "rediss" : "redis";
     const char *via = u->nsentinels > 0 ? " (via sentinels)" : "";

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "redis.h"
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -1368,6 +1369,29 @@ START_TEST(test_url_parse_good)
 }
 END_TEST
 
+/* How a URL is named in logs and messages: the password REDACTED, the user
+ * kept, and the '@' that separates them from the host kept too. */
+START_TEST(test_url_display)
+{
+    static const struct {
+        const char *url, *shown;
+    } cases[] = {
+        {"redis://app:pw@h:1/2", "redis://app:REDACTED@h:1/2"},
+        {"redis://:pw@h", "redis://:REDACTED@h:6379/0"},
+        {"redis://app:@h:1", "redis://app@h:1/0"},
+        {"rediss://[::1]:7/3", "rediss://[::1]:7/3"},
+    };
+    for (size_t i = 0; i < N_ELEMS(cases); i++) {
+        sq_redis_url u;
+        ck_assert_int_eq(sq_redis_url_parse(cases[i].url, &u, &err), 0);
+        sq_redis *r = sq_redis_new(&u, 1);
+        ck_assert_str_eq(sq_redis_display(r), cases[i].shown);
+        sq_redis_free(r);
+        sq_redis_url_destroy(&u);
+    }
+}
+END_TEST
+
 /* The redis: section: TLS and sentinel options, checked like any key. */
 START_TEST(test_redis_section)
 {
@@ -1813,6 +1837,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_url_redact);
     tcase_add_test(tc, test_url_errors_never_show_password);
     tcase_add_test(tc, test_config_errors_never_show_secrets);
+    tcase_add_test(tc, test_url_display);
     tcase_add_test(tc, test_validate);
     tcase_add_test(tc, test_usage_text);
     suite_add_tcase(s, tc);
