@@ -39,20 +39,9 @@ static sq_script flush_script =
               "end\n"
               "return 1\n");
 
-int sq_stats_flush(sq_runtime *rt, sq_redis *r, sq_error *err)
+/* Send batch b; 0 once Redis has it (applied now or before). */
+static int send_batch(const sq_runtime *rt, sq_redis *r, const sq_stats_batch *b, sq_error *err)
 {
-    sq_stats_batch *b = &rt->stats;
-    if (b->processed == 0 && b->failed == 0) {
-        b->processed = atomic_exchange(&rt->processed, 0);
-        b->failed = atomic_exchange(&rt->failed, 0);
-        if (b->processed == 0 && b->failed == 0)
-            return 0;
-        b->seq++;
-        time_t now = time(NULL);
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        strftime(b->date, sizeof b->date, "%Y-%m-%d", &tm);
-    }
     char keys[5][340], p[24], f[24], seq[24];
     snprintf(keys[0], sizeof keys[0], "stat:processed");
     snprintf(keys[1], sizeof keys[1], "stat:processed:%s", b->date);
@@ -66,8 +55,33 @@ int sq_stats_flush(sq_runtime *rt, sq_redis *r, sq_error *err)
                           p,       f,       seq,     DAILY_TTL, SEQ_TTL};
     redisReply *rep = sq_redis_eval(r, &flush_script, 5, 10, argv, NULL, err);
     if (rep == NULL)
-        return -1; /* the batch is kept and sent again */
+        return -1;
     freeReplyObject(rep);
-    b->processed = b->failed = 0;
     return 0;
+}
+
+int sq_stats_flush(sq_runtime *rt, sq_redis *r, sq_error *err)
+{
+    sq_stats_batch *b = &rt->stats;
+    /* A batch left from a failed flush goes first, as it was; then the
+     * counts made since, as a new batch. */
+    for (;;) {
+        bool resend = b->processed != 0 || b->failed != 0;
+        if (!resend) {
+            b->processed = atomic_exchange(&rt->processed, 0);
+            b->failed = atomic_exchange(&rt->failed, 0);
+            if (b->processed == 0 && b->failed == 0)
+                return 0;
+            b->seq++;
+            time_t now = time(NULL);
+            struct tm tm;
+            gmtime_r(&now, &tm);
+            strftime(b->date, sizeof b->date, "%Y-%m-%d", &tm);
+        }
+        if (send_batch(rt, r, b, err) != 0)
+            return -1; /* the batch is kept and sent again */
+        b->processed = b->failed = 0;
+        if (!resend)
+            return 0;
+    }
 }
