@@ -722,10 +722,10 @@ int sq_config_validate(const sq_config *c, sq_error *err)
 
 int sq_config_redis_url(const sq_config *c, sq_redis_url *out, sq_error *err)
 {
-    if (sq_redis_url_check_options(&c->redis_opts, "config: redis", err) < 0 ||
-        sq_redis_url_parse(c->redis_url, out, err) < 0)
+    if (sq_redis_url_parse(c->redis_url, out, err) < 0)
         return -1;
-    if (sq_redis_url_set_options(out, &c->redis_opts, err) < 0) {
+    if (sq_redis_url_set_options(out, &c->redis_opts, err) < 0 ||
+        sq_redis_url_check_options(out, "config: redis", err) < 0) {
         sq_redis_url_destroy(out);
         return -1;
     }

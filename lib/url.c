@@ -383,6 +383,13 @@ int sq_redis_url_check_options(const sq_redis_url *u, const char *where, sq_erro
                       u->tls_cert != NULL ? "ssl_cert" : "ssl_key");
         return -1;
     }
+    if (u->nsentinels > 0 && u->path != NULL) {
+        sq__error_set(err, SQ_ECONFIG,
+                      "%s: sentinels: the URL's host names the master, and a unix:// URL has "
+                      "none (use redis://<master name>)",
+                      where);
+        return -1;
+    }
     for (size_t i = 0; i < u->nsentinels; i++) {
         char *host;
         int port;

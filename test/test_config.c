@@ -1369,6 +1369,30 @@ START_TEST(test_url_parse_good)
 }
 END_TEST
 
+/* Sentinels name the master by the URL's host: a unix:// URL has none, and
+ * the combination is refused before anything connects (it crashed). */
+START_TEST(test_sentinels_need_a_master_name)
+{
+    env_set("REDIS_URL", "unix:///run/redis.sock");
+    env_set("SQUIRE_REDIS_SENTINELS", "10.0.0.1:26379");
+    ASSERT_ERR(LOAD(NULL), SQ_ECONFIG, "sentinels");
+    ck_assert_msg(strstr(err.message, "unix://") != NULL, "%s", err.message);
+    sq_config_destroy(&cfg);
+    sq_config_init(&cfg);
+    memset(&err, 0, sizeof err);
+    fake_env_n = 0;
+    ASSERT_OK(yml(":redis:\n  url: unix:///run/redis.sock\n  sentinels: [\"10.0.0.1\"]\n"));
+    ASSERT_ERR(sq_config_validate(&cfg, &err), SQ_ECONFIG, "sentinels");
+    /* squirectl and the C client */
+    setenv("SQUIRE_REDIS_SENTINELS", "10.0.0.1:26379", 1);
+    sq_redis_url u;
+    memset(&err, 0, sizeof err);
+    int rc = sq_redis_url_from_environment("unix:///run/redis.sock", &u, &err);
+    unsetenv("SQUIRE_REDIS_SENTINELS");
+    ASSERT_ERR(rc, SQ_ECONFIG, "sentinels");
+}
+END_TEST
+
 /* How a URL is named in logs and messages: the password REDACTED, the user
  * kept, and the '@' that separates them from the host kept too. */
 START_TEST(test_url_display)
@@ -1838,6 +1862,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_url_errors_never_show_password);
     tcase_add_test(tc, test_config_errors_never_show_secrets);
     tcase_add_test(tc, test_url_display);
+    tcase_add_test(tc, test_sentinels_need_a_master_name);
     tcase_add_test(tc, test_validate);
     tcase_add_test(tc, test_usage_text);
     suite_add_tcase(s, tc);
