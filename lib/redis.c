@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -132,7 +133,14 @@ static SSL_CTX *tls_build(const sq_redis_url *u, sq_error *err)
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_verify(ctx, u->tls_no_verify ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
     const char *bad = NULL;
-    if (u->tls_ca_file != NULL || u->tls_ca_path != NULL) {
+    why[0] = '\0';
+    struct stat st;
+    if (u->tls_ca_path != NULL && (stat(u->tls_ca_path, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        /* OpenSSL would open it only when it looks for a CA, and then say
+         * "unknown CA": name the real problem now */
+        bad = "ssl_ca_path";
+        snprintf(why, sizeof why, "%s", strerror(access(u->tls_ca_path, F_OK) ? errno : ENOTDIR));
+    } else if (u->tls_ca_file != NULL || u->tls_ca_path != NULL) {
         if (SSL_CTX_load_verify_locations(ctx, u->tls_ca_file, u->tls_ca_path) != 1)
             bad = u->tls_ca_file != NULL ? "ssl_ca_file" : "ssl_ca_path";
     } else if (!u->tls_no_verify && SSL_CTX_set_default_verify_paths(ctx) != 1) {
@@ -151,9 +159,9 @@ static SSL_CTX *tls_build(const sq_redis_url *u, sq_error *err)
                            : strcmp(bad, "ssl_cert") == 0    ? u->tls_cert
                            : strcmp(bad, "ssl_key") == 0     ? u->tls_key
                                                              : NULL;
-        if (path != NULL && access(path, R_OK) != 0)
+        if (why[0] == '\0' && path != NULL && access(path, R_OK) != 0)
             snprintf(why, sizeof why, "%s", strerror(errno));
-        else
+        else if (why[0] == '\0')
             ssl_reason(why, sizeof why);
         sq__error_set(err, SQ_ECONFIG, "TLS: cannot load %s%s%s: %s", bad, path ? " " : "",
                       path ? path : "", why);
@@ -407,6 +415,8 @@ static int handshake(sq_redis *r, sq_error *err)
             if (rep != NULL &&
                 (strncmp(rep->str, "NOAUTH", 6) == 0 || strncmp(rep->str, "NOPERM", 6) == 0))
                 code = SQ_EAUTH;
+            else if (rep != NULL && strncmp(rep->str, "ERR ", 4) == 0)
+                code = SQ_ECONFIG; /* db out of range, cluster mode: waiting will not help */
             sq__error_set(err, code, "%s: SELECT %d: %.200s", r->display, r->url.db,
                           rep ? rep->str : io_reason(r, r->ctx, buf, sizeof buf));
             if (rep)

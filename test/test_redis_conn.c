@@ -107,6 +107,29 @@ START_TEST(daemon_waits_on_a_silent_server_and_stops_on_term)
 }
 END_TEST
 
+/* A db the server does not have (databases 16: 0..15) is a configuration
+ * error, like refused credentials: the daemon stops with 78 and says why,
+ * instead of waiting for Redis forever; --check fails with 78 too. */
+START_TEST(a_db_out_of_range_stops_the_daemon)
+{
+    char url[128];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/16", R.port);
+    sqt_proc p;
+    const char *argv[] = {"-r", SQ_TEST_PLUGIN, NULL};
+    sqt_squire_start(&p, url, argv, NULL);
+    int st = sqt_proc_wait(&p, 15);
+    char *log = sqt_log_read(&p);
+    ck_assert_msg(st == 78, "exit %d: %s", st, log);
+    ck_assert_msg(strstr(log, "SELECT 16: ERR DB index is out of range") != NULL, "%s", log);
+    free(log);
+    char *out;
+    int rc = sqt_sh(url, &out, "SQUIRE_ALLOW_ROOT=1 '%s' --check -r '%s' 2>&1", SQ_TEST_SQUIRE,
+                    SQ_TEST_PLUGIN);
+    ck_assert_msg(rc == 78 && strstr(out, "out of range") != NULL, "%d %s", rc, out);
+    free(out);
+}
+END_TEST
+
 /* Redis freezes under a running daemon (SIGSTOP: connections stay open,
  * nothing answers) before the beat that flushes the first job's count:
  * every thread times out instead of hanging, work resumes when Redis does,
@@ -307,6 +330,13 @@ START_TEST(an_unknown_ca_is_refused_clearly)
     ck_assert_msg(rc != 0 && strstr(out, "unknown CA") != NULL, "%d %s", rc, out);
     no_secret(out);
     free(out);
+    /* a CA directory that is not there is named, not taken for an unknown CA */
+    rc = sqt_sh(tls_url, &out, "SQUIRE_REDIS_SSL_CA_PATH='%s/nodir' '%s' stats 2>&1", certs,
+                SQ_TEST_SQUIRECTL);
+    ck_assert_msg(rc != 0 && strstr(out, "cannot load ssl_ca_path") != NULL &&
+                      strstr(out, "No such file or directory") != NULL,
+                  "%d %s", rc, out);
+    free(out);
     ck_assert_int_eq(sqt_int(TC, "DBSIZE"), 0);
 }
 END_TEST
@@ -468,6 +498,7 @@ static Suite *suite(void)
     tcase_add_test(tc, daemon_waits_on_a_silent_server_and_stops_on_term);
     tcase_add_test(tc, threads_time_out_and_resume_when_redis_freezes);
     tcase_add_test(tc, tls_to_a_plain_port_fails_clearly);
+    tcase_add_test(tc, a_db_out_of_range_stops_the_daemon);
     tcase_add_test(tc, check_names_the_server_the_harness_runs);
     suite_add_tcase(s, tc);
     tc = tcase_create("tls");
