@@ -394,7 +394,13 @@ static int authenticate(sq_redis *r, redisContext *c, const char *user, const ch
     }
     int rc = 0;
     if (rep->type == REDIS_REPLY_ERROR) {
-        sq__error_set(err, SQ_EAUTH, "%s%s: AUTH refused: %.200s", r->display, where, rep->str);
+        /* A server that does not know AUTH (renamed, an old sentinel) quotes
+         * the command's arguments, the password among them: the reply is
+         * shown up to its first quote only. */
+        size_t n = strcspn(rep->str, "'\"");
+        sq__error_set(err, SQ_EAUTH, "%s%s: AUTH refused: %.*s%s", r->display, where,
+                      (int)(n < 200 ? n : 200), rep->str,
+                      rep->str[n] != '\0' ? "(the rest quotes the password: not shown)" : "");
         rc = -1;
     }
     freeReplyObject(rep);

@@ -130,6 +130,37 @@ START_TEST(a_db_out_of_range_stops_the_daemon)
 }
 END_TEST
 
+/* A server that does not know AUTH (renamed away, as some hosts do; a
+ * sentinel older than 5.0.1) answers with the command's arguments quoted:
+ * the password must not reach squirectl's, --check's or the log's message. */
+START_TEST(a_server_without_auth_does_not_echo_the_password)
+{
+    sqt_redis s;
+    sqt_redis_start(&s, "--rename-command AUTH \"\"");
+    char url[128], *out;
+    snprintf(url, sizeof url, "redis://:" PASSWORD "@127.0.0.1:%d/0", s.port);
+    int rc = sqt_sh(url, &out, "'%s' stats 2>&1", SQ_TEST_SQUIRECTL);
+    ck_assert_msg(rc == 1 && strstr(out, "AUTH refused: ERR unknown command") != NULL, "%d %s", rc,
+                  out);
+    no_secret(out);
+    free(out);
+    rc = sqt_sh(url, &out, "SQUIRE_ALLOW_ROOT=1 '%s' --check -r '%s' 2>&1", SQ_TEST_SQUIRE,
+                SQ_TEST_PLUGIN);
+    ck_assert_msg(rc == 78 && strstr(out, "AUTH refused") != NULL, "%d %s", rc, out);
+    no_secret(out);
+    free(out);
+    sqt_proc p;
+    const char *argv[] = {"-r", SQ_TEST_PLUGIN, NULL};
+    sqt_squire_start(&p, url, argv, NULL);
+    ck_assert_int_eq(sqt_proc_wait(&p, 15), 78);
+    char *log = sqt_log_read(&p);
+    ck_assert_msg(strstr(log, "AUTH refused") != NULL, "%s", log);
+    no_secret(log);
+    free(log);
+    sqt_redis_stop(&s);
+}
+END_TEST
+
 /* Redis freezes under a running daemon (SIGSTOP: connections stay open,
  * nothing answers) before the beat that flushes the first job's count:
  * every thread times out instead of hanging, work resumes when Redis does,
@@ -499,6 +530,7 @@ static Suite *suite(void)
     tcase_add_test(tc, threads_time_out_and_resume_when_redis_freezes);
     tcase_add_test(tc, tls_to_a_plain_port_fails_clearly);
     tcase_add_test(tc, a_db_out_of_range_stops_the_daemon);
+    tcase_add_test(tc, a_server_without_auth_does_not_echo_the_password);
     tcase_add_test(tc, check_names_the_server_the_harness_runs);
     suite_add_tcase(s, tc);
     tc = tcase_create("tls");
