@@ -861,6 +861,7 @@ int sq_main(int argc, char **argv, sq_registry *reg)
     signal_set(&set);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    sq_redis_sigpipe_ignored();
 
     if (reg == NULL)
         reg = own = sq_registry_new();

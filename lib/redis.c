@@ -8,6 +8,7 @@
 #include <openssl/x509v3.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,8 +295,15 @@ static int tls_start(sq_redis *r, redisContext *c, const char *host, const char 
  * the calling thread, and one it raised there is discarded (as libpq does). */
 typedef struct {
     sigset_t old;
-    bool was_pending;
+    bool was_pending, on;
 } pipe_guard;
+
+static atomic_bool sigpipe_ignored;
+
+void sq_redis_sigpipe_ignored(void)
+{
+    atomic_store(&sigpipe_ignored, true);
+}
 
 static sigset_t sigpipe_set(void)
 {
@@ -313,6 +321,9 @@ static bool sigpipe_pending(void)
 
 static void pipe_guard_on(pipe_guard *g)
 {
+    g->on = !atomic_load_explicit(&sigpipe_ignored, memory_order_relaxed);
+    if (!g->on)
+        return;
     sigset_t set = sigpipe_set();
     pthread_sigmask(SIG_BLOCK, &set, &g->old);
     g->was_pending = sigismember(&g->old, SIGPIPE) == 1 && sigpipe_pending();
@@ -321,6 +332,8 @@ static void pipe_guard_on(pipe_guard *g)
 /* failed: whether the call failed (only a failed write raises SIGPIPE). */
 static void pipe_guard_off(pipe_guard *g, bool failed)
 {
+    if (!g->on)
+        return;
     if (failed && !g->was_pending && sigpipe_pending()) {
         sigset_t set = sigpipe_set();
         struct timespec zero = {0, 0};
