@@ -578,10 +578,13 @@ static int connect_via_sentinels(sq_redis *r, sq_error *err)
                 return 0;
             }
         }
-        if (e.code == SQ_ECONFIG || e.code == SQ_EAUTH) /* the same everywhere */
-            return sentinel_failure(&e, found, err);
+        /* A sentinel refusing our credentials or TLS settings: the others
+         * will too. A master refusing them may be a stale sentinel's wrong
+         * address: the others are asked first. */
+        if (!found && (e.code == SQ_ECONFIG || e.code == SQ_EAUTH))
+            return sentinel_failure(&e, false, err);
         sq_error *keep = found ? &master : &lookup;
-        if (keep->code == 0)
+        if (keep->code == 0 || (found && (e.code == SQ_ECONFIG || e.code == SQ_EAUTH)))
             *keep = e;
     }
     return master.code != 0 ? sentinel_failure(&master, true, err)

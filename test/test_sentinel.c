@@ -90,16 +90,16 @@ static void push_jobs(int n)
     sq_client_free(c);
 }
 
-/* squire with 3 workers behind the sentinels in list, once it has found the
- * master (R). */
-static void start_squire(sqt_proc *p, const char *list)
+/* squire with 3 workers at url behind the sentinels in list, once it has
+ * found the master (R). */
+static void start_squire(sqt_proc *p, const char *url, const char *list)
 {
     char env_sentinels[240];
     snprintf(env_sentinels, sizeof env_sentinels, "SQUIRE_REDIS_SENTINELS=%s", list);
     const char *env[] = {env_sentinels, NULL};
     const char *cfg = itest_config(":poll_interval_average: 0.2\n:beat_interval: 1\n");
     const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "3", NULL};
-    sqt_squire_start(p, "redis://" MASTER "/0", argv, env);
+    sqt_squire_start(p, url, argv, env);
     char at[64];
     snprintf(at, sizeof at, "master \"" MASTER "\" is at 127.0.0.1:%d", R.port);
     ck_assert_msg(sqt_log_wait(p, at, 15), "squire did not find the master");
@@ -108,7 +108,7 @@ static void start_squire(sqt_proc *p, const char *list)
 START_TEST(squire_follows_the_master_through_a_failover)
 {
     sqt_proc p;
-    start_squire(&p, sentinels);
+    start_squire(&p, "redis://" MASTER "/0", sentinels);
     char at[64];
     push_jobs(5);
     ck_assert_int_eq(sqt_wait_int(C, 5, 20, "GET stat:processed"), 5);
@@ -145,7 +145,7 @@ END_TEST
 START_TEST(squire_leaves_a_demoted_master)
 {
     sqt_proc p;
-    start_squire(&p, sentinels);
+    start_squire(&p, "redis://" MASTER "/0", sentinels);
     char at[64];
     push_jobs(3);
     ck_assert_int_eq(sqt_wait_int(C, 3, 20, "GET stat:processed"), 3);
@@ -178,7 +178,8 @@ END_TEST
 /* A sentinel that lies: it was left behind (a stale config, a partition)
  * and names the replica as the master. Listed first, it must not keep squire
  * off the master the other sentinels name: an address that fails the ROLE
- * check sends squire to the next sentinel, not back to the same one. */
+ * check, or refuses the credentials (the replica has no user "app"), sends
+ * squire to the next sentinel, not back to the same one or out. */
 START_TEST(a_stale_sentinel_listed_first_is_passed_over)
 {
     sqt_redis stale;
@@ -194,14 +195,19 @@ START_TEST(a_stale_sentinel_listed_first_is_passed_over)
     snprintf(list, sizeof list, "127.0.0.1:%d,%s", stale.port, sentinels);
     snprintf(env_sentinels, sizeof env_sentinels, "SQUIRE_REDIS_SENTINELS=%s", list);
 
+    freeReplyObject(sqt_cmd(C, "ACL SETUSER app on >apppw ~* &* +@all"));
+    const char *url = "redis://app:apppw@" MASTER "/0";
     char *out;
     int rc = sqt_sh("redis://" MASTER "/0", &out, "%s '%s' stats 2>&1", env_sentinels,
                     SQ_TEST_SQUIRECTL);
     ck_assert_msg(rc == 0 && strstr(out, "Processed:") != NULL, "%d %s", rc, out);
     free(out);
+    rc = sqt_sh(url, &out, "%s '%s' stats 2>&1", env_sentinels, SQ_TEST_SQUIRECTL);
+    ck_assert_msg(rc == 0 && strstr(out, "Processed:") != NULL, "%d %s", rc, out);
+    free(out);
 
     sqt_proc p;
-    start_squire(&p, list);
+    start_squire(&p, url, list);
     setenv("SQUIRE_REDIS_SENTINELS", list, 1);
     push_jobs(5);
     setenv("SQUIRE_REDIS_SENTINELS", sentinels, 1);
