@@ -421,10 +421,10 @@ static int authenticate(sq_redis *r, redisContext *c, const char *user, const ch
 }
 
 /* AUTH and SELECT on a fresh connection. */
-static int handshake(sq_redis *r, sq_error *err)
+static int handshake(sq_redis *r, const char *where, sq_error *err)
 {
     redisReply *rep;
-    if (authenticate(r, r->ctx, r->url.username, r->url.password, "", err) != 0)
+    if (authenticate(r, r->ctx, r->url.username, r->url.password, where, err) != 0)
         return -1;
     if (r->url.db != 0) {
         rep = redisCommand(r->ctx, "SELECT %d", r->url.db);
@@ -436,7 +436,7 @@ static int handshake(sq_redis *r, sq_error *err)
                 code = SQ_EAUTH;
             else if (rep != NULL && strncmp(rep->str, "ERR ", 4) == 0)
                 code = SQ_ECONFIG; /* db out of range, cluster mode: waiting will not help */
-            sq__error_set(err, code, "%s: SELECT %d: %.200s", r->display, r->url.db,
+            sq__error_set(err, code, "%s%s: SELECT %d: %.200s", r->display, where, r->url.db,
                           rep ? rep->str : io_reason(r, r->ctx, buf, sizeof buf));
             if (rep)
                 freeReplyObject(rep);
@@ -542,7 +542,7 @@ static int connect_to(sq_redis *r, const char *host, int port, sq_error *err)
     if (r->ctx == NULL)
         return -1;
     r->applied_timeout = r->timeout;
-    if (handshake(r, err) != 0 || (r->url.nsentinels > 0 && check_role(r, err) != 0)) {
+    if (handshake(r, where, err) != 0 || (r->url.nsentinels > 0 && check_role(r, err) != 0)) {
         sq_redis_disconnect(r);
         return -1;
     }
