@@ -225,6 +225,31 @@ START_TEST(redis_url_from_a_systemd_credential)
 }
 END_TEST
 
+/* A credential longer than squire reads (a long password) is refused as
+ * such, not cut short: a URL cut before its '@' would show the password
+ * in the parse error. */
+START_TEST(an_overlong_credential_is_refused_without_showing_it)
+{
+    char dir[256], path[300], cred[320];
+    sqt_tempdir(dir, "cred");
+    snprintf(path, sizeof path, "%s/redis_url", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "redis://:s3cret");
+    for (int i = 0; i < 3000; i++)
+        fputc('x', f);
+    fprintf(f, "@127.0.0.1:%d/0\n", R.port);
+    fclose(f);
+    snprintf(cred, sizeof cred, "CREDENTIALS_DIRECTORY=%s", dir);
+    char *out;
+    int rc = sqt_sh(NULL, &out, "unset REDIS_URL; %s SQUIRE_ALLOW_ROOT=1 '%s' --check -r '%s' 2>&1",
+                    cred, SQ_TEST_SQUIRE, SQ_TEST_PLUGIN);
+    ck_assert_msg(rc == 78 && strstr(out, "redis_url") != NULL, "%d %s", rc, out);
+    ck_assert_msg(strstr(out, "s3cret") == NULL, "leak: %s", out);
+    free(out);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("deploy");
@@ -237,6 +262,7 @@ int main(void)
     tcase_add_test(tc, refuses_root_unless_told);
     tcase_add_test(tc, journal_lines_carry_priorities);
     tcase_add_test(tc, redis_url_from_a_systemd_credential);
+    tcase_add_test(tc, an_overlong_credential_is_refused_without_showing_it);
     suite_add_tcase(s, tc);
     return sqt_run(s);
 }
