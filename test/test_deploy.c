@@ -198,16 +198,24 @@ START_TEST(journal_lines_carry_priorities)
 }
 END_TEST
 
-START_TEST(redis_url_from_a_systemd_credential)
+/* A credentials directory whose redis_url holds url; cred gets the
+ * CREDENTIALS_DIRECTORY=... setting (320 bytes). */
+static void make_credential(char *cred, const char *url)
 {
-    char dir[256], path[300], cred[320];
+    char dir[256], path[300];
     sqt_tempdir(dir, "cred");
     snprintf(path, sizeof path, "%s/redis_url", dir);
     FILE *f = fopen(path, "w");
     ck_assert_ptr_nonnull(f);
-    fprintf(f, "%s\n", R.url);
+    fprintf(f, "%s\n", url);
     fclose(f);
-    snprintf(cred, sizeof cred, "CREDENTIALS_DIRECTORY=%s", dir);
+    snprintf(cred, 320, "CREDENTIALS_DIRECTORY=%s", dir);
+}
+
+START_TEST(redis_url_from_a_systemd_credential)
+{
+    char cred[320];
+    make_credential(cred, R.url);
     const char *env[] = {cred, NULL};
     const char *argv[] = {"-r", SQ_TEST_PLUGIN, NULL};
     sqt_proc p;
@@ -230,17 +238,11 @@ END_TEST
  * in the parse error. */
 START_TEST(an_overlong_credential_is_refused_without_showing_it)
 {
-    char dir[256], path[300], cred[320];
-    sqt_tempdir(dir, "cred");
-    snprintf(path, sizeof path, "%s/redis_url", dir);
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "redis://:s3cret");
-    for (int i = 0; i < 3000; i++)
-        fputc('x', f);
-    fprintf(f, "@127.0.0.1:%d/0\n", R.port);
-    fclose(f);
-    snprintf(cred, sizeof cred, "CREDENTIALS_DIRECTORY=%s", dir);
+    char url[3100], cred[320];
+    int n = snprintf(url, sizeof url, "redis://:s3cret");
+    memset(url + n, 'x', 3000);
+    snprintf(url + n + 3000, sizeof url - (size_t)n - 3000, "@127.0.0.1:%d/0", R.port);
+    make_credential(cred, url);
     char *out;
     int rc = sqt_sh(NULL, &out, "unset REDIS_URL; %s SQUIRE_ALLOW_ROOT=1 '%s' --check -r '%s' 2>&1",
                     cred, SQ_TEST_SQUIRE, SQ_TEST_PLUGIN);
