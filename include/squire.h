@@ -174,7 +174,8 @@ typedef struct sq_client sq_client;
  * rediss://... for TLS, or unix:///path?db=N); NULL url means
  * $REDIS_PROVIDER / $REDIS_URL / localhost. TLS and Sentinel options come
  * from the SQUIRE_REDIS_* variables (docs/configuration.md).
- * A client is not thread-safe: use one per thread. */
+ * A client is not thread-safe: use one per thread. The program need not
+ * ignore SIGPIPE: a closed connection fails the call, it never raises one. */
 sq_client *sq_client_new(const char *url, sq_error *err);
 void sq_client_free(sq_client *c);
 

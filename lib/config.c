@@ -43,6 +43,8 @@ static int set_flag_only(sq_config *c, const sq__option *o, const char *where, c
                          sq_error *err);
 static int set_db_url(sq_config *c, const sq__option *o, const char *where, const char *text,
                       sq_error *err);
+static int set_secret(sq_config *c, const sq__option *o, const char *where, const char *text,
+                      sq_error *err);
 static int set_verify_mode(sq_config *c, const sq__option *o, const char *where,
                            const char *text, sq_error *err);
 static int set_sentinel(sq_config *c, const sq__option *o, const char *where, const char *text,
@@ -128,7 +130,7 @@ static const sq__option options[] = {
     {"redis.ssl_cert", 0, NULL, NULL, SQ__OPT_STRING, FIELD(redis_opts.tls_cert), 0, 0, 0, 0,
      NULL, "rediss://: client certificate (PEM)", set_string},
     {"redis.ssl_key", 0, NULL, NULL, SQ__OPT_STRING, FIELD(redis_opts.tls_key), 0, 0, 0, 0, NULL,
-     "rediss://: the client certificate's private key (PEM)", set_string},
+     "rediss://: the client certificate's private key (PEM)", set_secret},
     {"redis.ssl_server_name", 0, NULL, NULL, SQ__OPT_STRING, FIELD(redis_opts.tls_server_name),
      0, 0, 0, 0, NULL, "rediss://: SNI and the name to check (else the URL's host)",
      set_string},
@@ -139,7 +141,7 @@ static const sq__option options[] = {
      set_string},
     {"redis.sentinel_password", 0, NULL, NULL, SQ__OPT_STRING,
      FIELD(redis_opts.sentinel_password), 0, 0, 0, 0, NULL, "password for the sentinels",
-     set_string},
+     set_secret},
     {"max_payload_bytes", 0, NULL, NULL, SQ__OPT_SIZE, FIELD(max_payload_bytes), 1024,
      SQ__MAX_PAYLOAD_CAP, SQ_DEFAULT_MAX_PAYLOAD, 0, NULL,
      "larger jobs go to the dead set unparsed", set_number},
@@ -215,6 +217,20 @@ const char *sq__quote(const char *text, size_t len, char *buf, size_t size)
     size_t o = 0;
     if (size < 16)
         return "";
+    /* A URL with a password (scheme://user:pass@host, user:pass@host) is
+     * shown with the password REDACTED, whatever key it was given for. */
+    const char *at = memrchr(text, '@', len);
+    char *safe = NULL;
+    if (at != NULL &&
+        (memmem(text, len, "://", 3) != NULL || memchr(text, ':', (size_t)(at - text)) != NULL)) {
+        char *copy = strndup(text, len);
+        safe = copy != NULL ? sq_redis_url_redact(copy) : NULL;
+        free(copy);
+        if (safe == NULL)
+            return "(not shown)";
+        text = safe;
+        len = strlen(safe);
+    }
     buf[o++] = '"';
     for (size_t i = 0; i < len && i < shown && o + 8 < size; i++) {
         unsigned char ch = (unsigned char)text[i];
@@ -229,6 +245,7 @@ const char *sq__quote(const char *text, size_t len, char *buf, size_t size)
     if (len > shown && o + 4 < size)
         o += (size_t)snprintf(buf + o, size - o, "...");
     buf[o] = '\0';
+    free(safe);
     return buf;
 }
 
@@ -347,12 +364,28 @@ static int set_string(sq_config *c, const sq__option *o, const char *where, cons
     return replace_string((char **)(void *)((char *)c + o->offset), text, err);
 }
 
+/* A string that is a secret (a password) or may hold one (a key given as
+ * its PEM text): checked like any string, but a refused value is not shown. */
+static int set_secret(sq_config *c, const sq__option *o, const char *where, const char *text,
+                      sq_error *err)
+{
+    if (text != NULL && has_control_chars(text)) {
+        const char *what = strstr(o->key, "ssl_") != NULL ? "the path of a PEM file" : "a string";
+        sq__error_set(err, SQ_ECONFIG,
+                      "%s: expected %s, got text with control characters or line breaks (not "
+                      "shown)",
+                      where, what);
+        return -1;
+    }
+    return set_string(c, o, where, text, err);
+}
+
 /* database.url, and where it was set: libpq judges it only at start-up
  * (libsquire loads libpq then), and its verdict names that file and line. */
 static int set_db_url(sq_config *c, const sq__option *o, const char *where, const char *text,
                       sq_error *err)
 {
-    if (set_string(c, o, where, text, err) < 0)
+    if (set_secret(c, o, where, text, err) < 0)
         return -1;
     return replace_string(&c->db_url_where, where, err);
 }
@@ -702,10 +735,10 @@ int sq_config_validate(const sq_config *c, sq_error *err)
 
 int sq_config_redis_url(const sq_config *c, sq_redis_url *out, sq_error *err)
 {
-    if (sq_redis_url_check_options(&c->redis_opts, "config: redis", err) < 0 ||
-        sq_redis_url_parse(c->redis_url, out, err) < 0)
+    if (sq_redis_url_parse(c->redis_url, out, err) < 0)
         return -1;
-    if (sq_redis_url_set_options(out, &c->redis_opts, err) < 0) {
+    if (sq_redis_url_set_options(out, &c->redis_opts, err) < 0 ||
+        sq_redis_url_check_options(out, "config: redis", err) < 0) {
         sq_redis_url_destroy(out);
         return -1;
     }

@@ -845,7 +845,15 @@ static int read_credential(const char *name, char **out, sq_error *err)
     if (f == NULL)
         return 0;
     size_t n = fread(url, 1, sizeof url - 1, f);
+    bool more = n == sizeof url - 1 && fgetc(f) != EOF;
     fclose(f);
+    if (more) {
+        /* cut short, a URL could lose its '@' and show its password */
+        memset(url, 0, sizeof url);
+        sq__error_set(err, SQ_ECONFIG, "%s: longer than %zu bytes (not shown)", path,
+                      sizeof url - 1);
+        return -1;
+    }
     url[n] = '\0';
     url[strcspn(url, "\r\n")] = '\0';
     *out = strdup(url);
@@ -949,6 +957,7 @@ int sq_main(int argc, char **argv, sq_registry *reg)
     signal_set(&set);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    sq_redis_sigpipe_ignored();
 
     if (reg == NULL)
         reg = own = sq_registry_new();

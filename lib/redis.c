@@ -7,9 +7,12 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -42,7 +45,7 @@ static struct timeval to_timeval(double s)
 static void make_display(sq_redis *r)
 {
     const sq_redis_url *u = &r->url;
-    const char *auth = u->password ? ":REDACTED@" : "";
+    const char *auth = u->password ? ":REDACTED@" : u->username ? "@" : "";
     const char *user = u->username ? u->username : "";
     const char *scheme = u->tls ? "rediss" : "redis";
     const char *via = u->nsentinels > 0 ? " (via sentinels)" : "";
@@ -131,7 +134,14 @@ static SSL_CTX *tls_build(const sq_redis_url *u, sq_error *err)
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_verify(ctx, u->tls_no_verify ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
     const char *bad = NULL;
-    if (u->tls_ca_file != NULL || u->tls_ca_path != NULL) {
+    why[0] = '\0';
+    struct stat st;
+    if (u->tls_ca_path != NULL && (stat(u->tls_ca_path, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        /* OpenSSL would open it only when it looks for a CA, and then say
+         * "unknown CA": name the real problem now */
+        bad = "ssl_ca_path";
+        snprintf(why, sizeof why, "%s", strerror(access(u->tls_ca_path, F_OK) ? errno : ENOTDIR));
+    } else if (u->tls_ca_file != NULL || u->tls_ca_path != NULL) {
         if (SSL_CTX_load_verify_locations(ctx, u->tls_ca_file, u->tls_ca_path) != 1)
             bad = u->tls_ca_file != NULL ? "ssl_ca_file" : "ssl_ca_path";
     } else if (!u->tls_no_verify && SSL_CTX_set_default_verify_paths(ctx) != 1) {
@@ -150,9 +160,9 @@ static SSL_CTX *tls_build(const sq_redis_url *u, sq_error *err)
                            : strcmp(bad, "ssl_cert") == 0    ? u->tls_cert
                            : strcmp(bad, "ssl_key") == 0     ? u->tls_key
                                                              : NULL;
-        if (path != NULL && access(path, R_OK) != 0)
+        if (why[0] == '\0' && path != NULL && access(path, R_OK) != 0)
             snprintf(why, sizeof why, "%s", strerror(errno));
-        else
+        else if (why[0] == '\0')
             ssl_reason(why, sizeof why);
         sq__error_set(err, SQ_ECONFIG, "TLS: cannot load %s%s%s: %s", bad, path ? " " : "",
                       path ? path : "", why);
@@ -275,6 +285,63 @@ static int tls_start(sq_redis *r, redisContext *c, const char *host, const char 
     return -1;
 }
 
+/* ---- SIGPIPE ------------------------------------------------------------- */
+
+/* hiredis writes with send() without MSG_NOSIGNAL, and OpenSSL with write():
+ * writing to a peer that has closed the connection (Redis at maxclients
+ * closes new TLS connections at once) raises SIGPIPE, which kills a program
+ * that does not ignore it (squirectl, a program using the C client) instead
+ * of failing the call. Around each call that does I/O, SIGPIPE is blocked in
+ * the calling thread, and one it raised there is discarded (as libpq does). */
+typedef struct {
+    sigset_t old;
+    bool was_pending, on;
+} pipe_guard;
+
+static atomic_bool sigpipe_ignored;
+
+void sq_redis_sigpipe_ignored(void)
+{
+    atomic_store(&sigpipe_ignored, true);
+}
+
+static sigset_t sigpipe_set(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    return set;
+}
+
+static bool sigpipe_pending(void)
+{
+    sigset_t pending;
+    return sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+}
+
+static void pipe_guard_on(pipe_guard *g)
+{
+    g->on = !atomic_load_explicit(&sigpipe_ignored, memory_order_relaxed);
+    if (!g->on)
+        return;
+    sigset_t set = sigpipe_set();
+    pthread_sigmask(SIG_BLOCK, &set, &g->old);
+    g->was_pending = sigismember(&g->old, SIGPIPE) == 1 && sigpipe_pending();
+}
+
+/* failed: whether the call failed (only a failed write raises SIGPIPE). */
+static void pipe_guard_off(pipe_guard *g, bool failed)
+{
+    if (!g->on)
+        return;
+    if (failed && !g->was_pending && sigpipe_pending()) {
+        sigset_t set = sigpipe_set();
+        struct timespec zero = {0, 0};
+        sigtimedwait(&set, NULL, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
 /* ---- connecting ----------------------------------------------------------- */
 
 /* hiredis reports a socket timeout as EAGAIN's text: say what it means. */
@@ -340,7 +407,13 @@ static int authenticate(sq_redis *r, redisContext *c, const char *user, const ch
     }
     int rc = 0;
     if (rep->type == REDIS_REPLY_ERROR) {
-        sq__error_set(err, SQ_EAUTH, "%s%s: AUTH refused: %.200s", r->display, where, rep->str);
+        /* A server that does not know AUTH (renamed, an old sentinel) quotes
+         * the command's arguments, the password among them: the reply is
+         * shown up to its first quote only. */
+        size_t n = strcspn(rep->str, "'\"");
+        sq__error_set(err, SQ_EAUTH, "%s%s: AUTH refused: %.*s%s", r->display, where,
+                      (int)(n < 200 ? n : 200), rep->str,
+                      rep->str[n] != '\0' ? "(the rest quotes the password: not shown)" : "");
         rc = -1;
     }
     freeReplyObject(rep);
@@ -348,10 +421,10 @@ static int authenticate(sq_redis *r, redisContext *c, const char *user, const ch
 }
 
 /* AUTH and SELECT on a fresh connection. */
-static int handshake(sq_redis *r, sq_error *err)
+static int handshake(sq_redis *r, const char *where, sq_error *err)
 {
     redisReply *rep;
-    if (authenticate(r, r->ctx, r->url.username, r->url.password, "", err) != 0)
+    if (authenticate(r, r->ctx, r->url.username, r->url.password, where, err) != 0)
         return -1;
     if (r->url.db != 0) {
         rep = redisCommand(r->ctx, "SELECT %d", r->url.db);
@@ -361,7 +434,9 @@ static int handshake(sq_redis *r, sq_error *err)
             if (rep != NULL &&
                 (strncmp(rep->str, "NOAUTH", 6) == 0 || strncmp(rep->str, "NOPERM", 6) == 0))
                 code = SQ_EAUTH;
-            sq__error_set(err, code, "%s: SELECT %d: %.200s", r->display, r->url.db,
+            else if (rep != NULL && strncmp(rep->str, "ERR ", 4) == 0)
+                code = SQ_ECONFIG; /* db out of range, cluster mode: waiting will not help */
+            sq__error_set(err, code, "%s%s: SELECT %d: %.200s", r->display, where, r->url.db,
                           rep ? rep->str : io_reason(r, r->ctx, buf, sizeof buf));
             if (rep)
                 freeReplyObject(rep);
@@ -413,26 +488,6 @@ static int ask_sentinel(sq_redis *r, const char *sentinel, char *host, size_t hs
     return rc;
 }
 
-/* The sentinels' current master: each sentinel in turn until one knows. */
-static int find_master(sq_redis *r, char *host, size_t hsize, int *port, sq_error *err)
-{
-    sq_error first = {0};
-    for (size_t i = 0; i < r->url.nsentinels; i++) {
-        sq_error e = {0};
-        if (ask_sentinel(r, r->url.sentinels[i], host, hsize, port, &e) == 0)
-            return 0;
-        if (first.code == 0)
-            first = e;
-        if (e.code == SQ_ECONFIG || e.code == SQ_EAUTH) {
-            first = e;
-            break;
-        }
-    }
-    sq__error_set(err, first.code ? first.code : SQ_EREDIS, "no sentinel gave the master: %s",
-                  first.message);
-    return -1;
-}
-
 /* Sentinels: the server must say it is the master (it may be a demoted one
  * that the sentinels have not caught up with yet). */
 static int check_role(sq_redis *r, sq_error *err)
@@ -476,25 +531,10 @@ static void log_master(const char *name, const char *addr)
         sq_log(SQ_LOG_INFO, "sentinels: master \"%s\" is at %s", name, addr);
 }
 
-int sq_redis_connect(sq_redis *r, sq_error *err)
+/* A fresh connection to host:port (NULL: the URL's socket), authenticated,
+ * on the right db and, behind sentinels, checked to be the master. */
+static int connect_to(sq_redis *r, const char *host, int port, sq_error *err)
 {
-    if (sq_redis_is_connected(r))
-        return 0;
-    sq_redis_disconnect(r);
-    const char *host = r->url.path != NULL ? NULL : r->url.host;
-    int port = r->url.port;
-    char master[256];
-    if (r->url.nsentinels > 0) {
-        if (find_master(r, master, sizeof master, &port, err) != 0)
-            return -1;
-        host = master;
-        char now[300];
-        snprintf(now, sizeof now, "%s:%d", master, port);
-        if (strcmp(now, r->master) != 0) {
-            snprintf(r->master, sizeof r->master, "%s", now);
-            log_master(r->url.host, now);
-        }
-    }
     char where[320] = "";
     if (r->url.nsentinels > 0)
         snprintf(where, sizeof where, " (master at %s)", r->master);
@@ -502,11 +542,67 @@ int sq_redis_connect(sq_redis *r, sq_error *err)
     if (r->ctx == NULL)
         return -1;
     r->applied_timeout = r->timeout;
-    if (handshake(r, err) != 0 || (r->url.nsentinels > 0 && check_role(r, err) != 0)) {
+    if (handshake(r, where, err) != 0 || (r->url.nsentinels > 0 && check_role(r, err) != 0)) {
         sq_redis_disconnect(r);
         return -1;
     }
     return 0;
+}
+
+/* Report e, from a sentinel (!found) or from the master one named. */
+static int sentinel_failure(const sq_error *e, bool found, sq_error *err)
+{
+    if (found)
+        sq__error_set(err, e->code, "%s", e->message);
+    else
+        sq__error_set(err, e->code ? e->code : SQ_EREDIS, "no sentinel gave the master: %s",
+                      e->message);
+    return -1;
+}
+
+/* Each sentinel in turn until one names a server that is the master: a
+ * sentinel that does not answer, or that names a replica or a dead server
+ * (it is behind: a stale config, a partition), is passed over. */
+static int connect_via_sentinels(sq_redis *r, sq_error *err)
+{
+    sq_error lookup = {0}, master = {0};
+    for (size_t i = 0; i < r->url.nsentinels; i++) {
+        sq_error e = {0};
+        char host[256];
+        int port;
+        bool found = ask_sentinel(r, r->url.sentinels[i], host, sizeof host, &port, &e) == 0;
+        if (found) {
+            snprintf(r->master, sizeof r->master, "%s:%d", host, port);
+            if (connect_to(r, host, port, &e) == 0) {
+                log_master(r->url.host, r->master);
+                return 0;
+            }
+        }
+        /* A sentinel refusing our credentials or TLS settings: the others
+         * will too. A master refusing them may be a stale sentinel's wrong
+         * address: the others are asked first. */
+        if (!found && (e.code == SQ_ECONFIG || e.code == SQ_EAUTH))
+            return sentinel_failure(&e, false, err);
+        sq_error *keep = found ? &master : &lookup;
+        if (keep->code == 0 || (found && (e.code == SQ_ECONFIG || e.code == SQ_EAUTH)))
+            *keep = e;
+    }
+    return master.code != 0 ? sentinel_failure(&master, true, err)
+                            : sentinel_failure(&lookup, false, err);
+}
+
+int sq_redis_connect(sq_redis *r, sq_error *err)
+{
+    if (sq_redis_is_connected(r))
+        return 0;
+    sq_redis_disconnect(r);
+    pipe_guard g;
+    pipe_guard_on(&g);
+    int rc = r->url.nsentinels > 0
+                 ? connect_via_sentinels(r, err)
+                 : connect_to(r, r->url.path != NULL ? NULL : r->url.host, r->url.port, err);
+    pipe_guard_off(&g, rc != 0);
+    return rc;
 }
 
 static void set_wait(sq_redis *r, double extra)
@@ -554,7 +650,10 @@ redisReply *sq_redis_argv(sq_redis *r, int argc, const char **argv, const size_t
     if (sq_redis_connect(r, err) != 0)
         return NULL;
     set_wait(r, extra_wait);
+    pipe_guard g;
+    pipe_guard_on(&g);
     redisReply *rep = redisCommandArgv(r->ctx, argc, argv, lens);
+    pipe_guard_off(&g, rep == NULL);
     return check_reply(r, rep, err);
 }
 
@@ -563,10 +662,13 @@ redisReply *sq_redis_cmd(sq_redis *r, sq_error *err, const char *fmt, ...)
     if (sq_redis_connect(r, err) != 0)
         return NULL;
     set_wait(r, 0);
+    pipe_guard g;
+    pipe_guard_on(&g);
     va_list ap;
     va_start(ap, fmt);
     redisReply *rep = redisvCommand(r->ctx, fmt, ap);
     va_end(ap);
+    pipe_guard_off(&g, rep == NULL);
     return check_reply(r, rep, err);
 }
 
@@ -607,8 +709,11 @@ redisReply *sq_redis_pipe_reply(sq_redis *r, sq_error *err)
         return NULL;
     }
     void *rep = NULL;
+    pipe_guard g;
+    pipe_guard_on(&g);
     if (redisGetReply(r->ctx, &rep) != REDIS_OK)
         rep = NULL;
+    pipe_guard_off(&g, rep == NULL);
     return check_reply(r, rep, err);
 }
 

@@ -84,4 +84,8 @@ const char *sq_redis_display(const sq_redis *r);
  * attempt 0 -> up to 0.1 s, doubling to a cap of 5 s. */
 double sq_redis_backoff(unsigned attempt);
 
+/* The process ignores SIGPIPE (sq_main): calls need not block it around
+ * their I/O. */
+void sq_redis_sigpipe_ignored(void);
+
 #endif

@@ -37,6 +37,13 @@
 #include "pgpool.h"
 #include "redis.h"
 
+/* A stats flush not yet acknowledged: sent again, as it was, until a reply comes. */
+typedef struct sq_stats_batch {
+    long processed, failed;
+    long seq; /* its number; Redis applies each number once */
+    char date[16];
+} sq_stats_batch;
+
 typedef struct sq_runtime sq_runtime;
 typedef struct sq_worker sq_worker;
 
@@ -127,6 +134,7 @@ struct sq_runtime {
     atomic_bool fenced;     /* reliable: lease not renewed in time; stop fetching */
     atomic_long processed;  /* not yet flushed */
     atomic_long failed;
+    sq_stats_batch stats; /* stats.c, main thread only */
 
     pthread_mutex_t lock;   /* with cond: wakes sleeping threads on quiet/stop */
     pthread_cond_t cond;
@@ -171,8 +179,9 @@ void sq_runtime_hard_stop(sq_runtime *rt);
 int sq_dead_add(sq_redis *r, const sq_config *cfg, const char *payload, size_t len, double now,
                 sq_error *err);
 
-/* Flush the processed/failed counters (6 commands, daily keys in UTC);
- * put them back when the flush fails. */
+/* Flush the processed/failed counters (lifetime and UTC daily keys), once:
+ * a batch whose reply was lost is sent again as it was, and Redis applies it
+ * only if it has not already. */
 int sq_stats_flush(sq_runtime *rt, sq_redis *r, sq_error *err);
 
 /* Reliable fetch bookkeeping (recovery.c), all on the main thread's connection. */

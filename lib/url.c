@@ -361,9 +361,33 @@ int sq_redis_sentinel_parse(const char *text, char **host, int *port)
 
 int sq_redis_url_check_options(const sq_redis_url *u, const char *where, sq_error *err)
 {
+    /* A path with line breaks is the PEM text itself (a config var holding
+     * the key): refused without showing it, since a key is a secret. */
+    const struct {
+        const char *name, *value;
+    } paths[] = {{"ssl_ca_file", u->tls_ca_file},
+                 {"ssl_ca_path", u->tls_ca_path},
+                 {"ssl_cert", u->tls_cert},
+                 {"ssl_key", u->tls_key}};
+    for (size_t i = 0; i < SQ_ARRAY_LEN(paths); i++) {
+        if (paths[i].value != NULL && strpbrk(paths[i].value, "\r\n") != NULL) {
+            sq__error_set(err, SQ_ECONFIG,
+                          "%s: %s: expected the path of a PEM file, got text with line breaks "
+                          "(not shown)",
+                          where, paths[i].name);
+            return -1;
+        }
+    }
     if ((u->tls_cert == NULL) != (u->tls_key == NULL)) {
         sq__error_set(err, SQ_ECONFIG, "%s: ssl_cert and ssl_key go together (got only %s)", where,
                       u->tls_cert != NULL ? "ssl_cert" : "ssl_key");
+        return -1;
+    }
+    if (u->nsentinels > 0 && u->path != NULL) {
+        sq__error_set(err, SQ_ECONFIG,
+                      "%s: sentinels: the URL's host names the master, and a unix:// URL has "
+                      "none (use redis://<master name>)",
+                      where);
         return -1;
     }
     for (size_t i = 0; i < u->nsentinels; i++) {

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "redis.h"
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -1572,6 +1573,53 @@ START_TEST(test_url_parse_good)
 }
 END_TEST
 
+/* Sentinels name the master by the URL's host: a unix:// URL has none, and
+ * the combination is refused before anything connects (it crashed). */
+START_TEST(test_sentinels_need_a_master_name)
+{
+    env_set("REDIS_URL", "unix:///run/redis.sock");
+    env_set("SQUIRE_REDIS_SENTINELS", "10.0.0.1:26379");
+    ASSERT_ERR(LOAD(NULL), SQ_ECONFIG, "sentinels");
+    ck_assert_msg(strstr(err.message, "unix://") != NULL, "%s", err.message);
+    sq_config_destroy(&cfg);
+    sq_config_init(&cfg);
+    memset(&err, 0, sizeof err);
+    fake_env_n = 0;
+    ASSERT_OK(yml(":redis:\n  url: unix:///run/redis.sock\n  sentinels: [\"10.0.0.1\"]\n"));
+    ASSERT_ERR(sq_config_validate(&cfg, &err), SQ_ECONFIG, "sentinels");
+    /* squirectl and the C client */
+    setenv("SQUIRE_REDIS_SENTINELS", "10.0.0.1:26379", 1);
+    sq_redis_url u;
+    memset(&err, 0, sizeof err);
+    int rc = sq_redis_url_from_environment("unix:///run/redis.sock", &u, &err);
+    unsetenv("SQUIRE_REDIS_SENTINELS");
+    ASSERT_ERR(rc, SQ_ECONFIG, "sentinels");
+}
+END_TEST
+
+/* How a URL is named in logs and messages: the password REDACTED, the user
+ * kept, and the '@' that separates them from the host kept too. */
+START_TEST(test_url_display)
+{
+    static const struct {
+        const char *url, *shown;
+    } cases[] = {
+        {"redis://app:pw@h:1/2", "redis://app:REDACTED@h:1/2"},
+        {"redis://:pw@h", "redis://:REDACTED@h:6379/0"},
+        {"redis://app:@h:1", "redis://app@h:1/0"},
+        {"rediss://[::1]:7/3", "rediss://[::1]:7/3"},
+    };
+    for (size_t i = 0; i < N_ELEMS(cases); i++) {
+        sq_redis_url u;
+        ck_assert_int_eq(sq_redis_url_parse(cases[i].url, &u, &err), 0);
+        sq_redis *r = sq_redis_new(&u, 1);
+        ck_assert_str_eq(sq_redis_display(r), cases[i].shown);
+        sq_redis_free(r);
+        sq_redis_url_destroy(&u);
+    }
+}
+END_TEST
+
 /* The redis: section: TLS and sentinel options, checked like any key. */
 START_TEST(test_redis_section)
 {
@@ -1796,6 +1844,67 @@ START_TEST(test_url_errors_never_show_password)
 }
 END_TEST
 
+/* A secret in a value the config refuses is never echoed: a URL's password,
+ * the sentinel password, a key given as PEM text instead of a path, from
+ * the file or from the SQUIRE_REDIS_* variables. The message still names
+ * the key and what was expected. */
+START_TEST(test_config_errors_never_show_secrets)
+{
+    static const struct {
+        const char *yaml, *want;
+    } files[] = {
+        {":redis: \"redis://:s3cr3t@cache:6379/0\"\n", "redis: expected a mapping"},
+        {":redis:\n  url: \"redis://:s3cr3t\\tx@cache:6379/0\"\n", "redis.url: expected"},
+        {":redis:\n  sentinel_password: \"s3cr3t\\t\"\n", "redis.sentinel_password: expected"},
+        {":redis:\n  sentinels: [\"redis://:s3cr3t@10.0.0.1:26379\"]\n", "redis.sentinels"},
+        {":redis:\n  sentinels: [\":s3cr3t@10.0.0.1:26379\"]\n", "redis.sentinels"},
+        {":redis:\n  sentinels: \"app:s3cr3t@10.0.0.1\"\n", "redis.sentinels"},
+        {":redis:\n  ssl_key: \"-----BEGIN PRIVATE KEY-----\\nMIGs3cr3t\\n\"\n",
+         "redis.ssl_key: expected"},
+        {":database:\n  url: \"postgres://app:s3cr3t\\t@db/app\"\n", "database.url: expected"},
+    };
+    for (size_t i = 0; i < N_ELEMS(files); i++) {
+        sq_config_destroy(&cfg);
+        sq_config_init(&cfg);
+        memset(&err, 0, sizeof err);
+        ASSERT_ERR(yml(files[i].yaml), SQ_ECONFIG, files[i].want);
+        ck_assert_msg(strstr(err.message, "s3cr3t") == NULL, "leak: %s", err.message);
+    }
+    static const struct {
+        const char *name, *value, *other, *want;
+    } vars[] = {
+        {"SQUIRE_REDIS_SENTINELS", "10.0.0.1,redis://:s3cr3t@10.0.0.2:26379", NULL, "sentinels"},
+        {"SQUIRE_REDIS_SENTINELS", "user:s3cr3t@10.0.0.2", NULL, "sentinels"},
+        {"SQUIRE_REDIS_SSL_KEY",
+         "-----BEGIN PRIVATE KEY-----\nMIGs3cr3t\n-----END PRIVATE KEY-----\n",
+         "SQUIRE_REDIS_SSL_CERT", "ssl_key: expected the path of a PEM file"},
+    };
+    for (size_t i = 0; i < N_ELEMS(vars); i++) {
+        sq_config_destroy(&cfg);
+        sq_config_init(&cfg);
+        memset(&err, 0, sizeof err);
+        fake_env_n = 0;
+        env_set(vars[i].name, vars[i].value);
+        if (vars[i].other != NULL)
+            env_set(vars[i].other, "/etc/squire/client.pem");
+        ASSERT_ERR(LOAD(NULL), SQ_ECONFIG, vars[i].want);
+        ck_assert_msg(strstr(err.message, "s3cr3t") == NULL, "leak: %s", err.message);
+        /* squirectl and the C client read the same variables */
+        setenv(vars[i].name, vars[i].value, 1);
+        if (vars[i].other != NULL)
+            setenv(vars[i].other, "/etc/squire/client.pem", 1);
+        sq_redis_url u;
+        memset(&err, 0, sizeof err);
+        ck_assert_int_eq(sq_redis_url_from_environment("redis://h", &u, &err), -1);
+        unsetenv(vars[i].name);
+        if (vars[i].other != NULL)
+            unsetenv(vars[i].other);
+        ck_assert_msg(strstr(err.message, vars[i].want) != NULL, "%s", err.message);
+        ck_assert_msg(strstr(err.message, "s3cr3t") == NULL, "leak: %s", err.message);
+    }
+}
+END_TEST
+
 /* ---- validate and usage ---------------------------------------------------------- */
 
 START_TEST(test_validate)
@@ -1959,6 +2068,9 @@ static Suite *config_suite(void)
     tcase_add_loop_test(tc, test_url_parse_bad, 0, (int)N_ELEMS(bad_urls));
     tcase_add_test(tc, test_url_redact);
     tcase_add_test(tc, test_url_errors_never_show_password);
+    tcase_add_test(tc, test_config_errors_never_show_secrets);
+    tcase_add_test(tc, test_url_display);
+    tcase_add_test(tc, test_sentinels_need_a_master_name);
     tcase_add_test(tc, test_validate);
     tcase_add_test(tc, test_usage_text);
     suite_add_tcase(s, tc);

@@ -107,9 +107,64 @@ START_TEST(daemon_waits_on_a_silent_server_and_stops_on_term)
 }
 END_TEST
 
+/* A db the server does not have (databases 16: 0..15) is a configuration
+ * error, like refused credentials: the daemon stops with 78 and says why,
+ * instead of waiting for Redis forever; --check fails with 78 too. */
+START_TEST(a_db_out_of_range_stops_the_daemon)
+{
+    char url[128];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/16", R.port);
+    sqt_proc p;
+    const char *argv[] = {"-r", SQ_TEST_PLUGIN, NULL};
+    sqt_squire_start(&p, url, argv, NULL);
+    int st = sqt_proc_wait(&p, 15);
+    char *log = sqt_log_read(&p);
+    ck_assert_msg(st == 78, "exit %d: %s", st, log);
+    ck_assert_msg(strstr(log, "SELECT 16: ERR DB index is out of range") != NULL, "%s", log);
+    free(log);
+    char *out;
+    int rc = sqt_sh(url, &out, "SQUIRE_ALLOW_ROOT=1 '%s' --check -r '%s' 2>&1", SQ_TEST_SQUIRE,
+                    SQ_TEST_PLUGIN);
+    ck_assert_msg(rc == 78 && strstr(out, "out of range") != NULL, "%d %s", rc, out);
+    free(out);
+}
+END_TEST
+
+/* A server that does not know AUTH (renamed away, as some hosts do; a
+ * sentinel older than 5.0.1) answers with the command's arguments quoted:
+ * the password must not reach squirectl's, --check's or the log's message. */
+START_TEST(a_server_without_auth_does_not_echo_the_password)
+{
+    sqt_redis s;
+    sqt_redis_start(&s, "--rename-command AUTH \"\"");
+    char url[128], *out;
+    snprintf(url, sizeof url, "redis://:" PASSWORD "@127.0.0.1:%d/0", s.port);
+    int rc = sqt_sh(url, &out, "'%s' stats 2>&1", SQ_TEST_SQUIRECTL);
+    ck_assert_msg(rc == 1 && strstr(out, "AUTH refused: ERR unknown command") != NULL, "%d %s", rc,
+                  out);
+    no_secret(out);
+    free(out);
+    rc = sqt_sh(url, &out, "SQUIRE_ALLOW_ROOT=1 '%s' --check -r '%s' 2>&1", SQ_TEST_SQUIRE,
+                SQ_TEST_PLUGIN);
+    ck_assert_msg(rc == 78 && strstr(out, "AUTH refused") != NULL, "%d %s", rc, out);
+    no_secret(out);
+    free(out);
+    sqt_proc p;
+    const char *argv[] = {"-r", SQ_TEST_PLUGIN, NULL};
+    sqt_squire_start(&p, url, argv, NULL);
+    ck_assert_int_eq(sqt_proc_wait(&p, 15), 78);
+    char *log = sqt_log_read(&p);
+    ck_assert_msg(strstr(log, "AUTH refused") != NULL, "%s", log);
+    no_secret(log);
+    free(log);
+    sqt_redis_stop(&s);
+}
+END_TEST
+
 /* Redis freezes under a running daemon (SIGSTOP: connections stay open,
- * nothing answers): every thread times out instead of hanging, and work
- * resumes when Redis does. */
+ * nothing answers) before the beat that flushes the first job's count:
+ * every thread times out instead of hanging, work resumes when Redis does,
+ * and no count is lost or doubled. */
 START_TEST(threads_time_out_and_resume_when_redis_freezes)
 {
     sqt_proc p;
@@ -137,7 +192,12 @@ START_TEST(threads_time_out_and_resume_when_redis_freezes)
             break;
     }
     ck_assert_msg(beat > 0 && (double)time(NULL) - beat < 3, "no fresh heartbeat (%.1f)", beat);
+    /* Each job is counted once in stat:processed (the Web UI's Processed),
+     * though the flush of the first one timed out, and Redis ran it, and any
+     * retry that reached it meanwhile, when it woke. */
+    ck_assert_int_eq(sqt_wait_int(C, 2, 10, "GET stat:processed"), 2);
     itest_stop(&p);
+    ck_assert_int_eq(sqt_int(C, "GET stat:processed"), 2);
 }
 END_TEST
 
@@ -301,6 +361,13 @@ START_TEST(an_unknown_ca_is_refused_clearly)
     ck_assert_msg(rc != 0 && strstr(out, "unknown CA") != NULL, "%d %s", rc, out);
     no_secret(out);
     free(out);
+    /* a CA directory that is not there is named, not taken for an unknown CA */
+    rc = sqt_sh(tls_url, &out, "SQUIRE_REDIS_SSL_CA_PATH='%s/nodir' '%s' stats 2>&1", certs,
+                SQ_TEST_SQUIRECTL);
+    ck_assert_msg(rc != 0 && strstr(out, "cannot load ssl_ca_path") != NULL &&
+                      strstr(out, "No such file or directory") != NULL,
+                  "%d %s", rc, out);
+    free(out);
     ck_assert_int_eq(sqt_int(TC, "DBSIZE"), 0);
 }
 END_TEST
@@ -360,6 +427,65 @@ START_TEST(client_certificates_are_presented)
     ck_assert_msg(rc != 0 && strstr(out, "cannot load ssl_key /nonexistent.key") != NULL, "%s",
                   out);
     free(out);
+    /* the key's PEM text in the variable (as config vars often hold it) is
+     * refused without being shown, by squirectl and by the daemon */
+    char *key_path, *key_body;
+    ck_assert_int_gt(asprintf(&key_path, "%s/client.key", certs), 0);
+    char *key = sqt_file_read(key_path);
+    ck_assert_ptr_nonnull(strstr(key, "-----BEGIN"));
+    key_body = strchr(key, '\n') + 1;
+    key_body[20] = '\0'; /* the first 20 bytes of the secret */
+    rc = sqt_sh(tls_url, &out,
+                "SQUIRE_REDIS_SSL_CERT='%s/client.crt' SQUIRE_REDIS_SSL_KEY=\"$(cat '%s')\" "
+                "'%s' stats 2>&1",
+                certs, key_path, SQ_TEST_SQUIRECTL);
+    ck_assert_msg(rc != 0 && strstr(out, "ssl_key") != NULL, "%d %s", rc, out);
+    ck_assert_msg(strstr(out, key_body) == NULL, "the key leaked: %s", out);
+    free(out);
+    rc = sqt_sh(tls_url, &out,
+                "SQUIRE_ALLOW_ROOT=1 SQUIRE_REDIS_SSL_CERT='%s/client.crt' "
+                "SQUIRE_REDIS_SSL_KEY=\"$(cat '%s')\" '%s' --check -r '%s' 2>&1",
+                certs, key_path, SQ_TEST_SQUIRE, SQ_TEST_PLUGIN);
+    ck_assert_msg(rc == 78 && strstr(out, "ssl_key") != NULL, "%d %s", rc, out);
+    ck_assert_msg(strstr(out, key_body) == NULL, "the key leaked: %s", out);
+    free(out);
+    free(key);
+    free(key_path);
+}
+END_TEST
+
+/* Redis at maxclients closes a new connection as soon as it accepts it; over
+ * TLS the client is writing its handshake by then. squirectl and a program
+ * using the C client (neither ignores SIGPIPE) get a clear error instead of
+ * being killed by SIGPIPE. */
+START_TEST(a_server_that_closes_at_once_is_an_error_not_a_signal)
+{
+    tls_start("server", "--maxclients 1"); /* TC holds the one slot */
+    char ca[320], env[400];
+    snprintf(ca, sizeof ca, "%s/ca.crt", certs);
+    snprintf(env, sizeof env, "SQUIRE_REDIS_SSL_CA_FILE='%s'", ca);
+    for (int i = 0; i < 5; i++) {
+        char *out;
+        int rc = sqt_sh(tls_url, &out, "%s '%s' stats 2>&1", env, SQ_TEST_SQUIRECTL);
+        ck_assert_msg(rc == 1, "squirectl exited %d: %s", rc, out);
+        ck_assert_msg(strstr(out, "TLS to rediss://:REDACTED@127.0.0.1") != NULL, "%s", out);
+        no_secret(out);
+        free(out);
+    }
+    /* the C client, in this process (SIGPIPE at its default) */
+    setenv("SQUIRE_REDIS_SSL_CA_FILE", ca, 1);
+    for (int i = 0; i < 5; i++) {
+        sq_error err = {0};
+        sq_client *c = sq_client_new(tls_url, &err);
+        ck_assert_msg(c != NULL, "%s", err.message);
+        char jid[25];
+        json_t *args = json_array();
+        ck_assert_int_ne(sq_push(c, "NoopJob", args, NULL, jid, &err), 0);
+        json_decref(args);
+        ck_assert_msg(strstr(err.message, "TLS to rediss://:REDACTED@") != NULL, "%s", err.message);
+        sq_client_free(c);
+    }
+    unsetenv("SQUIRE_REDIS_SSL_CA_FILE");
 }
 END_TEST
 
@@ -403,6 +529,8 @@ static Suite *suite(void)
     tcase_add_test(tc, daemon_waits_on_a_silent_server_and_stops_on_term);
     tcase_add_test(tc, threads_time_out_and_resume_when_redis_freezes);
     tcase_add_test(tc, tls_to_a_plain_port_fails_clearly);
+    tcase_add_test(tc, a_db_out_of_range_stops_the_daemon);
+    tcase_add_test(tc, a_server_without_auth_does_not_echo_the_password);
     tcase_add_test(tc, check_names_the_server_the_harness_runs);
     suite_add_tcase(s, tc);
     tc = tcase_create("tls");
@@ -413,6 +541,7 @@ static Suite *suite(void)
     tcase_add_test(tc, an_unknown_ca_is_refused_clearly);
     tcase_add_test(tc, a_wrong_server_name_is_refused_clearly);
     tcase_add_test(tc, client_certificates_are_presented);
+    tcase_add_test(tc, a_server_that_closes_at_once_is_an_error_not_a_signal);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -90,18 +90,26 @@ static void push_jobs(int n)
     sq_client_free(c);
 }
 
-START_TEST(squire_follows_the_master_through_a_failover)
+/* squire with 3 workers at url behind the sentinels in list, once it has
+ * found the master (R). */
+static void start_squire(sqt_proc *p, const char *url, const char *list)
 {
-    char env_sentinels[160];
-    snprintf(env_sentinels, sizeof env_sentinels, "SQUIRE_REDIS_SENTINELS=%s", sentinels);
+    char env_sentinels[240];
+    snprintf(env_sentinels, sizeof env_sentinels, "SQUIRE_REDIS_SENTINELS=%s", list);
     const char *env[] = {env_sentinels, NULL};
     const char *cfg = itest_config(":poll_interval_average: 0.2\n:beat_interval: 1\n");
     const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "3", NULL};
-    sqt_proc p;
-    sqt_squire_start(&p, "redis://" MASTER "/0", argv, env);
+    sqt_squire_start(p, url, argv, env);
     char at[64];
     snprintf(at, sizeof at, "master \"" MASTER "\" is at 127.0.0.1:%d", R.port);
-    ck_assert_msg(sqt_log_wait(&p, at, 15), "squire did not find the master");
+    ck_assert_msg(sqt_log_wait(p, at, 15), "squire did not find the master");
+}
+
+START_TEST(squire_follows_the_master_through_a_failover)
+{
+    sqt_proc p;
+    start_squire(&p, "redis://" MASTER "/0", sentinels);
+    char at[64];
     push_jobs(5);
     ck_assert_int_eq(sqt_wait_int(C, 5, 20, "GET stat:processed"), 5);
 
@@ -136,16 +144,9 @@ END_TEST
  * back to the sentinels. */
 START_TEST(squire_leaves_a_demoted_master)
 {
-    char env_sentinels[160];
-    snprintf(env_sentinels, sizeof env_sentinels, "SQUIRE_REDIS_SENTINELS=%s", sentinels);
-    const char *env[] = {env_sentinels, NULL};
-    const char *cfg = itest_config(":poll_interval_average: 0.2\n:beat_interval: 1\n");
-    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "3", NULL};
     sqt_proc p;
-    sqt_squire_start(&p, "redis://" MASTER "/0", argv, env);
+    start_squire(&p, "redis://" MASTER "/0", sentinels);
     char at[64];
-    snprintf(at, sizeof at, "master \"" MASTER "\" is at 127.0.0.1:%d", R.port);
-    ck_assert_msg(sqt_log_wait(&p, at, 15), "squire did not find the master");
     push_jobs(3);
     ck_assert_int_eq(sqt_wait_int(C, 3, 20, "GET stat:processed"), 3);
     redisReply *r = sentinel_cmd(0, "SENTINEL failover %s", MASTER);
@@ -171,6 +172,53 @@ START_TEST(squire_leaves_a_demoted_master)
     r = sqt_cmd(C, "ROLE");
     ck_assert_str_eq(r->element[0]->str, "slave");
     freeReplyObject(r);
+}
+END_TEST
+
+/* A sentinel that lies: it was left behind (a stale config, a partition)
+ * and names the replica as the master. Listed first, it must not keep squire
+ * off the master the other sentinels name: an address that fails the ROLE
+ * check, or refuses the credentials (the replica has no user "app"), sends
+ * squire to the next sentinel, not back to the same one or out. */
+START_TEST(a_stale_sentinel_listed_first_is_passed_over)
+{
+    sqt_redis stale;
+    sqt_sentinel_start(&stale, MASTER, replica.port);
+    redisContext *sc = sqt_redis_connect(&stale);
+    /* it must never fail over on its own: it only lies */
+    freeReplyObject(sqt_cmd(sc, "SENTINEL SET %s down-after-milliseconds 3600000", MASTER));
+    redisReply *r = sqt_cmd(sc, "SENTINEL get-master-addr-by-name %s", MASTER);
+    ck_assert_int_eq(atoi(r->element[1]->str), replica.port);
+    freeReplyObject(r);
+    redisFree(sc);
+    char list[200], env_sentinels[240];
+    snprintf(list, sizeof list, "127.0.0.1:%d,%s", stale.port, sentinels);
+    snprintf(env_sentinels, sizeof env_sentinels, "SQUIRE_REDIS_SENTINELS=%s", list);
+
+    freeReplyObject(sqt_cmd(C, "ACL SETUSER app on >apppw ~* &* +@all"));
+    const char *url = "redis://app:apppw@" MASTER "/0";
+    char *out;
+    int rc = sqt_sh("redis://" MASTER "/0", &out, "%s '%s' stats 2>&1", env_sentinels,
+                    SQ_TEST_SQUIRECTL);
+    ck_assert_msg(rc == 0 && strstr(out, "Processed:") != NULL, "%d %s", rc, out);
+    free(out);
+    rc = sqt_sh(url, &out, "%s '%s' stats 2>&1", env_sentinels, SQ_TEST_SQUIRECTL);
+    ck_assert_msg(rc == 0 && strstr(out, "Processed:") != NULL, "%d %s", rc, out);
+    free(out);
+
+    sqt_proc p;
+    start_squire(&p, url, list);
+    setenv("SQUIRE_REDIS_SENTINELS", list, 1);
+    push_jobs(5);
+    setenv("SQUIRE_REDIS_SENTINELS", sentinels, 1);
+    ck_assert_int_eq(sqt_wait_int(C, 5, 20, "GET stat:processed"), 5);
+    itest_stop(&p);
+    char *log = sqt_log_read(&p);
+    char at[64];
+    snprintf(at, sizeof at, "master \"" MASTER "\" is at 127.0.0.1:%d", replica.port);
+    ck_assert_msg(strstr(log, at) == NULL, "the replica was logged as the master: %s", log);
+    free(log);
+    sqt_redis_stop(&stale);
 }
 END_TEST
 
@@ -201,6 +249,7 @@ static Suite *suite(void)
     tcase_add_test(tc, squire_follows_the_master_through_a_failover);
     tcase_add_test(tc, squire_leaves_a_demoted_master);
     tcase_add_test(tc, an_unknown_master_name_is_reported);
+    tcase_add_test(tc, a_stale_sentinel_listed_first_is_passed_over);
     suite_add_tcase(s, tc);
     return s;
 }

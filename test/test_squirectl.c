@@ -480,6 +480,33 @@ START_TEST(usage_errors_and_redacted_urls)
     ck_assert_ptr_null(strstr(out, "s3cret"));
     ck_assert_ptr_nonnull(strstr(out, "REDACTED"));
     free(out);
+    /* a URL where it does not belong is named in the error, redacted; the
+     * GNU forms --url=URL and -uURL are the URL option */
+    char url[80];
+    snprintf(url, sizeof url, "redis://:s3cret@127.0.0.1:%d/0", sqt_free_port());
+    static const struct {
+        const char *before, *after;
+        int exit;
+        bool named; /* the URL is in the message */
+    } forms[] = {
+        {"", " stats", CTL_USAGE_EXIT, true},
+        {"stats --url=", "", CTL_USAGE_EXIT, true},
+        {"stats -u ", "", CTL_USAGE_EXIT, false},
+        {"push X [] --url=", "", CTL_USAGE_EXIT, true},
+        {"--bogus=", " stats", CTL_USAGE_EXIT, true},
+        {"--url=", " stats", 1, true},
+        {"-u", " stats", 1, true},
+    };
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        st = sqt_sh(NULL, &out, "%s %s%s%s 2>&1", SQ_TEST_SQUIRECTL, forms[i].before, url,
+                    forms[i].after);
+        ck_assert_msg(st == forms[i].exit, "'%s...%s' exited %d: %s", forms[i].before,
+                      forms[i].after, st, out);
+        ck_assert_msg(strstr(out, "s3cret") == NULL, "leak: %s", out);
+        ck_assert_msg(!forms[i].named || strstr(out, "redis://:REDACTED@127.0.0.1") != NULL, "%s",
+                      out);
+        free(out);
+    }
 }
 END_TEST
 

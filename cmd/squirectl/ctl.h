@@ -53,6 +53,9 @@ typedef struct ctl_opts {
  * J --jid, j --json, n --limit, o --once, y --yes (-h always). Returns
  * CTL_OK, CTL_HELP (usage printed to stdout) or CTL_USAGE (error printed). */
 int ctl_opts_parse(int argc, char **argv, const char *allowed, const char *usage, ctl_opts *o);
+/* arg for an error message: a URL in it (given where it does not belong)
+ * with its password REDACTED. Returns arg or buf. */
+const char *ctl_safe_arg(const char *arg, char *buf, size_t size);
 /* Print "squirectl CMD: msg" and usage to stderr; returns CTL_USAGE. */
 int ctl_usage_error(const char *cmd, const char *usage, const char *msg);
 

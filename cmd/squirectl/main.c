@@ -49,6 +49,7 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     const char *url = NULL;
+    char buf[512];
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
@@ -59,8 +60,11 @@ int main(int argc, char **argv)
             return 0;
         } else if ((strcmp(argv[i], "-u") == 0 || strcmp(argv[i], "--url") == 0) && i + 1 < argc) {
             url = argv[++i];
+        } else if (strncmp(argv[i], "--url=", 6) == 0 || strncmp(argv[i], "-u", 2) == 0) {
+            url = argv[i] + (argv[i][1] == '-' ? 6 : 2);
         } else {
-            fprintf(stderr, "squirectl: unknown option %s\n", argv[i]);
+            fprintf(stderr, "squirectl: unknown option %s\n",
+                    ctl_safe_arg(argv[i], buf, sizeof buf));
             usage(stderr);
             return CTL_USAGE;
         }
@@ -72,7 +76,7 @@ int main(int argc, char **argv)
     for (size_t c = 0; c < sizeof commands / sizeof commands[0]; c++)
         if (strcmp(argv[i], commands[c].name) == 0)
             return commands[c].run(url, argc - i, argv + i);
-    fprintf(stderr, "squirectl: unknown command %s\n", argv[i]);
+    fprintf(stderr, "squirectl: unknown command %s\n", ctl_safe_arg(argv[i], buf, sizeof buf));
     usage(stderr);
     return CTL_USAGE;
 }

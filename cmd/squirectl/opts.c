@@ -5,9 +5,11 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "ctl.h"
 
 static const struct option longopts[] = {{"all", no_argument, NULL, 'a'},
@@ -22,9 +24,21 @@ static const struct option longopts[] = {{"all", no_argument, NULL, 'a'},
                                          {"yes", no_argument, NULL, 'y'},
                                          {NULL, 0, NULL, 0}};
 
+const char *ctl_safe_arg(const char *arg, char *buf, size_t size)
+{
+    if (strchr(arg, '@') == NULL)
+        return arg;
+    char *safe = sq_redis_url_redact(arg);
+    snprintf(buf, size, "%s", safe != NULL ? safe : "(not shown)");
+    free(safe);
+    return buf;
+}
+
 static int bad(const char *cmd, const char *usage, const char *what, const char *arg)
 {
-    fprintf(stderr, "squirectl %s: %s%s%s\n%s", cmd, what, arg ? " " : "", arg ? arg : "", usage);
+    char buf[512];
+    fprintf(stderr, "squirectl %s: %s%s%s\n%s", cmd, what, arg ? " " : "",
+            arg ? ctl_safe_arg(arg, buf, sizeof buf) : "", usage);
     return CTL_USAGE;
 }
 

@@ -135,6 +135,7 @@ int ctl_push(const char *url, int argc, char **argv)
     sq_push_opts opts = {0};
     bool bulk = false;
     sq_client *c = NULL;
+    char buf[512];
     int ch, rc = CTL_OK;
     optind = 0;
     opterr = 0;
@@ -190,7 +191,8 @@ int ctl_push(const char *url, int argc, char **argv)
             push_usage(stdout);
             goto out;
         default:
-            fprintf(stderr, "squirectl push: bad option %s\n", argv[optind - 1]);
+            fprintf(stderr, "squirectl push: bad option %s\n",
+                    ctl_safe_arg(argv[optind - 1], buf, sizeof buf));
             push_usage(stderr);
             {
                 rc = CTL_USAGE;
