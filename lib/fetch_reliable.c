@@ -17,6 +17,14 @@
  * When every queue is empty the worker blocks with BLMOVE on one queue, chosen
  * by worker index so that idle workers cover every queue and pickup is
  * immediate, as with BRPOP.
+ *
+ * Fencing (docs/reliability.md, the invariant): a job is moved into a working
+ * list only while this process's lease exists, because only then are all its
+ * working lists registered where recovery looks. The fetch scripts check the
+ * lease in the same atomic step as the move and answer "fenced" without it;
+ * the main thread then renews the lease, registering everything again. The
+ * blocking BLMOVE cannot be made conditional: it is sent only when the last
+ * renewal is recent enough that the lease outlives the BLMOVE's timeout.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -25,19 +33,21 @@
 #include "log.h"
 #include "runtime.h"
 
-#define BLOCK_TIMEOUT "2"
 #define BLOCK_WAIT 2.0
 
 /* KEYS[1..nq]: this worker's working lists (canonical queue order);
- * KEYS[nq+1..]: queue keys in this fetch's order.
+ * KEYS[nq+1..#KEYS-1]: queue keys in this fetch's order; KEYS[#KEYS]: this
+ * process's lease.
  * ARGV: ack index (1-based, 0 none), ack payload, nq, scan (1 after a failed
  * call: look for a job a lost reply left in our lists), then for each queue
- * key its canonical index. Returns {acked, index, job, stranded, bad...}. */
+ * key its canonical index. Returns {acked, index, job, stranded, bad...};
+ * index -1: fenced (no lease, so our working lists may be unregistered). */
 static sq_script fetch_script =
     SQ_SCRIPT("local nq = tonumber(ARGV[3])\n"
               "local acked = -1\n"
               "local a = tonumber(ARGV[1])\n"
               "if a > 0 then acked = redis.call('LREM', KEYS[a], 1, ARGV[2]) end\n"
+              "if redis.call('EXISTS', KEYS[#KEYS]) == 0 then return {acked, -1, '', 0} end\n"
               "if ARGV[4] == '1' then\n"
               "  for i = 1, nq do\n"
               "    local v = redis.call('LINDEX', KEYS[i], -1)\n"
@@ -45,13 +55,18 @@ static sq_script fetch_script =
               "  end\n"
               "end\n"
               "local bad = {acked, 0, '', 0}\n"
-              "for j = nq + 1, #KEYS do\n"
+              "for j = nq + 1, #KEYS - 1 do\n"
               "  local w = tonumber(ARGV[j + 4 - nq])\n"
               "  local v = redis.pcall('LMOVE', KEYS[j], KEYS[w], 'RIGHT', 'LEFT')\n"
               "  if type(v) == 'table' and v.err then bad[#bad + 1] = w\n"
               "  elseif v then return {acked, w, v, 0} end\n"
               "end\n"
               "return bad\n");
+
+/* KEYS: queue, working list, lease. LMOVE only under the lease (fenced: -1). */
+static sq_script move_script =
+    SQ_SCRIPT("if redis.call('EXISTS', KEYS[3]) == 0 then return -1 end\n"
+              "return redis.pcall('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')\n");
 
 /* KEYS: working list, target zset. ARGV: job, score, new payload. */
 static sq_script retry_script = SQ_SCRIPT(
@@ -122,6 +137,15 @@ static int take_job(sq_worker *w, sq_unit *u, size_t qidx, const char *s, size_t
     return 1;
 }
 
+/* A fetch found no lease: ask the main thread to renew (which registers our
+ * working lists again) and wait for it. */
+static int lease_gone(sq_runtime *rt)
+{
+    atomic_store(&rt->lease_wanted, true);
+    sq_runtime_nap(rt, 0.2);
+    return 0;
+}
+
 /* Nothing anywhere: wait on one queue so a new job is picked up at once.
  * Worker k waits on queue k mod nq (skipping set-aside queues), so idle
  * workers cover every queue when there are at least as many workers as
@@ -140,12 +164,23 @@ static int block_fetch(sq_worker *w, sq_unit *u, sq_error *err)
     }
     if (q == nq)
         return 0;
-    const char *argv[] = {"BLMOVE", w->keys[q], w->wkeys[q], "RIGHT", "LEFT", BLOCK_TIMEOUT};
+    /* The lease must outlive this BLMOVE by a margin: sent at the last
+     * renewal that worked, it lasts lease_ttl from then. */
+    double ttl = rt->cfg->lease_ttl, block = ttl / 4 < BLOCK_WAIT ? ttl / 4 : BLOCK_WAIT;
+    double age = (double)(sq_runtime_ms() - atomic_load(&rt->lease_sent_ms)) / 1000.0;
+    if (age + block + ttl / 4 > ttl) {
+        atomic_store(&rt->lease_wanted, true);
+        sq_runtime_nap(rt, block);
+        return 0;
+    }
+    char timeout[32];
+    snprintf(timeout, sizeof timeout, "%.3f", block);
+    const char *argv[] = {"BLMOVE", w->keys[q], w->wkeys[q], "RIGHT", "LEFT", timeout};
     size_t lens[6];
     for (int i = 0; i < 6; i++)
         lens[i] = strlen(argv[i]);
     sq_error e = {0};
-    redisReply *rep = sq_redis_argv(w->redis, 6, argv, lens, BLOCK_WAIT, &e);
+    redisReply *rep = sq_redis_argv(w->redis, 6, argv, lens, block, &e);
     if (rep == NULL) {
         w->scan_stranded = true; /* a lost BLMOVE reply leaves the job with us */
         if (sq_redis_error_is(&e, "WRONGTYPE")) {
@@ -176,9 +211,10 @@ static int fetch_one_queue(sq_worker *w, sq_unit *u, size_t q, sq_error *err)
             goto failed;
         queued++;
     }
-    const char *mv[] = {"LMOVE", w->keys[q], w->wkeys[q], "RIGHT", "LEFT"};
-    size_t ml[] = {5, strlen(mv[1]), strlen(mv[2]), 5, 4};
-    if (sq_redis_pipe_argv(w->redis, 5, mv, ml, &e) != 0)
+    /* EVAL, not EVALSHA: a pipelined NOSCRIPT could not be retried in place. */
+    const char *mv[] = {"EVAL", move_script.source, "3", w->keys[q], w->wkeys[q],
+                        w->rt->lease_key};
+    if (sq_redis_pipe_argv(w->redis, 6, mv, NULL, &e) != 0)
         goto failed;
     queued++;
     if (queued == 2) {
@@ -202,9 +238,12 @@ static int fetch_one_queue(sq_worker *w, sq_unit *u, size_t q, sq_error *err)
         goto failed;
     }
     int rc = 0;
+    bool fenced = rep->type == REDIS_REPLY_INTEGER && rep->integer == -1;
     if (rep->type == REDIS_REPLY_STRING)
         rc = take_job(w, u, q, rep->str, rep->len, err);
     freeReplyObject(rep);
+    if (fenced)
+        return lease_gone(w->rt);
     if (rc == 0 && !atomic_load(&w->rt->quiet))
         rc = block_fetch(w, u, err);
     return rc;
@@ -230,7 +269,7 @@ static int reliable_fetch(sq_worker *w, sq_unit *u, sq_error *err)
     if (n == 1 && !w->scan_stranded)
         return fetch_one_queue(w, u, w->order[0], err);
 
-    size_t argc = nq + n + 4 + n;
+    size_t argc = nq + n + 1 + 4 + n;
     const char **argv = calloc(argc + 3, sizeof *argv);
     size_t *lens = calloc(argc + 3, sizeof *lens);
     char(*idx)[24] = calloc(n + 2, sizeof *idx);
@@ -244,6 +283,7 @@ static int reliable_fetch(sq_worker *w, sq_unit *u, sq_error *err)
         argv[k++] = w->wkeys[q];
     for (size_t i = 0; i < n; i++)
         argv[k++] = w->keys[w->order[i]];
+    argv[k++] = rt->lease_key;
     snprintf(idx[0], sizeof idx[0], "%zu", w->ack_raw ? w->ack_qidx + 1 : 0);
     argv[k++] = idx[0];
     argv[k] = w->ack_raw ? w->ack_raw : "";
@@ -260,7 +300,8 @@ static int reliable_fetch(sq_worker *w, sq_unit *u, sq_error *err)
             lens[i] = strlen(argv[i]);
 
     sq_error e = {0};
-    redisReply *rep = sq_redis_eval(w->redis, &fetch_script, (int)(nq + n), (int)k, argv, lens, &e);
+    redisReply *rep =
+        sq_redis_eval(w->redis, &fetch_script, (int)(nq + n + 1), (int)k, argv, lens, &e);
     free(argv), free(lens), free(idx);
     if (rep == NULL) {
         /* The script may or may not have run; either way the next fetch
@@ -278,6 +319,10 @@ static int reliable_fetch(sq_worker *w, sq_unit *u, sq_error *err)
         if (w->ack_raw != NULL && acked == 0)
             warn_duplicate("ack", w->ack_raw, w->ack_len);
         clear_ack(w);
+        if (at == -1) {
+            freeReplyObject(rep);
+            return lease_gone(rt);
+        }
         for (size_t i = 4; i < rep->elements; i++)
             if (rep->element[i]->type == REDIS_REPLY_INTEGER && rep->element[i]->integer >= 1 &&
                 (size_t)rep->element[i]->integer <= nq)

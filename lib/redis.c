@@ -304,14 +304,20 @@ redisReply *sq_redis_eval(sq_redis *r, sq_script *s, int nkeys, int argc, const 
                           const size_t *lens, sq_error *err)
 {
     enum { MAX_ARGS = 16 };
-    const char *av[MAX_ARGS + 3];
-    size_t al[MAX_ARGS + 3];
+    const char *small_av[MAX_ARGS + 3], **av = small_av;
+    size_t small_al[MAX_ARGS + 3], *al = small_al;
     char nk[16];
     char sha[41];
+    redisReply *out = NULL;
 
-    if (argc > MAX_ARGS) {
-        sq__error_set(err, SQ_EINVAL, "script called with %d arguments", argc);
-        return NULL;
+    if (argc > MAX_ARGS) { /* the lease script registers every working list */
+        av = malloc(((size_t)argc + 3) * sizeof *av);
+        al = malloc(((size_t)argc + 3) * sizeof *al);
+        if (av == NULL || al == NULL) {
+            free(av), free(al);
+            sq__error_set(err, SQ_ENOMEM, "out of memory calling a script");
+            return NULL;
+        }
     }
     for (int attempt = 0; attempt < 2; attempt++) {
         pthread_mutex_lock(&script_lock);
@@ -319,7 +325,7 @@ redisReply *sq_redis_eval(sq_redis *r, sq_script *s, int nkeys, int argc, const 
         pthread_mutex_unlock(&script_lock);
         if (sha[0] == '\0') {
             if (load_script(r, s, err) != 0)
-                return NULL;
+                goto out;
             continue;
         }
         snprintf(nk, sizeof nk, "%d", nkeys);
@@ -335,17 +341,24 @@ redisReply *sq_redis_eval(sq_redis *r, sq_script *s, int nkeys, int argc, const 
         }
         sq_error local = {0};
         redisReply *rep = sq_redis_argv(r, argc + 3, av, al, 0, &local);
-        if (rep != NULL)
-            return rep;
+        if (rep != NULL) {
+            out = rep;
+            goto out;
+        }
         if (!sq_redis_error_is(&local, "NOSCRIPT") || attempt == 1) {
             sq__error_set(err, local.code, "%s", local.message);
-            return NULL;
+            goto out;
         }
         if (load_script(r, s, err) != 0)
-            return NULL;
+            goto out;
     }
     sq__error_set(err, SQ_EREDIS, "%s: script could not be loaded", r->display);
-    return NULL;
+out:
+    if (av != small_av) {
+        free(av);
+        free(al);
+    }
+    return out;
 }
 
 bool sq_redis_info_field(const char *info, const char *field, char *out, size_t size)
