@@ -331,6 +331,37 @@ START_TEST(first_back_after_outage_does_not_harvest_peers)
 }
 END_TEST
 
+/* The slow sweep: a working list with a job but no registration (what the
+ * BLMOVE window or a hand-restored key can leave) is found by SCAN, and its
+ * job is put back and run, with a warning; a live process's unregistered
+ * list is registered again, its job left alone. */
+START_TEST(sweep_puts_back_jobs_of_unregistered_working_lists)
+{
+    const char *cfg = itest_config(":lease_ttl: 1\n");
+    const char *job = "{\"class\":\"OkJob\",\"args\":[],\"jid\":\"0123456789abcdef01234567\","
+                      "\"queue\":\"default\",\"retry\":true,\"created_at\":1700000000.0,"
+                      "\"enqueued_at\":1700000000.0}";
+    const char *orphan = "squire:w:gone:4242:0123456789ab:w0:default";
+    const char *alive = "squire:w:there:4343:abcdef012345:w1:default";
+    freeReplyObject(sqt_cmd(C, "LPUSH %s %s", orphan, job));
+    freeReplyObject(sqt_cmd(C, "LPUSH %s %s", alive, "{\"held\":1}"));
+    freeReplyObject(sqt_cmd(C, "SET squire:lease:there:4343:abcdef012345 1 EX 600"));
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "2", NULL};
+    sqt_proc p;
+    sqt_squire_start(&p, R.url, argv, NULL);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 30, "SISMEMBER test:done 0123456789abcdef01234567"), 1);
+    ck_assert(sqt_log_wait(&p, "sweep: working list squire:w:gone:4242:0123456789ab:w0:default",
+                           5));
+    ck_assert(sqt_log_wait(&p, "sweep: put 1 job(s) of process gone:4242:0123456789ab back", 5));
+    ck_assert_int_eq(sqt_int(C, "EXISTS %s", orphan), 0);
+    /* the live one: registered, untouched */
+    ck_assert(sqt_log_wait(&p, "registered it again (its process is alive)", 5));
+    ck_assert_int_eq(sqt_int(C, "LLEN %s", alive), 1);
+    ck_assert_int_eq(sqt_int(C, "HEXISTS squire:wlists %s", alive), 1);
+    itest_stop(&p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("reliability");
@@ -348,6 +379,7 @@ int main(void)
     tcase_set_timeout(lapsed, 240);
     tcase_add_test(lapsed, lapsed_lease_while_alive_strands_nothing);
     tcase_add_test(lapsed, first_back_after_outage_does_not_harvest_peers);
+    tcase_add_test(lapsed, sweep_puts_back_jobs_of_unregistered_working_lists);
     suite_add_tcase(s, lapsed);
     return sqt_run(s);
 }
