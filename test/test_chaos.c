@@ -45,12 +45,12 @@
 #define MAXP 96
 
 enum fault { F_KILL, F_CUT, F_RESTART, F_TERM, F_STOP, F_OUTAGE, F_FREEZE, F_KINDS };
-static const char *const fault_names[] = {"kill", "cut", "restart", "term",
+static const char *const fault_names[] = {"kill", "cut",    "restart", "term",
                                           "stop", "outage", "freeze"};
 /* Jobs a fault may leave to run twice, at most: what one process (CONC) or
  * every process (NPROC * CONC) had in flight. */
-static const int fault_dups[] = {CONC,        NPROC * CONC, NPROC * CONC, CONC,
-                                 CONC,        NPROC * CONC, NPROC * CONC};
+static const int fault_dups[] = {CONC, NPROC *CONC, NPROC *CONC, CONC,
+                                 CONC, NPROC *CONC, NPROC *CONC};
 
 static uint64_t rng;
 static unsigned long long seed;
@@ -452,9 +452,10 @@ static void chaos_run(unsigned long long s, int jobs)
             sqt_now() - t0);
     if (t.lost > 0 || wl > 0 || t.dups > bound || t.unknown > 0 || dead != 0 || retry != 0) {
         dump_state();
-        fprintf(stderr, "chaos: FAILED with seed %llu (first lost jid %s); replay: "
-                        "SQ_CHAOS_SEED=%llu ctest --test-dir build -R test_chaos "
-                        "--output-on-failure (SQUIRE_TEST_KEEP=1 keeps the logs)\n",
+        fprintf(stderr,
+                "chaos: FAILED with seed %llu (first lost jid %s); replay: "
+                "SQ_CHAOS_SEED=%llu ctest --test-dir build -R test_chaos "
+                "--output-on-failure (SQUIRE_TEST_KEEP=1 keeps the logs)\n",
                 s, t.first_lost, s);
     }
     free_lines(pushed, np);
@@ -467,8 +468,10 @@ static void chaos_run(unsigned long long s, int jobs)
     ck_assert_msg(wl == 0, "seed %llu: %lld working lists left", s, wl);
     ck_assert_msg(t.unknown == 0, "seed %llu: %ld runs of jobs never pushed", s, t.unknown);
     ck_assert_msg(dead == 0 && retry == 0, "seed %llu: %lld dead, %lld retries", s, dead, retry);
-    ck_assert_msg(t.dups <= bound, "seed %llu: %ld duplicates, more than the %ld in flight at "
-                  "faults", s, t.dups, bound);
+    ck_assert_msg(t.dups <= bound,
+                  "seed %llu: %ld duplicates, more than the %ld in flight at "
+                  "faults",
+                  s, t.dups, bound);
 }
 
 static long env_long(const char *name, long dflt)
