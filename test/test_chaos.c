@@ -29,7 +29,7 @@
  *                      interleaving.
  *   SQ_CHAOS_SEEDS=k   runs with fresh random seeds (default 3: ~3 minutes)
  *   SQ_CHAOS_SOAK=s    keep running fresh seeds for s seconds (e.g. 1800)
- *   SQ_CHAOS_JOBS=n    jobs per run (default 5000)
+ *   SQ_CHAOS_JOBS=n    jobs per run (default 6000)
  */
 #include <dirent.h>
 #include <stdarg.h>
@@ -132,6 +132,10 @@ static void start_slot(int slot)
     const char *argv[] = {"-C", cfg_path, "-r", SQ_TEST_PLUGIN, "-c", "4", "-t", "5", NULL};
     const char *env[] = {env_dir, NULL};
     sqt_squire_start(&procs[nprocs], R.url, argv, env);
+    /* a signal before squire blocks its signals would find the default
+     * action (or, before exec, Check's handler): wait for the start line */
+    ck_assert_msg(sqt_log_wait(&procs[nprocs], "starting", 20), "squire did not start: %s",
+                  procs[nprocs].log);
     live[slot] = nprocs++;
 }
 
@@ -327,7 +331,6 @@ static void chaos_run(unsigned long long s, int jobs)
 
     for (int i = 0; i < NPROC; i++)
         start_slot(i);
-    ck_assert(sqt_log_wait(&procs[live[0]], "starting", 10));
 
     /* the schedule: every kind once, then extras; shuffled */
     enum fault plan[F_KINDS + 5];
@@ -483,7 +486,7 @@ static long env_long(const char *name, long dflt)
 START_TEST(chaos_loses_nothing)
 {
     atexit(kill_all);
-    int jobs = (int)env_long("SQ_CHAOS_JOBS", 5000);
+    int jobs = (int)env_long("SQ_CHAOS_JOBS", 6000);
     const char *given = getenv("SQ_CHAOS_SEED");
     if (given && given[0]) {
         if (_i == 0)
