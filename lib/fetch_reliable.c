@@ -311,6 +311,7 @@ static int reliable_fetch(sq_worker *w, sq_unit *u, sq_error *err)
         sq__error_set(err, e.code, "%s", e.message);
         return -1;
     }
+    bool scan = w->scan_stranded;
     w->scan_stranded = false;
     int rc = 0;
     if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 4) {
@@ -320,6 +321,9 @@ static int reliable_fetch(sq_worker *w, sq_unit *u, sq_error *err)
             warn_duplicate("ack", w->ack_raw, w->ack_len);
         clear_ack(w);
         if (at == -1) {
+            /* fenced before the scan: a job a lost reply left is looked for
+             * next time */
+            w->scan_stranded = scan;
             freeReplyObject(rep);
             return lease_gone(rt);
         }
