@@ -432,8 +432,10 @@ static void chaos_run(unsigned long long s, int jobs)
         sqt_proc *p = &procs[live[i]];
         signal_pid(p->pid, SIGTERM);
         int st = sqt_proc_wait(p, 30);
-        if (st != 0)
-            note("squire %d exited with %d at the end", live[i], st);
+        if (st != 0) { /* a clean TERM exits 0: anything else (a sanitizer, a hang) fails */
+            crashed++;
+            note("squire %d exited with %d at the end; log %s", live[i], st, p->log);
+        }
         if (st == -1)
             sqt_proc_stop(p, SIGKILL);
         p->pid = 0;
