@@ -11,9 +11,9 @@
  *   squire:recover-lock       SET NX PX: one recovering process at a time.
  *
  * The invariant (docs/reliability.md): while a process's lease exists, all
- * its working lists are registered. The lease is renewed by one script that,
- * when it finds the lease gone (a stop, an outage), writes every registration
- * again in the same step; a fetch moves a job only in a script (or right
+ * its working lists are registered. The lease is extended by a script that
+ * leaves a lapsed lease (a stop, an outage) gone; a second script then sets
+ * it and writes every registration again in the same step; a fetch moves a job only in a script (or right
  * after a local freshness check, for the blocking BLMOVE) that sees the lease;
  * recovery moves a job or drops a registration only in a script that sees the
  * lease gone. A slow sweep (SCAN squire:w:*) registers any non-empty working
@@ -73,13 +73,18 @@ static sq_script forget_script =
               "end\n"
               "return 0\n");
 
-/* KEYS: lease, registry. ARGV: ttl ms, "1" to register anyway, then pairs of
- * working list and "<identity>\t<queue>". Renews the lease; when it had
- * lapsed (or was never set), writes every registration in the same atomic
- * step, so no fetch can see the lease without them. 1: lapsed. */
+/* KEYS: lease, registry. ARGV: ttl ms, "1" to register, then pairs of
+ * working list and "<identity>\t<queue>". Without "1": extend the lease, or,
+ * when it is gone, answer 1 and leave it gone (fetches stay fenced) so that
+ * the caller sends the registrations. With "1": set the lease and write
+ * every registration in the same atomic step, so no fetch can see the lease
+ * without them. Returns 1 when the lease had lapsed (or never existed). */
 static sq_script lease_script =
-    SQ_SCRIPT("local had = redis.call('SET', KEYS[1], '1', 'PX', ARGV[1], 'GET')\n"
-              "if had and ARGV[2] ~= '1' then return 0 end\n"
+    SQ_SCRIPT("if ARGV[2] ~= '1' then\n"
+              "  if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 1 then return 0 end\n"
+              "  return 1\n"
+              "end\n"
+              "local had = redis.call('SET', KEYS[1], '1', 'PX', ARGV[1], 'GET')\n"
               "for i = 3, #ARGV, 200 do\n"
               "  redis.call('HSET', KEYS[2], unpack(ARGV, i, math.min(i + 199, #ARGV)))\n"
               "end\n"
@@ -115,25 +120,45 @@ static void lease_key(char *out, size_t size, const char *identity)
     snprintf(out, size, LEASE_PREFIX "%s", identity);
 }
 
+/* Run the lease script; *gone when it answered 1. */
+static int lease_call(sq_runtime *rt, int argc, const char **argv, bool *gone, sq_error *err)
+{
+    redisReply *rep = sq_redis_eval(rt->redis, &lease_script, 2, argc, argv, NULL, err);
+    if (rep == NULL)
+        return -1;
+    *gone = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
+    freeReplyObject(rep);
+    return 0;
+}
+
 int sq_lease_renew(sq_runtime *rt, bool force, bool *lapsed, sq_error *err)
 {
+    char ms[32];
+    long long ttl = (long long)(rt->cfg->lease_ttl * 1000);
+    snprintf(ms, sizeof ms, "%lld", ttl > 0 ? ttl : 1);
+    bool gone = false;
+    if (!force) { /* the common case: the lease is there, extend it */
+        const char *argv[] = {rt->lease_key, SQ_WLISTS_KEY, ms, "0"};
+        if (lease_call(rt, 4, argv, &gone, err) != 0)
+            return -1;
+        if (lapsed != NULL)
+            *lapsed = gone;
+        if (!gone)
+            return 0;
+    }
     size_t nq = rt->order.nqueues, n = (size_t)rt->nworkers * nq;
     const char **argv = calloc(4 + 2 * n, sizeof *argv);
     char **vals = calloc(n + 1, sizeof *vals);
-    char key[sizeof rt->identity + 16], ms[32];
     int rc = -1;
     if (argv == NULL || vals == NULL) {
         sq__error_set(err, SQ_ENOMEM, "out of memory renewing the lease");
         goto out;
     }
-    lease_key(key, sizeof key, rt->identity);
-    long long ttl = (long long)(rt->cfg->lease_ttl * 1000);
-    snprintf(ms, sizeof ms, "%lld", ttl > 0 ? ttl : 1);
     size_t k = 0;
-    argv[k++] = key;
+    argv[k++] = rt->lease_key;
     argv[k++] = SQ_WLISTS_KEY;
     argv[k++] = ms;
-    argv[k++] = force ? "1" : "0";
+    argv[k++] = "1";
     for (int i = 0; i < rt->nworkers; i++) {
         for (size_t q = 0; q < nq; q++) {
             size_t j = (size_t)i * nq + q;
@@ -147,13 +172,9 @@ int sq_lease_renew(sq_runtime *rt, bool force, bool *lapsed, sq_error *err)
             argv[k++] = vals[j];
         }
     }
-    redisReply *rep = sq_redis_eval(rt->redis, &lease_script, 2, (int)k, argv, NULL, err);
-    if (rep != NULL) {
-        if (lapsed != NULL)
-            *lapsed = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
-        freeReplyObject(rep);
-        rc = 0;
-    }
+    rc = lease_call(rt, (int)k, argv, &gone, err);
+    if (rc == 0 && lapsed != NULL && force)
+        *lapsed = gone;
 out:
     for (size_t j = 0; vals && j < n; j++)
         free(vals[j]);
