@@ -17,6 +17,14 @@
  * When every queue is empty the worker blocks with BLMOVE on one queue, chosen
  * by worker index so that idle workers cover every queue and pickup is
  * immediate, as with BRPOP.
+ *
+ * Fencing (docs/reliability.md, the invariant): a job is moved into a working
+ * list only while this process's lease exists, because only then are all its
+ * working lists registered where recovery looks. The fetch scripts check the
+ * lease in the same atomic step as the move and answer "fenced" without it;
+ * the main thread then renews the lease, registering everything again. The
+ * blocking BLMOVE cannot be made conditional: it is sent only when the last
+ * renewal is recent enough that the lease outlives the BLMOVE's timeout.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -25,17 +33,18 @@
 #include "log.h"
 #include "runtime.h"
 
-#define BLOCK_TIMEOUT "2"
 #define BLOCK_WAIT 2.0
 
 /* KEYS[1..n]: the queue keys of this fetch, in its order; KEYS[n+1..2n]:
  * this worker's working list for each, same order; KEYS[2n+1]: the working
- * list of the job to acknowledge; KEYS[2n+2..]: only after a failed call,
- * every working list of the worker (canonical order), to look for a job a
- * lost reply left there. ARGV: ack payload ("" none), n.
+ * list of the job to acknowledge; KEYS[2n+2]: this process's lease;
+ * KEYS[2n+3..]: only after a failed call, every working list of the worker
+ * (canonical order), to look for a job a lost reply left there. ARGV: ack
+ * payload ("" none), n.
  * Returns {acked, where, job, stranded, bad...}: `where` is the 1-based
- * position in this fetch's order, or with stranded = 1 the canonical index;
- * bad lists positions whose key is not a list.
+ * position in this fetch's order, or with stranded = 1 the canonical index,
+ * or -1: fenced (no lease, so our working lists may be unregistered; only
+ * the ack ran); bad lists positions whose key is not a list.
  *
  * Two arguments per queue (the queue and its working list): what one LMOVE
  * needs. Redis deletes an empty list, so the first queue with a job is the
@@ -48,9 +57,10 @@ static sq_script fetch_script =
     SQ_SCRIPT("local n = tonumber(ARGV[2])\n"
               "local acked = -1\n"
               "if ARGV[1] ~= '' then acked = redis.call('LREM', KEYS[2 * n + 1], 1, ARGV[1]) end\n"
-              "for i = 2 * n + 2, #KEYS do\n"
+              "if redis.call('EXISTS', KEYS[2 * n + 2]) == 0 then return {acked, -1, '', 0} end\n"
+              "for i = 2 * n + 3, #KEYS do\n"
               "  local v = redis.call('LINDEX', KEYS[i], -1)\n"
-              "  if v then return {acked, i - 2 * n - 1, v, 1} end\n"
+              "  if v then return {acked, i - 2 * n - 2, v, 1} end\n"
               "end\n"
               "local bad = {acked, 0, '', 0}\n"
               "local function exist(lo, hi)\n"
@@ -77,6 +87,11 @@ static sq_script fetch_script =
               "  j = j + 1\n"
               "end\n"
               "return bad\n");
+
+/* KEYS: queue, working list, lease. LMOVE only under the lease (fenced: -1). */
+static sq_script move_script =
+    SQ_SCRIPT("if redis.call('EXISTS', KEYS[3]) == 0 then return -1 end\n"
+              "return redis.pcall('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')\n");
 
 /* KEYS: working list, target zset. ARGV: job, score, new payload. */
 static sq_script retry_script = SQ_SCRIPT(
@@ -147,6 +162,15 @@ static int take_job(sq_worker *w, sq_unit *u, size_t qidx, const char *s, size_t
     return 1;
 }
 
+/* A fetch found no lease: ask the main thread to renew (which registers our
+ * working lists again) and wait for it. */
+static int lease_gone(sq_runtime *rt)
+{
+    atomic_store(&rt->lease_wanted, true);
+    sq_runtime_nap(rt, 0.2);
+    return 0;
+}
+
 /* Nothing anywhere: wait on one queue so a new job is picked up at once.
  * Worker k waits on queue k mod nq (skipping set-aside queues), so idle
  * workers cover every queue when there are at least as many workers as
@@ -165,12 +189,23 @@ static int block_fetch(sq_worker *w, sq_unit *u, sq_error *err)
     }
     if (q == nq)
         return 0;
-    const char *argv[] = {"BLMOVE", w->keys[q], w->wkeys[q], "RIGHT", "LEFT", BLOCK_TIMEOUT};
+    /* The lease must outlive this BLMOVE by a margin: sent at the last
+     * renewal that worked, it lasts lease_ttl from then. */
+    double ttl = rt->cfg->lease_ttl, block = ttl / 4 < BLOCK_WAIT ? ttl / 4 : BLOCK_WAIT;
+    double age = (double)(sq_runtime_ms() - atomic_load(&rt->lease_sent_ms)) / 1000.0;
+    if (age + block + ttl / 4 > ttl) {
+        atomic_store(&rt->lease_wanted, true);
+        sq_runtime_nap(rt, block);
+        return 0;
+    }
+    char timeout[32];
+    snprintf(timeout, sizeof timeout, "%.3f", block);
+    const char *argv[] = {"BLMOVE", w->keys[q], w->wkeys[q], "RIGHT", "LEFT", timeout};
     size_t lens[6];
     for (int i = 0; i < 6; i++)
         lens[i] = strlen(argv[i]);
     sq_error e = {0};
-    redisReply *rep = sq_redis_argv(w->redis, 6, argv, lens, BLOCK_WAIT, &e);
+    redisReply *rep = sq_redis_argv(w->redis, 6, argv, lens, block, &e);
     if (rep == NULL) {
         w->scan_stranded = true; /* a lost BLMOVE reply leaves the job with us */
         if (sq_redis_error_is(&e, "WRONGTYPE")) {
@@ -201,9 +236,10 @@ static int fetch_one_queue(sq_worker *w, sq_unit *u, size_t q, sq_error *err)
             goto failed;
         queued++;
     }
-    const char *mv[] = {"LMOVE", w->keys[q], w->wkeys[q], "RIGHT", "LEFT"};
-    size_t ml[] = {5, strlen(mv[1]), strlen(mv[2]), 5, 4};
-    if (sq_redis_pipe_argv(w->redis, 5, mv, ml, &e) != 0)
+    /* EVAL, not EVALSHA: a pipelined NOSCRIPT could not be retried in place. */
+    const char *mv[] = {"EVAL", move_script.source, "3", w->keys[q], w->wkeys[q],
+                        w->rt->lease_key};
+    if (sq_redis_pipe_argv(w->redis, 6, mv, NULL, &e) != 0)
         goto failed;
     queued++;
     if (queued == 2) {
@@ -227,9 +263,12 @@ static int fetch_one_queue(sq_worker *w, sq_unit *u, size_t q, sq_error *err)
         goto failed;
     }
     int rc = 0;
+    bool fenced = rep->type == REDIS_REPLY_INTEGER && rep->integer == -1;
     if (rep->type == REDIS_REPLY_STRING)
         rc = take_job(w, u, q, rep->str, rep->len, err);
     freeReplyObject(rep);
+    if (fenced)
+        return lease_gone(w->rt);
     if (rc == 0 && !atomic_load(&w->rt->quiet))
         rc = block_fetch(w, u, err);
     return rc;
@@ -256,7 +295,7 @@ static int reliable_fetch(sq_worker *w, sq_unit *u, sq_error *err)
         return fetch_one_queue(w, u, w->order[0], err);
 
     size_t scan = w->scan_stranded ? nq : 0;
-    size_t nkeys = 2 * n + 1 + scan, argc = nkeys + 2;
+    size_t nkeys = 2 * n + 2 + scan, argc = nkeys + 2;
     const char **argv = calloc(argc, sizeof *argv);
     size_t *lens = calloc(argc, sizeof *lens);
     if (argv == NULL || lens == NULL) {
@@ -272,6 +311,7 @@ static int reliable_fetch(sq_worker *w, sq_unit *u, sq_error *err)
     for (size_t i = 0; i < n; i++)
         argv[k++] = w->wkeys[w->order[i]];
     argv[k++] = w->wkeys[w->ack_raw ? w->ack_qidx : 0];
+    argv[k++] = rt->lease_key;
     for (size_t q = 0; q < scan; q++)
         argv[k++] = w->wkeys[q];
     argv[k] = w->ack_raw ? w->ack_raw : "";
@@ -292,6 +332,7 @@ static int reliable_fetch(sq_worker *w, sq_unit *u, sq_error *err)
         sq__error_set(err, e.code, "%s", e.message);
         return -1;
     }
+    bool scanned = w->scan_stranded;
     w->scan_stranded = false;
     int rc = 0;
     if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 4) {
@@ -301,6 +342,13 @@ static int reliable_fetch(sq_worker *w, sq_unit *u, sq_error *err)
         if (w->ack_raw != NULL && acked == 0)
             warn_duplicate("ack", w->ack_raw, w->ack_len);
         clear_ack(w);
+        if (at == -1) {
+            /* fenced before the scan: a job a lost reply left is looked for
+             * next time */
+            w->scan_stranded = scanned;
+            freeReplyObject(rep);
+            return lease_gone(rt);
+        }
         for (size_t i = 4; i < rep->elements; i++)
             if (rep->element[i]->type == REDIS_REPLY_INTEGER && rep->element[i]->integer >= 1 &&
                 (size_t)rep->element[i]->integer <= n)

@@ -450,30 +450,65 @@ static void log_start(sq_runtime *rt)
            cfg->environment ? cfg->environment : "development");
 }
 
-/* Reliable fetch: renew the lease; fence when it cannot be renewed in time
- * (others may soon recover our jobs), unfence when it can again. */
-static void keep_lease(sq_runtime *rt, double *last_ok)
+/* Reliable fetch: the main thread's lease keeping, recovery and sweep. */
+typedef struct lease_state {
+    double last_ok;      /* monotonic: the last renewal that worked (its reply) */
+    double streak_since; /* monotonic: since when renewals have worked without a gap */
+    double grace;        /* seconds of streak before recovering others */
+    bool started;        /* a renewal has worked at least once */
+    char cursor[32];     /* the sweep's SCAN cursor ("0": not sweeping) */
+    bool sweeping;
+} lease_state;
+
+/* Renew the lease; fence when it cannot be renewed in time (others may soon
+ * recover our jobs), unfence when it can again. The renewal script registers
+ * every working list again whenever it finds the lease lapsed, so a process
+ * that wakes from a stop or an outage fetches only into registered lists.
+ *
+ * The streak: recovery takes a peer's jobs only after this process has seen
+ * Redis answer every renewal, without a gap of more than lease_ttl * 0.6, for
+ * `grace` seconds (lease_ttl and then some). A peer whose lease is gone then
+ * was silent while Redis was up, not merely while Redis (or this process)
+ * was away: after an outage the first process back waits for the others. */
+static void keep_lease(sq_runtime *rt, lease_state *ls)
 {
     sq_error err = {0};
     bool lapsed = false;
-    double now = sq__monotonic();
-    if (sq_lease_renew(rt, &lapsed, &err) == 0) {
+    double sent = sq__monotonic();
+    long long sent_ms = sq_runtime_ms();
+    double ttl = rt->cfg->lease_ttl;
+    if (sq_lease_renew(rt, false, &lapsed, &err) == 0) {
+        double now = sq__monotonic();
         if (lapsed)
             sq_log(SQ_LOG_WARN,
-                   "lease had expired (out of touch with Redis for %.1f s): jobs "
-                   "running then may have been recovered by another process and run twice",
-                   now - *last_ok);
+                   "lease had expired (out of touch with Redis for %.1f s): working lists "
+                   "registered again before any further fetch; jobs running then may have been "
+                   "recovered by another process and run twice",
+                   now - ls->last_ok);
+        if (!ls->started || lapsed || sent - ls->last_ok > ttl * 0.6)
+            ls->streak_since = now;
+        ls->started = true;
+        atomic_store(&rt->lease_sent_ms, sent_ms);
+        atomic_store(&rt->lease_wanted, false);
         if (atomic_load(&rt->fenced))
             sq_log(SQ_LOG_INFO, "lease renewed: fetching again");
         atomic_store(&rt->fenced, false);
-        *last_ok = now;
-    } else if (now - *last_ok > rt->cfg->lease_ttl * 0.75 && !atomic_load(&rt->fenced)) {
+        ls->last_ok = now;
+    } else if (sent - ls->last_ok > ttl * 0.75 && !atomic_load(&rt->fenced)) {
         atomic_store(&rt->fenced, true);
         sq_log(SQ_LOG_WARN,
                "cannot renew the lease for %.1f s (%s): not fetching until Redis "
                "answers",
-               now - *last_ok, err.message);
+               sent - ls->last_ok, err.message);
     }
+}
+
+/* Whether Redis has answered us long enough that a missing lease means a
+ * dead process (see keep_lease). */
+static bool may_recover(const lease_state *ls)
+{
+    return ls->started && sq__monotonic() - ls->streak_since >= ls->grace &&
+           sq__monotonic() - ls->last_ok < ls->grace;
 }
 
 static void recover(sq_runtime *rt)
@@ -481,6 +516,25 @@ static void recover(sq_runtime *rt)
     sq_error err = {0};
     if (sq_recovery_run(rt, &err) < 0)
         sq_log(SQ_LOG_WARN, "recovery of dead processes' jobs failed: %s", err.message);
+}
+
+/* One step of the slow sweep (one SCAN call per main-loop turn while a pass
+ * is under way). */
+static void sweep_step(sq_runtime *rt, lease_state *ls)
+{
+    sq_error err = {0};
+    long n = 0;
+    if (!ls->sweeping) {
+        snprintf(ls->cursor, sizeof ls->cursor, "0");
+        ls->sweeping = true;
+    }
+    if (sq_recovery_sweep(rt, ls->cursor, &n, &err) != 0) {
+        sq_log(SQ_LOG_DEBUG, "sweep: %s (again next pass)", err.message);
+        ls->sweeping = false;
+        return;
+    }
+    if (strcmp(ls->cursor, "0") == 0)
+        ls->sweeping = false;
 }
 
 long long sq_runtime_ms(void)
@@ -610,30 +664,42 @@ static int beat(sq_runtime *rt)
 /* Main loop until TERM/INT: quiet on TSTP, dump on TTIN, flush stats, beat,
  * and for reliable fetch keep the lease and recover dead processes' jobs.
  * Signals from the Web UI (through the heartbeat) act like the OS's. */
-static void serve(sq_runtime *rt)
+static void serve(sq_runtime *rt, lease_state *ls)
 {
     double next_beat = sq__monotonic() + rt->cfg->beat_interval;
     double next_cleanup = sq__monotonic() + 60;
     double next_watchdog = 0;
     bool reliable = rt->fetch == &sq_fetch_reliable;
-    double lease_every = rt->cfg->lease_ttl / 4, recover_every = rt->cfg->lease_ttl * 0.75;
-    double last_lease = sq__monotonic(), next_lease = last_lease + lease_every;
-    double next_recover = last_lease + recover_every;
+    double ttl = rt->cfg->lease_ttl;
+    double lease_every = ttl / 4, recover_every = ttl * 0.75;
+    /* The sweep: a pass every few minutes (15 leases, between 1 and 5 min). */
+    double sweep_every = ttl * 15 < 60 ? 60 : ttl * 15 > 300 ? 300 : ttl * 15;
+    double next_lease = sq__monotonic() + lease_every;
+    double next_recover = sq__monotonic();
+    double next_sweep = sq__monotonic() + ls->grace, next_step = 0;
     ttin_state ttin = {0};
     for (;;) {
         if (reliable) {
             double now = sq__monotonic();
-            if (now >= next_lease) {
-                keep_lease(rt, &last_lease);
+            if (now >= next_lease || atomic_load(&rt->lease_wanted)) {
+                keep_lease(rt, ls);
                 next_lease = now + lease_every;
             }
-            if (now >= next_recover && !atomic_load(&rt->quiet)) {
+            if (now >= next_recover && !atomic_load(&rt->quiet) && may_recover(ls)) {
                 recover(rt);
                 next_recover = now + recover_every;
+            }
+            if ((ls->sweeping || now >= next_sweep) && now >= next_step && may_recover(ls)) {
+                sweep_step(rt, ls); /* one SCAN call a second: never a burst */
+                next_step = now + 1.0;
+                if (!ls->sweeping)
+                    next_sweep = now + sweep_every;
             }
         }
         watchdog(rt, &next_watchdog);
         double tick = reliable && lease_every < 1.0 ? lease_every : 1.0;
+        if (reliable && tick > 0.25)
+            tick = 0.25; /* a worker that found the lease gone waits on us */
         if (rt->cfg->beat_interval < tick)
             tick = rt->cfg->beat_interval;
         double wd = sq_notify_watchdog_period();
@@ -666,15 +732,20 @@ static void serve(sq_runtime *rt)
 }
 
 /* Returns true when every thread finished (a clean exit is possible). */
-static bool shut_down(sq_runtime *rt)
+static bool shut_down(sq_runtime *rt, lease_state *ls)
 {
     sq_notify("STOPPING=1");
     atomic_store(&rt->stopping, true);
     sq_runtime_quiet(rt);
     double deadline = sq__monotonic() + rt->cfg->timeout;
     double next_beat = sq__monotonic(), next_watchdog = 0;
+    double next_lease = sq__monotonic() + rt->cfg->lease_ttl / 4;
     while (any_busy(rt) && sq__monotonic() < deadline) {
         watchdog(rt, &next_watchdog);
+        if (rt->fetch == &sq_fetch_reliable && sq__monotonic() >= next_lease) {
+            keep_lease(rt, ls); /* running jobs stay ours while we wait for them */
+            next_lease = sq__monotonic() + rt->cfg->lease_ttl / 4;
+        }
         if (sq__monotonic() >= next_beat) {
             beat(rt); /* the Web UI shows the process quiet, still busy */
             next_beat = sq__monotonic() + rt->cfg->beat_interval;
@@ -739,6 +810,7 @@ static int run(const sq_config *cfg, sq_registry *reg)
     pthread_cond_init(&rt.cond, &ca);
     pthread_condattr_destroy(&ca);
     make_identity(&rt);
+    snprintf(rt.lease_key, sizeof rt.lease_key, "squire:lease:%s", rt.identity);
     rt.started_at = sq__now();
 
     if (sq_config_redis_url(cfg, &rt.url, &err) != 0 ||
@@ -773,13 +845,22 @@ static int run(const sq_config *cfg, sq_registry *reg)
         status = 1;
         goto done;
     }
+    /* Recovery waits until Redis has answered for lease_ttl plus a renewal
+     * period plus a reply timeout (3 s): every live peer has had its chance. */
+    lease_state ls = {.grace = cfg->lease_ttl * 1.25 + 3.0};
     if (rt.fetch == &sq_fetch_reliable) {
-        /* Lease and registry before the first fetch (waiting out an outage
-         * like any other); then hand back what dead processes left behind. */
+        /* Lease and registry, in one step, before the first fetch (waiting
+         * out an outage like any other). What dead processes left behind is
+         * handed back once the grace has passed (serve). */
         for (unsigned attempt = 0;; attempt++) {
             sq_error e = {0};
-            if (sq_lease_renew(&rt, NULL, &e) == 0 && sq_recovery_register(&rt, &e) == 0)
+            long long sent_ms = sq_runtime_ms();
+            if (sq_lease_renew(&rt, true, NULL, &e) == 0) {
+                atomic_store(&rt.lease_sent_ms, sent_ms);
+                ls.started = true;
+                ls.last_ok = ls.streak_since = sq__monotonic();
                 break;
+            }
             if (sq_redis_is_connected(rt.redis)) { /* an error reply: ACL, wrong types */
                 sq_log(SQ_LOG_ERROR, "cannot register with Redis: %s", e.message);
                 status = EX_CONFIG;
@@ -791,7 +872,6 @@ static int run(const sq_config *cfg, sq_registry *reg)
             if (sig == SIGTERM || sig == SIGINT)
                 goto done;
         }
-        recover(&rt);
     }
     /* In the Web UI before the first job; dead identities pruned. */
     if (beat(&rt) == SIGTSTP)
@@ -805,13 +885,13 @@ static int run(const sq_config *cfg, sq_registry *reg)
     if (e != 0) {
         /* Threads already started may hold jobs: stop like a TERM. */
         sq_log(SQ_LOG_ERROR, "cannot start threads: %s", strerror(e));
-        if (!shut_down(&rt))
+        if (!shut_down(&rt, &ls))
             _exit(1);
         status = 1;
         goto done;
     }
-    serve(&rt);
-    if (!shut_down(&rt)) {
+    serve(&rt, &ls);
+    if (!shut_down(&rt, &ls)) {
         /* A handler is still running (its job was pushed back): end the
          * process without unwinding memory that thread may still touch. */
         sq_log(SQ_LOG_INFO, "Bye!");

@@ -127,11 +127,14 @@ struct sq_runtime {
     sq_job_limits limits;
     const sq_fetch_ops *fetch;
     char identity[300];
+    char lease_key[320];    /* squire:lease:<identity> */
 
     atomic_bool quiet;      /* stop fetching */
     atomic_bool stopping;   /* shutdown under way (sq_job_stopping) */
     atomic_bool hard_stop;  /* give up on pending writes, exit now */
     atomic_bool fenced;     /* reliable: lease not renewed in time; stop fetching */
+    atomic_bool lease_wanted; /* reliable: a fetch found the lease gone: renew now */
+    atomic_llong lease_sent_ms; /* reliable: when the last renewal that worked was sent */
     atomic_long processed;  /* not yet flushed */
     atomic_long failed;
     sq_stats_batch stats; /* stats.c, main thread only */
@@ -186,11 +189,16 @@ int sq_stats_flush(sq_runtime *rt, sq_redis *r, sq_error *err);
 
 /* Reliable fetch bookkeeping (recovery.c), all on the main thread's connection. */
 #define SQ_WLISTS_KEY "squire:wlists"
-int sq_recovery_register(sq_runtime *rt, sq_error *err);
-/* Renew this process's lease; sets *lapsed when it had expired meanwhile. */
-int sq_lease_renew(sq_runtime *rt, bool *lapsed, sq_error *err);
+/* Renew this process's lease in one script that, when the lease had lapsed
+ * (or force is set), registers every working list again in the same step;
+ * sets *lapsed when it had. */
+int sq_lease_renew(sq_runtime *rt, bool force, bool *lapsed, sq_error *err);
 /* Push back the jobs of dead processes (under a lock). Returns jobs recovered. */
 long sq_recovery_run(sq_runtime *rt, sq_error *err);
+/* One step of the slow sweep: SCAN from cursor ("0" starts; "0" again when
+ * done) for squire:w:* lists the registry lacks; register them, and put back
+ * the jobs of those whose process is gone (*recovered). */
+int sq_recovery_sweep(sq_runtime *rt, char cursor[32], long *recovered, sq_error *err);
 /* At a clean exit: drop our empty working lists, registry entries and lease. */
 void sq_recovery_release(sq_runtime *rt);
 /* The working list of worker tid for queue q (malloc'd). */

@@ -322,6 +322,11 @@ void sqt_proc_start(sqt_proc *p, const char *binary, const char *url, const char
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+        /* Until exec this child runs with the handlers Check gave the test
+         * process, whose SIGTERM handler signals the whole process group:
+         * a TERM aimed at a squire just started must not reach the test. */
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
         int devnull = open("/dev/null", O_RDONLY);
         dup2(devnull, 0);
         int fd = open(p->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);

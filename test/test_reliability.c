@@ -303,6 +303,113 @@ START_TEST(a_job_left_by_a_lost_reply_is_resumed)
 }
 END_TEST
 
+/* Jobs left anywhere but done: a failure message names where they sit. */
+static void assert_all_done(long long jobs, double timeout)
+{
+    long long done = sqt_wait_int(C, jobs, timeout, "SCARD test:done");
+    if (done != jobs)
+        dump_state();
+    ck_assert_msg(done == jobs, "only %lld of %lld jobs ran (the rest are stranded)", done, jobs);
+}
+
+/* Issue 12, first repro: a process stopped past its lease has its working
+ * lists recovered (and unregistered) by a peer. When it resumes it must
+ * register them again before it fetches, or the jobs it takes next are
+ * stranded when it dies later. */
+START_TEST(lapsed_lease_while_alive_strands_nothing)
+{
+    enum { JOBS = 400 };
+    const char *cfg = itest_config(":lease_ttl: 2\n:poll_interval_average: 0.5\n");
+    sqt_proc a, b;
+    push_work(JOBS, 200);
+    start(&a, cfg);
+    start(&b, cfg);
+    ck_assert_int_ge(sqt_wait_int(C, 30, 60, "SCARD test:done"), 30);
+    kill(a.pid, SIGSTOP);
+    sqt_sleep(6.0); /* past the lease (2 s) and a recovery pass of b's */
+    kill(a.pid, SIGCONT);
+    sqt_sleep(2.0); /* a takes more jobs */
+    ck_assert_int_gt(sqt_int(C, "LLEN queue:default"), 0);
+    kill(a.pid, SIGKILL);
+    sqt_proc_wait(&a, 5);
+    assert_all_done(JOBS, 90);
+    itest_stop(&b);
+    redisReply *r = sqt_cmd(C, "KEYS squire:w:*");
+    ck_assert_msg(r->elements == 0, "%zu working lists left", r->elements);
+    freeReplyObject(r);
+}
+END_TEST
+
+/* Issue 12, second repro: after a Redis outage longer than the lease every
+ * lease has expired. The first process back must not take the registrations
+ * of peers that have had no chance to renew yet (here: two still stopped
+ * for less than lease_ttl after Redis is back), or their jobs are stranded
+ * when one of them dies later. */
+START_TEST(first_back_after_outage_does_not_harvest_peers)
+{
+    enum { JOBS = 400 };
+    const char *cfg = itest_config(":lease_ttl: 3\n:poll_interval_average: 0.5\n");
+    sqt_proc a, b, c;
+    push_work(JOBS, 200);
+    start(&a, cfg);
+    start(&b, cfg);
+    start(&c, cfg);
+    ck_assert_int_ge(sqt_wait_int(C, 30, 60, "SCARD test:done"), 30);
+    redisFree(C);
+    C = NULL;
+    sqt_redis_kill9(&R);
+    sqt_sleep(4.5); /* longer than the lease: every lease is gone */
+    kill(b.pid, SIGSTOP);
+    kill(c.pid, SIGSTOP);
+    sqt_redis_restart(&R);
+    C = sqt_redis_connect(&R);
+    sqt_sleep(2.5); /* a is back; b and c silent for less than lease_ttl */
+    kill(b.pid, SIGCONT);
+    kill(c.pid, SIGCONT);
+    sqt_sleep(2.0);
+    ck_assert_int_gt(sqt_int(C, "LLEN queue:default"), 0);
+    kill(b.pid, SIGKILL);
+    sqt_proc_wait(&b, 5);
+    assert_all_done(JOBS, 90);
+    itest_stop(&a);
+    itest_stop(&c);
+    redisReply *r = sqt_cmd(C, "KEYS squire:w:*");
+    ck_assert_msg(r->elements == 0, "%zu working lists left", r->elements);
+    freeReplyObject(r);
+}
+END_TEST
+
+/* The slow sweep: a working list with a job but no registration (what the
+ * BLMOVE window or a hand-restored key can leave) is found by SCAN, and its
+ * job is put back and run, with a warning; a live process's unregistered
+ * list is registered again, its job left alone. */
+START_TEST(sweep_puts_back_jobs_of_unregistered_working_lists)
+{
+    const char *cfg = itest_config(":lease_ttl: 1\n");
+    const char *job = "{\"class\":\"OkJob\",\"args\":[],\"jid\":\"0123456789abcdef01234567\","
+                      "\"queue\":\"default\",\"retry\":true,\"created_at\":1700000000.0,"
+                      "\"enqueued_at\":1700000000.0}";
+    const char *orphan = "squire:w:gone:4242:0123456789ab:w0:default";
+    const char *alive = "squire:w:there:4343:abcdef012345:w1:default";
+    freeReplyObject(sqt_cmd(C, "LPUSH %s %s", orphan, job));
+    freeReplyObject(sqt_cmd(C, "LPUSH %s %s", alive, "{\"held\":1}"));
+    freeReplyObject(sqt_cmd(C, "SET squire:lease:there:4343:abcdef012345 1 EX 600"));
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "2", NULL};
+    sqt_proc p;
+    sqt_squire_start(&p, R.url, argv, NULL);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 30, "SISMEMBER test:done 0123456789abcdef01234567"), 1);
+    ck_assert(sqt_log_wait(&p, "sweep: working list squire:w:gone:4242:0123456789ab:w0:default",
+                           5));
+    ck_assert(sqt_log_wait(&p, "sweep: put 1 job(s) of process gone:4242:0123456789ab back", 5));
+    ck_assert_int_eq(sqt_int(C, "EXISTS %s", orphan), 0);
+    /* the live one: registered, untouched */
+    ck_assert(sqt_log_wait(&p, "registered it again (its process is alive)", 5));
+    ck_assert_int_eq(sqt_int(C, "LLEN %s", alive), 1);
+    ck_assert_int_eq(sqt_int(C, "HEXISTS squire:wlists %s", alive), 1);
+    itest_stop(&p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("reliability");
@@ -315,5 +422,13 @@ int main(void)
     tcase_add_test(tc, a_job_left_by_a_lost_reply_is_resumed);
     tcase_add_test(tc, stopped_process_is_fenced_and_reports_the_duplicate);
     suite_add_tcase(s, tc);
+    /* issue 12 (CK_RUN_CASE=lapsed runs only these) */
+    TCase *lapsed = tcase_create("lapsed");
+    tcase_add_checked_fixture(lapsed, setup_aof, itest_teardown);
+    tcase_set_timeout(lapsed, 240);
+    tcase_add_test(lapsed, lapsed_lease_while_alive_strands_nothing);
+    tcase_add_test(lapsed, first_back_after_outage_does_not_harvest_peers);
+    tcase_add_test(lapsed, sweep_puts_back_jobs_of_unregistered_working_lists);
+    suite_add_tcase(s, lapsed);
     return sqt_run(s);
 }

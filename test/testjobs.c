@@ -3,6 +3,7 @@
  * what it saw in Redis (through the worker's own connection, sq_job_client)
  * so that a test can check from outside what ran, how often and with what.
  */
+#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <signal.h>
@@ -184,6 +185,30 @@ static sq_result work_job(sq_job *job, void *ud)
     return SQ_OK;
 }
 
+/* ChaosJob(n, ms) (test_chaos.c): ms milliseconds of work, then its jid on
+ * a line of $SQ_CHAOS_DIR/runs.<pid>, appended with one write(2) (O_APPEND):
+ * the record survives SIGKILL of this process and restarts of Redis alike. */
+static sq_result chaos_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    json_int_t ms = json_integer_value(sq_job_arg(job, 1));
+    usleep((useconds_t)(ms > 0 ? ms : 0) * 1000);
+    const char *dir = getenv("SQ_CHAOS_DIR");
+    if (dir == NULL)
+        return sq_job_fail(job, "ChaosError", "SQ_CHAOS_DIR is not set");
+    char path[4096], line[80];
+    snprintf(path, sizeof path, "%s/runs.%d", dir, (int)getpid());
+    int n = snprintf(line, sizeof line, "%s\n", sq_job_jid(job));
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 || n <= 0 || n >= (int)sizeof line || write(fd, line, (size_t)n) != n) {
+        if (fd >= 0)
+            close(fd);
+        return sq_job_fail(job, "ChaosError", "cannot record the run in %s", path);
+    }
+    close(fd);
+    return SQ_OK;
+}
+
 static sq_result crash_job(sq_job *job, void *ud)
 {
     (void)ud;
@@ -228,6 +253,7 @@ int squire_plugin_init(sq_registry *reg)
     rc |= sq_register(reg, "PoliteSleepJob", polite_sleep_job, NULL);
     rc |= sq_register(reg, "CrashJob", crash_job, NULL);
     rc |= sq_register(reg, "WorkJob", work_job, NULL);
+    rc |= sq_register(reg, "ChaosJob", chaos_job, NULL);
     rc |= sq_register(reg, "ChainJob", chain_job, NULL);
     rc |= sq_register(reg, "NoopJob", noop_job, NULL);
     return rc;
