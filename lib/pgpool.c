@@ -97,6 +97,11 @@ static int merge_settings(sq_pgpool *p, const char *name, int statement_timeout)
         snprintf(p->server, n, "%s:%s", host ? host : "local", port ? port : "5432");
     free(host);
     free(port);
+    /* a password with an unencoded '/' reads as the port: the name is
+     * logged and published in Redis, so it is scrubbed like any message */
+    char *raw = p->server;
+    p->server = raw ? sq_pgpool_scrub(p, raw) : NULL;
+    free(raw);
     if (p->server == NULL)
         return -1;
     if (statement_timeout <= 0)

@@ -872,7 +872,7 @@ static const char *yaml_quoted(const char *s)
 START_TEST(malformed_urls_are_config_errors_that_never_show_the_password)
 {
     int port = sqt_free_port();
-    char urls[6][256];
+    char urls[7][256];
     snprintf(urls[0], 256, "postgresql://app:" SECRET "Bracket@[127.0.0.1:%d/db", port);
     snprintf(urls[1], 256, "postgresql://app:" SECRET "%%zz@127.0.0.1:%d/db", port);
     snprintf(urls[2], 256, "postgresql://app@127.0.0.1:%d/db?password=" SECRET "Q&bogus=1",
@@ -880,6 +880,8 @@ START_TEST(malformed_urls_are_config_errors_that_never_show_the_password)
     snprintf(urls[3], 256, "password=" SECRET "Kv host=127.0.0.1 port=%d nonsense", port);
     snprintf(urls[4], 256, "password='" SECRET " q\\'x' host=127.0.0.1 port=%d nonsense", port);
     snprintf(urls[5], 256, "postgres://app:" SECRET "@x@h1:%d,[::1/db", port);
+    /* libpq decodes a parameter's name too: passw%6Frd is password */
+    snprintf(urls[6], 256, "postgresql://app@127.0.0.1:%d/db?passw%%6Frd=" SECRET "%%zz", port);
     for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
         char *out = NULL;
         int st = sqt_sh(R.url, &out, "DATABASE_URL=%s %s --check --allow-root -r %s 2>&1",
@@ -909,18 +911,14 @@ START_TEST(malformed_urls_are_config_errors_that_never_show_the_password)
 }
 END_TEST
 
-/* A URL that parses but fails at every connect (here libpq rejects an
+/* A URL that parses but fails at every connect (below: libpq rejects an
  * option value that quotes the password) is an outage, not a config error:
  * the daemon runs, jobs retry, and neither the log, the retry set nor
  * anything else in Redis shows the password, not even when a handler's
  * own error message quotes the URL. */
-START_TEST(connect_errors_never_show_the_password)
+static void assert_connect_errors_hidden(const char *url, const char *why)
 {
-    int port = sqt_free_port();
-    char url[256], env_url[300];
-    snprintf(url, sizeof url,
-             "postgresql://app:" SECRET "@127.0.0.1:%d/db?sslmode=" SECRET "&connect_timeout=2",
-             port);
+    char env_url[300];
     snprintf(env_url, sizeof env_url, "DATABASE_URL=%s", url);
     const char *env[] = {env_url, NULL};
     sqt_proc p;
@@ -938,7 +936,7 @@ START_TEST(connect_errors_never_show_the_password)
     {
         const char *msg = jstr(j, "error_message");
         assert_secret_kept("error_message", msg);
-        ck_assert_msg(strstr(msg, strcmp(jstr(j, "class"), "LeakJob") ? "sslmode" : "REDACTED"),
+        ck_assert_msg(strstr(msg, strcmp(jstr(j, "class"), "LeakJob") ? why : "REDACTED"),
                       "the message does not say why: %s", msg);
     }
     json_decref(all);
@@ -955,6 +953,29 @@ START_TEST(connect_errors_never_show_the_password)
     char *everything = redis_everything();
     assert_secret_kept("Redis", everything);
     free(everything);
+}
+
+START_TEST(connect_errors_never_show_the_password)
+{
+    char url[256];
+    snprintf(url, sizeof url,
+             "postgresql://app:" SECRET "@127.0.0.1:%d/db?sslmode=" SECRET "&connect_timeout=2",
+             sqt_free_port());
+    assert_connect_errors_hidden(url, "sslmode");
+}
+END_TEST
+
+/* An unencoded '/' in the password (base64 passwords have them): libpq
+ * reads app:<before the slash> as host:port and the rest as the database
+ * name. Neither half may show: not in the connect error, not in the
+ * server name the log and the budget field in Redis carry. */
+START_TEST(slash_in_password_never_shows)
+{
+    char url[256];
+    snprintf(url, sizeof url,
+             "postgresql://app:" SECRET "/" SECRET "x@127.0.0.1:%d/db?connect_timeout=2",
+             sqt_free_port());
+    assert_connect_errors_hidden(url, "port");
 }
 END_TEST
 
@@ -1183,6 +1204,7 @@ static Suite *pg_suite(void)
     tcase_add_test(down, missing_libpq_is_reported_not_fatal);
     tcase_add_test(down, malformed_urls_are_config_errors_that_never_show_the_password);
     tcase_add_test(down, connect_errors_never_show_the_password);
+    tcase_add_test(down, slash_in_password_never_shows);
     suite_add_tcase(s, down);
     return s;
 }
