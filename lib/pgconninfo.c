@@ -139,6 +139,30 @@ static void query_passwords(sq_pg_secrets *s, const char *ci)
     }
 }
 
+/* A keyword/value value at v as libpq reads it: quoted, up to the closing
+ * quote, else up to whitespace; a backslash escapes the next character
+ * either way (`password=a\ b` is "a b"). As written (and decoded) and as
+ * read. */
+static void add_kv_value(sq_pg_secrets *s, const char *v)
+{
+    bool quoted = *v == '\'';
+    const char *start = v + quoted, *q = start;
+    char *buf = malloc(strlen(start) + 1);
+    size_t j = 0;
+    for (; *q && (quoted ? *q != '\'' : !isspace((unsigned char)*q)); q++) {
+        if (*q == '\\' && q[1])
+            q++;
+        if (buf)
+            buf[j++] = *q;
+    }
+    add_decoded(s, start, (size_t)(q - start));
+    if (buf) {
+        add(s, buf, j);
+        memset(buf, 0, j);
+        free(buf);
+    }
+}
+
 /* Every `[ssl]password = value`: a URL query parameter or a keyword/value
  * pair, quoted or not. Unquoted, both readings are kept: to '&' and to
  * whitespace. */
@@ -151,26 +175,9 @@ static void keyword_passwords(sq_pg_secrets *s, const char *ci)
             continue;
         v++;
         v += strspn(v, " \t\r\n");
-        if (*v == '\'') {
-            char *buf = malloc(strlen(v) + 1);
-            size_t j = 0;
-            const char *q = v + 1;
-            for (; *q && *q != '\''; q++) {
-                if (*q == '\\' && q[1])
-                    q++;
-                if (buf)
-                    buf[j++] = *q;
-            }
-            add(s, v + 1, (size_t)(q - v - 1));
-            if (buf) {
-                add(s, buf, j);
-                memset(buf, 0, j);
-                free(buf);
-            }
-        } else {
-            add_decoded(s, v, strcspn(v, " \t\r\n"));
+        add_kv_value(s, v);
+        if (*v != '\'')
             add_decoded(s, v, strcspn(v, "& \t\r\n"));
-        }
     }
 }
 

@@ -979,6 +979,18 @@ START_TEST(slash_in_password_never_shows)
 }
 END_TEST
 
+/* keyword/value, the password's space escaped with a backslash, as libpq
+ * allows unquoted: quoted back by a handler (LeakJob), no part shows. */
+START_TEST(escaped_space_in_password_never_shows)
+{
+    char url[256];
+    snprintf(url, sizeof url,
+             "host=127.0.0.1 port=%d password=ab\\ " SECRET " dbname=db connect_timeout=2",
+             sqt_free_port());
+    assert_connect_errors_hidden(url, "connect");
+}
+END_TEST
+
 /* ---- the budget of every process sharing the server ------------------------------ */
 
 /* Two processes with pool 20 each against the 37 connections the server
@@ -1205,6 +1217,7 @@ static Suite *pg_suite(void)
     tcase_add_test(down, malformed_urls_are_config_errors_that_never_show_the_password);
     tcase_add_test(down, connect_errors_never_show_the_password);
     tcase_add_test(down, slash_in_password_never_shows);
+    tcase_add_test(down, escaped_space_in_password_never_shows);
     suite_add_tcase(s, down);
     return s;
 }

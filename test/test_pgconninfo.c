@@ -60,6 +60,11 @@ static const scrub_case CASES[] = {
      "invalid integer value \"SLA\" for connection option \"port\"; database \"SHPW@h/db\"",
      {"SLA", "SHPW"},
      "connection option"},
+    /* unquoted, a backslash escapes a space: the value is "ab Sq7" */
+    {"password=ab\\ BSPW\\ x host=h",
+     "could not connect with \"password=ab\\ BSPW\\ x host=h\" (ab BSPW x)",
+     {"BSPW"},
+     "host=h"},
     /* more password= than there is room for: libpq uses the last */
     {"postgresql://u@h/db?password=a1&password=a2&password=a3&password=a4&password=a5&"
      "password=a6&password=a7&password=LASTPW%zz",
