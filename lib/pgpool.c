@@ -168,14 +168,17 @@ int sq_pgpool_size(const sq_pgpool *p)
 }
 
 /* err = what: the first line of libpq's message, scrubbed of the URL's
- * secrets (libpq quotes a URI or token it cannot parse). */
+ * secrets (libpq quotes a URI or token it cannot parse), then cut to fit:
+ * cut first, a long password (a cloud IAM token) would no longer match
+ * whole and its head would show. */
 static void pq_error(const sq_pgpool *p, sq_error *err, int code, const char *what,
                      const char *message)
 {
-    char line[sizeof err->message], safe[sizeof err->message];
-    snprintf(line, sizeof line, "%.*s", (int)strcspn(message, "\n"), message);
-    sq_pg_scrub(&p->secrets, line, safe, sizeof safe);
-    sq__error_set(err, code, "%s%s", what, safe);
+    char *line = strndup(message, strcspn(message, "\n"));
+    char *safe = line ? sq_pgpool_scrub(p, line) : NULL;
+    sq__error_set(err, code, "%s%s", what, safe ? safe : "(message withheld: out of memory)");
+    free(safe);
+    free(line);
 }
 
 /* Server notices go through squire's log, one line each, not raw to stderr,
