@@ -18,8 +18,9 @@
  * leaves behind, or EOF) is dropped and replaced, and one returned in a bad
  * state is closed. One returned is reset before the next job sees it: a
  * query still running is cancelled (PQcancel), an open transaction rolled
- * back, then DISCARD ALL, so no SET, prepared statement, temp table or
- * lock of one job reaches the next.
+ * back, then DISCARD ALL and unread notifications dropped, so no SET,
+ * prepared statement, temp table, lock or NOTIFY of one job reaches the
+ * next.
  *
  * libpq is loaded when the pool is made (pq.c). When it cannot be, the pool
  * still exists and every checkout and budget check fails with the reason,
@@ -219,6 +220,18 @@ static PGconn *connect_one(sq_pgpool *p, sq_error *err)
     return c;
 }
 
+/* Drop the notifications libpq has read and queued on c; how many. */
+static int drop_notifies(const sq_pq *pq, PGconn *c)
+{
+    int notifies = 0;
+    PGnotify *n;
+    while ((n = pq->PQnotifies(c)) != NULL) {
+        pq->PQfreemem(n);
+        notifies++;
+    }
+    return notifies;
+}
+
 /* An idle connection is usable unless its socket has news. A healthy idle
  * connection has nothing to read but NOTIFY messages; anything else (the
  * FATAL a restarted server or pg_terminate_backend leaves, EOF) means it is
@@ -235,13 +248,7 @@ static bool still_good(const sq_pq *pq, PGconn *c)
         return false;
     if (!pq->PQconsumeInput(c) || pq->PQstatus(c) != CONNECTION_OK)
         return false;
-    int notifies = 0;
-    PGnotify *n;
-    while ((n = pq->PQnotifies(c)) != NULL) {
-        pq->PQfreemem(n);
-        notifies++;
-    }
-    return notifies > 0 && pq->PQtransactionStatus(c) == PQTRANS_IDLE;
+    return drop_notifies(pq, c) > 0 && pq->PQtransactionStatus(c) == PQTRANS_IDLE;
 }
 
 static struct timespec deadline_in(double seconds)
@@ -382,7 +389,8 @@ static bool exec_ok(const sq_pq *pq, PGconn *c, const char *sql)
  * still running cancelled and drained, an open transaction rolled back,
  * then DISCARD ALL (SET values, prepared statements, temp tables, cursors,
  * LISTEN, advisory locks: gone; the start-up options and application_name
- * stay). False: close it instead. */
+ * stay) and the notifications libpq has queued dropped. False: close it
+ * instead. */
 static bool reset(const sq_pgpool *p, PGconn *c)
 {
     const sq_pq *pq = p->pq;
@@ -401,7 +409,12 @@ static bool reset(const sq_pgpool *p, PGconn *c)
     /* DISCARD ALL cannot run inside a transaction: roll back first */
     if (ts != PQTRANS_IDLE && !exec_ok(pq, c, "ROLLBACK"))
         return false;
-    return exec_ok(pq, c, "DISCARD ALL") && pq->PQtransactionStatus(c) == PQTRANS_IDLE;
+    if (!exec_ok(pq, c, "DISCARD ALL") || pq->PQtransactionStatus(c) != PQTRANS_IDLE)
+        return false;
+    /* UNLISTEN stops new ones; those libpq read already would reach the
+     * next job's PQnotifies */
+    drop_notifies(pq, c);
+    return true;
 }
 
 void sq_pgpool_checkin(sq_pgpool *p, PGconn *c)

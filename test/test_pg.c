@@ -664,6 +664,32 @@ START_TEST(session_state_is_reset_between_jobs)
 }
 END_TEST
 
+/* A handler that LISTENs and leaves a notification unread: the next job on
+ * the connection (pool 1) must not find it (DISCARD ALL unlistens, but
+ * what libpq has already read stays queued in the connection). */
+START_TEST(unread_notifications_do_not_reach_the_next_job)
+{
+    sqt_proc p;
+    pg_squire(&p, PG.url, 1, "  :pool: 1\n  :application_name: " APP "\n", NULL);
+    char a[25], b[25];
+    itest_push("ListenJob", "[]", NULL, a);
+    itest_push("ListenJob", "[]", NULL, b);
+    double until = sqt_now() + 10;
+    while (sqt_pg_int(&PG, "SELECT count(*) FROM settings WHERE name = 'notifies'") < 2 &&
+           sqt_now() < until)
+        sqt_sleep(0.05);
+    char *rs = retry_summary();
+    ck_assert_msg(sqt_pg_int(&PG, "SELECT count(*) FROM settings WHERE name = 'notifies'") == 2,
+                  "the ListenJobs did not both run; retry set:\n%s", rs);
+    free(rs);
+    ck_assert_int_eq(sqt_pg_count_app(&PG, APP), 1); /* the same connection, reused */
+    ck_assert_msg(sqt_pg_int(&PG, "SELECT count(*) FROM settings WHERE name = 'notifies' "
+                                  "AND value <> '0'") == 0,
+                  "a job found the notification the previous job left unread");
+    itest_stop(&p);
+}
+END_TEST
+
 static long long sleeping_queries(void)
 {
     return sqt_pg_int(&PG, "SELECT count(*) FROM pg_stat_activity WHERE application_name = '" APP
@@ -1202,6 +1228,7 @@ static Suite *pg_suite(void)
     tcase_add_test(tc, open_transaction_does_not_poison_the_next_job);
     tcase_add_test(tc, session_state_is_reset_between_jobs);
     tcase_add_test(tc, query_left_running_is_cancelled);
+    tcase_add_test(tc, unread_notifications_do_not_reach_the_next_job);
     tcase_add_test(tc, database_url_env_statement_timeout_and_application_name);
     tcase_add_test(tc, default_application_name_is_the_identity);
     tcase_add_test(tc, url_options_and_application_name_are_kept);
