@@ -435,12 +435,40 @@ void sq_pgpool_checkin(sq_pgpool *p, PGconn *c)
         p->pq->PQfinish(c);
 }
 
+/* A connection of the pool's for squire's own question, without waiting:
+ * an idle one, else a new one if the pool has room, else NULL (err: all in
+ * use). Never one past `size`. Back with sq_pgpool_checkin. */
+static PGconn *borrow(sq_pgpool *p, sq_error *err)
+{
+    pthread_mutex_lock(&p->lock);
+    PGconn *c = p->nidle > 0 ? p->idle[--p->nidle] : NULL;
+    bool room = c != NULL || p->open < p->size;
+    if (c == NULL && room)
+        p->open++;
+    pthread_mutex_unlock(&p->lock);
+    if (!room) {
+        sq__error_set(err, SQ_EIO, "all %d connections of the pool in use", p->size);
+        return NULL;
+    }
+    if (c != NULL && still_good(p->pq, c))
+        return c;
+    if (c != NULL)
+        p->pq->PQfinish(c); /* its place is taken by the new one */
+    if ((c = connect_one(p, err)) == NULL) {
+        pthread_mutex_lock(&p->lock);
+        p->open--;
+        pthread_cond_signal(&p->freed);
+        pthread_mutex_unlock(&p->lock);
+    }
+    return c;
+}
+
 int sq_pgpool_budget(sq_pgpool *p, sq_pg_limits *out, sq_error *err)
 {
     if (!loaded(p, err))
         return -1;
     const sq_pq *pq = p->pq;
-    PGconn *c = connect_one(p, err);
+    PGconn *c = borrow(p, err);
     if (c == NULL)
         return -1;
     /* reserved_connections is PostgreSQL 16's (for pg_use_reserved_
@@ -463,7 +491,7 @@ int sq_pgpool_budget(sq_pgpool *p, sq_pg_limits *out, sq_error *err)
         pq_error(p, err, SQ_EIO, "PostgreSQL: ", pq->PQerrorMessage(c));
     }
     pq->PQclear(r);
-    pq->PQfinish(c);
+    sq_pgpool_checkin(p, c);
     return rc;
 }
 

@@ -572,6 +572,45 @@ START_TEST(starts_while_postgres_is_down)
 }
 END_TEST
 
+static long long sessions_of(const char *db)
+{
+    return sqt_pg_int(&PG, "SELECT sessions FROM pg_stat_database WHERE datname = '%s'", db);
+}
+
+/* PostgreSQL down at start: the budget is asked again 60 s later, while a
+ * job holds the pool's only connection. The question must not take a
+ * connection past `pool` (no new session while the job holds its own). */
+START_TEST(late_budget_check_stays_within_the_pool)
+{
+    int port = sqt_free_port();
+    char url[128];
+    snprintf(url, sizeof url, "postgresql://postgres@127.0.0.1:%d/sqjobs", port);
+    sqt_proc p;
+    pg_squire(&p, url, 1, "  :pool: 1\n  :checkout_timeout: 5\n  :application_name: " APP "\n",
+              NULL);
+    double started = sqt_now();
+    sqt_pg_start_on(&PG, port);
+    sqt_pg_exec(&PG, "CREATE DATABASE sqjobs");
+    char a[25];
+    itest_push("HoldJob", "[90]", NULL, a);
+    double until = sqt_now() + 15;
+    while (sqt_pg_count_app(&PG, APP) < 1 && sqt_now() < until)
+        sqt_sleep(0.05);
+    ck_assert_int_eq(sqt_pg_count_app(&PG, APP), 1);
+    sqt_sleep(1.5); /* its session counted (stats flush at most once a second) */
+    long long before = sessions_of("sqjobs");
+    sqt_sleep(started + 66 - sqt_now()); /* past the second budget check */
+    long long after = sessions_of("sqjobs");
+    ck_assert_int_eq(sqt_pg_count_app(&PG, APP), 1);
+    dump_log_on(after != before, &p);
+    ck_assert_msg(after == before,
+                  "%lld more session(s) to the database while the pool's one connection was "
+                  "in use",
+                  after - before);
+    itest_stop(&p);
+}
+END_TEST
+
 START_TEST(no_database_configured_fails_the_job_not_the_daemon)
 {
     sqt_proc p;
@@ -1242,6 +1281,7 @@ static Suite *pg_suite(void)
     tcase_add_checked_fixture(down, nopg_setup, pg_teardown);
     tcase_set_timeout(down, 120);
     tcase_add_test(down, starts_while_postgres_is_down);
+    tcase_add_test(down, late_budget_check_stays_within_the_pool);
     tcase_add_test(down, no_database_configured_fails_the_job_not_the_daemon);
     tcase_add_test(down, missing_libpq_is_reported_not_fatal);
     tcase_add_test(down, malformed_urls_are_config_errors_that_never_show_the_password);
