@@ -200,14 +200,8 @@ END_TEST
 
 START_TEST(redis_url_from_a_systemd_credential)
 {
-    char dir[256], path[300], cred[320];
-    sqt_tempdir(dir, "cred");
-    snprintf(path, sizeof path, "%s/redis_url", dir);
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "%s\n", R.url);
-    fclose(f);
-    snprintf(cred, sizeof cred, "CREDENTIALS_DIRECTORY=%s", dir);
+    char cred[320];
+    sqt_credential(cred, "redis_url", R.url);
     const char *env[] = {cred, NULL};
     const char *argv[] = {"-r", SQ_TEST_PLUGIN, NULL};
     sqt_proc p;

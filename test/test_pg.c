@@ -760,6 +760,30 @@ END_TEST
 
 /* ---- configuration reaches the connection --------------------------------------- */
 
+/* The URL in a systemd credential (LoadCredential=database_url), longer than
+ * 2 KB (a cloud IAM token as password is 1-2 KB): read whole, so its last
+ * setting, application_name, reaches the connection. */
+START_TEST(long_url_from_a_systemd_credential)
+{
+    char url[3200], cred[320];
+    snprintf(url, sizeof url, "%s?options=-c%%20sq.pad%%3D%03000d&application_name=sqcred",
+             PG.url, 7);
+    sqt_credential(cred, "database_url", url);
+    const char *env[] = {cred, NULL};
+    sqt_proc p;
+    pg_squire(&p, NULL, 1, "  :pool: 1\n", env);
+    char a[25];
+    itest_push("UpsertJob", "[1]", NULL, a);
+    long long n = wait_rows("n = 1", 1, 10, NULL);
+    dump_log_on(n != 1, &p);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(sqt_pg_int(&PG, "SELECT count(*) FROM pg_stat_activity "
+                                     "WHERE application_name LIKE 'sqcred %%'"),
+                     1);
+    itest_stop(&p);
+}
+END_TEST
+
 START_TEST(database_url_env_statement_timeout_and_application_name)
 {
     sqt_proc p;
@@ -1271,6 +1295,7 @@ static Suite *pg_suite(void)
     tcase_add_test(tc, database_url_env_statement_timeout_and_application_name);
     tcase_add_test(tc, default_application_name_is_the_identity);
     tcase_add_test(tc, url_options_and_application_name_are_kept);
+    tcase_add_test(tc, long_url_from_a_systemd_credential);
     tcase_add_test(tc, long_identity_keeps_the_pid_in_application_name);
     tcase_add_test(tc, budget_warns_past_max_connections);
     tcase_add_test(tc, budget_counts_every_process_sharing_the_server);
