@@ -161,6 +161,17 @@ static void add_kv_value(sq_pg_secrets *s, const char *v)
         memset(buf, 0, j);
         free(buf);
     }
+    /* Words after it up to the next key=value are the rest of a password
+     * with a space left unquoted (password=ab cd) or a quote doubled as in
+     * SQL ('ab''cd'): libpq quotes them as keywords it cannot parse. */
+    for (q += quoted && *q == '\''; *q;) {
+        q += strspn(q, " \t\r\n");
+        size_t word = strcspn(q, " \t\r\n");
+        if (word == 0 || memchr(q, '=', word) != NULL)
+            break;
+        add(s, q, word);
+        q += word;
+    }
 }
 
 /* Every `[ssl]password = value`: a URL query parameter or a keyword/value

@@ -961,7 +961,7 @@ static const char *yaml_quoted(const char *s)
 START_TEST(malformed_urls_are_config_errors_that_never_show_the_password)
 {
     int port = sqt_free_port();
-    char urls[8][1024];
+    char urls[10][1024];
     const size_t n = sizeof urls[0];
     snprintf(urls[0], n, "postgresql://app:" SECRET "Bracket@[127.0.0.1:%d/db", port);
     snprintf(urls[1], n, "postgresql://app:" SECRET "%%zz@127.0.0.1:%d/db", port);
@@ -974,6 +974,10 @@ START_TEST(malformed_urls_are_config_errors_that_never_show_the_password)
     /* a long password (a cloud IAM token) in a URI libpq quotes whole: the
      * message is longer than an error holds */
     snprintf(urls[7], n, "postgresql://app:" SECRET "%0600d@[::1:%d/db", 7, port);
+    /* keyword/value, a space in the password left unquoted, a quote
+     * doubled as in SQL: libpq quotes the rest as a keyword */
+    snprintf(urls[8], n, "host=127.0.0.1 port=%d password=ab " SECRET " dbname=db", port);
+    snprintf(urls[9], n, "host=127.0.0.1 port=%d password='ab''" SECRET "' dbname=db", port);
     for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
         char *out = NULL;
         int st = sqt_sh(R.url, &out, "DATABASE_URL=%s %s --check --allow-root -r %s 2>&1",

@@ -65,6 +65,16 @@ static const scrub_case CASES[] = {
      "could not connect with \"password=ab\\ BSPW\\ x host=h\" (ab BSPW x)",
      {"BSPW"},
      "host=h"},
+    /* a space left unquoted, or a quote doubled as in SQL: libpq ends the
+     * value there and quotes the rest of the password as a keyword */
+    {"host=h password=ab TAILPW port=1",
+     "missing \"=\" after \"TAILPW\" in connection info string",
+     {"TAILPW"},
+     "missing"},
+    {"host=h password='ab''DBLPW' port=1",
+     "missing \"=\" after \"'DBLPW'\" in connection info string",
+     {"DBLPW"},
+     "missing"},
     /* more password= than there is room for: libpq uses the last */
     {"postgresql://u@h/db?password=a1&password=a2&password=a3&password=a4&password=a5&"
      "password=a6&password=a7&password=LASTPW%zz",
