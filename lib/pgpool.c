@@ -59,40 +59,50 @@ struct sq_pgpool {
     double connect_timeout;
 };
 
-/* The URL's own value of keyword (else libpq's environment variable env,
- * which libpq would read itself if squire passed no value), malloc'd, or
- * NULL. */
-static char *url_setting(const sq_pq *pq, const char *url, const char *keyword, const char *env)
+/* The settings libpq makes of url: its own, then those of the
+ * pg_service.conf entry it names (service=) and the PG* environment
+ * variables. libpq has no call that reads a service file but a connect:
+ * this one is started with a bogus sslmode that libpq refuses before any
+ * network use, once it has filled in every setting, and PQconninfo reads
+ * them. NULL when libpq is missing or out of memory. */
+static PQconninfoOption *libpq_settings(const sq_pq *pq, const char *url)
 {
-    char *value = NULL, *why = NULL;
-    PQconninfoOption *opts = pq ? pq->PQconninfoParse(url, &why) : NULL;
-    for (PQconninfoOption *o = opts; o && o->keyword && value == NULL; o++)
+    if (pq == NULL)
+        return NULL;
+    const char *keys[] = {"dbname", "sslmode", NULL};
+    const char *vals[] = {url, "squire-reads-settings-only", NULL};
+    PGconn *c = pq->PQconnectStartParams(keys, vals, 1);
+    PQconninfoOption *opts = c ? pq->PQconninfo(c) : NULL;
+    pq->PQfinish(c);
+    return opts;
+}
+
+/* keyword's value in opts, malloc'd, or NULL when unset or empty. */
+static char *setting(const PQconninfoOption *opts, const char *keyword)
+{
+    for (const PQconninfoOption *o = opts; o && o->keyword; o++)
         if (strcmp(o->keyword, keyword) == 0 && o->val && o->val[0])
-            value = sq__strdup(o->val);
-    if (opts)
-        pq->PQconninfoFree(opts);
-    if (pq && why)
-        pq->PQfreemem(why);
-    if (value == NULL && getenv(env) && getenv(env)[0])
-        value = sq__strdup(getenv(env));
-    return value;
+            return sq__strdup(o->val);
+    return NULL;
 }
 
 /* What squire adds to the URL's settings: application_name (the URL's own
  * first, then squire's name, in 63 bytes) and options (the URL's own, then
  * squire's statement_timeout, which wins over one in the URL's options).
- * Without a statement_timeout the URL's options are left alone. */
+ * Without a statement_timeout the URL's options are left alone. The URL's
+ * own include what its service= entry and the PG* variables give. */
 static int merge_settings(sq_pgpool *p, const char *name, int statement_timeout)
 {
-    char *url_app = url_setting(p->pq, p->url, "application_name", "PGAPPNAME");
+    PQconninfoOption *opts = libpq_settings(p->pq, p->url);
+    char *url_app = setting(opts, "application_name");
     char app[SQ_PG_APP_NAME_MAX + 1];
     sq_pg_app_name(url_app, name, app);
     free(url_app);
     p->app_name = sq__strdup(app);
-    char *host = url_setting(p->pq, p->url, "host", "PGHOST");
+    char *host = setting(opts, "host");
     if (host == NULL)
-        host = url_setting(p->pq, p->url, "hostaddr", "PGHOSTADDR");
-    char *port = url_setting(p->pq, p->url, "port", "PGPORT");
+        host = setting(opts, "hostaddr");
+    char *port = setting(opts, "port");
     size_t n = (host ? strlen(host) : 5) + (port ? strlen(port) : 4) + 2;
     if ((p->server = malloc(n)) != NULL)
         snprintf(p->server, n, "%s:%s", host ? host : "local", port ? port : "5432");
@@ -103,11 +113,13 @@ static int merge_settings(sq_pgpool *p, const char *name, int statement_timeout)
     char *raw = p->server;
     p->server = raw ? sq_pgpool_scrub(p, raw) : NULL;
     free(raw);
+    char *url_opts = statement_timeout > 0 ? setting(opts, "options") : NULL;
+    if (opts)
+        p->pq->PQconninfoFree(opts);
     if (p->server == NULL)
         return -1;
     if (statement_timeout <= 0)
         return p->app_name ? 0 : -1;
-    char *url_opts = url_setting(p->pq, p->url, "options", "PGOPTIONS");
     n = (url_opts ? strlen(url_opts) : 0) + 64;
     p->options = malloc(n);
     if (p->options != NULL)

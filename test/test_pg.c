@@ -760,6 +760,33 @@ END_TEST
 
 /* ---- configuration reaches the connection --------------------------------------- */
 
+/* `service=` names a pg_service.conf entry whose options and
+ * application_name are the URL's own: kept, squire's added, as when the
+ * URL spells them out. */
+START_TEST(service_file_options_and_application_name_are_kept)
+{
+    sqt_pg_exec(&PG, "CREATE SCHEMA sq_custom");
+    char dir[256], svc[300], env[320];
+    sqt_tempdir(dir, "svc");
+    snprintf(svc, sizeof svc, "%s/pg_service.conf", dir);
+    FILE *f = fopen(svc, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "[sqsvc]\nhost=127.0.0.1\nport=%d\nuser=postgres\ndbname=postgres\n"
+               "options=-c search_path=sq_custom,public\napplication_name=svcapp\n",
+            PG.port);
+    fclose(f);
+    snprintf(env, sizeof env, "PGSERVICEFILE=%s", svc);
+    const char *envs[] = {env, NULL};
+    sqt_proc p;
+    pg_squire(&p, "service=sqsvc", 2,
+              "  :statement_timeout: 7\n  :application_name: sqtest-named\n", envs);
+    assert_setting("statement_timeout", "7s");
+    assert_setting("search_path", "sq_custom,public");
+    assert_setting("application_name", "svcapp sqtest-named");
+    itest_stop(&p);
+}
+END_TEST
+
 /* The URL in a systemd credential (LoadCredential=database_url), longer than
  * 2 KB (a cloud IAM token as password is 1-2 KB): read whole, so its last
  * setting, application_name, reaches the connection. */
@@ -1300,6 +1327,7 @@ static Suite *pg_suite(void)
     tcase_add_test(tc, default_application_name_is_the_identity);
     tcase_add_test(tc, url_options_and_application_name_are_kept);
     tcase_add_test(tc, long_url_from_a_systemd_credential);
+    tcase_add_test(tc, service_file_options_and_application_name_are_kept);
     tcase_add_test(tc, long_identity_keeps_the_pid_in_application_name);
     tcase_add_test(tc, budget_warns_past_max_connections);
     tcase_add_test(tc, budget_counts_every_process_sharing_the_server);
