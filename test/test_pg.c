@@ -944,7 +944,10 @@ static char *redis_everything(void)
 
 static void assert_secret_kept(const char *what, const char *text)
 {
-    ck_assert_msg(strstr(text, SECRET) == NULL, "%s shows the password:\n%s", what, text);
+    const char *hit = strstr(text, SECRET);
+    const char *from = hit && hit - text > 200 ? hit - 200 : text;
+    ck_assert_msg(hit == NULL, "%s shows the password:\n%s%.400s", what, from > text ? "..." : "",
+                  from);
 }
 
 /* s as a shell word: '...' with every ' written '\'' (static buffer). */
@@ -1085,6 +1088,34 @@ START_TEST(connect_errors_never_show_the_password)
              "postgresql://app:" SECRET "@127.0.0.1:%d/db?sslmode=" SECRET "&connect_timeout=2",
              sqt_free_port());
     assert_connect_errors_hidden(url, "sslmode");
+}
+END_TEST
+
+/* A handler's error quoting a URL whose password (a cloud IAM token) ends
+ * past the 10,000 characters a job error keeps: the message is cut after
+ * it is scrubbed, not before, so no head of the password is left. */
+START_TEST(long_handler_error_never_shows_the_password)
+{
+    static char env_url[12100];
+    snprintf(env_url, sizeof env_url,
+             "DATABASE_URL=postgresql://app:" SECRET "%012000d@127.0.0.1:%d/db", 7,
+             sqt_free_port());
+    const char *env[] = {env_url, NULL};
+    sqt_proc p;
+    pg_squire(&p, NULL, 1, "  :pool: 1\n", env);
+    char a[25];
+    itest_push("LeakJob", "[]", NULL, a);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 15, "ZCARD retry"), 1);
+    json_t *j = itest_only_member("retry", NULL);
+    const char *msg = jstr(j, "error_message");
+    assert_secret_kept("error_message", msg);
+    ck_assert_msg(strstr(msg, "could not connect with") != NULL, "the message is lost: %.100s",
+                  msg);
+    json_decref(j);
+    itest_stop(&p);
+    char *log = sqt_log_read(&p);
+    assert_secret_kept("the log", log);
+    free(log);
 }
 END_TEST
 
@@ -1345,6 +1376,7 @@ static Suite *pg_suite(void)
     tcase_add_test(down, connect_errors_never_show_the_password);
     tcase_add_test(down, slash_in_password_never_shows);
     tcase_add_test(down, escaped_space_in_password_never_shows);
+    tcase_add_test(down, long_handler_error_never_shows_the_password);
     suite_add_tcase(s, down);
     return s;
 }
