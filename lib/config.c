@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pgconninfo.h"
+
 #define FIELD(name) offsetof(sq_config, name)
 
 static int set_number(sq_config *c, const sq__option *o, const char *where, const char *text,
@@ -211,21 +213,48 @@ const char *sq__option_expects(const sq__option *o, char *buf, size_t size)
     }
 }
 
-const char *sq__quote(const char *text, size_t len, char *buf, size_t size)
+/* text[0, len) with the passwords of any URL or connection string in it
+ * REDACTED (pgconninfo.c), malloc'd; NULL when out of memory. */
+static char *without_passwords(const char *text, size_t len, size_t *out_len)
+{
+    char *raw = malloc(len + 1);
+    if (raw == NULL)
+        return NULL;
+    memcpy(raw, text, len);
+    raw[len] = '\0';
+    if (strlen(raw) != len) { /* a NUL inside: shown escaped, cut there */
+        *out_len = strlen(raw);
+        return raw;
+    }
+    sq_pg_secrets secrets;
+    sq_pg_secrets_init(&secrets, raw);
+    size_t cap = len * sizeof SQ_PG_REDACTED + 1;
+    char *safe = malloc(cap);
+    if (safe != NULL)
+        sq_pg_scrub(&secrets, raw, safe, cap);
+    sq_pg_secrets_destroy(&secrets);
+    memset(raw, 0, len);
+    free(raw);
+    *out_len = safe ? strlen(safe) : 0;
+    return safe;
+}
+
+const char *sq__quote(const char *value, size_t value_len, char *buf, size_t size)
 {
     static const size_t shown = 40;
-    size_t o = 0;
+    size_t o = 0, len = 0;
     if (size < 16)
         return "";
+    char *text = without_passwords(value, value_len, &len);
+    if (text == NULL)
+        return "(value withheld: out of memory)";
     /* A URL with a password (scheme://user:pass@host, user:pass@host) is
      * shown with the password REDACTED, whatever key it was given for. */
     const char *at = memrchr(text, '@', len);
-    char *safe = NULL;
     if (at != NULL &&
         (memmem(text, len, "://", 3) != NULL || memchr(text, ':', (size_t)(at - text)) != NULL)) {
-        char *copy = strndup(text, len);
-        safe = copy != NULL ? sq_redis_url_redact(copy) : NULL;
-        free(copy);
+        char *safe = sq_redis_url_redact(text);
+        free(text);
         if (safe == NULL)
             return "(not shown)";
         text = safe;
@@ -245,7 +274,7 @@ const char *sq__quote(const char *text, size_t len, char *buf, size_t size)
     if (len > shown && o + 4 < size)
         o += (size_t)snprintf(buf + o, size - o, "...");
     buf[o] = '\0';
-    free(safe);
+    free(text);
     return buf;
 }
 

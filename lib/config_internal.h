@@ -80,8 +80,9 @@ int sq__config_add_queue(sq_config *c, const char *where, const char *name, cons
 /* Push a formatted warning onto c->warnings. -1 only when out of memory. */
 int sq__config_warn(sq_config *c, sq_error *err, const char *fmt, ...) SQ_PRINTF(3, 4);
 
-/* `text` quoted for a message: escaped control characters, long values cut
- * to a short prefix with "...". Returns buf. */
+/* `text` quoted for a message: the passwords of a URL or connection string
+ * in it REDACTED, escaped control characters, long values cut to a short
+ * prefix with "...". Returns buf. */
 const char *sq__quote(const char *text, size_t len, char *buf, size_t size);
 
 /* none / peer (also VERIFY_NONE, OpenSSL::SSL::VERIFY_NONE, ...) into *no_verify. */

@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -466,7 +467,9 @@ const char *sq_job_raw(const sq_job *job, size_t *len)
 
 /* ---- outcome ----------------------------------------------------------------- */
 
-void sq_outcome_fail(sq_outcome *o, const char *error_class, const char *message)
+/* A failure, its message cut to max_chars characters. */
+static void outcome_fail(sq_outcome *o, const char *error_class, const char *message,
+                         size_t max_chars)
 {
     if (o->failed)
         return;
@@ -477,7 +480,23 @@ void sq_outcome_fail(sq_outcome *o, const char *error_class, const char *message
         message = "";
     /* Out of memory leaves a field NULL; the retry plan then writes defaults. */
     o->error_class = sq_utf8_scrub(error_class, strlen(error_class), SQ_ERROR_MESSAGE_MAX);
-    o->error_message = sq_utf8_scrub(message, strlen(message), SQ_ERROR_MESSAGE_MAX);
+    o->error_message = sq_utf8_scrub(message, strlen(message), max_chars);
+}
+
+void sq_outcome_fail(sq_outcome *o, const char *error_class, const char *message)
+{
+    outcome_fail(o, error_class, message, SQ_ERROR_MESSAGE_MAX);
+}
+
+void sq_outcome_cut(sq_outcome *o)
+{
+    char *cut = o->error_message ? sq_utf8_scrub(o->error_message, strlen(o->error_message),
+                                                 SQ_ERROR_MESSAGE_MAX)
+                                 : NULL;
+    if (cut != NULL) {
+        free(o->error_message);
+        o->error_message = cut;
+    }
 }
 
 void sq_outcome_destroy(sq_outcome *o)
@@ -548,7 +567,9 @@ sq_result sq_job_fail(sq_job *job, const char *error_class, const char *fmt, ...
         message = vformat(fmt, ap);
         va_end(ap);
     }
-    sq_outcome_fail(&job->outcome, error_class, message != NULL ? message : "");
+    /* whole: the processor scrubs it of the database URL's secrets, then
+     * cuts it (sq_outcome_cut) */
+    outcome_fail(&job->outcome, error_class, message != NULL ? message : "", SIZE_MAX);
     free(message);
     if (wants_backtrace(job))
         capture_backtrace(&job->outcome);

@@ -193,6 +193,9 @@ void sq_retry_plan_destroy(sq_retry_plan *plan);
 
 /* Record a failure on the job (the public sq_job_fail without varargs). */
 void sq_outcome_fail(sq_outcome *o, const char *error_class, const char *message);
+/* Cut the error message to SQ_ERROR_MESSAGE_MAX characters: sq_job_fail
+ * keeps it whole so that secrets are scrubbed before any cut. */
+void sq_outcome_cut(sq_outcome *o);
 void sq_outcome_destroy(sq_outcome *o);
 
 #endif

@@ -919,25 +919,25 @@ static int read_credential(const char *name, char **out, sq_error *err)
     const char *dir = getenv("CREDENTIALS_DIRECTORY");
     if (*out != NULL || dir == NULL)
         return 0;
-    char path[4096], url[2048];
+    char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return 0;
-    size_t n = fread(url, 1, sizeof url - 1, f);
-    bool more = n == sizeof url - 1 && fgetc(f) != EOF;
+    /* whole: a URL whose password is a cloud IAM token passes 2 KB */
+    struct stat st;
+    size_t size = fstat(fileno(f), &st) == 0 && st.st_size > 0 ? (size_t)st.st_size : 0;
+    char *url = malloc(size + 1);
+    size_t n = url ? fread(url, 1, size, f) : 0;
     fclose(f);
-    if (more) {
-        /* cut short, a URL could lose its '@' and show its password */
-        memset(url, 0, sizeof url);
-        sq__error_set(err, SQ_ECONFIG, "%s: longer than %zu bytes (not shown)", path,
-                      sizeof url - 1);
-        return -1;
+    *out = NULL;
+    if (url != NULL) {
+        url[n] = '\0';
+        url[strcspn(url, "\r\n")] = '\0';
+        *out = strdup(url);
+        memset(url, 0, n);
+        free(url);
     }
-    url[n] = '\0';
-    url[strcspn(url, "\r\n")] = '\0';
-    *out = strdup(url);
-    memset(url, 0, sizeof url);
     if (*out == NULL)
         sq__error_set(err, SQ_ENOMEM, "%s: out of memory", path);
     return *out ? 0 : -1;

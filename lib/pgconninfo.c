@@ -23,11 +23,19 @@
 
 static void add(sq_pg_secrets *s, const char *p, size_t len)
 {
-    if (len == 0 || s->n >= SQ_PG_MAX_SECRETS)
+    if (len == 0)
         return;
     for (int i = 0; i < s->n; i++)
         if (strlen(s->s[i]) == len && memcmp(s->s[i], p, len) == 0)
             return;
+    if (s->n == s->cap) {
+        int cap = s->cap ? s->cap * 2 : 16;
+        char **grown = realloc(s->s, (size_t)cap * sizeof *grown);
+        if (grown == NULL)
+            return;
+        s->s = grown;
+        s->cap = cap;
+    }
     char *copy = malloc(len + 1);
     if (copy == NULL)
         return;
@@ -44,13 +52,10 @@ static int hexval(char c)
     return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-/* The value as written and, when it differs, %XX-decoded (bad escapes kept). */
-static void add_decoded(sq_pg_secrets *s, const char *p, size_t len)
+/* p[0, len) %XX-decoded (bad escapes kept) into d (len + 1 bytes); the
+ * decoded length. */
+static size_t decode(const char *p, size_t len, char *d)
 {
-    add(s, p, len);
-    char *d = malloc(len + 1);
-    if (d == NULL)
-        return;
     size_t j = 0;
     for (size_t i = 0; i < len; i++) {
         if (p[i] == '%' && i + 2 < len && hexval(p[i + 1]) >= 0 && hexval(p[i + 2]) >= 0) {
@@ -60,7 +65,18 @@ static void add_decoded(sq_pg_secrets *s, const char *p, size_t len)
             d[j++] = p[i];
         }
     }
-    add(s, d, j);
+    d[j] = '\0';
+    return j;
+}
+
+/* The value as written and, when it differs, %XX-decoded. */
+static void add_decoded(sq_pg_secrets *s, const char *p, size_t len)
+{
+    add(s, p, len);
+    char *d = malloc(len + 1);
+    if (d == NULL)
+        return;
+    add(s, d, decode(p, len, d));
     memset(d, 0, len);
     free(d);
 }
@@ -91,6 +107,71 @@ static void uri_password(sq_pg_secrets *s, const char *ci)
         if (colon != NULL)
             add_decoded(s, colon + 1, (size_t)(ends[i] - colon - 1));
     }
+    /* An unencoded '/' in the password, and no '@' before it: libpq takes
+     * user:before-the-slash for host:port and the rest for the database
+     * name, and quotes both in its errors. Both halves are secrets. */
+    const char *slash = rest + strcspn(rest, "/");
+    const char *colon = memchr(rest, ':', (size_t)(slash - rest));
+    if (first == NULL && last != NULL && *slash == '/' && last > slash && colon != NULL) {
+        add_decoded(s, colon + 1, (size_t)(slash - colon - 1));
+        add_decoded(s, slash + 1, (size_t)(last - slash - 1));
+    }
+}
+
+/* A URI's query parameters whose name, percent-decoded as libpq decodes
+ * it, is [ssl]password (passw%6Frd=...): the value up to the next '&'. */
+static void query_passwords(sq_pg_secrets *s, const char *ci)
+{
+    if (strncmp(ci, "postgresql://", 13) != 0 && strncmp(ci, "postgres://", 11) != 0)
+        return;
+    for (const char *p = strchr(ci, '?'); p != NULL; p = strchr(p, '&')) {
+        p++;
+        size_t pair = strcspn(p, "&"), name = strcspn(p, "=&");
+        if (name >= pair)
+            continue;
+        char *key = malloc(name + 1);
+        if (key == NULL)
+            return;
+        decode(p, name, key);
+        if (strcasestr(key, "password") != NULL)
+            add_decoded(s, p + name + 1, pair - name - 1);
+        free(key);
+    }
+}
+
+/* A keyword/value value at v as libpq reads it: quoted, up to the closing
+ * quote, else up to whitespace; a backslash escapes the next character
+ * either way (`password=a\ b` is "a b"). As written (and decoded) and as
+ * read. */
+static void add_kv_value(sq_pg_secrets *s, const char *v)
+{
+    bool quoted = *v == '\'';
+    const char *start = v + quoted, *q = start;
+    char *buf = malloc(strlen(start) + 1);
+    size_t j = 0;
+    for (; *q && (quoted ? *q != '\'' : !isspace((unsigned char)*q)); q++) {
+        if (*q == '\\' && q[1])
+            q++;
+        if (buf)
+            buf[j++] = *q;
+    }
+    add_decoded(s, start, (size_t)(q - start));
+    if (buf) {
+        add(s, buf, j);
+        memset(buf, 0, j);
+        free(buf);
+    }
+    /* Words after it up to the next key=value are the rest of a password
+     * with a space left unquoted (password=ab cd) or a quote doubled as in
+     * SQL ('ab''cd'): libpq quotes them as keywords it cannot parse. */
+    for (q += quoted && *q == '\''; *q;) {
+        q += strspn(q, " \t\r\n");
+        size_t word = strcspn(q, " \t\r\n");
+        if (word == 0 || memchr(q, '=', word) != NULL)
+            break;
+        add(s, q, word);
+        q += word;
+    }
 }
 
 /* Every `[ssl]password = value`: a URL query parameter or a keyword/value
@@ -105,26 +186,9 @@ static void keyword_passwords(sq_pg_secrets *s, const char *ci)
             continue;
         v++;
         v += strspn(v, " \t\r\n");
-        if (*v == '\'') {
-            char *buf = malloc(strlen(v) + 1);
-            size_t j = 0;
-            const char *q = v + 1;
-            for (; *q && *q != '\''; q++) {
-                if (*q == '\\' && q[1])
-                    q++;
-                if (buf)
-                    buf[j++] = *q;
-            }
-            add(s, v + 1, (size_t)(q - v - 1));
-            if (buf) {
-                add(s, buf, j);
-                memset(buf, 0, j);
-                free(buf);
-            }
-        } else {
-            add_decoded(s, v, strcspn(v, " \t\r\n"));
+        add_kv_value(s, v);
+        if (*v != '\'')
             add_decoded(s, v, strcspn(v, "& \t\r\n"));
-        }
     }
 }
 
@@ -134,6 +198,7 @@ void sq_pg_secrets_init(sq_pg_secrets *s, const char *conninfo)
     if (conninfo == NULL)
         return;
     uri_password(s, conninfo);
+    query_passwords(s, conninfo);
     keyword_passwords(s, conninfo);
 }
 
@@ -143,7 +208,9 @@ void sq_pg_secrets_destroy(sq_pg_secrets *s)
         memset(s->s[i], 0, strlen(s->s[i]));
         free(s->s[i]);
     }
-    s->n = 0;
+    free(s->s);
+    s->s = NULL;
+    s->n = s->cap = 0;
 }
 
 /* ---- scrubbing -------------------------------------------------------------- */

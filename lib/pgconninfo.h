@@ -7,7 +7,6 @@
  */
 #include <stddef.h>
 
-#define SQ_PG_MAX_SECRETS 12
 /* What a secret is replaced by (the same word Redis URLs use). */
 #define SQ_PG_REDACTED "REDACTED"
 /* PostgreSQL keeps the first NAMEDATALEN - 1 bytes of application_name. */
@@ -15,11 +14,12 @@
 
 /* The passwords a connection string carries, each as written and decoded:
  * URL userinfo, `password=` in a URL query or a keyword/value string
- * (quoted or not), `sslpassword=`. Found leniently, so a string libpq cannot
- * parse still gives up its secrets. Owns copies; destroy wipes them. */
+ * (quoted or not, its name percent-encoded or not), `sslpassword=`. Found
+ * leniently, so a string libpq cannot parse still gives up its secrets, and
+ * however many there are. Owns copies; destroy wipes them. */
 typedef struct sq_pg_secrets {
-    char *s[SQ_PG_MAX_SECRETS];
-    int n;
+    char **s;
+    int n, cap;
 } sq_pg_secrets;
 
 void sq_pg_secrets_init(sq_pg_secrets *s, const char *conninfo);

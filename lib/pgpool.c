@@ -18,8 +18,9 @@
  * leaves behind, or EOF) is dropped and replaced, and one returned in a bad
  * state is closed. One returned is reset before the next job sees it: a
  * query still running is cancelled (PQcancel), an open transaction rolled
- * back, then DISCARD ALL, so no SET, prepared statement, temp table or
- * lock of one job reaches the next.
+ * back, then DISCARD ALL and unread notifications dropped, so no SET,
+ * prepared statement, temp table, lock or NOTIFY of one job reaches the
+ * next.
  *
  * libpq is loaded when the pool is made (pq.c). When it cannot be, the pool
  * still exists and every checkout and budget check fails with the reason,
@@ -58,50 +59,67 @@ struct sq_pgpool {
     double connect_timeout;
 };
 
-/* The URL's own value of keyword (else libpq's environment variable env,
- * which libpq would read itself if squire passed no value), malloc'd, or
- * NULL. */
-static char *url_setting(const sq_pq *pq, const char *url, const char *keyword, const char *env)
+/* The settings libpq makes of url: its own, then those of the
+ * pg_service.conf entry it names (service=) and the PG* environment
+ * variables. libpq has no call that reads a service file but a connect:
+ * this one is started with a bogus sslmode that libpq refuses before any
+ * network use, once it has filled in every setting, and PQconninfo reads
+ * them. NULL when libpq is missing or out of memory. */
+static PQconninfoOption *libpq_settings(const sq_pq *pq, const char *url)
 {
-    char *value = NULL, *why = NULL;
-    PQconninfoOption *opts = pq ? pq->PQconninfoParse(url, &why) : NULL;
-    for (PQconninfoOption *o = opts; o && o->keyword && value == NULL; o++)
+    if (pq == NULL)
+        return NULL;
+    const char *keys[] = {"dbname", "sslmode", NULL};
+    const char *vals[] = {url, "squire-reads-settings-only", NULL};
+    PGconn *c = pq->PQconnectStartParams(keys, vals, 1);
+    PQconninfoOption *opts = c ? pq->PQconninfo(c) : NULL;
+    pq->PQfinish(c);
+    return opts;
+}
+
+/* keyword's value in opts, malloc'd, or NULL when unset or empty. */
+static char *setting(const PQconninfoOption *opts, const char *keyword)
+{
+    for (const PQconninfoOption *o = opts; o && o->keyword; o++)
         if (strcmp(o->keyword, keyword) == 0 && o->val && o->val[0])
-            value = sq__strdup(o->val);
-    if (opts)
-        pq->PQconninfoFree(opts);
-    if (pq && why)
-        pq->PQfreemem(why);
-    if (value == NULL && getenv(env) && getenv(env)[0])
-        value = sq__strdup(getenv(env));
-    return value;
+            return sq__strdup(o->val);
+    return NULL;
 }
 
 /* What squire adds to the URL's settings: application_name (the URL's own
  * first, then squire's name, in 63 bytes) and options (the URL's own, then
  * squire's statement_timeout, which wins over one in the URL's options).
- * Without a statement_timeout the URL's options are left alone. */
+ * Without a statement_timeout the URL's options are left alone. The URL's
+ * own include what its service= entry and the PG* variables give. */
 static int merge_settings(sq_pgpool *p, const char *name, int statement_timeout)
 {
-    char *url_app = url_setting(p->pq, p->url, "application_name", "PGAPPNAME");
+    PQconninfoOption *opts = libpq_settings(p->pq, p->url);
+    char *url_app = setting(opts, "application_name");
     char app[SQ_PG_APP_NAME_MAX + 1];
     sq_pg_app_name(url_app, name, app);
     free(url_app);
     p->app_name = sq__strdup(app);
-    char *host = url_setting(p->pq, p->url, "host", "PGHOST");
+    char *host = setting(opts, "host");
     if (host == NULL)
-        host = url_setting(p->pq, p->url, "hostaddr", "PGHOSTADDR");
-    char *port = url_setting(p->pq, p->url, "port", "PGPORT");
+        host = setting(opts, "hostaddr");
+    char *port = setting(opts, "port");
     size_t n = (host ? strlen(host) : 5) + (port ? strlen(port) : 4) + 2;
     if ((p->server = malloc(n)) != NULL)
         snprintf(p->server, n, "%s:%s", host ? host : "local", port ? port : "5432");
     free(host);
     free(port);
+    /* a password with an unencoded '/' reads as the port: the name is
+     * logged and published in Redis, so it is scrubbed like any message */
+    char *raw = p->server;
+    p->server = raw ? sq_pgpool_scrub(p, raw) : NULL;
+    free(raw);
+    char *url_opts = statement_timeout > 0 ? setting(opts, "options") : NULL;
+    if (opts)
+        p->pq->PQconninfoFree(opts);
     if (p->server == NULL)
         return -1;
     if (statement_timeout <= 0)
         return p->app_name ? 0 : -1;
-    char *url_opts = url_setting(p->pq, p->url, "options", "PGOPTIONS");
     n = (url_opts ? strlen(url_opts) : 0) + 64;
     p->options = malloc(n);
     if (p->options != NULL)
@@ -163,14 +181,17 @@ int sq_pgpool_size(const sq_pgpool *p)
 }
 
 /* err = what: the first line of libpq's message, scrubbed of the URL's
- * secrets (libpq quotes a URI or token it cannot parse). */
+ * secrets (libpq quotes a URI or token it cannot parse), then cut to fit:
+ * cut first, a long password (a cloud IAM token) would no longer match
+ * whole and its head would show. */
 static void pq_error(const sq_pgpool *p, sq_error *err, int code, const char *what,
                      const char *message)
 {
-    char line[sizeof err->message], safe[sizeof err->message];
-    snprintf(line, sizeof line, "%.*s", (int)strcspn(message, "\n"), message);
-    sq_pg_scrub(&p->secrets, line, safe, sizeof safe);
-    sq__error_set(err, code, "%s%s", what, safe);
+    char *line = strndup(message, strcspn(message, "\n"));
+    char *safe = line ? sq_pgpool_scrub(p, line) : NULL;
+    sq__error_set(err, code, "%s%s", what, safe ? safe : "(message withheld: out of memory)");
+    free(safe);
+    free(line);
 }
 
 /* Server notices go through squire's log, one line each, not raw to stderr,
@@ -211,6 +232,18 @@ static PGconn *connect_one(sq_pgpool *p, sq_error *err)
     return c;
 }
 
+/* Drop the notifications libpq has read and queued on c; how many. */
+static int drop_notifies(const sq_pq *pq, PGconn *c)
+{
+    int notifies = 0;
+    PGnotify *n;
+    while ((n = pq->PQnotifies(c)) != NULL) {
+        pq->PQfreemem(n);
+        notifies++;
+    }
+    return notifies;
+}
+
 /* An idle connection is usable unless its socket has news. A healthy idle
  * connection has nothing to read but NOTIFY messages; anything else (the
  * FATAL a restarted server or pg_terminate_backend leaves, EOF) means it is
@@ -227,13 +260,7 @@ static bool still_good(const sq_pq *pq, PGconn *c)
         return false;
     if (!pq->PQconsumeInput(c) || pq->PQstatus(c) != CONNECTION_OK)
         return false;
-    int notifies = 0;
-    PGnotify *n;
-    while ((n = pq->PQnotifies(c)) != NULL) {
-        pq->PQfreemem(n);
-        notifies++;
-    }
-    return notifies > 0 && pq->PQtransactionStatus(c) == PQTRANS_IDLE;
+    return drop_notifies(pq, c) > 0 && pq->PQtransactionStatus(c) == PQTRANS_IDLE;
 }
 
 static struct timespec deadline_in(double seconds)
@@ -374,7 +401,8 @@ static bool exec_ok(const sq_pq *pq, PGconn *c, const char *sql)
  * still running cancelled and drained, an open transaction rolled back,
  * then DISCARD ALL (SET values, prepared statements, temp tables, cursors,
  * LISTEN, advisory locks: gone; the start-up options and application_name
- * stay). False: close it instead. */
+ * stay) and the notifications libpq has queued dropped. False: close it
+ * instead. */
 static bool reset(const sq_pgpool *p, PGconn *c)
 {
     const sq_pq *pq = p->pq;
@@ -393,7 +421,12 @@ static bool reset(const sq_pgpool *p, PGconn *c)
     /* DISCARD ALL cannot run inside a transaction: roll back first */
     if (ts != PQTRANS_IDLE && !exec_ok(pq, c, "ROLLBACK"))
         return false;
-    return exec_ok(pq, c, "DISCARD ALL") && pq->PQtransactionStatus(c) == PQTRANS_IDLE;
+    if (!exec_ok(pq, c, "DISCARD ALL") || pq->PQtransactionStatus(c) != PQTRANS_IDLE)
+        return false;
+    /* UNLISTEN stops new ones; those libpq read already would reach the
+     * next job's PQnotifies */
+    drop_notifies(pq, c);
+    return true;
 }
 
 void sq_pgpool_checkin(sq_pgpool *p, PGconn *c)
@@ -414,12 +447,40 @@ void sq_pgpool_checkin(sq_pgpool *p, PGconn *c)
         p->pq->PQfinish(c);
 }
 
+/* A connection of the pool's for squire's own question, without waiting:
+ * an idle one, else a new one if the pool has room, else NULL (err: all in
+ * use). Never one past `size`. Back with sq_pgpool_checkin. */
+static PGconn *borrow(sq_pgpool *p, sq_error *err)
+{
+    pthread_mutex_lock(&p->lock);
+    PGconn *c = p->nidle > 0 ? p->idle[--p->nidle] : NULL;
+    bool room = c != NULL || p->open < p->size;
+    if (c == NULL && room)
+        p->open++;
+    pthread_mutex_unlock(&p->lock);
+    if (!room) {
+        sq__error_set(err, SQ_EIO, "all %d connections of the pool in use", p->size);
+        return NULL;
+    }
+    if (c != NULL && still_good(p->pq, c))
+        return c;
+    if (c != NULL)
+        p->pq->PQfinish(c); /* its place is taken by the new one */
+    if ((c = connect_one(p, err)) == NULL) {
+        pthread_mutex_lock(&p->lock);
+        p->open--;
+        pthread_cond_signal(&p->freed);
+        pthread_mutex_unlock(&p->lock);
+    }
+    return c;
+}
+
 int sq_pgpool_budget(sq_pgpool *p, sq_pg_limits *out, sq_error *err)
 {
     if (!loaded(p, err))
         return -1;
     const sq_pq *pq = p->pq;
-    PGconn *c = connect_one(p, err);
+    PGconn *c = borrow(p, err);
     if (c == NULL)
         return -1;
     /* reserved_connections is PostgreSQL 16's (for pg_use_reserved_
@@ -442,7 +503,7 @@ int sq_pgpool_budget(sq_pgpool *p, sq_pg_limits *out, sq_error *err)
         pq_error(p, err, SQ_EIO, "PostgreSQL: ", pq->PQerrorMessage(c));
     }
     pq->PQclear(r);
-    pq->PQfinish(c);
+    sq_pgpool_checkin(p, c);
     return rc;
 }
 

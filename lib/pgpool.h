@@ -30,7 +30,9 @@ typedef struct sq_pg_limits {
     int in_use;             /* client backends now, not counting the one asking */
 } sq_pg_limits;
 
-/* The server's limits (one short-lived connection of its own). */
+/* The server's limits, asked on one of the pool's connections: an idle
+ * one, or a new one (kept in the pool) when the pool has room; -1 (all in
+ * use) when it has none, never a connection past the pool's size. */
 int sq_pgpool_budget(sq_pgpool *p, sq_pg_limits *out, sq_error *err);
 /* message with the URL's secrets (and anything shaped like a password)
  * replaced by REDACTED: a new string, NULL when out of memory. */

@@ -20,7 +20,9 @@
     X(PQcancel)             \
     X(PQclear)              \
     X(PQconninfoFree)       \
+    X(PQconninfo)           \
     X(PQconninfoParse)      \
+    X(PQconnectStartParams) \
     X(PQconnectdbParams)    \
     X(PQconsumeInput)       \
     X(PQerrorMessage)       \

@@ -249,6 +249,8 @@ static void run_handler(sq_worker *w, sq_job *job)
         free(job->outcome.error_message);
         job->outcome.error_message = safe;
     }
+    /* cut only now: cut first, a long password would no longer match whole */
+    sq_outcome_cut(&job->outcome);
 }
 
 static void record_failure(sq_worker *w, sq_unit *u, sq_job *job, double elapsed)

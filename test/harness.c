@@ -86,6 +86,18 @@ void sqt_tempdir(char *out, const char *tag)
     }
 }
 
+void sqt_credential(char *env, const char *name, const char *text)
+{
+    char dir[256], path[400];
+    sqt_tempdir(dir, "cred");
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%s\n", text);
+    ck_assert_int_eq(fclose(f), 0);
+    snprintf(env, 320, "CREDENTIALS_DIRECTORY=%s", dir);
+}
+
 const char *sqt_redis_server(void)
 {
     const char *s = getenv("SQ_REDIS_SERVER");

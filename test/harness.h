@@ -46,6 +46,9 @@ int sqt_free_port(void);
 /* A fresh temp dir (mkdtemp) whose path is written into out (256 bytes);
  * removed when the process that made it exits (SQUIRE_TEST_KEEP=1 keeps it). */
 void sqt_tempdir(char *out, const char *tag);
+/* A systemd credentials dir (LoadCredential=) holding the file `name` with
+ * `text` and a newline; env (320 bytes) gets "CREDENTIALS_DIRECTORY=<dir>". */
+void sqt_credential(char *env, const char *name, const char *text);
 
 /* Start redis-server; extra is appended to its command line (may be NULL),
  * e.g. "--appendonly yes --requirepass s3cret". Waits until it answers. */

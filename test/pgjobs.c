@@ -213,6 +213,36 @@ static sq_result runaway_job(sq_job *job, void *ud)
     return SQ_OK;
 }
 
+/* ListenJob: record in settings (name "notifies") how many notifications
+ * the connection already holds, then LISTEN sq_chan and NOTIFY it, leaving
+ * the notification unread in libpq's queue: what the next job on this
+ * connection finds, if the pool does not clear it. */
+static sq_result listen_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    PGconn *conn = db(job);
+    if (conn == NULL)
+        return SQ_FAILED;
+    PQconsumeInput(conn);
+    int stale = 0;
+    PGnotify *n;
+    while ((n = PQnotifies(conn)) != NULL) {
+        PQfreemem(n);
+        stale++;
+    }
+    char count[16];
+    snprintf(count, sizeof count, "%d", stale);
+    const char *p[] = {sq_job_jid(job), count};
+    if (run(job, conn, "record",
+            "INSERT INTO settings(jid, name, value) VALUES($1, 'notifies', $2)", 2, p) != SQ_OK)
+        return SQ_FAILED;
+    const char *jid[] = {sq_job_jid(job)};
+    if (run(job, conn, "listen", "LISTEN sq_chan", 0, NULL) != SQ_OK ||
+        run(job, conn, "notify", "SELECT pg_notify('sq_chan', $1)", 1, jid) != SQ_OK)
+        return SQ_FAILED;
+    return SQ_OK;
+}
+
 /* LeakJob: fail the way a handler's own PQconnectdb(getenv("DATABASE_URL"))
  * might, quoting the URL. squire must not pass the password on. */
 static sq_result leak_job(sq_job *job, void *ud)
@@ -234,5 +264,6 @@ int squire_plugin_init(sq_registry *reg)
            sq_register(reg, "ShowJob", show_job, NULL) |
            sq_register(reg, "DirtyJob", dirty_job, NULL) |
            sq_register(reg, "RunawayJob", runaway_job, NULL) |
+           sq_register(reg, "ListenJob", listen_job, NULL) |
            sq_register(reg, "LeakJob", leak_job, NULL);
 }

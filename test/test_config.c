@@ -427,6 +427,37 @@ START_TEST(test_found_values_are_escaped_and_cut)
 }
 END_TEST
 
+/* A value quoted in an error never shows a password: the database URL put
+ * straight under `database:` (or anywhere else a URL does not belong), a
+ * keyword/value string, a Redis URL. */
+START_TEST(test_found_values_never_show_a_password)
+{
+    static const char *const texts[] = {
+        ":database: postgresql://app:Sq7pw@db/app\n",
+        ":database: <%= 'postgres://app:Sq7pw@db.example.com:5432/app' %>\n",
+        ":database:\n  pool: 'host=db password=Sq7pw'\n",
+        ":concurrency: redis://:Sq7pw@cache:6379/0\n",
+        ":database:\n  url: [postgresql://app:Sq7pw@db/app]\n",
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        sq_config_destroy(&cfg);
+        sq_config_init(&cfg);
+        memset(&err, 0, sizeof err);
+        ck_assert_int_eq(yml(texts[i]), -1);
+        ck_assert_int_eq(err.code, SQ_ECONFIG);
+        ck_assert_msg(strstr(err.message, "Sq7pw") == NULL, "%s shows the password: %s", texts[i],
+                      err.message);
+    }
+    /* the same on the command line */
+    sq_config_destroy(&cfg);
+    sq_config_init(&cfg);
+    memset(&err, 0, sizeof err);
+    const char *args[] = {"squire", "-c", "postgresql://app:Sq7pw@db/app", NULL};
+    ck_assert_int_eq(load_args(args), -1);
+    ck_assert_msg(strstr(err.message, "Sq7pw") == NULL, "-c shows the password: %s", err.message);
+}
+END_TEST
+
 START_TEST(test_nul_byte_in_text)
 {
     static const char text[] = "concurrency: 5\ntag: a\0b\n";
@@ -2004,6 +2035,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_null_values);
     tcase_add_test(tc, test_empty_and_comment_only_text);
     tcase_add_test(tc, test_found_values_are_escaped_and_cut);
+    tcase_add_test(tc, test_found_values_never_show_a_password);
     tcase_add_test(tc, test_nul_byte_in_text);
     tcase_add_test(tc, test_syntax_error_line_and_column);
     tcase_add_test(tc, test_top_level_scalar);

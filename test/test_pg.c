@@ -572,6 +572,45 @@ START_TEST(starts_while_postgres_is_down)
 }
 END_TEST
 
+static long long sessions_of(const char *db)
+{
+    return sqt_pg_int(&PG, "SELECT sessions FROM pg_stat_database WHERE datname = '%s'", db);
+}
+
+/* PostgreSQL down at start: the budget is asked again 60 s later, while a
+ * job holds the pool's only connection. The question must not take a
+ * connection past `pool` (no new session while the job holds its own). */
+START_TEST(late_budget_check_stays_within_the_pool)
+{
+    int port = sqt_free_port();
+    char url[128];
+    snprintf(url, sizeof url, "postgresql://postgres@127.0.0.1:%d/sqjobs", port);
+    sqt_proc p;
+    pg_squire(&p, url, 1, "  :pool: 1\n  :checkout_timeout: 5\n  :application_name: " APP "\n",
+              NULL);
+    double started = sqt_now();
+    sqt_pg_start_on(&PG, port);
+    sqt_pg_exec(&PG, "CREATE DATABASE sqjobs");
+    char a[25];
+    itest_push("HoldJob", "[90]", NULL, a);
+    double until = sqt_now() + 15;
+    while (sqt_pg_count_app(&PG, APP) < 1 && sqt_now() < until)
+        sqt_sleep(0.05);
+    ck_assert_int_eq(sqt_pg_count_app(&PG, APP), 1);
+    sqt_sleep(1.5); /* its session counted (stats flush at most once a second) */
+    long long before = sessions_of("sqjobs");
+    sqt_sleep(started + 66 - sqt_now()); /* past the second budget check */
+    long long after = sessions_of("sqjobs");
+    ck_assert_int_eq(sqt_pg_count_app(&PG, APP), 1);
+    dump_log_on(after != before, &p);
+    ck_assert_msg(after == before,
+                  "%lld more session(s) to the database while the pool's one connection was "
+                  "in use",
+                  after - before);
+    itest_stop(&p);
+}
+END_TEST
+
 START_TEST(no_database_configured_fails_the_job_not_the_daemon)
 {
     sqt_proc p;
@@ -664,6 +703,32 @@ START_TEST(session_state_is_reset_between_jobs)
 }
 END_TEST
 
+/* A handler that LISTENs and leaves a notification unread: the next job on
+ * the connection (pool 1) must not find it (DISCARD ALL unlistens, but
+ * what libpq has already read stays queued in the connection). */
+START_TEST(unread_notifications_do_not_reach_the_next_job)
+{
+    sqt_proc p;
+    pg_squire(&p, PG.url, 1, "  :pool: 1\n  :application_name: " APP "\n", NULL);
+    char a[25], b[25];
+    itest_push("ListenJob", "[]", NULL, a);
+    itest_push("ListenJob", "[]", NULL, b);
+    double until = sqt_now() + 10;
+    while (sqt_pg_int(&PG, "SELECT count(*) FROM settings WHERE name = 'notifies'") < 2 &&
+           sqt_now() < until)
+        sqt_sleep(0.05);
+    char *rs = retry_summary();
+    ck_assert_msg(sqt_pg_int(&PG, "SELECT count(*) FROM settings WHERE name = 'notifies'") == 2,
+                  "the ListenJobs did not both run; retry set:\n%s", rs);
+    free(rs);
+    ck_assert_int_eq(sqt_pg_count_app(&PG, APP), 1); /* the same connection, reused */
+    ck_assert_msg(sqt_pg_int(&PG, "SELECT count(*) FROM settings WHERE name = 'notifies' "
+                                  "AND value <> '0'") == 0,
+                  "a job found the notification the previous job left unread");
+    itest_stop(&p);
+}
+END_TEST
+
 static long long sleeping_queries(void)
 {
     return sqt_pg_int(&PG, "SELECT count(*) FROM pg_stat_activity WHERE application_name = '" APP
@@ -694,6 +759,57 @@ START_TEST(query_left_running_is_cancelled)
 END_TEST
 
 /* ---- configuration reaches the connection --------------------------------------- */
+
+/* `service=` names a pg_service.conf entry whose options and
+ * application_name are the URL's own: kept, squire's added, as when the
+ * URL spells them out. */
+START_TEST(service_file_options_and_application_name_are_kept)
+{
+    sqt_pg_exec(&PG, "CREATE SCHEMA sq_custom");
+    char dir[256], svc[300], env[320];
+    sqt_tempdir(dir, "svc");
+    snprintf(svc, sizeof svc, "%s/pg_service.conf", dir);
+    FILE *f = fopen(svc, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "[sqsvc]\nhost=127.0.0.1\nport=%d\nuser=postgres\ndbname=postgres\n"
+               "options=-c search_path=sq_custom,public\napplication_name=svcapp\n",
+            PG.port);
+    fclose(f);
+    snprintf(env, sizeof env, "PGSERVICEFILE=%s", svc);
+    const char *envs[] = {env, NULL};
+    sqt_proc p;
+    pg_squire(&p, "service=sqsvc", 2,
+              "  :statement_timeout: 7\n  :application_name: sqtest-named\n", envs);
+    assert_setting("statement_timeout", "7s");
+    assert_setting("search_path", "sq_custom,public");
+    assert_setting("application_name", "svcapp sqtest-named");
+    itest_stop(&p);
+}
+END_TEST
+
+/* The URL in a systemd credential (LoadCredential=database_url), longer than
+ * 2 KB (a cloud IAM token as password is 1-2 KB): read whole, so its last
+ * setting, application_name, reaches the connection. */
+START_TEST(long_url_from_a_systemd_credential)
+{
+    char url[3200], cred[320];
+    snprintf(url, sizeof url, "%s?options=-c%%20sq.pad%%3D%03000d&application_name=sqcred",
+             PG.url, 7);
+    sqt_credential(cred, "database_url", url);
+    const char *env[] = {cred, NULL};
+    sqt_proc p;
+    pg_squire(&p, NULL, 1, "  :pool: 1\n", env);
+    char a[25];
+    itest_push("UpsertJob", "[1]", NULL, a);
+    long long n = wait_rows("n = 1", 1, 10, NULL);
+    dump_log_on(n != 1, &p);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(sqt_pg_int(&PG, "SELECT count(*) FROM pg_stat_activity "
+                                     "WHERE application_name LIKE 'sqcred %%'"),
+                     1);
+    itest_stop(&p);
+}
+END_TEST
 
 START_TEST(database_url_env_statement_timeout_and_application_name)
 {
@@ -828,7 +944,10 @@ static char *redis_everything(void)
 
 static void assert_secret_kept(const char *what, const char *text)
 {
-    ck_assert_msg(strstr(text, SECRET) == NULL, "%s shows the password:\n%s", what, text);
+    const char *hit = strstr(text, SECRET);
+    const char *from = hit && hit - text > 200 ? hit - 200 : text;
+    ck_assert_msg(hit == NULL, "%s shows the password:\n%s%.400s", what, from > text ? "..." : "",
+                  from);
 }
 
 /* s as a shell word: '...' with every ' written '\'' (static buffer). */
@@ -872,14 +991,23 @@ static const char *yaml_quoted(const char *s)
 START_TEST(malformed_urls_are_config_errors_that_never_show_the_password)
 {
     int port = sqt_free_port();
-    char urls[6][256];
-    snprintf(urls[0], 256, "postgresql://app:" SECRET "Bracket@[127.0.0.1:%d/db", port);
-    snprintf(urls[1], 256, "postgresql://app:" SECRET "%%zz@127.0.0.1:%d/db", port);
-    snprintf(urls[2], 256, "postgresql://app@127.0.0.1:%d/db?password=" SECRET "Q&bogus=1",
-             port);
-    snprintf(urls[3], 256, "password=" SECRET "Kv host=127.0.0.1 port=%d nonsense", port);
-    snprintf(urls[4], 256, "password='" SECRET " q\\'x' host=127.0.0.1 port=%d nonsense", port);
-    snprintf(urls[5], 256, "postgres://app:" SECRET "@x@h1:%d,[::1/db", port);
+    char urls[10][1024];
+    const size_t n = sizeof urls[0];
+    snprintf(urls[0], n, "postgresql://app:" SECRET "Bracket@[127.0.0.1:%d/db", port);
+    snprintf(urls[1], n, "postgresql://app:" SECRET "%%zz@127.0.0.1:%d/db", port);
+    snprintf(urls[2], n, "postgresql://app@127.0.0.1:%d/db?password=" SECRET "Q&bogus=1", port);
+    snprintf(urls[3], n, "password=" SECRET "Kv host=127.0.0.1 port=%d nonsense", port);
+    snprintf(urls[4], n, "password='" SECRET " q\\'x' host=127.0.0.1 port=%d nonsense", port);
+    snprintf(urls[5], n, "postgres://app:" SECRET "@x@h1:%d,[::1/db", port);
+    /* libpq decodes a parameter's name too: passw%6Frd is password */
+    snprintf(urls[6], n, "postgresql://app@127.0.0.1:%d/db?passw%%6Frd=" SECRET "%%zz", port);
+    /* a long password (a cloud IAM token) in a URI libpq quotes whole: the
+     * message is longer than an error holds */
+    snprintf(urls[7], n, "postgresql://app:" SECRET "%0600d@[::1:%d/db", 7, port);
+    /* keyword/value, a space in the password left unquoted, a quote
+     * doubled as in SQL: libpq quotes the rest as a keyword */
+    snprintf(urls[8], n, "host=127.0.0.1 port=%d password=ab " SECRET " dbname=db", port);
+    snprintf(urls[9], n, "host=127.0.0.1 port=%d password='ab''" SECRET "' dbname=db", port);
     for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
         char *out = NULL;
         int st = sqt_sh(R.url, &out, "DATABASE_URL=%s %s --check --allow-root -r %s 2>&1",
@@ -889,7 +1017,7 @@ START_TEST(malformed_urls_are_config_errors_that_never_show_the_password)
         ck_assert_msg(strstr(out, "DATABASE_URL") != NULL, "the key is not named:\n%s", out);
         free(out);
 
-        char yaml[1024];
+        char yaml[2048];
         snprintf(yaml, sizeof yaml, ":database:\n  :url: %s\n", yaml_quoted(urls[i]));
         const char *cfg = itest_config(yaml);
         const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PGPLUGIN, "-c", "2", NULL};
@@ -909,18 +1037,14 @@ START_TEST(malformed_urls_are_config_errors_that_never_show_the_password)
 }
 END_TEST
 
-/* A URL that parses but fails at every connect (here libpq rejects an
+/* A URL that parses but fails at every connect (below: libpq rejects an
  * option value that quotes the password) is an outage, not a config error:
  * the daemon runs, jobs retry, and neither the log, the retry set nor
  * anything else in Redis shows the password, not even when a handler's
  * own error message quotes the URL. */
-START_TEST(connect_errors_never_show_the_password)
+static void assert_connect_errors_hidden(const char *url, const char *why)
 {
-    int port = sqt_free_port();
-    char url[256], env_url[300];
-    snprintf(url, sizeof url,
-             "postgresql://app:" SECRET "@127.0.0.1:%d/db?sslmode=" SECRET "&connect_timeout=2",
-             port);
+    char env_url[300];
     snprintf(env_url, sizeof env_url, "DATABASE_URL=%s", url);
     const char *env[] = {env_url, NULL};
     sqt_proc p;
@@ -938,7 +1062,7 @@ START_TEST(connect_errors_never_show_the_password)
     {
         const char *msg = jstr(j, "error_message");
         assert_secret_kept("error_message", msg);
-        ck_assert_msg(strstr(msg, strcmp(jstr(j, "class"), "LeakJob") ? "sslmode" : "REDACTED"),
+        ck_assert_msg(strstr(msg, strcmp(jstr(j, "class"), "LeakJob") ? why : "REDACTED"),
                       "the message does not say why: %s", msg);
     }
     json_decref(all);
@@ -955,6 +1079,69 @@ START_TEST(connect_errors_never_show_the_password)
     char *everything = redis_everything();
     assert_secret_kept("Redis", everything);
     free(everything);
+}
+
+START_TEST(connect_errors_never_show_the_password)
+{
+    char url[256];
+    snprintf(url, sizeof url,
+             "postgresql://app:" SECRET "@127.0.0.1:%d/db?sslmode=" SECRET "&connect_timeout=2",
+             sqt_free_port());
+    assert_connect_errors_hidden(url, "sslmode");
+}
+END_TEST
+
+/* A handler's error quoting a URL whose password (a cloud IAM token) ends
+ * past the 10,000 characters a job error keeps: the message is cut after
+ * it is scrubbed, not before, so no head of the password is left. */
+START_TEST(long_handler_error_never_shows_the_password)
+{
+    static char env_url[12100];
+    snprintf(env_url, sizeof env_url,
+             "DATABASE_URL=postgresql://app:" SECRET "%012000d@127.0.0.1:%d/db", 7,
+             sqt_free_port());
+    const char *env[] = {env_url, NULL};
+    sqt_proc p;
+    pg_squire(&p, NULL, 1, "  :pool: 1\n", env);
+    char a[25];
+    itest_push("LeakJob", "[]", NULL, a);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 15, "ZCARD retry"), 1);
+    json_t *j = itest_only_member("retry", NULL);
+    const char *msg = jstr(j, "error_message");
+    assert_secret_kept("error_message", msg);
+    ck_assert_msg(strstr(msg, "could not connect with") != NULL, "the message is lost: %.100s",
+                  msg);
+    json_decref(j);
+    itest_stop(&p);
+    char *log = sqt_log_read(&p);
+    assert_secret_kept("the log", log);
+    free(log);
+}
+END_TEST
+
+/* An unencoded '/' in the password (base64 passwords have them): libpq
+ * reads app:<before the slash> as host:port and the rest as the database
+ * name. Neither half may show: not in the connect error, not in the
+ * server name the log and the budget field in Redis carry. */
+START_TEST(slash_in_password_never_shows)
+{
+    char url[256];
+    snprintf(url, sizeof url,
+             "postgresql://app:" SECRET "/" SECRET "x@127.0.0.1:%d/db?connect_timeout=2",
+             sqt_free_port());
+    assert_connect_errors_hidden(url, "port");
+}
+END_TEST
+
+/* keyword/value, the password's space escaped with a backslash, as libpq
+ * allows unquoted: quoted back by a handler (LeakJob), no part shows. */
+START_TEST(escaped_space_in_password_never_shows)
+{
+    char url[256];
+    snprintf(url, sizeof url,
+             "host=127.0.0.1 port=%d password=ab\\ " SECRET " dbname=db connect_timeout=2",
+             sqt_free_port());
+    assert_connect_errors_hidden(url, "connect");
 }
 END_TEST
 
@@ -1166,9 +1353,12 @@ static Suite *pg_suite(void)
     tcase_add_test(tc, open_transaction_does_not_poison_the_next_job);
     tcase_add_test(tc, session_state_is_reset_between_jobs);
     tcase_add_test(tc, query_left_running_is_cancelled);
+    tcase_add_test(tc, unread_notifications_do_not_reach_the_next_job);
     tcase_add_test(tc, database_url_env_statement_timeout_and_application_name);
     tcase_add_test(tc, default_application_name_is_the_identity);
     tcase_add_test(tc, url_options_and_application_name_are_kept);
+    tcase_add_test(tc, long_url_from_a_systemd_credential);
+    tcase_add_test(tc, service_file_options_and_application_name_are_kept);
     tcase_add_test(tc, long_identity_keeps_the_pid_in_application_name);
     tcase_add_test(tc, budget_warns_past_max_connections);
     tcase_add_test(tc, budget_counts_every_process_sharing_the_server);
@@ -1179,10 +1369,14 @@ static Suite *pg_suite(void)
     tcase_add_checked_fixture(down, nopg_setup, pg_teardown);
     tcase_set_timeout(down, 120);
     tcase_add_test(down, starts_while_postgres_is_down);
+    tcase_add_test(down, late_budget_check_stays_within_the_pool);
     tcase_add_test(down, no_database_configured_fails_the_job_not_the_daemon);
     tcase_add_test(down, missing_libpq_is_reported_not_fatal);
     tcase_add_test(down, malformed_urls_are_config_errors_that_never_show_the_password);
     tcase_add_test(down, connect_errors_never_show_the_password);
+    tcase_add_test(down, slash_in_password_never_shows);
+    tcase_add_test(down, escaped_space_in_password_never_shows);
+    tcase_add_test(down, long_handler_error_never_shows_the_password);
     suite_add_tcase(s, down);
     return s;
 }

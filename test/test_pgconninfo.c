@@ -45,6 +45,42 @@ static const scrub_case CASES[] = {
     /* nothing known: whatever looks like a password still goes */
     {NULL, "could not connect with \"postgres://x:YYPW@host/db\"", {"YYPW"}, "@host/db"},
     {NULL, "PASSWORD=\"Q Q\" and password=w9&x and password = 'V V'", {"Q Q", "w9", "V V"}, "&x"},
+    /* libpq decodes a query parameter's name too: passw%6Frd= is password= */
+    {"postgresql://u@h/db?passw%6Frd=ENCKEY%zz",
+     "invalid percent-encoded token: \"ENCKEY%zz\"",
+     {"ENCKEY"},
+     "token"},
+    {"postgresql://u@[h/db?%73slpassword=SSLENC",
+     "end of string reached ... in URI: \"postgresql://u@[h/db?%73slpassword=SSLENC\"",
+     {"SSLENC"},
+     "in URI"},
+    /* an unencoded '/' in the password: libpq reads user:pass as host:port
+     * and the rest as the database name */
+    {"postgresql://app:SLA/SHPW@h/db",
+     "invalid integer value \"SLA\" for connection option \"port\"; database \"SHPW@h/db\"",
+     {"SLA", "SHPW"},
+     "connection option"},
+    /* unquoted, a backslash escapes a space: the value is "ab Sq7" */
+    {"password=ab\\ BSPW\\ x host=h",
+     "could not connect with \"password=ab\\ BSPW\\ x host=h\" (ab BSPW x)",
+     {"BSPW"},
+     "host=h"},
+    /* a space left unquoted, or a quote doubled as in SQL: libpq ends the
+     * value there and quotes the rest of the password as a keyword */
+    {"host=h password=ab TAILPW port=1",
+     "missing \"=\" after \"TAILPW\" in connection info string",
+     {"TAILPW"},
+     "missing"},
+    {"host=h password='ab''DBLPW' port=1",
+     "missing \"=\" after \"'DBLPW'\" in connection info string",
+     {"DBLPW"},
+     "missing"},
+    /* more password= than there is room for: libpq uses the last */
+    {"postgresql://u@h/db?password=a1&password=a2&password=a3&password=a4&password=a5&"
+     "password=a6&password=a7&password=LASTPW%zz",
+     "invalid percent-encoded token: \"LASTPW%zz\"",
+     {"LASTPW"},
+     "token"},
     /* a password that is also an ordinary word: hidden, message garbled */
     {"postgresql://u:connect@h/db", "could not connect to server", {"connect"}, "to server"},
 };
