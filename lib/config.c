@@ -512,7 +512,9 @@ static const char *trim(char *s)
     return s;
 }
 
-/* "name" or "name,weight" (Sidekiq 7 and -q). */
+/* "name" or "name,weight" (Sidekiq 7 and -q). As in Sidekiq's split(",")
+ * and to_i, spaces around the weight do not count, but the name is kept as
+ * written: "q ,2" is the queue "q " there, which squire refuses. */
 static int set_queue(sq_config *c, const sq__option *o, const char *where, const char *text,
                      sq_error *err)
 {
@@ -526,7 +528,7 @@ static int set_queue(sq_config *c, const sq__option *o, const char *where, const
     char *comma = strchr(buf, ',');
     if (comma != NULL)
         *comma = '\0';
-    return sq__config_add_queue(c, where, trim(buf), comma == NULL ? NULL : trim(comma + 1), err);
+    return sq__config_add_queue(c, where, buf, comma == NULL ? NULL : trim(comma + 1), err);
 }
 
 int sq__config_warn(sq_config *c, sq_error *err, const char *fmt, ...)

@@ -218,11 +218,9 @@ static int choose_environment(sq_config *c, const cli *cl, sq_getenv_fn get, sq_
 {
     static const char *const vars[] = {"APP_ENV", "RAILS_ENV", "RACK_ENV"};
     const char *env = flag_value(cl, SQ__OPT_ENV);
-    for (size_t i = 0; env == NULL && i < SQ_ARRAY_LEN(vars); i++) {
-        const char *v = get(vars[i]);
-        if (v != NULL && v[0] != '\0')
-            env = v;
-    }
+    /* Sidekiq's ENV["APP_ENV"] || ...: a set but empty variable is chosen too. */
+    for (size_t i = 0; env == NULL && i < SQ_ARRAY_LEN(vars); i++)
+        env = get(vars[i]);
     return set_owned(&c->environment, env != NULL ? env : "development", err);
 }
 

@@ -251,29 +251,64 @@ static long long string_to_i(const char *s, size_t len)
     return neg ? -(long long)n : (long long)n;
 }
 
-/* Kernel#Integer on a string: the whole text must be one integer. */
+static int digit_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')
+        return (c | 0x20) - 'a' + 10;
+    return 99;
+}
+
+/* Kernel#Integer on a string: the whole text must be one integer, in Ruby's
+ * bases: 0x hex, 0b binary, 0o or a leading 0 octal, 0d decimal, with single
+ * underscores between digits ("010" is 8, "08" raises). */
 static int strict_integer(erb *e, const value *v, long long *out)
 {
     const char *s = v->s;
     size_t i = 0, len = v->len;
     while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n'))
         i++;
-    size_t start = i;
+    bool neg = i < len && s[i] == '-';
     if (i < len && (s[i] == '-' || s[i] == '+'))
         i++;
+    int base = 10;
+    if (i + 1 < len && s[i] == '0') {
+        const char *prefixes = "xXbBoOdD";
+        const int bases[] = {16, 16, 2, 2, 8, 8, 10, 10};
+        const char *pre = strchr(prefixes, s[i + 1]);
+        if (pre != NULL && s[i + 1] != '\0')
+            base = bases[pre - prefixes], i += 2;
+        else
+            base = 8; /* the leading 0 is itself a digit */
+    }
     size_t digits = 0;
-    for (; i < len && ((s[i] >= '0' && s[i] <= '9') || (s[i] == '_' && digits > 0)); i++)
-        digits += s[i] != '_';
-    size_t stop = i;
-    while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n'))
+    unsigned long long n = 0;
+    bool bad = false;
+    for (; i < len; i++) {
+        if (s[i] == '_') {
+            if (digits == 0 || i + 1 >= len || digit_value(s[i + 1]) >= base) {
+                bad = true;
+                break;
+            }
+            continue;
+        }
+        int d = digit_value(s[i]);
+        if (d >= base)
+            break;
+        if (n < 1000000000000000000ULL)
+            n = n * (unsigned)base + (unsigned)d;
+        digits++;
+    }
+    while (!bad && i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n'))
         i++;
-    if (digits == 0 || i != len || s[stop - 1] == '_') {
+    if (bad || digits == 0 || i != len) {
         char q[80];
         sq__quote(s, len, q, sizeof q);
         return ruby_raise(e, "Integer(%s): invalid value for Integer() (Ruby raises ArgumentError)",
                           q);
     }
-    *out = string_to_i(s + start, stop - start);
+    *out = neg ? -(long long)n : (long long)n;
     return 0;
 }
 

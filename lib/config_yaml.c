@@ -128,6 +128,33 @@ static const char *text_of(yctx *y, const yaml_node_t *n, const char *key)
     return s;
 }
 
+/* Psych (YAML 1.1) reads a plain integer with a leading 0 as octal: Sidekiq
+ * gets 8 from `concurrency: 010`. A number's text is rewritten the same way
+ * (into buf), with a warning when that differs from the decimal reading. */
+static const char *yaml_number(yctx *y, const yaml_node_t *n, const char *text, const char *key,
+                               char *buf, size_t size)
+{
+    const char *d = text + (text[0] == '-');
+    if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || d[0] != '0' || d[1] == '\0' ||
+        strspn(d, "01234567") != strlen(d) || strlen(d) > 20)
+        return text;
+    unsigned long long v = strtoull(d, NULL, 8);
+    snprintf(buf, size, "%s%llu", d == text ? "" : "-", v);
+    if (strtoull(d, NULL, 10) != v &&
+        sq__config_warn(y->c, y->err,
+                        "%s:%lu: %s: %s is octal in YAML: Sidekiq reads it as %s, and so does "
+                        "squire (write %s; if you meant %llu, drop the leading 0)",
+                        y->name, line_of(n), key, text, buf, buf, strtoull(d, NULL, 10)) < 0)
+        return NULL;
+    return buf;
+}
+
+static bool is_number(const sq__option *o)
+{
+    return o->type == SQ__OPT_INT || o->type == SQ__OPT_LONG || o->type == SQ__OPT_SIZE ||
+           o->type == SQ__OPT_DOUBLE;
+}
+
 /* A value squire needs must not come from an ERB tag it did not evaluate. */
 static int needs_erb(yctx *y, const char *text, const char *key)
 {
@@ -152,9 +179,13 @@ static bool is_merge_key(const yaml_node_t *k)
     return k->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && strcmp(scalar(k), "<<") == 0;
 }
 
-static const char *strip_colon(const char *key)
+/* A key's name for Sidekiq: a plain `:key` is Ruby's Symbol :key, the same
+ * as `key`; a quoted ":key" is the symbol :":key", another key. */
+static const char *key_name(const yaml_node_t *k)
 {
-    return key[0] == ':' ? key + 1 : key;
+    const char *s = scalar(k);
+    return k->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && s[0] == ':' && s[1] != '\0' ? s + 1
+                                                                                          : s;
 }
 
 static int duplicate(yctx *y, const yaml_node_t *k, const yaml_node_t *first)
@@ -175,8 +206,7 @@ static int check_duplicates(yctx *y, const yaml_node_t *map)
             continue;
         for (yaml_node_pair_t *q = start; q < p; q++) {
             yaml_node_t *kq = node(y, q->key);
-            if (kq->type == YAML_SCALAR_NODE &&
-                strcmp(strip_colon(scalar(kq)), strip_colon(scalar(k))) == 0)
+            if (kq->type == YAML_SCALAR_NODE && strcmp(key_name(kq), key_name(k)) == 0)
                 return duplicate(y, k, kq);
         }
     }
@@ -276,8 +306,6 @@ static int add_explicit(yctx *y, ymap *out, yaml_node_t *k, yaml_node_t *v)
     const char *key = text_of(y, k, "(key)");
     if (key == NULL)
         return -1;
-    if (key == scalar(k) && key[0] == ':')
-        key++;
     const ypair *dup = map_find(out, key);
     if (dup != NULL)
         return duplicate(y, k, dup->knode);
@@ -331,6 +359,9 @@ static int apply_item(yctx *y, const sq__option *o, yaml_node_t *item)
         return fail(y, weight, o->key, "a queue weight", weight);
     const char *n = text_of(y, name, o->key);
     const char *w = weight == NULL ? NULL : text_of(y, weight, o->key);
+    char number[32];
+    if (w != NULL)
+        w = yaml_number(y, weight, w, o->key, number, sizeof number);
     if (n == NULL || (weight != NULL && w == NULL) || needs_erb(y, n, o->key) < 0 ||
         (w != NULL && needs_erb(y, w, o->key) < 0))
         return -1;
@@ -371,6 +402,9 @@ static int apply_option(yctx *y, const sq__option *o, const ypair *p)
     if (p->value->type != YAML_SCALAR_NODE || is_null(p->value))
         return fail(y, p->knode, o->key, sq__option_expects(o, what, sizeof what), p->value);
     const char *text = text_of(y, p->value, o->key);
+    char number[32];
+    if (text != NULL && is_number(o))
+        text = yaml_number(y, p->value, text, o->key, number, sizeof number);
     if (text == NULL || needs_erb(y, text, o->key) < 0)
         return -1;
     snprintf(where, sizeof where, "%s:%lu: %s", y->name, line_of(p->knode), o->key);
@@ -447,6 +481,12 @@ static int apply_unknown(yctx *y, const ypair *p, bool top)
             "%s:%lu: capsules: not supported by squire; list queues under :queues:", y->name, line);
         return -1;
     }
+    if (p->key[0] == ':' && sq__option_by_key(p->key + 1) != NULL)
+        return sq__config_warn(y->c, y->err,
+                               "%s:%lu: \"%s\": ignored: Ruby reads a quoted \"%s\" as the symbol "
+                               ":\"%s\", not %s, so Sidekiq does not use it either (write %s: "
+                               "unquoted)",
+                               y->name, line, p->key, p->key, p->key, p->key, p->key);
     bool section = p->value->type == YAML_MAPPING_NODE || is_null(p->value);
     if (top && section && is_env_name(p->key))
         return 0;

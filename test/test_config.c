@@ -454,7 +454,7 @@ END_TEST
 START_TEST(test_queue_forms)
 {
     ASSERT_OK(yml("queues:\n  - critical\n  - [default, 3]\n  - \"low,1\"\n  - [solo]\n"
-                  "  - \"spaced , 4\"\n  - 'a:b.c-d_e'\n  - [zero, 0]\n"));
+                  "  - \"spaced,  4 \"\n  - 'a:b.c-d_e'\n  - [zero, 0]\n"));
     ck_assert_uint_eq(cfg.nqueues, 7);
     assert_queue(0, "critical", 0);
     assert_queue(1, "default", 3);
@@ -516,6 +516,11 @@ START_TEST(test_queue_bad_entries)
         {"queues: [\"a,b,c\"]\n", "expected a queue weight from 0 to 1000, got \"b,c\""},
         {"queues: [\"a\\tb\"]\n", "got \"a\\x09b\""},
         {"queues: [a, \"a,2\"]\n", "queues: queue \"a\" is listed twice"},
+        /* Sidekiq's "q ,2".split(",") keeps the space: its queue is "q ", not "q" */
+        {"queues: [\"a ,2\"]\n", "expected a queue name of [A-Za-z0-9_:.-] (at most 255 "
+                                 "bytes), got \"a \""},
+        {"queues: [\" a\"]\n", "got \" a\""},
+        {"queues: [\"a, 2\", \"b,3 \"]\n", NULL},
     };
     for (size_t i = 0; i < N_ELEMS(cases); i++) {
         memset(&err, 0, sizeof err);
@@ -676,12 +681,14 @@ START_TEST(test_env_precedence)
 }
 END_TEST
 
-START_TEST(test_env_empty_vars_are_unset)
+/* Sidekiq's ENV["APP_ENV"] || ENV["RAILS_ENV"] || ...: "" is truthy in Ruby,
+ * so a set but empty APP_ENV is the environment (no section applies). */
+START_TEST(test_env_empty_var_is_chosen)
 {
     env_set("APP_ENV", "");
     env_set("RAILS_ENV", "production");
     ASSERT_OK(LOAD(NULL));
-    ck_assert_str_eq(cfg.environment, "production");
+    ck_assert_str_eq(cfg.environment, "");
 }
 END_TEST
 
@@ -1914,7 +1921,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_env_section_custom_name_and_null);
     tcase_add_test(tc, test_env_section_precedes_top_level_order);
     tcase_add_loop_test(tc, test_env_precedence, 0, 5);
-    tcase_add_test(tc, test_env_empty_vars_are_unset);
+    tcase_add_test(tc, test_env_empty_var_is_chosen);
     tcase_add_test(tc, test_aliases_and_merge_key);
     tcase_add_test(tc, test_merge_key_quoted_is_a_plain_key);
     tcase_add_test(tc, test_nesting_cap);
