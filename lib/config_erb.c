@@ -10,15 +10,21 @@
  *   or      := and {'||' and}           and := equal {'&&' equal}
  *   equal   := unary [('==' | '!=') unary]
  *   unary   := '!' unary | postfix
- *   postfix := primary {'.to_i' | '.to_s' | '.include?' '(' expr ')'}
- *   primary := ENV '[' string ']' | ENV '.fetch' '(' string [',' expr] ')' ['{' expr '}']
+ *   postfix := primary {('.' | '&.') ('to_i' | 'to_s' | 'include?' '(' expr ')')}
+ *   primary := ENV '[' string ']'
+ *            | ENV '.fetch' '(' string [',' expr] ')' ['{' ['|' name '|'] expr '}']
  *            | Random.rand '(' int ('..' | '...') int | int ')' | rand '(' ... ')'
  *            | Integer '(' expr ')' | '(' expr ')' | '[' [expr {',' expr}] ']'
- *            | 'single' | "double with #{expr}" | integer | nil | true | false
+ *            | '%w[' words ']' | 'single' | "double with #{expr}" | integer | nil
+ *            | true | false
  *
  * Ruby's semantics: an unset ENV['X'] is nil, which prints as ""; a set but
  * empty variable is "" (truthy, so `|| default` does not apply); only nil
- * and false are falsy; .to_i keeps the leading integer ("12abc" -> 12).
+ * and false are falsy; .to_i keeps the leading integer ("12abc" -> 12);
+ * Integer() reads 0x, 0b, 0o and a leading 0 as Ruby does. Branches Ruby
+ * does not run (the right of a decided || or &&, the untaken arm of ?:, the
+ * block of a fetch whose variable is set, a call after nil&.) are parsed but
+ * cannot raise: `ENV['X'] ? Integer(ENV['X']) : 5` is 5 when X is unset.
  * `-%>` closes a tag too, but the newline after it is kept so that line
  * numbers stay true.
  *
@@ -68,6 +74,9 @@ typedef struct erb {
     int status;
     int depth;
     char ruby_error[300];
+    int dead; /* > 0: in a branch Ruby does not run (the right of a decided ||
+               * or &&, the other arm of ?:, a fetch block of a set variable):
+               * it is parsed, but what it would raise does not count */
     uint64_t rng;
     sq__erb_skips *skips;
 } erb;
@@ -124,6 +133,8 @@ static int unsupported(erb *e)
 static int ruby_raise(erb *e, const char *fmt, ...) SQ_PRINTF(2, 3);
 static int ruby_raise(erb *e, const char *fmt, ...)
 {
+    if (e->dead > 0)
+        return 0;
     if (e->status != E_RUBY) {
         e->status = E_RUBY;
         va_list ap;
@@ -134,13 +145,19 @@ static int ruby_raise(erb *e, const char *fmt, ...)
     return -1;
 }
 
+static int out_of_memory(erb *e)
+{
+    e->dead = 0;
+    return ruby_raise(e, "%s", "out of memory");
+}
+
 static int set_str(erb *e, value *v, const char *s, size_t n)
 {
     if (n > MAX_TEXT)
         return unsupported(e);
     char *copy = malloc(n + 1);
     if (copy == NULL)
-        return ruby_raise(e, "%s", "out of memory");
+        return out_of_memory(e);
     memcpy(copy, s, n);
     copy[n] = '\0';
     vfree(v);
@@ -432,11 +449,25 @@ static int lookup_env(erb *e, const char *name, value *v)
     return set_str(e, v, s, strlen(s));
 }
 
-/* ENV.fetch('X' [, default]) [{ default }] */
+/* A block's `|name|`, which the block's expression cannot use (an unknown
+ * identifier is a form squire does not evaluate). */
+static int block_param(erb *e)
+{
+    if (!eat(e, "|"))
+        return 0;
+    skip_space(e);
+    const char *start = e->p;
+    while (e->p < e->end && ident_char(*e->p))
+        e->p++;
+    return e->p > start && eat(e, "|") ? 0 : unsupported(e);
+}
+
+/* ENV.fetch('X' [, default]) [{ [|key|] default }]: the default argument is
+ * evaluated, the block only when the variable is unset. */
 static int parse_fetch(erb *e, value *v)
 {
     value name = {0}, def = {0};
-    bool has_default = false, block = false;
+    bool has_default = false;
     int rc = env_name(e, &name);
     if (rc == 0 && eat(e, ",")) {
         rc = parse_expr(e, &def);
@@ -444,17 +475,20 @@ static int parse_fetch(erb *e, value *v)
     }
     if (rc == 0 && !eat(e, ")"))
         rc = unsupported(e);
+    if (rc == 0)
+        rc = lookup_env(e, name.s, v);
     if (rc == 0 && eat(e, "{")) {
         vfree(&def);
-        block = true;
-        rc = parse_expr(e, &def);
+        int dead = v->t != V_NIL;
+        e->dead += dead;
+        rc = block_param(e);
+        if (rc == 0)
+            rc = parse_expr(e, &def);
+        e->dead -= dead;
         if (rc == 0 && !eat(e, "}"))
             rc = unsupported(e);
         has_default = true;
     }
-    (void)block;
-    if (rc == 0)
-        rc = lookup_env(e, name.s, v);
     if (rc == 0 && v->t == V_NIL) {
         if (!has_default)
             rc = ruby_raise(e,
@@ -500,6 +534,23 @@ close:
     return 0;
 }
 
+/* A new nil item at the end of list v, or NULL with the error set. */
+static value *list_push(erb *e, value *v)
+{
+    if (v->n >= 256) {
+        unsupported(e);
+        return NULL;
+    }
+    value *grown = realloc(v->items, (v->n + 1) * sizeof *grown);
+    if (grown == NULL) {
+        out_of_memory(e);
+        return NULL;
+    }
+    v->items = grown;
+    memset(&v->items[v->n], 0, sizeof *v->items);
+    return &v->items[v->n++];
+}
+
 static int parse_list(erb *e, value *v)
 {
     vfree(v);
@@ -507,17 +558,41 @@ static int parse_list(erb *e, value *v)
     if (eat(e, "]"))
         return 0;
     do {
-        if (v->n >= 256)
-            return unsupported(e);
-        value *grown = realloc(v->items, (v->n + 1) * sizeof *grown);
-        if (grown == NULL)
-            return ruby_raise(e, "%s", "out of memory");
-        v->items = grown;
-        memset(&v->items[v->n], 0, sizeof *v->items);
-        if (parse_expr(e, &v->items[v->n++]) < 0)
+        value *item = list_push(e, v);
+        if (item == NULL || parse_expr(e, item) < 0)
             return -1;
     } while (eat(e, ","));
     return eat(e, "]") ? 0 : unsupported(e);
+}
+
+/* %w[a b] (or %w(...), %w{...}, %w<...>): a list of words. Escapes and
+ * nested brackets are not evaluated. */
+static int parse_words(erb *e, value *v)
+{
+    static const char opens[] = "[({<", closes[] = "])}>";
+    const char *o = e->p < e->end && *e->p != '\0' ? strchr(opens, *e->p) : NULL;
+    if (o == NULL)
+        return unsupported(e);
+    char open = *o, close = closes[o - opens];
+    e->p++;
+    vfree(v);
+    v->t = V_LIST;
+    for (;;) {
+        skip_space(e);
+        if (e->p < e->end && *e->p == close) {
+            e->p++;
+            return 0;
+        }
+        const char *word = e->p;
+        while (e->p < e->end && *e->p != ' ' && *e->p != '\t' && *e->p != close && *e->p != open &&
+               *e->p != '\\')
+            e->p++;
+        if (e->p >= e->end || *e->p == open || *e->p == '\\')
+            return unsupported(e);
+        value *item = list_push(e, v);
+        if (item == NULL || set_str(e, item, word, (size_t)(e->p - word)) < 0)
+            return -1;
+    }
 }
 
 static int parse_primary(erb *e, value *v)
@@ -530,6 +605,8 @@ static int parse_primary(erb *e, value *v)
     }
     if (eat(e, "["))
         return parse_list(e, v);
+    if (eat(e, "%w"))
+        return parse_words(e, v);
     if (eat(e, "ENV")) {
         if (eat(e, ".fetch") && eat(e, "("))
             return parse_fetch(e, v);
@@ -575,47 +652,72 @@ static int parse_primary(erb *e, value *v)
     return 0;
 }
 
+/* One method call on v: 1 when `name` is one squire knows and it was
+ * applied, 0 when it is not one of them, -1 on an error. */
+static int call_method(erb *e, value *v)
+{
+    if (eat(e, "to_i")) {
+        if (v->t == V_STR)
+            set_int(v, string_to_i(v->s, v->len));
+        else if (v->t == V_NIL)
+            set_int(v, 0);
+        else if (v->t != V_INT &&
+                 ruby_raise(e, "%s.to_i: undefined method (Ruby raises NoMethodError)",
+                            v->t == V_BOOL ? (v->b ? "true" : "false") : "a list") < 0)
+            return -1;
+    } else if (eat(e, "to_s")) {
+        buf b = {0};
+        int rc = to_text(e, v, false, &b) < 0 ? -1 : set_str(e, v, b.data ? b.data : "", b.len);
+        free(b.data);
+        if (rc < 0)
+            return -1;
+    } else if (eat(e, "include?")) {
+        value arg = {0};
+        bool paren = eat(e, "(");
+        if (!paren || parse_expr(e, &arg) < 0 || !eat(e, ")")) {
+            vfree(&arg);
+            return unsupported(e);
+        }
+        bool found = false;
+        if (v->t == V_LIST) {
+            for (size_t i = 0; i < v->n && !found; i++)
+                found = equal(&v->items[i], &arg);
+        } else if (v->t == V_STR && arg.t == V_STR) {
+            found = memmem(v->s, v->len, arg.s, arg.len) != NULL;
+        } else if (ruby_raise(e, "%s.include?: not a list or a string (Ruby raises an error)",
+                              v->t == V_NIL ? "nil" : "the value") < 0) {
+            vfree(&arg);
+            return -1;
+        }
+        vfree(&arg);
+        set_bool(v, found);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+/* primary {'.' method | '&.' method}: `x&.m` is nil when x is nil (only
+ * that call is skipped: `nil&.to_i.to_s` is "", as in Ruby). */
 static int parse_postfix(erb *e, value *v)
 {
     if (parse_primary(e, v) < 0)
         return -1;
     for (;;) {
-        if (eat(e, ".to_i")) {
-            if (v->t == V_STR)
-                set_int(v, string_to_i(v->s, v->len));
-            else if (v->t == V_NIL)
-                set_int(v, 0);
-            else if (v->t != V_INT)
-                return ruby_raise(e, "%s.to_i: undefined method (Ruby raises NoMethodError)",
-                                  v->t == V_BOOL ? (v->b ? "true" : "false") : "a list");
-        } else if (eat(e, ".to_s")) {
-            buf b = {0};
-            int rc = to_text(e, v, false, &b) < 0 ? -1 : set_str(e, v, b.data ? b.data : "", b.len);
-            free(b.data);
-            if (rc < 0)
-                return -1;
-        } else if (eat(e, ".include?")) {
-            value arg = {0};
-            bool paren = eat(e, "(");
-            if (!paren || parse_expr(e, &arg) < 0 || !eat(e, ")")) {
-                vfree(&arg);
-                return unsupported(e);
-            }
-            bool found = false;
-            if (v->t == V_LIST) {
-                for (size_t i = 0; i < v->n && !found; i++)
-                    found = equal(&v->items[i], &arg);
-            } else if (v->t == V_STR && arg.t == V_STR) {
-                found = memmem(v->s, v->len, arg.s, arg.len) != NULL;
-            } else {
-                vfree(&arg);
-                return ruby_raise(e, "%s.include?: not a list or a string (Ruby raises an error)",
-                                  v->t == V_NIL ? "nil" : "the value");
-            }
-            vfree(&arg);
-            set_bool(v, found);
-        } else {
+        const char *mark = e->p;
+        bool safe = eat(e, "&.");
+        if (!safe && !eat(e, "."))
             return 0;
+        value skipped = {0};
+        bool skip = safe && v->t == V_NIL;
+        e->dead += skip;
+        int rc = call_method(e, skip ? &skipped : v);
+        e->dead -= skip;
+        vfree(&skipped);
+        if (rc <= 0) {
+            if (rc == 0)
+                e->p = mark;
+            return rc;
         }
     }
 }
@@ -662,7 +764,11 @@ static int parse_logic(erb *e, value *v, bool is_or)
         return -1;
     while (eat(e, is_or ? "||" : "&&")) {
         value rhs = {0};
-        if ((is_or ? parse_logic(e, &rhs, false) : parse_equal(e, &rhs)) < 0) {
+        int dead = truthy(v) == is_or; /* decided: Ruby does not run the rest */
+        e->dead += dead;
+        int rc = is_or ? parse_logic(e, &rhs, false) : parse_equal(e, &rhs);
+        e->dead -= dead;
+        if (rc < 0) {
             vfree(&rhs);
             return -1;
         }
@@ -684,13 +790,17 @@ static int parse_expr(erb *e, value *v)
     if (rc == 0 && at(e, '?')) {
         e->p++;
         value yes = {0}, no = {0};
+        bool t = truthy(v);
+        e->dead += !t;
         rc = parse_expr(e, &yes);
+        e->dead -= !t;
         if (rc == 0 && !eat(e, ":"))
             rc = unsupported(e);
+        e->dead += t;
         if (rc == 0)
             rc = parse_expr(e, &no);
+        e->dead -= t;
         if (rc == 0) {
-            bool t = truthy(v);
             vfree(v);
             *v = t ? yes : no;
             memset(t ? &yes : &no, 0, sizeof yes);
@@ -761,6 +871,7 @@ static int expand_tag(erb *e, const char *tag, size_t n, buf *out)
     e->end = close;
     e->status = E_OK;
     e->depth = 0;
+    e->dead = 0;
     value v = {0};
     int rc = parse_expr(e, &v);
     skip_space(e);
