@@ -25,8 +25,10 @@
  * does not run (the right of a decided || or &&, the untaken arm of ?:, the
  * block of a fetch whose variable is set, a call after nil&.) are parsed but
  * cannot raise: `ENV['X'] ? Integer(ENV['X']) : 5` is 5 when X is unset.
- * `-%>` closes a tag too, but the newline after it is kept so that line
- * numbers stay true.
+ * `-%>` closes a tag and, as in Sidekiq's ERB (trim_mode "-"), removes the
+ * newline right after it, joining the next line to the tag's; that newline
+ * is put back at the end of the joined line, so later lines keep their
+ * numbers.
  *
  * What Ruby would raise on (ENV.fetch of an unset variable without a
  * default, Integer("x"), true.to_i) is an error here too: Sidekiq fails on
@@ -74,9 +76,10 @@ typedef struct erb {
     int status;
     int depth;
     char ruby_error[300];
-    int dead; /* > 0: in a branch Ruby does not run (the right of a decided ||
-               * or &&, the other arm of ?:, a fetch block of a set variable):
-               * it is parsed, but what it would raise does not count */
+    unsigned long pending; /* newlines `-%>` removed, not yet put back */
+    int dead;              /* > 0: in a branch Ruby does not run (the right of a decided ||
+                            * or &&, the other arm of ?:, a fetch block of a set variable):
+                            * it is parsed, but what it would raise does not count */
     uint64_t rng;
     sq__erb_skips *skips;
 } erb;
@@ -911,14 +914,30 @@ static const char *find(const char *p, const char *end, const char *what)
     return NULL;
 }
 
+/* Text between tags. The newlines that `-%>` removed are put back after the
+ * end of the line they joined, so that the lines after it keep their numbers. */
+static int add_text(erb *e, buf *out, const char *s, size_t n, bool last)
+{
+    const char *nl = e->pending > 0 ? memchr(s, '\n', n) : NULL;
+    if (nl == NULL)
+        return buf_add(out, s, n, e->err) < 0 || (last && add_newlines(out, e->pending, e->err) < 0)
+                   ? -1
+                   : 0;
+    size_t head = (size_t)(nl + 1 - s);
+    if (buf_add(out, s, head, e->err) < 0 || add_newlines(out, e->pending, e->err) < 0)
+        return -1;
+    e->pending = 0;
+    return buf_add(out, s + head, n - head, e->err);
+}
+
 static int expand(erb *e, const char *text, size_t len, buf *out)
 {
     const char *p = text, *end = text + len;
     for (;;) {
         const char *open = find(p, end, "<%");
         if (open == NULL)
-            return buf_add(out, p, (size_t)(end - p), e->err);
-        if (buf_add(out, p, (size_t)(open - p), e->err) < 0)
+            return add_text(e, out, p, (size_t)(end - p), true);
+        if (add_text(e, out, p, (size_t)(open - p), false) < 0)
             return -1;
         e->line += count_lines(p, (size_t)(open - p));
         if (open + 2 < end && open[2] == '%') { /* <%% is a literal <% */
@@ -936,6 +955,16 @@ static int expand(erb *e, const char *text, size_t len, buf *out)
             return -1;
         e->line += inner;
         p = close + 2;
+        /* trim_mode "-", as Sidekiq's ERB: `-%>` eats the newline after it,
+         * joining the next line to this one. */
+        size_t eol = p < end && *p == '\n'                         ? 1
+                     : p + 1 < end && p[0] == '\r' && p[1] == '\n' ? 2
+                                                                   : 0;
+        if (n >= 5 && close[-1] == '-' && eol > 0) {
+            p += eol;
+            e->line++;
+            e->pending++;
+        }
     }
 }
 
