@@ -281,6 +281,8 @@ static int set_concurrency(sq_config *c, const sq__option *o, const char *where,
     if (set_number(c, o, where, text, err) < 0)
         return -1;
     c->concurrency_set = true;
+    free(c->concurrency_null);
+    c->concurrency_null = NULL;
     return 0;
 }
 
@@ -603,6 +605,7 @@ void sq_config_destroy(sq_config *c)
     if (c == NULL)
         return;
     free(c->config_path);
+    free(c->concurrency_null);
     free(c->environment);
     free(c->tag);
     free(c->redis_url);
@@ -666,6 +669,13 @@ static int validate_queues(const sq_config *c, sq_error *err)
 
 int sq_config_validate(const sq_config *c, sq_error *err)
 {
+    if (c->concurrency_null != NULL) { /* neither a flag nor RAILS_MAX_THREADS set it */
+        sq__error_set(err, SQ_ECONFIG,
+                      "%s: concurrency: expected an integer from 1 to 1000, got null (Sidekiq "
+                      "reads null as unset, then takes RAILS_MAX_THREADS, which is not set)",
+                      c->concurrency_null);
+        return -1;
+    }
     for (size_t i = 0; i < SQ_ARRAY_LEN(options); i++) {
         const sq__option *o = &options[i];
         int rc = 0;

@@ -280,13 +280,9 @@ static int digit_value(char c)
     return 99;
 }
 
-/* Kernel#Integer on a string: the whole text must be one integer, in Ruby's
- * bases: 0x hex, 0b binary, 0o or a leading 0 octal, 0d decimal, with single
- * underscores between digits ("010" is 8, "08" raises). */
-static int strict_integer(erb *e, const value *v, long long *out)
+int sq__ruby_integer(const char *s, size_t len, long long *out)
 {
-    const char *s = v->s;
-    size_t i = 0, len = v->len;
+    size_t i = 0;
     while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n'))
         i++;
     bool neg = i < len && s[i] == '-';
@@ -304,13 +300,10 @@ static int strict_integer(erb *e, const value *v, long long *out)
     }
     size_t digits = 0;
     unsigned long long n = 0;
-    bool bad = false;
     for (; i < len; i++) {
         if (s[i] == '_') {
-            if (digits == 0 || i + 1 >= len || digit_value(s[i + 1]) >= base) {
-                bad = true;
-                break;
-            }
+            if (digits == 0 || i + 1 >= len || digit_value(s[i + 1]) >= base)
+                return -1;
             continue;
         }
         int d = digit_value(s[i]);
@@ -320,16 +313,22 @@ static int strict_integer(erb *e, const value *v, long long *out)
             n = n * (unsigned)base + (unsigned)d;
         digits++;
     }
-    while (!bad && i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n'))
+    while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n'))
         i++;
-    if (bad || digits == 0 || i != len) {
-        char q[80];
-        sq__quote(s, len, q, sizeof q);
-        return ruby_raise(e, "Integer(%s): invalid value for Integer() (Ruby raises ArgumentError)",
-                          q);
-    }
+    if (digits == 0 || i != len)
+        return -1;
     *out = neg ? -(long long)n : (long long)n;
     return 0;
+}
+
+/* Kernel#Integer on a string. */
+static int strict_integer(erb *e, const value *v, long long *out)
+{
+    if (sq__ruby_integer(v->s, v->len, out) == 0)
+        return 0;
+    char q[80];
+    sq__quote(v->s, v->len, q, sizeof q);
+    return ruby_raise(e, "Integer(%s): invalid value for Integer() (Ruby raises ArgumentError)", q);
 }
 
 /* ---- the parser -------------------------------------------------------------- */

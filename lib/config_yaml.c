@@ -399,6 +399,18 @@ static int apply_option(yctx *y, const sq__option *o, const ypair *p)
     char what[64], where[640];
     if (sq__option_is_list(o))
         return apply_list(y, o, p);
+    if (o->set == sq__option_by_key("concurrency")->set && is_null(p->value)) {
+        /* Sidekiq: unset, then RAILS_MAX_THREADS or an error (config_cli.c) */
+        free(y->c->concurrency_null);
+        if (asprintf(&y->c->concurrency_null, "%s:%lu", y->name, line_of(p->knode)) < 0) {
+            y->c->concurrency_null = NULL;
+            sq__error_set(y->err, SQ_ENOMEM, "out of memory");
+            return -1;
+        }
+        sq__option_default(y->c, o);
+        y->c->concurrency_set = false;
+        return 0;
+    }
     if (p->value->type != YAML_SCALAR_NODE || is_null(p->value))
         return fail(y, p->knode, o->key, sq__option_expects(o, what, sizeof what), p->value);
     const char *text = text_of(y, p->value, o->key);
