@@ -149,6 +149,87 @@ static const char *yaml_number(yctx *y, const yaml_node_t *n, const char *text, 
     return buf;
 }
 
+/* Psych's INTEGER forms (YAML 1.1): 0b.., 0.. (octal), decimal with single
+ * '_' or ',' between digits, 0x..; and base 60 as Psych reads it (h:m:s or
+ * h:m, so 1:30 is 5400). */
+static bool psych_integer(const char *s, long long *out)
+{
+    const char *d = s + (*s == '-' || *s == '+');
+    char clean[64];
+    size_t n = 0, len = strlen(s);
+    if (len >= sizeof clean)
+        return false;
+    if (strchr(d, ':') != NULL) { /* [-+]?[0-9][0-9_]*(:[0-5]?[0-9]){1,2} */
+        long long v = 0;
+        int parts = 0;
+        for (const char *p = d; *p; parts++) {
+            size_t k = strspn(p, parts == 0 ? "0123456789_" : "0123456789");
+            if (k == 0 || (parts == 0 && *p == '_') ||
+                (parts > 0 && (k > 2 || (k == 2 && *p > '5'))))
+                return false;
+            long long part = 0;
+            for (size_t i = 0; i < k; i++)
+                if (p[i] != '_')
+                    part = part * 10 + (p[i] - '0');
+            v = v * 60 +
+                (parts == 0 && *s == '-' ? -part : part); /* the sign is the first part's */
+            p += k;
+            if (*p == ':' && p[1] != '\0')
+                p++;
+            else if (*p != '\0')
+                return false;
+        }
+        if (parts < 2 || parts > 3)
+            return false;
+        if (parts == 2) /* Psych: h:m, in seconds */
+            v *= 60;
+        *out = v;
+        return true;
+    }
+    bool ok;
+    if (d[0] == '0' && (d[1] == 'b' || d[1] == 'x'))
+        ok = d[2] != '\0' &&
+             strspn(d + 2, d[1] == 'b' ? "01_," : "0123456789abcdefABCDEF_,") == strlen(d + 2);
+    else if (d[0] == '0')
+        ok = d[1] == '\0' || strspn(d + 1, "01234567_,") == strlen(d + 1);
+    else {
+        ok = d[0] >= '1' && d[0] <= '9';
+        for (const char *p = d + 1; ok && *p; p++)
+            ok = (*p >= '0' && *p <= '9') ||
+                 ((*p == '_' || *p == ',') && p[1] >= '0' && p[1] <= '9' && p++);
+    }
+    if (!ok)
+        return false;
+    for (const char *p = s; *p; p++)
+        if (*p != '_' && *p != ',')
+            clean[n++] = *p;
+    return sq__ruby_integer(clean, n, out) == 0;
+}
+
+/* The queue name Sidekiq gets from a plain scalar that Psych reads as a
+ * boolean or an integer (`- on` is the queue "true", `- 010` is "8"), in buf;
+ * else text itself. */
+static const char *psych_name(const yaml_node_t *n, const char *text, char *buf, size_t size)
+{
+    static const char *const yes[] = {"yes", "true", "on"}, *const no[] = {"no", "false", "off"};
+    if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || scalar(n)[0] == ':')
+        return text; /* quoted, or a :symbol */
+    for (size_t i = 0; i < SQ_ARRAY_LEN(yes); i++) {
+        if (strcasecmp(text, yes[i]) == 0)
+            return "true";
+        if (strcasecmp(text, no[i]) == 0)
+            return "false";
+    }
+    long long v;
+    if ((text[0] >= '0' && text[0] <= '9') || text[0] == '-' || text[0] == '+') {
+        if (psych_integer(text, &v)) {
+            snprintf(buf, size, "%lld", v);
+            return buf;
+        }
+    }
+    return text;
+}
+
 static bool is_number(const sq__option *o)
 {
     return o->type == SQ__OPT_INT || o->type == SQ__OPT_LONG || o->type == SQ__OPT_SIZE ||
@@ -336,8 +417,11 @@ static int apply_item(yctx *y, const sq__option *o, yaml_node_t *item)
 {
     char where[640];
     snprintf(where, sizeof where, "%s:%lu: %s", y->name, line_of(item), o->key);
+    char number[32];
     if (item->type == YAML_SCALAR_NODE && !is_null(item)) {
         const char *text = text_of(y, item, o->key);
+        if (text != NULL && o->type == SQ__OPT_QUEUES)
+            text = psych_name(item, text, number, sizeof number);
         return text == NULL || needs_erb(y, text, o->key) < 0
                    ? -1
                    : o->set(y->c, o, where, text, y->err);
@@ -358,8 +442,10 @@ static int apply_item(yctx *y, const sq__option *o, yaml_node_t *item)
     if (weight != NULL && (weight->type != YAML_SCALAR_NODE || is_null(weight)))
         return fail(y, weight, o->key, "a queue weight", weight);
     const char *n = text_of(y, name, o->key);
+    char name_buf[32];
+    if (n != NULL)
+        n = psych_name(name, n, name_buf, sizeof name_buf);
     const char *w = weight == NULL ? NULL : text_of(y, weight, o->key);
-    char number[32];
     if (w != NULL)
         w = yaml_number(y, weight, w, o->key, number, sizeof number);
     if (n == NULL || (weight != NULL && w == NULL) || needs_erb(y, n, o->key) < 0 ||
