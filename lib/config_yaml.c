@@ -413,6 +413,27 @@ static int flatten(yctx *y, yaml_node_t *map, ymap *out)
 
 /* ---- applying pairs ------------------------------------------------------ */
 
+/* One queue from its name and weight nodes (weight NULL: unweighted). */
+static int apply_queue_pair(yctx *y, const sq__option *o, const char *where, yaml_node_t *name,
+                            yaml_node_t *weight)
+{
+    char number[32], name_buf[32];
+    if (name->type != YAML_SCALAR_NODE || is_null(name))
+        return fail(y, name, o->key, "a queue name", name);
+    if (weight != NULL && (weight->type != YAML_SCALAR_NODE || is_null(weight)))
+        return fail(y, weight, o->key, "a queue weight", weight);
+    const char *n = text_of(y, name, o->key);
+    if (n != NULL)
+        n = psych_name(name, n, name_buf, sizeof name_buf);
+    const char *w = weight == NULL ? NULL : text_of(y, weight, o->key);
+    if (w != NULL)
+        w = yaml_number(y, weight, w, o->key, number, sizeof number);
+    if (n == NULL || (weight != NULL && w == NULL) || needs_erb(y, n, o->key) < 0 ||
+        (w != NULL && needs_erb(y, w, o->key) < 0))
+        return -1;
+    return sq__config_add_queue(y->c, where, n, w, y->err);
+}
+
 static int apply_item(yctx *y, const sq__option *o, yaml_node_t *item)
 {
     char where[640];
@@ -437,28 +458,30 @@ static int apply_item(yctx *y, const sq__option *o, yaml_node_t *item)
     yaml_node_t *weight = item->data.sequence.items.start + 1 < item->data.sequence.items.top
                               ? node(y, item->data.sequence.items.start[1])
                               : NULL;
-    if (name->type != YAML_SCALAR_NODE || is_null(name))
-        return fail(y, name, o->key, "a queue name", name);
-    if (weight != NULL && (weight->type != YAML_SCALAR_NODE || is_null(weight)))
-        return fail(y, weight, o->key, "a queue weight", weight);
-    const char *n = text_of(y, name, o->key);
-    char name_buf[32];
-    if (n != NULL)
-        n = psych_name(name, n, name_buf, sizeof name_buf);
-    const char *w = weight == NULL ? NULL : text_of(y, weight, o->key);
-    if (w != NULL)
-        w = yaml_number(y, weight, w, o->key, number, sizeof number);
-    if (n == NULL || (weight != NULL && w == NULL) || needs_erb(y, n, o->key) < 0 ||
-        (w != NULL && needs_erb(y, w, o->key) < 0))
-        return -1;
-    return sq__config_add_queue(y->c, where, n, w, y->err);
+    return apply_queue_pair(y, o, where, name, weight);
+}
+
+/* `queues: {critical: 2, low: ~}`: Sidekiq's Array(hash) is [[name, weight], ...]. */
+static int apply_queue_map(yctx *y, const sq__option *o, yaml_node_t *map)
+{
+    ymap m = {0};
+    int rc = flatten(y, map, &m);
+    sq__option_clear(y->c, o);
+    for (size_t i = 0; rc == 0 && i < m.n; i++) {
+        char where[640];
+        snprintf(where, sizeof where, "%s:%lu: %s", y->name, line_of(m.v[i].knode), o->key);
+        rc = apply_queue_pair(y, o, where, m.v[i].knode,
+                              is_null(m.v[i].value) ? NULL : m.v[i].value);
+    }
+    free(m.v);
+    return rc;
 }
 
 static int apply_list(yctx *y, const sq__option *o, const ypair *p)
 {
     char what[64];
     yaml_node_t *v = p->value;
-    if (o->type == SQ__OPT_LIST && v->type == YAML_SCALAR_NODE && !is_null(v)) {
+    if (v->type == YAML_SCALAR_NODE && !is_null(v)) { /* Array("critical") */
         sq__option_clear(y->c, o);
         return apply_item(y, o, v);
     }
@@ -466,6 +489,9 @@ static int apply_list(yctx *y, const sq__option *o, const ypair *p)
         sq__option_default(y->c, o); /* Sidekiq: unset, so ["default"] */
         return 0;
     }
+    if (o->type == SQ__OPT_QUEUES && v->type == YAML_MAPPING_NODE &&
+        v->data.mapping.pairs.top > v->data.mapping.pairs.start)
+        return apply_queue_map(y, o, v);
     if (v->type != YAML_SEQUENCE_NODE)
         return fail(y, p->knode, o->key, sq__option_expects(o, what, sizeof what), v);
     if (o->type == SQ__OPT_QUEUES && v->data.sequence.items.top == v->data.sequence.items.start) {

@@ -1061,7 +1061,6 @@ static const struct bad_fixture {
      "concurrency: expected an integer from 1 to 1000, got \"ten\""},
     {"timeout_sequence.yml", NULL, 2,
      "timeout: expected an integer from 1 to 86400, got a sequence"},
-    {"queues_scalar.yml", NULL, 3, "queues: expected a list of queue names, got \"foo\""},
     {"typo_key.yml", NULL, 2, "concurency: unknown key (did you mean concurrency?)"},
     {"duplicate_key.yml", NULL, 4, "concurrency: duplicate key (also on line 2)"},
     {"duplicate_spellings.yml", NULL, 2, ":concurrency: duplicate key (also on line 1)"},
