@@ -10,7 +10,9 @@
  *   or      := and {'||' and}           and := equal {'&&' equal}
  *   equal   := unary [('==' | '!=') unary]
  *   unary   := '!' unary | postfix
- *   postfix := primary {('.' | '&.') ('to_i' | 'to_s' | 'include?' '(' expr ')')}
+ *   postfix := primary {('.' | '&.') method}
+ *   method  := 'to_i' | 'to_s' | 'nil?' | 'empty?' | 'strip' | 'split' ['(' expr ')']
+ *            | 'include?' '(' expr ')'
  *   primary := ENV '[' string ']'
  *            | ENV '.fetch' '(' string [',' expr] ')' ['{' ['|' name '|'] expr '}']
  *            | Random.rand '(' int ('..' | '...') int | int ')' | rand '(' ... ')'
@@ -654,6 +656,46 @@ static int parse_primary(erb *e, value *v)
     return 0;
 }
 
+/* String#split with no argument or a literal separator: " " (or none)
+ * splits on runs of blanks, ignoring them at the ends; trailing empty
+ * fields are dropped, as in Ruby. */
+static int split_string(erb *e, value *v, const value *sep)
+{
+    value list = {.t = V_LIST};
+    const char *s = v->s, *end = v->s + v->len;
+    bool awk = sep == NULL || (sep->len == 1 && sep->s[0] == ' ');
+    const char *blanks = " \t\n\v\f\r";
+    while (awk && s < end && strchr(blanks, *s) != NULL && *s != '\0')
+        s++;
+    while (s < end) {
+        const char *stop = s;
+        size_t skip = 0;
+        if (awk) {
+            while (stop < end && (*stop == '\0' || strchr(blanks, *stop) == NULL))
+                stop++;
+            for (const char *b = stop; b < end && *b != '\0' && strchr(blanks, *b); b++)
+                skip++;
+        } else {
+            const char *hit = memmem(s, (size_t)(end - s), sep->s, sep->len);
+            stop = hit != NULL ? hit : end;
+            skip = hit != NULL ? sep->len : 0;
+        }
+        value *item = list_push(e, &list);
+        if (item == NULL || set_str(e, item, s, (size_t)(stop - s)) < 0) {
+            vfree(&list);
+            return -1;
+        }
+        s = stop + skip;
+        if (!awk && skip > 0 && s == end) /* "a," : a trailing empty field */
+            break;
+    }
+    while (list.n > 0 && list.items[list.n - 1].len == 0)
+        vfree(&list.items[--list.n]);
+    vfree(v);
+    *v = list;
+    return 0;
+}
+
 /* One method call on v: 1 when `name` is one squire knows and it was
  * applied, 0 when it is not one of them, -1 on an error. */
 static int call_method(erb *e, value *v)
@@ -671,6 +713,49 @@ static int call_method(erb *e, value *v)
         buf b = {0};
         int rc = to_text(e, v, false, &b) < 0 ? -1 : set_str(e, v, b.data ? b.data : "", b.len);
         free(b.data);
+        if (rc < 0)
+            return -1;
+    } else if (eat(e, "nil?")) {
+        set_bool(v, v->t == V_NIL);
+    } else if (eat(e, "empty?") || eat(e, "strip")) {
+        bool empty = e->p[-1] == '?';
+        if (v->t != V_STR && !(empty && v->t == V_LIST))
+            return ruby_raise(e, "%s.%s: undefined method (Ruby raises NoMethodError)",
+                              v->t == V_NIL ? "nil" : "the value", empty ? "empty?" : "strip") < 0
+                       ? -1
+                       : 1;
+        if (empty) {
+            set_bool(v, v->t == V_STR ? v->len == 0 : v->n == 0);
+        } else {
+            size_t a = 0, b = v->len;
+            while (a < b && strchr(" \t\n\v\f\r", v->s[a]) != NULL)
+                a++;
+            while (b > a && strchr(" \t\n\v\f\r", v->s[b - 1]) != NULL)
+                b--;
+            value t = {0};
+            if (set_str(e, &t, v->s + a, b - a) < 0)
+                return -1;
+            vfree(v);
+            *v = t;
+        }
+    } else if (eat(e, "split")) {
+        value sep = {0};
+        bool arg = eat(e, "(");
+        if (arg && (parse_expr(e, &sep) < 0 || !eat(e, ")"))) {
+            vfree(&sep);
+            return unsupported(e);
+        }
+        if (arg && (sep.t != V_STR || sep.len == 0)) { /* a regexp, nil or "": not evaluated */
+            vfree(&sep);
+            return unsupported(e);
+        }
+        int rc = 0;
+        if (v->t == V_STR)
+            rc = split_string(e, v, arg ? &sep : NULL);
+        else if (ruby_raise(e, "%s.split: undefined method (Ruby raises NoMethodError)",
+                            v->t == V_NIL ? "nil" : "the value") < 0)
+            rc = -1;
+        vfree(&sep);
         if (rc < 0)
             return -1;
     } else if (eat(e, "include?")) {
