@@ -595,6 +595,14 @@ static bool is_env_name(const char *key)
 static int apply_unknown(yctx *y, const ypair *p, bool top)
 {
     unsigned long line = line_of(p->knode);
+    const sq__erb_skipped *erb = sq__erb_skip_in(&y->skips, p->key);
+    if (erb != NULL) { /* it may name any setting, or this environment's section */
+        sq__error_set(y->err, SQ_ECONFIG,
+                      "%s:%lu: ERB <%%= %s %%> in a key is a form squire does not evaluate, and "
+                      "squire needs it to know which setting this is: write the key out",
+                      y->name, erb->line, erb->form);
+        return -1;
+    }
     for (size_t i = 0; i < SQ_ARRAY_LEN(removed_keys); i++)
         if (strcmp(p->key, removed_keys[i].key) == 0)
             return sq__config_warn(y->c, y->err, "%s:%lu: %s: ignored (%s)", y->name, line, p->key,
@@ -672,6 +680,29 @@ static int apply_pairs(yctx *y, const ymap *m, bool top)
     return 0;
 }
 
+/* Psych reads a plain `:"name"` or `:'name'` as the symbol :name (the text up
+ * to the last matching quote, less one leading ':'). Rewrite such scalars in
+ * place to `:name`, once, so that keys and values read like any `:name`. */
+static void unquote_symbols(yctx *y)
+{
+    for (yaml_node_t *n = y->doc.nodes.start; n < y->doc.nodes.top; n++) {
+        if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+            continue;
+        char *s = (char *)n->data.scalar.value;
+        size_t len = n->data.scalar.length;
+        if (len < 3 || s[0] != ':' || (s[1] != '"' && s[1] != '\'') || strlen(s) != len)
+            continue;
+        char *last = strrchr(s + 2, s[1]);
+        if (last == NULL)
+            continue;
+        char *inner = s + 2 + (s[2] == ':');
+        size_t k = last > inner ? (size_t)(last - inner) : 0;
+        memmove(s + 1, inner, k);
+        s[k + 1] = '\0';
+        n->data.scalar.length = k + 1;
+    }
+}
+
 /* The top level, then the environment's section shallow-merged over it. */
 static int apply_root(yctx *y, yaml_node_t *root)
 {
@@ -680,6 +711,7 @@ static int apply_root(yctx *y, yaml_node_t *root)
     if (root->type != YAML_MAPPING_NODE)
         return fail(y, root, "(top level)", "a mapping of settings", root);
     ymap top = {0}, section = {0};
+    unquote_symbols(y);
     int rc = walk(y, root, 0) < 0 || flatten(y, root, &top) < 0 ? -1 : 0;
     const ypair *env = rc == 0 ? map_find(&top, y->env) : NULL;
     if (env != NULL && env->value->type != YAML_MAPPING_NODE && !is_null(env->value))

@@ -919,6 +919,17 @@ START_TEST(test_erb_skipped_where_unused)
     memset(&err, 0, sizeof err);
     ASSERT_ERR(yml(":queues:\n  - [default, <%= Weights.default %>]\n"), SQ_ECONFIG,
                "test.yml:2: queues: ERB <%= Weights.default %> is a form");
+    /* and so is a key: it may be any setting (Sidekiq: timeout 4 here) or
+     * this environment's section; ERB keys in unused parts are skipped */
+    static const char *const keys[] = {":<%= 'time' + 'out' %>: 4\n",
+                                       "<%= Rails.env %>:\n  :concurrency: 9\n",
+                                       "production:\n  <%= 'concur' * 1 %>rency: 9\n"};
+    for (size_t i = 0; i < N_ELEMS(keys); i++) {
+        memset(&err, 0, sizeof err);
+        ASSERT_ERR(yml_env(keys[i], "production"), SQ_ECONFIG,
+                   "in a key is a form squire does not evaluate");
+    }
+    ASSERT_OK(yml(":scheduler:\n  :schedule:\n    <%= 'job' + 'x' %>:\n      cron: '* * * * *'\n"));
 }
 END_TEST
 
