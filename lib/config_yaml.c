@@ -418,6 +418,8 @@ static int apply_queue_pair(yctx *y, const sq__option *o, const char *where, yam
                             yaml_node_t *weight)
 {
     char number[32], name_buf[32];
+    if (weight != NULL && is_null(weight))
+        weight = NULL; /* nil.to_i: unweighted */
     if (name->type != YAML_SCALAR_NODE || is_null(name))
         return fail(y, name, o->key, "a queue name", name);
     if (weight != NULL && (weight->type != YAML_SCALAR_NODE || is_null(weight)))
@@ -470,8 +472,7 @@ static int apply_queue_map(yctx *y, const sq__option *o, yaml_node_t *map)
     for (size_t i = 0; rc == 0 && i < m.n; i++) {
         char where[640];
         snprintf(where, sizeof where, "%s:%lu: %s", y->name, line_of(m.v[i].knode), o->key);
-        rc = apply_queue_pair(y, o, where, m.v[i].knode,
-                              is_null(m.v[i].value) ? NULL : m.v[i].value);
+        rc = apply_queue_pair(y, o, where, m.v[i].knode, m.v[i].value);
     }
     free(m.v);
     return rc;
