@@ -329,6 +329,8 @@ static int set_concurrency(sq_config *c, const sq__option *o, const char *where,
     if (set_number(c, o, where, text, err) < 0)
         return -1;
     c->concurrency_set = true;
+    free(c->concurrency_null);
+    c->concurrency_null = NULL;
     return 0;
 }
 
@@ -586,7 +588,9 @@ static const char *trim(char *s)
     return s;
 }
 
-/* "name" or "name,weight" (Sidekiq 7 and -q). */
+/* "name" or "name,weight" (Sidekiq 7 and -q). As in Sidekiq's split(",")
+ * and to_i, spaces around the weight do not count, but the name is kept as
+ * written: "q ,2" is the queue "q " there, which squire refuses. */
 static int set_queue(sq_config *c, const sq__option *o, const char *where, const char *text,
                      sq_error *err)
 {
@@ -600,7 +604,7 @@ static int set_queue(sq_config *c, const sq__option *o, const char *where, const
     char *comma = strchr(buf, ',');
     if (comma != NULL)
         *comma = '\0';
-    return sq__config_add_queue(c, where, trim(buf), comma == NULL ? NULL : trim(comma + 1), err);
+    return sq__config_add_queue(c, where, buf, comma == NULL ? NULL : trim(comma + 1), err);
 }
 
 int sq__config_warn(sq_config *c, sq_error *err, const char *fmt, ...)
@@ -675,6 +679,7 @@ void sq_config_destroy(sq_config *c)
     if (c == NULL)
         return;
     free(c->config_path);
+    free(c->concurrency_null);
     free(c->environment);
     free(c->tag);
     free(c->redis_url);
@@ -739,6 +744,13 @@ static int validate_queues(const sq_config *c, sq_error *err)
 
 int sq_config_validate(const sq_config *c, sq_error *err)
 {
+    if (c->concurrency_null != NULL) { /* neither a flag nor RAILS_MAX_THREADS set it */
+        sq__error_set(err, SQ_ECONFIG,
+                      "%s: concurrency: expected an integer from 1 to 1000, got null (Sidekiq "
+                      "reads null as unset, then takes RAILS_MAX_THREADS, which is not set)",
+                      c->concurrency_null);
+        return -1;
+    }
     for (size_t i = 0; i < SQ_ARRAY_LEN(options); i++) {
         const sq__option *o = &options[i];
         int rc = 0;

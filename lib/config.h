@@ -85,6 +85,8 @@ typedef struct sq_config {
     double beat_interval;  /* seconds between heartbeats (Sidekiq 7: 10) */
     size_t max_payload_bytes;
     bool concurrency_set; /* set by file or flag (RAILS_MAX_THREADS applies otherwise) */
+    char *concurrency_null; /* "<file>:<line>" when the file left it null: as in Sidekiq,
+                             * unset, so RAILS_MAX_THREADS applies, else an error */
     /* database: (PostgreSQL for handlers, pgpool.c) */
     char *db_url;              /* default $DATABASE_URL; NULL: no database */
     char *db_url_where;        /* owned: "<file>:<line>: database.url" that set it */

@@ -218,11 +218,9 @@ static int choose_environment(sq_config *c, const cli *cl, sq_getenv_fn get, sq_
 {
     static const char *const vars[] = {"APP_ENV", "RAILS_ENV", "RACK_ENV"};
     const char *env = flag_value(cl, SQ__OPT_ENV);
-    for (size_t i = 0; env == NULL && i < SQ_ARRAY_LEN(vars); i++) {
-        const char *v = get(vars[i]);
-        if (v != NULL && v[0] != '\0')
-            env = v;
-    }
+    /* Sidekiq's ENV["APP_ENV"] || ...: a set but empty variable is chosen too. */
+    for (size_t i = 0; env == NULL && i < SQ_ARRAY_LEN(vars); i++)
+        env = get(vars[i]);
     return set_owned(&c->environment, env != NULL ? env : "development", err);
 }
 
@@ -282,9 +280,17 @@ static int load_file(sq_config *c, const cli *cl, sq_getenv_fn get, sq_error *er
 static int apply_env_defaults(sq_config *c, sq_getenv_fn get, sq_error *err)
 {
     const char *threads = get("RAILS_MAX_THREADS");
+    const sq__option *o = sq__option_by_key("concurrency");
     if (!c->concurrency_set && threads != NULL && threads[0] != '\0') {
-        const sq__option *o = sq__option_by_key("concurrency");
-        if (o->set(c, o, "RAILS_MAX_THREADS", threads, err) < 0)
+        /* Sidekiq: Integer(ENV["RAILS_MAX_THREADS"]), so "010" is 8 and "0x10" 16 */
+        long long n;
+        char decimal[32];
+        const char *text = threads;
+        if (sq__ruby_integer(threads, strlen(threads), &n) == 0) {
+            snprintf(decimal, sizeof decimal, "%lld", n);
+            text = decimal;
+        }
+        if (o->set(c, o, "RAILS_MAX_THREADS", text, err) < 0)
             return -1;
         c->concurrency_set = false; /* not set by the file or a flag */
     }

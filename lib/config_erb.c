@@ -10,17 +10,27 @@
  *   or      := and {'||' and}           and := equal {'&&' equal}
  *   equal   := unary [('==' | '!=') unary]
  *   unary   := '!' unary | postfix
- *   postfix := primary {'.to_i' | '.to_s' | '.include?' '(' expr ')'}
- *   primary := ENV '[' string ']' | ENV '.fetch' '(' string [',' expr] ')' ['{' expr '}']
+ *   postfix := primary {('.' | '&.') method}
+ *   method  := 'to_i' | 'to_s' | 'nil?' | 'empty?' | 'strip' | 'split' ['(' expr ')']
+ *            | 'include?' '(' expr ')'
+ *   primary := ENV '[' string ']'
+ *            | ENV '.fetch' '(' string [',' expr] ')' ['{' ['|' name '|'] expr '}']
  *            | Random.rand '(' int ('..' | '...') int | int ')' | rand '(' ... ')'
  *            | Integer '(' expr ')' | '(' expr ')' | '[' [expr {',' expr}] ']'
- *            | 'single' | "double with #{expr}" | integer | nil | true | false
+ *            | '%w[' words ']' | 'single' | "double with #{expr}" | integer | nil
+ *            | true | false
  *
  * Ruby's semantics: an unset ENV['X'] is nil, which prints as ""; a set but
  * empty variable is "" (truthy, so `|| default` does not apply); only nil
- * and false are falsy; .to_i keeps the leading integer ("12abc" -> 12).
- * `-%>` closes a tag too, but the newline after it is kept so that line
- * numbers stay true.
+ * and false are falsy; .to_i keeps the leading integer ("12abc" -> 12);
+ * Integer() reads 0x, 0b, 0o and a leading 0 as Ruby does. Branches Ruby
+ * does not run (the right of a decided || or &&, the untaken arm of ?:, the
+ * block of a fetch whose variable is set, a call after nil&.) are parsed but
+ * cannot raise: `ENV['X'] ? Integer(ENV['X']) : 5` is 5 when X is unset.
+ * `-%>` closes a tag and, as in Sidekiq's ERB (trim_mode "-"), removes the
+ * newline right after it, joining the next line to the tag's; that newline
+ * is put back at the end of the joined line, so later lines keep their
+ * numbers.
  *
  * What Ruby would raise on (ENV.fetch of an unset variable without a
  * default, Integer("x"), true.to_i) is an error here too: Sidekiq fails on
@@ -68,6 +78,10 @@ typedef struct erb {
     int status;
     int depth;
     char ruby_error[300];
+    unsigned long pending; /* newlines `-%>` removed, not yet put back */
+    int dead;              /* > 0: in a branch Ruby does not run (the right of a decided ||
+                            * or &&, the other arm of ?:, a fetch block of a set variable):
+                            * it is parsed, but what it would raise does not count */
     uint64_t rng;
     sq__erb_skips *skips;
 } erb;
@@ -124,6 +138,8 @@ static int unsupported(erb *e)
 static int ruby_raise(erb *e, const char *fmt, ...) SQ_PRINTF(2, 3);
 static int ruby_raise(erb *e, const char *fmt, ...)
 {
+    if (e->dead > 0)
+        return 0;
     if (e->status != E_RUBY) {
         e->status = E_RUBY;
         va_list ap;
@@ -134,13 +150,19 @@ static int ruby_raise(erb *e, const char *fmt, ...)
     return -1;
 }
 
+static int out_of_memory(erb *e)
+{
+    e->dead = 0;
+    return ruby_raise(e, "%s", "out of memory");
+}
+
 static int set_str(erb *e, value *v, const char *s, size_t n)
 {
     if (n > MAX_TEXT)
         return unsupported(e);
     char *copy = malloc(n + 1);
     if (copy == NULL)
-        return ruby_raise(e, "%s", "out of memory");
+        return out_of_memory(e);
     memcpy(copy, s, n);
     copy[n] = '\0';
     vfree(v);
@@ -251,30 +273,64 @@ static long long string_to_i(const char *s, size_t len)
     return neg ? -(long long)n : (long long)n;
 }
 
-/* Kernel#Integer on a string: the whole text must be one integer. */
-static int strict_integer(erb *e, const value *v, long long *out)
+static int digit_value(char c)
 {
-    const char *s = v->s;
-    size_t i = 0, len = v->len;
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')
+        return (c | 0x20) - 'a' + 10;
+    return 99;
+}
+
+int sq__ruby_integer(const char *s, size_t len, long long *out)
+{
+    size_t i = 0;
     while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n'))
         i++;
-    size_t start = i;
+    bool neg = i < len && s[i] == '-';
     if (i < len && (s[i] == '-' || s[i] == '+'))
         i++;
+    int base = 10;
+    if (i + 1 < len && s[i] == '0') {
+        const char *prefixes = "xXbBoOdD";
+        const int bases[] = {16, 16, 2, 2, 8, 8, 10, 10};
+        const char *pre = strchr(prefixes, s[i + 1]);
+        if (pre != NULL && s[i + 1] != '\0')
+            base = bases[pre - prefixes], i += 2;
+        else
+            base = 8; /* the leading 0 is itself a digit */
+    }
     size_t digits = 0;
-    for (; i < len && ((s[i] >= '0' && s[i] <= '9') || (s[i] == '_' && digits > 0)); i++)
-        digits += s[i] != '_';
-    size_t stop = i;
+    unsigned long long n = 0;
+    for (; i < len; i++) {
+        if (s[i] == '_') {
+            if (digits == 0 || i + 1 >= len || digit_value(s[i + 1]) >= base)
+                return -1;
+            continue;
+        }
+        int d = digit_value(s[i]);
+        if (d >= base)
+            break;
+        if (n < 1000000000000000000ULL)
+            n = n * (unsigned)base + (unsigned)d;
+        digits++;
+    }
     while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n'))
         i++;
-    if (digits == 0 || i != len || s[stop - 1] == '_') {
-        char q[80];
-        sq__quote(s, len, q, sizeof q);
-        return ruby_raise(e, "Integer(%s): invalid value for Integer() (Ruby raises ArgumentError)",
-                          q);
-    }
-    *out = string_to_i(s + start, stop - start);
+    if (digits == 0 || i != len)
+        return -1;
+    *out = neg ? -(long long)n : (long long)n;
     return 0;
+}
+
+/* Kernel#Integer on a string. */
+static int strict_integer(erb *e, const value *v, long long *out)
+{
+    if (sq__ruby_integer(v->s, v->len, out) == 0)
+        return 0;
+    char q[80];
+    sq__quote(v->s, v->len, q, sizeof q);
+    return ruby_raise(e, "Integer(%s): invalid value for Integer() (Ruby raises ArgumentError)", q);
 }
 
 /* ---- the parser -------------------------------------------------------------- */
@@ -397,11 +453,25 @@ static int lookup_env(erb *e, const char *name, value *v)
     return set_str(e, v, s, strlen(s));
 }
 
-/* ENV.fetch('X' [, default]) [{ default }] */
+/* A block's `|name|`, which the block's expression cannot use (an unknown
+ * identifier is a form squire does not evaluate). */
+static int block_param(erb *e)
+{
+    if (!eat(e, "|"))
+        return 0;
+    skip_space(e);
+    const char *start = e->p;
+    while (e->p < e->end && ident_char(*e->p))
+        e->p++;
+    return e->p > start && eat(e, "|") ? 0 : unsupported(e);
+}
+
+/* ENV.fetch('X' [, default]) [{ [|key|] default }]: the default argument is
+ * evaluated, the block only when the variable is unset. */
 static int parse_fetch(erb *e, value *v)
 {
     value name = {0}, def = {0};
-    bool has_default = false, block = false;
+    bool has_default = false;
     int rc = env_name(e, &name);
     if (rc == 0 && eat(e, ",")) {
         rc = parse_expr(e, &def);
@@ -409,17 +479,20 @@ static int parse_fetch(erb *e, value *v)
     }
     if (rc == 0 && !eat(e, ")"))
         rc = unsupported(e);
+    if (rc == 0)
+        rc = lookup_env(e, name.s, v);
     if (rc == 0 && eat(e, "{")) {
         vfree(&def);
-        block = true;
-        rc = parse_expr(e, &def);
+        int dead = v->t != V_NIL;
+        e->dead += dead;
+        rc = block_param(e);
+        if (rc == 0)
+            rc = parse_expr(e, &def);
+        e->dead -= dead;
         if (rc == 0 && !eat(e, "}"))
             rc = unsupported(e);
         has_default = true;
     }
-    (void)block;
-    if (rc == 0)
-        rc = lookup_env(e, name.s, v);
     if (rc == 0 && v->t == V_NIL) {
         if (!has_default)
             rc = ruby_raise(e,
@@ -465,6 +538,23 @@ close:
     return 0;
 }
 
+/* A new nil item at the end of list v, or NULL with the error set. */
+static value *list_push(erb *e, value *v)
+{
+    if (v->n >= 256) {
+        unsupported(e);
+        return NULL;
+    }
+    value *grown = realloc(v->items, (v->n + 1) * sizeof *grown);
+    if (grown == NULL) {
+        out_of_memory(e);
+        return NULL;
+    }
+    v->items = grown;
+    memset(&v->items[v->n], 0, sizeof *v->items);
+    return &v->items[v->n++];
+}
+
 static int parse_list(erb *e, value *v)
 {
     vfree(v);
@@ -472,17 +562,41 @@ static int parse_list(erb *e, value *v)
     if (eat(e, "]"))
         return 0;
     do {
-        if (v->n >= 256)
-            return unsupported(e);
-        value *grown = realloc(v->items, (v->n + 1) * sizeof *grown);
-        if (grown == NULL)
-            return ruby_raise(e, "%s", "out of memory");
-        v->items = grown;
-        memset(&v->items[v->n], 0, sizeof *v->items);
-        if (parse_expr(e, &v->items[v->n++]) < 0)
+        value *item = list_push(e, v);
+        if (item == NULL || parse_expr(e, item) < 0)
             return -1;
     } while (eat(e, ","));
     return eat(e, "]") ? 0 : unsupported(e);
+}
+
+/* %w[a b] (or %w(...), %w{...}, %w<...>): a list of words. Escapes and
+ * nested brackets are not evaluated. */
+static int parse_words(erb *e, value *v)
+{
+    static const char opens[] = "[({<", closes[] = "])}>";
+    const char *o = e->p < e->end && *e->p != '\0' ? strchr(opens, *e->p) : NULL;
+    if (o == NULL)
+        return unsupported(e);
+    char open = *o, close = closes[o - opens];
+    e->p++;
+    vfree(v);
+    v->t = V_LIST;
+    for (;;) {
+        skip_space(e);
+        if (e->p < e->end && *e->p == close) {
+            e->p++;
+            return 0;
+        }
+        const char *word = e->p;
+        while (e->p < e->end && *e->p != ' ' && *e->p != '\t' && *e->p != close && *e->p != open &&
+               *e->p != '\\')
+            e->p++;
+        if (e->p >= e->end || *e->p == open || *e->p == '\\')
+            return unsupported(e);
+        value *item = list_push(e, v);
+        if (item == NULL || set_str(e, item, word, (size_t)(e->p - word)) < 0)
+            return -1;
+    }
 }
 
 static int parse_primary(erb *e, value *v)
@@ -495,6 +609,8 @@ static int parse_primary(erb *e, value *v)
     }
     if (eat(e, "["))
         return parse_list(e, v);
+    if (eat(e, "%w"))
+        return parse_words(e, v);
     if (eat(e, "ENV")) {
         if (eat(e, ".fetch") && eat(e, "("))
             return parse_fetch(e, v);
@@ -540,47 +656,155 @@ static int parse_primary(erb *e, value *v)
     return 0;
 }
 
+/* String#split with no argument or a literal separator: " " (or none)
+ * splits on runs of blanks, ignoring them at the ends; trailing empty
+ * fields are dropped, as in Ruby. */
+static int split_string(erb *e, value *v, const value *sep)
+{
+    value list = {.t = V_LIST};
+    const char *s = v->s, *end = v->s + v->len;
+    bool awk = sep == NULL || (sep->len == 1 && sep->s[0] == ' ');
+    const char *blanks = " \t\n\v\f\r";
+    while (awk && s < end && strchr(blanks, *s) != NULL && *s != '\0')
+        s++;
+    while (s < end) {
+        const char *stop = s;
+        size_t skip = 0;
+        if (awk) {
+            while (stop < end && (*stop == '\0' || strchr(blanks, *stop) == NULL))
+                stop++;
+            for (const char *b = stop; b < end && *b != '\0' && strchr(blanks, *b); b++)
+                skip++;
+        } else {
+            const char *hit = memmem(s, (size_t)(end - s), sep->s, sep->len);
+            stop = hit != NULL ? hit : end;
+            skip = hit != NULL ? sep->len : 0;
+        }
+        value *item = list_push(e, &list);
+        if (item == NULL || set_str(e, item, s, (size_t)(stop - s)) < 0) {
+            vfree(&list);
+            return -1;
+        }
+        s = stop + skip;
+        if (!awk && skip > 0 && s == end) /* "a," : a trailing empty field */
+            break;
+    }
+    while (list.n > 0 && list.items[list.n - 1].len == 0)
+        vfree(&list.items[--list.n]);
+    vfree(v);
+    *v = list;
+    return 0;
+}
+
+/* One method call on v: 1 when `name` is one squire knows and it was
+ * applied, 0 when it is not one of them, -1 on an error. */
+static int call_method(erb *e, value *v)
+{
+    if (eat(e, "to_i")) {
+        if (v->t == V_STR)
+            set_int(v, string_to_i(v->s, v->len));
+        else if (v->t == V_NIL)
+            set_int(v, 0);
+        else if (v->t != V_INT &&
+                 ruby_raise(e, "%s.to_i: undefined method (Ruby raises NoMethodError)",
+                            v->t == V_BOOL ? (v->b ? "true" : "false") : "a list") < 0)
+            return -1;
+    } else if (eat(e, "to_s")) {
+        buf b = {0};
+        int rc = to_text(e, v, false, &b) < 0 ? -1 : set_str(e, v, b.data ? b.data : "", b.len);
+        free(b.data);
+        if (rc < 0)
+            return -1;
+    } else if (eat(e, "nil?")) {
+        set_bool(v, v->t == V_NIL);
+    } else if (eat(e, "empty?") || eat(e, "strip")) {
+        bool empty = e->p[-1] == '?';
+        if (v->t != V_STR && !(empty && v->t == V_LIST))
+            return ruby_raise(e, "%s.%s: undefined method (Ruby raises NoMethodError)",
+                              v->t == V_NIL ? "nil" : "the value", empty ? "empty?" : "strip") < 0
+                       ? -1
+                       : 1;
+        if (empty) {
+            set_bool(v, v->t == V_STR ? v->len == 0 : v->n == 0);
+        } else {
+            size_t a = 0, b = v->len;
+            while (a < b && strchr(" \t\n\v\f\r", v->s[a]) != NULL)
+                a++;
+            while (b > a && strchr(" \t\n\v\f\r", v->s[b - 1]) != NULL)
+                b--;
+            value t = {0};
+            if (set_str(e, &t, v->s + a, b - a) < 0)
+                return -1;
+            vfree(v);
+            *v = t;
+        }
+    } else if (eat(e, "split")) {
+        value sep = {0};
+        bool arg = eat(e, "(");
+        if (arg && (parse_expr(e, &sep) < 0 || !eat(e, ")"))) {
+            vfree(&sep);
+            return unsupported(e);
+        }
+        if (arg && (sep.t != V_STR || sep.len == 0)) { /* a regexp, nil or "": not evaluated */
+            vfree(&sep);
+            return unsupported(e);
+        }
+        int rc = 0;
+        if (v->t == V_STR)
+            rc = split_string(e, v, arg ? &sep : NULL);
+        else if (ruby_raise(e, "%s.split: undefined method (Ruby raises NoMethodError)",
+                            v->t == V_NIL ? "nil" : "the value") < 0)
+            rc = -1;
+        vfree(&sep);
+        if (rc < 0)
+            return -1;
+    } else if (eat(e, "include?")) {
+        value arg = {0};
+        bool paren = eat(e, "(");
+        if (!paren || parse_expr(e, &arg) < 0 || !eat(e, ")")) {
+            vfree(&arg);
+            return unsupported(e);
+        }
+        bool found = false;
+        if (v->t == V_LIST) {
+            for (size_t i = 0; i < v->n && !found; i++)
+                found = equal(&v->items[i], &arg);
+        } else if (v->t == V_STR && arg.t == V_STR) {
+            found = memmem(v->s, v->len, arg.s, arg.len) != NULL;
+        } else if (ruby_raise(e, "%s.include?: not a list or a string (Ruby raises an error)",
+                              v->t == V_NIL ? "nil" : "the value") < 0) {
+            vfree(&arg);
+            return -1;
+        }
+        vfree(&arg);
+        set_bool(v, found);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+/* primary {'.' method | '&.' method}: `x&.m` is nil when x is nil (only
+ * that call is skipped: `nil&.to_i.to_s` is "", as in Ruby). */
 static int parse_postfix(erb *e, value *v)
 {
     if (parse_primary(e, v) < 0)
         return -1;
     for (;;) {
-        if (eat(e, ".to_i")) {
-            if (v->t == V_STR)
-                set_int(v, string_to_i(v->s, v->len));
-            else if (v->t == V_NIL)
-                set_int(v, 0);
-            else if (v->t != V_INT)
-                return ruby_raise(e, "%s.to_i: undefined method (Ruby raises NoMethodError)",
-                                  v->t == V_BOOL ? (v->b ? "true" : "false") : "a list");
-        } else if (eat(e, ".to_s")) {
-            buf b = {0};
-            int rc = to_text(e, v, false, &b) < 0 ? -1 : set_str(e, v, b.data ? b.data : "", b.len);
-            free(b.data);
-            if (rc < 0)
-                return -1;
-        } else if (eat(e, ".include?")) {
-            value arg = {0};
-            bool paren = eat(e, "(");
-            if (!paren || parse_expr(e, &arg) < 0 || !eat(e, ")")) {
-                vfree(&arg);
-                return unsupported(e);
-            }
-            bool found = false;
-            if (v->t == V_LIST) {
-                for (size_t i = 0; i < v->n && !found; i++)
-                    found = equal(&v->items[i], &arg);
-            } else if (v->t == V_STR && arg.t == V_STR) {
-                found = memmem(v->s, v->len, arg.s, arg.len) != NULL;
-            } else {
-                vfree(&arg);
-                return ruby_raise(e, "%s.include?: not a list or a string (Ruby raises an error)",
-                                  v->t == V_NIL ? "nil" : "the value");
-            }
-            vfree(&arg);
-            set_bool(v, found);
-        } else {
+        const char *mark = e->p;
+        bool safe = eat(e, "&.");
+        if (!safe && !eat(e, "."))
             return 0;
+        value skipped = {0};
+        bool skip = safe && v->t == V_NIL;
+        e->dead += skip;
+        int rc = call_method(e, skip ? &skipped : v);
+        e->dead -= skip;
+        vfree(&skipped);
+        if (rc <= 0) {
+            if (rc == 0)
+                e->p = mark;
+            return rc;
         }
     }
 }
@@ -627,7 +851,11 @@ static int parse_logic(erb *e, value *v, bool is_or)
         return -1;
     while (eat(e, is_or ? "||" : "&&")) {
         value rhs = {0};
-        if ((is_or ? parse_logic(e, &rhs, false) : parse_equal(e, &rhs)) < 0) {
+        int dead = truthy(v) == is_or; /* decided: Ruby does not run the rest */
+        e->dead += dead;
+        int rc = is_or ? parse_logic(e, &rhs, false) : parse_equal(e, &rhs);
+        e->dead -= dead;
+        if (rc < 0) {
             vfree(&rhs);
             return -1;
         }
@@ -649,13 +877,17 @@ static int parse_expr(erb *e, value *v)
     if (rc == 0 && at(e, '?')) {
         e->p++;
         value yes = {0}, no = {0};
+        bool t = truthy(v);
+        e->dead += !t;
         rc = parse_expr(e, &yes);
+        e->dead -= !t;
         if (rc == 0 && !eat(e, ":"))
             rc = unsupported(e);
+        e->dead += t;
         if (rc == 0)
             rc = parse_expr(e, &no);
+        e->dead -= t;
         if (rc == 0) {
-            bool t = truthy(v);
             vfree(v);
             *v = t ? yes : no;
             memset(t ? &yes : &no, 0, sizeof yes);
@@ -726,6 +958,7 @@ static int expand_tag(erb *e, const char *tag, size_t n, buf *out)
     e->end = close;
     e->status = E_OK;
     e->depth = 0;
+    e->dead = 0;
     value v = {0};
     int rc = parse_expr(e, &v);
     skip_space(e);
@@ -765,14 +998,30 @@ static const char *find(const char *p, const char *end, const char *what)
     return NULL;
 }
 
+/* Text between tags. The newlines that `-%>` removed are put back after the
+ * end of the line they joined, so that the lines after it keep their numbers. */
+static int add_text(erb *e, buf *out, const char *s, size_t n, bool last)
+{
+    const char *nl = e->pending > 0 ? memchr(s, '\n', n) : NULL;
+    if (nl == NULL)
+        return buf_add(out, s, n, e->err) < 0 || (last && add_newlines(out, e->pending, e->err) < 0)
+                   ? -1
+                   : 0;
+    size_t head = (size_t)(nl + 1 - s);
+    if (buf_add(out, s, head, e->err) < 0 || add_newlines(out, e->pending, e->err) < 0)
+        return -1;
+    e->pending = 0;
+    return buf_add(out, s + head, n - head, e->err);
+}
+
 static int expand(erb *e, const char *text, size_t len, buf *out)
 {
     const char *p = text, *end = text + len;
     for (;;) {
         const char *open = find(p, end, "<%");
         if (open == NULL)
-            return buf_add(out, p, (size_t)(end - p), e->err);
-        if (buf_add(out, p, (size_t)(open - p), e->err) < 0)
+            return add_text(e, out, p, (size_t)(end - p), true);
+        if (add_text(e, out, p, (size_t)(open - p), false) < 0)
             return -1;
         e->line += count_lines(p, (size_t)(open - p));
         if (open + 2 < end && open[2] == '%') { /* <%% is a literal <% */
@@ -790,6 +1039,16 @@ static int expand(erb *e, const char *text, size_t len, buf *out)
             return -1;
         e->line += inner;
         p = close + 2;
+        /* trim_mode "-", as Sidekiq's ERB: `-%>` eats the newline after it,
+         * joining the next line to this one. */
+        size_t eol = p < end && *p == '\n'                         ? 1
+                     : p + 1 < end && p[0] == '\r' && p[1] == '\n' ? 2
+                                                                   : 0;
+        if (n >= 5 && close[-1] == '-' && eol > 0) {
+            p += eol;
+            e->line++;
+            e->pending++;
+        }
     }
 }
 

@@ -95,6 +95,11 @@ const char *sq__getenv(const char *name);
  * unreadable, empty and over-size files are SQ_ECONFIG errors naming path. */
 int sq__config_read_file(const char *path, char **text, size_t *len, sq_error *err);
 
+/* Ruby's Kernel#Integer on a string: surrounding blanks, a sign, the bases
+ * 0x 0b 0o 0d and a leading 0 (octal), single underscores between digits.
+ * 0, or -1 when Ruby raises ArgumentError. */
+int sq__ruby_integer(const char *s, size_t len, long long *out);
+
 /* An ERB tag squire does not evaluate (config_erb.c): the expanded text
  * holds SQ__ERB_TOKEN "<index>_" in its place. */
 #define SQ__ERB_TOKEN "__squire_unevaluated_erb_"

@@ -128,6 +128,114 @@ static const char *text_of(yctx *y, const yaml_node_t *n, const char *key)
     return s;
 }
 
+/* Psych (YAML 1.1) reads a plain integer with a leading 0 as octal: Sidekiq
+ * gets 8 from `concurrency: 010`. A number's text is rewritten the same way
+ * (into buf), with a warning when that differs from the decimal reading. */
+static const char *yaml_number(yctx *y, const yaml_node_t *n, const char *text, const char *key,
+                               char *buf, size_t size)
+{
+    const char *d = text + (text[0] == '-');
+    if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || d[0] != '0' || d[1] == '\0' ||
+        strspn(d, "01234567") != strlen(d) || strlen(d) > 20)
+        return text;
+    unsigned long long v = strtoull(d, NULL, 8);
+    snprintf(buf, size, "%s%llu", d == text ? "" : "-", v);
+    if (strtoull(d, NULL, 10) != v &&
+        sq__config_warn(y->c, y->err,
+                        "%s:%lu: %s: %s is octal in YAML: Sidekiq reads it as %s, and so does "
+                        "squire (write %s; if you meant %llu, drop the leading 0)",
+                        y->name, line_of(n), key, text, buf, buf, strtoull(d, NULL, 10)) < 0)
+        return NULL;
+    return buf;
+}
+
+/* Psych's INTEGER forms (YAML 1.1): 0b.., 0.. (octal), decimal with single
+ * '_' or ',' between digits, 0x..; and base 60 as Psych reads it (h:m:s or
+ * h:m, so 1:30 is 5400). */
+static bool psych_integer(const char *s, long long *out)
+{
+    const char *d = s + (*s == '-' || *s == '+');
+    char clean[64];
+    size_t n = 0, len = strlen(s);
+    if (len >= sizeof clean)
+        return false;
+    if (strchr(d, ':') != NULL) { /* [-+]?[0-9][0-9_]*(:[0-5]?[0-9]){1,2} */
+        long long v = 0;
+        int parts = 0;
+        for (const char *p = d; *p; parts++) {
+            size_t k = strspn(p, parts == 0 ? "0123456789_" : "0123456789");
+            if (k == 0 || (parts == 0 && *p == '_') ||
+                (parts > 0 && (k > 2 || (k == 2 && *p > '5'))))
+                return false;
+            long long part = 0;
+            for (size_t i = 0; i < k; i++)
+                if (p[i] != '_')
+                    part = part * 10 + (p[i] - '0');
+            v = v * 60 +
+                (parts == 0 && *s == '-' ? -part : part); /* the sign is the first part's */
+            p += k;
+            if (*p == ':' && p[1] != '\0')
+                p++;
+            else if (*p != '\0')
+                return false;
+        }
+        if (parts < 2 || parts > 3)
+            return false;
+        if (parts == 2) /* Psych: h:m, in seconds */
+            v *= 60;
+        *out = v;
+        return true;
+    }
+    bool ok;
+    if (d[0] == '0' && (d[1] == 'b' || d[1] == 'x'))
+        ok = d[2] != '\0' &&
+             strspn(d + 2, d[1] == 'b' ? "01_," : "0123456789abcdefABCDEF_,") == strlen(d + 2);
+    else if (d[0] == '0')
+        ok = d[1] == '\0' || strspn(d + 1, "01234567_,") == strlen(d + 1);
+    else {
+        ok = d[0] >= '1' && d[0] <= '9';
+        for (const char *p = d + 1; ok && *p; p++)
+            ok = (*p >= '0' && *p <= '9') ||
+                 ((*p == '_' || *p == ',') && p[1] >= '0' && p[1] <= '9' && p++);
+    }
+    if (!ok)
+        return false;
+    for (const char *p = s; *p; p++)
+        if (*p != '_' && *p != ',')
+            clean[n++] = *p;
+    return sq__ruby_integer(clean, n, out) == 0;
+}
+
+/* The queue name Sidekiq gets from a plain scalar that Psych reads as a
+ * boolean or an integer (`- on` is the queue "true", `- 010` is "8"), in buf;
+ * else text itself. */
+static const char *psych_name(const yaml_node_t *n, const char *text, char *buf, size_t size)
+{
+    static const char *const yes[] = {"yes", "true", "on"}, *const no[] = {"no", "false", "off"};
+    if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || scalar(n)[0] == ':')
+        return text; /* quoted, or a :symbol */
+    for (size_t i = 0; i < SQ_ARRAY_LEN(yes); i++) {
+        if (strcasecmp(text, yes[i]) == 0)
+            return "true";
+        if (strcasecmp(text, no[i]) == 0)
+            return "false";
+    }
+    long long v;
+    if ((text[0] >= '0' && text[0] <= '9') || text[0] == '-' || text[0] == '+') {
+        if (psych_integer(text, &v)) {
+            snprintf(buf, size, "%lld", v);
+            return buf;
+        }
+    }
+    return text;
+}
+
+static bool is_number(const sq__option *o)
+{
+    return o->type == SQ__OPT_INT || o->type == SQ__OPT_LONG || o->type == SQ__OPT_SIZE ||
+           o->type == SQ__OPT_DOUBLE;
+}
+
 /* A value squire needs must not come from an ERB tag it did not evaluate. */
 static int needs_erb(yctx *y, const char *text, const char *key)
 {
@@ -152,9 +260,13 @@ static bool is_merge_key(const yaml_node_t *k)
     return k->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && strcmp(scalar(k), "<<") == 0;
 }
 
-static const char *strip_colon(const char *key)
+/* A key's name for Sidekiq: a plain `:key` is Ruby's Symbol :key, the same
+ * as `key`; a quoted ":key" is the symbol :":key", another key. */
+static const char *key_name(const yaml_node_t *k)
 {
-    return key[0] == ':' ? key + 1 : key;
+    const char *s = scalar(k);
+    return k->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && s[0] == ':' && s[1] != '\0' ? s + 1
+                                                                                          : s;
 }
 
 static int duplicate(yctx *y, const yaml_node_t *k, const yaml_node_t *first)
@@ -175,8 +287,7 @@ static int check_duplicates(yctx *y, const yaml_node_t *map)
             continue;
         for (yaml_node_pair_t *q = start; q < p; q++) {
             yaml_node_t *kq = node(y, q->key);
-            if (kq->type == YAML_SCALAR_NODE &&
-                strcmp(strip_colon(scalar(kq)), strip_colon(scalar(k))) == 0)
+            if (kq->type == YAML_SCALAR_NODE && strcmp(key_name(kq), key_name(k)) == 0)
                 return duplicate(y, k, kq);
         }
     }
@@ -276,8 +387,6 @@ static int add_explicit(yctx *y, ymap *out, yaml_node_t *k, yaml_node_t *v)
     const char *key = text_of(y, k, "(key)");
     if (key == NULL)
         return -1;
-    if (key == scalar(k) && key[0] == ':')
-        key++;
     const ypair *dup = map_find(out, key);
     if (dup != NULL)
         return duplicate(y, k, dup->knode);
@@ -304,12 +413,38 @@ static int flatten(yctx *y, yaml_node_t *map, ymap *out)
 
 /* ---- applying pairs ------------------------------------------------------ */
 
+/* One queue from its name and weight nodes (weight NULL: unweighted). */
+static int apply_queue_pair(yctx *y, const sq__option *o, const char *where, yaml_node_t *name,
+                            yaml_node_t *weight)
+{
+    char number[32], name_buf[32];
+    if (weight != NULL && is_null(weight))
+        weight = NULL; /* nil.to_i: unweighted */
+    if (name->type != YAML_SCALAR_NODE || is_null(name))
+        return fail(y, name, o->key, "a queue name", name);
+    if (weight != NULL && (weight->type != YAML_SCALAR_NODE || is_null(weight)))
+        return fail(y, weight, o->key, "a queue weight", weight);
+    const char *n = text_of(y, name, o->key);
+    if (n != NULL)
+        n = psych_name(name, n, name_buf, sizeof name_buf);
+    const char *w = weight == NULL ? NULL : text_of(y, weight, o->key);
+    if (w != NULL)
+        w = yaml_number(y, weight, w, o->key, number, sizeof number);
+    if (n == NULL || (weight != NULL && w == NULL) || needs_erb(y, n, o->key) < 0 ||
+        (w != NULL && needs_erb(y, w, o->key) < 0))
+        return -1;
+    return sq__config_add_queue(y->c, where, n, w, y->err);
+}
+
 static int apply_item(yctx *y, const sq__option *o, yaml_node_t *item)
 {
     char where[640];
     snprintf(where, sizeof where, "%s:%lu: %s", y->name, line_of(item), o->key);
+    char number[32];
     if (item->type == YAML_SCALAR_NODE && !is_null(item)) {
         const char *text = text_of(y, item, o->key);
+        if (text != NULL && o->type == SQ__OPT_QUEUES)
+            text = psych_name(item, text, number, sizeof number);
         return text == NULL || needs_erb(y, text, o->key) < 0
                    ? -1
                    : o->set(y->c, o, where, text, y->err);
@@ -325,23 +460,29 @@ static int apply_item(yctx *y, const sq__option *o, yaml_node_t *item)
     yaml_node_t *weight = item->data.sequence.items.start + 1 < item->data.sequence.items.top
                               ? node(y, item->data.sequence.items.start[1])
                               : NULL;
-    if (name->type != YAML_SCALAR_NODE || is_null(name))
-        return fail(y, name, o->key, "a queue name", name);
-    if (weight != NULL && (weight->type != YAML_SCALAR_NODE || is_null(weight)))
-        return fail(y, weight, o->key, "a queue weight", weight);
-    const char *n = text_of(y, name, o->key);
-    const char *w = weight == NULL ? NULL : text_of(y, weight, o->key);
-    if (n == NULL || (weight != NULL && w == NULL) || needs_erb(y, n, o->key) < 0 ||
-        (w != NULL && needs_erb(y, w, o->key) < 0))
-        return -1;
-    return sq__config_add_queue(y->c, where, n, w, y->err);
+    return apply_queue_pair(y, o, where, name, weight);
+}
+
+/* `queues: {critical: 2, low: ~}`: Sidekiq's Array(hash) is [[name, weight], ...]. */
+static int apply_queue_map(yctx *y, const sq__option *o, yaml_node_t *map)
+{
+    ymap m = {0};
+    int rc = flatten(y, map, &m);
+    sq__option_clear(y->c, o);
+    for (size_t i = 0; rc == 0 && i < m.n; i++) {
+        char where[640];
+        snprintf(where, sizeof where, "%s:%lu: %s", y->name, line_of(m.v[i].knode), o->key);
+        rc = apply_queue_pair(y, o, where, m.v[i].knode, m.v[i].value);
+    }
+    free(m.v);
+    return rc;
 }
 
 static int apply_list(yctx *y, const sq__option *o, const ypair *p)
 {
     char what[64];
     yaml_node_t *v = p->value;
-    if (o->type == SQ__OPT_LIST && v->type == YAML_SCALAR_NODE && !is_null(v)) {
+    if (v->type == YAML_SCALAR_NODE && !is_null(v)) { /* Array("critical") */
         sq__option_clear(y->c, o);
         return apply_item(y, o, v);
     }
@@ -349,6 +490,9 @@ static int apply_list(yctx *y, const sq__option *o, const ypair *p)
         sq__option_default(y->c, o); /* Sidekiq: unset, so ["default"] */
         return 0;
     }
+    if (o->type == SQ__OPT_QUEUES && v->type == YAML_MAPPING_NODE &&
+        v->data.mapping.pairs.top > v->data.mapping.pairs.start)
+        return apply_queue_map(y, o, v);
     if (v->type != YAML_SEQUENCE_NODE)
         return fail(y, p->knode, o->key, sq__option_expects(o, what, sizeof what), v);
     if (o->type == SQ__OPT_QUEUES && v->data.sequence.items.top == v->data.sequence.items.start) {
@@ -368,9 +512,24 @@ static int apply_option(yctx *y, const sq__option *o, const ypair *p)
     char what[64], where[640];
     if (sq__option_is_list(o))
         return apply_list(y, o, p);
+    if (o->set == sq__option_by_key("concurrency")->set && is_null(p->value)) {
+        /* Sidekiq: unset, then RAILS_MAX_THREADS or an error (config_cli.c) */
+        free(y->c->concurrency_null);
+        if (asprintf(&y->c->concurrency_null, "%s:%lu", y->name, line_of(p->knode)) < 0) {
+            y->c->concurrency_null = NULL;
+            sq__error_set(y->err, SQ_ENOMEM, "out of memory");
+            return -1;
+        }
+        sq__option_default(y->c, o);
+        y->c->concurrency_set = false;
+        return 0;
+    }
     if (p->value->type != YAML_SCALAR_NODE || is_null(p->value))
         return fail(y, p->knode, o->key, sq__option_expects(o, what, sizeof what), p->value);
     const char *text = text_of(y, p->value, o->key);
+    char number[32];
+    if (text != NULL && is_number(o))
+        text = yaml_number(y, p->value, text, o->key, number, sizeof number);
     if (text == NULL || needs_erb(y, text, o->key) < 0)
         return -1;
     snprintf(where, sizeof where, "%s:%lu: %s", y->name, line_of(p->knode), o->key);
@@ -437,6 +596,14 @@ static bool is_env_name(const char *key)
 static int apply_unknown(yctx *y, const ypair *p, bool top)
 {
     unsigned long line = line_of(p->knode);
+    const sq__erb_skipped *erb = sq__erb_skip_in(&y->skips, p->key);
+    if (erb != NULL) { /* it may name any setting, or this environment's section */
+        sq__error_set(y->err, SQ_ECONFIG,
+                      "%s:%lu: ERB <%%= %s %%> in a key is a form squire does not evaluate, and "
+                      "squire needs it to know which setting this is: write the key out",
+                      y->name, erb->line, erb->form);
+        return -1;
+    }
     for (size_t i = 0; i < SQ_ARRAY_LEN(removed_keys); i++)
         if (strcmp(p->key, removed_keys[i].key) == 0)
             return sq__config_warn(y->c, y->err, "%s:%lu: %s: ignored (%s)", y->name, line, p->key,
@@ -447,6 +614,12 @@ static int apply_unknown(yctx *y, const ypair *p, bool top)
             "%s:%lu: capsules: not supported by squire; list queues under :queues:", y->name, line);
         return -1;
     }
+    if (p->key[0] == ':' && sq__option_by_key(p->key + 1) != NULL)
+        return sq__config_warn(y->c, y->err,
+                               "%s:%lu: \"%s\": ignored: Ruby reads a quoted \"%s\" as the symbol "
+                               ":\"%s\", not %s, so Sidekiq does not use it either (write %s: "
+                               "unquoted)",
+                               y->name, line, p->key, p->key, p->key, p->key, p->key);
     bool section = p->value->type == YAML_MAPPING_NODE || is_null(p->value);
     if (top && section && is_env_name(p->key))
         return 0;
@@ -508,6 +681,29 @@ static int apply_pairs(yctx *y, const ymap *m, bool top)
     return 0;
 }
 
+/* Psych reads a plain `:"name"` or `:'name'` as the symbol :name (the text up
+ * to the last matching quote, less one leading ':'). Rewrite such scalars in
+ * place to `:name`, once, so that keys and values read like any `:name`. */
+static void unquote_symbols(yctx *y)
+{
+    for (yaml_node_t *n = y->doc.nodes.start; n < y->doc.nodes.top; n++) {
+        if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+            continue;
+        char *s = (char *)n->data.scalar.value;
+        size_t len = n->data.scalar.length;
+        if (len < 3 || s[0] != ':' || (s[1] != '"' && s[1] != '\'') || strlen(s) != len)
+            continue;
+        char *last = strrchr(s + 2, s[1]);
+        if (last == NULL)
+            continue;
+        char *inner = s + 2 + (s[2] == ':');
+        size_t k = last > inner ? (size_t)(last - inner) : 0;
+        memmove(s + 1, inner, k);
+        s[k + 1] = '\0';
+        n->data.scalar.length = k + 1;
+    }
+}
+
 /* The top level, then the environment's section shallow-merged over it. */
 static int apply_root(yctx *y, yaml_node_t *root)
 {
@@ -516,6 +712,7 @@ static int apply_root(yctx *y, yaml_node_t *root)
     if (root->type != YAML_MAPPING_NODE)
         return fail(y, root, "(top level)", "a mapping of settings", root);
     ymap top = {0}, section = {0};
+    unquote_symbols(y);
     int rc = walk(y, root, 0) < 0 || flatten(y, root, &top) < 0 ? -1 : 0;
     const ypair *env = rc == 0 ? map_find(&top, y->env) : NULL;
     if (env != NULL && env->value->type != YAML_MAPPING_NODE && !is_null(env->value))

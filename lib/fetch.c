@@ -56,12 +56,26 @@ bool sq__set_aside_queue(sq_worker *w, size_t q)
                strcmp(rep->str, "none") != 0;
     if (bad) {
         w->skip_until[q] = sq__monotonic() + WRONGTYPE_RECHECK;
+        snprintf(w->aside_error, sizeof w->aside_error, "%.60s is a %.20s, not a list", w->keys[q],
+                 rep->str);
         if (w->index == 0)
             sq_log(SQ_LOG_ERROR, "%s is a %s, not a list: not fetching from queue %s for %.0f s",
                    w->keys[q], rep->str, w->rt->order.names[q], WRONGTYPE_RECHECK);
     }
     freeReplyObject(rep);
     return bad;
+}
+
+bool sq__no_usable_queue(sq_worker *w, sq_error *err)
+{
+    double now = sq__monotonic();
+    for (size_t q = 0; q < w->rt->order.nqueues; q++)
+        if (w->skip_until[q] == 0 || now >= w->skip_until[q])
+            return false;
+    sq__error_set(err, SQ_EREDIS,
+                  "%s: no queue left to fetch from (each is rechecked every %.0f s)",
+                  w->aside_error, WRONGTYPE_RECHECK);
+    return true;
 }
 
 static int basic_fetch(sq_worker *w, sq_unit *u, sq_error *err)

@@ -385,6 +385,8 @@ void *sq_processor_main(void *arg)
         sq_unit u = {0};
         sq_error err = {0};
         int got = rt->fetch->fetch(w, &u, &err);
+        if (got == 0 && sq__no_usable_queue(w, &err))
+            got = -1;
         if (got < 0) {
             if (outage++ == 0)
                 fetch_failing(w, &err);

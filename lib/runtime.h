@@ -98,6 +98,7 @@ struct sq_worker {
     size_t *scratch;
     char **keys;            /* "queue:<name>" per queue index */
     double *skip_until;     /* per queue: wrong-typed key, not asked for until then */
+    char aside_error[160];  /* why the last queue was set aside */
     char **wkeys;           /* reliable: this worker's working list per queue */
     char *ack_raw;          /* reliable: a finished job whose LREM rides on the next fetch */
     size_t ack_len;
@@ -162,6 +163,9 @@ struct sq_runtime {
  * w->order[0..n) and return how many are left; set queue q aside. */
 size_t sq__usable_queues(sq_worker *w, size_t n);
 bool sq__set_aside_queue(sq_worker *w, size_t q);
+/* True, with err set, when every queue is set aside: the worker can fetch
+ * nothing, which is a failing fetch (heartbeat, watchdog), not an idle one. */
+bool sq__no_usable_queue(sq_worker *w, sq_error *err);
 
 /* worker thread body (processor.c) */
 void *sq_processor_main(void *arg);

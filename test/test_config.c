@@ -384,7 +384,10 @@ END_TEST
 
 START_TEST(test_null_values)
 {
-    ASSERT_ERR(yml("# c\nconcurrency:\n"), SQ_ECONFIG,
+    /* null concurrency is unset, as in Sidekiq: RAILS_MAX_THREADS or a flag
+     * may still set it (corpus 57), else validation refuses it */
+    ASSERT_OK(yml("# c\nconcurrency:\n"));
+    ASSERT_ERR(sq_config_validate(&cfg, &err), SQ_ECONFIG,
                "test.yml:2: concurrency: expected an integer from 1 to 1000, got null");
     memset(&err, 0, sizeof err);
     memset(&err, 0, sizeof err);
@@ -486,7 +489,7 @@ END_TEST
 START_TEST(test_queue_forms)
 {
     ASSERT_OK(yml("queues:\n  - critical\n  - [default, 3]\n  - \"low,1\"\n  - [solo]\n"
-                  "  - \"spaced , 4\"\n  - 'a:b.c-d_e'\n  - [zero, 0]\n"));
+                  "  - \"spaced,  4 \"\n  - 'a:b.c-d_e'\n  - [zero, 0]\n"));
     ck_assert_uint_eq(cfg.nqueues, 7);
     assert_queue(0, "critical", 0);
     assert_queue(1, "default", 3);
@@ -548,6 +551,11 @@ START_TEST(test_queue_bad_entries)
         {"queues: [\"a,b,c\"]\n", "expected a queue weight from 0 to 1000, got \"b,c\""},
         {"queues: [\"a\\tb\"]\n", "got \"a\\x09b\""},
         {"queues: [a, \"a,2\"]\n", "queues: queue \"a\" is listed twice"},
+        /* Sidekiq's "q ,2".split(",") keeps the space: its queue is "q ", not "q" */
+        {"queues: [\"a ,2\"]\n", "expected a queue name of [A-Za-z0-9_:.-] (at most 255 "
+                                 "bytes), got \"a \""},
+        {"queues: [\" a\"]\n", "got \" a\""},
+        {"queues: [\"a, 2\", \"b,3 \"]\n", NULL},
     };
     for (size_t i = 0; i < N_ELEMS(cases); i++) {
         memset(&err, 0, sizeof err);
@@ -708,12 +716,14 @@ START_TEST(test_env_precedence)
 }
 END_TEST
 
-START_TEST(test_env_empty_vars_are_unset)
+/* Sidekiq's ENV["APP_ENV"] || ENV["RAILS_ENV"] || ...: "" is truthy in Ruby,
+ * so a set but empty APP_ENV is the environment (no section applies). */
+START_TEST(test_env_empty_var_is_chosen)
 {
     env_set("APP_ENV", "");
     env_set("RAILS_ENV", "production");
     ASSERT_OK(LOAD(NULL));
-    ck_assert_str_eq(cfg.environment, "production");
+    ck_assert_str_eq(cfg.environment, "");
 }
 END_TEST
 
@@ -941,6 +951,17 @@ START_TEST(test_erb_skipped_where_unused)
     memset(&err, 0, sizeof err);
     ASSERT_ERR(yml(":queues:\n  - [default, <%= Weights.default %>]\n"), SQ_ECONFIG,
                "test.yml:2: queues: ERB <%= Weights.default %> is a form");
+    /* and so is a key: it may be any setting (Sidekiq: timeout 4 here) or
+     * this environment's section; ERB keys in unused parts are skipped */
+    static const char *const keys[] = {":<%= 'time' + 'out' %>: 4\n",
+                                       "<%= Rails.env %>:\n  :concurrency: 9\n",
+                                       "production:\n  <%= 'concur' * 1 %>rency: 9\n"};
+    for (size_t i = 0; i < N_ELEMS(keys); i++) {
+        memset(&err, 0, sizeof err);
+        ASSERT_ERR(yml_env(keys[i], "production"), SQ_ECONFIG,
+                   "in a key is a form squire does not evaluate");
+    }
+    ASSERT_OK(yml(":scheduler:\n  :schedule:\n    <%= 'job' + 'x' %>:\n      cron: '* * * * *'\n"));
 }
 END_TEST
 
@@ -1083,7 +1104,6 @@ static const struct bad_fixture {
      "concurrency: expected an integer from 1 to 1000, got \"ten\""},
     {"timeout_sequence.yml", NULL, 2,
      "timeout: expected an integer from 1 to 86400, got a sequence"},
-    {"queues_scalar.yml", NULL, 3, "queues: expected a list of queue names, got \"foo\""},
     {"typo_key.yml", NULL, 2, "concurency: unknown key (did you mean concurrency?)"},
     {"duplicate_key.yml", NULL, 4, "concurrency: duplicate key (also on line 2)"},
     {"duplicate_spellings.yml", NULL, 2, ":concurrency: duplicate key (also on line 1)"},
@@ -2055,7 +2075,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_env_section_custom_name_and_null);
     tcase_add_test(tc, test_env_section_precedes_top_level_order);
     tcase_add_loop_test(tc, test_env_precedence, 0, 5);
-    tcase_add_test(tc, test_env_empty_vars_are_unset);
+    tcase_add_test(tc, test_env_empty_var_is_chosen);
     tcase_add_test(tc, test_aliases_and_merge_key);
     tcase_add_test(tc, test_merge_key_quoted_is_a_plain_key);
     tcase_add_test(tc, test_nesting_cap);

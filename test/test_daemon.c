@@ -412,6 +412,42 @@ START_TEST(wrong_typed_queue_does_not_stop_the_others)
 }
 END_TEST
 
+/* When every queue's key is the wrong type the workers fetch nothing at all:
+ * that is a failing fetch (log, the heartbeat's label and fetch_error), not
+ * an idle, healthy process. */
+START_TEST(every_queue_wrong_typed_does_not_look_healthy)
+{
+    sqt_proc p;
+    freeReplyObject(sqt_cmd(C, "SET queue:only oops"));
+    const char *more[] = {"-q", "only", "--fetch", _i ? "basic" : "reliable", NULL};
+    itest_squire(&p, R.url, "2", more);
+    ck_assert(sqt_log_wait(&p, "queue:only is a string, not a list", 10));
+    ck_assert(sqt_log_wait(&p, "fetch failed:", 10));
+    redisReply *info = NULL;
+    for (int i = 0; i < 100; i++) { /* shown after SQ_FETCH_FAILING_SHOW_MS, at a beat */
+        redisReply *ids = sqt_cmd(C, "SMEMBERS processes");
+        if (ids->elements == 1) {
+            info = sqt_cmd(C, "HGET %s info", ids->element[0]->str);
+            if (info->type == REDIS_REPLY_STRING && strstr(info->str, "\"fetch-failing\"")) {
+                redisReply *fe = sqt_cmd(C, "HGET %s fetch_error", ids->element[0]->str);
+                ck_assert_msg(strstr(fe->str, "queue:only is a string"), "%s", fe->str);
+                freeReplyObject(fe);
+                freeReplyObject(ids);
+                break;
+            }
+            freeReplyObject(info);
+            info = NULL;
+        }
+        freeReplyObject(ids);
+        sqt_sleep(0.1);
+    }
+    ck_assert_msg(info != NULL, "the process never showed fetch-failing");
+    freeReplyObject(info);
+    freeReplyObject(sqt_cmd(C, "DEL queue:only"));
+    itest_stop(&p);
+}
+END_TEST
+
 START_TEST(survives_a_redis_restart)
 {
     sqt_proc p;
@@ -1111,6 +1147,12 @@ static Suite *daemon_suite(void)
     tcase_add_test(tc, yaml_bombs_fail_fast_with_file_and_line);
     tcase_add_test(tc, ttin_flood_is_coalesced);
     tcase_add_test(tc, log_escapes_c1_invalid_utf8_and_nul);
+    suite_add_tcase(s, tc);
+    /* workers that can fetch nothing (CK_RUN_CASE=fetch_health) */
+    tc = tcase_create("fetch_health");
+    tcase_add_checked_fixture(tc, itest_setup, itest_teardown);
+    tcase_set_timeout(tc, 90);
+    tcase_add_loop_test(tc, every_queue_wrong_typed_does_not_look_healthy, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }
