@@ -341,7 +341,8 @@ long sq_recovery_run(sq_runtime *rt, sq_error *err)
             continue;
         const char *wkey = all->element[i]->str;
         char *val = all->element[i + 1]->str;
-        char *tab = strchr(val, '\t');
+        /* the last tab: queue names have none, an identity (DYNO) may */
+        char *tab = strrchr(val, '\t');
         if (tab == NULL)
             continue;
         *tab = '\0';

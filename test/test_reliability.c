@@ -255,6 +255,36 @@ START_TEST(stopped_process_is_fenced_and_reports_the_duplicate)
 }
 END_TEST
 
+/* DYNO (or the host name) is the user's text and may hold a tab, the
+ * separator of the registry's "<identity>\t<queue>" values. Recovery must
+ * still find the owner's lease and the right queue: a killed process's job
+ * goes back to queue:default, not to a queue named after half the identity
+ * that no process ever serves. b serves another queue, so the job stays
+ * where recovery put it. */
+START_TEST(identity_with_a_tab_recovers_into_the_right_queue)
+{
+    const char *cfg = itest_config(":lease_ttl: 1\n");
+    const char *argv_a[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "1", NULL};
+    const char *argv_b[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "1", "-q", "other", NULL};
+    const char *env[] = {"DYNO=web\t1", NULL};
+    sqt_proc a, b;
+    sqt_squire_start(&a, R.url, argv_a, env);
+    ck_assert(sqt_log_wait(&a, "starting", 10));
+    char jid[25];
+    itest_push("SleepJob", "[30]", NULL, jid);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "LLEN test:log"), 1);
+    kill(a.pid, SIGKILL);
+    sqt_proc_wait(&a, 5);
+    sqt_squire_start(&b, R.url, argv_b, NULL);
+    ck_assert_msg(sqt_wait_int(C, 1, 20, "LLEN queue:default") == 1,
+                  "the killed process's job did not come back to queue:default");
+    redisReply *keys = sqt_cmd(C, "KEYS queue:*");
+    ck_assert_int_eq(keys->elements, 1);
+    freeReplyObject(keys);
+    itest_stop(&b);
+}
+END_TEST
+
 /* A fetch whose reply was lost may have moved a job into the worker's own
  * working list: the next fetch looks through all of that worker's lists
  * (here 12, the job in the tenth) and runs it. The failed fetch is made by
@@ -423,6 +453,11 @@ int main(void)
     tcase_add_test(tc, stopped_process_is_fenced_and_reports_the_duplicate);
     suite_add_tcase(s, tc);
     /* issue 12 (CK_RUN_CASE=lapsed runs only these) */
+    TCase *ident = tcase_create("identity");
+    tcase_add_checked_fixture(ident, setup_aof, itest_teardown);
+    tcase_set_timeout(ident, 120);
+    tcase_add_test(ident, identity_with_a_tab_recovers_into_the_right_queue);
+    suite_add_tcase(s, ident);
     TCase *lapsed = tcase_create("lapsed");
     tcase_add_checked_fixture(lapsed, setup_aof, itest_teardown);
     tcase_set_timeout(lapsed, 240);
