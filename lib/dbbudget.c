@@ -65,11 +65,19 @@ int sq_dbbudget_peers(sq_redis *r, const char *self, const char *server, int *po
             rc = sq_redis_pipe_cmd(r, err, "HGET %s " SQ_DBBUDGET_FIELD, all->element[i]->str);
             sent += rc == 0;
         }
+    /* Every reply is read, errors too (a member that is not a hash answers
+     * WRONGTYPE): one left unread would be taken for the reply of the next
+     * command on this connection. Only a broken connection stops early. */
     for (int i = 0; i < sent; i++) {
-        redisReply *v = sq_redis_pipe_reply(r, err);
+        sq_error one = {0};
+        redisReply *v = sq_redis_pipe_reply(r, &one);
         if (v == NULL) {
-            rc = -1;
-            break;
+            if (!sq_redis_is_connected(r)) {
+                *err = one;
+                rc = -1;
+                break;
+            }
+            continue;
         }
         int n = published_pool(v, server);
         *pools += n;

@@ -1153,6 +1153,38 @@ END_TEST
  * first learns of the other at a heartbeat), with the remedy; each
  * publishes its pool in its process hash, which Sidekiq's API and Web UI
  * ignore; --check counts the running processes too. */
+/* Members of `processes` that are not hashes (left by hand, or by another
+ * tool) answer the budget's HGET with WRONGTYPE. The budget read stopped at
+ * the first error and left the other replies unread on the main thread's
+ * connection, so every later command there (lease, stats, heartbeat) read
+ * an earlier command's reply. The process must go on as if they were not
+ * there: its lease and heartbeat hold and jobs run. */
+START_TEST(budget_survives_processes_that_are_not_hashes)
+{
+    for (int i = 0; i < 6; i++) {
+        freeReplyObject(sqt_cmd(C, "SADD processes bogus-%d", i));
+        freeReplyObject(sqt_cmd(C, "SET bogus-%d not-a-hash", i));
+    }
+    sqt_proc p;
+    pg_squire(&p, PG.url, 2, "  :pool: 2\n  :application_name: " APP "\n", NULL);
+    sqt_sleep(4.0); /* beats, each with a budget read over the bogus members */
+    char jid[25];
+    for (int i = 1; i <= 20; i++) {
+        char args[32];
+        snprintf(args, sizeof args, "[%d]", i);
+        itest_push("UpsertJob", args, NULL, jid);
+    }
+    long long done = wait_rows("true", 20, 20, NULL);
+    dump_log_on(done != 20, &p);
+    ck_assert_int_eq(done, 20);
+    ck_assert_msg(!log_has_line(&p, "WARN", "lease"), "the lease was lost");
+    ck_assert_msg(!log_has_line(&p, "ERROR", ""), "an error was logged");
+    itest_stop(&p);
+    dump_log_on(sqt_int(C, "GET stat:processed") != 20, &p);
+    ck_assert_int_eq(sqt_int(C, "GET stat:processed"), 20);
+}
+END_TEST
+
 START_TEST(budget_counts_every_process_sharing_the_server)
 {
     sqt_proc a, b;
@@ -1364,6 +1396,13 @@ static Suite *pg_suite(void)
     tcase_add_test(tc, budget_counts_every_process_sharing_the_server);
     tcase_add_test(tc, libpq_is_loaded_only_for_a_database);
     suite_add_tcase(s, tc);
+
+    /* its own case: CK_RUN_CASE=budget_peers runs it alone */
+    TCase *peers = tcase_create("budget_peers");
+    tcase_add_checked_fixture(peers, pg_setup, pg_teardown);
+    tcase_set_timeout(peers, 120);
+    tcase_add_test(peers, budget_survives_processes_that_are_not_hashes);
+    suite_add_tcase(s, peers);
 
     TCase *down = tcase_create("down");
     tcase_add_checked_fixture(down, nopg_setup, pg_teardown);
