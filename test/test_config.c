@@ -441,6 +441,9 @@ START_TEST(test_found_values_never_show_a_password)
         ":database:\n  pool: 'host=db password=Sq7pw'\n",
         ":concurrency: redis://:Sq7pw@cache:6379/0\n",
         ":database:\n  url: [postgresql://app:Sq7pw@db/app]\n",
+        /* a NUL in the value is refused without showing what precedes it */
+        ":concurrency: \"postgresql://app:Sq7pw@db/app\\0x\"\n",
+        ":concurrency: \"password=Sq7pw\\0x\"\n",
     };
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         sq_config_destroy(&cfg);
