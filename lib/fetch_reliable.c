@@ -151,7 +151,8 @@ static int take_job(sq_worker *w, sq_unit *u, size_t qidx, const char *s, size_t
     u->queue = strdup(w->rt->order.names[qidx]);
     if (u->raw == NULL || u->queue == NULL) {
         sq_unit_clear(u);
-        /* The job stays in our working list; the next fetch finds it. */
+        /* The job stays in our working list; the next fetch looks there. */
+        w->scan_stranded = true;
         sq__error_set(err, SQ_ENOMEM, "out of memory holding a fetched job");
         return -1;
     }
