@@ -532,6 +532,7 @@ static int open_database(sq_runtime *rt)
                                cfg->db_statement_timeout);
     if (rt->pgpool == NULL || sq_dbbudget_init(&rt->dbbudget, rt->pgpool) != 0)
         return -1;
+    sq_pgpool_set_reporter(rt->pgpool, sq_log_report, NULL);
     check_db_budget(rt, true);
     return 0;
 }
