@@ -35,6 +35,11 @@ void sq__sleep(double seconds);
 enum { SQ_REPORT_DEBUG = 0, SQ_REPORT_INFO, SQ_REPORT_WARN, SQ_REPORT_ERROR };
 typedef void (*sq_report_fn)(void *ud, int level, const char *message);
 
+/* How the pure modules read the environment, so that tests control it;
+ * sq__getenv is getenv (the default for a NULL sq_getenv_fn). */
+typedef const char *(*sq_getenv_fn)(const char *name);
+const char *sq__getenv(const char *name);
+
 /* A 24-hex-char Sidekiq jid (12 random bytes) into out[25]. */
 void sq__jid(char out[25]);
 /* n random bytes from the kernel (getrandom), falling back to a clock mix. */

@@ -16,7 +16,7 @@
 #include <hiredis/hiredis.h>
 
 #include "common.h"
-#include "config.h"
+#include "url.h"
 
 typedef struct sq_redis sq_redis;
 

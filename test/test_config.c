@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "redact.h"
 #include "redis.h"
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
