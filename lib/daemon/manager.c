@@ -9,6 +9,7 @@
 
 #include "client.h"
 #include "common.h"
+#include "fetch/fetch.h"
 #include "log.h"
 #include "manager.h"
 
@@ -77,11 +78,8 @@ int sq_manager_requeue_running(sq_runtime *rt)
         if (ok)
             pushed++;
         else
-            sq_log(SQ_LOG_ERROR, "a running job from queue %s was not pushed back%s",
-                   units[i].queue ? units[i].queue : "?",
-                   rt->fetch == &sq_fetch_reliable ? "; it stays in its working list and another "
-                                                     "process will recover it"
-                                                   : "; it is lost (use fetch: reliable)");
+            sq_log(SQ_LOG_ERROR, "a running job from queue %s was not pushed back; %s",
+                   units[i].queue ? units[i].queue : "?", rt->fetch->not_pushed_back);
         sq_unit_clear(&units[i]);
     }
     free(units);
@@ -120,13 +118,8 @@ int sq_manager_prepare(sq_runtime *rt)
             snprintf(w->keys[q], n, "queue:%s", rt->order.names[q]);
         }
         w->client = sq__client_borrow(w->redis);
-        w->wkeys = calloc(rt->order.nqueues, sizeof *w->wkeys);
-        if (w->client == NULL || w->wkeys == NULL)
+        if (w->client == NULL || (rt->fetch->worker_init && rt->fetch->worker_init(w) != 0))
             return -1;
-        for (size_t q = 0; q < rt->order.nqueues; q++)
-            if ((w->wkeys[q] = sq_working_list_key(rt->identity, w->tid, rt->order.names[q])) ==
-                NULL)
-                return -1;
     }
     return 0;
 }
@@ -157,15 +150,13 @@ void sq_manager_free(sq_runtime *rt)
 {
     for (int i = 0; rt->workers && i < rt->nworkers; i++) {
         sq_worker *w = &rt->workers[i];
+        if (rt->fetch->worker_free != NULL)
+            rt->fetch->worker_free(w);
         sq_client_free(w->client);
         sq_redis_free(w->redis);
         for (size_t q = 0; w->keys && q < rt->order.nqueues; q++)
             free(w->keys[q]);
-        for (size_t q = 0; w->wkeys && q < rt->order.nqueues; q++)
-            free(w->wkeys[q]);
         free(w->keys);
-        free(w->wkeys);
-        free(w->ack_raw);
         free(w->skip_until);
         free(w->order);
         free(w->scratch);
@@ -215,4 +206,68 @@ bool sq_manager_join(sq_runtime *rt, double wait)
         }
     }
     return all;
+}
+
+/* TTIN: a line for the pool, then one per worker saying what it runs. */
+void sq_manager_dump(sq_runtime *rt, unsigned signals, double every)
+{
+    double now = sq__now();
+    char note[96] = "";
+    if (signals > 1)
+        snprintf(note, sizeof note, " (%u TTIN signals coalesced: at most one dump every %.0f s)",
+                 signals, every);
+    sq_log(SQ_LOG_INFO, "TTIN: %d workers, quiet=%s%s", rt->nworkers,
+           atomic_load(&rt->quiet) ? "true" : "false", note);
+    for (int i = 0; i < rt->nworkers; i++) {
+        sq_worker *w = &rt->workers[i];
+        pthread_mutex_lock(&w->lock);
+        static const char *const states[] = {"idle", "running", "recording the result of",
+                                             "abandoned (pushed back)"};
+        if (w->state == SQ_SLOT_IDLE)
+            sq_log(SQ_LOG_INFO, "TTIN: %s idle", w->tid);
+        else
+            sq_log(SQ_LOG_INFO, "TTIN: %s %s class=%s jid=%s queue=%s for %.1f s", w->tid,
+                   states[w->state], w->klass, w->jid, w->unit.queue ? w->unit.queue : "?",
+                   now - w->started_at);
+        pthread_mutex_unlock(&w->lock);
+    }
+}
+
+#define STUCK_MS 30000
+
+/* The watchdog's question: is every thread still turning? A worker inside a
+ * handler may take as long as its job needs; one waiting for a job must come
+ * round at least every few seconds (its blocking fetch is 2 s), Redis or no
+ * Redis. The poller must wake when it said it would. */
+bool sq_manager_progress(sq_runtime *rt, char *who, size_t size)
+{
+    long long now = sq_runtime_ms();
+    if (atomic_load(&rt->quiet))
+        return true; /* quiet: workers are done fetching; the main loop pings */
+    for (int i = 0; i < rt->nworkers; i++) {
+        sq_worker *w = &rt->workers[i];
+        pthread_mutex_lock(&w->lock);
+        bool idle = w->state == SQ_SLOT_IDLE;
+        pthread_mutex_unlock(&w->lock);
+        if (idle && now - atomic_load(&w->alive_ms) > STUCK_MS) {
+            snprintf(who, size, "%s", w->tid);
+            return false;
+        }
+    }
+    if (rt->poller_started && now > atomic_load(&rt->poller_due_ms)) {
+        snprintf(who, size, "poller");
+        return false;
+    }
+    /* Turning is not working: fetches failing for long while Redis answers
+     * the heartbeat (a refused command, a broken script) will not mend by
+     * waiting. A Redis outage is left to the back-off: restarting would not
+     * bring Redis back. */
+    char msg[200];
+    long long failing = sq_runtime_fetch_failing(rt, msg, sizeof msg);
+    if (failing > SQ_FETCH_FAILING_STUCK_MS &&
+        atomic_load(&rt->redis_ok_ms) > now - failing + 1000) {
+        snprintf(who, size, "workers cannot fetch (for %lld s: %.120s)", failing / 1000, msg);
+        return false;
+    }
+    return true;
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "fetch/fetch.h"
 #include "log.h"
 #include "registry.h"
 #include "runtime.h"
@@ -103,10 +104,8 @@ static int persist(sq_worker *w, const sq_unit *u, const char *what, const char 
                        what, jid, err.message);
                 return 0;
             }
-            sq_log(SQ_LOG_ERROR, "%s for jid=%s abandoned at exit: %s%s", what, jid, err.message,
-                   w->rt->fetch == &sq_fetch_reliable
-                       ? " (it stays in its working list and will be recovered)"
-                       : " (the job is lost)");
+            sq_log(SQ_LOG_ERROR, "%s for jid=%s abandoned at exit: %s (%s)", what, jid, err.message,
+                   w->rt->fetch->unwritten_at_exit);
             return -1;
         }
         sq_runtime_rest(w->rt, sq_redis_backoff(attempt));

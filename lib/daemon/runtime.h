@@ -57,27 +57,8 @@ typedef struct sq_unit {
 
 void sq_unit_clear(sq_unit *u);
 
-/* A fetch strategy: Sidekiq's BRPOP ("basic") or the reliable working list. */
-typedef struct sq_fetch_ops {
-    const char *name;
-    /* 1 and *u filled: a job; 0: nothing within the block timeout; -1: error. */
-    int (*fetch)(sq_worker *w, sq_unit *u, sq_error *err);
-    /* The job finished (success, or its failure was recorded elsewhere). */
-    int (*ack)(sq_worker *w, const sq_unit *u, sq_error *err);
-    /* Replace the job by `payload` in zset `retry` at score. */
-    int (*retry)(sq_worker *w, const sq_unit *u, double score, const char *payload, size_t len,
-                 sq_error *err);
-    /* Replace the job by `payload` in the dead set (trimmed). */
-    int (*dead)(sq_worker *w, const sq_unit *u, const char *payload, size_t len, sq_error *err);
-    /* Give worker w's job back to the front of its queue, on redis r (the
-     * worker's own, or the main thread's at hard shutdown). */
-    int (*requeue)(sq_worker *w, sq_redis *r, const sq_unit *u, sq_error *err);
-    /* The worker is leaving its loop: write anything still pending. */
-    int (*finish)(sq_worker *w, sq_error *err);
-} sq_fetch_ops;
-
-extern const sq_fetch_ops sq_fetch_basic;
-extern const sq_fetch_ops sq_fetch_reliable;
+/* The fetch strategy (fetch/fetch.h): chosen once, asked nothing about. */
+typedef struct sq_fetch_ops sq_fetch_ops;
 
 typedef enum sq_slot_state {
     SQ_SLOT_IDLE = 0,
@@ -127,6 +108,7 @@ struct sq_runtime {
     sq_queue_order order;
     sq_job_limits limits;
     const sq_fetch_ops *fetch;
+    void *fetch_main;       /* the strategy's main-thread state (its attach makes it) */
     char identity[300];
     char lease_key[320];    /* squire:lease:<identity> */
 
@@ -159,14 +141,6 @@ struct sq_runtime {
     bool stuck;             /* main thread: the watchdog is not being pinged */
 };
 
-/* Shared by the fetch strategies (fetch/fetch.c): drop set-aside queues from
- * w->order[0..n) and return how many are left; set queue q aside. */
-size_t sq__usable_queues(sq_worker *w, size_t n);
-bool sq__set_aside_queue(sq_worker *w, size_t q);
-/* True, with err set, when every queue is set aside: the worker can fetch
- * nothing, which is a failing fetch (heartbeat, watchdog), not an idle one. */
-bool sq__no_usable_queue(sq_worker *w, sq_error *err);
-
 /* worker thread body (processor.c) */
 void *sq_processor_main(void *arg);
 /* poller thread body (poller.c) */
@@ -190,23 +164,6 @@ int sq_dead_add(sq_redis *r, const sq_config *cfg, const char *payload, size_t l
  * a batch whose reply was lost is sent again as it was, and Redis applies it
  * only if it has not already. */
 int sq_stats_flush(sq_runtime *rt, sq_redis *r, sq_error *err);
-
-/* Reliable fetch bookkeeping (recovery.c), all on the main thread's connection. */
-#define SQ_WLISTS_KEY "squire:wlists"
-/* Renew this process's lease in one script that, when the lease had lapsed
- * (or force is set), registers every working list again in the same step;
- * sets *lapsed when it had. */
-int sq_lease_renew(sq_runtime *rt, bool force, bool *lapsed, sq_error *err);
-/* Push back the jobs of dead processes (under a lock). Returns jobs recovered. */
-long sq_recovery_run(sq_runtime *rt, sq_error *err);
-/* One step of the slow sweep: SCAN from cursor ("0" starts; "0" again when
- * done) for squire:w:* lists the registry lacks; register them, and put back
- * the jobs of those whose process is gone (*recovered). */
-int sq_recovery_sweep(sq_runtime *rt, char cursor[32], long *recovered, sq_error *err);
-/* At a clean exit: drop our empty working lists, registry entries and lease. */
-void sq_recovery_release(sq_runtime *rt);
-/* The working list of worker tid for queue q (malloc'd). */
-char *sq_working_list_key(const char *identity, const char *tid, const char *queue);
 
 /* The process registry Sidekiq's Web UI and API read (heartbeat.c), on the
  * main thread's connection. */

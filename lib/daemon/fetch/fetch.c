@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "common.h"
+#include "fetch.h"
 #include "log.h"
-#include "runtime.h"
 
 #define BRPOP_TIMEOUT "2"
 #define BRPOP_WAIT 2.0
@@ -203,6 +203,8 @@ const sq_fetch_ops sq_fetch_basic = {
     .dead = basic_dead,
     .requeue = basic_requeue,
     .finish = basic_finish,
+    .not_pushed_back = "it is lost (use fetch: reliable)",
+    .unwritten_at_exit = "the job is lost",
 };
 
 int sq_dead_add(sq_redis *r, const sq_config *cfg, const char *payload, size_t len, double now,

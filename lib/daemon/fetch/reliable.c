@@ -31,7 +31,7 @@
 
 #include "common.h"
 #include "log.h"
-#include "runtime.h"
+#include "reliable.h"
 
 #define BLOCK_WAIT 2.0
 
@@ -450,6 +450,38 @@ static int reliable_finish(sq_worker *w, sq_error *err)
     return 0;
 }
 
+/* LMOVE and BLMOVE came with Redis 6.2. */
+static bool reliable_server_ok(const char *version, char *why, size_t size)
+{
+    if (sq_redis_version_at_least(version, 6, 2))
+        return true;
+    snprintf(why, size, "Redis %s has no LMOVE; reliable fetch needs Redis 6.2 or later (or set "
+             "fetch: basic)", version);
+    return false;
+}
+
+/* The worker's working list for each queue. */
+static int reliable_worker_init(sq_worker *w)
+{
+    const sq_runtime *rt = w->rt;
+    w->wkeys = calloc(rt->order.nqueues, sizeof *w->wkeys);
+    if (w->wkeys == NULL)
+        return -1;
+    for (size_t q = 0; q < rt->order.nqueues; q++)
+        if ((w->wkeys[q] = sq_working_list_key(rt->identity, w->tid, rt->order.names[q])) == NULL)
+            return -1;
+    return 0;
+}
+
+static void reliable_worker_free(sq_worker *w)
+{
+    for (size_t q = 0; w->wkeys && q < w->rt->order.nqueues; q++)
+        free(w->wkeys[q]);
+    free(w->wkeys);
+    w->wkeys = NULL;
+    clear_ack(w);
+}
+
 const sq_fetch_ops sq_fetch_reliable = {
     .name = "reliable",
     .fetch = reliable_fetch,
@@ -458,4 +490,13 @@ const sq_fetch_ops sq_fetch_reliable = {
     .dead = reliable_dead,
     .requeue = reliable_requeue,
     .finish = reliable_finish,
+    .server_ok = reliable_server_ok,
+    .keeps_running_jobs = true,
+    .not_pushed_back = "it stays in its working list and another process will recover it",
+    .unwritten_at_exit = "it stays in its working list and will be recovered",
+    .worker_init = reliable_worker_init,
+    .worker_free = reliable_worker_free,
+    .attach = sq__reliable_attach,
+    .tick = sq__reliable_tick,
+    .detach = sq__reliable_detach,
 };

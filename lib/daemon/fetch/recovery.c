@@ -35,7 +35,7 @@
 
 #include "common.h"
 #include "log.h"
-#include "runtime.h"
+#include "reliable.h"
 
 #define LEASE_PREFIX "squire:lease:"
 #define LOCK_KEY "squire:recover-lock"
