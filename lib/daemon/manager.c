@@ -16,11 +16,7 @@
 bool sq_manager_busy(sq_runtime *rt)
 {
     for (int i = 0; i < rt->nworkers; i++) {
-        sq_worker *w = &rt->workers[i];
-        pthread_mutex_lock(&w->lock);
-        bool busy = w->state == SQ_SLOT_RUNNING || w->state == SQ_SLOT_FINISHING;
-        pthread_mutex_unlock(&w->lock);
-        if (busy)
+        if (sq_slot_busy(rt->workers[i].slot))
             return true;
     }
     return false;
@@ -47,18 +43,8 @@ int sq_manager_requeue_running(sq_runtime *rt)
     }
     for (int i = 0; i < rt->nworkers; i++) {
         sq_worker *w = &rt->workers[i];
-        pthread_mutex_lock(&w->lock);
-        if (w->state == SQ_SLOT_RUNNING) {
-            w->state = SQ_SLOT_ABANDONED;
-            units[n].raw = malloc(w->unit.len + 1);
-            units[n].queue = sq__strdup(w->unit.queue);
-            units[n].len = w->unit.len;
-            units[n].qidx = w->unit.qidx;
-            if (units[n].raw != NULL)
-                memcpy(units[n].raw, w->unit.raw, w->unit.len + 1);
+        if (sq_slot_abandon(w->slot, &units[n]))
             owners[n++] = w;
-        }
-        pthread_mutex_unlock(&w->lock);
     }
     double until = sq__monotonic() + REQUEUE_BUDGET;
     bool dead = false;
@@ -98,9 +84,10 @@ int sq_manager_prepare(sq_runtime *rt)
         w->index = i;
         snprintf(w->tid, sizeof w->tid, "w%d", i);
         pthread_mutex_init(&w->lock, NULL);
+        if ((w->slot = sq_slot_new()) == NULL)
+            return -1;
         sq__random_bytes(&w->rng, sizeof w->rng);
         w->rng |= 1;
-        w->scan_stranded = true; /* cheap once, and correct after any restart */
         atomic_store(&w->alive_ms, sq_runtime_ms());
         /* BRPOP blocks 2 s; the socket waits longer. */
         w->redis = sq_redis_new(&rt->url, 3.0);
@@ -161,6 +148,7 @@ void sq_manager_free(sq_runtime *rt)
         free(w->order);
         free(w->scratch);
         pthread_mutex_destroy(&w->lock);
+        sq_slot_free(w->slot);
     }
     free(rt->workers);
     rt->workers = NULL;
@@ -180,9 +168,7 @@ bool sq_manager_join(sq_runtime *rt, double wait)
         bool done = false;
         for (;;) {
             done = pthread_tryjoin_np(w->thread, NULL) == 0;
-            pthread_mutex_lock(&w->lock);
-            bool abandoned = w->state == SQ_SLOT_ABANDONED;
-            pthread_mutex_unlock(&w->lock);
+            bool abandoned = sq_slot_state_now(w->slot) == SQ_SLOT_ABANDONED;
             if (done || abandoned || sq__monotonic() > until)
                 break;
             sq__sleep(0.02);
@@ -209,6 +195,24 @@ bool sq_manager_join(sq_runtime *rt, double wait)
 }
 
 /* TTIN: a line for the pool, then one per worker saying what it runs. */
+struct dump_line {
+    const char *tid;
+    double now;
+};
+
+static void dump_worker(const sq_slot_view *v, void *ud)
+{
+    const struct dump_line *d = ud;
+    static const char *const states[] = {"idle", "running", "recording the result of",
+                                         "abandoned (pushed back)"};
+    if (v->state == SQ_SLOT_IDLE)
+        sq_log(SQ_LOG_INFO, "TTIN: %s idle", d->tid);
+    else
+        sq_log(SQ_LOG_INFO, "TTIN: %s %s class=%s jid=%s queue=%s for %.1f s", d->tid,
+               states[v->state], v->klass, v->jid, v->unit->queue ? v->unit->queue : "?",
+               d->now - v->started_at);
+}
+
 void sq_manager_dump(sq_runtime *rt, unsigned signals, double every)
 {
     double now = sq__now();
@@ -219,17 +223,8 @@ void sq_manager_dump(sq_runtime *rt, unsigned signals, double every)
     sq_log(SQ_LOG_INFO, "TTIN: %d workers, quiet=%s%s", rt->nworkers,
            atomic_load(&rt->quiet) ? "true" : "false", note);
     for (int i = 0; i < rt->nworkers; i++) {
-        sq_worker *w = &rt->workers[i];
-        pthread_mutex_lock(&w->lock);
-        static const char *const states[] = {"idle", "running", "recording the result of",
-                                             "abandoned (pushed back)"};
-        if (w->state == SQ_SLOT_IDLE)
-            sq_log(SQ_LOG_INFO, "TTIN: %s idle", w->tid);
-        else
-            sq_log(SQ_LOG_INFO, "TTIN: %s %s class=%s jid=%s queue=%s for %.1f s", w->tid,
-                   states[w->state], w->klass, w->jid, w->unit.queue ? w->unit.queue : "?",
-                   now - w->started_at);
-        pthread_mutex_unlock(&w->lock);
+        struct dump_line d = {rt->workers[i].tid, now};
+        sq_slot_peek(rt->workers[i].slot, dump_worker, &d);
     }
 }
 
@@ -246,9 +241,7 @@ bool sq_manager_progress(sq_runtime *rt, char *who, size_t size)
         return true; /* quiet: workers are done fetching; the main loop pings */
     for (int i = 0; i < rt->nworkers; i++) {
         sq_worker *w = &rt->workers[i];
-        pthread_mutex_lock(&w->lock);
-        bool idle = w->state == SQ_SLOT_IDLE;
-        pthread_mutex_unlock(&w->lock);
+        bool idle = sq_slot_state_now(w->slot) == SQ_SLOT_IDLE;
         if (idle && now - atomic_load(&w->alive_ms) > STUCK_MS) {
             snprintf(who, size, "%s", w->tid);
             return false;

@@ -67,6 +67,48 @@ typedef enum sq_slot_state {
     SQ_SLOT_ABANDONED, /* shutdown pushed the job back; drop the result */
 } sq_slot_state;
 
+/*
+ * A worker's slot: what it runs, seen by the main thread (TTIN, heartbeat,
+ * watchdog) and taken over at hard shutdown. Opaque: its rules live in
+ * runtime.c alone. The worker moves it IDLE -> RUNNING (publish) ->
+ * FINISHING (claim) -> IDLE (release); the main thread may move RUNNING ->
+ * ABANDONED (abandon), after which the worker's claim fails and it drops
+ * its result.
+ */
+typedef struct sq_slot sq_slot;
+
+/* What a slot shows, under its lock (peek). */
+typedef struct sq_slot_view {
+    sq_slot_state state;
+    const sq_unit *unit; /* the published job (raw may be NULL when idle) */
+    const char *klass, *jid; /* "" until named */
+    double started_at;   /* wall clock at publish */
+} sq_slot_view;
+
+sq_slot *sq_slot_new(void);
+void sq_slot_free(sq_slot *s);
+/* Worker: show a fetched job u (borrowed until release) before anything else
+ * happens to it. False when `quiet` is set: the slot is then FINISHING (busy,
+ * so the shutdown waits) and the caller gives the job back. */
+bool sq_slot_publish(sq_slot *s, const sq_unit *u, atomic_bool *quiet);
+/* Worker: the class and jid, once parsed. */
+void sq_slot_name(sq_slot *s, const char *klass, const char *jid);
+/* Worker: take the result back from RUNNING (-> FINISHING). False when
+ * the shutdown abandoned it (pushed it back): drop the result. */
+bool sq_slot_claim(sq_slot *s);
+/* Worker: done with the job (-> IDLE). */
+void sq_slot_release(sq_slot *s);
+/* Main thread at hard shutdown: RUNNING -> ABANDONED, with a copy of the job
+ * into *copy (its raw or queue NULL when out of memory). False: not running. */
+bool sq_slot_abandon(sq_slot *s, sq_unit *copy);
+/* The jid the slot shows ("" until named), into out. */
+void sq_slot_jid(sq_slot *s, char out[64]);
+sq_slot_state sq_slot_state_now(sq_slot *s);
+/* RUNNING or FINISHING: a job is held. */
+bool sq_slot_busy(sq_slot *s);
+/* Call fn with the slot's view, under its lock (fn must not block). */
+void sq_slot_peek(sq_slot *s, void (*fn)(const sq_slot_view *v, void *ud), void *ud);
+
 struct sq_worker {
     sq_runtime *rt;
     int index;
@@ -80,12 +122,7 @@ struct sq_worker {
     char **keys;            /* "queue:<name>" per queue index */
     double *skip_until;     /* per queue: wrong-typed key, not asked for until then */
     char aside_error[160];  /* why the last queue was set aside */
-    char **wkeys;           /* reliable: this worker's working list per queue */
-    char *ack_raw;          /* reliable: a finished job whose LREM rides on the next fetch */
-    size_t ack_len;
-    size_t ack_qidx;
-    unsigned rounds;        /* fetches so far: rotates the queue blocked on when idle */
-    bool scan_stranded;     /* a fetch failed: the next one looks for a job it moved */
+    void *fetch_state;      /* the fetch strategy's own (its worker_init makes it) */
     bool saw_stop;          /* the current handler saw sq_job_stopping() say true */
     atomic_llong alive_ms;  /* monotonic ms of the loop's last turn (watchdog) */
     atomic_llong fetch_failing_ms; /* monotonic ms when fetches began to fail; 0: they work */
@@ -93,12 +130,8 @@ struct sq_worker {
     PGconn *db;             /* checked out by the current job (sq_job_db), or NULL */
     uint64_t rng;
 
-    pthread_mutex_t lock;   /* guards the slot below */
-    sq_slot_state state;
-    sq_unit unit;
-    char klass[128];
-    char jid[64];
-    double started_at;      /* wall clock */
+    pthread_mutex_t lock;   /* guards fetch_error */
+    sq_slot *slot;          /* what it runs (runtime.c) */
 };
 
 struct sq_runtime {

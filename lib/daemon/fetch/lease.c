@@ -12,7 +12,8 @@
 
 #include "common.h"
 #include "log.h"
-#include "reliable.h"
+#include "lease.h"
+#include "recovery.h"
 
 /* Reliable fetch: the main thread's lease keeping, recovery and sweep. */
 typedef struct lease_state {

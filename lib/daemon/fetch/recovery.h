@@ -1,12 +1,26 @@
 /*
- * fetch/reliable.h: the reliable strategy's parts (reliable.c: the workers'
- * side; recovery.c: leases, the registry and recovery; lease.c: the main
- * thread's schedule of them). Only fetch/ includes it.
+ * fetch/recovery.h: the reliable strategy's bookkeeping in Redis
+ * (recovery.c): leases, the working-list registry, recovery of dead
+ * processes' jobs; and a worker's reliable state, which both reliable.c and
+ * recovery.c read. Only fetch/ includes it.
  */
-#ifndef SQ_FETCH_RELIABLE_H
-#define SQ_FETCH_RELIABLE_H
+#ifndef SQ_FETCH_RECOVERY_H
+#define SQ_FETCH_RECOVERY_H
 
 #include "fetch.h"
+
+/* A worker's own state (w->fetch_state), made by reliable.c's
+ * worker_init; the working lists are what recovery.c registers. */
+typedef struct reliable_worker {
+    char **wkeys;       /* this worker's working list per queue */
+    char *ack_raw;      /* a finished job whose LREM rides on the next fetch */
+    size_t ack_len;
+    size_t ack_qidx;
+    unsigned rounds;    /* fetches so far: rotates the queue blocked on when idle */
+    bool scan_stranded; /* a fetch failed: the next one looks for a job it moved */
+} reliable_worker;
+
+#define RW(w) ((reliable_worker *)(w)->fetch_state)
 
 /* Reliable fetch bookkeeping (recovery.c), all on the main thread's connection. */
 #define SQ_WLISTS_KEY "squire:wlists"
@@ -24,10 +38,5 @@ int sq_recovery_sweep(sq_runtime *rt, char cursor[32], long *recovered, sq_error
 void sq_recovery_release(sq_runtime *rt);
 /* The working list of worker tid for queue q (malloc'd). */
 char *sq_working_list_key(const char *identity, const char *tid, const char *queue);
-
-/* The main thread's duties (lease.c), as sq_fetch_ops attach / tick / detach. */
-int sq__reliable_attach(sq_runtime *rt, sq_error *err);
-double sq__reliable_tick(sq_runtime *rt, bool stopping);
-void sq__reliable_detach(sq_runtime *rt, bool release);
 
 #endif
