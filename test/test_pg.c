@@ -758,6 +758,30 @@ START_TEST(query_left_running_is_cancelled)
 }
 END_TEST
 
+/* The same with a pipeline of two synced queries: the first cancel stops the
+ * first, and the second, which starts after it, must be cancelled too (as
+ * must a query the server had not yet started when the first cancel came). */
+START_TEST(pipelined_queries_left_running_are_cancelled)
+{
+    sqt_proc p;
+    pg_squire(&p, PG.url, 1, "  :pool: 1\n  :application_name: " APP "\n", NULL);
+    char a[25], b[25];
+    itest_push("PipelineRunawayJob", "[60]", NULL, a);
+    ck_assert_int_eq(wait_rows("n = -3", 1, 10, NULL), 1);
+    double until = sqt_now() + 4;
+    long long running;
+    while ((running = sleeping_queries()) > 0 && sqt_now() < until)
+        sqt_sleep(0.05);
+    dump_log_on(running != 0, &p);
+    ck_assert_msg(running == 0, "the handler's pipelined pg_sleep(60) still runs on the server");
+    itest_push("UpsertJob", "[6]", NULL, b);
+    ck_assert_int_eq(wait_rows("n = 6", 1, 10, NULL), 1);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+    ck_assert_int_le(sqt_pg_count_app(&PG, APP), 1);
+    itest_stop(&p);
+}
+END_TEST
+
 /* ---- configuration reaches the connection --------------------------------------- */
 
 /* `service=` names a pg_service.conf entry whose options and
@@ -1385,6 +1409,7 @@ static Suite *pg_suite(void)
     tcase_add_test(tc, open_transaction_does_not_poison_the_next_job);
     tcase_add_test(tc, session_state_is_reset_between_jobs);
     tcase_add_test(tc, query_left_running_is_cancelled);
+    tcase_add_test(tc, pipelined_queries_left_running_are_cancelled);
     tcase_add_test(tc, unread_notifications_do_not_reach_the_next_job);
     tcase_add_test(tc, database_url_env_statement_timeout_and_application_name);
     tcase_add_test(tc, default_application_name_is_the_identity);
