@@ -22,8 +22,10 @@ void sq_database_budget(sq_runtime *rt, bool first)
     if (!b->known) {
         if (sq_pgpool_budget(rt->pgpool, &b->lim, &err) != 0) {
             if (first)
-                sq_log(SQ_LOG_WARN, "database: %s; starting anyway, jobs that need it will fail "
-                       "and retry", err.message);
+                sq_log(SQ_LOG_WARN,
+                       "database: %s; starting anyway, jobs that need it will fail "
+                       "and retry",
+                       err.message);
             b->next_ask = sq__monotonic() + 60;
             return;
         }
@@ -51,10 +53,9 @@ int sq_database_open(sq_runtime *rt)
     if (cfg->db_url == NULL)
         return 0;
     int size = cfg->db_pool > 0 ? cfg->db_pool : cfg->concurrency;
-    rt->pgpool = sq_pgpool_new(cfg->db_url, cfg->db_application_name ? cfg->db_application_name
-                                                                      : rt->identity,
-                               size, cfg->db_checkout_timeout, cfg->db_connect_timeout,
-                               cfg->db_statement_timeout);
+    rt->pgpool = sq_pgpool_new(
+        cfg->db_url, cfg->db_application_name ? cfg->db_application_name : rt->identity, size,
+        cfg->db_checkout_timeout, cfg->db_connect_timeout, cfg->db_statement_timeout);
     if (rt->pgpool == NULL || sq_dbbudget_init(&rt->dbbudget, rt->pgpool) != 0)
         return -1;
     sq_pgpool_set_reporter(rt->pgpool, sq_log_report, NULL);

@@ -334,7 +334,7 @@ static void process(sq_worker *w, sq_unit *u)
 }
 
 /* A run of failed fetches begins: the heartbeat, the watchdog and --check
- * see it (heartbeat.c, launcher.c); the log says so once for the process,
+ * see it (heartbeat.c, manager.c); the log says so once for the process,
  * when the first worker fails, not once per worker. */
 static void fetch_failing(sq_worker *w, const sq_error *err)
 {

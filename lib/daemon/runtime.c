@@ -64,7 +64,7 @@ long long sq_runtime_ms(void)
 struct sq_slot {
     pthread_mutex_t lock; /* guards everything below; held by no one for long */
     sq_slot_state state;
-    sq_unit unit;         /* a shallow copy of the worker's job: it owns the bytes */
+    sq_unit unit; /* a shallow copy of the worker's job: it owns the bytes */
     char klass[128];
     char jid[64];
     double started_at;

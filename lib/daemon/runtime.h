@@ -210,7 +210,7 @@ void sq_heartbeat_cleanup(sq_runtime *rt);
 void sq_heartbeat_stop(sq_runtime *rt);
 /* A worker whose fetches have failed this long shows it in the heartbeat;
  * this long while Redis answers the main thread, and the watchdog is no
- * longer pinged (launcher.c). */
+ * longer pinged (manager.c). */
 #define SQ_FETCH_FAILING_SHOW_MS 5000
 #define SQ_FETCH_FAILING_STUCK_MS 10000
 #define SQ_FETCH_FAILING_LABEL "fetch-failing"

@@ -11,8 +11,8 @@
 #include <string.h>
 
 #include "common.h"
-#include "log.h"
 #include "lease.h"
+#include "log.h"
 #include "recovery.h"
 
 /* Reliable fetch: the main thread's lease keeping, recovery and sweep. */

@@ -12,8 +12,8 @@
 /* A worker's own state (w->fetch_state), made by reliable.c's
  * worker_init; the working lists are what recovery.c registers. */
 typedef struct reliable_worker {
-    char **wkeys;       /* this worker's working list per queue */
-    char *ack_raw;      /* a finished job whose LREM rides on the next fetch */
+    char **wkeys;  /* this worker's working list per queue */
+    char *ack_raw; /* a finished job whose LREM rides on the next fetch */
     size_t ack_len;
     size_t ack_qidx;
     unsigned rounds;    /* fetches so far: rotates the queue blocked on when idle */

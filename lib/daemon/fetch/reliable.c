@@ -30,12 +30,11 @@
 #include <string.h>
 
 #include "common.h"
-#include "log.h"
 #include "lease.h"
+#include "log.h"
 #include "recovery.h"
 
 #define BLOCK_WAIT 2.0
-
 
 /* KEYS[1..n]: the queue keys of this fetch, in its order; KEYS[n+1..2n]:
  * this worker's working list for each, same order; KEYS[2n+1]: the working
@@ -240,8 +239,8 @@ static int fetch_one_queue(sq_worker *w, sq_unit *u, size_t q, sq_error *err)
         queued++;
     }
     /* EVAL, not EVALSHA: a pipelined NOSCRIPT could not be retried in place. */
-    const char *mv[] = {"EVAL", move_script.source, "3", w->keys[q], RW(w)->wkeys[q],
-                        w->rt->lease_key};
+    const char *mv[] = {"EVAL",     move_script.source, "3",
+                        w->keys[q], RW(w)->wkeys[q],    w->rt->lease_key};
     if (sq_redis_pipe_argv(w->redis, 6, mv, NULL, &e) != 0)
         goto failed;
     queued++;
@@ -457,8 +456,10 @@ static bool reliable_server_ok(const char *version, char *why, size_t size)
 {
     if (sq_redis_version_at_least(version, 6, 2))
         return true;
-    snprintf(why, size, "Redis %s has no LMOVE; reliable fetch needs Redis 6.2 or later (or set "
-             "fetch: basic)", version);
+    snprintf(why, size,
+             "Redis %s has no LMOVE; reliable fetch needs Redis 6.2 or later (or set "
+             "fetch: basic)",
+             version);
     return false;
 }
 
@@ -473,7 +474,8 @@ static int reliable_worker_init(sq_worker *w)
     if (RW(w)->wkeys == NULL)
         return -1;
     for (size_t q = 0; q < rt->order.nqueues; q++)
-        if ((RW(w)->wkeys[q] = sq_working_list_key(rt->identity, w->tid, rt->order.names[q])) == NULL)
+        if ((RW(w)->wkeys[q] = sq_working_list_key(rt->identity, w->tid, rt->order.names[q])) ==
+            NULL)
             return -1;
     return 0;
 }
@@ -489,7 +491,6 @@ static void reliable_worker_free(sq_worker *w)
     free(w->fetch_state);
     w->fetch_state = NULL;
 }
-
 
 const sq_fetch_ops sq_fetch_reliable = {
     .name = "reliable",
