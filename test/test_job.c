@@ -12,6 +12,7 @@
 #include <zlib.h>
 
 #include "job.h"
+#include "payload.h"
 
 #define NOW 1700000000.5
 

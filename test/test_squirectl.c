@@ -364,6 +364,56 @@ START_TEST(kill_delete_and_clear)
 }
 END_TEST
 
+/* kill trims the dead set to squire's configured dead_max_jobs and
+ * dead_timeout_in_seconds (-C FILE, or ./config/sidekiq.yml as squire finds
+ * it), not to Sidekiq's defaults. */
+START_TEST(kill_trims_to_the_configured_limits)
+{
+    const char *cfg = itest_config(":dead_max_jobs: 3\n:dead_timeout_in_seconds: 3600\n");
+    double now = wall();
+    freeReplyObject(sqt_cmd(C, "ZADD dead %f old", now - 7200)); /* past the 1 h timeout */
+    for (int i = 0; i < 4; i++)
+        freeReplyObject(sqt_cmd(C, "ZADD dead %f recent%d", now - 100 + i, i));
+    const char *job = "{\"class\":\"HardJob\",\"args\":[],\"queue\":\"default\","
+                      "\"jid\":\"0123456789abcdef01234567\"}";
+    freeReplyObject(sqt_cmd(C, "ZADD retry %f %s", now + 600, job));
+    ck_assert_int_eq(ctl(NULL, "-C %s kill 0123456789abcdef01234567 --from retry", cfg), 0);
+    /* rank trim 0 -3 keeps 2: the killed job and the newest other; "old" went by age */
+    ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 2);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+    redisReply *r = sqt_cmd(C, "ZRANGE dead 0 -1");
+    ck_assert_str_eq(r->element[0]->str, "recent3");
+    ck_assert_str_eq(r->element[1]->str, job);
+    freeReplyObject(r);
+
+    /* the same file found as squire finds it: <cwd>/config/sidekiq.yml */
+    char dir[256], *out = NULL;
+    sqt_tempdir(dir, "app");
+    ck_assert_int_eq(sqt_sh(NULL, NULL, "mkdir -p %s/config && cp %s %s/config/sidekiq.yml", dir,
+                            cfg, dir),
+                     0);
+    for (int i = 0; i < 3; i++)
+        freeReplyObject(sqt_cmd(C, "ZADD dead %f more%d", now - 50 + i, i));
+    freeReplyObject(sqt_cmd(C, "ZADD schedule %f %s", now + 600, job));
+    ck_assert_int_eq(sqt_sh(R.url, &out, "cd %s && %s kill 0123456789abcdef01234567", dir,
+                            SQ_TEST_SQUIRECTL),
+                     0);
+    free(out);
+    ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 2);
+
+    /* a configuration that does not load: exit 78 with file, line and key,
+     * and nothing moved */
+    const char *bad = itest_config(":dead_max_jobs: 0\n");
+    freeReplyObject(sqt_cmd(C, "ZADD retry %f %s", now + 600, job));
+    ck_assert_int_eq(sqt_sh(R.url, &out, "%s -C %s kill 0123456789abcdef01234567 2>&1",
+                            SQ_TEST_SQUIRECTL, bad),
+                     78);
+    ck_assert_msg(strstr(out, "sidekiq.yml:1: dead_max_jobs") != NULL, "%s", out);
+    free(out);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 1);
+}
+END_TEST
+
 START_TEST(quiet_and_stop_write_signals)
 {
     write_process("box:4242:aaaaaaaaaaaa", "app", 1);
@@ -522,6 +572,7 @@ static Suite *squirectl_suite(void)
     tcase_add_test(tc, retry_keeps_numbers_beyond_64_bits);
     tcase_add_test(tc, dead_round_trip_and_retry_all);
     tcase_add_test(tc, kill_delete_and_clear);
+    tcase_add_test(tc, kill_trims_to_the_configured_limits);
     tcase_add_test(tc, quiet_and_stop_write_signals);
     tcase_add_test(tc, processes_reads_sidekiq_format_and_skips_expired);
     tcase_add_test(tc, dashboard_once);

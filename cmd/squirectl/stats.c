@@ -29,7 +29,7 @@ static double latency_of(const redisReply *r, double now)
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements == 0 ||
         r->element[0]->type != REDIS_REPLY_STRING)
         return 0;
-    json_t *job = sq_json_load_lenient(r->element[0]->str, r->element[0]->len, NULL);
+    json_t *job = ctl_read_job(r->element[0]->str, r->element[0]->len);
     double t = sq_json_time(json_object_get(job, "enqueued_at"));
     json_decref(job);
     return t < 0 ? 0 : now - t;
@@ -44,11 +44,18 @@ static int fetch_queues(sq_redis *r, ctl_summary *s, sq_error *err)
         return -1;
     s->queues = calloc(n ? n : 1, sizeof *s->queues);
     for (size_t i = 0; i < n; i++) {
-        if (sq_redis_pipe_cmd(r, err, "LLEN queue:%s", names[i]) != 0 ||
-            sq_redis_pipe_cmd(r, err, "LRANGE queue:%s -1 -1", names[i]) != 0) {
+        char *key = sq_queue_key_dup(names[i]);
+        if (key == NULL || sq_redis_pipe_cmd(r, err, "LLEN %s", key) != 0 ||
+            sq_redis_pipe_cmd(r, err, "LRANGE %s -1 -1", key) != 0) {
+            if (key == NULL) {
+                snprintf(err->message, sizeof err->message, "out of memory");
+                err->code = SQ_ENOMEM;
+            }
+            free(key);
             ctl_strv_free(names, n);
             return -1;
         }
+        free(key);
     }
     double now = ctl_now();
     int rc = 0;
