@@ -11,14 +11,6 @@
 
 #define CTL_USAGE_EXIT 64
 
-/* Wall-clock epoch seconds (sqt_now is monotonic). */
-static double wall(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Run squirectl with args (shell syntax); stdout into *out (malloc'd). */
 static int ctl(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int ctl(char **out, const char *fmt, ...)
@@ -80,9 +72,9 @@ static void write_process(const char *id, const char *tag, int busy)
              "{\"hostname\":\"box\",\"started_at\":%.6f,\"pid\":4242,\"tag\":\"%s\","
              "\"concurrency\":10,\"queues\":[\"critical\",\"default\"],\"labels\":[],"
              "\"identity\":\"%s\"}",
-             wall() - 100, tag, id);
+             sqt_wall() - 100, tag, id);
     char beat[32];
-    snprintf(beat, sizeof beat, "%.6f", wall());
+    snprintf(beat, sizeof beat, "%.6f", sqt_wall());
     freeReplyObject(sqt_cmd(C, "SADD processes %s", id));
     freeReplyObject(sqt_cmd(C, "HSET %s info %s busy %d beat %s quiet false rss 1234 rtt_us 100",
                             id, info, busy, beat));
@@ -195,7 +187,7 @@ START_TEST(jobs_lists_and_filters)
     ck_assert_str_eq(str(e, "class"), "HardJob");
     ck_assert_str_eq(str(e, "queue"), "default");
     ck_assert_int_eq(json_integer_value(json_array_get(json_object_get(e, "args"), 0)), 1);
-    ck_assert(json_number_value(json_object_get(e, "enqueued_at")) > wall() - 60);
+    ck_assert(json_number_value(json_object_get(e, "enqueued_at")) > sqt_wall() - 60);
 
     /* beside squire's retry entry, one with hostile text in its error message */
     freeReplyObject(
@@ -239,7 +231,7 @@ START_TEST(retry_round_trip_from_the_retry_set)
     freeReplyObject(sqt_cmd(C, "DEL queue:default"));
     freeReplyObject(sqt_cmd(C, "SREM queues default"));
     char *out = NULL;
-    double before = wall();
+    double before = sqt_wall();
     ck_assert_int_eq(ctl(&out, "retry %s", jid), 0);
     ck_assert_str_eq(out, "retried 1\n");
     free(out);
@@ -329,8 +321,8 @@ START_TEST(kill_delete_and_clear)
     ck_assert_int_eq(json_array_size(dead), 1);
     ck_assert_str_eq(str(json_array_get(dead, 0), "jid"), str(later, "jid"));
     double at = json_number_value(json_object_get(json_array_get(dead, 0), "score"));
-    ck_assert_msg(at > wall() - 30 && at <= wall() + 1, "died at %f, now %f", at,
-                  wall()); /* score = time of death */
+    ck_assert_msg(at > sqt_wall() - 30 && at <= sqt_wall() + 1, "died at %f, now %f", at,
+                  sqt_wall()); /* score = time of death */
     json_t *f = squire_retry_entry();
     ck_assert_int_eq(ctl(NULL, "kill %s --from retry", str(f, "jid")), 0);
     ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
@@ -370,7 +362,7 @@ END_TEST
 START_TEST(kill_trims_to_the_configured_limits)
 {
     const char *cfg = itest_config(":dead_max_jobs: 3\n:dead_timeout_in_seconds: 3600\n");
-    double now = wall();
+    double now = sqt_wall();
     freeReplyObject(sqt_cmd(C, "ZADD dead %f old", now - 7200)); /* past the 1 h timeout */
     for (int i = 0; i < 4; i++)
         freeReplyObject(sqt_cmd(C, "ZADD dead %f recent%d", now - 100 + i, i));
@@ -455,7 +447,7 @@ START_TEST(processes_reads_sidekiq_format_and_skips_expired)
     ck_assert_int_eq(num(e, "rss"), 1234);
     ck_assert_int_eq(num(e, "rtt_us"), 100);
     ck_assert(json_is_false(json_object_get(e, "quiet")));
-    ck_assert(json_number_value(json_object_get(e, "beat")) > wall() - 30);
+    ck_assert(json_number_value(json_object_get(e, "beat")) > sqt_wall() - 30);
     json_t *info = json_object_get(e, "info");
     ck_assert_int_eq(num(info, "concurrency"), 10);
     ck_assert_str_eq(str(info, "tag"), "myapp");
