@@ -89,7 +89,7 @@ static int check_fetch(const sq_config *cfg, sq_redis *r)
  * has just been restarted must not stop this one starting, so not fatal. */
 static void check_processes(sq_redis *r)
 {
-    redisReply *all = sq_redis_cmd(r, NULL, "SMEMBERS processes");
+    redisReply *all = sq_redis_cmd(r, NULL, "SMEMBERS " SQ_KEY_PROCESSES);
     size_t failing = 0, n = all && all->type == REDIS_REPLY_ARRAY ? all->elements : 0;
     for (size_t i = 0; i < n; i++) {
         const char *id = all->element[i]->str;

@@ -117,8 +117,8 @@ static int basic_fetch(sq_worker *w, sq_unit *u, sq_error *err)
     }
     redisReply *key = rep->element[0], *val = rep->element[1];
     size_t qlen = 0;
-    const char *qname = key->type == REDIS_REPLY_STRING ? sq_queue_key_name(key->str, key->len, &qlen)
-                                                         : NULL;
+    const char *qname =
+        key->type == REDIS_REPLY_STRING ? sq_queue_key_name(key->str, key->len, &qlen) : NULL;
     if (qname == NULL || val->type != REDIS_REPLY_STRING) {
         freeReplyObject(rep);
         sq__error_set(err, SQ_EREDIS, "BRPOP: unexpected reply");
@@ -161,7 +161,7 @@ static int basic_retry(sq_worker *w, const sq_unit *u, double score, const char 
     (void)u;
     char s[32];
     sq_format_time(score, s);
-    const char *argv[] = {"ZADD", "retry", s, payload};
+    const char *argv[] = {"ZADD", SQ_KEY_RETRY, s, payload};
     size_t lens[] = {4, 5, strlen(s), len};
     redisReply *rep = sq_redis_argv(w->redis, 4, argv, lens, 0, err);
     if (rep == NULL)

@@ -407,7 +407,7 @@ static int reliable_retry(sq_worker *w, const sq_unit *u, double score, const ch
 {
     char s[32];
     sq_format_time(score, s);
-    const char *argv[] = {w->wkeys[u->qidx], "retry", u->raw, s, payload};
+    const char *argv[] = {w->wkeys[u->qidx], SQ_KEY_RETRY, u->raw, s, payload};
     size_t lens[] = {strlen(argv[0]), 5, u->len, strlen(s), len};
     return run_conditional(w->redis, &retry_script, "retry", 5, argv, lens, err);
 }
@@ -418,8 +418,9 @@ static int reliable_dead(sq_worker *w, const sq_unit *u, const char *payload, si
     sq_dead_limits lim = sq_config_dead_limits(w->rt->cfg);
     sq_dead_args a;
     sq_dead_args_make(sq__now(), &lim, &a);
-    const char *argv[] = {w->wkeys[u->qidx], SQ_KEY_DEAD, u->raw, a.score, payload, a.cutoff, a.max};
-    size_t lens[] = {strlen(argv[0]), 4,   u->len, strlen(a.score), len, strlen(a.cutoff),
+    const char *argv[] = {w->wkeys[u->qidx], SQ_KEY_DEAD, u->raw, a.score,
+                          payload,           a.cutoff,    a.max};
+    size_t lens[] = {strlen(argv[0]), 4, u->len, strlen(a.score), len, strlen(a.cutoff),
                      strlen(a.max)};
     return run_conditional(w->redis, &dead_script, "dead-set entry", 7, argv, lens, err);
 }

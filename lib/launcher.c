@@ -20,10 +20,10 @@
 #include <unistd.h>
 
 #include "client.h"
-#include "launcher.h"
-#include "notify.h"
 #include "common.h"
+#include "launcher.h"
 #include "log.h"
+#include "notify.h"
 #include "registry.h"
 #include "runtime.h"
 #include "sidekiq.h"

@@ -56,8 +56,8 @@ char *sq_payload_enqueued(const char *raw, size_t len, const json_t *job, double
     return sq_json_splice(raw, len, set, no_queue ? 2 : 1, NULL, 0, out_len);
 }
 
-char *sq_payload_requeued(const char *raw, size_t len, const json_t *job, double now,
-                          char **queue, size_t *out_len)
+char *sq_payload_requeued(const char *raw, size_t len, const json_t *job, double now, char **queue,
+                          size_t *out_len)
 {
     *queue = NULL;
     json_t *qv = json_object_get(job, "queue");

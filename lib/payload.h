@@ -43,8 +43,8 @@ char *sq_payload_enqueued(const char *raw, size_t len, const json_t *job, double
  * when `queue` is absent or not a string. *queue (malloc'd) is the queue it
  * goes to. NULL when `queue` is a string but not a usable name, or out of
  * memory. */
-char *sq_payload_requeued(const char *raw, size_t len, const json_t *job, double now,
-                          char **queue, size_t *out_len);
+char *sq_payload_requeued(const char *raw, size_t len, const json_t *job, double now, char **queue,
+                          size_t *out_len);
 
 /* A job whose process died while running it (reliable-fetch recovery):
  * interrupted_count + 1 (a missing, non-integer or negative count counts

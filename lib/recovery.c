@@ -194,8 +194,8 @@ static char *interrupted(sq_runtime *rt, const char *job, size_t len, bool *dead
     json_t *obj = NULL;
     if (sq_json_load_bounded(job, len, &rt->limits, &obj, NULL, 0) != SQ_JOB_VALID)
         return NULL;
-    char *out = sq_payload_interrupted(job, len, obj, sq__now(), rt->cfg->max_interruptions, dead,
-                                       outlen);
+    char *out =
+        sq_payload_interrupted(job, len, obj, sq__now(), rt->cfg->max_interruptions, dead, outlen);
     json_decref(obj);
     if (out == NULL)
         *dead = false;
@@ -219,11 +219,20 @@ static int recover_one(sq_runtime *rt, const char *wkey, const char *lease, cons
     sq_dead_limits lim = sq_config_dead_limits(rt->cfg);
     sq_dead_args a;
     sq_dead_args_make(sq__now(), &lim, &a);
-    const char *argv[] = {wkey,    qkey,     SQ_KEY_DEAD, lease, job,  payload, dead ? "dead" : "queue",
-                          a.score, a.cutoff, a.max,       queue};
-    size_t lens[] = {strlen(wkey),     strlen(qkey),   4,              strlen(lease),
-                     len,              newlen,         strlen(argv[6]), strlen(a.score),
-                     strlen(a.cutoff), strlen(a.max),  strlen(queue)};
+    const char *argv[] = {
+        wkey,    qkey,     SQ_KEY_DEAD, lease, job, payload, dead ? "dead" : "queue",
+        a.score, a.cutoff, a.max,       queue};
+    size_t lens[] = {strlen(wkey),
+                     strlen(qkey),
+                     4,
+                     strlen(lease),
+                     len,
+                     newlen,
+                     strlen(argv[6]),
+                     strlen(a.score),
+                     strlen(a.cutoff),
+                     strlen(a.max),
+                     strlen(queue)};
     redisReply *rep = sq_redis_eval(rt->redis, &recover_script, 4, 11, argv, lens, err);
     free(fresh);
     if (rep == NULL)

@@ -53,7 +53,7 @@
 #define MAX_NAP 3600.0   /* longer waits are split (watchdog stamp, huge intervals) */
 #define WAKE_SLACK 0.001 /* wake just after a head's score, not just before */
 
-static const char *const zsets[NZSETS] = {"retry", "schedule"};
+static const char *const zsets[NZSETS] = {SQ_KEY_RETRY, SQ_KEY_SCHEDULE};
 
 typedef struct poller {
     sq_runtime *rt;
@@ -74,8 +74,7 @@ static int bury(sq_runtime *rt, sq_redis *r, const char *zset, const char *m, si
     sq_dead_args a;
     sq_dead_args_make(sq__now(), &lim, &a);
     const char *argv[] = {zset, SQ_KEY_DEAD, m, a.score, a.cutoff, a.max, payload};
-    size_t lens[] = {strlen(zset),     4,          len, strlen(a.score),
-                     strlen(a.cutoff), strlen(a.max), plen};
+    size_t lens[] = {strlen(zset), 4, len, strlen(a.score), strlen(a.cutoff), strlen(a.max), plen};
     redisReply *rep =
         sq_redis_eval(r, &sq_script_zset_to_dead, 2, payload ? 7 : 6, argv, lens, err);
     if (rep == NULL)
@@ -123,8 +122,8 @@ static int move_one(sq_runtime *rt, sq_redis *r, const char *zset, const char *m
         /* an object gets the reason, as a worker buries a bad shape or an
          * oversized payload; anything else goes as its raw bytes */
         size_t plen = 0;
-        char *payload = st != SQ_JOB_NOT_JSON ? sq_json_mark_invalid(m, len, why, sq__now(), &plen)
-                                             : NULL;
+        char *payload =
+            st != SQ_JOB_NOT_JSON ? sq_json_mark_invalid(m, len, why, sq__now(), &plen) : NULL;
         json_decref(obj);
         sq_error e = {0};
         int rc = bury(rt, r, zset, m, len, payload, plen, &e);
@@ -134,7 +133,7 @@ static int move_one(sq_runtime *rt, sq_redis *r, const char *zset, const char *m
             return 1;
         }
         if (sq_redis_error_is(&e, "WRONGTYPE")) {
-            warn_wrongtype(rt, "dead");
+            warn_wrongtype(rt, SQ_KEY_DEAD);
             return 0;
         }
         sq__error_set(err, e.code, "%s", e.message);
@@ -159,7 +158,7 @@ static int move_one(sq_runtime *rt, sq_redis *r, const char *zset, const char *m
     long long rc = rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
     freeReplyObject(rep);
     if (rc < 0) {
-        warn_wrongtype(rt, rc == -1 ? key : "queues");
+        warn_wrongtype(rt, rc == -1 ? key : SQ_KEY_QUEUES);
         return 0;
     }
     return rc == 1;
@@ -211,7 +210,7 @@ static double pass_interval(sq_runtime *rt, sq_redis *r)
     long procs = 1;
     double interval = cfg->poll_interval_average;
     if (interval <= 0) {
-        redisReply *rep = sq_redis_cmd(r, NULL, "SCARD processes");
+        redisReply *rep = sq_redis_cmd(r, NULL, "SCARD " SQ_KEY_PROCESSES);
         if (rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer > 1)
             procs = (long)rep->integer;
         if (rep)

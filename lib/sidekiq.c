@@ -86,8 +86,8 @@ static sq_script dead_add_script =
                               "dead_add(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])\n"
                               "return 1\n");
 
-int sq_dead_add(sq_redis *r, const sq_dead_limits *lim, const char *payload, size_t len,
-                double now, sq_error *err)
+int sq_dead_add(sq_redis *r, const sq_dead_limits *lim, const char *payload, size_t len, double now,
+                sq_error *err)
 {
     sq_dead_args a;
     sq_dead_args_make(now, lim, &a);

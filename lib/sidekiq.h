@@ -17,12 +17,14 @@
 
 /* ---- keys ------------------------------------------------------------------ */
 
-#define SQ_KEY_QUEUES "queues"       /* set of queue names */
-#define SQ_KEY_RETRY "retry"         /* zset: failed jobs by retry time */
-#define SQ_KEY_SCHEDULE "schedule"   /* zset: scheduled jobs by run time */
-#define SQ_KEY_DEAD "dead"           /* zset: dead jobs by death time */
-#define SQ_KEY_PROCESSES "processes" /* set of process identities */
-#define SQ_QUEUE_KEY_PREFIX "queue:" /* list queue:<name> */
+#define SQ_KEY_QUEUES "queues"                 /* set of queue names */
+#define SQ_KEY_RETRY "retry"                   /* zset: failed jobs by retry time */
+#define SQ_KEY_SCHEDULE "schedule"             /* zset: scheduled jobs by run time */
+#define SQ_KEY_DEAD "dead"                     /* zset: dead jobs by death time */
+#define SQ_KEY_PROCESSES "processes"           /* set of process identities */
+#define SQ_KEY_STAT_PROCESSED "stat:processed" /* counter; ":<yyyy-mm-dd>" the day's */
+#define SQ_KEY_STAT_FAILED "stat:failed"       /* counter; ":<yyyy-mm-dd>" the day's */
+#define SQ_QUEUE_KEY_PREFIX "queue:"           /* list queue:<name> */
 #define SQ_QUEUE_KEY_PREFIX_LEN 6
 
 /* SQ_MAX_QUEUE_NAME (config.h): 255 bytes. A queue key with its NUL: */
@@ -91,7 +93,7 @@ void sq_dead_args_make(double now, const sq_dead_limits *lim, sq_dead_args *a);
 /* Add payload (len bytes) to the dead set at now, trimmed to lim. An error
  * (a `dead` key of the wrong type: "WRONGTYPE ...") leaves Redis unchanged.
  * Returns 0 or -1 with err set. */
-int sq_dead_add(sq_redis *r, const sq_dead_limits *lim, const char *payload, size_t len,
-                double now, sq_error *err);
+int sq_dead_add(sq_redis *r, const sq_dead_limits *lim, const char *payload, size_t len, double now,
+                sq_error *err);
 
 #endif

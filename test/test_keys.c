@@ -80,20 +80,13 @@ static const struct {
     size_t len; /* 0: strlen */
     bool usable, portable;
 } names[] = {
-    {"default", 0, true, true},
-    {"critical:high.v2-x_y", 0, true, true},
-    {"a", 0, true, true},
-    {"", 0, false, false},
-    {"my queue", 0, false, false},
-    {"tab\there", 0, false, false},
-    {"nl\n", 0, false, false},
-    {"del\x7f", 0, false, false},
-    {"nul\0x", 5, false, false},
-    {",1", 0, true, false},
-    {"a/b", 0, true, false},
-    {"caf\xc3\xa9", 0, true, false},
-    {"{braces}", 0, true, false},
-    {"\xff\xfe", 0, true, false},
+    {"default", 0, true, true},    {"critical:high.v2-x_y", 0, true, true},
+    {"a", 0, true, true},          {"", 0, false, false},
+    {"my queue", 0, false, false}, {"tab\there", 0, false, false},
+    {"nl\n", 0, false, false},     {"del\x7f", 0, false, false},
+    {"nul\0x", 5, false, false},   {",1", 0, true, false},
+    {"a/b", 0, true, false},       {"caf\xc3\xa9", 0, true, false},
+    {"{braces}", 0, true, false},  {"\xff\xfe", 0, true, false},
 };
 
 START_TEST(queue_name_rule)
@@ -101,8 +94,8 @@ START_TEST(queue_name_rule)
     size_t len = names[_i].len ? names[_i].len : strlen(names[_i].name);
     ck_assert_msg(sq_queue_name_usable(names[_i].name, len) == names[_i].usable, "usable %s",
                   names[_i].name);
-    ck_assert_msg(sq_queue_name_portable(names[_i].name, len) == names[_i].portable,
-                  "portable %s", names[_i].name);
+    ck_assert_msg(sq_queue_name_portable(names[_i].name, len) == names[_i].portable, "portable %s",
+                  names[_i].name);
 }
 END_TEST
 

@@ -68,7 +68,8 @@ START_TEST(bounded_refuses_oversized_as_the_worker_does)
     sq_job job;
     sq_job_status st;
     char *copy = strdup(big);
-    ck_assert_int_eq(sq_job_init(&job, copy, n, "q", &lim, &st, worker_reason, sizeof worker_reason), 0);
+    ck_assert_int_eq(
+        sq_job_init(&job, copy, n, "q", &lim, &st, worker_reason, sizeof worker_reason), 0);
     ck_assert_int_eq(st, SQ_JOB_OVER_LIMIT);
     ck_assert_str_eq(worker_reason, reason);
     sq_job_destroy(&job);
@@ -319,9 +320,9 @@ START_TEST(requeued_hostile)
             snprintf(want, sizeof want, "\"retry_count\":%s", requeues[_i].count);
             ck_assert_msg(strstr(out, want) != NULL, "%s", out);
         } else {
-            ck_assert(json_equal(json_object_get(o, "retry_count"),
-                                 json_object_get(v, "retry_count")) ||
-                      json_object_get(v, "retry_count") == NULL);
+            ck_assert(
+                json_equal(json_object_get(o, "retry_count"), json_object_get(v, "retry_count")) ||
+                json_object_get(v, "retry_count") == NULL);
         }
         json_decref(o);
     }
@@ -368,7 +369,8 @@ START_TEST(interrupted_counts_and_buries)
         ck_assert_str_eq(json_string_value(json_object_get(o, "error_class")),
                          "Squire::JobInterrupted");
         char msg[160];
-        snprintf(msg, sizeof msg, "the process running this job died %s times", interrupts[_i].count);
+        snprintf(msg, sizeof msg, "the process running this job died %s times",
+                 interrupts[_i].count);
         ck_assert_msg(strstr(json_string_value(json_object_get(o, "error_message")), msg) != NULL,
                       "%s", out);
         ck_assert(json_real_value(json_object_get(o, "failed_at")) == NOW);

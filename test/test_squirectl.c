@@ -381,15 +381,14 @@ START_TEST(kill_trims_to_the_configured_limits)
     /* the same file found as squire finds it: <cwd>/config/sidekiq.yml */
     char dir[256], *out = NULL;
     sqt_tempdir(dir, "app");
-    ck_assert_int_eq(sqt_sh(NULL, NULL, "mkdir -p %s/config && cp %s %s/config/sidekiq.yml", dir,
-                            cfg, dir),
-                     0);
+    ck_assert_int_eq(
+        sqt_sh(NULL, NULL, "mkdir -p %s/config && cp %s %s/config/sidekiq.yml", dir, cfg, dir), 0);
     for (int i = 0; i < 3; i++)
         freeReplyObject(sqt_cmd(C, "ZADD dead %f more%d", now - 50 + i, i));
     freeReplyObject(sqt_cmd(C, "ZADD schedule %f %s", now + 600, job));
-    ck_assert_int_eq(sqt_sh(R.url, &out, "cd %s && %s kill 0123456789abcdef01234567", dir,
-                            SQ_TEST_SQUIRECTL),
-                     0);
+    ck_assert_int_eq(
+        sqt_sh(R.url, &out, "cd %s && %s kill 0123456789abcdef01234567", dir, SQ_TEST_SQUIRECTL),
+        0);
     free(out);
     ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 2);
 
@@ -397,9 +396,9 @@ START_TEST(kill_trims_to_the_configured_limits)
      * and nothing moved */
     const char *bad = itest_config(":dead_max_jobs: 0\n");
     freeReplyObject(sqt_cmd(C, "ZADD retry %f %s", now + 600, job));
-    ck_assert_int_eq(sqt_sh(R.url, &out, "%s -C %s kill 0123456789abcdef01234567 2>&1",
-                            SQ_TEST_SQUIRECTL, bad),
-                     78);
+    ck_assert_int_eq(
+        sqt_sh(R.url, &out, "%s -C %s kill 0123456789abcdef01234567 2>&1", SQ_TEST_SQUIRECTL, bad),
+        78);
     ck_assert_msg(strstr(out, "sidekiq.yml:1: dead_max_jobs") != NULL, "%s", out);
     free(out);
     ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 1);

@@ -25,7 +25,8 @@
 static char reason[256] __attribute__((unused));
 
 /* Init job from len bytes of s (copied: the job takes its own malloc'd copy). */
-static inline sq_job_status init_mem(sq_job *job, const char *s, size_t len, const sq_job_limits *lim)
+static inline sq_job_status init_mem(sq_job *job, const char *s, size_t len,
+                                     const sq_job_limits *lim)
 {
     char *raw = malloc(len + 1);
     ck_assert_ptr_nonnull(raw);

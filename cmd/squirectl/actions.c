@@ -98,7 +98,7 @@ static int requeue(sq_redis *r, const char *zset, const char *raw, size_t len, s
         freeReplyObject(rep);
     if (rc < 0 && replied) {
         snprintf(err->message, sizeof err->message, "%.200s has the wrong type; job left in %s",
-                 rc == -1 ? key : "queues", zset);
+                 rc == -1 ? key : SQ_KEY_QUEUES, zset);
         err->code = SQ_EREDIS;
     }
     free(queue);
@@ -206,12 +206,12 @@ int ctl_kill(const char *url, int argc, char **argv)
         return rc == CTL_HELP ? CTL_OK : rc;
     if (o.nrest != 1)
         return ctl_usage_error(argv[0], kill_usage, "give one JID");
-    const char *sets[2] = {"retry", "schedule"};
+    const char *sets[2] = {SQ_KEY_RETRY, SQ_KEY_SCHEDULE};
     if (o.from) {
         bool retry = strcmp(o.from, "retry") == 0;
         if (!retry && strcmp(o.from, "scheduled") != 0 && strcmp(o.from, "schedule") != 0)
             return ctl_usage_error(argv[0], kill_usage, "--from must be retry or scheduled");
-        sets[0] = retry ? "retry" : "schedule";
+        sets[0] = retry ? SQ_KEY_RETRY : SQ_KEY_SCHEDULE;
         sets[1] = NULL;
     }
     sq_error err = {0};

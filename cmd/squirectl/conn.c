@@ -178,10 +178,10 @@ const sq_config *ctl_config(sq_error *err)
         char *argv[] = {"squirectl", "-C", (char *)config_path, NULL};
         sq_action action;
         sq_config_init(&config);
-        config_state = sq_config_load(&config, config_path ? 3 : 1, argv, NULL, &action,
-                                      &config_err) == 0
-                           ? 1
-                           : -1;
+        config_state =
+            sq_config_load(&config, config_path ? 3 : 1, argv, NULL, &action, &config_err) == 0
+                ? 1
+                : -1;
         if (config_state == 1)
             limits.max_payload_bytes = config.max_payload_bytes;
     }

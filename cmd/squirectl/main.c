@@ -45,7 +45,8 @@ static void usage(FILE *out)
     fprintf(out, "\nThe Redis URL defaults to $REDIS_PROVIDER / $REDIS_URL / "
                  "redis://localhost:6379/0.\n"
                  "CONFIG is squire's sidekiq.yml (default ./config/sidekiq.yml when there):\n"
-                 "its dead_max_jobs, dead_timeout_in_seconds and max_payload_bytes apply.\nRun 'squirectl COMMAND -h' for a command's options.\n");
+                 "its dead_max_jobs, dead_timeout_in_seconds and max_payload_bytes apply.\n"
+                 "Run 'squirectl COMMAND -h' for a command's options.\n");
 }
 
 int main(int argc, char **argv)

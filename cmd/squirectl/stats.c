@@ -39,7 +39,7 @@ static double latency_of(const redisReply *r, double now)
 static int fetch_queues(sq_redis *r, ctl_summary *s, sq_error *err)
 {
     size_t n;
-    char **names = ctl_smembers(r, "queues", &n, err);
+    char **names = ctl_smembers(r, SQ_KEY_QUEUES, &n, err);
     if (names == NULL)
         return -1;
     s->queues = calloc(n ? n : 1, sizeof *s->queues);
@@ -86,7 +86,7 @@ static int fetch_queues(sq_redis *r, ctl_summary *s, sq_error *err)
 static int fetch_busy(sq_redis *r, ctl_summary *s, sq_error *err)
 {
     size_t n;
-    char **ids = ctl_smembers(r, "processes", &n, err);
+    char **ids = ctl_smembers(r, SQ_KEY_PROCESSES, &n, err);
     if (ids == NULL)
         return -1;
     int rc = 0;
@@ -107,9 +107,9 @@ static int fetch_busy(sq_redis *r, ctl_summary *s, sq_error *err)
 
 int ctl_stats_fetch(sq_redis *r, ctl_summary *s, sq_error *err)
 {
-    static const char *const cmds[][2] = {{"GET", "stat:processed"}, {"GET", "stat:failed"},
-                                          {"ZCARD", "retry"},        {"ZCARD", "schedule"},
-                                          {"ZCARD", "dead"},         {"SCARD", "processes"}};
+    static const char *const cmds[][2] = {
+        {"GET", SQ_KEY_STAT_PROCESSED}, {"GET", SQ_KEY_STAT_FAILED}, {"ZCARD", SQ_KEY_RETRY},
+        {"ZCARD", SQ_KEY_SCHEDULE},     {"ZCARD", SQ_KEY_DEAD},      {"SCARD", SQ_KEY_PROCESSES}};
     long long *dst[] = {&s->processed, &s->failed, &s->retries,
                         &s->scheduled, &s->dead,   &s->processes};
     memset(s, 0, sizeof *s);
