@@ -14,6 +14,7 @@
 
 #include "common.h"
 #include "log.h"
+#include "payload.h"
 #include "registry.h"
 #include "runtime.h"
 
