@@ -75,17 +75,11 @@ export PATH="$tmp/bin:$PATH"
 squirectl=$build/squirectl
 
 # --- 2. Redis from Procfile.dev, on a free loopback port --------------------
-while :; do
-  port=$((20000 + RANDOM % 20000))
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
-done
 # The line as written, through a shell as foreman runs it; only the port differs.
-(cd "$tmp/app" && TMPDIR=$tmp/redis exec bash -c "${dev_redis_cmd/--port 6379/--port $port}") \
-  > "$tmp/redis.log" 2>&1 &
-redis_pid=$!
-export REDIS_URL="redis://127.0.0.1:$port/0"
-for _ in $(seq 100); do redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1 && break; sleep 0.05; done
-redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1 || { cat "$tmp/redis.log"; fail "redis from Procfile.dev did not start"; }
+# shellcheck source=test/redis_port.sh
+. "$src/test/redis_port.sh"
+start_redis "$tmp/redis.log" bash -c "cd '$tmp/app' && TMPDIR='$tmp/redis' exec ${dev_redis_cmd/--port 6379/--port PORT}" ||
+  { cat "$tmp/redis.log"; fail "redis from Procfile.dev did not start"; }
 [ "$(redis-cli -u "$REDIS_URL" config get appendonly | tail -1)" = yes ] || fail "Procfile.dev redis: appendonly is off"
 echo "ok: Procfile.dev's redis line runs (appendonly yes, port $port)"
 
@@ -103,7 +97,7 @@ run_line() {
 }
 # wait_log NAME TEXT: up to 10 s for TEXT in NAME's log.
 wait_log() {
-  for _ in $(seq 200); do grep -qF -- "$2" "$tmp/$1.log" && return 0; sleep 0.05; done
+  for _ in $(seq 600); do grep -qF -- "$2" "$tmp/$1.log" && return 0; sleep 0.05; done
   cat "$tmp/$1.log" >&2
   fail "$1: no '$2' in the log"
 }
@@ -112,7 +106,7 @@ wait_log() {
 stop_line() {
   local name=$1 rc=0
   kill -TERM -- "-$worker_pid"
-  for _ in $(seq 300); do kill -0 "$worker_pid" 2>/dev/null || break; sleep 0.05; done
+  for _ in $(seq 600); do kill -0 "$worker_pid" 2>/dev/null || break; sleep 0.05; done
   kill -0 "$worker_pid" 2>/dev/null && { cat "$tmp/$name.log" >&2; fail "$name: still running 15 s after TERM"; }
   wait "$worker_pid" || rc=$?
   worker_pid=""
@@ -128,7 +122,7 @@ DYNO=worker.1 run_line procfile "$worker_cmd"
 wait_log procfile "hard work for procfile x3"
 [ "$(cat "/proc/$worker_pid/comm")" = squire ] || fail "the worker line's process is not squire"
 # Both jobs were fetched: SleepyJob is running.
-for _ in $(seq 100); do [ "$(queue_len)" = 0 ] && break; sleep 0.05; done
+for _ in $(seq 600); do [ "$(queue_len)" = 0 ] && break; sleep 0.05; done
 [ "$(queue_len)" = 0 ] || fail "procfile: SleepyJob was not fetched"
 "$squirectl" processes | grep -q "worker\.1:" || { "$squirectl" processes; fail "no worker.1 process in squirectl processes"; }
 # On Heroku the log router stamps each line: squire's own lines have no time.

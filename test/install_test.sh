@@ -26,19 +26,15 @@ cc -shared -fPIC -Wall -Werror -o "$tmp/libjobs.so" "$src/examples/jobs.c" \
    $(pkg-config "${pcflags[@]}" --cflags --libs squire) -lz
 echo "ok: plugin built with pkg-config (squire $(pkg-config --modversion squire))"
 
-while :; do
-  port=$((20000 + RANDOM % 20000))
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
-done
-"${SQ_REDIS_SERVER:-redis-server}" --bind 127.0.0.1 --port "$port" --dir "$tmp" --save '' --logfile "$tmp/redis.log" &
-redis_pid=$!
-export REDIS_URL="redis://127.0.0.1:$port/0"
-for _ in $(seq 100); do redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1 && break; sleep 0.05; done
+# shellcheck source=test/redis_port.sh
+. "$src/test/redis_port.sh"
+start_redis "$tmp/redis.log" "${SQ_REDIS_SERVER:-redis-server}" --bind 127.0.0.1 --port PORT \
+  --dir "$tmp" --save '' || exit 1
 
 "$tmp/prefix/bin/squire" -r "$tmp/libjobs.so" -c 2 > "$tmp/squire.log" 2>&1 &
 squire_pid=$!
 "$tmp/prefix/bin/squirectl" push HardJob '["installed", 7]' >/dev/null
-for _ in $(seq 100); do grep -q "hard work for installed x7" "$tmp/squire.log" && break; sleep 0.05; done
+for _ in $(seq 600); do grep -q "hard work for installed x7" "$tmp/squire.log" && break; sleep 0.05; done
 grep -q "hard work for installed x7" "$tmp/squire.log" || { cat "$tmp/squire.log"; exit 1; }
 kill -TERM "$squire_pid"; wait "$squire_pid"; squire_pid=""
 echo "ok: installed squire ran the plugin's HardJob and exited 0"
