@@ -440,6 +440,41 @@ START_TEST(sweep_puts_back_jobs_of_unregistered_working_lists)
 }
 END_TEST
 
+/* Recovery walks the registry in order; a list it cannot drain (its queue
+ * key or the working list itself has the wrong type) must not hold back the
+ * lists after it: the third, good one is recovered and its job runs, and
+ * the other two stay where they are, their jobs unlost. */
+START_TEST(a_wrong_typed_key_does_not_stall_recovery_of_others)
+{
+    const char *cfg = itest_config(":lease_ttl: 1\n");
+    const char *job = "{\"class\":\"OkJob\",\"args\":[],\"jid\":\"00000000000000000000abcd\","
+                      "\"queue\":\"default\",\"retry\":true}";
+    const char *held = "{\"class\":\"OkJob\",\"args\":[],\"jid\":\"00000000000000000000beef\","
+                       "\"queue\":\"blocked\",\"retry\":true}";
+    const char *w_blocked = "squire:w:gone:1:0123456789ab:w0:blocked";
+    const char *w_string = "squire:w:gone:1:0123456789ab:w0:strange";
+    const char *w_good = "squire:w:gone:1:0123456789ab:w0:default";
+    freeReplyObject(sqt_cmd(C, "SET queue:blocked not-a-list"));
+    freeReplyObject(sqt_cmd(C, "LPUSH %s %s", w_blocked, held));
+    freeReplyObject(sqt_cmd(C, "SET %s not-a-list", w_string));
+    freeReplyObject(sqt_cmd(C, "LPUSH %s %s", w_good, job));
+    /* a small hash keeps insertion order: the bad entries come first */
+    freeReplyObject(
+        sqt_cmd(C, "HSET squire:wlists %s %s", w_blocked, "gone:1:0123456789ab\tblocked"));
+    freeReplyObject(
+        sqt_cmd(C, "HSET squire:wlists %s %s", w_string, "gone:1:0123456789ab\tstrange"));
+    freeReplyObject(sqt_cmd(C, "HSET squire:wlists %s %s", w_good, "gone:1:0123456789ab\tdefault"));
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "1", NULL};
+    sqt_proc p;
+    sqt_squire_start(&p, R.url, argv, NULL);
+    ck_assert_msg(sqt_wait_int(C, 1, 15, "SISMEMBER test:done 00000000000000000000abcd") == 1,
+                  "the good working list was not recovered behind the wrong-typed ones");
+    ck_assert_int_eq(sqt_int(C, "LLEN %s", w_blocked), 1);
+    ck_assert(sqt_log_wait(&p, "queue:blocked", 5));
+    itest_stop(&p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("reliability");
@@ -464,6 +499,7 @@ int main(void)
     tcase_add_test(lapsed, lapsed_lease_while_alive_strands_nothing);
     tcase_add_test(lapsed, first_back_after_outage_does_not_harvest_peers);
     tcase_add_test(lapsed, sweep_puts_back_jobs_of_unregistered_working_lists);
+    tcase_add_test(lapsed, a_wrong_typed_key_does_not_stall_recovery_of_others);
     suite_add_tcase(s, lapsed);
     return sqt_run(s);
 }
