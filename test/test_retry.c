@@ -239,6 +239,34 @@ START_TEST(test_plan_retry_huge)
 }
 END_TEST
 
+/* An integer `retry` beyond 64 bits is still an Integer to Ruby (a limit
+ * never reached, or below any count): not the default. The reader holds it
+ * as a real, so its text decides. */
+START_TEST(test_plan_retry_beyond_64_bits)
+{
+    sq_retry_plan plan =
+        fail_plan("{\"class\":\"A\",\"args\":[],\"retry\":99999999999999999999,\"retry_count\":30}",
+                  25, NULL);
+    ck_assert_int_eq(plan.action, SQ_RETRY_SCHEDULE);
+    ck_assert_int_eq(plan.count, 31);
+    sq_retry_plan_destroy(&plan);
+    plan = fail_plan("{\"class\":\"A\",\"args\":[],\"retry\":-99999999999999999999}", 25, NULL);
+    ck_assert_int_eq(plan.action, SQ_RETRY_DEAD);
+    sq_retry_plan_destroy(&plan);
+    /* a duplicate: the last one counts, as in Ruby */
+    plan = fail_plan("{\"class\":\"A\",\"args\":[],\"retry\":1e20,\"retry\":99999999999999999999,"
+                     "\"retry_count\":30}",
+                     25, NULL);
+    ck_assert_int_eq(plan.action, SQ_RETRY_SCHEDULE);
+    sq_retry_plan_destroy(&plan);
+    plan = fail_plan("{\"class\":\"A\",\"args\":[],\"retry\":99999999999999999999,\"retry\":1e20,"
+                     "\"retry_count\":30}",
+                     25, NULL);
+    ck_assert_int_eq(plan.action, SQ_RETRY_DEAD);
+    sq_retry_plan_destroy(&plan);
+}
+END_TEST
+
 START_TEST(test_plan_retry_queue)
 {
     json_t *o;
@@ -495,6 +523,7 @@ static Suite *retry_suite(void)
     tcase_add_test(tc, test_plan_retry_three);
     LOOP(tc, test_plan_retry_other_types, retry_other);
     tcase_add_test(tc, test_plan_retry_huge);
+    tcase_add_test(tc, test_plan_retry_beyond_64_bits);
     tcase_add_test(tc, test_plan_retry_queue);
     tcase_add_test(tc, test_plan_dead_false);
     tcase_add_test(tc, test_plan_retry_for);
