@@ -475,6 +475,32 @@ START_TEST(a_wrong_typed_key_does_not_stall_recovery_of_others)
 }
 END_TEST
 
+/* A `queues` key of the wrong type (someone's string) must not turn every
+ * recovered job into a script error: the job goes back to its queue (the
+ * SADD is what cannot be done) and recovery says nothing failed. */
+START_TEST(recovery_puts_jobs_back_when_queues_has_the_wrong_type)
+{
+    const char *cfg = itest_config(":lease_ttl: 1\n");
+    const char *w = "squire:w:gone:1:0123456789ab:w0:default";
+    for (int i = 0; i < 3; i++) {
+        char job[200];
+        snprintf(job, sizeof job,
+                 "{\"class\":\"OkJob\",\"args\":[],\"jid\":\"0000000000000000000000a%d\","
+                 "\"queue\":\"default\"}",
+                 i);
+        freeReplyObject(sqt_cmd(C, "LPUSH %s %s", w, job));
+    }
+    freeReplyObject(sqt_cmd(C, "HSET squire:wlists %s %s", w, "gone:1:0123456789ab\tdefault"));
+    freeReplyObject(sqt_cmd(C, "SET queues not-a-set"));
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "1", NULL};
+    sqt_proc p;
+    sqt_squire_start(&p, R.url, argv, NULL);
+    ck_assert_int_eq(sqt_wait_int(C, 3, 15, "SCARD test:done"), 3);
+    ck_assert(sqt_log_wait(&p, "recovered 3 job(s) of dead process gone:1:0123456789ab", 5));
+    itest_stop(&p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("reliability");
@@ -500,6 +526,7 @@ int main(void)
     tcase_add_test(lapsed, first_back_after_outage_does_not_harvest_peers);
     tcase_add_test(lapsed, sweep_puts_back_jobs_of_unregistered_working_lists);
     tcase_add_test(lapsed, a_wrong_typed_key_does_not_stall_recovery_of_others);
+    tcase_add_test(lapsed, recovery_puts_jobs_back_when_queues_has_the_wrong_type);
     suite_add_tcase(s, lapsed);
     return sqt_run(s);
 }

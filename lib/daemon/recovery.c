@@ -46,7 +46,9 @@
 #define SWEEP_COUNT "1000"
 
 /* KEYS: working list, queue, dead, owner's lease. ARGV: job, new payload,
- * "queue"|"dead", now, cutoff, max, queue name. 2: the owner is back. */
+ * "queue"|"dead", now, cutoff, max, queue name. 2: the owner is back.
+ * `queues` is only told about the queue (pcall): a wrong-typed `queues` must
+ * not fail the script after its LREM and RPUSH (scripts are not rolled back). */
 static sq_script recover_script = SQ_SCRIPT(
     SQ_LUA_DEAD_ADD
     "if redis.call('EXISTS', KEYS[4]) == 1 then return 2 end\n"
@@ -60,7 +62,7 @@ static sq_script recover_script = SQ_SCRIPT(
     "  dead_add(KEYS[3], ARGV[4], ARGV[2], ARGV[5], ARGV[6])\n"
     "else\n"
     "  redis.call('RPUSH', KEYS[2], ARGV[2])\n"
-    "  redis.call('SADD', 'queues', ARGV[7])\n"
+    "  redis.pcall('SADD', 'queues', ARGV[7])\n"
     "end\n"
     "return 1\n");
 
