@@ -30,7 +30,12 @@ char *sq_json_mark_invalid(const char *raw, size_t raw_len, const char *reason, 
             {"error_message", qmsg},
             {"failed_at", sq_format_time(now, timebuf)},
         };
-        out = sq_json_splice(raw, raw_len, set, SQ_ARRAY_LEN(set), NULL, 0, out_len);
+        /* a job that failed before keeps its first failure's time (a number) */
+        size_t n = 0;
+        const char *t = sq_json_member_text(raw, raw_len, "failed_at", &n);
+        bool failed_before = t != NULL && (t[0] == '-' || (t[0] >= '0' && t[0] <= '9'));
+        out =
+            sq_json_splice(raw, raw_len, set, SQ_ARRAY_LEN(set) - failed_before, NULL, 0, out_len);
     }
     free(msg);
     free(qmsg);

@@ -164,6 +164,14 @@ START_TEST(invalid_payload_wraps_an_object)
     ck_assert_str_eq(json_string_value(json_object_get(v, "error_message")), "");
     json_decref(v);
     free(out);
+    /* a retry entry keeps the time of its first failure, as Sidekiq keeps
+     * failed_at through every retry; the error fields are replaced */
+    raw = "{\"class\":\"A\",\"queue\":\"\",\"failed_at\":1600000000.25,\"error_class\":\"E\"}";
+    out = sq_json_mark_invalid(raw, strlen(raw), "queue is not a usable queue name", NOW, &len);
+    ck_assert_str_eq(out, "{\"class\":\"A\",\"queue\":\"\",\"failed_at\":1600000000.25,"
+                          "\"error_class\":\"Squire::InvalidJob\",\"error_message\":"
+                          "\"queue is not a usable queue name\"}");
+    free(out);
 }
 END_TEST
 
