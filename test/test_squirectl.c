@@ -392,6 +392,16 @@ START_TEST(kill_trims_to_the_configured_limits)
     free(out);
     ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 2);
 
+    /* -CFILE and --config=FILE, as squire's getopt takes them */
+    for (int form = 0; form < 2; form++) {
+        for (int i = 0; i < 3; i++)
+            freeReplyObject(sqt_cmd(C, "ZADD dead %f form%d-%d", now - 40 + i, form, i));
+        freeReplyObject(sqt_cmd(C, "ZADD retry %f %s", now + 600, job));
+        ck_assert_int_eq(
+            ctl(NULL, "%s%s kill 0123456789abcdef01234567", form ? "--config=" : "-C", cfg), 0);
+        ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 2);
+    }
+
     /* a configuration that does not load: exit 78 with file, line and key,
      * and nothing moved */
     const char *bad = itest_config(":dead_max_jobs: 0\n");

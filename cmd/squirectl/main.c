@@ -64,6 +64,9 @@ int main(int argc, char **argv)
         } else if ((strcmp(argv[i], "-C") == 0 || strcmp(argv[i], "--config") == 0) &&
                    i + 1 < argc) {
             ctl_set_config_path(argv[++i]);
+        } else if (strncmp(argv[i], "--config=", 9) == 0 ||
+                   (strncmp(argv[i], "-C", 2) == 0 && argv[i][2] != '\0')) {
+            ctl_set_config_path(argv[i] + (argv[i][1] == '-' ? 9 : 2)); /* as squire's getopt */
         } else if ((strcmp(argv[i], "-u") == 0 || strcmp(argv[i], "--url") == 0) && i + 1 < argc) {
             url = argv[++i];
         } else if (strncmp(argv[i], "--url=", 6) == 0 || strncmp(argv[i], "-u", 2) == 0) {
