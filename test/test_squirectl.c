@@ -402,6 +402,14 @@ START_TEST(kill_trims_to_the_configured_limits)
         ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 2);
     }
 
+    /* the section of the environment squire runs in: -e, as squire's */
+    const char *envcfg = itest_config(":dead_max_jobs: 10000\nproduction:\n  :dead_max_jobs: 3\n");
+    for (int i = 0; i < 3; i++)
+        freeReplyObject(sqt_cmd(C, "ZADD dead %f env%d", now - 30 + i, i));
+    freeReplyObject(sqt_cmd(C, "ZADD retry %f %s", now + 600, job));
+    ck_assert_int_eq(ctl(NULL, "-C %s -e production kill 0123456789abcdef01234567", envcfg), 0);
+    ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 2);
+
     /* a configuration that does not load: exit 78 with file, line and key,
      * and nothing moved */
     const char *bad = itest_config(":dead_max_jobs: 0\n");
