@@ -62,8 +62,8 @@ static int check_args(const char *class_name, const sq_push_opts *opts, sq_error
         return -1;
     }
     const char *q = opts && opts->queue ? opts->queue : "default";
-    if (!sq_queue_name_portable(q, strlen(q))) {
-        sq__error_set(err, SQ_EINVAL, "push: queue name %.100s: expected [A-Za-z0-9_:.-]+", q);
+    if (!sq_queue_name_usable(q, strlen(q))) {
+        sq__error_set(err, SQ_EINVAL, "push: queue name %.100s: expected " SQ_QUEUE_NAME_RULE, q);
         return -1;
     }
     if (opts && opts->extra && !json_is_object(opts->extra)) {

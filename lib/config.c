@@ -474,7 +474,7 @@ int sq__config_add_queue(sq_config *c, const char *where, const char *name, cons
                          sq_error *err)
 {
     long long w = 0;
-    if (!sq_queue_name_portable(name, strlen(name)))
+    if (!sq_queue_name_usable(name, strlen(name)))
         return expected_what(where, "a queue name of " SQ_QUEUE_NAME_RULE, name, err);
     if (weight != NULL && weight[0] != '\0' &&
         (parse_long(weight, &w) < 0 || w < 0 || w > SQ__MAX_QUEUE_WEIGHT))
@@ -520,8 +520,7 @@ static int set_queue(sq_config *c, const sq__option *o, const char *where, const
         return expected(o, where, text, err);
     char buf[SQ_MAX_QUEUE_NAME + 64];
     if (strlen(text) >= sizeof buf)
-        return expected_what(where, "a queue name of [A-Za-z0-9_:.-] (at most 255 bytes)", text,
-                             err);
+        return expected_what(where, "a queue name of " SQ_QUEUE_NAME_RULE, text, err);
     memcpy(buf, text, strlen(text) + 1);
     char *comma = strchr(buf, ',');
     if (comma != NULL)

@@ -31,7 +31,7 @@
 #define SQ_MAX_QUEUE_NAME 255
 
 typedef struct sq_queue_conf {
-    char *name;  /* owned; matches [A-Za-z0-9_:.-]+ */
+    char *name;  /* owned; a usable queue name (sidekiq.h) */
     int weight;  /* 0 = unweighted */
 } sq_queue_conf;
 

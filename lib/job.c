@@ -351,6 +351,36 @@ static const sq_job_limits *limits_or_default(const sq_job_limits *lim, sq_job_l
     return buf;
 }
 
+/* The bytes of s that the retry machinery wrote: the values of its error
+ * fields plus room for its timestamps, count and queue; 0 without them. */
+static size_t retry_fields_bytes(const char *s, size_t n)
+{
+    static const char *const keys[] = {"error_message", "error_class", "error_backtrace"};
+    size_t total = 0;
+    bool failed = false;
+    for (size_t i = 0; i < SQ_ARRAY_LEN(keys); i++) {
+        size_t vlen = 0;
+        if (sq_json_member_text(s, n, keys[i], &vlen) != NULL) {
+            total += vlen;
+            failed = true;
+        }
+    }
+    return failed ? total + SQ_RETRY_FIELDS_FIXED : 0;
+}
+
+/* Over the size limit: a job within it stays within it after failures (its
+ * retry fields do not count, up to SQ_RETRY_FIELDS_SLACK bytes), so that a
+ * job the size of the limit is retried, not buried when it comes due. */
+static bool over_size(const char *s, size_t n, size_t max)
+{
+    if (n <= max)
+        return false;
+    if (n - max > SQ_RETRY_FIELDS_SLACK)
+        return true;
+    size_t fields = retry_fields_bytes(s, n);
+    return fields >= n || n - fields > max;
+}
+
 int sq_json_load_bounded(const char *s, size_t n, const sq_job_limits *lim, json_t **out,
                          char *reason, size_t rsize)
 {
@@ -359,7 +389,7 @@ int sq_json_load_bounded(const char *s, size_t n, const sq_job_limits *lim, json
     *out = NULL;
     if (reason != NULL && rsize > 0)
         reason[0] = '\0';
-    if (n > lim->max_payload_bytes) {
+    if (over_size(s, n, lim->max_payload_bytes)) {
         reason_set(reason, rsize, "payload is %zu bytes, over the %zu-byte limit", n,
                    lim->max_payload_bytes);
         return SQ_JOB_OVER_LIMIT;

@@ -66,8 +66,16 @@ typedef enum sq_job_status {
                             with error fields when its top level is an object, else raw */
 } sq_job_status;
 
+/* What a failure may add to a payload: error_message (10,000 characters, up
+ * to 6 bytes each as JSON), error_backtrace (50 frames, compressed), the
+ * class, timestamps and count. Not counted against max_payload_bytes. */
+#define SQ_RETRY_FIELDS_SLACK (128 * 1024)
+#define SQ_RETRY_FIELDS_FIXED 256 /* failed_at, retried_at, retry_count, queue */
+
 typedef struct sq_job_limits {
-    size_t max_payload_bytes; /* larger payloads are SQ_JOB_OVER_LIMIT, not parsed */
+    size_t max_payload_bytes; /* larger payloads are SQ_JOB_OVER_LIMIT, not parsed; the
+                                 values of error_message, error_class and error_backtrace
+                                 do not count (up to SQ_RETRY_FIELDS_SLACK) */
     int max_depth;
     size_t max_elements;
 } sq_job_limits;

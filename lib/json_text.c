@@ -520,3 +520,42 @@ fail:
     free(sp.out.p);
     return NULL;
 }
+
+const char *sq_json_member_text(const char *raw, size_t raw_len, const char *key, size_t *vlen)
+{
+    const char *end = raw + raw_len, *p = skip_ws(raw, end), *found = NULL;
+    sbuf k = {0};
+    if (p >= end || *p != '{')
+        return NULL;
+    p = skip_ws(p + 1, end);
+    if (p < end && *p == '}')
+        return NULL;
+    for (;;) {
+        if (p >= end || *p != '"')
+            break;
+        const char *kend = skip_string(p, end);
+        if (kend == NULL || decode_key(p + 1, kend - 1, &k) < 0)
+            break;
+        p = skip_ws(kend, end);
+        if (p >= end || *p != ':')
+            break;
+        const char *v = skip_ws(p + 1, end);
+        p = skip_value(v, end);
+        if (p == NULL)
+            break;
+        if (key_is(&k, key)) { /* the last one wins, as in every reader here */
+            found = v;
+            *vlen = (size_t)(p - v);
+        }
+        p = skip_ws(p, end);
+        if (p < end && *p == '}') {
+            free(k.p);
+            return found;
+        }
+        if (p >= end || *p != ',')
+            break;
+        p = skip_ws(p + 1, end);
+    }
+    free(k.p);
+    return NULL; /* malformed */
+}

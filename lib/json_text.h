@@ -25,6 +25,13 @@ typedef struct sq_json_member {
 char *sq_json_splice(const char *raw, size_t raw_len, const sq_json_member *set, size_t nset,
                      const char *const *remove, size_t nremove, size_t *out_len);
 
+/* The text of the top-level member `key` of the JSON object text raw, for a
+ * payload the bounded reader refused: a pointer into raw (its last
+ * occurrence, as jansson and Ruby keep the last duplicate) with *vlen set, or
+ * NULL when absent or raw is not an object. Walks the text once without
+ * building values, so size and depth cost nothing but time. */
+const char *sq_json_member_text(const char *raw, size_t raw_len, const char *key, size_t *vlen);
+
 /* Encode s (len bytes) as a JSON string literal, malloc'd; invalid UTF-8 is
  * replaced with U+FFFD first. */
 char *sq_json_quote(const char *s, size_t len);

@@ -30,7 +30,12 @@ char *sq_json_mark_invalid(const char *raw, size_t raw_len, const char *reason, 
             {"error_message", qmsg},
             {"failed_at", sq_format_time(now, timebuf)},
         };
-        out = sq_json_splice(raw, raw_len, set, SQ_ARRAY_LEN(set), NULL, 0, out_len);
+        /* a job that failed before keeps its first failure's time (a number) */
+        size_t n = 0;
+        const char *t = sq_json_member_text(raw, raw_len, "failed_at", &n);
+        bool failed_before = t != NULL && (t[0] == '-' || (t[0] >= '0' && t[0] <= '9'));
+        out =
+            sq_json_splice(raw, raw_len, set, SQ_ARRAY_LEN(set) - failed_before, NULL, 0, out_len);
     }
     free(msg);
     free(qmsg);
@@ -56,6 +61,63 @@ char *sq_payload_enqueued(const char *raw, size_t len, const json_t *job, double
     return sq_json_splice(raw, len, set, no_queue ? 2 : 1, NULL, 0, out_len);
 }
 
+/* The JSON integer text t (n bytes, an optional '-' then digits) minus one,
+ * exactly, whatever its size, into a new string: Ruby's Integer arithmetic. */
+static char *integer_text_minus_one(const char *t, size_t n)
+{
+    bool neg = n > 0 && t[0] == '-';
+    const char *d = t + neg;
+    size_t nd = n - neg;
+    char *out = malloc(nd + 3), *p = out + 1;
+    if (out == NULL)
+        return NULL;
+    memcpy(p, d, nd);
+    p[nd] = '\0';
+    if (strspn(p, "0") == nd) { /* 0 or -0 */
+        strcpy(out, "-1");
+        return out;
+    }
+    if (neg) { /* -(|x| + 1) */
+        size_t i = nd;
+        while (i > 0 && p[i - 1] == '9')
+            p[--i] = '0';
+        if (i == 0) {
+            memmove(p + 1, p, nd + 1);
+            p[0] = '1';
+        } else {
+            p[i - 1]++;
+        }
+        out[0] = '-';
+        return out;
+    }
+    size_t i = nd;
+    while (p[i - 1] == '0')
+        p[--i] = '9';
+    p[i - 1]--;
+    if (p[0] == '0' && nd > 1) /* 100 - 1: 099 */
+        p++;
+    memmove(out, p, strlen(p) + 1);
+    return out;
+}
+
+/* retry_count - 1 as JSON text (malloc'd), as Ruby's `-= 1` on the number:
+ * an integer of any size exactly (its text), a real as a real; NULL when
+ * retry_count is not a number or out of memory. */
+static char *retry_count_minus_one(const char *raw, size_t len, const json_t *rc)
+{
+    if (!json_is_number(rc))
+        return NULL;
+    size_t n = 0;
+    const char *t = sq_json_member_text(raw, len, "retry_count", &n);
+    if (t != NULL && n > 0 && strcspn(t, ".eE") >= n) /* the integer as written */
+        return integer_text_minus_one(t, n);
+    char buf[40];
+    snprintf(buf, sizeof buf, "%.17g", json_number_value(rc) - 1);
+    if (strcspn(buf, ".eEn") == strlen(buf)) /* keep it a Float: "2" -> "2.0" */
+        strcat(buf, ".0");
+    return sq__strdup(buf);
+}
+
 char *sq_payload_requeued(const char *raw, size_t len, const json_t *job, double now, char **queue,
                           size_t *out_len)
 {
@@ -64,20 +126,21 @@ char *sq_payload_requeued(const char *raw, size_t len, const json_t *job, double
     const char *q = json_string_value(qv);
     if (q != NULL && !sq_queue_name_usable(q, json_string_length(qv)))
         return NULL;
-    json_t *rc = json_object_get(job, "retry_count");
-    char count[32], ts[32];
+    char ts[32];
+    const json_t *rc = json_object_get(job, "retry_count");
+    char *count = retry_count_minus_one(raw, len, rc);
+    if (json_is_number(rc) && count == NULL)
+        return NULL; /* out of memory */
     sq_json_member set[3] = {{"enqueued_at", sq_format_time(now, ts)}};
     size_t nset = 1;
-    if (json_is_integer(rc)) {
-        json_int_t n = json_integer_value(rc);
-        snprintf(count, sizeof count, "%lld", n > LLONG_MIN ? (long long)n - 1 : (long long)n);
+    if (count != NULL)
         set[nset++] = (sq_json_member){"retry_count", count};
-    }
     if (q == NULL)
         set[nset++] = (sq_json_member){"queue", "\"default\""};
-    if ((*queue = strdup(q != NULL ? q : "default")) == NULL)
-        return NULL;
-    char *out = sq_json_splice(raw, len, set, nset, NULL, 0, out_len);
+    char *out = NULL;
+    if ((*queue = strdup(q != NULL ? q : "default")) != NULL)
+        out = sq_json_splice(raw, len, set, nset, NULL, 0, out_len);
+    free(count);
     if (out == NULL) {
         free(*queue);
         *queue = NULL;

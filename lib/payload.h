@@ -19,7 +19,8 @@
 
 /* The dead-set payload for a job that cannot run at all (SQ_JOB_BAD_SHAPE,
  * SQ_JOB_OVER_LIMIT): raw with error_class "Squire::InvalidJob", error_message
- * = reason, failed_at = now; NULL when raw's top level is not an object. For
+ * = reason, failed_at = now (kept when present: a retry entry's first
+ * failure); NULL when raw's top level is not an object. For
  * SQ_JOB_NOT_JSON the raw bytes themselves go to the dead set. */
 char *sq_job_invalid_payload(const sq_job *job, const char *reason, double now, size_t *out_len);
 /* The same for any JSON object text raw (a due member the poller cannot

@@ -122,10 +122,25 @@ static size_t backtrace_lines(const json_t *opt, size_t available)
 
 /* ---- the decision -------------------------------------------------------------- */
 
+/* Whether the real `retry` was written as an integer beyond 64 bits (the
+ * reader holds those as reals; Ruby reads an Integer): its text has no
+ * fraction or exponent. */
+static bool wide_integer(const sq_job *job, const json_t *retry)
+{
+    size_t n = 0;
+    const char *t = json_is_real(retry) && job->raw != NULL
+                        ? sq_json_member_text(job->raw, job->raw_len, "retry", &n)
+                        : NULL;
+    return t != NULL && n > 0 && memchr(t, '.', n) == NULL && memchr(t, 'e', n) == NULL &&
+           memchr(t, 'E', n) == NULL;
+}
+
 /* `retry` as a retry limit: integers are the limit (clamped), anything else
  * but false/null means the configured default. */
-static int retry_max(const json_t *retry, int max_retries)
+static int retry_max(const sq_job *job, const json_t *retry, int max_retries)
 {
+    if (wide_integer(job, retry))
+        return json_real_value(retry) < 0 ? 0 : RETRY_MAX_CAP;
     if (!json_is_integer(retry))
         return max_retries < 0 ? 0 : max_retries;
     json_int_t n = json_integer_value(retry);
@@ -219,7 +234,7 @@ int sq_retry_plan_make(const sq_job *job, double now, int max_retries, sq_rand_f
     plan->count = retried ? saturating_inc(job->retry_count) : 0;
     if (retry_disabled(retry) || disp == SQ_DISP_DISCARD)
         return 0; /* SQ_RETRY_DROP */
-    bool dead = disp == SQ_DISP_KILL || plan->count >= retry_max(retry, max_retries) ||
+    bool dead = disp == SQ_DISP_KILL || plan->count >= retry_max(job, retry, max_retries) ||
                 retry_for_expired(p, retried, now);
     if (dead && json_is_false(json_object_get(p, "dead")))
         return 0;

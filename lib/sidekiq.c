@@ -14,9 +14,12 @@ bool sq_queue_name_usable(const char *name, size_t len)
 {
     if (name == NULL || len == 0 || len > SQ_MAX_QUEUE_NAME)
         return false;
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)name[i] < 0x21 || name[i] == 0x7f)
+    for (size_t i = 0; i < len;) {
+        size_t bad = 0, n = sq_utf8_seq((const unsigned char *)name + i, len - i, &bad);
+        if (n == 0 || (unsigned char)name[i] < 0x21 || name[i] == 0x7f)
             return false;
+        i += n;
+    }
     return true;
 }
 

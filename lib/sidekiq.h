@@ -33,19 +33,20 @@
 /* ---- the queue-name rule ----------------------------------------------------- */
 
 /*
- * One rule, two strengths:
- * - a usable name (sq_queue_name_usable) is 1..255 bytes with no NUL,
- *   control byte, space or DEL: what squire accepts in a payload's `queue`
- *   or a queue key another Sidekiq client wrote (the poller, squirectl);
- * - a portable name (sq_queue_name_portable) is a usable name of
- *   [A-Za-z0-9_:.-] only: what a configuration and sq_push accept
- *   (docs/configuration.md).
- * Every portable name is usable.
+ * One rule: a usable name (sq_queue_name_usable) is 1..255 bytes of
+ * well-formed UTF-8 with no NUL, control byte, space or DEL. It is what a
+ * configuration, -q and sq_push accept, and what squire accepts in a
+ * payload's `queue` or a queue key another Sidekiq client wrote (the poller,
+ * squirectl): any name a Ruby app can push and Sidekiq serve, unicode
+ * included (Ruby's JSON only carries UTF-8).
+ * A portable name (sq_queue_name_portable) is a usable name of
+ * [A-Za-z0-9_:.-] only: the names Sidekiq's Web UI can open a queue page
+ * for. squire requires it nowhere.
  */
 bool sq_queue_name_usable(const char *name, size_t len);
 bool sq_queue_name_portable(const char *name, size_t len);
-/* The words of the portable rule, for error messages. */
-#define SQ_QUEUE_NAME_RULE "[A-Za-z0-9_:.-] (at most 255 bytes)"
+/* The words of the rule, for error messages. */
+#define SQ_QUEUE_NAME_RULE "1-255 bytes of UTF-8 without spaces or control characters"
 
 /* "queue:<name>" into buf (size bytes, NUL-terminated). Returns its length,
  * or 0 (buf "") when it does not fit. */

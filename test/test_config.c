@@ -10,6 +10,7 @@
  * default config path is under the test's control (configtest.h).
  */
 #include "configtest.h"
+#include "sidekiq.h"
 
 /* ---- defaults and ownership ---------------------------------------------- */
 
@@ -396,7 +397,7 @@ START_TEST(test_queue_4k_name_from_flag)
     char name[4097];
     memset(name, 'a', 4096);
     name[4096] = '\0';
-    ASSERT_ERR(LOAD("-q", name), SQ_EUSAGE, "-q: expected a queue name of [A-Za-z0-9_:.-]");
+    ASSERT_ERR(LOAD("-q", name), SQ_EUSAGE, "-q: expected a queue name of " SQ_QUEUE_NAME_RULE);
 }
 END_TEST
 
@@ -418,8 +419,7 @@ START_TEST(test_queue_bad_entries)
         {"queues: [\"a\\tb\"]\n", "got \"a\\x09b\""},
         {"queues: [a, \"a,2\"]\n", "queues: queue \"a\" is listed twice"},
         /* Sidekiq's "q ,2".split(",") keeps the space: its queue is "q ", not "q" */
-        {"queues: [\"a ,2\"]\n", "expected a queue name of [A-Za-z0-9_:.-] (at most 255 "
-                                 "bytes), got \"a \""},
+        {"queues: [\"a ,2\"]\n", "expected a queue name of " SQ_QUEUE_NAME_RULE ", got \"a \""},
         {"queues: [\" a\"]\n", "got \" a\""},
         {"queues: [\"a, 2\", \"b,3 \"]\n", NULL},
     };
@@ -692,7 +692,7 @@ static const struct bad_fixture {
     {"weight_word.yml", NULL, 2, "queues: expected a queue weight from 0 to 1000, got \"high\""},
     {"weight_float.yml", NULL, 2, "queues: expected a queue weight from 0 to 1000, got \"1.5\""},
     {"queue_space.yml", NULL, 3,
-     "queues: expected a queue name of [A-Za-z0-9_:.-] (at most 255 bytes), got \"my queue\""},
+     "queues: expected a queue name of " SQ_QUEUE_NAME_RULE ", got \"my queue\""},
     {"queue_nul.yml", NULL, 2, "queues: expected text, got a NUL character"},
     {"queue_twice.yml", NULL, 4, "queues: queue \"default\" is listed twice"},
     {"queue_entry_mapping.yml", NULL, 2,

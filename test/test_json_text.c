@@ -155,6 +155,34 @@ END_TEST
 
 /* ---- text helpers -------------------------------------------------------------- */
 
+START_TEST(test_member_text)
+{
+    size_t n = 0;
+    const char *s = "{ \"a\" : [1,{\"jid\":\"inner\"}], \"j\\u0069d\":\"x\",\"jid\" :\"last\" }";
+    const char *v = sq_json_member_text(s, strlen(s), "jid", &n);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_int_eq(n, 6);
+    ck_assert_int_eq(memcmp(v, "\"last\"", 6), 0);
+    v = sq_json_member_text(s, strlen(s), "a", &n);
+    ck_assert_int_eq(n, 19);
+    ck_assert_ptr_null(sq_json_member_text(s, strlen(s), "inner", &n));
+    ck_assert_ptr_null(sq_json_member_text("{}", 2, "a", &n));
+    ck_assert_ptr_null(sq_json_member_text("[1]", 3, "a", &n));
+    ck_assert_ptr_null(sq_json_member_text("{\"a\":1,", 7, "a", &n)); /* malformed */
+    /* deep nesting costs nothing but time */
+    char deep[20100];
+    size_t k = (size_t)snprintf(deep, sizeof deep, "{\"x\":");
+    for (int i = 0; i < 10000; i++)
+        deep[k++] = '[';
+    for (int i = 0; i < 10000; i++)
+        deep[k++] = ']';
+    k += (size_t)snprintf(deep + k, sizeof deep - k, ",\"jid\":\"y\"}");
+    v = sq_json_member_text(deep, k, "jid", &n);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_int_eq(memcmp(v, "\"y\"", 3), 0);
+}
+END_TEST
+
 START_TEST(test_quote)
 {
     char *q = sq_json_quote("a\"b\\c\n\t\r\b\f\x01\x1f/\x7f\xc3\xa9", 16);
@@ -250,6 +278,7 @@ static Suite *json_text_suite(void)
     tcase_add_test(tc, test_splice_nested_strings);
     LOOP(tc, test_splice_malformed, splice_malformed);
     tcase_add_test(tc, test_splice_length_aware);
+    tcase_add_test(tc, test_member_text);
     tcase_add_test(tc, test_quote);
     tcase_add_test(tc, test_scrub);
     tcase_add_test(tc, test_format_time);

@@ -73,20 +73,30 @@ START_TEST(queue_key_refuses_what_does_not_fit)
 }
 END_TEST
 
-/* The rule, name by name: usable (what Redis may hold) and portable (what
- * a configuration and sq_push accept). */
+/* The rule, name by name: usable (what squire accepts anywhere) and
+ * portable (what the Web UI can open a queue page for). */
 static const struct {
     const char *name;
     size_t len; /* 0: strlen */
     bool usable, portable;
 } names[] = {
-    {"default", 0, true, true},    {"critical:high.v2-x_y", 0, true, true},
-    {"a", 0, true, true},          {"", 0, false, false},
-    {"my queue", 0, false, false}, {"tab\there", 0, false, false},
-    {"nl\n", 0, false, false},     {"del\x7f", 0, false, false},
-    {"nul\0x", 5, false, false},   {",1", 0, true, false},
-    {"a/b", 0, true, false},       {"caf\xc3\xa9", 0, true, false},
-    {"{braces}", 0, true, false},  {"\xff\xfe", 0, true, false},
+    {"default", 0, true, true},
+    {"critical:high.v2-x_y", 0, true, true},
+    {"a", 0, true, true},
+    {"", 0, false, false},
+    {"my queue", 0, false, false},
+    {"tab\there", 0, false, false},
+    {"nl\n", 0, false, false},
+    {"del\x7f", 0, false, false},
+    {"nul\0x", 5, false, false},
+    {",1", 0, true, false},
+    {"a/b", 0, true, false},
+    {"caf\xc3\xa9", 0, true, false},
+    {"{braces}", 0, true, false},
+    {"\xff\xfe", 0, false, false},
+    {"\xe6\x97\xa5", 0, true, false},
+    {"caf\xc3", 0, false, false},
+    {"\xed\xa0\x80", 0, false, false}, /* a UTF-16 surrogate */
 };
 
 START_TEST(queue_name_rule)
@@ -112,7 +122,7 @@ START_TEST(queue_name_length_and_bytes)
      * exactly the documented ones */
     for (int c = 0; c < 256; c++) {
         char b = (char)c;
-        bool usable = c > 0x20 && c != 0x7f;
+        bool usable = c > 0x20 && c < 0x7f; /* alone, a byte >= 0x80 is not UTF-8 */
         bool portable = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
                         (c >= '0' && c <= '9') || c == '_' || c == ':' || c == '.' || c == '-';
         ck_assert_msg(sq_queue_name_usable(&b, 1) == usable, "byte %d", c);

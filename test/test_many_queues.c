@@ -93,6 +93,52 @@ static void every_queue_drains(size_t nq, enum mode mode, const char *fetch)
     itest_stop(&p);
 }
 
+/* Queue names a Ruby app pushes that are not [A-Za-z0-9_:.-] (unicode,
+ * symbols) are served when the configuration lists them, in both fetch
+ * modes: Sidekiq serves them, and so must squire. */
+static void unicode_queues_drain(const char *fetch)
+{
+    static const char *const qs[] = {"\xc3\xa9mails", "\xe6\x97\xa5\xe6\x9c\xac", "a/b{c}",
+                                     "mailers@v2"};
+    size_t nq = sizeof qs / sizeof qs[0];
+    char yaml[512], names[300], args[400], dir[256];
+    size_t pos = (size_t)snprintf(yaml, sizeof yaml, ":fetch: %s\n:queues:\n", fetch);
+    sqt_tempdir(dir, "names");
+    snprintf(names, sizeof names, "%s/queues.txt", dir);
+    FILE *f = fopen(names, "w");
+    ck_assert_ptr_nonnull(f);
+    for (size_t i = 0; i < nq; i++) {
+        pos += (size_t)snprintf(yaml + pos, sizeof yaml - pos, "  - \"%s\"\n", qs[i]);
+        fprintf(f, "%s\n", qs[i]);
+    }
+    fclose(f);
+    const char *cfg = itest_config(yaml);
+    sqt_proc p;
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-t", "2", NULL};
+    sqt_squire_start(&p, R.url, argv, NULL);
+    ck_assert_msg(sqt_log_wait(&p, "starting", 10), "squire did not start");
+    char *out = NULL;
+    snprintf(args, sizeof args, "push_queues '%s'", names);
+    ck_assert_int_eq(sqt_ruby(R.url, &out, "sidekiq.rb", args), 0);
+    free(out);
+    ck_assert_int_eq(sqt_wait_int(C, (long long)nq, 20, "SCARD test:done"), (long long)nq);
+    for (size_t i = 0; i < nq; i++)
+        ck_assert_int_eq(sqt_int(C, "LLEN queue:%s", qs[i]), 0);
+    itest_stop(&p);
+}
+
+START_TEST(unicode_queue_names_drain_reliable)
+{
+    unicode_queues_drain("reliable");
+}
+END_TEST
+
+START_TEST(unicode_queue_names_drain_basic)
+{
+    unicode_queues_drain("basic");
+}
+END_TEST
+
 START_TEST(six_strict_queues_drain_reliable)
 {
     every_queue_drains(6, STRICT, "reliable");
@@ -191,6 +237,8 @@ int main(void)
     TCase *tc = tcase_create("sidekiq_client_every_queue");
     tcase_add_checked_fixture(tc, itest_setup, itest_teardown);
     tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, unicode_queue_names_drain_reliable);
+    tcase_add_test(tc, unicode_queue_names_drain_basic);
     tcase_add_test(tc, six_strict_queues_drain_reliable);
     tcase_add_test(tc, six_strict_queues_drain_basic);
     tcase_add_test(tc, fifty_random_queues_drain_reliable);

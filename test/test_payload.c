@@ -22,7 +22,7 @@ static json_t *parsed(const char *out, size_t len)
     ck_assert_ptr_nonnull(out);
     ck_assert_uint_eq(strlen(out), len);
     json_error_t e;
-    json_t *v = json_loadb(out, len, 0, &e);
+    json_t *v = sq_json_load_lenient(out, len, &e); /* numbers beyond 64 bits too */
     ck_assert_msg(json_is_object(v), "%s: %s", out, e.text);
     return v;
 }
@@ -164,6 +164,14 @@ START_TEST(invalid_payload_wraps_an_object)
     ck_assert_str_eq(json_string_value(json_object_get(v, "error_message")), "");
     json_decref(v);
     free(out);
+    /* a retry entry keeps the time of its first failure, as Sidekiq keeps
+     * failed_at through every retry; the error fields are replaced */
+    raw = "{\"class\":\"A\",\"queue\":\"\",\"failed_at\":1600000000.25,\"error_class\":\"E\"}";
+    out = sq_json_mark_invalid(raw, strlen(raw), "queue is not a usable queue name", NOW, &len);
+    ck_assert_str_eq(out, "{\"class\":\"A\",\"queue\":\"\",\"failed_at\":1600000000.25,"
+                          "\"error_class\":\"Squire::InvalidJob\",\"error_message\":"
+                          "\"queue is not a usable queue name\"}");
+    free(out);
 }
 END_TEST
 
@@ -296,8 +304,17 @@ static const struct {
     {"{\"class\":\"A\",\"queue\":\"\"}", NULL, NULL},
     {"{\"retry_count\":\"3\"}", "default", NULL},
     {"{\"retry_count\":0}", "default", "-1"},
-    {"{\"retry_count\":-9223372036854775808}", "default", "-9223372036854775808"},
+    {"{\"retry_count\":-9223372036854775808}", "default", "-9223372036854775809"},
     {"{\"retry_count\":9223372036854775807}", "default", "9223372036854775806"},
+    /* Ruby's msg["retry_count"] -= 1 on any number: exact beyond 64 bits,
+     * a Float stays a Float */
+    {"{\"retry_count\":99999999999999999999}", "default", "99999999999999999998"},
+    {"{\"retry_count\":-99999999999999999999}", "default", "-100000000000000000000"},
+    {"{\"retry_count\":100000000000000000000}", "default", "99999999999999999999"},
+    {"{\"retry_count\":-0}", "default", "-1"},
+    {"{\"retry_count\":2.5}", "default", "1.5"},
+    {"{\"retry_count\":3.0}", "default", "2.0"},
+    {"{\"retry_count\":1e20}", "default", "1e+20"},
 };
 
 START_TEST(requeued_hostile)

@@ -440,6 +440,67 @@ START_TEST(sweep_puts_back_jobs_of_unregistered_working_lists)
 }
 END_TEST
 
+/* Recovery walks the registry in order; a list it cannot drain (its queue
+ * key or the working list itself has the wrong type) must not hold back the
+ * lists after it: the third, good one is recovered and its job runs, and
+ * the other two stay where they are, their jobs unlost. */
+START_TEST(a_wrong_typed_key_does_not_stall_recovery_of_others)
+{
+    const char *cfg = itest_config(":lease_ttl: 1\n");
+    const char *job = "{\"class\":\"OkJob\",\"args\":[],\"jid\":\"00000000000000000000abcd\","
+                      "\"queue\":\"default\",\"retry\":true}";
+    const char *held = "{\"class\":\"OkJob\",\"args\":[],\"jid\":\"00000000000000000000beef\","
+                       "\"queue\":\"blocked\",\"retry\":true}";
+    const char *w_blocked = "squire:w:gone:1:0123456789ab:w0:blocked";
+    const char *w_string = "squire:w:gone:1:0123456789ab:w0:strange";
+    const char *w_good = "squire:w:gone:1:0123456789ab:w0:default";
+    freeReplyObject(sqt_cmd(C, "SET queue:blocked not-a-list"));
+    freeReplyObject(sqt_cmd(C, "LPUSH %s %s", w_blocked, held));
+    freeReplyObject(sqt_cmd(C, "SET %s not-a-list", w_string));
+    freeReplyObject(sqt_cmd(C, "LPUSH %s %s", w_good, job));
+    /* a small hash keeps insertion order: the bad entries come first */
+    freeReplyObject(
+        sqt_cmd(C, "HSET squire:wlists %s %s", w_blocked, "gone:1:0123456789ab\tblocked"));
+    freeReplyObject(
+        sqt_cmd(C, "HSET squire:wlists %s %s", w_string, "gone:1:0123456789ab\tstrange"));
+    freeReplyObject(sqt_cmd(C, "HSET squire:wlists %s %s", w_good, "gone:1:0123456789ab\tdefault"));
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "1", NULL};
+    sqt_proc p;
+    sqt_squire_start(&p, R.url, argv, NULL);
+    ck_assert_msg(sqt_wait_int(C, 1, 15, "SISMEMBER test:done 00000000000000000000abcd") == 1,
+                  "the good working list was not recovered behind the wrong-typed ones");
+    ck_assert_int_eq(sqt_int(C, "LLEN %s", w_blocked), 1);
+    ck_assert(sqt_log_wait(&p, "queue:blocked", 5));
+    itest_stop(&p);
+}
+END_TEST
+
+/* A `queues` key of the wrong type (someone's string) must not turn every
+ * recovered job into a script error: the job goes back to its queue (the
+ * SADD is what cannot be done) and recovery says nothing failed. */
+START_TEST(recovery_puts_jobs_back_when_queues_has_the_wrong_type)
+{
+    const char *cfg = itest_config(":lease_ttl: 1\n");
+    const char *w = "squire:w:gone:1:0123456789ab:w0:default";
+    for (int i = 0; i < 3; i++) {
+        char job[200];
+        snprintf(job, sizeof job,
+                 "{\"class\":\"OkJob\",\"args\":[],\"jid\":\"0000000000000000000000a%d\","
+                 "\"queue\":\"default\"}",
+                 i);
+        freeReplyObject(sqt_cmd(C, "LPUSH %s %s", w, job));
+    }
+    freeReplyObject(sqt_cmd(C, "HSET squire:wlists %s %s", w, "gone:1:0123456789ab\tdefault"));
+    freeReplyObject(sqt_cmd(C, "SET queues not-a-set"));
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "1", NULL};
+    sqt_proc p;
+    sqt_squire_start(&p, R.url, argv, NULL);
+    ck_assert_int_eq(sqt_wait_int(C, 3, 15, "SCARD test:done"), 3);
+    ck_assert(sqt_log_wait(&p, "recovered 3 job(s) of dead process gone:1:0123456789ab", 5));
+    itest_stop(&p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("reliability");
@@ -464,6 +525,8 @@ int main(void)
     tcase_add_test(lapsed, lapsed_lease_while_alive_strands_nothing);
     tcase_add_test(lapsed, first_back_after_outage_does_not_harvest_peers);
     tcase_add_test(lapsed, sweep_puts_back_jobs_of_unregistered_working_lists);
+    tcase_add_test(lapsed, a_wrong_typed_key_does_not_stall_recovery_of_others);
+    tcase_add_test(lapsed, recovery_puts_jobs_back_when_queues_has_the_wrong_type);
     suite_add_tcase(s, lapsed);
     return sqt_run(s);
 }

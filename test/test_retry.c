@@ -239,6 +239,91 @@ START_TEST(test_plan_retry_huge)
 }
 END_TEST
 
+/* An integer `retry` beyond 64 bits is still an Integer to Ruby (a limit
+ * never reached, or below any count): not the default. The reader holds it
+ * as a real, so its text decides. */
+START_TEST(test_plan_retry_beyond_64_bits)
+{
+    sq_retry_plan plan =
+        fail_plan("{\"class\":\"A\",\"args\":[],\"retry\":99999999999999999999,\"retry_count\":30}",
+                  25, NULL);
+    ck_assert_int_eq(plan.action, SQ_RETRY_SCHEDULE);
+    ck_assert_int_eq(plan.count, 31);
+    sq_retry_plan_destroy(&plan);
+    plan = fail_plan("{\"class\":\"A\",\"args\":[],\"retry\":-99999999999999999999}", 25, NULL);
+    ck_assert_int_eq(plan.action, SQ_RETRY_DEAD);
+    sq_retry_plan_destroy(&plan);
+    /* a duplicate: the last one counts, as in Ruby */
+    plan = fail_plan("{\"class\":\"A\",\"args\":[],\"retry\":1e20,\"retry\":99999999999999999999,"
+                     "\"retry_count\":30}",
+                     25, NULL);
+    ck_assert_int_eq(plan.action, SQ_RETRY_SCHEDULE);
+    sq_retry_plan_destroy(&plan);
+    plan = fail_plan("{\"class\":\"A\",\"args\":[],\"retry\":99999999999999999999,\"retry\":1e20,"
+                     "\"retry_count\":30}",
+                     25, NULL);
+    ck_assert_int_eq(plan.action, SQ_RETRY_DEAD);
+    sq_retry_plan_destroy(&plan);
+}
+END_TEST
+
+/* A job exactly at max_payload_bytes that fails (long message, backtrace)
+ * is still a job the bounded reader takes when it comes due: the retry
+ * fields do not count against the limit. Content over the limit still is
+ * over, with or without error fields. */
+START_TEST(test_plan_at_the_size_limit_stays_readable)
+{
+    enum { MAX = 2048 };
+    sq_job_limits lim = {MAX, 0, 0};
+    char raw[MAX + 64];
+    int pad = MAX - (int)strlen("{\"class\":\"A\",\"args\":[\"\"],\"backtrace\":true}");
+    snprintf(raw, sizeof raw, "{\"class\":\"A\",\"args\":[\"%0*d\"],\"backtrace\":true}", pad, 0);
+    ck_assert_uint_eq(strlen(raw), MAX);
+    sq_job job;
+    init_valid(&job, raw);
+    char *msg = malloc(3 * SQ_ERROR_MESSAGE_MAX + 1);
+    for (int i = 0; i < SQ_ERROR_MESSAGE_MAX; i++)
+        memcpy(msg + 3 * i, "\xe2\x82\xac", 3); /* 10,000 euro signs */
+    msg[3 * SQ_ERROR_MESSAGE_MAX] = '\0';
+    sq_job_fail(&job, "Some::VeryLongErrorClassName", "%s", msg);
+    free(msg);
+    for (int round = 0; round < 3; round++) { /* first failure, then later ones */
+        sq_retry_plan plan = plan_for(&job, 25, 0, NULL);
+        ck_assert_int_eq(plan.action, SQ_RETRY_SCHEDULE);
+        ck_assert_uint_gt(plan.payload_len, MAX);
+        json_t *back = NULL;
+        char why[200];
+        ck_assert_msg(sq_json_load_bounded(plan.payload, plan.payload_len, &lim, &back, why,
+                                           sizeof why) == SQ_JOB_VALID,
+                      "round %d: %s", round, why);
+        json_decref(back);
+        sq_job next;
+        char *copy = strndup(plan.payload, plan.payload_len);
+        sq_job_status st;
+        ck_assert_int_eq(
+            sq_job_init(&next, copy, plan.payload_len, "default", &lim, &st, why, sizeof why), 0);
+        ck_assert_msg(st == SQ_JOB_VALID, "round %d: %s", round, why);
+        sq_job_fail(&next, "E", "again");
+        sq_retry_plan_destroy(&plan);
+        sq_job_destroy(&job);
+        job = next;
+    }
+    sq_job_destroy(&job);
+    /* one byte of content over: refused; with error fields, content over by
+     * more than SQ_RETRY_FIELDS_FIXED: refused */
+    snprintf(raw, sizeof raw, "{\"class\":\"A\",\"args\":[\"%0*d\"],\"backtrace\":true}", pad + 1,
+             0);
+    json_t *v = NULL;
+    ck_assert_int_eq(sq_json_load_bounded(raw, strlen(raw), &lim, &v, NULL, 0), SQ_JOB_OVER_LIMIT);
+    char with[MAX + SQ_RETRY_FIELDS_FIXED + 200];
+    snprintf(with, sizeof with,
+             "{\"class\":\"A\",\"args\":[\"%0*d\"],\"error_class\":\"E\",\"error_message\":\"m\"}",
+             MAX + SQ_RETRY_FIELDS_FIXED, 0);
+    ck_assert_int_eq(sq_json_load_bounded(with, strlen(with), &lim, &v, NULL, 0),
+                     SQ_JOB_OVER_LIMIT);
+}
+END_TEST
+
 START_TEST(test_plan_retry_queue)
 {
     json_t *o;
@@ -495,6 +580,8 @@ static Suite *retry_suite(void)
     tcase_add_test(tc, test_plan_retry_three);
     LOOP(tc, test_plan_retry_other_types, retry_other);
     tcase_add_test(tc, test_plan_retry_huge);
+    tcase_add_test(tc, test_plan_retry_beyond_64_bits);
+    tcase_add_test(tc, test_plan_at_the_size_limit_stays_readable);
     tcase_add_test(tc, test_plan_retry_queue);
     tcase_add_test(tc, test_plan_dead_false);
     tcase_add_test(tc, test_plan_retry_for);

@@ -392,6 +392,24 @@ START_TEST(kill_trims_to_the_configured_limits)
     free(out);
     ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 2);
 
+    /* -CFILE and --config=FILE, as squire's getopt takes them */
+    for (int form = 0; form < 2; form++) {
+        for (int i = 0; i < 3; i++)
+            freeReplyObject(sqt_cmd(C, "ZADD dead %f form%d-%d", now - 40 + i, form, i));
+        freeReplyObject(sqt_cmd(C, "ZADD retry %f %s", now + 600, job));
+        ck_assert_int_eq(
+            ctl(NULL, "%s%s kill 0123456789abcdef01234567", form ? "--config=" : "-C", cfg), 0);
+        ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 2);
+    }
+
+    /* the section of the environment squire runs in: -e, as squire's */
+    const char *envcfg = itest_config(":dead_max_jobs: 10000\nproduction:\n  :dead_max_jobs: 3\n");
+    for (int i = 0; i < 3; i++)
+        freeReplyObject(sqt_cmd(C, "ZADD dead %f env%d", now - 30 + i, i));
+    freeReplyObject(sqt_cmd(C, "ZADD retry %f %s", now + 600, job));
+    ck_assert_int_eq(ctl(NULL, "-C %s -e production kill 0123456789abcdef01234567", envcfg), 0);
+    ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 2);
+
     /* a configuration that does not load: exit 78 with file, line and key,
      * and nothing moved */
     const char *bad = itest_config(":dead_max_jobs: 0\n");
@@ -402,6 +420,44 @@ START_TEST(kill_trims_to_the_configured_limits)
     ck_assert_msg(strstr(out, "sidekiq.yml:1: dead_max_jobs") != NULL, "%s", out);
     free(out);
     ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 1);
+}
+END_TEST
+
+/* A member over max_payload_bytes (here 1024, set with -C) is still found by
+ * its jid: delete and kill move its exact bytes without reading it, and
+ * retry, which must rewrite it, leaves it in place and says why, instead of
+ * all three answering "no job". jobs --jid lists it. */
+START_TEST(jid_commands_find_members_over_the_limits)
+{
+    const char *cfg = itest_config(":max_payload_bytes: 1024\n");
+    char big[3000], *out = NULL;
+    snprintf(big, sizeof big,
+             "{\"class\":\"HardJob\",\"args\":[\"%02000d\"],\"queue\":\"default\","
+             "\"jid\":\"0123456789abcdef0123beef\",\"retry_count\":1}",
+             0);
+    double now = sqt_wall();
+    freeReplyObject(sqt_cmd(C, "ZADD retry %f %s", now + 600, big));
+    ck_assert_int_eq(
+        sqt_sh(R.url, &out, "%s -C %s retry 0123456789abcdef0123beef 2>&1", SQ_TEST_SQUIRECTL, cfg),
+        1);
+    ck_assert_msg(strstr(out, "1024-byte limit") != NULL, "retry did not say why: %s", out);
+    free(out);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 1);
+    char args[512];
+    snprintf(args, sizeof args, "-C %s jobs retry --jid 0123456789abcdef0123beef", cfg);
+    json_t *listed = ctl_json(args);
+    ck_assert_int_eq(json_array_size(listed), 1);
+    json_decref(listed);
+    out = NULL;
+    ck_assert_int_eq(ctl(&out, "-C %s kill 0123456789abcdef0123beef", cfg), 0);
+    free(out);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+    redisReply *r = sqt_cmd(C, "ZRANGE dead 0 -1");
+    ck_assert_int_eq(r->elements, 1);
+    ck_assert_str_eq(r->element[0]->str, big);
+    freeReplyObject(r);
+    ck_assert_int_eq(ctl(NULL, "-C %s delete 0123456789abcdef0123beef --from dead", cfg), 0);
+    ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 0);
 }
 END_TEST
 
@@ -564,6 +620,7 @@ static Suite *squirectl_suite(void)
     tcase_add_test(tc, dead_round_trip_and_retry_all);
     tcase_add_test(tc, kill_delete_and_clear);
     tcase_add_test(tc, kill_trims_to_the_configured_limits);
+    tcase_add_test(tc, jid_commands_find_members_over_the_limits);
     tcase_add_test(tc, quiet_and_stop_write_signals);
     tcase_add_test(tc, processes_reads_sidekiq_format_and_skips_expired);
     tcase_add_test(tc, dashboard_once);

@@ -64,10 +64,12 @@ static void found_free(found *f)
 /* ---- retry ---------------------------------------------------------------- */
 
 /* The payload as Client#push writes it back (sq_payload_requeued). NULL
- * when not a job. */
-static char *requeued_payload(const char *raw, size_t len, size_t *out_len, char **queue)
+ * when not a job, with the bounded reader's reason in why. */
+static char *requeued_payload(const char *raw, size_t len, size_t *out_len, char **queue, char *why,
+                              size_t wsize)
 {
-    json_t *job = ctl_read_job(raw, len);
+    json_t *job = NULL;
+    sq_json_load_bounded(raw, len, ctl_job_limits(), &job, why, wsize);
     char *out = job ? sq_payload_requeued(raw, len, job, ctl_now(), queue, out_len) : NULL;
     json_decref(job);
     return out;
@@ -78,11 +80,13 @@ static int requeue(sq_redis *r, const char *zset, const char *raw, size_t len, s
 {
     char *queue = NULL;
     size_t newlen = 0;
-    char *moved = requeued_payload(raw, len, &newlen, &queue);
+    char why[200] = "";
+    char *moved = requeued_payload(raw, len, &newlen, &queue, why, sizeof why);
     if (moved == NULL) {
         free(queue);
-        snprintf(err->message, sizeof err->message, "a %s entry is not a JSON job; left in place",
-                 zset);
+        snprintf(err->message, sizeof err->message,
+                 "a %s entry cannot be requeued (%s); left in place", zset,
+                 why[0] ? why : "its queue is not a usable name");
         err->code = SQ_EINVAL;
         return -1;
     }

@@ -167,21 +167,35 @@ static int config_state; /* 0 not loaded, 1 loaded, -1 failed */
 static sq_error config_err;
 static sq_job_limits limits = {SQ_DEFAULT_MAX_PAYLOAD, SQ_JSON_MAX_DEPTH, SQ_JSON_MAX_ELEMENTS};
 
+static const char *config_env;
+
 void ctl_set_config_path(const char *path)
 {
     config_path = path;
 }
 
+void ctl_set_config_environment(const char *env)
+{
+    config_env = env;
+}
+
 const sq_config *ctl_config(sq_error *err)
 {
     if (config_state == 0) {
-        char *argv[] = {"squirectl", "-C", (char *)config_path, NULL};
+        char *argv[6] = {"squirectl"};
+        int argc = 1;
+        if (config_path != NULL) {
+            argv[argc++] = "-C";
+            argv[argc++] = (char *)config_path;
+        }
+        if (config_env != NULL) {
+            argv[argc++] = "-e";
+            argv[argc++] = (char *)config_env;
+        }
         sq_action action;
         sq_config_init(&config);
         config_state =
-            sq_config_load(&config, config_path ? 3 : 1, argv, NULL, &action, &config_err) == 0
-                ? 1
-                : -1;
+            sq_config_load(&config, argc, argv, NULL, &action, &config_err) == 0 ? 1 : -1;
         if (config_state == 1)
             limits.max_payload_bytes = config.max_payload_bytes;
     }

@@ -92,6 +92,8 @@ int ctl_target(const char *name, char *buf, size_t size, bool *is_set, const cha
  * option, else ./config/sidekiq.yml when it exists, else the defaults;
  * loaded once. NULL with err set when it does not load. */
 void ctl_set_config_path(const char *path);
+/* The environment whose section applies (-e), as squire's -e. */
+void ctl_set_config_environment(const char *env);
 const sq_config *ctl_config(sq_error *err);
 /* The payload limits of that configuration (max_payload_bytes), or the
  * defaults when it does not load: every payload squirectl reads goes

@@ -71,12 +71,20 @@ const char *ctl_job_jid(const json_t *job)
 
 bool ctl_raw_has_jid(const char *raw, size_t len, const char *jid)
 {
-    if (memmem(raw, len, jid, strlen(jid)) == NULL)
+    size_t n = strlen(jid), vlen = 0;
+    if (memmem(raw, len, jid, n) == NULL)
         return false;
     json_t *job = ctl_read_job(raw, len);
-    bool yes = strcmp(ctl_job_jid(job), jid) == 0;
-    json_decref(job);
-    return yes;
+    if (job != NULL) {
+        bool yes = strcmp(ctl_job_jid(job), jid) == 0;
+        json_decref(job);
+        return yes;
+    }
+    /* over the limits (or not JSON): still found by its top-level jid, so
+     * that delete and kill, which move the exact bytes, can reach it */
+    const char *v = sq_json_member_text(raw, len, "jid", &vlen);
+    return v != NULL && vlen == n + 2 && v[0] == '"' && memcmp(v + 1, jid, n) == 0 &&
+           v[n + 1] == '"';
 }
 
 /* ---- listing --------------------------------------------------------------- */
@@ -170,7 +178,7 @@ static int visit(const char *raw, size_t len, double score, void *ctx)
     struct listing *l = ctx;
     json_t *job = ctl_read_job(raw, len);
     bool match = (l->o->klass == NULL || (job && class_matches(job, l->o->klass))) &&
-                 (l->o->jid == NULL || (job && strcmp(ctl_job_jid(job), l->o->jid) == 0));
+                 (l->o->jid == NULL || ctl_raw_has_jid(raw, len, l->o->jid));
     if (match) {
         if (l->json)
             json_array_append_new(l->json, job_json(job, raw, len, score, l->is_set));

@@ -39,13 +39,15 @@ static const struct ctl_command commands[] = {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "Usage: squirectl [-u REDIS_URL] [-C CONFIG] COMMAND [ARGS]\n\nCommands:\n");
+    fprintf(out,
+            "Usage: squirectl [-u REDIS_URL] [-C CONFIG] [-e ENV] COMMAND [ARGS]\n\nCommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].help);
     fprintf(out, "\nThe Redis URL defaults to $REDIS_PROVIDER / $REDIS_URL / "
                  "redis://localhost:6379/0.\n"
                  "CONFIG is squire's sidekiq.yml (default ./config/sidekiq.yml when there):\n"
-                 "its dead_max_jobs, dead_timeout_in_seconds and max_payload_bytes apply.\n"
+                 "its dead_max_jobs, dead_timeout_in_seconds and max_payload_bytes apply,\n"
+                 "from the section of ENV (-e, else $APP_ENV, $RAILS_ENV, $RACK_ENV), as squire.\n"
                  "Run 'squirectl COMMAND -h' for a command's options.\n");
 }
 
@@ -64,6 +66,15 @@ int main(int argc, char **argv)
         } else if ((strcmp(argv[i], "-C") == 0 || strcmp(argv[i], "--config") == 0) &&
                    i + 1 < argc) {
             ctl_set_config_path(argv[++i]);
+        } else if ((strcmp(argv[i], "-e") == 0 || strcmp(argv[i], "--environment") == 0) &&
+                   i + 1 < argc) {
+            ctl_set_config_environment(argv[++i]);
+        } else if (strncmp(argv[i], "--environment=", 14) == 0 ||
+                   (strncmp(argv[i], "-e", 2) == 0 && argv[i][2] != '\0')) {
+            ctl_set_config_environment(argv[i] + (argv[i][1] == '-' ? 14 : 2));
+        } else if (strncmp(argv[i], "--config=", 9) == 0 ||
+                   (strncmp(argv[i], "-C", 2) == 0 && argv[i][2] != '\0')) {
+            ctl_set_config_path(argv[i] + (argv[i][1] == '-' ? 9 : 2)); /* as squire's getopt */
         } else if ((strcmp(argv[i], "-u") == 0 || strcmp(argv[i], "--url") == 0) && i + 1 < argc) {
             url = argv[++i];
         } else if (strncmp(argv[i], "--url=", 6) == 0 || strncmp(argv[i], "-u", 2) == 0) {

@@ -46,7 +46,9 @@
 #define SWEEP_COUNT "1000"
 
 /* KEYS: working list, queue, dead, owner's lease. ARGV: job, new payload,
- * "queue"|"dead", now, cutoff, max, queue name. 2: the owner is back. */
+ * "queue"|"dead", now, cutoff, max, queue name. 2: the owner is back.
+ * `queues` is only told about the queue (pcall): a wrong-typed `queues` must
+ * not fail the script after its LREM and RPUSH (scripts are not rolled back). */
 static sq_script recover_script = SQ_SCRIPT(
     SQ_LUA_DEAD_ADD
     "if redis.call('EXISTS', KEYS[4]) == 1 then return 2 end\n"
@@ -60,7 +62,7 @@ static sq_script recover_script = SQ_SCRIPT(
     "  dead_add(KEYS[3], ARGV[4], ARGV[2], ARGV[5], ARGV[6])\n"
     "else\n"
     "  redis.call('RPUSH', KEYS[2], ARGV[2])\n"
-    "  redis.call('SADD', 'queues', ARGV[7])\n"
+    "  redis.pcall('SADD', 'queues', ARGV[7])\n"
     "end\n"
     "return 1\n");
 
@@ -310,6 +312,26 @@ static long drain_list(sq_runtime *rt, const char *wkey, const char *owner, cons
     return moved;
 }
 
+/* A list that failed to drain while Redis still answers: a key of the wrong
+ * type (the working list, or the queue or dead key its job goes to) or a
+ * script error. Its jobs stay where they are, and the next pass tries
+ * again; the lists after it must not wait for someone to fix the key.
+ * Warned about at most once a minute. True when it was such a failure. */
+static bool list_stuck(sq_runtime *rt, const char *wkey, sq_error *err)
+{
+    static _Thread_local double last;
+    if (!sq_redis_is_connected(rt->redis))
+        return false;
+    double now = sq__monotonic();
+    if (last == 0 || now - last > 60) {
+        last = now;
+        sq_log(SQ_LOG_ERROR, "recovery: cannot put back the jobs of %.300s: %s; they stay there",
+               wkey, err->message);
+    }
+    *err = (sq_error){0};
+    return true;
+}
+
 long sq_recovery_run(sq_runtime *rt, sq_error *err)
 {
     redisReply *lock = sq_redis_cmd(rt->redis, err, "SET " LOCK_KEY " %s NX PX %lld", rt->identity,
@@ -344,6 +366,8 @@ long sq_recovery_run(sq_runtime *rt, sq_error *err)
         if (strcmp(owner, rt->identity) == 0 || owner_alive(rt, &seen, owner, err, &failed))
             continue;
         long n = drain_list(rt, wkey, owner, queue, BATCH - total, err);
+        if (n < 0 && list_stuck(rt, wkey, err))
+            continue; /* the lists after it are still recovered */
         if (n < 0)
             failed = true;
         else if (n > 0) {
@@ -426,6 +450,8 @@ int sq_recovery_sweep(sq_runtime *rt, char cursor[32], long *recovered, sq_error
         const char *argv[] = {SQ_WLISTS_KEY, wkey, lease, val};
         redisReply *a = sq_redis_eval(rt->redis, &adopt_script, 3, 4, argv, NULL, err);
         free(val);
+        if (a == NULL && list_stuck(rt, wkey, err))
+            continue;
         if (a == NULL) {
             rc = -1;
             break;
@@ -439,7 +465,7 @@ int sq_recovery_sweep(sq_runtime *rt, char cursor[32], long *recovered, sq_error
                          : "its process is gone: putting its jobs back");
         if (what == 2 && strcmp(owner, rt->identity) != 0) {
             long n = drain_list(rt, wkey, owner, queue, BATCH, err);
-            if (n < 0)
+            if (n < 0 && !list_stuck(rt, wkey, err))
                 rc = -1;
             else
                 *recovered += n;
