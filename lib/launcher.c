@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "isolate.h"
 #include "launcher.h"
 #include "notify.h"
 #include "common.h"
@@ -444,9 +445,9 @@ static void log_start(sq_runtime *rt)
     sq_config_queue_list(cfg, true, queues, sizeof queues);
     sq_log(SQ_LOG_INFO,
            "squire %s starting: identity=%s tag=%s concurrency=%d queues=[%s] "
-           "fetch=%s timeout=%d s redis=%s handlers=%zu environment=%s",
+           "fetch=%s workers=%s timeout=%d s redis=%s handlers=%zu environment=%s",
            SQ_VERSION, rt->identity, cfg->tag ? cfg->tag : "", cfg->concurrency, queues,
-           rt->fetch->name, cfg->timeout, sq_redis_display(rt->redis), sq_registry_count(rt->reg),
+           rt->fetch->name, cfg->isolated ? "isolated" : "threads", cfg->timeout, sq_redis_display(rt->redis), sq_registry_count(rt->reg),
            cfg->environment ? cfg->environment : "development");
 }
 
@@ -697,6 +698,7 @@ static void serve(sq_runtime *rt, lease_state *ls)
             }
         }
         watchdog(rt, &next_watchdog);
+        sq_timeouts_watch(rt); /* thread mode: say when a job passes its timeout */
         double tick = reliable && lease_every < 1.0 ? lease_every : 1.0;
         if (reliable && tick > 0.25)
             tick = 0.25; /* a worker that found the lease gone waits on us */
@@ -822,6 +824,12 @@ static int run(const sq_config *cfg, sq_registry *reg)
     }
     rt.nworkers = cfg->concurrency;
     log_start(&rt);
+    /* isolated: forked now, while this is the only thread (isolate.h) */
+    if (cfg->isolated && (rt.forksrv = sq_forksrv_start(cfg, reg, &err)) == NULL) {
+        sq_log(SQ_LOG_ERROR, "%s", err.message);
+        status = 1;
+        goto done;
+    }
     if (sq_registry_count(reg) == 0)
         sq_log(SQ_LOG_WARN, "no handlers registered (use -r libjobs.so or :require:); every job "
                             "will fail with Squire::NoHandler");
@@ -900,6 +908,7 @@ static int run(const sq_config *cfg, sq_registry *reg)
     sq_log(SQ_LOG_INFO, "Bye!");
 done:
     free_workers(&rt);
+    sq_forksrv_stop(rt.forksrv);
     sq_redis_free(rt.redis);
     free(rt.info_json);
     sq_dbbudget_destroy(&rt.dbbudget);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "isolate.h"
 #include "log.h"
 #include "registry.h"
 #include "runtime.h"
@@ -32,8 +33,10 @@ unsigned sq_worker_rand(unsigned n, void *worker)
 
 bool sq_job_stopping(const sq_job *job)
 {
-    if (job->worker == NULL || !atomic_load(&job->worker->rt->stopping))
+    if (job->worker == NULL)
         return false;
+    if (!atomic_load(&job->worker->rt->stopping))
+        return sq__job_late(job->worker); /* thread mode: past its timeout */
     job->worker->saw_stop = true; /* a failure now is an interruption */
     return true;
 }
@@ -224,16 +227,8 @@ static bool publish(sq_worker *w, const sq_unit *u)
     return run;
 }
 
-static void run_handler(sq_worker *w, sq_job *job)
+void sq__handler_call(sq_worker *w, sq_job *job, sq_handler_fn fn, void *ud)
 {
-    void *ud = NULL;
-    sq_handler_fn fn = sq_registry_lookup(w->rt->reg, job->klass, &ud);
-    if (fn == NULL) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "no handler registered for class %.200s", job->klass);
-        sq_outcome_fail(&job->outcome, "Squire::NoHandler", msg);
-        return;
-    }
     sq_result r = fn(job, ud);
     if (w->db != NULL) { /* back to the pool the moment the handler is done */
         sq_pgpool_checkin(w->rt->pgpool, w->db);
@@ -251,6 +246,59 @@ static void run_handler(sq_worker *w, sq_job *job)
     }
     /* cut only now: cut first, a long password would no longer match whole */
     sq_outcome_cut(&job->outcome);
+}
+
+/* Thread mode: a job that failed after sq_job_stopping told it its time was
+ * up failed by its timeout, whatever it said. */
+static void timed_out_cooperatively(sq_job *job, double timeout)
+{
+    sq_outcome *o = &job->outcome;
+    char msg[600];
+    snprintf(msg, sizeof msg, "the job ran past its timeout of %g s and stopped (thread mode): %s",
+             timeout, o->error_message ? o->error_message : "");
+    sq_disposition d = o->disposition;
+    double in = o->retry_in;
+    sq_outcome_destroy(o);
+    sq_outcome_fail(o, "Squire::JobTimeout", msg);
+    o->disposition = d;
+    o->retry_in = in;
+}
+
+/* Run the job's handler, here (thread mode) or in the worker's process
+ * (isolated). Returns 1 when it could not run at all (no worker process):
+ * the job goes back to its queue. */
+static int run_handler(sq_worker *w, sq_job *job)
+{
+    void *ud = NULL;
+    sq_handler_fn fn = sq_registry_lookup(w->rt->reg, job->klass, &ud);
+    if (fn == NULL) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "no handler registered for class %.200s", job->klass);
+        sq_outcome_fail(&job->outcome, "Squire::NoHandler", msg);
+        return 0;
+    }
+    double timeout = sq_job_timeout_for(job, w->rt->reg, w->rt->cfg);
+    if (w->rt->forksrv != NULL) {
+        sq_error err = {0};
+        if (sq_child_run(w, job, timeout, &err) == 0)
+            return 0;
+        sq_log_job(SQ_LOG_ERROR, job, "cannot run: %s; the job goes back to its queue",
+                   err.message);
+        return 1;
+    }
+    pthread_mutex_lock(&w->lock);
+    w->timeout = timeout;
+    w->deadline = timeout > 0 ? sq__monotonic() + timeout : 0;
+    w->late_warned = false;
+    pthread_mutex_unlock(&w->lock);
+    w->saw_deadline = false;
+    sq__handler_call(w, job, fn, ud);
+    pthread_mutex_lock(&w->lock);
+    w->deadline = 0;
+    pthread_mutex_unlock(&w->lock);
+    if (w->saw_deadline && job->outcome.failed && !w->saw_stop)
+        timed_out_cooperatively(job, timeout);
+    return 0;
 }
 
 static void record_failure(sq_worker *w, sq_unit *u, sq_job *job, double elapsed)
@@ -334,10 +382,13 @@ static void process(sq_worker *w, sq_unit *u)
             sq_log_job(SQ_LOG_WARN, &job, "job has no jid");
         sq_log_job(SQ_LOG_INFO, &job, "start");
         double t0 = sq__monotonic();
-        run_handler(w, &job);
+        int unrun = run_handler(w, &job);
         double elapsed = sq__monotonic() - t0;
         if (!claim_result(w)) {
             sq_log_job(SQ_LOG_INFO, &job, "finished after shutdown pushed it back; result dropped");
+        } else if (unrun) {
+            persist(w, u, "requeue", job.jid, write_requeue, NULL);
+            sq_runtime_nap(rt, 1);
         } else if (!job.outcome.failed) {
             atomic_fetch_add(&rt->processed, 1);
             long ms = (long)(elapsed * 1000 + 0.5); /* integer formatting: this line is hot */
@@ -407,6 +458,7 @@ void *sq_processor_main(void *arg)
         }
         process(w, &u);
     }
+    sq_child_release(w);
     /* Write what the fetch strategy still holds (reliable: the last ack). */
     for (unsigned attempt = 0;; attempt++) {
         sq_error err = {0};
