@@ -68,6 +68,8 @@ struct sq_forksrv {
     pid_t pid;
     int ctl;              /* the daemon's end of the control socket */
     pthread_mutex_t lock; /* one request (and its reply) at a time */
+    bool gone;            /* reaped (under lock) */
+    int status;           /* its wait status once gone */
 };
 
 typedef struct ctl_msg {
@@ -558,13 +560,26 @@ sq_forksrv *sq_forksrv_start(const sq_config *cfg, sq_registry *reg, sq_error *e
     return fs;
 }
 
+bool sq_forksrv_alive(sq_forksrv *fs, char *why, size_t size)
+{
+    pthread_mutex_lock(&fs->lock);
+    if (!fs->gone && waitpid(fs->pid, &fs->status, WNOHANG) == fs->pid)
+        fs->gone = true;
+    bool gone = fs->gone;
+    int status = fs->status;
+    pthread_mutex_unlock(&fs->lock);
+    if (gone && why != NULL)
+        describe_status(status, why, size);
+    return !gone;
+}
+
 void sq_forksrv_stop(sq_forksrv *fs)
 {
     if (fs == NULL)
         return;
     close(fs->ctl);
     int status;
-    while (waitpid(fs->pid, &status, 0) < 0 && errno == EINTR)
+    while (!fs->gone && waitpid(fs->pid, &status, 0) < 0 && errno == EINTR)
         ;
     pthread_mutex_destroy(&fs->lock);
     free(fs);
@@ -778,6 +793,11 @@ int sq_child_run(sq_worker *w, sq_job *job, double timeout, sq_error *err)
             }
             int status = reap_child(c, STATUS_WAIT);
             char how[160];
+            if (status < 0 && !sq_forksrv_alive(fs, how, sizeof how)) {
+                /* its processes die with it: not this job's doing */
+                sq__error_set(err, SQ_EIO, "the fork server died (%s)", how);
+                return 1;
+            }
             describe_status(status, how, sizeof how);
             if (sent != 0) {
                 char msg[300];

@@ -22,6 +22,9 @@ typedef struct sq_forksrv sq_forksrv;
 /* Fork the fork server. Call while the process has a single thread, with
  * the handlers registered. NULL with err when it cannot be started. */
 sq_forksrv *sq_forksrv_start(const sq_config *cfg, sq_registry *reg, sq_error *err);
+/* False once the fork server has died (why: how), which no worker process
+ * outlives: the daemon must then stop, to be started again. */
+bool sq_forksrv_alive(sq_forksrv *fs, char *why, size_t size);
 /* Close its socket (it kills the worker processes it still has and exits)
  * and reap it. NULL is a no-op. */
 void sq_forksrv_stop(sq_forksrv *fs);

@@ -664,8 +664,9 @@ static int beat(sq_runtime *rt)
 
 /* Main loop until TERM/INT: quiet on TSTP, dump on TTIN, flush stats, beat,
  * and for reliable fetch keep the lease and recover dead processes' jobs.
- * Signals from the Web UI (through the heartbeat) act like the OS's. */
-static void serve(sq_runtime *rt, lease_state *ls)
+ * Signals from the Web UI (through the heartbeat) act like the OS's.
+ * Returns true when it stopped because the fork server died (isolated). */
+static bool serve(sq_runtime *rt, lease_state *ls)
 {
     double next_beat = sq__monotonic() + rt->cfg->beat_interval;
     double next_cleanup = sq__monotonic() + 60;
@@ -699,6 +700,12 @@ static void serve(sq_runtime *rt, lease_state *ls)
         }
         watchdog(rt, &next_watchdog);
         sq_timeouts_watch(rt); /* thread mode: say when a job passes its timeout */
+        char why[160];
+        if (rt->forksrv != NULL && !sq_forksrv_alive(rt->forksrv, why, sizeof why)) {
+            sq_log(SQ_LOG_ERROR, "the fork server died (%s): no job can run; shutting down to "
+                   "be restarted", why);
+            return true;
+        }
         double tick = reliable && lease_every < 1.0 ? lease_every : 1.0;
         if (reliable && tick > 0.25)
             tick = 0.25; /* a worker that found the lease gone waits on us */
@@ -721,7 +728,7 @@ static void serve(sq_runtime *rt, lease_state *ls)
         }
         if (sig == SIGTERM || sig == SIGINT) {
             sq_log(SQ_LOG_INFO, "%s received: shutting down", sig == SIGTERM ? "TERM" : "INT");
-            return;
+            return false;
         }
         if (sig == SIGTSTP && !atomic_load(&rt->quiet)) {
             sq_log(SQ_LOG_INFO, "TSTP received: quiet, no new jobs will be fetched");
@@ -898,12 +905,13 @@ static int run(const sq_config *cfg, sq_registry *reg)
         status = 1;
         goto done;
     }
-    serve(&rt, &ls);
+    if (serve(&rt, &ls))
+        status = 1; /* the fork server died */
     if (!shut_down(&rt, &ls)) {
         /* A handler is still running (its job was pushed back): end the
          * process without unwinding memory that thread may still touch. */
         sq_log(SQ_LOG_INFO, "Bye!");
-        _exit(0);
+        _exit(status);
     }
     sq_log(SQ_LOG_INFO, "Bye!");
 done:

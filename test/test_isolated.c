@@ -265,6 +265,30 @@ START_TEST(term_stops_isolated_jobs_and_pushes_them_back)
 }
 END_TEST
 
+START_TEST(fork_server_death_stops_the_daemon_and_loses_nothing)
+{
+    sqt_proc p;
+    start(&p, "", "2", ISOLATED);
+    char sleeper[25];
+    itest_push("SleepJob", "[30]", NULL, sleeper);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "LLEN test:log"), 1);
+    char *out = NULL;
+    sqt_sh(R.url, &out, "pgrep -P %d", (int)p.pid);
+    int server = atoi(out);
+    free(out);
+    ck_assert_int_gt(server, 1);
+    kill(server, SIGKILL);
+    /* its worker processes die with it; the daemon cannot run jobs any
+     * more, so it stops (exit 1, for the service manager to restart it) and
+     * the job that was running goes back to its queue, uncharged */
+    ck_assert_int_eq(sqt_proc_wait(&p, 15), 1);
+    ck_assert(sqt_log_wait(&p, "the fork server died", 1));
+    ck_assert_int_eq(sqt_int(C, "LLEN queue:default"), 1);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+    ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 0);
+}
+END_TEST
+
 START_TEST(thread_mode_timeout_is_cooperative)
 {
     sqt_proc p;
@@ -293,6 +317,7 @@ static Suite *isolated_suite(void)
     tcase_add_test(tc, runaway_allocation_costs_its_job);
     tcase_add_test(tc, worker_processes_are_recycled_and_inited);
     tcase_add_test(tc, term_stops_isolated_jobs_and_pushes_them_back);
+    tcase_add_test(tc, fork_server_death_stops_the_daemon_and_loses_nothing);
     tcase_add_test(tc, thread_mode_timeout_is_cooperative);
     suite_add_tcase(s, tc);
     return s;
