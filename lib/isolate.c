@@ -320,6 +320,10 @@ static void child_limits(const sq_config *cfg)
     }
 }
 
+/* The daemon's identity: the worker processes' application_name by default,
+ * as the daemon's own pool would have it. */
+static char identity[300];
+
 static _Noreturn void child_main(int fd, pid_t server, const sq_config *cfg, sq_registry *reg)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -519,8 +523,10 @@ static _Noreturn void server_main(int ctl, pid_t daemon, const sq_config *cfg, s
     _exit(0);
 }
 
-sq_forksrv *sq_forksrv_start(const sq_config *cfg, sq_registry *reg, sq_error *err)
+sq_forksrv *sq_forksrv_start(const sq_config *cfg, sq_registry *reg, const char *ident,
+                             sq_error *err)
 {
+    snprintf(identity, sizeof identity, "%s", ident);
     sq_forksrv *fs = calloc(1, sizeof *fs);
     int sv[2];
     if (fs == NULL || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {

@@ -20,8 +20,10 @@
 typedef struct sq_forksrv sq_forksrv;
 
 /* Fork the fork server. Call while the process has a single thread, with
- * the handlers registered. NULL with err when it cannot be started. */
-sq_forksrv *sq_forksrv_start(const sq_config *cfg, sq_registry *reg, sq_error *err);
+ * the handlers registered; identity is the daemon's (the worker processes'
+ * default application_name). NULL with err when it cannot be started. */
+sq_forksrv *sq_forksrv_start(const sq_config *cfg, sq_registry *reg, const char *identity,
+                             sq_error *err);
 /* False once the fork server has died (why: how), which no worker process
  * outlives: the daemon must then stop, to be started again. */
 bool sq_forksrv_alive(sq_forksrv *fs, char *why, size_t size);

@@ -792,6 +792,11 @@ static int open_database(sq_runtime *rt)
     if (cfg->db_url == NULL)
         return 0;
     int size = cfg->db_pool > 0 ? cfg->db_pool : cfg->concurrency;
+    if (cfg->isolated && size != cfg->concurrency) { /* isolate.c: one per worker process */
+        sq_log(SQ_LOG_WARN, "database.pool (%d) does not apply in isolated mode: each of the %d "
+               "worker processes keeps one connection", size, cfg->concurrency);
+        size = cfg->concurrency;
+    }
     rt->pgpool = sq_pgpool_new(cfg->db_url, cfg->db_application_name ? cfg->db_application_name
                                                                       : rt->identity,
                                size, cfg->db_checkout_timeout, cfg->db_connect_timeout,
@@ -832,7 +837,7 @@ static int run(const sq_config *cfg, sq_registry *reg)
     rt.nworkers = cfg->concurrency;
     log_start(&rt);
     /* isolated: forked now, while this is the only thread (isolate.h) */
-    if (cfg->isolated && (rt.forksrv = sq_forksrv_start(cfg, reg, &err)) == NULL) {
+    if (cfg->isolated && (rt.forksrv = sq_forksrv_start(cfg, reg, rt.identity, &err)) == NULL) {
         sq_log(SQ_LOG_ERROR, "%s", err.message);
         status = 1;
         goto done;
