@@ -50,9 +50,10 @@ void sq_child_release(sq_worker *w);
  * true once w's running job is past its deadline. In a worker process:
  * true once the daemon is shutting down (w->saw_stop set). */
 bool sq__job_late(sq_worker *w);
-/* Thread mode, main thread: log once per job that one is past its
- * deadline. */
-void sq_timeouts_watch(sq_runtime *rt);
+/* Main thread, each turn. Thread mode: log once per job that one is past
+ * its deadline. Isolated: false once the fork server has died (logged),
+ * when the daemon must stop. */
+bool sq_isolate_watch(sq_runtime *rt);
 
 /* Call a handler in this thread: the PostgreSQL connection goes back to the
  * pool, a failure without a message becomes Squire::Error, the message is

@@ -891,10 +891,16 @@ bool sq__job_late(sq_worker *w)
     return true;
 }
 
-void sq_timeouts_watch(sq_runtime *rt)
+bool sq_isolate_watch(sq_runtime *rt)
 {
-    if (rt->forksrv != NULL)
-        return; /* isolated: the worker threads enforce their deadlines */
+    char why[160];
+    if (rt->forksrv != NULL) { /* the worker threads enforce their deadlines */
+        if (sq_forksrv_alive(rt->forksrv, why, sizeof why))
+            return true;
+        sq_log(SQ_LOG_ERROR,
+               "the fork server died (%s): no job can run; shutting down to be restarted", why);
+        return false;
+    }
     double now = sq__monotonic();
     for (int i = 0; i < rt->nworkers; i++) {
         sq_worker *w = &rt->workers[i];
@@ -910,4 +916,5 @@ void sq_timeouts_watch(sq_runtime *rt)
         }
         pthread_mutex_unlock(&w->lock);
     }
+    return true;
 }
