@@ -77,6 +77,21 @@ static sq_result hog_job(sq_job *job, void *ud)
     return SQ_OK;
 }
 
+/* Forks a process that keeps every inherited descriptor (its worker
+ * process's socket among them) open for 5 s, then crashes. */
+static sq_result fork_segv_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    testjobs_record(job, "forksegv");
+    if (fork() == 0) {
+        sleep(5);
+        _exit(0);
+    }
+    volatile int *p = NULL;
+    *p = 1;
+    return SQ_OK;
+}
+
 /* Records "pid:<its process>:<init hook ran here>" and succeeds. */
 static sq_result pid_job(sq_job *job, void *ud)
 {
@@ -99,6 +114,7 @@ int testjobs_register_isolated(sq_registry *reg)
     rc |= sq_register_opts(reg, "StubbornJob", stubborn_job, NULL, &quick);
     rc |= sq_register(reg, "HogJob", hog_job, NULL);
     rc |= sq_register(reg, "PidJob", pid_job, NULL);
+    rc |= sq_register(reg, "ForkSegvJob", fork_segv_job, NULL);
     rc |= sq_register_child_init(reg, child_init, NULL);
     return rc;
 }

@@ -118,6 +118,71 @@ START_TEST(crashes_cost_only_their_own_job)
 }
 END_TEST
 
+/* A crash is seen even when a process the handler forked still holds the
+ * worker process's socket open (no end of file on it). */
+START_TEST(crash_is_seen_with_the_socket_held_open)
+{
+    sqt_proc p;
+    start(&p, "", "1", ISOLATED);
+    char jid[25], ok[25];
+    double t0 = sqt_now();
+    itest_push("ForkSegvJob", "[]", NULL, jid);
+    itest_push("OkJob", "[]", NULL, ok);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "ZCARD retry"), 1);
+    ck_assert_msg(sqt_now() - t0 < 4, "the crash took %.1f s to be seen", sqt_now() - t0);
+    assert_failed("retry", jid, "Squire::WorkerCrashed", "SIGSEGV");
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SISMEMBER test:done %s", ok), 1);
+    ck_assert_int_eq(runs(jid), 1);
+    itest_stop(&p);
+}
+END_TEST
+
+/* The per-process pids the fork server (the daemon's child) and its worker
+ * processes have, into procs; returns how many (the fork server first). */
+static int family(pid_t daemon, int *procs, int max)
+{
+    char *out = NULL;
+    sqt_sh(R.url, &out, "s=$(pgrep -P %d); echo $s $(pgrep -P $s)", (int)daemon);
+    int n = 0;
+    for (char *tok = strtok(out, " \n"); tok && n < max; tok = strtok(NULL, " \n"))
+        procs[n++] = atoi(tok);
+    free(out);
+    return n;
+}
+
+static void assert_all_gone(const int *procs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        double until = sqt_now() + 5;
+        while (kill(procs[i], 0) == 0 && sqt_now() < until)
+            sqt_sleep(0.05);
+        ck_assert_msg(kill(procs[i], 0) != 0, "process %d outlived the daemon", procs[i]);
+    }
+}
+
+START_TEST(kill_9_of_the_daemon_leaves_no_worker_process)
+{
+    sqt_proc p;
+    start(&p, "", "2", ISOLATED);
+    char a[25], b[25];
+    itest_push("SleepJob", "[30]", NULL, a);
+    itest_push("SleepJob", "[30]", NULL, b);
+    ck_assert_int_eq(sqt_wait_int(C, 2, 10, "LLEN test:log"), 2);
+    int procs[8];
+    int n = family(p.pid, procs, 8);
+    ck_assert_int_eq(n, 3);
+    sqt_proc_stop(&p, SIGKILL);
+    assert_all_gone(procs, n);
+    /* both jobs stay in their working lists for recovery: none lost */
+    redisReply *r = sqt_cmd(C, "KEYS squire:w:*");
+    long long held = 0;
+    for (size_t i = 0; i < r->elements; i++)
+        held += sqt_int(C, "LLEN %s", r->element[i]->str);
+    freeReplyObject(r);
+    ck_assert_int_eq(held, 2);
+}
+END_TEST
+
 START_TEST(hung_jobs_are_killed_at_their_timeouts)
 {
     sqt_proc p;
@@ -213,6 +278,19 @@ START_TEST(worker_processes_are_recycled_and_inited)
             ck_assert_int_ne(pids[i], pids[i - 1]);
     }
     ck_assert(sqt_log_wait(&p, "retired after 2 jobs", 1));
+    /* an idle worker process killed from outside is replaced, and the next
+     * job is not charged for it */
+    itest_push("PidJob", "[]", NULL, jid);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SISMEMBER test:done %s", jid), 1);
+    int seven[7];
+    ck_assert_int_eq(recorded_pids(seven, 7, &inited), 7);
+    kill(seven[6], SIGKILL);
+    sqt_sleep(0.3);
+    itest_push("PidJob", "[]", NULL, jid);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SISMEMBER test:done %s", jid), 1);
+    ck_assert_int_eq(runs(jid), 2); /* its pid: record and its ok record */
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+    ck_assert(sqt_log_wait(&p, "ended between jobs with signal 9", 1));
     itest_stop(&p);
 
     /* above an RSS limit: every worker process retires after its job */
@@ -237,13 +315,8 @@ START_TEST(term_stops_isolated_jobs_and_pushes_them_back)
     itest_push("PoliteSleepJob", "[30]", NULL, polite);
     itest_push("SleepJob", "[30]", NULL, sleeper);
     ck_assert_int_eq(sqt_wait_int(C, 2, 10, "LLEN test:log"), 2);
-    /* the fork server (the daemon's child) and its worker processes */
-    char *out = NULL;
-    sqt_sh(R.url, &out, "s=$(pgrep -P %d); echo $s $(pgrep -P $s)", (int)p.pid);
-    int procs[8], nprocs = 0;
-    for (char *tok = strtok(out, " \n"); tok && nprocs < 8; tok = strtok(NULL, " \n"))
-        procs[nprocs++] = atoi(tok);
-    free(out);
+    int procs[8];
+    int nprocs = family(p.pid, procs, 8);
     ck_assert_int_eq(nprocs, 3);
     double t0 = sqt_now();
     kill(p.pid, SIGTERM);
@@ -255,13 +328,7 @@ START_TEST(term_stops_isolated_jobs_and_pushes_them_back)
     ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
     ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 0);
     ck_assert(sqt_log_wait(&p, "interrupted by shutdown", 1));
-    /* no worker process outlives the daemon */
-    for (int i = 0; i < nprocs; i++) {
-        double until = sqt_now() + 5;
-        while (kill(procs[i], 0) == 0 && sqt_now() < until)
-            sqt_sleep(0.05);
-        ck_assert_msg(kill(procs[i], 0) != 0, "process %d outlived the daemon", procs[i]);
-    }
+    assert_all_gone(procs, nprocs); /* no worker process outlives the daemon */
 }
 END_TEST
 
@@ -313,6 +380,8 @@ static Suite *isolated_suite(void)
     tcase_add_checked_fixture(tc, itest_setup, itest_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, crashes_cost_only_their_own_job);
+    tcase_add_test(tc, crash_is_seen_with_the_socket_held_open);
+    tcase_add_test(tc, kill_9_of_the_daemon_leaves_no_worker_process);
     tcase_add_test(tc, hung_jobs_are_killed_at_their_timeouts);
     tcase_add_test(tc, runaway_allocation_costs_its_job);
     tcase_add_test(tc, worker_processes_are_recycled_and_inited);

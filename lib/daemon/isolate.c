@@ -610,6 +610,21 @@ static void close_child(sq_child *c)
     *c = (sq_child){.job_fd = -1, .status_fd = -1};
 }
 
+/* Wait up to seconds for c's outcome on its job socket, or for its end on
+ * either socket (the status socket also tells of a process whose job
+ * socket some process it forked still holds open). */
+static bool settled(const sq_child *c, double seconds)
+{
+    struct pollfd p[2] = {{.fd = c->job_fd, .events = POLLIN},
+                          {.fd = c->status_fd, .events = POLLIN}};
+    for (;;) {
+        int n = poll(p, 2, (int)(seconds * 1000) + 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        return n > 0;
+    }
+}
+
 /* The wait status of c, once its job socket has closed; -1 when the fork
  * server did not say within the wait. The process is forgotten. */
 static int reap_child(sq_child *c, double wait)
@@ -784,9 +799,9 @@ int sq_child_run(sq_worker *w, sq_job *job, double timeout, sq_error *err)
     bool told_to_stop = false;
     pid_t pid = c->pid;
     for (;;) {
-        if (readable(c->job_fd, 0.1)) {
+        if (settled(c, 0.1)) {
             bool saw_stop = false, retire = false;
-            if (read_result(c, job, &saw_stop, &retire) == 0) {
+            if (readable(c->job_fd, 0) && read_result(c, job, &saw_stop, &retire) == 0) {
                 w->saw_stop = saw_stop;
                 c->jobs++;
                 if (retire) {
@@ -797,6 +812,9 @@ int sq_child_run(sq_worker *w, sq_job *job, double timeout, sq_error *err)
                 }
                 return 0;
             }
+            /* It died, or broke the protocol (a handler writing into the
+             * socket): end it in either case, then ask how it ended. */
+            send_signal(fs, pid, SIGKILL);
             int status = reap_child(c, STATUS_WAIT);
             char how[160];
             if (status < 0 && !sq_forksrv_alive(fs, how, sizeof how)) {
