@@ -625,13 +625,25 @@ static bool settled(const sq_child *c, double seconds)
     }
 }
 
+#define STATUS_LOST (-2) /* reap_child: the fork server closed the socket unsaid: it died */
+
 /* The wait status of c, once its job socket has closed; -1 when the fork
- * server did not say within the wait. The process is forgotten. */
+ * server did not say within the wait, STATUS_LOST when it is gone (it
+ * writes every status before it closes the socket, so only its own end
+ * closes one unsaid). The process is forgotten. */
 static int reap_child(sq_child *c, double wait)
 {
     int status = -1;
-    if (!readable(c->status_fd, wait) || read_all(c->status_fd, &status, sizeof status) != 0)
-        status = -1;
+    if (readable(c->status_fd, wait)) {
+        ssize_t n;
+        do
+            n = read(c->status_fd, &status, sizeof status);
+        while (n < 0 && errno == EINTR);
+        if (n == 0)
+            status = STATUS_LOST;
+        else if (n != (ssize_t)sizeof status)
+            status = -1;
+    }
     close_child(c);
     return status;
 }
@@ -817,9 +829,9 @@ int sq_child_run(sq_worker *w, sq_job *job, double timeout, sq_error *err)
             send_signal(fs, pid, SIGKILL);
             int status = reap_child(c, STATUS_WAIT);
             char how[160];
-            if (status < 0 && !sq_forksrv_alive(fs, how, sizeof how)) {
+            if (status == STATUS_LOST) {
                 /* its processes die with it: not this job's doing */
-                sq__error_set(err, SQ_EIO, "the fork server died (%s)", how);
+                sq__error_set(err, SQ_EIO, "the fork server died");
                 return 1;
             }
             describe_status(status, how, sizeof how);
