@@ -157,6 +157,8 @@ static const sq__option options[] = {
     {"worker_max_memory_mb", 0, NULL, NULL, SQ__OPT_LONG, FIELD(worker_max_memory_mb), 0,
      1L << 30, 0, 0, "none", "isolated: address-space limit of each worker process",
      set_number},
+    {"job_cpu_limit", 0, NULL, NULL, SQ__OPT_INT, FIELD(job_cpu_limit), 0, 86400, 0, 0, "none",
+     "isolated: CPU seconds a job may use before its worker process is stopped", set_number},
     {"max_payload_bytes", 0, NULL, NULL, SQ__OPT_SIZE, FIELD(max_payload_bytes), 1024,
      SQ__MAX_PAYLOAD_CAP, SQ_DEFAULT_MAX_PAYLOAD, 0, NULL,
      "larger jobs go to the dead set unparsed", set_number},

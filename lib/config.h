@@ -102,6 +102,7 @@ typedef struct sq_config {
     int worker_max_jobs;       /* isolated: recycle a worker process after N jobs (0: never) */
     long worker_max_rss_mb;    /* isolated: recycle one above this RSS, between jobs (0: never) */
     long worker_max_memory_mb; /* isolated: address-space limit per worker process (0: none) */
+    int job_cpu_limit;         /* isolated: CPU seconds a job may use (0: no limit) */
     bool check;         /* --check: validate config, plugins and Redis, then exit */
     bool allow_root;    /* --allow-root (or $SQUIRE_ALLOW_ROOT=1): never from the file */
     char **warnings;    /* owned messages for the daemon to log ("<file>:<line>: pidfile: ignored ...") */

@@ -215,6 +215,23 @@ START_TEST(hung_jobs_are_killed_at_their_timeouts)
 }
 END_TEST
 
+START_TEST(cpu_limit_stops_a_spinning_job_not_a_sleeping_one)
+{
+    sqt_proc p;
+    start(&p, ":job_cpu_limit: 1\n", "2", ISOLATED);
+    char hang[25], sleeper[25];
+    itest_push("HangJob", "[]", NULL, hang);
+    itest_push("SleepJob", "[2]", NULL, sleeper);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 20, "ZCARD retry"), 1);
+    assert_failed("retry", hang, "Squire::JobTimeout", "CPU time");
+    assert_failed("retry", hang, "Squire::JobTimeout", "SIGXCPU");
+    /* 2 s asleep is not 2 s of CPU */
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SISMEMBER test:done %s", sleeper), 1);
+    ck_assert_int_eq(runs(hang), 1);
+    itest_stop(&p);
+}
+END_TEST
+
 START_TEST(runaway_allocation_costs_its_job)
 {
 #if defined(__SANITIZE_ADDRESS__)
@@ -383,6 +400,7 @@ static Suite *isolated_suite(void)
     tcase_add_test(tc, crash_is_seen_with_the_socket_held_open);
     tcase_add_test(tc, kill_9_of_the_daemon_leaves_no_worker_process);
     tcase_add_test(tc, hung_jobs_are_killed_at_their_timeouts);
+    tcase_add_test(tc, cpu_limit_stops_a_spinning_job_not_a_sleeping_one);
     tcase_add_test(tc, runaway_allocation_costs_its_job);
     tcase_add_test(tc, worker_processes_are_recycled_and_inited);
     tcase_add_test(tc, term_stops_isolated_jobs_and_pushes_them_back);

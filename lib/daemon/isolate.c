@@ -268,6 +268,26 @@ static int read_job(int fd, char tid[16], char **queue, char **raw, size_t *len)
     return 1;
 }
 
+/* job_cpu_limit: SIGXCPU (which ends the process) once this job has used
+ * seconds of CPU time on top of what the process had used before it; 0
+ * lifts it. Only the soft limit moves: an unprivileged process cannot
+ * raise its hard limit again. */
+static void cpu_budget(int seconds)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_CPU, &rl) != 0)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    if (seconds > 0) {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        rlim_t used = (rlim_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + 1);
+        if (rl.rlim_max == RLIM_INFINITY || used + (rlim_t)seconds < rl.rlim_max)
+            rl.rlim_cur = used + (rlim_t)seconds;
+    }
+    setrlimit(RLIMIT_CPU, &rl);
+}
+
 /* One job in the worker process: parse it (the daemon already checked it),
  * run its handler through the thread mode's path, send the outcome. */
 static int child_job(int fd, sq_worker *w, bool *retire)
@@ -293,10 +313,12 @@ static int child_job(int fd, sq_worker *w, bool *retire)
         sq_handler_fn fn = sq_registry_lookup(rt->reg, job.klass, &ud);
         job.worker = w;
         w->saw_stop = false;
+        cpu_budget(rt->cfg->job_cpu_limit);
         if (fn != NULL)
             sq__handler_call(w, &job, fn, ud);
         else
             sq_outcome_fail(&job.outcome, "Squire::NoHandler", "no handler registered");
+        cpu_budget(0);
     }
     free(queue);
     static unsigned jobs_run;
@@ -835,7 +857,14 @@ int sq_child_run(sq_worker *w, sq_job *job, double timeout, sq_error *err)
                 return 1;
             }
             describe_status(status, how, sizeof how);
-            if (sent != 0) {
+            if (status >= 0 && WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU) {
+                char msg[300];
+                snprintf(msg, sizeof msg,
+                         "the job used more than its %d s of CPU time (job_cpu_limit); its worker "
+                         "process %d was stopped (%s)",
+                         rt->cfg->job_cpu_limit, (int)pid, how);
+                sq_outcome_fail(&job->outcome, "Squire::JobTimeout", msg);
+            } else if (sent != 0) {
                 char msg[300];
                 snprintf(msg, sizeof msg,
                          "the job ran past its timeout of %g s; its worker process %d was "
