@@ -97,7 +97,7 @@ typedef struct sq_config {
     char *db_application_name; /* NULL: the process identity */
     /* isolated mode (isolate.c): handlers run in supervised worker processes */
     bool isolated;
-    double job_timeout;        /* seconds a job may run; 0: no limit */
+    int job_timeout;           /* seconds a job may run; 0: no limit */
     double worker_kill_grace;  /* seconds between TERM and KILL of a timed-out worker */
     int worker_max_jobs;       /* isolated: recycle a worker process after N jobs (0: never) */
     long worker_max_rss_mb;    /* isolated: recycle one above this RSS, between jobs (0: never) */

@@ -19,7 +19,7 @@ static void start_t(sqt_proc *p, const char *yaml, const char *conc, const char 
     char text[1024];
     snprintf(text, sizeof text, ":poll_interval_average: 0.2\n:beat_interval: 1\n%s", yaml);
     const char *cfg = itest_config(text);
-    const char *argv[20] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", conc, "-t", stop};
+    const char *argv[20] = {"-C", cfg, "-r", SQ_TEST_ISOPLUGIN, "-c", conc, "-t", stop};
     int n = 8;
     for (int i = 0; more && more[i] && n < 18; i++)
         argv[n++] = more[i];
@@ -343,6 +343,14 @@ START_TEST(term_stops_isolated_jobs_and_pushes_them_back)
     int procs[8];
     int nprocs = family(p.pid, procs, 8);
     ck_assert_int_eq(nprocs, 3);
+    /* the Web UI's Busy page sees both jobs, as in thread mode */
+    redisReply *r = sqt_cmd(C, "SMEMBERS processes");
+    ck_assert_int_eq(r->elements, 1);
+    char ident[300];
+    snprintf(ident, sizeof ident, "%s", r->element[0]->str);
+    freeReplyObject(r);
+    ck_assert_int_eq(sqt_wait_int(C, 2, 5, "HLEN %s:work", ident), 2);
+    ck_assert_int_eq(sqt_wait_int(C, 2, 5, "HGET %s busy", ident), 2);
     double t0 = sqt_now();
     kill(p.pid, SIGTERM);
     ck_assert_int_eq(sqt_proc_wait(&p, 15), 0);

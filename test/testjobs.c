@@ -59,7 +59,7 @@ static redisContext *test_redis(void)
  * Redis is unreachable: the suites kill redis-server under running jobs, and
  * a job's side effects must survive that like a real job's would. A retry
  * after a lost EXEC reply can count a run twice, never zero times. */
-void testjobs_record(sq_job *job, const char *what)
+static void record(sq_job *job, const char *what)
 {
     json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:i, s:O}", "jid", sq_job_jid(job), "class",
                             sq_job_class(job), "queue", sq_job_queue(job), "what", what,
@@ -101,17 +101,22 @@ void testjobs_record(sq_job *job, const char *what)
     json_decref(rec);
 }
 
+void testjobs_record(sq_job *job, const char *what)
+{
+    record(job, what);
+}
+
 static sq_result ok_job(sq_job *job, void *ud)
 {
     (void)ud;
-    testjobs_record(job, "ok");
+    record(job, "ok");
     return SQ_OK;
 }
 
 static sq_result fail_job(sq_job *job, void *ud)
 {
     (void)ud;
-    testjobs_record(job, "fail");
+    record(job, "fail");
     const char *cls = json_string_value(sq_job_arg(job, 0));
     const char *msg = json_string_value(sq_job_arg(job, 1));
     return sq_job_fail(job, cls, "%s", msg ? msg : "boom");
@@ -120,7 +125,7 @@ static sq_result fail_job(sq_job *job, void *ud)
 static sq_result kill_job(sq_job *job, void *ud)
 {
     (void)ud;
-    testjobs_record(job, "kill");
+    record(job, "kill");
     sq_job_fail(job, "FatalError", "do not retry");
     sq_job_kill(job);
     return SQ_FAILED;
@@ -129,7 +134,7 @@ static sq_result kill_job(sq_job *job, void *ud)
 static sq_result discard_job(sq_job *job, void *ud)
 {
     (void)ud;
-    testjobs_record(job, "discard");
+    record(job, "discard");
     sq_job_fail(job, "IgnoredError", "drop me");
     sq_job_discard(job);
     return SQ_FAILED;
@@ -141,12 +146,12 @@ static sq_result flaky_job(sq_job *job, void *ud)
     (void)ud;
     json_int_t need = json_integer_value(sq_job_arg(job, 0));
     if (sq_job_retry_count(job) + 1 < need) {
-        testjobs_record(job, "fail");
+        record(job, "fail");
         sq_job_fail(job, "FlakyError", "attempt %d", sq_job_retry_count(job) + 2);
         sq_job_retry_in(job, 1);
         return SQ_FAILED;
     }
-    testjobs_record(job, "ok");
+    record(job, "ok");
     return SQ_OK;
 }
 
@@ -154,11 +159,11 @@ static sq_result flaky_job(sq_job *job, void *ud)
 static sq_result sleep_job(sq_job *job, void *ud)
 {
     (void)ud;
-    testjobs_record(job, "start");
+    record(job, "start");
     double s = json_number_value(sq_job_arg(job, 0));
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
     nanosleep(&ts, NULL);
-    testjobs_record(job, "ok");
+    record(job, "ok");
     return SQ_OK;
 }
 
@@ -166,14 +171,14 @@ static sq_result sleep_job(sq_job *job, void *ud)
 static sq_result polite_sleep_job(sq_job *job, void *ud)
 {
     (void)ud;
-    testjobs_record(job, "start");
+    record(job, "start");
     double s = json_number_value(sq_job_arg(job, 0));
     for (double t = 0; t < s; t += 0.05) {
         if (sq_job_stopping(job))
             return sq_job_fail(job, "Interrupted", "stopping");
         usleep(50000);
     }
-    testjobs_record(job, "ok");
+    record(job, "ok");
     return SQ_OK;
 }
 
@@ -183,7 +188,7 @@ static sq_result work_job(sq_job *job, void *ud)
     (void)ud;
     json_int_t ms = json_integer_value(sq_job_arg(job, 1));
     usleep((useconds_t)(ms > 0 ? ms : 0) * 1000);
-    testjobs_record(job, "ok");
+    record(job, "ok");
     return SQ_OK;
 }
 
@@ -214,7 +219,7 @@ static sq_result chaos_job(sq_job *job, void *ud)
 static sq_result crash_job(sq_job *job, void *ud)
 {
     (void)ud;
-    testjobs_record(job, "crash");
+    record(job, "crash");
     raise(SIGKILL);
     return SQ_OK;
 }
@@ -231,7 +236,7 @@ static sq_result noop_job(sq_job *job, void *ud)
 static sq_result chain_job(sq_job *job, void *ud)
 {
     (void)ud;
-    testjobs_record(job, "chain");
+    record(job, "chain");
     sq_error err = {0};
     json_t *args = json_pack("[s]", sq_job_jid(job));
     char jid[25];
@@ -258,6 +263,8 @@ int squire_plugin_init(sq_registry *reg)
     rc |= sq_register(reg, "ChaosJob", chaos_job, NULL);
     rc |= sq_register(reg, "ChainJob", chain_job, NULL);
     rc |= sq_register(reg, "NoopJob", noop_job, NULL);
+#ifdef SQ_TESTJOBS_ISOLATED /* the isojobs plugin: these and isojobs.c's handlers */
     rc |= testjobs_register_isolated(reg);
+#endif
     return rc;
 }

@@ -9,7 +9,8 @@
  * test:done gets the jid when what is "ok". */
 void testjobs_record(sq_job *job, const char *what);
 
-/* The handlers of test_isolated.c (isojobs.c). */
+/* The handlers of test_isolated.c (isojobs.c), registered by the isojobs
+ * plugin (testjobs.c built with SQ_TESTJOBS_ISOLATED). */
 int testjobs_register_isolated(sq_registry *reg);
 
 #endif

@@ -3,7 +3,7 @@
  *
  * Processes:
  *   daemon      threads as in thread mode; worker thread wN owns one worker
- *               process at a time (w->child) and waits for it.
+ *               process at a time (rt->iso) and waits for it.
  *   fork server forked from the daemon before any thread exists (pdeathsig
  *               KILL). Single-threaded: forks worker processes on request,
  *               hands the daemon two sockets per process (SCM_RIGHTS), sends
@@ -84,6 +84,30 @@ typedef struct sq_child {
     int status_fd; /* the fork server writes the wait status here */
     unsigned jobs;
 } sq_child;
+
+/* Per worker thread (by index): its worker process, and its job's
+ * deadline for the main thread's warning (thread mode). */
+typedef struct worker_iso {
+    sq_child child;       /* the worker thread's alone */
+    bool saw_deadline;    /* the worker thread's alone */
+    pthread_mutex_t lock; /* guards the rest: the main thread reads it */
+    double deadline;      /* monotonic end of the running job's timeout; 0: none */
+    double timeout;
+    bool late_warned;
+    char klass[128], jid[64];
+} worker_iso;
+
+struct sq_isolation {
+    sq_forksrv *fs; /* isolated mode; NULL in thread mode */
+    int n;
+    worker_iso *w;
+};
+
+static worker_iso *iso_of(const sq_worker *w)
+{
+    sq_isolation *iso = w->rt->iso;
+    return iso != NULL && w->index >= 0 && w->index < iso->n ? &iso->w[w->index] : NULL;
+}
 
 struct job_frame {
     uint32_t magic, tid_len, queue_len;
@@ -362,9 +386,9 @@ static _Noreturn void child_main(int fd, pid_t server, const sq_config *cfg, sq_
     rt.reg = reg;
     rt.limits = (sq_job_limits){cfg->max_payload_bytes, SQ_JSON_MAX_DEPTH, SQ_JSON_MAX_ELEMENTS};
     if (cfg->db_url != NULL) /* one connection: this process runs one job at a time */
-        rt.pgpool =
-            sq_pgpool_new(cfg->db_url, cfg->db_application_name, 1, cfg->db_checkout_timeout,
-                          cfg->db_connect_timeout, cfg->db_statement_timeout);
+        rt.pgpool = sq_pgpool_new(
+            cfg->db_url, cfg->db_application_name ? cfg->db_application_name : identity, 1,
+            cfg->db_checkout_timeout, cfg->db_connect_timeout, cfg->db_statement_timeout);
     sq_error err = {0};
     if (sq_config_redis_url(cfg, &rt.url, &err) == 0 &&
         (w.redis = sq_redis_new(&rt.url, 3.0)) != NULL) /* connects when first used */
@@ -640,7 +664,7 @@ static bool settled(const sq_child *c, double seconds)
     struct pollfd p[2] = {{.fd = c->job_fd, .events = POLLIN},
                           {.fd = c->status_fd, .events = POLLIN}};
     for (;;) {
-        int n = poll(p, 2, (int)(seconds * 1000) + 1);
+        int n = poll(p, 2, seconds <= 0 ? 0 : (int)(seconds * 1000) + 1);
         if (n < 0 && errno == EINTR)
             continue;
         return n > 0;
@@ -672,7 +696,7 @@ static int reap_child(sq_child *c, double wait)
 
 static int spawn(sq_worker *w, sq_child *c, sq_error *err)
 {
-    sq_forksrv *fs = w->rt->forksrv;
+    sq_forksrv *fs = w->rt->iso->fs;
     ctl_msg m = {.op = OP_SPAWN}, reply = {0};
     union {
         char buf[CMSG_SPACE(2 * sizeof(int))];
@@ -746,7 +770,7 @@ static int send_job(sq_worker *w, sq_child *c, const sq_job *job)
  * replaced before the job is handed over, and the job is not charged. */
 static bool died_idle(sq_worker *w, sq_child *c)
 {
-    if (!readable(c->job_fd, 0))
+    if (!settled(c, 0))
         return false;
     pid_t pid = c->pid;
     char how[160];
@@ -800,15 +824,8 @@ static int read_result(sq_child *c, sq_job *job, bool *saw_stop, bool *retire)
 int sq_child_run(sq_worker *w, sq_job *job, double timeout, sq_error *err)
 {
     sq_runtime *rt = w->rt;
-    sq_forksrv *fs = rt->forksrv;
-    if (w->child == NULL) {
-        if ((w->child = malloc(sizeof *w->child)) == NULL) {
-            sq__error_set(err, SQ_ENOMEM, "out of memory");
-            return 1;
-        }
-        *w->child = (sq_child){.job_fd = -1, .status_fd = -1};
-    }
-    sq_child *c = w->child;
+    sq_forksrv *fs = rt->iso->fs;
+    sq_child *c = &iso_of(w)->child;
     for (int attempt = 0;; attempt++) {
         if (c->pid > 0 && died_idle(w, c))
             continue;
@@ -915,16 +932,56 @@ int sq_child_run(sq_worker *w, sq_job *job, double timeout, sq_error *err)
 
 void sq_child_release(sq_worker *w)
 {
-    if (w->child == NULL)
-        return;
-    if (w->child->pid > 0) {
+    worker_iso *wi = sq_isolated(w->rt) ? iso_of(w) : NULL;
+    if (wi != NULL && wi->child.pid > 0) {
         /* closing its socket ends an idle process; one still running a job
          * (a hard stop) is killed */
-        send_signal(w->rt->forksrv, w->child->pid, SIGKILL);
-        close_child(w->child);
+        send_signal(w->rt->iso->fs, wi->child.pid, SIGKILL);
+        close_child(&wi->child);
     }
-    free(w->child);
-    w->child = NULL;
+}
+
+int sq_isolation_start(sq_runtime *rt, sq_error *err)
+{
+    sq_isolation *iso = calloc(1, sizeof *iso);
+    worker_iso *w = calloc(rt->nworkers > 0 ? (size_t)rt->nworkers : 1, sizeof *w);
+    if (iso == NULL || w == NULL) {
+        free(iso), free(w);
+        sq__error_set(err, SQ_ENOMEM, "out of memory");
+        return -1;
+    }
+    iso->n = rt->nworkers;
+    iso->w = w;
+    for (int i = 0; i < iso->n; i++) {
+        w[i].child = (sq_child){.job_fd = -1, .status_fd = -1};
+        pthread_mutex_init(&w[i].lock, NULL);
+    }
+    if (rt->cfg->isolated &&
+        (iso->fs = sq_forksrv_start(rt->cfg, rt->reg, rt->identity, err)) == NULL) {
+        rt->iso = iso;
+        sq_isolation_stop(rt);
+        return -1;
+    }
+    rt->iso = iso;
+    return 0;
+}
+
+void sq_isolation_stop(sq_runtime *rt)
+{
+    sq_isolation *iso = rt->iso;
+    if (iso == NULL)
+        return;
+    sq_forksrv_stop(iso->fs);
+    for (int i = 0; i < iso->n; i++)
+        pthread_mutex_destroy(&iso->w[i].lock);
+    free(iso->w);
+    free(iso);
+    rt->iso = NULL;
+}
+
+bool sq_isolated(const sq_runtime *rt)
+{
+    return rt->iso != NULL && rt->iso->fs != NULL;
 }
 
 /* ---- timeouts ---------------------------------------------------------------- */
@@ -938,42 +995,72 @@ double sq_job_timeout_for(const sq_job *job, const sq_registry *reg, const sq_co
     return t > 0 ? t : cfg->job_timeout;
 }
 
+void sq__deadline_begin(sq_worker *w, const sq_job *job, double timeout)
+{
+    worker_iso *wi = iso_of(w);
+    if (wi == NULL)
+        return;
+    wi->saw_deadline = false;
+    pthread_mutex_lock(&wi->lock);
+    wi->timeout = timeout;
+    wi->deadline = timeout > 0 ? sq__monotonic() + timeout : 0;
+    wi->late_warned = false;
+    snprintf(wi->klass, sizeof wi->klass, "%s", job->klass ? job->klass : "?");
+    snprintf(wi->jid, sizeof wi->jid, "%s", job->jid ? job->jid : "");
+    pthread_mutex_unlock(&wi->lock);
+}
+
+bool sq__deadline_end(sq_worker *w)
+{
+    worker_iso *wi = iso_of(w);
+    if (wi == NULL)
+        return false;
+    pthread_mutex_lock(&wi->lock);
+    wi->deadline = 0;
+    pthread_mutex_unlock(&wi->lock);
+    return wi->saw_deadline;
+}
+
 bool sq__job_late(sq_worker *w)
 {
     if (shared_stop != NULL && atomic_load(shared_stop)) {
         w->saw_stop = true; /* a worker process: the daemon is shutting down */
         return true;
     }
-    if (w->deadline <= 0 || sq__monotonic() < w->deadline)
+    worker_iso *wi = iso_of(w);
+    /* the deadline is written by this thread only: read without the lock */
+    if (wi == NULL || wi->deadline <= 0 || sq__monotonic() < wi->deadline)
         return false;
-    w->saw_deadline = true;
+    wi->saw_deadline = true;
     return true;
 }
 
 bool sq_isolate_watch(sq_runtime *rt)
 {
+    sq_isolation *iso = rt->iso;
     char why[160];
-    if (rt->forksrv != NULL) { /* the worker threads enforce their deadlines */
-        if (sq_forksrv_alive(rt->forksrv, why, sizeof why))
+    if (iso == NULL)
+        return true;
+    if (iso->fs != NULL) { /* the worker threads enforce their deadlines */
+        if (sq_forksrv_alive(iso->fs, why, sizeof why))
             return true;
         sq_log(SQ_LOG_ERROR,
                "the fork server died (%s): no job can run; shutting down to be restarted", why);
         return false;
     }
     double now = sq__monotonic();
-    for (int i = 0; i < rt->nworkers; i++) {
-        sq_worker *w = &rt->workers[i];
-        pthread_mutex_lock(&w->lock);
-        if (w->state == SQ_SLOT_RUNNING && w->deadline > 0 && now >= w->deadline &&
-            !w->late_warned) {
-            w->late_warned = true;
+    for (int i = 0; i < iso->n; i++) {
+        worker_iso *wi = &iso->w[i];
+        pthread_mutex_lock(&wi->lock);
+        if (wi->deadline > 0 && now >= wi->deadline && !wi->late_warned) {
+            wi->late_warned = true;
             sq_log(SQ_LOG_WARN,
-                   "%s: class=%s jid=%s is past its timeout of %g s; in thread mode the timeout "
+                   "w%d: class=%s jid=%s is past its timeout of %g s; in thread mode the timeout "
                    "is cooperative (sq_job_stopping now says true); run with isolated: true to "
                    "enforce it",
-                   w->tid, w->klass, w->jid, w->timeout);
+                   i, wi->klass, wi->jid, wi->timeout);
         }
-        pthread_mutex_unlock(&w->lock);
+        pthread_mutex_unlock(&wi->lock);
     }
     return true;
 }

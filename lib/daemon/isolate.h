@@ -18,10 +18,21 @@
 #include "runtime.h"
 
 typedef struct sq_forksrv sq_forksrv;
+typedef struct sq_isolation sq_isolation;
 
-/* Fork the fork server. Call while the process has a single thread, with
- * the handlers registered; identity is the daemon's (the worker processes'
- * default application_name). NULL with err when it cannot be started. */
+/* rt->iso: per-worker timeout state, and in isolated mode (cfg->isolated)
+ * the fork server, started now: call while the process has a single thread,
+ * with the handlers registered, rt->nworkers and rt->identity set. -1 with
+ * err when it cannot be started. */
+int sq_isolation_start(sq_runtime *rt, sq_error *err);
+/* After the workers are gone: the fork server stopped (it kills the worker
+ * processes it still has), rt->iso freed. */
+void sq_isolation_stop(sq_runtime *rt);
+/* Handlers run in worker processes. */
+bool sq_isolated(const sq_runtime *rt);
+
+/* The fork server itself. identity is the daemon's (the worker processes'
+ * default application_name). */
 sq_forksrv *sq_forksrv_start(const sq_config *cfg, sq_registry *reg, const char *identity,
                              sq_error *err);
 /* False once the fork server has died (why: how), which no worker process
@@ -46,6 +57,11 @@ int sq_child_run(sq_worker *w, sq_job *job, double timeout, sq_error *err);
 /* The worker thread is leaving: end its worker process. */
 void sq_child_release(sq_worker *w);
 
+/* Thread mode, around a handler call: its deadline (0: none), for
+ * sq_job_stopping and the main thread's warning. _end returns whether the
+ * handler saw sq_job_stopping say true for it. */
+void sq__deadline_begin(sq_worker *w, const sq_job *job, double timeout);
+bool sq__deadline_end(sq_worker *w);
 /* For sq_job_stopping when the daemon is not (yet) stopping. Thread mode:
  * true once w's running job is past its deadline. In a worker process:
  * true once the daemon is shutting down (w->saw_stop set). */

@@ -575,8 +575,8 @@ int sq_launcher_run(const sq_config *cfg, sq_registry *reg)
     }
     rt.nworkers = cfg->concurrency;
     log_start(&rt);
-    /* isolated: forked now, while this is the only thread (isolate.h) */
-    if (cfg->isolated && (rt.forksrv = sq_forksrv_start(cfg, reg, rt.identity, &err)) == NULL) {
+    /* timeouts; isolated: the fork server, forked while this is the only thread */
+    if (sq_isolation_start(&rt, &err) != 0) {
         sq_log(SQ_LOG_ERROR, "%s", err.message);
         status = 1;
         goto done;
@@ -660,7 +660,7 @@ int sq_launcher_run(const sq_config *cfg, sq_registry *reg)
     sq_log(SQ_LOG_INFO, "Bye!");
 done:
     sq_manager_free(&rt);
-    sq_forksrv_stop(rt.forksrv);
+    sq_isolation_stop(&rt);
     sq_redis_free(rt.redis);
     free(rt.info_json);
     sq_dbbudget_destroy(&rt.dbbudget);

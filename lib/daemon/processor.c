@@ -278,7 +278,7 @@ static int run_handler(sq_worker *w, sq_job *job)
         return 0;
     }
     double timeout = sq_job_timeout_for(job, w->rt->reg, w->rt->cfg);
-    if (w->rt->forksrv != NULL) {
+    if (sq_isolated(w->rt)) {
         sq_error err = {0};
         if (sq_child_run(w, job, timeout, &err) == 0)
             return 0;
@@ -286,17 +286,9 @@ static int run_handler(sq_worker *w, sq_job *job)
                    err.message);
         return 1;
     }
-    pthread_mutex_lock(&w->lock);
-    w->timeout = timeout;
-    w->deadline = timeout > 0 ? sq__monotonic() + timeout : 0;
-    w->late_warned = false;
-    pthread_mutex_unlock(&w->lock);
-    w->saw_deadline = false;
+    sq__deadline_begin(w, job, timeout);
     sq__handler_call(w, job, fn, ud);
-    pthread_mutex_lock(&w->lock);
-    w->deadline = 0;
-    pthread_mutex_unlock(&w->lock);
-    if (w->saw_deadline && job->outcome.failed && !w->saw_stop)
+    if (sq__deadline_end(w) && job->outcome.failed && !w->saw_stop)
         timed_out_cooperatively(job, timeout);
     return 0;
 }

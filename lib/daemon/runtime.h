@@ -111,8 +111,6 @@ struct sq_worker {
     char fetch_error[200];  /* the first failure of that run (under lock) */
     PGconn *db;             /* checked out by the current job (sq_job_db), or NULL */
     uint64_t rng;
-    struct sq_child *child; /* isolated mode: this worker's process (isolate.c), or NULL */
-    bool saw_deadline;      /* thread mode: sq_job_stopping said true for the timeout */
 
     pthread_mutex_t lock;   /* guards the slot below */
     sq_slot_state state;
@@ -120,9 +118,6 @@ struct sq_worker {
     char klass[128];
     char jid[64];
     double started_at;      /* wall clock */
-    double deadline;        /* monotonic end of the job's timeout (0: none), isolate.c */
-    double timeout;         /* its seconds */
-    bool late_warned;       /* thread mode: the main thread logged it past its deadline */
 };
 
 struct sq_runtime {
@@ -153,7 +148,7 @@ struct sq_runtime {
     char *info_failing_json; /* the same with the label "fetch-failing" */
     atomic_bool fetch_outage; /* said "fetch failed", not yet "fetching again" */
     atomic_llong redis_ok_ms; /* monotonic ms of the main thread's last good heartbeat */
-    struct sq_forksrv *forksrv; /* isolated mode: the fork server (isolate.c), else NULL */
+    struct sq_isolation *iso; /* timeouts; isolated mode's fork server (isolate.c) */
     sq_pgpool *pgpool;      /* PostgreSQL for handlers, or NULL when none is configured */
     sq_dbbudget dbbudget;   /* with pgpool: the connections of all processes sharing it */
     double started_at;      /* wall clock at boot */
