@@ -13,11 +13,12 @@
 
 static pid_t inited_in; /* the process the per-process init hook ran in */
 
+/* Fails when $SQT_FAIL_CHILD_INIT is set (a dependency that is down). */
 static int child_init(void *ud)
 {
     (void)ud;
     inited_in = getpid();
-    return 0;
+    return getenv("SQT_FAIL_CHILD_INIT") != NULL ? -1 : 0;
 }
 
 static sq_result segv_job(sq_job *job, void *ud)

@@ -365,6 +365,46 @@ START_TEST(term_stops_isolated_jobs_and_pushes_them_back)
 }
 END_TEST
 
+/* An init hook that fails leaves the job unrun and uncharged, and the
+ * process does not look healthy meanwhile. */
+START_TEST(failing_init_hook_charges_nothing_and_does_not_look_healthy)
+{
+    const char *cfg = itest_config(":poll_interval_average: 0.2\n:beat_interval: 1\n");
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_ISOPLUGIN, "-c", "1", "--isolated", NULL};
+    const char *env[] = {"SQT_FAIL_CHILD_INIT=1", NULL};
+    sqt_proc p;
+    sqt_squire_start(&p, R.url, argv, env);
+    ck_assert(sqt_log_wait(&p, "starting", 10));
+    char jid[25];
+    itest_push("OkJob", "[]", NULL, jid);
+    ck_assert(sqt_log_wait(&p, "the init hook failed", 10));
+    redisReply *r = sqt_cmd(C, "SMEMBERS processes");
+    ck_assert_int_eq(r->elements, 1);
+    char ident[300];
+    snprintf(ident, sizeof ident, "%s", r->element[0]->str);
+    freeReplyObject(r);
+    /* after 5 s the heartbeat says so, with the reason */
+    double until = sqt_now() + 15;
+    bool shown = false;
+    while (!shown && sqt_now() < until) {
+        r = sqt_cmd(C, "HGET %s fetch_error", ident);
+        shown = r->type == REDIS_REPLY_STRING && strstr(r->str, "before its first job");
+        freeReplyObject(r);
+        if (!shown)
+            sqt_sleep(0.2);
+    }
+    ck_assert_msg(shown, "the heartbeat does not show the failing worker");
+    r = sqt_cmd(C, "HGET %s info", ident);
+    ck_assert_ptr_nonnull(strstr(r->str, "fetch-failing"));
+    freeReplyObject(r);
+    itest_stop(&p);
+    ck_assert_int_eq(sqt_int(C, "HGET test:runs %s", jid), 0);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+    ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 0);
+    ck_assert_int_eq(sqt_int(C, "LLEN queue:default"), 1);
+}
+END_TEST
+
 START_TEST(fork_server_death_stops_the_daemon_and_loses_nothing)
 {
     sqt_proc p;
@@ -420,6 +460,7 @@ static Suite *isolated_suite(void)
     tcase_add_test(tc, runaway_allocation_costs_its_job);
     tcase_add_test(tc, worker_processes_are_recycled_and_inited);
     tcase_add_test(tc, term_stops_isolated_jobs_and_pushes_them_back);
+    tcase_add_test(tc, failing_init_hook_charges_nothing_and_does_not_look_healthy);
     tcase_add_test(tc, fork_server_death_stops_the_daemon_and_loses_nothing);
     tcase_add_test(tc, thread_mode_timeout_is_cooperative);
     suite_add_tcase(s, tc);

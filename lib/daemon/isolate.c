@@ -821,6 +821,20 @@ static int read_result(sq_child *c, sq_job *job, bool *saw_stop, bool *retire)
     return rc;
 }
 
+/* A worker that cannot start a worker process (the init hook fails, fork
+ * fails) must not look healthy: it shows like one whose fetches fail (the
+ * heartbeat's fetch-failing label and fetch_error, --check, and after a
+ * while the watchdog), until a process starts again. */
+static void cannot_work(sq_worker *w, const sq_error *err)
+{
+    long long none = 0;
+    if (!atomic_compare_exchange_strong(&w->fetch_failing_ms, &none, sq_runtime_ms()))
+        return;
+    pthread_mutex_lock(&w->lock);
+    snprintf(w->fetch_error, sizeof w->fetch_error, "%.199s", err->message);
+    pthread_mutex_unlock(&w->lock);
+}
+
 int sq_child_run(sq_worker *w, sq_job *job, double timeout, sq_error *err)
 {
     sq_runtime *rt = w->rt;
@@ -829,8 +843,12 @@ int sq_child_run(sq_worker *w, sq_job *job, double timeout, sq_error *err)
     for (int attempt = 0;; attempt++) {
         if (c->pid > 0 && died_idle(w, c))
             continue;
-        if (c->pid == 0 && spawn(w, c, err) != 0)
+        if (c->pid == 0 && spawn(w, c, err) != 0) {
+            cannot_work(w, err);
             return 1;
+        }
+        if (attempt == 0)
+            atomic_store(&w->fetch_failing_ms, 0); /* it has a process and a job */
         if (send_job(w, c, job) == 0)
             break;
         /* It died as the job was being handed over: not the job's doing
