@@ -170,7 +170,8 @@ int sq_register_opts(sq_registry *reg, const char *class_name, sq_handler_fn fn,
 /* Isolated mode (`isolated: true`, --isolated): fn runs once in each worker
  * process when it starts, before its first job: open the connections a
  * process keeps between jobs here. A non-zero return ends that process (its
- * job is pushed back; the failure is logged). Unused in thread mode.
+ * job is pushed back unrun; the worker shows as failing in the heartbeat
+ * until a process starts). Unused in thread mode.
  * Registering again replaces the hook. */
 typedef int (*sq_child_init_fn)(void *userdata);
 int sq_register_child_init(sq_registry *reg, sq_child_init_fn fn, void *userdata);
