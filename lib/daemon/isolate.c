@@ -90,6 +90,7 @@ typedef struct sq_child {
 typedef struct worker_iso {
     sq_child child;       /* the worker thread's alone */
     bool saw_deadline;    /* the worker thread's alone */
+    unsigned failures;    /* the worker thread's alone: worker processes that did not start */
     pthread_mutex_t lock; /* guards the rest: the main thread reads it */
     double deadline;      /* monotonic end of the running job's timeout; 0: none */
     double timeout;
@@ -827,6 +828,9 @@ static int read_result(sq_child *c, sq_job *job, bool *saw_stop, bool *retire)
  * while the watchdog), until a process starts again. */
 static void cannot_work(sq_worker *w, const sq_error *err)
 {
+    /* back off (up to 5 s, jittered) so that a hook failing for a while
+     * does not fork, fail and log in a tight loop */
+    sq_runtime_rest(w->rt, sq_redis_backoff(iso_of(w)->failures++));
     long long none = 0;
     if (!atomic_compare_exchange_strong(&w->fetch_failing_ms, &none, sq_runtime_ms()))
         return;
@@ -847,8 +851,10 @@ int sq_child_run(sq_worker *w, sq_job *job, double timeout, sq_error *err)
             cannot_work(w, err);
             return 1;
         }
-        if (attempt == 0)
-            atomic_store(&w->fetch_failing_ms, 0); /* it has a process and a job */
+        if (attempt == 0 && iso_of(w)->failures > 0) { /* it has a process and a job */
+            iso_of(w)->failures = 0;
+            atomic_store(&w->fetch_failing_ms, 0);
+        }
         if (send_job(w, c, job) == 0)
             break;
         /* It died as the job was being handed over: not the job's doing
