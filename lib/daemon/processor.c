@@ -15,6 +15,7 @@
 #include "common.h"
 #include "isolate.h"
 #include "log.h"
+#include "payload.h"
 #include "registry.h"
 #include "runtime.h"
 
