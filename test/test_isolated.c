@@ -76,14 +76,24 @@ static long long runs(const char *jid)
     return sqt_int(C, "HGET test:runs %s", jid);
 }
 
-/* Nothing left behind: the queue and every working list are empty. */
+/* Nothing left behind: the queue and every working list are empty (a
+ * finished job leaves its working list with the worker's next fetch: wait
+ * a moment for it). */
 static void assert_nothing_held(void)
 {
     ck_assert_int_eq(sqt_int(C, "LLEN queue:default"), 0);
-    redisReply *r = sqt_cmd(C, "KEYS squire:w:*");
-    for (size_t i = 0; i < r->elements; i++)
-        ck_assert_int_eq(sqt_int(C, "LLEN %s", r->element[i]->str), 0);
-    freeReplyObject(r);
+    long long held = 0;
+    for (double until = sqt_now() + 5;;) {
+        held = 0;
+        redisReply *r = sqt_cmd(C, "KEYS squire:w:*");
+        for (size_t i = 0; i < r->elements; i++)
+            held += sqt_int(C, "LLEN %s", r->element[i]->str);
+        freeReplyObject(r);
+        if (held == 0 || sqt_now() > until)
+            break;
+        sqt_sleep(0.1);
+    }
+    ck_assert_int_eq(held, 0);
 }
 
 START_TEST(crashes_cost_only_their_own_job)
@@ -236,6 +246,26 @@ START_TEST(cpu_limit_stops_a_spinning_job_not_a_sleeping_one)
     /* 2 s asleep is not 2 s of CPU */
     ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SISMEMBER test:done %s", sleeper), 1);
     ck_assert_int_eq(runs(hang), 1);
+    itest_stop(&p);
+}
+END_TEST
+
+/* The per-job key as Ruby sets it: HangJob.set(squire_timeout: 1) */
+START_TEST(timeout_set_from_ruby_is_enforced)
+{
+    sqt_proc p;
+    start(&p, "", "1", ISOLATED);
+    char *out = NULL;
+    ck_assert_int_eq(sqt_ruby(R.url, &out, "sidekiq.rb", "set_timeout 1"), 0);
+    json_t *j = json_loads(out, 0, NULL);
+    free(out);
+    ck_assert_ptr_nonnull(j);
+    char jid[64];
+    snprintf(jid, sizeof jid, "%s", json_string_value(json_object_get(j, "jid")));
+    json_decref(j);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 15, "ZCARD dead"), 1);
+    assert_failed("dead", jid, "Squire::JobTimeout", "timeout of 1 s");
+    ck_assert_int_eq(runs(jid), 1);
     itest_stop(&p);
 }
 END_TEST
@@ -457,6 +487,7 @@ static Suite *isolated_suite(void)
     tcase_add_test(tc, kill_9_of_the_daemon_leaves_no_worker_process);
     tcase_add_test(tc, hung_jobs_are_killed_at_their_timeouts);
     tcase_add_test(tc, cpu_limit_stops_a_spinning_job_not_a_sleeping_one);
+    tcase_add_test(tc, timeout_set_from_ruby_is_enforced);
     tcase_add_test(tc, runaway_allocation_costs_its_job);
     tcase_add_test(tc, worker_processes_are_recycled_and_inited);
     tcase_add_test(tc, term_stops_isolated_jobs_and_pushes_them_back);
