@@ -390,6 +390,8 @@ static _Noreturn void child_main(int fd, pid_t server, const sq_config *cfg, sq_
         rt.pgpool = sq_pgpool_new(
             cfg->db_url, cfg->db_application_name ? cfg->db_application_name : identity, 1,
             cfg->db_checkout_timeout, cfg->db_connect_timeout, cfg->db_statement_timeout);
+    if (rt.pgpool != NULL) /* notices and errors into the log, as the daemon's pool */
+        sq_pgpool_set_reporter(rt.pgpool, sq_log_report, NULL);
     sq_error err = {0};
     if (sq_config_redis_url(cfg, &rt.url, &err) == 0 &&
         (w.redis = sq_redis_new(&rt.url, 3.0)) != NULL) /* connects when first used */
@@ -1006,6 +1008,29 @@ void sq_isolation_stop(sq_runtime *rt)
 bool sq_isolated(const sq_runtime *rt)
 {
     return rt->iso != NULL && rt->iso->fs != NULL;
+}
+
+/* ---- the handler call, both modes --------------------------------------- */
+
+void sq__handler_call(sq_worker *w, sq_job *job, sq_handler_fn fn, void *ud)
+{
+    sq_result r = fn(job, ud);
+    if (w->db != NULL) { /* back to the pool the moment the handler is done */
+        sq_pgpool_checkin(w->rt->pgpool, w->db);
+        w->db = NULL;
+    }
+    if (r != SQ_OK && !job->outcome.failed)
+        sq_outcome_fail(&job->outcome, "Squire::Error",
+                        "handler returned SQ_FAILED without calling sq_job_fail");
+    char *safe = w->rt->pgpool && job->outcome.error_message
+                     ? sq_pgpool_scrub(w->rt->pgpool, job->outcome.error_message)
+                     : NULL;
+    if (safe != NULL) { /* a handler's own connect error may quote the URL */
+        free(job->outcome.error_message);
+        job->outcome.error_message = safe;
+    }
+    /* cut only now: cut first, a long password would no longer match whole */
+    sq_outcome_cut(&job->outcome);
 }
 
 /* ---- timeouts ---------------------------------------------------------------- */

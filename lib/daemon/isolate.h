@@ -73,7 +73,8 @@ bool sq_isolate_watch(sq_runtime *rt);
 
 /* Call a handler in this thread: the PostgreSQL connection goes back to the
  * pool, a failure without a message becomes Squire::Error, the message is
- * scrubbed of the database password and cut (processor.c). */
+ * scrubbed of the database password and cut. processor.c calls it in
+ * thread mode, a worker process in isolated mode. */
 void sq__handler_call(sq_worker *w, sq_job *job, sq_handler_fn fn, void *ud);
 
 #endif
