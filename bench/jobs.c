@@ -4,7 +4,10 @@
  *   NoopJob     does nothing. The plugin notes when the first one started and
  *               when the N-th ($SQUIRE_BENCH_JOBS) ended and reports
  *               "bench: N jobs in S s", so start-up and shutdown are not in
- *               the measured time.
+ *               the measured time. The count lives in shared memory mapped
+ *               at plugin init, so that it also adds up across the worker
+ *               processes of isolated mode (forked after the init).
+ *   MsJob       sleeps 1 ms, then counts like NoopJob.
  *   PickupJob   args [pushed_at_ns]: records start - pushed_at (pickup
  *               latency; bench/client.c pushes them one at a time).
  *   LateJob     args [due_at_ns]: records start - due_at (how late a
@@ -18,7 +21,9 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <squire.h>
 
@@ -44,21 +49,37 @@ static void report(const sq_job *job, const char *line)
 
 /* ---- throughput --------------------------------------------------------- */
 
-static atomic_long done;
-static atomic_llong first_ns;
+typedef struct counts {
+    atomic_long done;
+    atomic_llong first_ns;
+} counts;
+
+static counts *shared; /* MAP_SHARED: one count for the daemon and its worker processes */
+
+static sq_result count(sq_job *job)
+{
+    long long zero = 0;
+    atomic_compare_exchange_strong(&shared->first_ns, &zero, now_ns(CLOCK_MONOTONIC));
+    if (atomic_fetch_add(&shared->done, 1) + 1 != target)
+        return SQ_OK;
+    char line[80];
+    snprintf(line, sizeof line, "bench: %ld jobs in %.6f s", target,
+             (double)(now_ns(CLOCK_MONOTONIC) - atomic_load(&shared->first_ns)) / 1e9);
+    report(job, line);
+    return SQ_OK;
+}
 
 static sq_result noop_job(sq_job *job, void *ud)
 {
     (void)ud;
-    long long zero = 0;
-    atomic_compare_exchange_strong(&first_ns, &zero, now_ns(CLOCK_MONOTONIC));
-    if (atomic_fetch_add(&done, 1) + 1 != target)
-        return SQ_OK;
-    char line[80];
-    snprintf(line, sizeof line, "bench: %ld jobs in %.6f s", target,
-             (double)(now_ns(CLOCK_MONOTONIC) - atomic_load(&first_ns)) / 1e9);
-    report(job, line);
-    return SQ_OK;
+    return count(job);
+}
+
+static sq_result ms_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    usleep(1000);
+    return count(job);
 }
 
 /* ---- latency ------------------------------------------------------------ */
@@ -129,7 +150,13 @@ int squire_plugin_init(sq_registry *reg)
     lateness.ms = calloc((size_t)target, sizeof(double));
     if (pickup.ms == NULL || lateness.ms == NULL)
         return -1;
+    void *page = mmap(NULL, sizeof *shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                      -1, 0);
+    if (page == MAP_FAILED)
+        return -1;
+    shared = page; /* zero-filled */
     if (sq_register(reg, "NoopJob", noop_job, NULL) != 0 ||
+        sq_register(reg, "MsJob", ms_job, NULL) != 0 ||
         sq_register(reg, "PickupJob", pickup_job, NULL) != 0)
         return -1;
     return sq_register(reg, "LateJob", late_job, NULL);

@@ -109,7 +109,9 @@ SQ_API json_t *sq_job_payload(const sq_job *job);
 SQ_API const char *sq_job_raw(const sq_job *job, size_t *len);
 
 /* True once the daemon is shutting down: a long handler should stop at a
- * safe point and return SQ_FAILED; the job is pushed back to its queue. */
+ * safe point and return SQ_FAILED; the job is pushed back to its queue.
+ * In thread mode it also turns true once the job is past its timeout
+ * (sq_handler_opts): a failure returned then is a Squire::JobTimeout. */
 SQ_API bool sq_job_stopping(const sq_job *job);
 
 /* Log one line at INFO through the daemon's log, tagged with the job's class
@@ -159,6 +161,28 @@ SQ_API struct pg_conn *sq_job_db(sq_job *job);
 /* Register fn for jobs whose class is exactly class_name. Registering a name
  * twice replaces the earlier handler. Returns 0, or -1 on a bad argument. */
 SQ_API int sq_register(sq_registry *reg, const char *class_name, sq_handler_fn fn, void *userdata);
+
+/* Per-handler options (zero-initialised: the defaults). */
+typedef struct sq_handler_opts {
+    double timeout; /* seconds a job of this class may run; 0: the config's job_timeout.
+                     * A job's own "squire_timeout" payload key wins over both. Isolated
+                     * mode kills the worker process past it (Squire::JobTimeout); thread
+                     * mode makes sq_job_stopping() return true and logs a warning. */
+} sq_handler_opts;
+
+/* sq_register with options (opts may be NULL). -1 on a bad argument (a
+ * negative or NaN timeout among them). */
+SQ_API int sq_register_opts(sq_registry *reg, const char *class_name, sq_handler_fn fn,
+                            void *userdata, const sq_handler_opts *opts);
+
+/* Isolated mode (`isolated: true`, --isolated): fn runs once in each worker
+ * process when it starts, before its first job: open the connections a
+ * process keeps between jobs here. A non-zero return ends that process (its
+ * job is pushed back unrun; the worker shows as failing in the heartbeat
+ * until a process starts). Unused in thread mode.
+ * Registering again replaces the hook. */
+typedef int (*sq_child_init_fn)(void *userdata);
+SQ_API int sq_register_child_init(sq_registry *reg, sq_child_init_fn fn, void *userdata);
 
 SQ_API sq_registry *sq_registry_new(void);
 SQ_API void sq_registry_free(sq_registry *reg);

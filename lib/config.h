@@ -74,6 +74,14 @@ typedef struct sq_config {
     double db_connect_timeout;
     int db_statement_timeout;  /* seconds; 0: the server's default */
     char *db_application_name; /* NULL: the process identity */
+    /* isolated mode (isolate.c): handlers run in supervised worker processes */
+    bool isolated;
+    int job_timeout;           /* seconds a job may run; 0: no limit */
+    double worker_kill_grace;  /* seconds between TERM and KILL of a timed-out worker */
+    int worker_max_jobs;       /* isolated: recycle a worker process after N jobs (0: never) */
+    long worker_max_rss_mb;    /* isolated: recycle one above this RSS, between jobs (0: never) */
+    long worker_max_memory_mb; /* isolated: address-space limit per worker process (0: none) */
+    int job_cpu_limit;         /* isolated: CPU seconds a job may use (0: no limit) */
     bool check;         /* --check: validate config, plugins and Redis, then exit */
     bool allow_root;    /* --allow-root (or $SQUIRE_ALLOW_ROOT=1): never from the file */
     char **warnings;    /* owned messages for the daemon to log ("<file>:<line>: pidfile: ignored ...") */

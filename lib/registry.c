@@ -15,12 +15,15 @@ struct entry {
     char *name;
     sq_handler_fn fn;
     void *userdata;
+    double timeout; /* seconds; 0: the config's job_timeout */
 };
 
 struct sq_registry {
     struct entry *slots; /* open addressing, linear probing; NULL name = empty */
     size_t cap;          /* power of two */
     size_t count;
+    sq_child_init_fn child_init; /* isolated mode: run in each worker process */
+    void *child_init_ud;
 };
 
 static uint64_t hash_name(const char *s)
@@ -82,7 +85,16 @@ static int grow(sq_registry *reg)
 
 int sq_register(sq_registry *reg, const char *class_name, sq_handler_fn fn, void *userdata)
 {
+    return sq_register_opts(reg, class_name, fn, userdata, NULL);
+}
+
+int sq_register_opts(sq_registry *reg, const char *class_name, sq_handler_fn fn, void *userdata,
+                     const sq_handler_opts *opts)
+{
     if (reg == NULL || class_name == NULL || class_name[0] == '\0' || fn == NULL)
+        return -1;
+    double timeout = opts != NULL ? opts->timeout : 0;
+    if (!(timeout >= 0) || timeout > 1e9) /* NaN too */
         return -1;
     if ((reg->count + 1) * 2 > reg->cap && grow(reg) != 0)
         return -1;
@@ -95,7 +107,33 @@ int sq_register(sq_registry *reg, const char *class_name, sq_handler_fn fn, void
     }
     e->fn = fn;
     e->userdata = userdata;
+    e->timeout = timeout;
     return 0;
+}
+
+int sq_register_child_init(sq_registry *reg, sq_child_init_fn fn, void *userdata)
+{
+    if (reg == NULL)
+        return -1;
+    reg->child_init = fn;
+    reg->child_init_ud = userdata;
+    return 0;
+}
+
+sq_child_init_fn sq_registry_child_init(const sq_registry *reg, void **userdata)
+{
+    if (reg == NULL)
+        return NULL;
+    *userdata = reg->child_init_ud;
+    return reg->child_init;
+}
+
+double sq_registry_timeout(const sq_registry *reg, const char *class_name)
+{
+    if (reg == NULL || class_name == NULL)
+        return 0;
+    struct entry *e = find_slot(reg->slots, reg->cap, class_name);
+    return e->name != NULL ? e->timeout : 0;
 }
 
 sq_handler_fn sq_registry_lookup(const sq_registry *reg, const char *class_name, void **userdata)

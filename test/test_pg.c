@@ -273,6 +273,31 @@ START_TEST(many_jobs_share_a_small_pool)
 }
 END_TEST
 
+/* Isolated mode (issue 15): each worker process has its own pool of one
+ * connection, kept between its jobs. */
+START_TEST(isolated_workers_each_use_their_own_connection)
+{
+    sqt_proc p;
+    pg_squire(&p, PG.url, 4, "  :application_name: " APP "\n:isolated: true\n", NULL);
+    push_upserts(1, 60, 0.01);
+    long long max_conns = 0;
+    long long n = wait_rows("true", 60, 30, &max_conns);
+    dump_log_on(n != 60, &p);
+    ck_assert_int_eq(n, 60);
+    ck_assert_int_eq(rows("runs <> 1"), 0);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+    /* one per worker process, and the daemon's own for its budget check */
+    ck_assert_msg(max_conns <= 5, "%lld connections for 4 worker processes", max_conns);
+    ck_assert_msg(max_conns >= 1, "no connection seen");
+    ck_assert_int_eq(sqt_pg_int(&PG,
+                                "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                                "'" APP "' AND state LIKE 'idle in transaction%%'"),
+                     0);
+    itest_stop(&p);
+    ck_assert_int_eq(wait_conns_at_most(0, 10), 0);
+}
+END_TEST
+
 /* ---- a pool smaller than concurrency ---------------------------------------- */
 
 START_TEST(exhausted_pool_times_out_with_a_retryable_error)
@@ -1403,6 +1428,7 @@ static Suite *pg_suite(void)
     tcase_add_test(tc, budget_warns_past_max_connections);
     tcase_add_test(tc, budget_counts_every_process_sharing_the_server);
     tcase_add_test(tc, libpq_is_loaded_only_for_a_database);
+    tcase_add_test(tc, isolated_workers_each_use_their_own_connection);
     suite_add_tcase(s, tc);
 
     /* its own case: CK_RUN_CASE=budget_peers runs it alone */

@@ -15,6 +15,8 @@
 
 #include <squire.h>
 
+#include "testjobs.h"
+
 /* Each worker thread records through its own connection to the test's
  * Redis (REDIS_URL is always redis://127.0.0.1:PORT/0 in the suites),
  * freed when the thread exits. */
@@ -97,6 +99,11 @@ static void record(sq_job *job, const char *what)
     }
     free(s);
     json_decref(rec);
+}
+
+void testjobs_record(sq_job *job, const char *what)
+{
+    record(job, what);
 }
 
 static sq_result ok_job(sq_job *job, void *ud)
@@ -256,5 +263,8 @@ int squire_plugin_init(sq_registry *reg)
     rc |= sq_register(reg, "ChaosJob", chaos_job, NULL);
     rc |= sq_register(reg, "ChainJob", chain_job, NULL);
     rc |= sq_register(reg, "NoopJob", noop_job, NULL);
+#ifdef SQ_TESTJOBS_ISOLATED /* the isojobs plugin: these and isojobs.c's handlers */
+    rc |= testjobs_register_isolated(reg);
+#endif
     return rc;
 }

@@ -53,6 +53,13 @@ int sq_database_open(sq_runtime *rt)
     if (cfg->db_url == NULL)
         return 0;
     int size = cfg->db_pool > 0 ? cfg->db_pool : cfg->concurrency;
+    if (cfg->isolated && size != cfg->concurrency) { /* isolate.c: one per worker process */
+        sq_log(SQ_LOG_WARN,
+               "database.pool (%d) does not apply in isolated mode: each of the %d worker "
+               "processes keeps one connection",
+               size, cfg->concurrency);
+        size = cfg->concurrency;
+    }
     rt->pgpool = sq_pgpool_new(
         cfg->db_url, cfg->db_application_name ? cfg->db_application_name : rt->identity, size,
         cfg->db_checkout_timeout, cfg->db_connect_timeout, cfg->db_statement_timeout);

@@ -23,6 +23,7 @@
 #include "common.h"
 #include "database.h"
 #include "fetch/fetch.h"
+#include "isolate.h"
 #include "launcher.h"
 #include "log.h"
 #include "manager.h"
@@ -169,9 +170,10 @@ static void log_start(sq_runtime *rt)
     sq_config_queue_list(cfg, true, queues, sizeof queues);
     sq_log(SQ_LOG_INFO,
            "squire %s starting: identity=%s tag=%s concurrency=%d queues=[%s] "
-           "fetch=%s timeout=%d s redis=%s handlers=%zu environment=%s",
+           "fetch=%s workers=%s timeout=%d s redis=%s handlers=%zu environment=%s",
            SQ_VERSION, rt->identity, cfg->tag ? cfg->tag : "", cfg->concurrency, queues,
-           rt->fetch->name, cfg->timeout, sq_redis_display(rt->redis), sq_registry_count(rt->reg),
+           rt->fetch->name, cfg->isolated ? "isolated" : "threads", cfg->timeout,
+           sq_redis_display(rt->redis), sq_registry_count(rt->reg),
            cfg->environment ? cfg->environment : "development");
 }
 
@@ -224,8 +226,9 @@ static int beat(sq_runtime *rt)
 /* Main loop until TERM/INT: quiet on TSTP, dump on TTIN, flush stats, beat,
  * and the fetch strategy's duties (reliable: the lease, recovery of dead
  * processes' jobs). Signals from the Web UI (through the heartbeat) act like
- * the OS's. */
-static void serve(sq_runtime *rt)
+ * the OS's. Returns true when it stopped because the fork server died
+ * (isolated mode). */
+static bool serve(sq_runtime *rt)
 {
     double next_beat = sq__monotonic() + rt->cfg->beat_interval;
     double next_cleanup = sq__monotonic() + 60;
@@ -239,6 +242,8 @@ static void serve(sq_runtime *rt)
                 tick = want;
         }
         watchdog(rt, &next_watchdog);
+        if (!sq_isolate_watch(rt)) /* timeouts; isolated: the fork server died */
+            return true;
         if (rt->cfg->beat_interval < tick)
             tick = rt->cfg->beat_interval;
         double wd = sq_notify_watchdog_period();
@@ -258,7 +263,7 @@ static void serve(sq_runtime *rt)
         }
         if (sig == SIGTERM || sig == SIGINT) {
             sq_log(SQ_LOG_INFO, "%s received: shutting down", sig == SIGTERM ? "TERM" : "INT");
-            return;
+            return false;
         }
         if (sig == SIGTSTP && !atomic_load(&rt->quiet)) {
             sq_log(SQ_LOG_INFO, "TSTP received: quiet, no new jobs will be fetched");
@@ -340,6 +345,12 @@ int sq_launcher_run(const sq_config *cfg, sq_registry *reg)
     }
     rt.nworkers = cfg->concurrency;
     log_start(&rt);
+    /* timeouts; isolated: the fork server, forked while this is the only thread */
+    if (sq_isolation_start(&rt, &err) != 0) {
+        sq_log(SQ_LOG_ERROR, "%s", err.message);
+        status = 1;
+        goto done;
+    }
     if (sq_registry_count(reg) == 0)
         sq_log(SQ_LOG_WARN, "no handlers registered (use -r libjobs.so or :require:); every job "
                             "will fail with Squire::NoHandler");
@@ -398,18 +409,20 @@ int sq_launcher_run(const sq_config *cfg, sq_registry *reg)
         status = 1;
         goto done;
     }
-    serve(&rt);
+    if (serve(&rt))
+        status = 1; /* the fork server died */
     if (!shut_down(&rt)) {
         /* A handler is still running (its job was pushed back): end the
          * process without unwinding memory that thread may still touch. */
         sq_log(SQ_LOG_INFO, "Bye!");
-        _exit(0);
+        _exit(status);
     }
     sq_log(SQ_LOG_INFO, "Bye!");
 done:
     if (rt.fetch->detach != NULL)
         rt.fetch->detach(&rt, false); /* frees what a clean shutdown left */
     sq_manager_free(&rt);
+    sq_isolation_stop(&rt);
     sq_redis_free(rt.redis);
     free(rt.info_json);
     sq_dbbudget_destroy(&rt.dbbudget);

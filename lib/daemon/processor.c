@@ -14,6 +14,7 @@
 
 #include "common.h"
 #include "fetch/fetch.h"
+#include "isolate.h"
 #include "log.h"
 #include "payload.h"
 #include "registry.h"
@@ -34,8 +35,10 @@ unsigned sq_worker_rand(unsigned n, void *worker)
 
 bool sq_job_stopping(const sq_job *job)
 {
-    if (job->worker == NULL || !atomic_load(&job->worker->rt->stopping))
+    if (job->worker == NULL)
         return false;
+    if (!atomic_load(&job->worker->rt->stopping))
+        return sq__job_late(job->worker); /* thread mode: past its timeout */
     job->worker->saw_stop = true; /* a failure now is an interruption */
     return true;
 }
@@ -210,7 +213,26 @@ static bool publish(sq_worker *w, const sq_unit *u)
     return sq_slot_publish(w->slot, u, &w->rt->quiet);
 }
 
-static void run_handler(sq_worker *w, sq_job *job)
+/* Thread mode: a job that failed after sq_job_stopping told it its time was
+ * up failed by its timeout, whatever it said. */
+static void timed_out_cooperatively(sq_job *job, double timeout)
+{
+    sq_outcome *o = &job->outcome;
+    char msg[600];
+    snprintf(msg, sizeof msg, "the job ran past its timeout of %g s and stopped (thread mode): %s",
+             timeout, o->error_message ? o->error_message : "");
+    sq_disposition d = o->disposition;
+    double in = o->retry_in;
+    sq_outcome_destroy(o);
+    sq_outcome_fail(o, "Squire::JobTimeout", msg);
+    o->disposition = d;
+    o->retry_in = in;
+}
+
+/* Run the job's handler, here (thread mode) or in the worker's process
+ * (isolated). Returns 1 when it could not run at all (no worker process):
+ * the job goes back to its queue. */
+static int run_handler(sq_worker *w, sq_job *job)
 {
     void *ud = NULL;
     sq_handler_fn fn = sq_registry_lookup(w->rt->reg, job->klass, &ud);
@@ -218,25 +240,22 @@ static void run_handler(sq_worker *w, sq_job *job)
         char msg[300];
         snprintf(msg, sizeof msg, "no handler registered for class %.200s", job->klass);
         sq_outcome_fail(&job->outcome, "Squire::NoHandler", msg);
-        return;
+        return 0;
     }
-    sq_result r = fn(job, ud);
-    if (w->db != NULL) { /* back to the pool the moment the handler is done */
-        sq_pgpool_checkin(w->rt->pgpool, w->db);
-        w->db = NULL;
+    double timeout = sq_job_timeout_for(job, w->rt->reg, w->rt->cfg);
+    if (sq_isolated(w->rt)) {
+        sq_error err = {0};
+        if (sq_child_run(w, job, timeout, &err) == 0)
+            return 0;
+        sq_log_job(SQ_LOG_ERROR, job, "cannot run: %s; the job goes back to its queue",
+                   err.message);
+        return 1;
     }
-    if (r != SQ_OK && !job->outcome.failed)
-        sq_outcome_fail(&job->outcome, "Squire::Error",
-                        "handler returned SQ_FAILED without calling sq_job_fail");
-    char *safe = w->rt->pgpool && job->outcome.error_message
-                     ? sq_pgpool_scrub(w->rt->pgpool, job->outcome.error_message)
-                     : NULL;
-    if (safe != NULL) { /* a handler's own connect error may quote the URL */
-        free(job->outcome.error_message);
-        job->outcome.error_message = safe;
-    }
-    /* cut only now: cut first, a long password would no longer match whole */
-    sq_outcome_cut(&job->outcome);
+    sq__deadline_begin(w, job, timeout);
+    sq__handler_call(w, job, fn, ud);
+    if (sq__deadline_end(w) && job->outcome.failed && !w->saw_stop)
+        timed_out_cooperatively(job, timeout);
+    return 0;
 }
 
 static void record_failure(sq_worker *w, sq_unit *u, sq_job *job, double elapsed)
@@ -317,10 +336,13 @@ static void process(sq_worker *w, sq_unit *u)
             sq_log_job(SQ_LOG_WARN, &job, "job has no jid");
         sq_log_job(SQ_LOG_INFO, &job, "start");
         double t0 = sq__monotonic();
-        run_handler(w, &job);
+        int unrun = run_handler(w, &job);
         double elapsed = sq__monotonic() - t0;
         if (!claim_result(w)) {
             sq_log_job(SQ_LOG_INFO, &job, "finished after shutdown pushed it back; result dropped");
+        } else if (unrun) {
+            persist(w, u, "requeue", job.jid, write_requeue, NULL);
+            sq_runtime_nap(rt, 1);
         } else if (!job.outcome.failed) {
             atomic_fetch_add(&rt->processed, 1);
             long ms = (long)(elapsed * 1000 + 0.5); /* integer formatting: this line is hot */
@@ -390,6 +412,7 @@ void *sq_processor_main(void *arg)
         }
         process(w, &u);
     }
+    sq_child_release(w);
     /* Write what the fetch strategy still holds (reliable: the last ack). */
     for (unsigned attempt = 0;; attempt++) {
         sq_error err = {0};

@@ -25,6 +25,10 @@ class DeadJob
   sidekiq_options retry: 0
 end
 
+class HangJob # squire's test_isolated: spins forever
+  include Sidekiq::Worker
+end
+
 def entry(e)
   { "jid" => e.jid, "klass" => e.klass, "args" => e.args, "queue" => e.queue,
     "error_class" => e["error_class"], "error_message" => e["error_message"],
@@ -47,6 +51,8 @@ out =
     File.readlines(ARGV[0], chomp: true).reject(&:empty?).map do |q|
       Sidekiq::Client.push("class" => "OkJob", "queue" => q, "args" => [q])
     end
+  when "set_timeout"   # a per-job timeout from Ruby: HangJob.set(squire_timeout: N)
+    { "jid" => HangJob.set(squire_timeout: ARGV[0].to_f, retry: 0).perform_async }
   when "perform_async"
     { "jid" => HardJob.perform_async(1, "two", { "three" => [3.5, nil] }) }
   when "perform_in"
