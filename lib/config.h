@@ -84,6 +84,7 @@ typedef struct sq_config {
     double lease_ttl;      /* reliable: seconds a silent process keeps its jobs */
     double beat_interval;  /* seconds between heartbeats (Sidekiq 7: 10) */
     size_t max_payload_bytes;
+    unsigned metrics;      /* execution-metrics layouts (metrics.h): 8.x by default */
     bool concurrency_set; /* set by file or flag (RAILS_MAX_THREADS applies otherwise) */
     char *concurrency_null; /* "<file>:<line>" when the file left it null: as in Sidekiq,
                              * unset, so RAILS_MAX_THREADS applies, else an error */

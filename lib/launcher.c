@@ -24,6 +24,7 @@
 #include "notify.h"
 #include "common.h"
 #include "log.h"
+#include "metrics.h"
 #include "registry.h"
 #include "runtime.h"
 
@@ -645,6 +646,9 @@ static int beat(sq_runtime *rt)
     int sig = 0;
     if (sq_stats_flush(rt, rt->redis, &serr) != 0)
         sq_log(SQ_LOG_DEBUG, "stats flush deferred: %s", serr.message);
+    sq_error merr = {0}; /* issue 16: the Metrics tab, each beat */
+    if (sq_metrics_flush(rt->metrics, rt->redis, &merr) < 0)
+        sq_log(SQ_LOG_DEBUG, "metrics flush failed: %s", merr.message);
     if (sq_heartbeat_beat(rt, &sig, &err) != 0) {
         sq_log(SQ_LOG_DEBUG, "heartbeat failed: %s", err.message);
     } else {
@@ -772,6 +776,9 @@ static bool shut_down(sq_runtime *rt, lease_state *ls)
     sq_error err = {0};
     if (sq_stats_flush(rt, rt->redis, &err) != 0)
         sq_log(SQ_LOG_WARN, "final stats flush failed: %s", err.message);
+    sq_error merr = {0}; /* issue 16: and at exit, as Sidekiq 8 */
+    if (sq_metrics_flush(rt->metrics, rt->redis, &merr) < 0)
+        sq_log(SQ_LOG_WARN, "final metrics flush failed: %s", merr.message);
     return all;
 }
 
@@ -840,7 +847,9 @@ static int run(const sq_config *cfg, sq_registry *reg)
         status = EX_CONFIG;
         goto done;
     }
-    if (open_database(&rt) != 0 || prepare_workers(&rt) != 0 || sq_heartbeat_init(&rt) != 0) {
+    rt.metrics = sq_metrics_new(rt.nworkers, cfg->metrics); /* issue 16; NULL when off */
+    if (open_database(&rt) != 0 || prepare_workers(&rt) != 0 || sq_heartbeat_init(&rt) != 0 ||
+        (cfg->metrics != 0 && rt.metrics == NULL)) {
         sq_log(SQ_LOG_ERROR, "out of memory preparing workers");
         status = 1;
         goto done;
@@ -900,6 +909,7 @@ static int run(const sq_config *cfg, sq_registry *reg)
     sq_log(SQ_LOG_INFO, "Bye!");
 done:
     free_workers(&rt);
+    sq_metrics_free(rt.metrics);
     sq_redis_free(rt.redis);
     free(rt.info_json);
     sq_dbbudget_destroy(&rt.dbbudget);

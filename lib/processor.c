@@ -11,9 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common.h"
 #include "log.h"
+#include "metrics.h"
 #include "registry.h"
 #include "runtime.h"
 
@@ -224,7 +226,8 @@ static bool publish(sq_worker *w, const sq_unit *u)
     return run;
 }
 
-static void run_handler(sq_worker *w, sq_job *job)
+/* False when no handler is registered for the job's class. */
+static bool run_handler(sq_worker *w, sq_job *job)
 {
     void *ud = NULL;
     sq_handler_fn fn = sq_registry_lookup(w->rt->reg, job->klass, &ud);
@@ -232,7 +235,7 @@ static void run_handler(sq_worker *w, sq_job *job)
         char msg[300];
         snprintf(msg, sizeof msg, "no handler registered for class %.200s", job->klass);
         sq_outcome_fail(&job->outcome, "Squire::NoHandler", msg);
-        return;
+        return false;
     }
     sq_result r = fn(job, ud);
     if (w->db != NULL) { /* back to the pool the moment the handler is done */
@@ -251,6 +254,7 @@ static void run_handler(sq_worker *w, sq_job *job)
     }
     /* cut only now: cut first, a long password would no longer match whole */
     sq_outcome_cut(&job->outcome);
+    return true;
 }
 
 static void record_failure(sq_worker *w, sq_unit *u, sq_job *job, double elapsed)
@@ -334,8 +338,13 @@ static void process(sq_worker *w, sq_unit *u)
             sq_log_job(SQ_LOG_WARN, &job, "job has no jid");
         sq_log_job(SQ_LOG_INFO, &job, "start");
         double t0 = sq__monotonic();
-        run_handler(w, &job);
+        bool ran = run_handler(w, &job);
         double elapsed = sq__monotonic() - t0;
+        /* issue 16: the Metrics tab counts runs of a handler, as Sidekiq's
+         * middleware sees them (not a missing class, not an interruption) */
+        if (ran && !w->saw_stop)
+            sq_metrics_record(rt->metrics, w->index, job.klass, job.klass_len,
+                              job.outcome.failed, (long long)(elapsed * 1000), time(NULL));
         if (!claim_result(w)) {
             sq_log_job(SQ_LOG_INFO, &job, "finished after shutdown pushed it back; result dropped");
         } else if (!job.outcome.failed) {

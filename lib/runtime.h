@@ -139,6 +139,7 @@ struct sq_runtime {
     atomic_long processed;  /* not yet flushed */
     atomic_long failed;
     sq_stats_batch stats; /* stats.c, main thread only */
+    struct sq_metrics *metrics; /* issue 16: execution metrics (metrics.h); NULL when off */
 
     pthread_mutex_t lock;   /* with cond: wakes sleeping threads on quiet/stop */
     pthread_cond_t cond;
