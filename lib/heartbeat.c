@@ -13,6 +13,9 @@
  *      While a worker's fetches have failed for SQ_FETCH_FAILING_SHOW_MS,
  *      `info` carries the label "fetch-failing" (the Web UI shows labels)
  *      and fetch_error the first error (squire --check reads it).
+ * Between beats, sq_heartbeat_refresh writes step 1 again (and the busy
+ * field) when a job has run a second unseen or a shown job left (issue 16).
+ *
  * A popped signal is acted on as if the OS had delivered it, but only TSTP,
  * TERM and TTIN: anything else in the list is logged and ignored (squire
  * never passes Redis data to kill(2)).
@@ -63,13 +66,14 @@ int sq_heartbeat_init(sq_runtime *rt)
         return -1;
     }
     rt->info_json = json_dumps(info, JSON_COMPACT);
+    rt->work_shown = calloc((size_t)rt->nworkers + 1, sizeof *rt->work_shown);
     /* The Web UI shows labels next to the process: while its fetches fail
      * the process says so there (and in the fetch_error field). */
     json_array_append_new(labels, json_string(SQ_FETCH_FAILING_LABEL));
     rt->info_failing_json = json_dumps(info, JSON_COMPACT);
     json_decref(labels);
     json_decref(info);
-    return rt->info_json && rt->info_failing_json ? 0 : -1;
+    return rt->info_json && rt->info_failing_json && rt->work_shown ? 0 : -1;
 }
 
 static long rss_kb(void)
@@ -115,27 +119,36 @@ long long sq_runtime_fetch_failing(sq_runtime *rt, char *msg, size_t size)
     return worst;
 }
 
-/* The work entry of worker w ({"queue","payload","run_at"}), or NULL when idle. */
-static char *work_entry(sq_worker *w)
+/* The work entry of worker w ({"queue","payload","run_at"}), or NULL when
+ * idle or when its job has run less than min_age seconds (by wall clock at
+ * now); *started gets the job's start (0: idle). */
+static char *work_entry(sq_worker *w, double now, double min_age, double *started)
 {
     char *s = NULL;
+    *started = 0;
     pthread_mutex_lock(&w->lock);
     if ((w->state == SQ_SLOT_RUNNING || w->state == SQ_SLOT_FINISHING) && w->unit.raw) {
-        json_t *e = json_pack("{s:s, s:s%, s:I}", "queue", w->unit.queue ? w->unit.queue : "",
-                              "payload", w->unit.raw, w->unit.len, "run_at",
-                              (json_int_t)w->started_at);
-        if (e == NULL) /* payload not UTF-8: show it scrubbed rather than not at all */
-            e = json_pack("{s:s, s:s, s:I}", "queue", w->unit.queue ? w->unit.queue : "",
-                          "payload", "(invalid UTF-8)", (json_int_t)w->started_at);
-        s = e ? json_dumps(e, JSON_COMPACT) : NULL;
+        *started = w->started_at;
+        json_t *e = NULL;
+        if (now - w->started_at >= min_age) {
+            e = json_pack("{s:s, s:s%, s:I}", "queue", w->unit.queue ? w->unit.queue : "",
+                          "payload", w->unit.raw, w->unit.len, "run_at",
+                          (json_int_t)w->started_at);
+            if (e == NULL) /* payload not UTF-8: show it scrubbed rather than not at all */
+                e = json_pack("{s:s, s:s, s:I}", "queue", w->unit.queue ? w->unit.queue : "",
+                              "payload", "(invalid UTF-8)", (json_int_t)w->started_at);
+            s = e ? json_dumps(e, JSON_COMPACT) : NULL;
+        }
         json_decref(e);
     }
     pthread_mutex_unlock(&w->lock);
     return s;
 }
 
-/* Step 1: rewrite <id>:work and <id>:workers. */
-static int write_work(sq_runtime *rt, sq_error *err)
+/* Step 1: rewrite <id>:work and <id>:workers with the jobs that have run at
+ * least min_age seconds; with busy (the early refresh), the busy field of
+ * <id> too. Remembers what it showed (rt->work_shown) once Redis has it. */
+static int write_work(sq_runtime *rt, double min_age, const char *busy, sq_error *err)
 {
     char work[sizeof rt->identity + 16], workers[sizeof rt->identity + 16];
     snprintf(work, sizeof work, "%s:work", rt->identity);
@@ -143,15 +156,19 @@ static int write_work(sq_runtime *rt, sq_error *err)
     size_t max = 2 + 2 * (size_t)rt->nworkers;
     const char **argv = calloc(max, sizeof *argv);
     char **vals = calloc((size_t)rt->nworkers + 1, sizeof *vals);
+    double *shown = calloc((size_t)rt->nworkers + 1, sizeof *shown);
     int rc = -1, n = 0;
-    if (argv == NULL || vals == NULL)
+    if (argv == NULL || vals == NULL || shown == NULL)
         goto out;
     size_t k = 2;
+    double now = sq__now();
     for (int i = 0; i < rt->nworkers; i++) {
-        vals[i] = work_entry(&rt->workers[i]);
+        double started;
+        vals[i] = work_entry(&rt->workers[i], now, min_age, &started);
         if (vals[i] != NULL) {
             argv[k++] = rt->workers[i].tid;
             argv[k++] = vals[i];
+            shown[i] = started;
         }
     }
     int queued = 0;
@@ -167,17 +184,61 @@ static int write_work(sq_runtime *rt, sq_error *err)
             goto out;
         queued += 2;
     }
+    /* The expiry keeps a hash that only this wrote (after an outage longer
+     * than its TTL) from staying; Sidekiq's readers skip one without info. */
+    if (busy != NULL && (sq_redis_pipe_cmd(rt->redis, err, "HSET %s busy %s", rt->identity,
+                                           busy) != 0 ||
+                         sq_redis_pipe_cmd(rt->redis, err, "EXPIRE %s " TTL, rt->identity) != 0))
+        goto out;
+    queued += busy != NULL ? 2 : 0;
     if (sq_redis_pipe_cmd(rt->redis, err, "EXEC") != 0)
         goto out;
     queued++;
     n = queued;
     rc = sq_redis_pipe_drain(rt->redis, n, NULL, err);
+    if (rc == 0 && rt->work_shown != NULL)
+        memcpy(rt->work_shown, shown, (size_t)rt->nworkers * sizeof *shown);
 out:
     for (int i = 0; vals && i < rt->nworkers; i++)
         free(vals[i]);
     free(vals);
     free(argv);
+    free(shown);
     return rc;
+}
+
+/* issue 16: the Busy page never behind. Between beats the work hash is
+ * written again, at most every SQ_WORK_REFRESH_GAP seconds, when a job not
+ * shown has run SQ_WORK_SHOW_AFTER seconds or a job shown has left its
+ * worker. Short jobs cause no write of their own; a job shown by a beat
+ * causes at most one when it leaves. Returns 1 when it wrote, 0 when
+ * nothing was due, -1 on error. */
+int sq_heartbeat_refresh(sq_runtime *rt, sq_error *err)
+{
+    if (rt->work_shown == NULL || rt->workers == NULL)
+        return 0;
+    double mono = sq__monotonic();
+    if (mono < rt->work_refresh_after)
+        return 0;
+    double now = sq__now();
+    bool due = false;
+    for (int i = 0; i < rt->nworkers && !due; i++) {
+        sq_worker *w = &rt->workers[i];
+        pthread_mutex_lock(&w->lock);
+        double cur = (w->state == SQ_SLOT_RUNNING || w->state == SQ_SLOT_FINISHING) && w->unit.raw
+                         ? w->started_at
+                         : 0;
+        pthread_mutex_unlock(&w->lock);
+        double shown = rt->work_shown[i];
+        due = (shown != 0 && shown != cur) ||
+              (cur != 0 && shown != cur && now - cur >= SQ_WORK_SHOW_AFTER);
+    }
+    if (!due)
+        return 0;
+    rt->work_refresh_after = mono + SQ_WORK_REFRESH_GAP;
+    char busy[16];
+    snprintf(busy, sizeof busy, "%d", sq_runtime_busy(rt));
+    return write_work(rt, SQ_WORK_SHOW_AFTER, busy, err) == 0 ? 1 : -1;
 }
 
 static long ping_us(sq_runtime *rt)
@@ -204,7 +265,7 @@ static int signal_named(const char *name)
 int sq_heartbeat_beat(sq_runtime *rt, int *sig, sq_error *err)
 {
     *sig = 0;
-    if (write_work(rt, err) != 0)
+    if (write_work(rt, 0, NULL, err) != 0)
         return -1;
     long rtt = ping_us(rt);
     char beat[32], busy[16], rtt_s[24], rss[24], conc[16], sigkey[sizeof rt->identity + 16];

@@ -22,6 +22,7 @@
 #include "client.h"
 #include "launcher.h"
 #include "notify.h"
+#include "proctitle.h"
 #include "common.h"
 #include "log.h"
 #include "metrics.h"
@@ -637,6 +638,17 @@ static void check_db_budget(sq_runtime *rt, bool first)
     b->over = over;
 }
 
+/* issue 16: the process title, as Sidekiq's: each beat, on quiet and stop. */
+static void update_title(sq_runtime *rt)
+{
+    char title[512];
+    sq_proctitle_format(title, sizeof title, rt->cfg->tag, sq_runtime_busy(rt), rt->nworkers,
+                        atomic_load(&rt->stopping) ? "stopping"
+                        : atomic_load(&rt->quiet) ? "quiet"
+                                                  : NULL);
+    sq_proctitle_set(title);
+}
+
 /* One heartbeat, with the stats flush that goes with it (as Sidekiq 7:
  * counts reach Redis each beat and at exit, and stay in memory when a flush
  * fails). Returns the remote signal the beat brought (0: none). */
@@ -662,7 +674,21 @@ static int beat(sq_runtime *rt)
     else
         sq_notify_status("%s%d of %d busy", atomic_load(&rt->quiet) ? "quiet, " : "",
                          sq_runtime_busy(rt), rt->nworkers);
+    update_title(rt);
     return sig;
+}
+
+/* issue 16: between beats, the work hash when a job passed a second or a
+ * shown one left (heartbeat.c), and the process title with it. */
+#define BUSY_TICK 0.25
+static void refresh_busy(sq_runtime *rt)
+{
+    sq_error err = {0};
+    int rc = sq_heartbeat_refresh(rt, &err);
+    if (rc < 0)
+        sq_log(SQ_LOG_DEBUG, "busy refresh failed: %s", err.message);
+    else if (rc > 0)
+        update_title(rt);
 }
 
 /* Main loop until TERM/INT: quiet on TSTP, dump on TTIN, flush stats, beat,
@@ -712,10 +738,14 @@ static void serve(sq_runtime *rt, lease_state *ls)
         double ttin_wait = ttin_due(rt, &ttin);
         if (ttin_wait < tick)
             tick = ttin_wait;
+        if (tick > BUSY_TICK)
+            tick = BUSY_TICK; /* issue 16: the Busy page within a second */
         int sig = wait_signal(tick);
         if (sig == 0 && sq__monotonic() >= next_beat) {
             sig = beat(rt);
             next_beat = sq__monotonic() + rt->cfg->beat_interval;
+        } else if (sig == 0) {
+            refresh_busy(rt);
         }
         if (sq__monotonic() >= next_cleanup) {
             sq_heartbeat_cleanup(rt);
@@ -728,6 +758,7 @@ static void serve(sq_runtime *rt, lease_state *ls)
         if (sig == SIGTSTP && !atomic_load(&rt->quiet)) {
             sq_log(SQ_LOG_INFO, "TSTP received: quiet, no new jobs will be fetched");
             sq_runtime_quiet(rt);
+            update_title(rt);
         } else if (sig == SIGTTIN) {
             ttin.waiting++;
             ttin_due(rt, &ttin);
@@ -741,6 +772,7 @@ static bool shut_down(sq_runtime *rt, lease_state *ls)
     sq_notify("STOPPING=1");
     atomic_store(&rt->stopping, true);
     sq_runtime_quiet(rt);
+    update_title(rt);
     double deadline = sq__monotonic() + rt->cfg->timeout;
     double next_beat = sq__monotonic(), next_watchdog = 0;
     double next_lease = sq__monotonic() + rt->cfg->lease_ttl / 4;
@@ -759,6 +791,7 @@ static bool shut_down(sq_runtime *rt, lease_state *ls)
             sq_log(SQ_LOG_INFO, "second stop signal: not waiting for running jobs");
             break;
         }
+        refresh_busy(rt); /* finished jobs leave the Busy page at once */
     }
     int pushed = requeue_running(rt);
     if (pushed > 0)
@@ -912,6 +945,7 @@ done:
     sq_metrics_free(rt.metrics);
     sq_redis_free(rt.redis);
     free(rt.info_json);
+    free(rt.work_shown);
     sq_dbbudget_destroy(&rt.dbbudget);
     free(rt.info_failing_json);
     sq_pgpool_free(rt.pgpool);
@@ -1002,6 +1036,8 @@ int sq_main(int argc, char **argv, sq_registry *reg)
     int status = 0;
     sq_registry *own = NULL;
 
+    /* issue 16: before anything keeps an argv or environment string */
+    sq_proctitle_init(argc, argv);
     sq_config_init(&cfg);
     if (sq_config_load(&cfg, argc, argv, NULL, &action, &err) != 0) {
         fprintf(stderr, "squire: %s\n", err.message);
