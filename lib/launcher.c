@@ -644,8 +644,8 @@ static void update_title(sq_runtime *rt)
     char title[512];
     sq_proctitle_format(title, sizeof title, rt->cfg->tag, sq_runtime_busy(rt), rt->nworkers,
                         atomic_load(&rt->stopping) ? "stopping"
-                        : atomic_load(&rt->quiet) ? "quiet"
-                                                  : NULL);
+                        : atomic_load(&rt->quiet)  ? "quiet"
+                                                   : NULL);
     sq_proctitle_set(title);
 }
 

@@ -17,7 +17,7 @@
 
 /* Upper bounds (ms, exclusive) of buckets 0..24; 25 takes the rest. */
 static const long long bucket_bounds[SQ_METRICS_BUCKETS - 1] = {
-    20,   30,   45,    65,    100,   150,   225,    335,    500,    750,    1100,   1700,  2500,
+    20,   30,   45,   65,    100,   150,   225,   335,   500,    750,    1100,   1700,  2500,
     3800, 5750, 8500, 13000, 20000, 30000, 45000, 65000, 100000, 150000, 225000, 335000};
 
 int sq_metrics_bucket(long long ms)
@@ -33,8 +33,11 @@ int sq_metrics_layout_parse(const char *text, unsigned *layouts)
     static const struct {
         const char *name;
         unsigned bits;
-    } names[] = {{"8", SQ_METRICS_V8}, {"7", SQ_METRICS_V7}, {"both", SQ_METRICS_V7 | SQ_METRICS_V8},
-                 {"off", 0},           {"false", 0}};
+    } names[] = {{"8", SQ_METRICS_V8},
+                 {"7", SQ_METRICS_V7},
+                 {"both", SQ_METRICS_V7 | SQ_METRICS_V8},
+                 {"off", 0},
+                 {"false", 0}};
     for (size_t i = 0; text != NULL && i < SQ_ARRAY_LEN(names); i++)
         if (strcmp(text, names[i].name) == 0) {
             *layouts = names[i].bits;
@@ -79,8 +82,8 @@ int sq_metrics_rollup_key(time_t t, char *buf, size_t size)
 {
     /* the minute key less its last digit: "j|250214|8:4" for 08:43 */
     struct tm tm = utc(t);
-    return snprintf(buf, size, "j|%02d%02d%02d|%d:%d", tm.tm_year % 100, tm.tm_mon + 1,
-                    tm.tm_mday, tm.tm_hour, tm.tm_min / 10);
+    return snprintf(buf, size, "j|%02d%02d%02d|%d:%d", tm.tm_year % 100, tm.tm_mon + 1, tm.tm_mday,
+                    tm.tm_hour, tm.tm_min / 10);
 }
 
 size_t sq_metrics_hist_key(int version, const char *klass, size_t klen, time_t t, char *buf,
@@ -88,11 +91,10 @@ size_t sq_metrics_hist_key(int version, const char *klass, size_t klen, time_t t
 {
     struct tm tm = utc(t);
     char window[32];
-    int wn = version == 7 /* "<Class>-%d-%H:%-M" : "h|<Class>-%-d-%-H:%-M" */
-                 ? snprintf(window, sizeof window, "-%02d-%02d:%d", tm.tm_mday, tm.tm_hour,
-                            tm.tm_min)
-                 : snprintf(window, sizeof window, "-%d-%d:%d", tm.tm_mday, tm.tm_hour,
-                            tm.tm_min);
+    int wn =
+        version == 7 /* "<Class>-%d-%H:%-M" : "h|<Class>-%-d-%-H:%-M" */
+            ? snprintf(window, sizeof window, "-%02d-%02d:%d", tm.tm_mday, tm.tm_hour, tm.tm_min)
+            : snprintf(window, sizeof window, "-%d-%d:%d", tm.tm_mday, tm.tm_hour, tm.tm_min);
     size_t prefix = version == 7 ? 0 : 2;
     size_t need = prefix + klen + (size_t)wn;
     if (size > need) {
@@ -222,8 +224,8 @@ void sq_metrics_free(sq_metrics *m)
     free(m);
 }
 
-void sq_metrics_record(sq_metrics *m, int shard_index, const char *klass, size_t klen,
-                       bool failed, long long ms, time_t now)
+void sq_metrics_record(sq_metrics *m, int shard_index, const char *klass, size_t klen, bool failed,
+                       long long ms, time_t now)
 {
     if (m == NULL || shard_index < 0 || shard_index >= m->nshards || klass == NULL)
         return;
@@ -260,7 +262,8 @@ static int merge(table *dst, const entry *src)
     e->ok += src->ok;
     e->ms += src->ms;
     for (int i = 0; i < SQ_METRICS_BUCKETS; i++)
-        e->hist[i] = src->hist[i] > UINT32_MAX - e->hist[i] ? UINT32_MAX : e->hist[i] + src->hist[i];
+        e->hist[i] =
+            src->hist[i] > UINT32_MAX - e->hist[i] ? UINT32_MAX : e->hist[i] + src->hist[i];
     return 0;
 }
 
@@ -272,8 +275,7 @@ typedef struct keybuf {
 
 static const char *hist_key(keybuf *k, int version, const entry *e, size_t *len)
 {
-    *len = sq_metrics_hist_key(version, e->klass, e->klen, (time_t)(e->minute * 60), k->s,
-                               k->cap);
+    *len = sq_metrics_hist_key(version, e->klass, e->klen, (time_t)(e->minute * 60), k->s, k->cap);
     if (*len >= k->cap) {
         char *s = realloc(k->s, *len + 1);
         if (s == NULL)

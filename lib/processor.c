@@ -343,8 +343,8 @@ static void process(sq_worker *w, sq_unit *u)
         /* issue 16: the Metrics tab counts runs of a handler, as Sidekiq's
          * middleware sees them (not a missing class, not an interruption) */
         if (ran && !w->saw_stop)
-            sq_metrics_record(rt->metrics, w->index, job.klass, job.klass_len,
-                              job.outcome.failed, (long long)(elapsed * 1000), time(NULL));
+            sq_metrics_record(rt->metrics, w->index, job.klass, job.klass_len, job.outcome.failed,
+                              (long long)(elapsed * 1000), time(NULL));
         if (!claim_result(w)) {
             sq_log_job(SQ_LOG_INFO, &job, "finished after shutdown pushed it back; result dropped");
         } else if (!job.outcome.failed) {

@@ -13,7 +13,7 @@
 
 extern char **environ;
 
-static char *area;     /* the original argv (and environment) strings */
+static char *area; /* the original argv (and environment) strings */
 static size_t area_len;
 
 /* Field 48 of /proc/self/stat, where the kernel says argv begins. */
@@ -97,7 +97,7 @@ int sq_proctitle_format(char *buf, size_t size, const char *tag, int busy, int c
 {
     bool has_tag = tag != NULL && tag[0] != '\0';
     bool has_state = state != NULL && state[0] != '\0';
-    return snprintf(buf, size, "squire %s%s%s [%d of %d busy]%s%s", SQ_VERSION,
-                    has_tag ? " " : "", has_tag ? tag : "", busy, concurrency,
-                    has_state ? " " : "", has_state ? state : "");
+    return snprintf(buf, size, "squire %s%s%s [%d of %d busy]%s%s", SQ_VERSION, has_tag ? " " : "",
+                    has_tag ? tag : "", busy, concurrency, has_state ? " " : "",
+                    has_state ? state : "");
 }

@@ -36,6 +36,7 @@
 #include "common.h"
 #include "log.h"
 #include "runtime.h"
+#include "timestamps.h"
 
 #define LEASE_PREFIX "squire:lease:"
 #define LOCK_KEY "squire:recover-lock"
@@ -195,6 +196,7 @@ static char *interrupted(sq_runtime *rt, const char *job, size_t len, bool *dead
     }
     json_int_t count = json_integer_value(json_object_get(obj, "interrupted_count")) + 1;
     bool has_failed_at = json_object_get(obj, "failed_at") != NULL;
+    bool ms = sq_payload_ms_times(obj); /* issue 16: Sidekiq 8's unit */
     json_decref(obj);
     if (count < 1)
         count = 1;
@@ -214,7 +216,7 @@ static char *interrupted(sq_runtime *rt, const char *job, size_t len, bool *dead
     sq_json_member set[] = {{"interrupted_count", num},
                             {"error_class", "\"Squire::JobInterrupted\""},
                             {"error_message", msg},
-                            {"failed_at", sq_format_time(sq__now(), now)}};
+                            {"failed_at", sq_format_job_time(sq__now(), ms, now)}};
     return sq_json_splice(job, len, set, has_failed_at ? 3 : 4, NULL, 0, outlen);
 }
 

@@ -44,6 +44,7 @@
 #include "common.h"
 #include "log.h"
 #include "runtime.h"
+#include "timestamps.h"
 
 #define BATCH 100
 #define NZSETS 2
@@ -151,8 +152,10 @@ static int move_one(sq_runtime *rt, sq_redis *r, const char *zset, const char *m
         return -1;
     }
     char ts[32];
-    sq_json_member set[] = {{"enqueued_at", sq_format_time(sq__now(), ts)},
-                            {"queue", "\"default\""}};
+    /* issue 16: in the job's own unit (Sidekiq 8: integer ms) */
+    sq_json_member set[] = {
+        {"enqueued_at", sq_format_job_time(sq__now(), sq_payload_ms_times(obj), ts)},
+        {"queue", "\"default\""}};
     size_t newlen = 0;
     bool no_queue = json_object_get(obj, "queue") == NULL;
     char *moved = sq_json_splice(m, len, set, no_queue ? 2 : 1, NULL, 0, &newlen);

@@ -28,9 +28,9 @@ START_TEST(buckets_follow_sidekiqs_bounds)
     static const struct {
         long long ms;
         int bucket;
-    } cases[] = {{0, 0},        {19, 0},       {20, 1},      {29, 1},       {30, 2},
-                 {280, 7},      {999, 10},     {1100, 11},   {4000, 14},    {5749, 14},
-                 {5750, 15},    {334999, 24},  {335000, 25}, {86400000, 25}, {-5, 0}};
+    } cases[] = {{0, 0},     {19, 0},      {20, 1},      {29, 1},        {30, 2},
+                 {280, 7},   {999, 10},    {1100, 11},   {4000, 14},     {5749, 14},
+                 {5750, 15}, {334999, 24}, {335000, 25}, {86400000, 25}, {-5, 0}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         ck_assert_msg(sq_metrics_bucket(cases[i].ms) == cases[i].bucket, "%lld ms -> %d, not %d",
                       cases[i].ms, sq_metrics_bucket(cases[i].ms), cases[i].bucket);
@@ -112,7 +112,7 @@ START_TEST(bitfield_arguments_name_each_counted_bucket)
     counts[25] = 70000; /* saturates in Redis, not here */
     int n = sq_metrics_bitfield_args(counts, argv, lens, num);
     ck_assert_int_eq(n, 14);
-    const char *want[] = {"OVERFLOW", "SAT", "INCRBY", "u16", "#0", "3",    "INCRBY",
+    const char *want[] = {"OVERFLOW", "SAT", "INCRBY", "u16",    "#0",  "3",   "INCRBY",
                           "u16",      "#14", "1",      "INCRBY", "u16", "#25", "70000"};
     for (int i = 0; i < n; i++) {
         ck_assert_str_eq(argv[i], want[i]);

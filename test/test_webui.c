@@ -5,6 +5,7 @@
  * ProcessSet, Workers, Stats, the Quiet and Stop buttons, and every page of
  * the Web UI rendered with squire's processes, jobs, retries and dead jobs.
  */
+#include <math.h>
 #include <time.h>
 
 #include "itest.h"
@@ -515,6 +516,50 @@ START_TEST(metrics_keys_match_sidekiqs_reader_at_one_digit_minutes)
 }
 END_TEST
 
+/* What Sidekiq 8.1.7's Busy page reads (busy.html.erb and GET /busy, read
+ * from its source: its Web UI needs rack 3.2, so its readers run here
+ * without the page) takes squire's process and a running job without error. */
+START_TEST(sidekiq_8_busy_page_readers_accept_squire)
+{
+    if (!sqt_third_party_has("8.1.7")) {
+        printf("SKIP Sidekiq 8.1.7: ../shared/third_party/sidekiq-8.1.7 is absent\n");
+        return;
+    }
+    sqt_proc p;
+    start(&p, "2");
+    char jid[25];
+    itest_push("SleepJob", "[4]", NULL, jid);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "LLEN test:log"), 1);
+    sqt_sleep(1.5);
+    sqt_sidekiq_use("8.1.7");
+    json_t *b = webui("busy8");
+    sqt_sidekiq_use(NULL);
+    char *dump = json_dumps(b, JSON_COMPACT);
+    ck_assert_msg(json_integer_value(json_object_get(b, "processes")) == 1, "%s", dump);
+    ck_assert_msg(json_integer_value(json_object_get(b, "threads")) == 4, "%s", dump);
+    ck_assert_msg(json_integer_value(json_object_get(b, "busy")) == 1, "%s", dump);
+    json_t *row = json_array_get(json_object_get(b, "rows"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(row, "tag")), "shop");
+    ck_assert_int_eq(json_integer_value(json_object_get(row, "concurrency")), 4);
+    ck_assert_int_eq(json_integer_value(json_object_get(row, "busy")), 1);
+    ck_assert(json_is_false(json_object_get(row, "embedded")));
+    json_t *queues = json_loads("[\"critical\",\"default\"]", 0, NULL);
+    ck_assert_msg(json_equal(json_object_get(row, "queues"), queues), "%s", dump);
+    json_decref(queues);
+    double now = (double)time(NULL);
+    ck_assert(fabs(json_real_value(json_object_get(row, "started_at")) - now) < 60);
+    json_t *job = json_array_get(json_object_get(b, "jobs"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(job, "jid")), jid);
+    ck_assert_str_eq(json_string_value(json_object_get(job, "class")), "SleepJob");
+    ck_assert_str_eq(json_string_value(json_object_get(job, "queue")), "default");
+    ck_assert_msg(fabs(json_real_value(json_object_get(job, "run_at")) - now) < 10, "%s", dump);
+    ck_assert_msg(fabs(json_real_value(json_object_get(job, "created_at")) - now) < 60, "%s", dump);
+    free(dump);
+    json_decref(b);
+    itest_stop(&p);
+}
+END_TEST
+
 static TCase *webui_case(const char *name, void (*setup)(void))
 {
     TCase *tc = tcase_create(name);
@@ -541,6 +586,7 @@ int main(void)
     tcase_add_checked_fixture(own, itest_setup, itest_teardown);
     tcase_set_timeout(own, 90);
     tcase_add_test(own, ps_shows_the_process_title);
+    tcase_add_test(own, sidekiq_8_busy_page_readers_accept_squire);
     tcase_add_test(own, metrics_tab_shows_what_squire_ran_in_both_layouts);
     tcase_add_test(own, metrics_default_to_sidekiq_8s_layout);
     tcase_add_test(own, metrics_keys_match_sidekiqs_reader_at_one_digit_minutes);

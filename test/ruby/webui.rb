@@ -81,6 +81,26 @@ out =
     sums = Array.new(26, 0)
     jr.hist.each_value { |h| h.reverse.each_with_index { |n, i| sums[i] += n.to_i } }
     { "totals" => jr.totals, "hist" => sums }
+  when "busy8"           # what 8.1.7's busy.html.erb and GET /busy read (its Web UI needs rack 3.2)
+    ps = Sidekiq::ProcessSet.new
+    ws = Sidekiq::WorkSet.new
+    states = Sidekiq::IterableJobQuery.new(ws.map { |_, _, work| work.job.jid })
+    { "processes" => ps.size, "threads" => ps.total_concurrency, "busy" => ws.size,
+      "rss" => ps.total_rss, "leader" => ps.leader,
+      "rows" => ps.map do |p|
+        { "name" => "#{p["hostname"]}:#{p["pid"]}", "tag" => p.tag, "labels" => p.labels,
+          "embedded" => p.embedded?, "stopping" => p.stopping?, "identity" => p.identity,
+          "version" => p.version, "started_at" => Time.at(p["started_at"]).to_f,
+          "rss" => p["rss"].to_i, "concurrency" => p["concurrency"], "busy" => p["busy"],
+          "queues" => p.queues, "weights" => p.capsules.values.map { |c| c["weights"] } }
+      end,
+      "jobs" => ws.map do |process, thread, work|
+        job = work.job
+        { "process" => process, "thread" => thread, "jid" => job.jid, "queue" => work.queue,
+          "class" => job.display_class, "args" => job.display_args, "run_at" => work.run_at.to_f,
+          "state" => states[job.jid].nil? ? nil : "iterable", "created_at" => job.created_at.to_f,
+          "enqueued_at" => job.enqueued_at.to_f }
+      end }
   when "busy_watch"      # busy_watch JID SECONDS: when the job shows on the Busy page and leaves it
     jid, secs = ARGV[0], ARGV[1].to_f
     seen = gone = started = ended = nil
