@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "metrics.h"
 #include "pgconninfo.h"
 
 #define FIELD(name) offsetof(sq_config, name)
@@ -465,7 +464,7 @@ static int set_sentinel(sq_config *c, const sq__option *o, const char *where, co
 static int set_metrics(sq_config *c, const sq__option *o, const char *where, const char *text,
                        sq_error *err)
 {
-    if (sq_metrics_layout_parse(text, &c->metrics) != 0)
+    if (sq_config_metrics_parse(text, &c->metrics) != 0)
         return expected(o, where, text, err);
     return 0;
 }
@@ -641,6 +640,39 @@ int sq__config_warn(sq_config *c, sq_error *err, const char *fmt, ...)
     grown[c->nwarnings++] = msg;
     c->warnings = grown;
     return 0;
+}
+
+/* issue 16: the `metrics` value (execution-metrics layouts). */
+int sq_config_metrics_parse(const char *text, unsigned *layouts)
+{
+    static const struct {
+        const char *name;
+        unsigned bits;
+    } names[] = {{"8", SQ_METRICS_V8},
+                 {"7", SQ_METRICS_V7},
+                 {"both", SQ_METRICS_V7 | SQ_METRICS_V8},
+                 {"off", 0},
+                 {"false", 0}};
+    for (size_t i = 0; text != NULL && i < SQ_ARRAY_LEN(names); i++)
+        if (strcmp(text, names[i].name) == 0) {
+            *layouts = names[i].bits;
+            return 0;
+        }
+    return -1;
+}
+
+const char *sq_config_metrics_name(unsigned layouts)
+{
+    switch (layouts & (SQ_METRICS_V7 | SQ_METRICS_V8)) {
+    case SQ_METRICS_V7:
+        return "7";
+    case SQ_METRICS_V8:
+        return "8";
+    case SQ_METRICS_V7 | SQ_METRICS_V8:
+        return "both";
+    default:
+        return "off";
+    }
 }
 
 /* ---- init / destroy ------------------------------------------------------ */
@@ -842,7 +874,7 @@ static const char *default_text(const sq__option *o, char *buf, size_t size)
     case SQ__OPT_FETCH:
         return o->def_long == SQ_FETCH_RELIABLE ? "reliable" : "basic";
     case SQ__OPT_METRICS:
-        return sq_metrics_layout_name((unsigned)o->def_long);
+        return sq_config_metrics_name((unsigned)o->def_long);
     case SQ__OPT_LEVEL:
         return level_names[o->def_long];
     default:

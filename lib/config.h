@@ -56,6 +56,11 @@ typedef struct sq_redis_url {
     char *sentinel_password;
 } sq_redis_url;
 
+/* Execution-metrics layouts (sq_config.metrics; issue 16, lib/daemon/metrics.h). */
+#define SQ_METRICS_V7 1u
+#define SQ_METRICS_V8 2u
+#define SQ_METRICS_DEFAULT SQ_METRICS_V8 /* what current Sidekiq (8.x) reads */
+
 typedef enum sq_fetch_mode { SQ_FETCH_BASIC = 0, SQ_FETCH_RELIABLE = 1 } sq_fetch_mode;
 
 typedef struct sq_config {
@@ -110,6 +115,12 @@ typedef enum sq_action {
 } sq_action;
 
 typedef const char *(*sq_getenv_fn)(const char *name);
+
+/* The `metrics` value: "8", "7", "both" or "off"/"false" into *layouts
+ * (SQ_METRICS_* bits); -1 for anything else. */
+int sq_config_metrics_parse(const char *text, unsigned *layouts);
+/* "8", "7", "both" or "off". */
+const char *sq_config_metrics_name(unsigned layouts);
 
 /* Fill c with the built-in defaults (owned strings allocated). */
 void sq_config_init(sq_config *c);

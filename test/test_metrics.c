@@ -127,23 +127,23 @@ END_TEST
 START_TEST(layout_values)
 {
     unsigned l = 99;
-    ck_assert_int_eq(sq_metrics_layout_parse("8", &l), 0);
+    ck_assert_int_eq(sq_config_metrics_parse("8", &l), 0);
     ck_assert_uint_eq(l, SQ_METRICS_V8);
-    ck_assert_int_eq(sq_metrics_layout_parse("7", &l), 0);
+    ck_assert_int_eq(sq_config_metrics_parse("7", &l), 0);
     ck_assert_uint_eq(l, SQ_METRICS_V7);
-    ck_assert_int_eq(sq_metrics_layout_parse("both", &l), 0);
+    ck_assert_int_eq(sq_config_metrics_parse("both", &l), 0);
     ck_assert_uint_eq(l, SQ_METRICS_V7 | SQ_METRICS_V8);
-    ck_assert_int_eq(sq_metrics_layout_parse("off", &l), 0);
+    ck_assert_int_eq(sq_config_metrics_parse("off", &l), 0);
     ck_assert_uint_eq(l, 0);
-    ck_assert_int_eq(sq_metrics_layout_parse("false", &l), 0);
+    ck_assert_int_eq(sq_config_metrics_parse("false", &l), 0);
     ck_assert_uint_eq(l, 0);
     l = 5;
-    ck_assert_int_eq(sq_metrics_layout_parse("9", &l), -1);
-    ck_assert_int_eq(sq_metrics_layout_parse("", &l), -1);
-    ck_assert_int_eq(sq_metrics_layout_parse(NULL, &l), -1);
+    ck_assert_int_eq(sq_config_metrics_parse("9", &l), -1);
+    ck_assert_int_eq(sq_config_metrics_parse("", &l), -1);
+    ck_assert_int_eq(sq_config_metrics_parse(NULL, &l), -1);
     ck_assert_uint_eq(l, 5);
-    ck_assert_str_eq(sq_metrics_layout_name(SQ_METRICS_DEFAULT), "8");
-    ck_assert_str_eq(sq_metrics_layout_name(SQ_METRICS_V7 | SQ_METRICS_V8), "both");
+    ck_assert_str_eq(sq_config_metrics_name(SQ_METRICS_DEFAULT), "8");
+    ck_assert_str_eq(sq_config_metrics_name(SQ_METRICS_V7 | SQ_METRICS_V8), "both");
     ck_assert_ptr_null(sq_metrics_new(4, 0)); /* off: recording is a no-op */
     sq_metrics_record(NULL, 0, "X", 1, false, 5, T_0843);
 }

@@ -24,21 +24,12 @@
 #include <time.h>
 
 #include "common.h"
+#include "config.h" /* the layout bits, SQ_METRICS_V7 / _V8 */
 #include "redis.h"
-
-/* Layout bits (sq_config.metrics). */
-#define SQ_METRICS_V7 1u
-#define SQ_METRICS_V8 2u
-#define SQ_METRICS_DEFAULT SQ_METRICS_V8 /* what current Sidekiq (8.x) reads */
 
 #define SQ_METRICS_BUCKETS 26
 #define SQ_METRICS_TTL 28800      /* 8 h: minute keys and histograms (both layouts) */
 #define SQ_METRICS_MID_TTL 259200 /* 3 days: 8.x 10-minute rollups */
-
-/* Parse a config value: "8", "7", "both" or "off"/"false" into *layouts. */
-int sq_metrics_layout_parse(const char *text, unsigned *layouts);
-/* "8", "7", "both" or "off". */
-const char *sq_metrics_layout_name(unsigned layouts);
 
 /* Pure parts (unit-tested). */
 /* The histogram bucket of a run of ms milliseconds: the first whose upper

@@ -28,38 +28,6 @@ int sq_metrics_bucket(long long ms)
     return i;
 }
 
-int sq_metrics_layout_parse(const char *text, unsigned *layouts)
-{
-    static const struct {
-        const char *name;
-        unsigned bits;
-    } names[] = {{"8", SQ_METRICS_V8},
-                 {"7", SQ_METRICS_V7},
-                 {"both", SQ_METRICS_V7 | SQ_METRICS_V8},
-                 {"off", 0},
-                 {"false", 0}};
-    for (size_t i = 0; text != NULL && i < SQ_ARRAY_LEN(names); i++)
-        if (strcmp(text, names[i].name) == 0) {
-            *layouts = names[i].bits;
-            return 0;
-        }
-    return -1;
-}
-
-const char *sq_metrics_layout_name(unsigned layouts)
-{
-    switch (layouts & (SQ_METRICS_V7 | SQ_METRICS_V8)) {
-    case SQ_METRICS_V7:
-        return "7";
-    case SQ_METRICS_V8:
-        return "8";
-    case SQ_METRICS_V7 | SQ_METRICS_V8:
-        return "both";
-    default:
-        return "off";
-    }
-}
-
 static struct tm utc(time_t t)
 {
     struct tm tm;
