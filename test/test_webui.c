@@ -328,6 +328,13 @@ START_TEST(ps_shows_the_process_title)
     char jid[25];
     itest_push("SleepJob", "[4]", NULL, jid);
     assert_title(p.pid, "[1 of 4 busy]"); /* with the early refresh, not only the beat */
+    /* squirectl sees the busy count as early (beats are 30 s apart) */
+    char *ctl = NULL;
+    ck_assert_int_eq(sqt_sh(R.url, &ctl, "%s stats --json", SQ_TEST_SQUIRECTL), 0);
+    json_t *st = json_loads(ctl, 0, NULL);
+    ck_assert_msg(json_integer_value(json_object_get(st, "busy")) == 1, "%s", ctl);
+    json_decref(st);
+    free(ctl);
     kill(p.pid, SIGTSTP);
     assert_title(p.pid, "[1 of 4 busy] quiet");
     kill(p.pid, SIGTERM); /* the job still runs: the process waits, stopping */
