@@ -302,6 +302,39 @@ START_TEST(counts_wait_out_an_outage_and_are_written_once)
 }
 END_TEST
 
+/* A backlog (Redis was away for hours) is written minute by minute, each
+ * minute's hash holding its own classes; minutes older than 8 h are dropped. */
+START_TEST(a_backlog_of_minutes_is_written_in_one_flush)
+{
+    time_t now = time(NULL);
+    sq_metrics *m = sq_metrics_new(2, SQ_METRICS_V8);
+    for (int min = 0; min < 300; min++)
+        for (int k = 0; k < 20; k++) {
+            char klass[16];
+            int n = snprintf(klass, sizeof klass, "K%d", k);
+            sq_metrics_record(m, (min + k) % 2, klass, (size_t)n, k == 3, min + k, now - min * 60);
+        }
+    sq_metrics_record(m, 0, "Old", 3, false, 1, now - SQ_METRICS_TTL - 600);
+    sq_redis *r = connect_lib();
+    sq_error err = {0};
+    /* p for all, f for K3, ms for the others: 20 + 1 + 19 per minute */
+    ck_assert_int_eq(sq_metrics_flush(m, r, &err), 300 * 40);
+    for (int min = 0; min < 300; min += 37) {
+        char key[64], field[16];
+        sq_metrics_minute_key(8, now - min * 60, key, sizeof key);
+        ck_assert_int_eq(sqt_int(C, "HLEN %s", key), 40);
+        snprintf(field, sizeof field, "K7|ms");
+        ck_assert_int_eq(hget(key, field), min + 7);
+        ck_assert_int_eq(hget(key, "K3|f"), 1);
+    }
+    redisReply *keys = sqt_cmd(C, "KEYS h|Old-*");
+    ck_assert_uint_eq(keys->elements, 0);
+    freeReplyObject(keys);
+    sq_metrics_free(m);
+    sq_redis_free(r);
+}
+END_TEST
+
 /* Workers record while the main thread flushes: every run is written once. */
 struct hammer {
     sq_metrics *m;
@@ -366,6 +399,7 @@ int main(void)
     tcase_add_test(redis, one_layout_writes_no_key_of_the_other);
     tcase_add_test(redis, counts_wait_out_an_outage_and_are_written_once);
     tcase_add_test(redis, concurrent_records_are_all_flushed);
+    tcase_add_test(redis, a_backlog_of_minutes_is_written_in_one_flush);
     suite_add_tcase(s, redis);
     return sqt_run(s);
 }

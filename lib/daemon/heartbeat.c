@@ -238,7 +238,12 @@ int sq_heartbeat_refresh(sq_runtime *rt, sq_error *err)
     rt->work_refresh_after = mono + SQ_WORK_REFRESH_GAP;
     char busy[16];
     snprintf(busy, sizeof busy, "%d", sq_runtime_busy(rt));
-    return write_work(rt, SQ_WORK_SHOW_AFTER, busy, err) == 0 ? 1 : -1;
+    if (write_work(rt, SQ_WORK_SHOW_AFTER, busy, err) == 0)
+        return 1;
+    /* Redis is not answering: leave it to the beat for a while rather than
+     * hold the main thread (lease, signals) in a timeout twice a second. */
+    rt->work_refresh_after = sq__monotonic() + SQ_WORK_REFRESH_BACKOFF;
+    return -1;
 }
 
 static long ping_us(sq_runtime *rt)

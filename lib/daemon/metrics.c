@@ -255,16 +255,14 @@ static const char *hist_key(keybuf *k, int version, const entry *e, size_t *len)
     return k->s;
 }
 
-/* Queue HINCRBYs of every entry of minute `minute` into hash key, then its
- * EXPIRE. Returns commands queued, or -1. */
-static int queue_hash(sq_redis *r, const table *t, long long minute, const char *key, int ttl,
+/* Queue HINCRBYs of the count entries at v (one minute's) into hash key, then
+ * its EXPIRE. Returns commands queued, or -1. */
+static int queue_hash(sq_redis *r, const entry *v, size_t count, const char *key, int ttl,
                       keybuf *field, sq_error *err)
 {
     int sent = 0, hincrs = 0;
-    for (size_t i = 0; i < t->n; i++) {
-        const entry *e = &t->v[i];
-        if (e->minute != minute)
-            continue;
+    for (size_t i = 0; i < count; i++) {
+        const entry *e = &v[i];
         const struct {
             const char *suffix;
             long long n;
@@ -303,6 +301,12 @@ static int queue_hash(sq_redis *r, const table *t, long long minute, const char 
     return sent;
 }
 
+static int by_minute(const void *a, const void *b)
+{
+    long long x = ((const entry *)a)->minute, y = ((const entry *)b)->minute;
+    return (x > y) - (x < y);
+}
+
 /* Queue the whole of pending; *hincrs gets the HINCRBY count. Returns the
  * commands queued, or -1. */
 static int queue_all(sq_metrics *m, sq_redis *r, int *hincrs, sq_error *err)
@@ -311,26 +315,29 @@ static int queue_all(sq_metrics *m, sq_redis *r, int *hincrs, sq_error *err)
     keybuf field = {0}, hkey = {0};
     int sent = 0;
     *hincrs = 0;
+    /* by minute: each minute's hashes get its run of entries */
+    qsort(t->v, t->n, sizeof *t->v, by_minute);
+    size_t run = 0; /* entries of this minute from here on */
     for (size_t i = 0; i < t->n && sent >= 0; i++) {
         const entry *e = &t->v[i];
-        /* each minute once: at its first entry */
-        bool first = true;
-        for (size_t j = 0; j < i && first; j++)
-            first = t->v[j].minute != e->minute;
+        bool first = i == 0 || t->v[i - 1].minute != e->minute;
+        if (first)
+            for (run = 1; i + run < t->n && t->v[i + run].minute == e->minute;)
+                run++;
         time_t at = (time_t)(e->minute * 60);
         for (int version = 7; first && version <= 8 && sent >= 0; version++) {
             if (!(m->layouts & (version == 7 ? SQ_METRICS_V7 : SQ_METRICS_V8)))
                 continue;
             char key[64];
             sq_metrics_minute_key(version, at, key, sizeof key);
-            int n = queue_hash(r, t, e->minute, key, SQ_METRICS_TTL, &field, err);
+            int n = queue_hash(r, e, run, key, SQ_METRICS_TTL, &field, err);
             if (n > 0)
                 *hincrs += n - 1;
             sent = n < 0 ? -1 : sent + n;
             if (version == 8 && sent >= 0) {
                 /* the rollup: the same counts again, under the 10 minutes */
                 sq_metrics_rollup_key(at, key, sizeof key);
-                n = queue_hash(r, t, e->minute, key, SQ_METRICS_MID_TTL, &field, err);
+                n = queue_hash(r, e, run, key, SQ_METRICS_MID_TTL, &field, err);
                 sent = n < 0 ? -1 : sent + n;
             }
         }

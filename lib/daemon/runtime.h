@@ -226,6 +226,7 @@ void sq_heartbeat_cleanup(sq_runtime *rt);
 int sq_heartbeat_refresh(sq_runtime *rt, sq_error *err);
 #define SQ_WORK_SHOW_AFTER 1.0
 #define SQ_WORK_REFRESH_GAP 0.5
+#define SQ_WORK_REFRESH_BACKOFF 5.0 /* after a failed refresh */
 /* At a clean exit: leave the registry (the <identity> hash expires). */
 void sq_heartbeat_stop(sq_runtime *rt);
 /* A worker whose fetches have failed this long shows it in the heartbeat;
