@@ -15,6 +15,7 @@ extern char **environ;
 
 static char *area; /* the original argv (and environment) strings */
 static size_t area_len;
+static char **arg_copies; /* argv's strings, which argv now points at */
 
 /* Field 48 of /proc/self/stat, where the kernel says argv begins. */
 static unsigned long arg_start(void)
@@ -71,6 +72,7 @@ int sq_proctitle_init(int argc, char **argv)
     environ = env;
     for (int i = 0; i < argc; i++)
         argv[i] = args[i];
+    arg_copies = args;
     /* glibc's program_invocation_name points into argv[0] too */
     program_invocation_name = args[0];
     const char *slash = strrchr(args[0], '/');
