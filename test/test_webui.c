@@ -384,7 +384,12 @@ START_TEST(metrics_tab_shows_what_squire_ran_in_both_layouts)
     itest_push("SleepJob", "[0.55]", NULL, jid); /* 500..750 ms: bucket 9 */
     itest_push("SleepJob", "[0.55]", NULL, jid);
     itest_push("SleepJob", "[1.2]", NULL, jid); /* 1100..1700 ms: bucket 11 */
-    ck_assert_int_eq(sqt_wait_int(C, 8, 10, "HLEN test:runs"), 8);
+    /* ActiveJob: counted under the wrapped class, as Sidekiq names it */
+    sq_push_opts aj = {.extra = json_pack("{s:s}", "wrapped", "MyActiveJob")};
+    itest_push("ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper",
+               "[{\"job_class\":\"MyActiveJob\",\"arguments\":[]}]", &aj, jid);
+    json_decref(aj.extra);
+    ck_assert_int_eq(sqt_wait_int(C, 9, 10, "HLEN test:runs"), 9);
     itest_stop(&p); /* the last counts go with the flush at exit */
 
     const char *versions[] = {"7.3.10", "8.1.7"};
@@ -397,6 +402,11 @@ START_TEST(metrics_tab_shows_what_squire_ran_in_both_layouts)
         json_t *fail = metrics_of(versions[v], "metrics 60", "FailJob");
         json_t *sleep = metrics_of(versions[v], "metrics 60", "SleepJob");
         ck_assert_msg(ok && fail && sleep, "Sidekiq %s sees no metrics", versions[v]);
+        json_t *aj_t = metrics_of(versions[v], "metrics 60", "MyActiveJob");
+        ck_assert_msg(aj_t != NULL && total(aj_t, "p") == 1, "no MyActiveJob");
+        json_decref(aj_t);
+        ck_assert_ptr_null(metrics_of(versions[v], "metrics 60",
+                                      "ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper"));
         ck_assert_int_eq(total(ok, "p"), 3);
         ck_assert_int_eq(total(ok, "f"), 0);
         ck_assert_int_eq(total(fail, "p"), 2);
