@@ -360,6 +360,28 @@ static long long total(json_t *t, const char *metric)
     return json_integer_value(json_object_get(t, metric));
 }
 
+/* The Metrics page's row of klass shows ok successes and failed failures
+ * (7.3.10's metrics.erb: the class's link, then <td class="num"> cells,
+ * each number in a <span>). */
+static void assert_metrics_row(const char *body, const char *klass, int ok, int failed)
+{
+    char link[128];
+    snprintf(link, sizeof link, ">%s</a>", klass);
+    const char *p = strstr(body, link);
+    ck_assert_msg(p != NULL, "no row for %s on /metrics", klass);
+    int got[2];
+    for (int i = 0; i < 2; i++) {
+        p = strstr(p, "<td class=\"num\">");
+        ck_assert_ptr_nonnull(p);
+        p += strlen("<td class=\"num\">");
+        while (*p == '<') /* number_with_delimiter's <span data-nwp=...> */
+            p = strchr(p, '>') + 1;
+        got[i] = atoi(p);
+    }
+    ck_assert_msg(got[0] == ok && got[1] == failed, "%s: %d ok, %d failed on /metrics: %.600s",
+                  klass, got[0], got[1], strstr(body, link));
+}
+
 /* After jobs that succeed, fail and take different times, Sidekiq's own
  * Sidekiq::Metrics::Query (7.3.10 and 8.1.7) reads back what squire ran, in
  * the layout each reads (`metrics: both`), and 7.3.10's Metrics pages show it. */
@@ -446,8 +468,12 @@ START_TEST(metrics_tab_shows_what_squire_ran_in_both_layouts)
         ck_assert_msg(json_integer_value(json_object_get(pg, "status")) == 200, "%s", path);
         const char *klass = strcmp(path, "/metrics") == 0 ? "SleepJob" : path + 9;
         ck_assert_msg(strstr(body, klass) != NULL, "%s does not show %s", path, klass);
-        if (strcmp(path, "/metrics") == 0)
-            ck_assert(strstr(body, "OkJob") != NULL && strstr(body, "FailJob") != NULL);
+        if (strcmp(path, "/metrics") == 0) { /* each row: successes, failures */
+            assert_metrics_row(body, "OkJob", 3, 0);
+            assert_metrics_row(body, "FailJob", 0, 2);
+            assert_metrics_row(body, "SleepJob", 3, 0);
+            assert_metrics_row(body, "MyActiveJob", 1, 0);
+        }
         if (strcmp(path, "/metrics/SleepJob") == 0) /* the histogram's series: 2 and 1 */
             ck_assert_msg(strstr(body, "[0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,0,2,0,0,0,0,0,0,0,0,0]") ||
                               strstr(body, "[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2"),
