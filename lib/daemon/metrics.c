@@ -357,8 +357,10 @@ static int queue_all(sq_metrics *m, sq_redis *r, int *hincrs, sq_error *err)
             argv[0] = "BITFIELD", lens[0] = 8;
             argv[1] = key, lens[1] = klen;
             int argc = 2 + sq_metrics_bitfield_args(e->hist, argv + 2, lens + 2, num);
-            const char *exp[] = {"EXPIRE", key, "28800"};
-            size_t elens[] = {6, klen, 5};
+            char ttl[16];
+            int tlen = snprintf(ttl, sizeof ttl, "%d", SQ_METRICS_TTL);
+            const char *exp[] = {"EXPIRE", key, ttl};
+            size_t elens[] = {6, klen, (size_t)tlen};
             if (argc <= 4) /* no bucket counted */
                 continue;
             if (sq_redis_pipe_argv(r, argc, argv, lens, err) != 0 ||
