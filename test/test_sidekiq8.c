@@ -5,7 +5,8 @@
  * :millisecond) (job_util.rb, client.rb), its retry writes failed_at and
  * retried_at the same way (job_retry.rb), and its readers take an Integer as
  * milliseconds and a Float as seconds (api.rb time_from_timestamp,
- * job_retry.rb time_for). squire writes a job's times in the job's own unit.
+ * job_retry.rb time_for). squire writes a job's times in the job's own unit
+ * (lib/payload.c, lib/retry.c).
  * test_sidekiq_compat checks the same through Sidekiq 8.1.7's own API.
  */
 #include <check.h>
@@ -15,7 +16,7 @@
 
 #include "harness.h"
 #include "job.h"
-#include "timestamps.h"
+#include "payload.h"
 
 #define NOW 1795346292.8154736
 
@@ -146,6 +147,40 @@ START_TEST(retry_for_reads_milliseconds)
 }
 END_TEST
 
+/* The poller's move, squirectl's retry and the recovery's verdict write a
+ * Sidekiq 8 job's times in ms too, and a 7.x job's in float seconds. */
+START_TEST(every_rewrite_keeps_the_jobs_unit)
+{
+    for (int v = 7; v <= 8; v++) {
+        const char *text = v == 8 ? JOB8 : JOB7;
+        json_t *job = parse(text);
+        size_t len = 0;
+        char *out[3], *queue = NULL;
+        bool dead = false;
+        out[0] = sq_payload_enqueued(text, strlen(text), job, NOW, &len);
+        out[1] = sq_payload_requeued(text, strlen(text), job, NOW, &queue, &len);
+        out[2] = sq_payload_interrupted(text, strlen(text), job, NOW, 1, &dead, &len);
+        ck_assert(dead);
+        const char *field[] = {"enqueued_at", "enqueued_at", "failed_at"};
+        for (int i = 0; i < 3; i++) {
+            ck_assert_ptr_nonnull(out[i]);
+            json_t *o = parse(out[i]);
+            json_t *t = json_object_get(o, field[i]);
+            if (v == 8) {
+                ck_assert_msg(json_is_integer(t), "%s", out[i]);
+                ck_assert_int_eq(json_integer_value(t), 1795346292815LL);
+            } else {
+                ck_assert_msg(json_is_real(t), "%s", out[i]);
+            }
+            json_decref(o);
+            free(out[i]);
+        }
+        free(queue);
+        json_decref(job);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("sidekiq8");
@@ -154,6 +189,7 @@ int main(void)
     tcase_add_test(tc, times_are_written_in_that_unit);
     tcase_add_test(tc, a_sidekiq_8_job_fails_in_milliseconds);
     tcase_add_test(tc, retry_for_reads_milliseconds);
+    tcase_add_test(tc, every_rewrite_keeps_the_jobs_unit);
     suite_add_tcase(s, tc);
     return sqt_run(s);
 }

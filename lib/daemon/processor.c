@@ -16,6 +16,7 @@
 #include "common.h"
 #include "log.h"
 #include "metrics.h"
+#include "payload.h"
 #include "registry.h"
 #include "runtime.h"
 
