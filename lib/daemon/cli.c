@@ -120,6 +120,7 @@ int sq_main(int argc, char **argv, sq_registry *reg)
     const char *dyno = getenv("DYNO");
     sq_log_setup(cfg.verbose ? SQ_LOG_DEBUG : (sq_log_level)cfg.log_level,
                  dyno == NULL || dyno[0] == '\0');
+    sq_redis_set_reporter(sq_log_report, NULL);
     for (size_t i = 0; i < cfg.nwarnings; i++)
         sq_log(SQ_LOG_WARN, "%s", cfg.warnings[i]);
     sq_notify_init();

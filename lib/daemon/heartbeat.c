@@ -94,10 +94,7 @@ int sq_runtime_busy(sq_runtime *rt)
 {
     int busy = 0;
     for (int i = 0; rt->workers && i < rt->nworkers; i++) {
-        sq_worker *w = &rt->workers[i];
-        pthread_mutex_lock(&w->lock);
-        busy += w->state == SQ_SLOT_RUNNING || w->state == SQ_SLOT_FINISHING;
-        pthread_mutex_unlock(&w->lock);
+        busy += sq_slot_busy(rt->workers[i].slot);
     }
     return busy;
 }
@@ -120,30 +117,41 @@ long long sq_runtime_fetch_failing(sq_runtime *rt, char *msg, size_t size)
     return worst;
 }
 
+/* What work_entry asks of a slot: its entry when its job has run min_age
+ * seconds by wall clock at now (issue 16), and when that job started. */
+struct work_ask {
+    double now, min_age;
+    double started; /* 0: idle */
+    char *json;
+};
+
+static void work_json(const sq_slot_view *v, void *ud)
+{
+    struct work_ask *a = ud;
+    const sq_unit *u = v->unit;
+    if ((v->state != SQ_SLOT_RUNNING && v->state != SQ_SLOT_FINISHING) || u->raw == NULL)
+        return;
+    a->started = v->started_at;
+    if (a->now - v->started_at < a->min_age)
+        return;
+    json_t *e = json_pack("{s:s, s:s%, s:I}", "queue", u->queue ? u->queue : "", "payload",
+                          u->raw, u->len, "run_at", (json_int_t)v->started_at);
+    if (e == NULL) /* payload not UTF-8: show it scrubbed rather than not at all */
+        e = json_pack("{s:s, s:s, s:I}", "queue", u->queue ? u->queue : "", "payload",
+                      "(invalid UTF-8)", (json_int_t)v->started_at);
+    a->json = e ? json_dumps(e, JSON_COMPACT) : NULL;
+    json_decref(e);
+}
+
 /* The work entry of worker w ({"queue","payload","run_at"}), or NULL when
  * idle or when its job has run less than min_age seconds (by wall clock at
  * now); *started gets the job's start (0: idle). */
 static char *work_entry(sq_worker *w, double now, double min_age, double *started)
 {
-    char *s = NULL;
-    *started = 0;
-    pthread_mutex_lock(&w->lock);
-    if ((w->state == SQ_SLOT_RUNNING || w->state == SQ_SLOT_FINISHING) && w->unit.raw) {
-        *started = w->started_at;
-        json_t *e = NULL;
-        if (now - w->started_at >= min_age) {
-            e = json_pack("{s:s, s:s%, s:I}", "queue", w->unit.queue ? w->unit.queue : "",
-                          "payload", w->unit.raw, w->unit.len, "run_at",
-                          (json_int_t)w->started_at);
-            if (e == NULL) /* payload not UTF-8: show it scrubbed rather than not at all */
-                e = json_pack("{s:s, s:s, s:I}", "queue", w->unit.queue ? w->unit.queue : "",
-                              "payload", "(invalid UTF-8)", (json_int_t)w->started_at);
-            s = e ? json_dumps(e, JSON_COMPACT) : NULL;
-        }
-        json_decref(e);
-    }
-    pthread_mutex_unlock(&w->lock);
-    return s;
+    struct work_ask a = {now, min_age, 0, NULL};
+    sq_slot_peek(w->slot, work_json, &a);
+    *started = a.started;
+    return a.json;
 }
 
 /* Step 1: rewrite <id>:work and <id>:workers with the jobs that have run at
@@ -224,12 +232,9 @@ int sq_heartbeat_refresh(sq_runtime *rt, sq_error *err)
     double now = sq__now();
     bool due = false;
     for (int i = 0; i < rt->nworkers && !due; i++) {
-        sq_worker *w = &rt->workers[i];
-        pthread_mutex_lock(&w->lock);
-        double cur = (w->state == SQ_SLOT_RUNNING || w->state == SQ_SLOT_FINISHING) && w->unit.raw
-                         ? w->started_at
-                         : 0;
-        pthread_mutex_unlock(&w->lock);
+        struct work_ask a = {now, 1e300, 0, NULL}; /* its start only */
+        sq_slot_peek(rt->workers[i].slot, work_json, &a);
+        double cur = a.started;
         double shown = rt->work_shown[i];
         due = (shown != 0 && shown != cur) ||
               (cur != 0 && shown != cur && now - cur >= SQ_WORK_SHOW_AFTER);

@@ -242,3 +242,9 @@ void sq_log_job(sq_log_level level, const sq_job *job, const char *fmt, ...)
     emit(level, job, fmt, ap);
     va_end(ap);
 }
+
+void sq_log_report(void *ud, int level, const char *message)
+{
+    sq_log(level < SQ_LOG_DEBUG || level > SQ_LOG_ERROR ? SQ_LOG_WARN : (sq_log_level)level, "%s",
+           message);
+}
