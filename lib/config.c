@@ -52,6 +52,8 @@ static int set_verify_mode(sq_config *c, const sq__option *o, const char *where,
                            const char *text, sq_error *err);
 static int set_sentinel(sq_config *c, const sq__option *o, const char *where, const char *text,
                         sq_error *err);
+static int set_metrics(sq_config *c, const sq__option *o, const char *where, const char *text,
+                       sq_error *err);
 
 /* clang-format off */
 static const sq__option options[] = {
@@ -164,6 +166,10 @@ static const sq__option options[] = {
     {"max_payload_bytes", 0, NULL, NULL, SQ__OPT_SIZE, FIELD(max_payload_bytes), 1024,
      SQ__MAX_PAYLOAD_CAP, SQ_DEFAULT_MAX_PAYLOAD, 0, NULL,
      "larger jobs go to the dead set unparsed", set_number},
+    /* issue 16: the Web UI's Metrics tab (metrics.h) */
+    {"metrics", 0, NULL, NULL, SQ__OPT_METRICS, FIELD(metrics), 0, 0, SQ_METRICS_DEFAULT, 0,
+     NULL, "execution metrics for the Web UI's Metrics tab: Sidekiq 8's layout, 7's, both or off",
+     set_metrics},
 };
 /* clang-format on */
 
@@ -212,6 +218,8 @@ const char *sq__option_expects(const sq__option *o, char *buf, size_t size)
         return "debug, info, warn or error";
     case SQ__OPT_VERIFY:
         return "none or peer";
+    case SQ__OPT_METRICS:
+        return "8, 7, both or off";
     case SQ__OPT_QUEUES:
         return "a list of queue names";
     case SQ__OPT_LIST:
@@ -400,6 +408,14 @@ static int set_sentinel(sq_config *c, const sq__option *o, const char *where, co
     return list_push(&c->redis_opts.sentinels, &c->redis_opts.nsentinels, text, err);
 }
 
+static int set_metrics(sq_config *c, const sq__option *o, const char *where, const char *text,
+                       sq_error *err)
+{
+    if (sq_config_metrics_parse(text, &c->metrics) != 0)
+        return expected(o, where, text, err);
+    return 0;
+}
+
 static int set_fetch(sq_config *c, const sq__option *o, const char *where, const char *text,
                      sq_error *err)
 {
@@ -563,6 +579,39 @@ int sq__config_warn(sq_config *c, sq_error *err, const char *fmt, ...)
     return 0;
 }
 
+/* issue 16: the `metrics` value (execution-metrics layouts). */
+int sq_config_metrics_parse(const char *text, unsigned *layouts)
+{
+    static const struct {
+        const char *name;
+        unsigned bits;
+    } names[] = {{"8", SQ_METRICS_V8},
+                 {"7", SQ_METRICS_V7},
+                 {"both", SQ_METRICS_V7 | SQ_METRICS_V8},
+                 {"off", 0},
+                 {"false", 0}};
+    for (size_t i = 0; text != NULL && i < SQ_ARRAY_LEN(names); i++)
+        if (strcmp(text, names[i].name) == 0) {
+            *layouts = names[i].bits;
+            return 0;
+        }
+    return -1;
+}
+
+const char *sq_config_metrics_name(unsigned layouts)
+{
+    switch (layouts & (SQ_METRICS_V7 | SQ_METRICS_V8)) {
+    case SQ_METRICS_V7:
+        return "7";
+    case SQ_METRICS_V8:
+        return "8";
+    case SQ_METRICS_V7 | SQ_METRICS_V8:
+        return "both";
+    default:
+        return "off";
+    }
+}
+
 /* ---- init / destroy ------------------------------------------------------ */
 
 void sq__option_default(sq_config *c, const sq__option *o)
@@ -586,6 +635,9 @@ void sq__option_default(sq_config *c, const sq__option *o)
         break;
     case SQ__OPT_FETCH:
         c->fetch = (sq_fetch_mode)o->def_long;
+        break;
+    case SQ__OPT_METRICS:
+        *(unsigned *)(void *)field = (unsigned)o->def_long;
         break;
     case SQ__OPT_LEVEL:
         *(int *)(void *)field = (int)o->def_long;
@@ -758,6 +810,8 @@ static const char *default_text(const sq__option *o, char *buf, size_t size)
         return o->def_long ? "true" : "false";
     case SQ__OPT_FETCH:
         return o->def_long == SQ_FETCH_RELIABLE ? "reliable" : "basic";
+    case SQ__OPT_METRICS:
+        return sq_config_metrics_name((unsigned)o->def_long);
     case SQ__OPT_LEVEL:
         return level_names[o->def_long];
     default:

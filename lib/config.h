@@ -35,6 +35,11 @@ typedef struct sq_queue_conf {
     int weight;  /* 0 = unweighted */
 } sq_queue_conf;
 
+/* Execution-metrics layouts (sq_config.metrics; issue 16, lib/daemon/metrics.h). */
+#define SQ_METRICS_V7 1u
+#define SQ_METRICS_V8 2u
+#define SQ_METRICS_DEFAULT SQ_METRICS_V8 /* what current Sidekiq (8.x) reads */
+
 typedef enum sq_fetch_mode { SQ_FETCH_BASIC = 0, SQ_FETCH_RELIABLE = 1 } sq_fetch_mode;
 
 typedef struct sq_config {
@@ -63,6 +68,7 @@ typedef struct sq_config {
     double lease_ttl;      /* reliable: seconds a silent process keeps its jobs */
     double beat_interval;  /* seconds between heartbeats (Sidekiq 7: 10) */
     size_t max_payload_bytes;
+    unsigned metrics;      /* execution-metrics layouts (metrics.h): 8.x by default */
     bool concurrency_set; /* set by file or flag (RAILS_MAX_THREADS applies otherwise) */
     char *concurrency_null; /* "<file>:<line>" when the file left it null: as in Sidekiq,
                              * unset, so RAILS_MAX_THREADS applies, else an error */
@@ -94,6 +100,12 @@ typedef enum sq_action {
     SQ_ACTION_HELP,     /* -h: print sq_config_usage() to stdout, exit 0 */
     SQ_ACTION_VERSION,  /* -V: print "squire <version>", exit 0 */
 } sq_action;
+
+/* The `metrics` value: "8", "7", "both" or "off"/"false" into *layouts
+ * (SQ_METRICS_* bits); -1 for anything else. */
+int sq_config_metrics_parse(const char *text, unsigned *layouts);
+/* "8", "7", "both" or "off". */
+const char *sq_config_metrics_name(unsigned layouts);
 
 /* Fill c with the built-in defaults (owned strings allocated). */
 void sq_config_init(sq_config *c);

@@ -30,6 +30,7 @@ typedef enum sq__opt_type {
     SQ__OPT_FETCH,   /* basic | reliable */
     SQ__OPT_LEVEL,   /* debug | info | warn | error: int field, 0..3 */
     SQ__OPT_VERIFY,  /* none | peer: redis_opts.tls_no_verify (default peer) */
+    SQ__OPT_METRICS, /* 8 | 7 | both | off: unsigned field (metrics.h layout bits) */
     SQ__OPT_QUEUES,  /* the queue list: "name", "name,weight" or [name, weight] */
     SQ__OPT_LIST,    /* owned char ** list (labels, require) */
     SQ__OPT_CONFIG,  /* -C: handled by the loader */

@@ -5,6 +5,7 @@
 #include "payload.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +57,8 @@ char *sq_payload_enqueued(const char *raw, size_t len, const json_t *job, double
                           size_t *out_len)
 {
     char ts[32];
-    sq_json_member set[] = {{"enqueued_at", sq_format_time(now, ts)}, {"queue", "\"default\""}};
+    sq_json_member set[] = {{"enqueued_at", sq_format_job_time(now, sq_payload_ms_times(job), ts)},
+                            {"queue", "\"default\""}};
     bool no_queue = json_object_get(job, "queue") == NULL;
     return sq_json_splice(raw, len, set, no_queue ? 2 : 1, NULL, 0, out_len);
 }
@@ -131,7 +133,7 @@ char *sq_payload_requeued(const char *raw, size_t len, const json_t *job, double
     char *count = retry_count_minus_one(raw, len, rc);
     if (json_is_number(rc) && count == NULL)
         return NULL; /* out of memory */
-    sq_json_member set[3] = {{"enqueued_at", sq_format_time(now, ts)}};
+    sq_json_member set[3] = {{"enqueued_at", sq_format_job_time(now, sq_payload_ms_times(job), ts)}};
     size_t nset = 1;
     if (count != NULL)
         set[nset++] = (sq_json_member){"retry_count", count};
@@ -168,7 +170,32 @@ char *sq_payload_interrupted(const char *raw, size_t len, const json_t *job, dou
     sq_json_member set[] = {{"interrupted_count", num},
                             {"error_class", "\"" SQ_INTERRUPTED_CLASS "\""},
                             {"error_message", msg},
-                            {"failed_at", sq_format_time(now, ts)}};
+                            {"failed_at", sq_format_job_time(now, sq_payload_ms_times(job), ts)}};
     bool has_failed_at = json_object_get(job, "failed_at") != NULL;
     return sq_json_splice(raw, len, set, has_failed_at ? 3 : 4, NULL, 0, out_len);
+}
+
+/* ---- timestamps (issue 16) ------------------------------------------------ */
+
+/* Integers above this are milliseconds (1e11 s is the year 5138). */
+#define MS_FLOOR 100000000000LL
+
+bool sq_payload_ms_times(const json_t *payload)
+{
+    const json_t *t = json_object_get(payload, "created_at");
+    if (t == NULL)
+        t = json_object_get(payload, "enqueued_at");
+    return json_is_integer(t) && json_integer_value(t) > MS_FLOOR;
+}
+
+char *sq_format_job_time(double t, bool ms, char buf[32])
+{
+    if (!ms)
+        return sq_format_time(t, buf);
+    if (!isfinite(t) || t < 0)
+        t = 0;
+    if (t > 9e15)
+        t = 9e15;
+    snprintf(buf, 32, "%lld", (long long)llround(t * 1000.0));
+    return buf;
 }

@@ -11,6 +11,7 @@
  * retries are exhausted (Ruby would never ask sidekiq_retry_in then).
  */
 #include "job.h"
+#include "payload.h"
 
 #include <limits.h>
 #include <math.h>
@@ -208,7 +209,8 @@ static char *rewrite(const sq_job *job, double now, bool retried, int count, siz
         {"queue", qqueue},
         {"error_message", qmsg},
         {"error_class", qcls},
-        {retried ? "retried_at" : "failed_at", sq_format_time(now, timebuf)},
+        {retried ? "retried_at" : "failed_at",
+         sq_format_job_time(now, sq_payload_ms_times(job->payload), timebuf)}, /* issue 16 */
         {"retry_count", countbuf},
         {"error_backtrace", bt},
     };

@@ -512,6 +512,14 @@ const char *sqt_third_party(void)
     return access(probe, R_OK) == 0 ? dir : NULL;
 }
 
+bool sqt_third_party_has(const char *version)
+{
+    const char *tp = sqt_third_party();
+    char probe[PATH_MAX + 64];
+    snprintf(probe, sizeof probe, "%s/sidekiq-%s/lib/sidekiq.rb", tp ? tp : "", version);
+    return tp != NULL && access(probe, R_OK) == 0;
+}
+
 void sqt_sidekiq_use(const char *version)
 {
     sidekiq_version = version;
@@ -525,16 +533,23 @@ const char *sqt_sidekiq_expected(void)
 static int run_ruby(const char *url, char **out, const char *prefix, const char *script,
                     const char *args)
 {
-    char lib[3 * PATH_MAX + 128] = "";
+    char lib[4 * PATH_MAX + 160] = "";
     if (sidekiq_version != NULL) {
         const char *tp = sqt_third_party();
-        ck_assert_msg(tp != NULL, "Sidekiq %s asked for but ../shared/third_party is absent",
-                      sidekiq_version);
-        ck_assert_str_eq(sidekiq_version, "7.3.10");
-        snprintf(lib, sizeof lib,
-                 "RUBYLIB='%s/sidekiq-7.3.10/lib:%s/redis-client-0.26.4/lib:"
-                 "%s/connection_pool-2.5.5/lib' ",
-                 tp, tp, tp);
+        ck_assert_msg(tp != NULL && sqt_third_party_has(sidekiq_version),
+                      "Sidekiq %s asked for but ../shared/third_party lacks it", sidekiq_version);
+        if (strcmp(sidekiq_version, "8.1.7") == 0) /* its client and API, on Ruby 3.1 */
+            snprintf(lib, sizeof lib,
+                     "RUBYOPT='-r%s/ruby31_compat.rb' RUBYLIB='%s/sidekiq-8.1.7/lib:"
+                     "%s/redis-client-0.30.0/lib:%s/connection_pool-2.5.5/lib' ",
+                     tp, tp, tp, tp);
+        else {
+            ck_assert_str_eq(sidekiq_version, "7.3.10");
+            snprintf(lib, sizeof lib,
+                     "RUBYLIB='%s/sidekiq-7.3.10/lib:%s/redis-client-0.26.4/lib:"
+                     "%s/connection_pool-2.5.5/lib' ",
+                     tp, tp, tp);
+        }
     }
     return sqt_sh(url, out, "%s%sruby -W0 '%s/test/ruby/%s' %s", prefix, lib, SQ_TEST_SOURCE_DIR,
                   script, args ? args : "");

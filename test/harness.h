@@ -106,6 +106,9 @@ int sqt_ruby_env(char **out, const char *env, const char *script, const char *ar
 /* Which Sidekiq sqt_ruby loads: NULL for Debian's ruby-sidekiq (6.4.1), or
  * "7.3.10" for the copy in <repo>/../shared/third_party (through RUBYLIB). */
 void sqt_sidekiq_use(const char *version);
+/* Whether ../shared/third_party holds sidekiq-<version> ("8.1.7": its client
+ * and API run on Ruby 3.1 through ruby31_compat.rb; sqt_sidekiq_use takes it). */
+bool sqt_third_party_has(const char *version);
 /* The version sqt_ruby's scripts should report ("6.4.1" or the one chosen). */
 const char *sqt_sidekiq_expected(void);
 /* The absolute path of <repo>/../shared/third_party when it holds

@@ -45,6 +45,13 @@ static inline void itest_setup_sidekiq_7(void)
     itest_setup();
 }
 
+/* Sidekiq 8.1.7's client and API (no server, no Web UI: Ruby 3.1 here). */
+static inline void itest_setup_sidekiq_8(void)
+{
+    sqt_sidekiq_use("8.1.7");
+    itest_setup();
+}
+
 /* Add the case for Debian's 6.4.1 and, when ../shared/third_party holds it,
  * the one for 7.3.10 (else say why it is skipped). make(name, setup) builds
  * a case with every test. */

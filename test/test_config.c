@@ -178,6 +178,32 @@ START_TEST(test_every_key)
 }
 END_TEST
 
+/* issue 16: the execution-metrics layout; Sidekiq 8's by default */
+START_TEST(test_metrics_layout)
+{
+    ASSERT_OK(yml(":concurrency: 2\n"));
+    ck_assert_uint_eq(cfg.metrics, SQ_METRICS_V8);
+    static const struct {
+        const char *yaml;
+        unsigned want;
+    } cases[] = {{"metrics: 7\n", SQ_METRICS_V7},
+                 {":metrics: \"8\"\n", SQ_METRICS_V8},
+                 {"metrics: both\n", SQ_METRICS_V7 | SQ_METRICS_V8},
+                 {"metrics: off\n", 0},
+                 {"metrics: false\n", 0}};
+    for (size_t i = 0; i < N_ELEMS(cases); i++) {
+        sq_config_destroy(&cfg);
+        sq_config_init(&cfg);
+        ASSERT_OK(yml(cases[i].yaml));
+        ck_assert_msg(cfg.metrics == cases[i].want, "%s", cases[i].yaml);
+    }
+    sq_config_destroy(&cfg);
+    sq_config_init(&cfg);
+    ck_assert_int_eq(yml("metrics: [7]\n"), -1);
+    ck_assert_int_eq(err.code, SQ_ECONFIG);
+}
+END_TEST
+
 START_TEST(test_quoted_integers_and_symbols)
 {
     ASSERT_OK(yml("concurrency: \"12\"\ntimeout: '8'\nfetch: :reliable\n"
@@ -705,6 +731,7 @@ static const struct bad_fixture {
      "timeout: expected an integer from 1 to 86400, got \"never\""},
     {"verbose_word.yml", NULL, 1, "verbose: expected true or false, got \"maybe\""},
     {"fetch_word.yml", NULL, 2, "fetch: expected basic or reliable, got \"fast\""},
+    {"metrics_word.yml", NULL, 2, "metrics: expected 8, 7, both or off, got \"9\""},
     {"poll_zero.yml", NULL, 1,
      "average_scheduled_poll_interval: expected a number greater than 0, got \"0\""},
     {"dead_max_zero.yml", NULL, 1, "dead_max_jobs: expected an integer of at least 1, got \"0\""},
@@ -990,6 +1017,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_reapply_replaces_without_leaking);
     tcase_add_test(tc, test_both_key_spellings);
     tcase_add_test(tc, test_every_key);
+    tcase_add_test(tc, test_metrics_layout);
     tcase_add_test(tc, test_example_file_loads);
     tcase_add_test(tc, test_database_section);
     tcase_add_test(tc, test_quoted_integers_and_symbols);

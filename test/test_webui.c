@@ -5,9 +5,12 @@
  * ProcessSet, Workers, Stats, the Quiet and Stop buttons, and every page of
  * the Web UI rendered with squire's processes, jobs, retries and dead jobs.
  */
+#include <math.h>
 #include <time.h>
 
 #include "itest.h"
+#include "metrics.h"
+#include "redis.h"
 
 static json_t *webui(const char *args)
 {
@@ -239,6 +242,367 @@ START_TEST(the_chosen_sidekiq_is_the_one_loaded)
 }
 END_TEST
 
+/* ---- issue 16: the Busy page never behind, the Metrics tab, the title --- */
+
+static long long cmdstat_calls(const char *cmd)
+{
+    redisReply *r = sqt_cmd(C, "INFO commandstats");
+    char needle[64];
+    snprintf(needle, sizeof needle, "cmdstat_%s:calls=", cmd);
+    const char *p = strstr(r->str, needle);
+    long long n = p ? atoll(p + strlen(needle)) : 0;
+    freeReplyObject(r);
+    return n;
+}
+
+/* squire with beats 30 s apart: only the early refresh can show a job. */
+static void start_slow_beat(sqt_proc *p, const char *extra_yaml)
+{
+    char yaml[512];
+    snprintf(yaml, sizeof yaml, ":beat_interval: 30\n:tag: shop\n%s", extra_yaml);
+    const char *argv[] = {"-C", itest_config(yaml), "-r", SQ_TEST_PLUGIN, "-c", "4", NULL};
+    sqt_squire_start(p, R.url, argv, NULL);
+    ck_assert(sqt_log_wait(p, "starting", 10));
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SCARD processes"), 1); /* the first beat */
+}
+
+/* A 3 s job is on the Busy page (Sidekiq::Workers and the busy count)
+ * within 2 s of starting and off it within 2 s of ending, though beats are
+ * 30 s apart; short jobs cause no write of the work hash at all. */
+START_TEST(busy_page_shows_a_running_job_within_a_second)
+{
+    sqt_proc p;
+    start_slow_beat(&p, "");
+    redisReply *r = sqt_cmd(C, "CONFIG RESETSTAT");
+    freeReplyObject(r);
+    char jid[25];
+    for (int i = 0; i < 40; i++)
+        itest_push("OkJob", "[]", NULL, jid);
+    ck_assert_int_eq(sqt_wait_int(C, 40, 10, "HLEN test:runs"), 40);
+    sqt_sleep(0.6);
+    ck_assert_int_eq(cmdstat_calls("unlink"), 0); /* no write per short job */
+
+    itest_push("SleepJob", "[3]", NULL, jid);
+    char args[64];
+    snprintf(args, sizeof args, "busy_watch %s 9", jid);
+    json_t *w = webui(args);
+    double started = json_real_value(json_object_get(w, "started"));
+    double seen = json_real_value(json_object_get(w, "seen"));
+    double ended = json_real_value(json_object_get(w, "ended"));
+    double gone = json_real_value(json_object_get(w, "gone"));
+    char *dump = json_dumps(w, 0);
+    ck_assert_msg(started > 0 && seen > 0 && ended > 0 && gone > 0, "%s", dump);
+    ck_assert_msg(seen - started <= 2.0 && seen < ended, "shown %.2f s after its start: %s",
+                  seen - started, dump);
+    ck_assert_msg(gone - ended <= 2.0, "left %.2f s after its end: %s", gone - ended, dump);
+    free(dump);
+    json_decref(w);
+    /* the work hash was written twice: when the job passed 1 s, when it left */
+    ck_assert_int_eq(cmdstat_calls("unlink"), 2);
+    itest_stop(&p);
+}
+END_TEST
+
+/* Wait up to 3 s for `ps -o args=` to show "squire <version> shop <rest>". */
+static void assert_title(pid_t pid, const char *rest)
+{
+    char want[128], *out = NULL;
+    snprintf(want, sizeof want, "squire %s shop %s\n", SQ_VERSION, rest);
+    double until = sqt_now() + 3;
+    do {
+        free(out);
+        sqt_sleep(0.1);
+        ck_assert_int_eq(sqt_sh(NULL, &out, "ps -o args= -p %d", (int)pid), 0);
+    } while (strcmp(out, want) != 0 && sqt_now() < until);
+    ck_assert_str_eq(out, want);
+    free(out);
+}
+
+/* `ps -o args=` shows the title Sidekiq would: version, tag, busy count,
+ * then quiet and stopping once told so. */
+START_TEST(ps_shows_the_process_title)
+{
+    sqt_proc p;
+    start_slow_beat(&p, "");
+    assert_title(p.pid, "[0 of 4 busy]");
+    char jid[25];
+    itest_push("SleepJob", "[4]", NULL, jid);
+    assert_title(p.pid, "[1 of 4 busy]"); /* with the early refresh, not only the beat */
+    /* squirectl sees the busy count as early (beats are 30 s apart) */
+    char *ctl = NULL;
+    ck_assert_int_eq(sqt_sh(R.url, &ctl, "%s stats --json", SQ_TEST_SQUIRECTL), 0);
+    json_t *st = json_loads(ctl, 0, NULL);
+    ck_assert_msg(json_integer_value(json_object_get(st, "busy")) == 1, "%s", ctl);
+    json_decref(st);
+    free(ctl);
+    kill(p.pid, SIGTSTP);
+    assert_title(p.pid, "[1 of 4 busy] quiet");
+    kill(p.pid, SIGTERM); /* the job still runs: the process waits, stopping */
+    assert_title(p.pid, "[1 of 4 busy] stopping");
+    ck_assert_int_eq(sqt_proc_wait(&p, 20), 0);
+}
+END_TEST
+
+/* One Sidekiq's reader of the Metrics tab: totals of class k (NULL: absent). */
+static json_t *metrics_of(const char *version, const char *args, const char *klass)
+{
+    sqt_sidekiq_use(version);
+    json_t *all = webui(args);
+    json_t *k = json_object_get(all, klass);
+    json_incref(k);
+    json_decref(all);
+    sqt_sidekiq_use(NULL);
+    return k;
+}
+
+static long long total(json_t *t, const char *metric)
+{
+    return json_integer_value(json_object_get(t, metric));
+}
+
+/* The Metrics page's row of klass shows ok successes and failed failures
+ * (7.3.10's metrics.erb: the class's link, then <td class="num"> cells,
+ * each number in a <span>). */
+static void assert_metrics_row(const char *body, const char *klass, int ok, int failed)
+{
+    char link[128];
+    snprintf(link, sizeof link, ">%s</a>", klass);
+    const char *p = strstr(body, link);
+    ck_assert_msg(p != NULL, "no row for %s on /metrics", klass);
+    int got[2];
+    for (int i = 0; i < 2; i++) {
+        p = strstr(p, "<td class=\"num\">");
+        ck_assert_ptr_nonnull(p);
+        p += strlen("<td class=\"num\">");
+        while (*p == '<') /* number_with_delimiter's <span data-nwp=...> */
+            p = strchr(p, '>') + 1;
+        got[i] = atoi(p);
+    }
+    ck_assert_msg(got[0] == ok && got[1] == failed, "%s: %d ok, %d failed on /metrics: %.600s",
+                  klass, got[0], got[1], strstr(body, link));
+}
+
+/* After jobs that succeed, fail and take different times, Sidekiq's own
+ * Sidekiq::Metrics::Query (7.3.10 and 8.1.7) reads back what squire ran, in
+ * the layout each reads (`metrics: both`), and 7.3.10's Metrics pages show it. */
+START_TEST(metrics_tab_shows_what_squire_ran_in_both_layouts)
+{
+    if (!sqt_third_party_has("7.3.10")) {
+        printf("SKIP metrics: ../shared/third_party/sidekiq-7.3.10 is absent\n");
+        return;
+    }
+    sqt_proc p;
+    const char *argv[] = {"-C", itest_config(":beat_interval: 1\n:metrics: both\n"), "-r",
+                          SQ_TEST_PLUGIN, "-c", "4", NULL};
+    sqt_squire_start(&p, R.url, argv, NULL);
+    ck_assert(sqt_log_wait(&p, "starting", 10));
+    char jid[25];
+    for (int i = 0; i < 3; i++)
+        itest_push("OkJob", "[]", NULL, jid);
+    sq_push_opts dead = {.extra = json_pack("{s:i}", "retry", 0)};
+    for (int i = 0; i < 2; i++)
+        itest_push("FailJob", "[\"E\",\"m\"]", &dead, jid);
+    json_decref(dead.extra);
+    itest_push("SleepJob", "[0.55]", NULL, jid); /* 500..750 ms: bucket 9 */
+    itest_push("SleepJob", "[0.55]", NULL, jid);
+    itest_push("SleepJob", "[1.2]", NULL, jid); /* 1100..1700 ms: bucket 11 */
+    /* ActiveJob: counted under the wrapped class, as Sidekiq names it */
+    sq_push_opts aj = {.extra = json_pack("{s:s}", "wrapped", "MyActiveJob")};
+    itest_push("ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper",
+               "[{\"job_class\":\"MyActiveJob\",\"arguments\":[]}]", &aj, jid);
+    json_decref(aj.extra);
+    ck_assert_int_eq(sqt_wait_int(C, 9, 10, "HLEN test:runs"), 9);
+    itest_stop(&p); /* the last counts go with the flush at exit */
+
+    const char *versions[] = {"7.3.10", "8.1.7"};
+    for (int v = 0; v < 2; v++) {
+        if (!sqt_third_party_has(versions[v])) {
+            printf("SKIP metrics through Sidekiq %s: absent\n", versions[v]);
+            continue;
+        }
+        json_t *ok = metrics_of(versions[v], "metrics 60", "OkJob");
+        json_t *fail = metrics_of(versions[v], "metrics 60", "FailJob");
+        json_t *sleep = metrics_of(versions[v], "metrics 60", "SleepJob");
+        ck_assert_msg(ok && fail && sleep, "Sidekiq %s sees no metrics", versions[v]);
+        json_t *aj_t = metrics_of(versions[v], "metrics 60", "MyActiveJob");
+        ck_assert_msg(aj_t != NULL && total(aj_t, "p") == 1, "no MyActiveJob");
+        json_decref(aj_t);
+        ck_assert_ptr_null(metrics_of(versions[v], "metrics 60",
+                                      "ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper"));
+        ck_assert_int_eq(total(ok, "p"), 3);
+        ck_assert_int_eq(total(ok, "f"), 0);
+        ck_assert_int_eq(total(fail, "p"), 2);
+        ck_assert_int_eq(total(fail, "f"), 2);
+        ck_assert_int_eq(total(fail, "ms"), 0); /* failures are not timed */
+        ck_assert_int_eq(total(sleep, "p"), 3);
+        ck_assert_int_eq(total(sleep, "f"), 0);
+        long long ms = total(sleep, "ms");
+        ck_assert_msg(ms >= 2300 && ms < 2300 + 3 * 150, "SleepJob ms %lld", ms);
+        json_decref(ok);
+        json_decref(fail);
+        json_decref(sleep);
+
+        sqt_sidekiq_use(versions[v]);
+        json_t *job = webui("metrics_job SleepJob");
+        json_t *hist = json_object_get(job, "hist");
+        for (int i = 0; i < SQ_METRICS_BUCKETS; i++)
+            ck_assert_msg(json_integer_value(json_array_get(hist, (size_t)i)) ==
+                              (i == 9 ? 2 : i == 11 ? 1 : 0),
+                          "Sidekiq %s: bucket %d holds %lld", versions[v], i,
+                          (long long)json_integer_value(json_array_get(hist, (size_t)i)));
+        json_decref(job);
+        sqt_sidekiq_use(NULL);
+    }
+    if (sqt_third_party_has("8.1.7")) { /* 8.x's 10-minute rollups: its "hours" view */
+        json_t *ok = metrics_of("8.1.7", "metrics h1", "OkJob");
+        ck_assert_ptr_nonnull(ok);
+        ck_assert_int_eq(total(ok, "p"), 3);
+        json_decref(ok);
+    }
+    sqt_sidekiq_use("7.3.10");
+    json_t *pages = webui("metrics_pages SleepJob OkJob");
+    for (size_t i = 0; i < json_array_size(pages); i++) {
+        json_t *pg = json_array_get(pages, i);
+        const char *path = json_string_value(json_object_get(pg, "path"));
+        const char *body = json_string_value(json_object_get(pg, "body"));
+        ck_assert_msg(json_integer_value(json_object_get(pg, "status")) == 200, "%s", path);
+        const char *klass = strcmp(path, "/metrics") == 0 ? "SleepJob" : path + 9;
+        ck_assert_msg(strstr(body, klass) != NULL, "%s does not show %s", path, klass);
+        if (strcmp(path, "/metrics") == 0) { /* each row: successes, failures */
+            assert_metrics_row(body, "OkJob", 3, 0);
+            assert_metrics_row(body, "FailJob", 0, 2);
+            assert_metrics_row(body, "SleepJob", 3, 0);
+            assert_metrics_row(body, "MyActiveJob", 1, 0);
+        }
+        if (strcmp(path, "/metrics/SleepJob") == 0) /* the histogram's series: 2 and 1 */
+            ck_assert_msg(strstr(body, "[0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,0,2,0,0,0,0,0,0,0,0,0]") ||
+                              strstr(body, "[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2"),
+                          "no histogram in %.2000s", strstr(body, "hist") ? strstr(body, "hist") : body);
+    }
+    ck_assert_int_eq(json_array_size(pages), 3);
+    json_decref(pages);
+    sqt_sidekiq_use(NULL);
+}
+END_TEST
+
+/* The default layout is 8.x's: no 7.x key is written. */
+START_TEST(metrics_default_to_sidekiq_8s_layout)
+{
+    sqt_proc p;
+    const char *argv[] = {"-C", itest_config(":beat_interval: 1\n"), "-r", SQ_TEST_PLUGIN, NULL};
+    sqt_squire_start(&p, R.url, argv, NULL);
+    ck_assert(sqt_log_wait(&p, "starting", 10));
+    char jid[25];
+    itest_push("OkJob", "[]", NULL, jid);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "HLEN test:runs"), 1);
+    itest_stop(&p);
+    char key[64];
+    time_t now = time(NULL);
+    sq_metrics_minute_key(8, now, key, sizeof key);
+    long long p8 = sqt_int(C, "EXISTS %s", key);
+    sq_metrics_minute_key(8, now - 60, key, sizeof key); /* the minute may have turned */
+    p8 += sqt_int(C, "EXISTS %s", key);
+    ck_assert_int_eq(p8, 1);
+    redisReply *r = sqt_cmd(C, "KEYS j|20*");
+    ck_assert_int_eq(r->elements, 0); /* j|<YYYYMMDD>: 7.x */
+    freeReplyObject(r);
+    r = sqt_cmd(C, "KEYS OkJob-*");
+    ck_assert_int_eq(r->elements, 0);
+    freeReplyObject(r);
+    r = sqt_cmd(C, "KEYS h|OkJob-*");
+    ck_assert_int_eq(r->elements, 1);
+    freeReplyObject(r);
+}
+END_TEST
+
+/* Key names where every time field is one digit: the latest hh:m5 at least
+ * a minute ago, written by the library, read by each Sidekiq as of then. */
+START_TEST(metrics_keys_match_sidekiqs_reader_at_one_digit_minutes)
+{
+    if (!sqt_third_party_has("7.3.10")) {
+        printf("SKIP metrics keys: ../shared/third_party/sidekiq-7.3.10 is absent\n");
+        return;
+    }
+    time_t at = time(NULL) - 60;
+    at -= at % 60;
+    while ((at / 60) % 60 != 5)
+        at -= 60;
+    at += 30;
+    sq_metrics *m = sq_metrics_new(1, SQ_METRICS_V7 | SQ_METRICS_V8);
+    sq_metrics_record(m, 0, "Mod::Job", 8, false, 4000, at);
+    sq_metrics_record(m, 0, "Mod::Job", 8, true, 1, at);
+    sq_redis_url url = {.host = "127.0.0.1", .port = R.port};
+    sq_redis *r = sq_redis_new(&url, 3.0);
+    sq_error err = {0};
+    ck_assert_int_eq(sq_metrics_flush(m, r, &err), 6);
+    sq_metrics_free(m);
+    sq_redis_free(r);
+    const char *versions[] = {"7.3.10", "8.1.7"};
+    for (int v = 0; v < 2; v++) {
+        if (!sqt_third_party_has(versions[v]))
+            continue;
+        char args[96];
+        snprintf(args, sizeof args, "metrics 1 %lld", (long long)at);
+        json_t *t = metrics_of(versions[v], args, "Mod::Job");
+        ck_assert_msg(t != NULL, "Sidekiq %s finds nothing at %lld", versions[v], (long long)at);
+        ck_assert_int_eq(total(t, "p"), 2);
+        ck_assert_int_eq(total(t, "f"), 1);
+        ck_assert_int_eq(total(t, "ms"), 4000);
+        json_decref(t);
+        sqt_sidekiq_use(versions[v]);
+        snprintf(args, sizeof args, "metrics_job Mod::Job %lld", (long long)at);
+        json_t *job = webui(args);
+        ck_assert_int_eq(json_integer_value(json_array_get(json_object_get(job, "hist"), 14)), 1);
+        json_decref(job);
+        sqt_sidekiq_use(NULL);
+    }
+}
+END_TEST
+
+/* What Sidekiq 8.1.7's Busy page reads (busy.html.erb and GET /busy, read
+ * from its source: its Web UI needs rack 3.2, so its readers run here
+ * without the page) takes squire's process and a running job without error. */
+START_TEST(sidekiq_8_busy_page_readers_accept_squire)
+{
+    if (!sqt_third_party_has("8.1.7")) {
+        printf("SKIP Sidekiq 8.1.7: ../shared/third_party/sidekiq-8.1.7 is absent\n");
+        return;
+    }
+    sqt_proc p;
+    start(&p, "2");
+    char jid[25];
+    itest_push("SleepJob", "[4]", NULL, jid);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "LLEN test:log"), 1);
+    sqt_sleep(1.5);
+    sqt_sidekiq_use("8.1.7");
+    json_t *b = webui("busy8");
+    sqt_sidekiq_use(NULL);
+    char *dump = json_dumps(b, JSON_COMPACT);
+    ck_assert_msg(json_integer_value(json_object_get(b, "processes")) == 1, "%s", dump);
+    ck_assert_msg(json_integer_value(json_object_get(b, "threads")) == 4, "%s", dump);
+    ck_assert_msg(json_integer_value(json_object_get(b, "busy")) == 1, "%s", dump);
+    json_t *row = json_array_get(json_object_get(b, "rows"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(row, "tag")), "shop");
+    ck_assert_int_eq(json_integer_value(json_object_get(row, "concurrency")), 4);
+    ck_assert_int_eq(json_integer_value(json_object_get(row, "busy")), 1);
+    ck_assert(json_is_false(json_object_get(row, "embedded")));
+    json_t *queues = json_loads("[\"critical\",\"default\"]", 0, NULL);
+    ck_assert_msg(json_equal(json_object_get(row, "queues"), queues), "%s", dump);
+    json_decref(queues);
+    double now = (double)time(NULL);
+    ck_assert(fabs(json_real_value(json_object_get(row, "started_at")) - now) < 60);
+    json_t *job = json_array_get(json_object_get(b, "jobs"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(job, "jid")), jid);
+    ck_assert_str_eq(json_string_value(json_object_get(job, "class")), "SleepJob");
+    ck_assert_str_eq(json_string_value(json_object_get(job, "queue")), "default");
+    ck_assert_msg(fabs(json_real_value(json_object_get(job, "run_at")) - now) < 10, "%s", dump);
+    ck_assert_msg(fabs(json_real_value(json_object_get(job, "created_at")) - now) < 60, "%s", dump);
+    free(dump);
+    json_decref(b);
+    itest_stop(&p);
+}
+END_TEST
+
 static TCase *webui_case(const char *name, void (*setup)(void))
 {
     TCase *tc = tcase_create(name);
@@ -252,6 +616,7 @@ static TCase *webui_case(const char *name, void (*setup)(void))
     tcase_add_test(tc, dead_identities_are_pruned);
     tcase_add_test(tc, web_ui_renders_every_page);
     tcase_add_test(tc, heroku_dyno_names_the_process);
+    tcase_add_test(tc, busy_page_shows_a_running_job_within_a_second);
     return tc;
 }
 
@@ -259,5 +624,15 @@ int main(void)
 {
     Suite *s = suite_create("webui");
     itest_add_sidekiq_cases(s, "sidekiq_6_4_1_api_and_web", "sidekiq_7_3_10_api_and_web", webui_case);
+    /* issue 16: squire's own side, read through each Sidekiq inside the test */
+    TCase *own = tcase_create("metrics_and_title");
+    tcase_add_checked_fixture(own, itest_setup, itest_teardown);
+    tcase_set_timeout(own, 90);
+    tcase_add_test(own, ps_shows_the_process_title);
+    tcase_add_test(own, sidekiq_8_busy_page_readers_accept_squire);
+    tcase_add_test(own, metrics_tab_shows_what_squire_ran_in_both_layouts);
+    tcase_add_test(own, metrics_default_to_sidekiq_8s_layout);
+    tcase_add_test(own, metrics_keys_match_sidekiqs_reader_at_one_digit_minutes);
+    suite_add_tcase(s, own);
     return sqt_run(s);
 }

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "notify.h"
 #include "pgpool.h"
+#include "proctitle.h"
 #include "redis.h"
 #include "registry.h"
 
@@ -98,6 +99,8 @@ int sq_main(int argc, char **argv, sq_registry *reg)
     int status = 0;
     sq_registry *own = NULL;
 
+    /* issue 16: before anything keeps an argv or environment string */
+    sq_proctitle_init(argc, argv);
     sq_config_init(&cfg);
     if (sq_config_load(&cfg, argc, argv, NULL, &action, &err) != 0) {
         fprintf(stderr, "squire: %s\n", err.message);

@@ -13,6 +13,9 @@
  *      While a worker's fetches have failed for SQ_FETCH_FAILING_SHOW_MS,
  *      `info` carries the label "fetch-failing" (the Web UI shows labels)
  *      and fetch_error the first error (squire --check reads it).
+ * Between beats, sq_heartbeat_refresh writes step 1 again (and the busy
+ * field) when a job has run a second unseen or a shown job left (issue 16).
+ *
  * A popped signal is acted on as if the OS had delivered it, but only TSTP,
  * TERM and TTIN: anything else in the list is logged and ignored (squire
  * never passes Redis data to kill(2)).
@@ -64,13 +67,14 @@ int sq_heartbeat_init(sq_runtime *rt)
         return -1;
     }
     rt->info_json = json_dumps(info, JSON_COMPACT);
+    rt->work_shown = calloc((size_t)rt->nworkers + 1, sizeof *rt->work_shown);
     /* The Web UI shows labels next to the process: while its fetches fail
      * the process says so there (and in the fetch_error field). */
     json_array_append_new(labels, json_string(SQ_FETCH_FAILING_LABEL));
     rt->info_failing_json = json_dumps(info, JSON_COMPACT);
     json_decref(labels);
     json_decref(info);
-    return rt->info_json && rt->info_failing_json ? 0 : -1;
+    return rt->info_json && rt->info_failing_json && rt->work_shown ? 0 : -1;
 }
 
 static long rss_kb(void)
@@ -113,31 +117,47 @@ long long sq_runtime_fetch_failing(sq_runtime *rt, char *msg, size_t size)
     return worst;
 }
 
+/* What work_entry asks of a slot: its entry when its job has run min_age
+ * seconds by wall clock at now (issue 16), and when that job started. */
+struct work_ask {
+    double now, min_age;
+    double started; /* 0: idle */
+    char *json;
+};
+
 static void work_json(const sq_slot_view *v, void *ud)
 {
-    char **s = ud;
+    struct work_ask *a = ud;
     const sq_unit *u = v->unit;
     if ((v->state != SQ_SLOT_RUNNING && v->state != SQ_SLOT_FINISHING) || u->raw == NULL)
+        return;
+    a->started = v->started_at;
+    if (a->now - v->started_at < a->min_age)
         return;
     json_t *e = json_pack("{s:s, s:s%, s:I}", "queue", u->queue ? u->queue : "", "payload",
                           u->raw, u->len, "run_at", (json_int_t)v->started_at);
     if (e == NULL) /* payload not UTF-8: show it scrubbed rather than not at all */
         e = json_pack("{s:s, s:s, s:I}", "queue", u->queue ? u->queue : "", "payload",
                       "(invalid UTF-8)", (json_int_t)v->started_at);
-    *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
+    a->json = e ? json_dumps(e, JSON_COMPACT) : NULL;
     json_decref(e);
 }
 
-/* The work entry of worker w ({"queue","payload","run_at"}), or NULL when idle. */
-static char *work_entry(sq_worker *w)
+/* The work entry of worker w ({"queue","payload","run_at"}), or NULL when
+ * idle or when its job has run less than min_age seconds (by wall clock at
+ * now); *started gets the job's start (0: idle). */
+static char *work_entry(sq_worker *w, double now, double min_age, double *started)
 {
-    char *s = NULL;
-    sq_slot_peek(w->slot, work_json, &s);
-    return s;
+    struct work_ask a = {now, min_age, 0, NULL};
+    sq_slot_peek(w->slot, work_json, &a);
+    *started = a.started;
+    return a.json;
 }
 
-/* Step 1: rewrite <id>:work and <id>:workers. */
-static int write_work(sq_runtime *rt, sq_error *err)
+/* Step 1: rewrite <id>:work and <id>:workers with the jobs that have run at
+ * least min_age seconds; with busy (the early refresh), the busy field of
+ * <id> too. Remembers what it showed (rt->work_shown) once Redis has it. */
+static int write_work(sq_runtime *rt, double min_age, const char *busy, sq_error *err)
 {
     char work[sizeof rt->identity + 16], workers[sizeof rt->identity + 16];
     snprintf(work, sizeof work, "%s:work", rt->identity);
@@ -145,15 +165,19 @@ static int write_work(sq_runtime *rt, sq_error *err)
     size_t max = 2 + 2 * (size_t)rt->nworkers;
     const char **argv = calloc(max, sizeof *argv);
     char **vals = calloc((size_t)rt->nworkers + 1, sizeof *vals);
+    double *shown = calloc((size_t)rt->nworkers + 1, sizeof *shown);
     int rc = -1, n = 0;
-    if (argv == NULL || vals == NULL)
+    if (argv == NULL || vals == NULL || shown == NULL)
         goto out;
     size_t k = 2;
+    double now = sq__now();
     for (int i = 0; i < rt->nworkers; i++) {
-        vals[i] = work_entry(&rt->workers[i]);
+        double started;
+        vals[i] = work_entry(&rt->workers[i], now, min_age, &started);
         if (vals[i] != NULL) {
             argv[k++] = rt->workers[i].tid;
             argv[k++] = vals[i];
+            shown[i] = started;
         }
     }
     int queued = 0;
@@ -169,17 +193,63 @@ static int write_work(sq_runtime *rt, sq_error *err)
             goto out;
         queued += 2;
     }
+    /* The expiry keeps a hash that only this wrote (after an outage longer
+     * than its TTL) from staying; Sidekiq's readers skip one without info. */
+    if (busy != NULL && (sq_redis_pipe_cmd(rt->redis, err, "HSET %s busy %s", rt->identity,
+                                           busy) != 0 ||
+                         sq_redis_pipe_cmd(rt->redis, err, "EXPIRE %s " TTL, rt->identity) != 0))
+        goto out;
+    queued += busy != NULL ? 2 : 0;
     if (sq_redis_pipe_cmd(rt->redis, err, "EXEC") != 0)
         goto out;
     queued++;
     n = queued;
     rc = sq_redis_pipe_drain(rt->redis, n, NULL, err);
+    if (rc == 0 && rt->work_shown != NULL)
+        memcpy(rt->work_shown, shown, (size_t)rt->nworkers * sizeof *shown);
 out:
     for (int i = 0; vals && i < rt->nworkers; i++)
         free(vals[i]);
     free(vals);
     free(argv);
+    free(shown);
     return rc;
+}
+
+/* issue 16: the Busy page never behind. Between beats the work hash is
+ * written again, at most every SQ_WORK_REFRESH_GAP seconds, when a job not
+ * shown has run SQ_WORK_SHOW_AFTER seconds or a job shown has left its
+ * worker. Short jobs cause no write of their own; a job shown by a beat
+ * causes at most one when it leaves. Returns 1 when it wrote, 0 when
+ * nothing was due, -1 on error. */
+int sq_heartbeat_refresh(sq_runtime *rt, sq_error *err)
+{
+    if (rt->work_shown == NULL || rt->workers == NULL)
+        return 0;
+    double mono = sq__monotonic();
+    if (mono < rt->work_refresh_after)
+        return 0;
+    double now = sq__now();
+    bool due = false;
+    for (int i = 0; i < rt->nworkers && !due; i++) {
+        struct work_ask a = {now, 1e300, 0, NULL}; /* its start only */
+        sq_slot_peek(rt->workers[i].slot, work_json, &a);
+        double cur = a.started;
+        double shown = rt->work_shown[i];
+        due = (shown != 0 && shown != cur) ||
+              (cur != 0 && shown != cur && now - cur >= SQ_WORK_SHOW_AFTER);
+    }
+    if (!due)
+        return 0;
+    rt->work_refresh_after = mono + SQ_WORK_REFRESH_GAP;
+    char busy[16];
+    snprintf(busy, sizeof busy, "%d", sq_runtime_busy(rt));
+    if (write_work(rt, SQ_WORK_SHOW_AFTER, busy, err) == 0)
+        return 1;
+    /* Redis is not answering: leave it to the beat for a while rather than
+     * hold the main thread (lease, signals) in a timeout twice a second. */
+    rt->work_refresh_after = sq__monotonic() + SQ_WORK_REFRESH_BACKOFF;
+    return -1;
 }
 
 static long ping_us(sq_runtime *rt)
@@ -206,7 +276,7 @@ static int signal_named(const char *name)
 int sq_heartbeat_beat(sq_runtime *rt, int *sig, sq_error *err)
 {
     *sig = 0;
-    if (write_work(rt, err) != 0)
+    if (write_work(rt, 0, NULL, err) != 0)
         return -1;
     long rtt = ping_us(rt);
     char beat[32], busy[16], rtt_s[24], rss[24], conc[16], sigkey[sizeof rt->identity + 16];

@@ -27,7 +27,9 @@
 #include "launcher.h"
 #include "log.h"
 #include "manager.h"
+#include "metrics.h"
 #include "notify.h"
+#include "proctitle.h"
 #include "registry.h"
 #include "runtime.h"
 
@@ -198,6 +200,17 @@ static void watchdog(sq_runtime *rt, double *next)
     }
 }
 
+/* issue 16: the process title, as Sidekiq's: each beat, on quiet and stop. */
+static void update_title(sq_runtime *rt)
+{
+    char title[512];
+    sq_proctitle_format(title, sizeof title, rt->cfg->tag, sq_runtime_busy(rt), rt->nworkers,
+                        atomic_load(&rt->stopping) ? "stopping"
+                        : atomic_load(&rt->quiet)  ? "quiet"
+                                                   : NULL);
+    sq_proctitle_set(title);
+}
+
 /* One heartbeat, with the stats flush that goes with it (as Sidekiq 7:
  * counts reach Redis each beat and at exit, and stay in memory when a flush
  * fails). Returns the remote signal the beat brought (0: none). */
@@ -207,6 +220,9 @@ static int beat(sq_runtime *rt)
     int sig = 0;
     if (sq_stats_flush(rt, rt->redis, &serr) != 0)
         sq_log(SQ_LOG_DEBUG, "stats flush deferred: %s", serr.message);
+    sq_error merr = {0}; /* issue 16: the Metrics tab, each beat */
+    if (sq_metrics_flush(rt->metrics, rt->redis, &merr) < 0)
+        sq_log(SQ_LOG_DEBUG, "metrics flush failed: %s", merr.message);
     if (sq_heartbeat_beat(rt, &sig, &err) != 0) {
         sq_log(SQ_LOG_DEBUG, "heartbeat failed: %s", err.message);
     } else {
@@ -220,7 +236,21 @@ static int beat(sq_runtime *rt)
     else
         sq_notify_status("%s%d of %d busy", atomic_load(&rt->quiet) ? "quiet, " : "",
                          sq_runtime_busy(rt), rt->nworkers);
+    update_title(rt);
     return sig;
+}
+
+/* issue 16: between beats, the work hash when a job passed a second or a
+ * shown one left (heartbeat.c), and the process title with it. */
+#define BUSY_TICK 0.25
+static void refresh_busy(sq_runtime *rt)
+{
+    sq_error err = {0};
+    int rc = sq_heartbeat_refresh(rt, &err);
+    if (rc < 0)
+        sq_log(SQ_LOG_DEBUG, "busy refresh failed: %s", err.message);
+    else if (rc > 0)
+        update_title(rt);
 }
 
 /* Main loop until TERM/INT: quiet on TSTP, dump on TTIN, flush stats, beat,
@@ -252,10 +282,14 @@ static bool serve(sq_runtime *rt)
         double ttin_wait = ttin_due(rt, &ttin);
         if (ttin_wait < tick)
             tick = ttin_wait;
+        if (tick > BUSY_TICK)
+            tick = BUSY_TICK; /* issue 16: the Busy page within a second */
         int sig = wait_signal(tick);
         if (sig == 0 && sq__monotonic() >= next_beat) {
             sig = beat(rt);
             next_beat = sq__monotonic() + rt->cfg->beat_interval;
+        } else if (sig == 0) {
+            refresh_busy(rt);
         }
         if (sq__monotonic() >= next_cleanup) {
             sq_heartbeat_cleanup(rt);
@@ -268,6 +302,7 @@ static bool serve(sq_runtime *rt)
         if (sig == SIGTSTP && !atomic_load(&rt->quiet)) {
             sq_log(SQ_LOG_INFO, "TSTP received: quiet, no new jobs will be fetched");
             sq_runtime_quiet(rt);
+            update_title(rt);
         } else if (sig == SIGTTIN) {
             ttin.waiting++;
             ttin_due(rt, &ttin);
@@ -281,6 +316,7 @@ static bool shut_down(sq_runtime *rt)
     sq_notify("STOPPING=1");
     atomic_store(&rt->stopping, true);
     sq_runtime_quiet(rt);
+    update_title(rt);
     double deadline = sq__monotonic() + rt->cfg->timeout;
     double next_beat = sq__monotonic(), next_watchdog = 0;
     while (sq_manager_busy(rt) && sq__monotonic() < deadline) {
@@ -296,6 +332,7 @@ static bool shut_down(sq_runtime *rt)
             sq_log(SQ_LOG_INFO, "second stop signal: not waiting for running jobs");
             break;
         }
+        refresh_busy(rt); /* finished jobs leave the Busy page at once */
     }
     int pushed = sq_manager_requeue_running(rt);
     if (pushed > 0)
@@ -313,6 +350,9 @@ static bool shut_down(sq_runtime *rt)
     sq_error err = {0};
     if (sq_stats_flush(rt, rt->redis, &err) != 0)
         sq_log(SQ_LOG_WARN, "final stats flush failed: %s", err.message);
+    sq_error merr = {0}; /* issue 16: and at exit, as Sidekiq 8 */
+    if (sq_metrics_flush(rt->metrics, rt->redis, &merr) < 0)
+        sq_log(SQ_LOG_WARN, "final metrics flush failed: %s", merr.message);
     return all;
 }
 
@@ -369,7 +409,9 @@ int sq_launcher_run(const sq_config *cfg, sq_registry *reg)
         status = EX_CONFIG;
         goto done;
     }
-    if (sq_database_open(&rt) != 0 || sq_manager_prepare(&rt) != 0 || sq_heartbeat_init(&rt) != 0) {
+    rt.metrics = sq_metrics_new(rt.nworkers, cfg->metrics); /* issue 16; NULL when off */
+    if (sq_database_open(&rt) != 0 || sq_manager_prepare(&rt) != 0 || sq_heartbeat_init(&rt) != 0 ||
+        (cfg->metrics != 0 && rt.metrics == NULL)) {
         sq_log(SQ_LOG_ERROR, "out of memory preparing workers");
         status = 1;
         goto done;
@@ -423,8 +465,10 @@ done:
         rt.fetch->detach(&rt, false); /* frees what a clean shutdown left */
     sq_manager_free(&rt);
     sq_isolation_stop(&rt);
+    sq_metrics_free(rt.metrics);
     sq_redis_free(rt.redis);
     free(rt.info_json);
+    free(rt.work_shown);
     sq_dbbudget_destroy(&rt.dbbudget);
     free(rt.info_failing_json);
     sq_pgpool_free(rt.pgpool);

@@ -11,11 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common.h"
 #include "fetch/fetch.h"
 #include "isolate.h"
 #include "log.h"
+#include "metrics.h"
 #include "payload.h"
 #include "registry.h"
 #include "runtime.h"
@@ -229,10 +231,14 @@ static void timed_out_cooperatively(sq_job *job, double timeout)
     o->retry_in = in;
 }
 
+/* What became of a job's handler call. */
+enum ran { RAN, NO_PROCESS, NO_HANDLER };
+
 /* Run the job's handler, here (thread mode) or in the worker's process
- * (isolated). Returns 1 when it could not run at all (no worker process):
- * the job goes back to its queue. */
-static int run_handler(sq_worker *w, sq_job *job)
+ * (isolated). NO_PROCESS: it could not run at all (no worker process), and
+ * the job goes back to its queue. NO_HANDLER: no handler is registered for
+ * its class (the job has failed). */
+static enum ran run_handler(sq_worker *w, sq_job *job)
 {
     void *ud = NULL;
     sq_handler_fn fn = sq_registry_lookup(w->rt->reg, job->klass, &ud);
@@ -240,22 +246,22 @@ static int run_handler(sq_worker *w, sq_job *job)
         char msg[300];
         snprintf(msg, sizeof msg, "no handler registered for class %.200s", job->klass);
         sq_outcome_fail(&job->outcome, "Squire::NoHandler", msg);
-        return 0;
+        return NO_HANDLER;
     }
     double timeout = sq_job_timeout_for(job, w->rt->reg, w->rt->cfg);
     if (sq_isolated(w->rt)) {
         sq_error err = {0};
         if (sq_child_run(w, job, timeout, &err) == 0)
-            return 0;
+            return RAN;
         sq_log_job(SQ_LOG_ERROR, job, "cannot run: %s; the job goes back to its queue",
                    err.message);
-        return 1;
+        return NO_PROCESS;
     }
     sq__deadline_begin(w, job, timeout);
     sq__handler_call(w, job, fn, ud);
     if (sq__deadline_end(w) && job->outcome.failed && !w->saw_stop)
         timed_out_cooperatively(job, timeout);
-    return 0;
+    return RAN;
 }
 
 static void record_failure(sq_worker *w, sq_unit *u, sq_job *job, double elapsed)
@@ -336,11 +342,16 @@ static void process(sq_worker *w, sq_unit *u)
             sq_log_job(SQ_LOG_WARN, &job, "job has no jid");
         sq_log_job(SQ_LOG_INFO, &job, "start");
         double t0 = sq__monotonic();
-        int unrun = run_handler(w, &job);
+        enum ran ran = run_handler(w, &job);
         double elapsed = sq__monotonic() - t0;
+        /* issue 16: the Metrics tab counts runs of a handler, as Sidekiq's
+         * middleware sees them (not a missing class, not an interruption) */
+        if (ran == RAN && !w->saw_stop)
+            sq_metrics_record(rt->metrics, w->index, job.klass, job.klass_len, job.outcome.failed,
+                              (long long)(elapsed * 1000), time(NULL));
         if (!claim_result(w)) {
             sq_log_job(SQ_LOG_INFO, &job, "finished after shutdown pushed it back; result dropped");
-        } else if (unrun) {
+        } else if (ran == NO_PROCESS) {
             persist(w, u, "requeue", job.jid, write_requeue, NULL);
             sq_runtime_nap(rt, 1);
         } else if (!job.outcome.failed) {

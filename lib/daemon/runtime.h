@@ -154,6 +154,7 @@ struct sq_runtime {
     atomic_long processed;  /* not yet flushed */
     atomic_long failed;
     sq_stats_batch stats; /* stats.c, main thread only */
+    struct sq_metrics *metrics; /* issue 16: execution metrics (metrics.h); NULL when off */
 
     pthread_mutex_t lock;   /* with cond: wakes sleeping threads on quiet/stop */
     pthread_cond_t cond;
@@ -161,6 +162,9 @@ struct sq_runtime {
     sq_redis *redis;        /* main thread's connection */
     char *info_json;        /* heartbeat: the process's `info`, built once */
     char *info_failing_json; /* the same with the label "fetch-failing" */
+    double *work_shown;     /* issue 16, heartbeat.c: each worker's job start in the last
+                             * work hash written (0: none shown); main thread */
+    double work_refresh_after; /* monotonic: no early work-hash write before this */
     atomic_bool fetch_outage; /* said "fetch failed", not yet "fetching again" */
     atomic_llong redis_ok_ms; /* monotonic ms of the main thread's last good heartbeat */
     struct sq_isolation *iso; /* timeouts; isolated mode's fork server (isolate.c) */
@@ -203,6 +207,13 @@ int sq_heartbeat_init(sq_runtime *rt);
 int sq_heartbeat_beat(sq_runtime *rt, int *sig, sq_error *err);
 /* Prune dead identities from `processes` (at most once a minute fleet-wide). */
 void sq_heartbeat_cleanup(sq_runtime *rt);
+/* issue 16: between beats, write the work hash again when a job has run
+ * SQ_WORK_SHOW_AFTER s unseen or a shown one left (at most every
+ * SQ_WORK_REFRESH_GAP s). 1: written, 0: nothing due, -1: error. */
+int sq_heartbeat_refresh(sq_runtime *rt, sq_error *err);
+#define SQ_WORK_SHOW_AFTER 1.0
+#define SQ_WORK_REFRESH_GAP 0.5
+#define SQ_WORK_REFRESH_BACKOFF 5.0 /* after a failed refresh */
 /* At a clean exit: leave the registry (the <identity> hash expires). */
 void sq_heartbeat_stop(sq_runtime *rt);
 /* A worker whose fetches have failed this long shows it in the heartbeat;

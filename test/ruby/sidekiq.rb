@@ -1,4 +1,4 @@
-# Drives real Sidekiq (client and API: Debian's 6.4.1, or 7.3.10 by RUBYLIB) for the compatibility suite.
+# Drives real Sidekiq (client and API: Debian's 6.4.1, or 7.3.10 or 8.1.7 by RUBYLIB) for the compatibility suite.
 #   ruby sidekiq.rb COMMAND [ARGS]   with REDIS_URL set; prints JSON on stdout.
 require "json"
 require "sidekiq"
@@ -34,6 +34,8 @@ def entry(e)
     "error_class" => e["error_class"], "error_message" => e["error_message"],
     "retry_count" => e["retry_count"], "failed_at" => e["failed_at"],
     "failed_at_class" => e["failed_at"].class.name, "retried_at" => e["retried_at"],
+    # as the API reads it (8.x: Integer is ms, Float is s; earlier: no reader)
+    "failed_at_epoch" => e.respond_to?(:failed_at) ? e.failed_at.to_f : e["failed_at"].to_f,
     "score" => e.score, "error_backtrace" => e.error_backtrace,
     "enqueued_at_class" => e["enqueued_at"].class.name,
     "created_at_class" => e["created_at"].class.name, "at" => e.at.to_f }

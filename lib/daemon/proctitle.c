@@ -1,0 +1,105 @@
+/*
+ * proctitle.c: the process title (proctitle.h).
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proctitle.h"
+#include "squire.h"
+
+extern char **environ;
+
+static char *area; /* the original argv (and environment) strings */
+static size_t area_len;
+static char **arg_copies; /* argv's strings, which argv now points at */
+
+/* Field 48 of /proc/self/stat, where the kernel says argv begins. */
+static unsigned long arg_start(void)
+{
+    FILE *f = fopen("/proc/self/stat", "r");
+    char buf[2048];
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    if (p == NULL)
+        return 0;
+    /* p + 2 is field 3; field 48 is 45 fields further */
+    p += 2;
+    for (int field = 3; field < 48 && p != NULL; field++) {
+        p = strchr(p, ' ');
+        if (p)
+            p++;
+    }
+    return p ? strtoul(p, NULL, 10) : 0;
+}
+
+int sq_proctitle_init(int argc, char **argv)
+{
+    if (area != NULL)
+        return 0;
+    if (argc < 1 || argv == NULL || argv[0] == NULL ||
+        arg_start() != (unsigned long)(uintptr_t)argv[0])
+        return -1;
+    char *start = argv[0];
+    /* The strings laid end to end: argv's, then (usually) the environment's. */
+    char *end = argv[0] + strlen(argv[0]) + 1;
+    for (int i = 1; i < argc && argv[i] == end; i++)
+        end += strlen(argv[i]) + 1;
+    size_t nenv = 0;
+    while (environ != NULL && environ[nenv] != NULL)
+        nenv++;
+    char **env = calloc(nenv + 1, sizeof *env);
+    char **args = calloc((size_t)argc + 1, sizeof *args);
+    if (env == NULL || args == NULL) {
+        free(env);
+        free(args);
+        return -1;
+    }
+    for (size_t i = 0; i < nenv; i++)
+        if ((env[i] = strdup(environ[i])) == NULL)
+            return -1; /* out of memory at start-up: the copies made are kept */
+    for (int i = 0; i < argc; i++)
+        if ((args[i] = strdup(argv[i])) == NULL)
+            return -1;
+    for (size_t i = 0; i < nenv && environ[i] == end; i++)
+        end += strlen(environ[i]) + 1;
+    environ = env;
+    for (int i = 0; i < argc; i++)
+        argv[i] = args[i];
+    arg_copies = args;
+    /* glibc's program_invocation_name points into argv[0] too */
+    program_invocation_name = args[0];
+    const char *slash = strrchr(args[0], '/');
+    program_invocation_short_name = (char *)(slash ? slash + 1 : args[0]);
+    area = start;
+    area_len = (size_t)(end - start);
+    return 0;
+}
+
+void sq_proctitle_set(const char *title)
+{
+    if (area == NULL || area_len < 2)
+        return;
+    size_t n = strlen(title);
+    if (n > area_len - 1)
+        n = area_len - 1;
+    memcpy(area, title, n);
+    /* NULs after it: ps shows the title alone */
+    memset(area + n, 0, area_len - n);
+}
+
+int sq_proctitle_format(char *buf, size_t size, const char *tag, int busy, int concurrency,
+                        const char *state)
+{
+    bool has_tag = tag != NULL && tag[0] != '\0';
+    bool has_state = state != NULL && state[0] != '\0';
+    return snprintf(buf, size, "squire %s%s%s [%d of %d busy]%s%s", SQ_VERSION, has_tag ? " " : "",
+                    has_tag ? tag : "", busy, concurrency, has_state ? " " : "",
+                    has_state ? state : "");
+}
