@@ -20,7 +20,9 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "httpd.h"   /* issue 17: /metrics, /healthz, /readyz */
 #include "launcher.h"
+#include "metrics.h" /* issue 17 */
 #include "notify.h"
 #include "common.h"
 #include "log.h"
@@ -514,8 +516,10 @@ static bool may_recover(const lease_state *ls)
 static void recover(sq_runtime *rt)
 {
     sq_error err = {0};
-    if (sq_recovery_run(rt, &err) < 0)
+    long n = sq_recovery_run(rt, &err);
+    if (n < 0)
         sq_log(SQ_LOG_WARN, "recovery of dead processes' jobs failed: %s", err.message);
+    sq_metrics_recovered(n); /* issue 17 */
 }
 
 /* One step of the slow sweep (one SCAN call per main-loop turn while a pass
@@ -548,7 +552,7 @@ long long sq_runtime_ms(void)
  * handler may take as long as its job needs; one waiting for a job must come
  * round at least every few seconds (its blocking fetch is 2 s), Redis or no
  * Redis. The poller must wake when it said it would. */
-static bool making_progress(sq_runtime *rt, char *who, size_t size)
+bool sq_runtime_progress(sq_runtime *rt, char *who, size_t size)
 {
     long long now = sq_runtime_ms();
     if (atomic_load(&rt->quiet))
@@ -590,7 +594,7 @@ static void watchdog(sq_runtime *rt, double *next)
     *next = sq__monotonic() + period;
     char who[200];
     bool was_stuck = rt->stuck;
-    rt->stuck = !making_progress(rt, who, sizeof who);
+    rt->stuck = !sq_runtime_progress(rt, who, sizeof who);
     if (!rt->stuck) {
         sq_notify("WATCHDOG=1");
     } else {
@@ -650,6 +654,9 @@ static int beat(sq_runtime *rt)
     } else {
         atomic_store(&rt->redis_ok_ms, sq_runtime_ms());
         check_db_budget(rt, false);
+        sq_error merr = {0}; /* issue 17: queue gauges, at a bounded cadence */
+        if (sq_metrics_sample(rt, &merr) != 0)
+            sq_log(SQ_LOG_DEBUG, "metrics sample: %s", merr.message);
     }
     char msg[200];
     long long failing = sq_runtime_fetch_failing(rt, msg, sizeof msg);
@@ -822,6 +829,12 @@ static int run(const sq_config *cfg, sq_registry *reg)
     }
     rt.nworkers = cfg->concurrency;
     log_start(&rt);
+    /* issue 17: up before Redis, so a liveness probe sees the wait as alive */
+    if (cfg->metrics_address != NULL && sq_httpd_start(&rt, cfg->metrics_address, &err) != 0) {
+        sq_log(SQ_LOG_ERROR, "%s", err.message);
+        status = EX_CONFIG;
+        goto done;
+    }
     if (sq_registry_count(reg) == 0)
         sq_log(SQ_LOG_WARN, "no handlers registered (use -r libjobs.so or :require:); every job "
                             "will fail with Squire::NoHandler");
@@ -879,6 +892,7 @@ static int run(const sq_config *cfg, sq_registry *reg)
     sq_heartbeat_cleanup(&rt);
     int e = start_threads(&rt);
     if (e == 0) {
+        sq_httpd_workers_started(); /* issue 17 */
         sq_notify("READY=1");
         sq_notify_status("0 of %d busy", rt.nworkers);
     }
@@ -899,6 +913,7 @@ static int run(const sq_config *cfg, sq_registry *reg)
     }
     sq_log(SQ_LOG_INFO, "Bye!");
 done:
+    sq_httpd_stop(); /* issue 17 */
     free_workers(&rt);
     sq_redis_free(rt.redis);
     free(rt.info_json);
@@ -1011,6 +1026,7 @@ int sq_main(int argc, char **argv, sq_registry *reg)
     const char *dyno = getenv("DYNO");
     sq_log_setup(cfg.verbose ? SQ_LOG_DEBUG : (sq_log_level)cfg.log_level,
                  dyno == NULL || dyno[0] == '\0');
+    sq_log_json(cfg.log_format != NULL && strcmp(cfg.log_format, "json") == 0); /* issue 17 */
     for (size_t i = 0; i < cfg.nwarnings; i++)
         sq_log(SQ_LOG_WARN, "%s", cfg.warnings[i]);
     sq_notify_init();

@@ -13,6 +13,9 @@ sq_pgpool *sq_pgpool_new(const char *url, const char *app_name, int size,
                          double checkout_timeout, double connect_timeout, int statement_timeout);
 void sq_pgpool_free(sq_pgpool *p);
 int sq_pgpool_size(const sq_pgpool *p);
+/* Connections checked out now, and checkouts so far that had to wait for
+ * one (metrics). Any thread. */
+void sq_pgpool_stats(sq_pgpool *p, int *in_use, long *waits);
 /* A usable connection, or NULL with err (exhausted past the timeout, or the
  * server unreachable). */
 PGconn *sq_pgpool_checkout(sq_pgpool *p, sq_error *err);

@@ -230,6 +230,11 @@ int sq_runtime_busy(sq_runtime *rt);
  * 0 when every worker's last fetch worked; its first error into msg. */
 long long sq_runtime_fetch_failing(sq_runtime *rt, char *msg, size_t size);
 
+/* The watchdog's question (launcher.c), also /healthz's: is every thread
+ * still turning? False with the culprit in who when not. Any thread, once
+ * the workers and poller have started. */
+bool sq_runtime_progress(sq_runtime *rt, char *who, size_t size);
+
 /* Monotonic milliseconds, for the progress stamps above. */
 long long sq_runtime_ms(void);
 
