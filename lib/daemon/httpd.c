@@ -166,6 +166,7 @@ int sq_httpd_start(sq_runtime *rt, const char *address, sq_error *err)
         MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG | (hp.ipv6 ? MHD_USE_IPv6 : 0),
         (uint16_t)hp.port, NULL, NULL, answer, rt, MHD_OPTION_SOCK_ADDR, sa,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)SQ_HTTPD_MAX_CONNECTIONS,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)SQ_HTTPD_MAX_PER_ADDRESS,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SQ_HTTPD_TIMEOUT,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SQ_HTTPD_MEMORY,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);

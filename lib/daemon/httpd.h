@@ -9,18 +9,23 @@
  *                 reachable, not quiet, not stopping, not fenced; else 503
  *
  * Anything else: 404, or 405 for a method other than GET and HEAD. Abuse
- * is bounded: at most SQ_HTTPD_MAX_CONNECTIONS connections at once (more
- * are closed on accept), SQ_HTTPD_TIMEOUT seconds of silence closes one,
- * and a request's headers must fit SQ_HTTPD_MEMORY bytes. Workers never
- * wait on the endpoint: a scrape reads counters and the last Redis sample,
- * never Redis itself.
+ * is bounded: at most SQ_HTTPD_MAX_PER_ADDRESS connections from one client
+ * address and SQ_HTTPD_MAX_CONNECTIONS in all (more wait in the listen
+ * backlog, or are closed on accept when their address is over its share),
+ * SQ_HTTPD_TIMEOUT seconds of silence closes one, and a request's headers
+ * must fit SQ_HTTPD_MEMORY bytes. A flood from one address thus leaves
+ * room for the kubelet's probes and Prometheus, and the endpoint answers
+ * again SQ_HTTPD_TIMEOUT seconds after a slow client falls silent. Workers
+ * never wait on the endpoint: a scrape reads counters and the last Redis
+ * sample, never Redis itself.
  */
 #ifndef SQ_HTTPD_H
 #define SQ_HTTPD_H
 
 #include "squire.h"
 
-#define SQ_HTTPD_MAX_CONNECTIONS 32
+#define SQ_HTTPD_MAX_CONNECTIONS 64
+#define SQ_HTTPD_MAX_PER_ADDRESS 16
 #define SQ_HTTPD_TIMEOUT 5 /* seconds */
 #define SQ_HTTPD_MEMORY (16 * 1024)
 
