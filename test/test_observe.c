@@ -758,6 +758,18 @@ START_TEST(push_refuses_malformed_trace_context)
     ck_assert_int_eq(sqt_int(C, "LLEN queue:default"), 0);
     json_decref(args);
     sq_client_free(c);
+    /* squirectl push: the same check, then the context on the payload */
+    ck_assert_int_ne(sqt_sh(R.url, NULL, "%s push OkJob '[]' --traceparent 00-abc 2>/dev/null",
+                            SQ_TEST_SQUIRECTL), 0);
+    ck_assert_int_eq(sqt_int(C, "LLEN queue:default"), 0);
+    ck_assert_int_eq(sqt_sh(R.url, NULL, "%s push OkJob '[]' --traceparent %s --tracestate a=b",
+                            SQ_TEST_SQUIRECTL, TP_OK), 0);
+    redisReply *rep = sqt_cmd(C, "LINDEX queue:default 0");
+    json_t *job = json_loads(rep->str, 0, NULL);
+    ck_assert_str_eq(json_string_value(json_object_get(job, "traceparent")), TP_OK);
+    ck_assert_str_eq(json_string_value(json_object_get(job, "tracestate")), "a=b");
+    json_decref(job);
+    freeReplyObject(rep);
 }
 END_TEST
 
