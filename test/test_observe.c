@@ -246,6 +246,19 @@ END_TEST
 
 /* ---- the daemon ------------------------------------------------------------------- */
 
+/* A TCP socket connected (or connecting, with SOCK_NONBLOCK) to 127.0.0.1:port. */
+static int connect_loopback(int port, int flags)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | flags, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 && errno != EINPROGRESS) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 typedef struct http_reply {
     int status; /* 0: no answer */
     char body[65536];
@@ -256,13 +269,9 @@ static void http_get(int port, const char *method, const char *path, http_reply 
                      double timeout)
 {
     memset(out, 0, sizeof *out);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
+    int fd = connect_loopback(port, 0);
+    if (fd < 0)
         return;
-    }
     char req[512];
     int n = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
                      method, path);
@@ -365,7 +374,39 @@ static void check_exposition(const char *text)
     }
 }
 
+/* Debian's promtool (the prometheus package, scripts/deps) must accept
+ * the text: its parser and its linter (names, units, help, types). */
+static void promtool_accepts(const char *text)
+{
+    char dir[256], path[300];
+    sqt_tempdir(dir, "prom");
+    snprintf(path, sizeof path, "%s/metrics.txt", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+    char *out = NULL;
+    int st = sqt_sh(R.url, &out, "promtool check metrics < %s 2>&1", path);
+    ck_assert_msg(st == 0, "promtool check metrics: exit %d: %s", st, out ? out : "");
+    free(out);
+}
+
 static int metrics_port;
+
+/* Scrape /metrics into r until series reads want (or timeout); true if it did. */
+static bool scrape_until(http_reply *r, const char *series, double want, double timeout)
+{
+    double until = sqt_now() + timeout;
+    for (;;) {
+        http_get(metrics_port, "GET", "/metrics", r, 5);
+        ck_assert_int_eq(r->status, 200);
+        if (sample_value(r->body, series) == want)
+            return true;
+        if (sqt_now() > until)
+            return false;
+        sqt_sleep(0.1);
+    }
+}
 
 static void start_squire(sqt_proc *p, const char *yaml_extra, const char *const *more)
 {
@@ -409,15 +450,12 @@ START_TEST(metrics_count_jobs_by_class_and_queue)
     freeReplyObject(rep);
     ck_assert_int_ge(sqt_wait_int(C, 7, 15, "SCARD test:done"), 7);
     http_reply *r = malloc(sizeof *r);
-    double until = sqt_now() + 10;
-    do { /* the last job's counters land just after its record */
-        http_get(metrics_port, "GET", "/metrics", r, 5);
-        ck_assert_int_eq(r->status, 200);
-    } while (sample_value(r->body, "squire_jobs_processed_total{class=\"Evil\\\"Job\\\\\\nX\","
-                                   "queue=\"default\"}") != 1 &&
-             sqt_now() < until && (sqt_sleep(0.1), 1));
+    /* the last job's counters land just after its record */
+    scrape_until(r, "squire_jobs_processed_total{class=\"Evil\\\"Job\\\\\\nX\",queue=\"default\"}",
+                 1, 10);
     const char *t = r->body;
     check_exposition(t);
+    promtool_accepts(t);
     ck_assert(sample_value(t, "squire_jobs_processed_total{class=\"OkJob\",queue=\"default\"}") == 5);
     ck_assert(sample_value(t, "squire_jobs_failed_total{class=\"OkJob\",queue=\"default\"}") == 0);
     ck_assert(sample_value(t, "squire_jobs_processed_total{class=\"FailJob\",queue=\"critical\"}") == 3);
@@ -440,29 +478,20 @@ START_TEST(metrics_count_jobs_by_class_and_queue)
     /* a job running now is in flight */
     rep = sqt_cmd(C, "LPUSH queue:default %s", "{\"class\":\"SleepJob\",\"args\":[3],\"jid\":\"s\"}");
     freeReplyObject(rep);
-    until = sqt_now() + 3;
-    do {
-        sqt_sleep(0.1);
-        http_get(metrics_port, "GET", "/metrics", r, 5);
-    } while (sample_value(r->body, "squire_jobs_in_flight") != 1 && sqt_now() < until);
-    ck_assert(sample_value(r->body, "squire_jobs_in_flight") == 1);
+    ck_assert(scrape_until(r, "squire_jobs_in_flight", 1, 3));
     /* set sizes come from the heartbeat's sample (every 2 s at most), not
      * from the scrape */
     rep = sqt_cmd(C, "ZADD dead 1 a 2 b");
     freeReplyObject(rep);
     rep = sqt_cmd(C, "ZADD schedule 9999999999 c");
     freeReplyObject(rep);
-    until = sqt_now() + 10;
-    do {
-        sqt_sleep(0.3);
-        http_get(metrics_port, "GET", "/metrics", r, 5);
-    } while (sample_value(r->body, "squire_dead_set_size") != 2 && sqt_now() < until);
-    ck_assert(sample_value(r->body, "squire_dead_set_size") == 2);
+    ck_assert(scrape_until(r, "squire_dead_set_size", 2, 10));
     ck_assert(sample_value(r->body, "squire_scheduled_set_size") == 1);
     ck_assert(sample_value(r->body, "squire_retry_set_size") == 0);
     ck_assert(sample_value(r->body, "squire_queue_size{queue=\"critical\"}") == 0);
     ck_assert(sample_value(r->body, "squire_queue_latency_seconds{queue=\"default\"}") == 0);
     check_exposition(r->body);
+    promtool_accepts(r->body);
     free(r);
     itest_stop(&p);
 }
@@ -484,10 +513,8 @@ START_TEST(endpoint_refuses_what_it_does_not_serve)
     http_get(metrics_port, "HEAD", "/healthz", r, 5);
     ck_assert_int_eq(r->status, 200);
     /* a request line and headers over the memory limit: refused, not served */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)metrics_port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    int fd = connect_loopback(metrics_port, 0);
+    ck_assert_int_ge(fd, 0);
     char *huge = malloc(100000);
     memset(huge, 'a', 100000);
     memcpy(huge, "GET /metrics?", 13);
@@ -552,11 +579,8 @@ START_TEST(slow_clients_do_not_stall_workers)
     int fds[NCONN];
     int opened = 0;
     for (int i = 0; i < NCONN; i++) {
-        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)metrics_port)};
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (connect(fds[i], (struct sockaddr *)&a, sizeof a) == 0 || errno == EINPROGRESS)
-            opened++;
+        fds[i] = connect_loopback(metrics_port, SOCK_NONBLOCK);
+        opened += fds[i] >= 0;
         /* half a request line, then silence (slowloris) */
         ssize_t w = send(fds[i], "GET /metr", 9, MSG_NOSIGNAL);
         (void)w;
