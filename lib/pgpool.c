@@ -360,8 +360,14 @@ PGconn *sq_pgpool_checkout(sq_pgpool *p, sq_error *err)
     }
 }
 
-/* How long a cancelled query has to end before its connection is closed. */
+/* How long a query a handler left running has to end, after the first
+ * cancel, before its connection is closed instead. */
 #define CANCEL_WAIT 2.0
+
+/* How often the cancel is sent again while results still come: a cancel
+ * that reaches the server before the query starts (it travels on its own
+ * connection) is ignored, and each query of a pipeline needs its own. */
+#define CANCEL_AGAIN 0.1
 
 /* Ask the server to cancel what c is running (a new connection of libpq's:
  * PQcancel). */
@@ -379,24 +385,59 @@ static void cancel(const sq_pgpool *p, PGconn *c)
         pq->PQfreeCancel(k);
 }
 
-/* Read and drop c's pending results for at most `seconds`. False when it
- * does not come to rest (or is in COPY, which only the handler can end). */
-static bool drain(const sq_pq *pq, PGconn *c, double seconds)
+/* Is c at rest: no result to come, out of pipeline mode? Reads and drops
+ * what has arrived. False with *bad when it never can be (COPY, which only
+ * the handler can end). */
+static bool at_rest(const sq_pq *pq, PGconn *c, bool *bad)
 {
-    double until = sq__monotonic() + seconds;
-    for (;;) {
-        while (!pq->PQisBusy(c)) {
-            PGresult *r = pq->PQgetResult(c);
-            if (r == NULL)
-                return true;
-            ExecStatusType st = pq->PQresultStatus(r);
-            pq->PQclear(r);
-            if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH)
+    bool ended = false;
+    while (!pq->PQisBusy(c)) {
+        PGresult *r = pq->PQgetResult(c);
+        if (r == NULL) {
+            /* in a pipeline, NULL ends one query's results, not all: the
+             * next query's may follow at once (a second NULL: wait) */
+            if (pq->PQpipelineStatus(c) == PQ_PIPELINE_OFF || pq->PQexitPipelineMode(c))
+                return pq->PQtransactionStatus(c) != PQTRANS_ACTIVE;
+            if (ended)
                 return false;
+            ended = true;
+            continue;
         }
-        double left = until - sq__monotonic();
+        ended = false;
+        ExecStatusType st = pq->PQresultStatus(r);
+        pq->PQclear(r);
+        if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+            *bad = true;
+            return false;
+        }
+    }
+    return false;
+}
+
+/* Cancel what c runs, again every CANCEL_AGAIN seconds, and drop its
+ * results until it comes to rest, for at most CANCEL_WAIT seconds. False
+ * when it does not. A pipeline's queries the handler did not sync are
+ * synced first, so that they run (and are cancelled) now. */
+static bool stop_and_drain(const sq_pgpool *p, PGconn *c)
+{
+    const sq_pq *pq = p->pq;
+    bool bad = false;
+    if (pq->PQpipelineStatus(c) != PQ_PIPELINE_OFF && !pq->PQpipelineSync(c))
+        return false;
+    double now = sq__monotonic(), until = now + CANCEL_WAIT, again = now;
+    for (;;) {
+        if (at_rest(pq, c, &bad))
+            return true;
+        now = sq__monotonic();
+        if (bad || now >= until)
+            return false;
+        if (now >= again) {
+            cancel(p, c);
+            again = now + CANCEL_AGAIN;
+        }
+        double wait = (again < until ? again : until) - now;
         struct pollfd pfd = {.fd = pq->PQsocket(c), .events = POLLIN};
-        if (left <= 0 || (poll(&pfd, 1, (int)(left * 1000) + 1) < 0 && errno != EINTR) ||
+        if ((poll(&pfd, 1, (int)(wait * 1000) + 1) < 0 && errno != EINTR) ||
             !pq->PQconsumeInput(c))
             return false;
     }
@@ -423,11 +464,10 @@ static bool reset(const sq_pgpool *p, PGconn *c)
         return false;
     pq->PQsetnonblocking(c, 0);
     pq->PQsetNoticeReceiver(c, log_notice, (void *)p);
-    if (pq->PQtransactionStatus(c) == PQTRANS_ACTIVE) {
-        cancel(p, c);
-        if (!drain(pq, c, CANCEL_WAIT))
-            return false;
-    }
+    if ((pq->PQtransactionStatus(c) == PQTRANS_ACTIVE ||
+         pq->PQpipelineStatus(c) != PQ_PIPELINE_OFF) &&
+        !stop_and_drain(p, c))
+        return false;
     PGTransactionStatusType ts = pq->PQtransactionStatus(c);
     if (ts != PQTRANS_IDLE && ts != PQTRANS_INTRANS && ts != PQTRANS_INERROR)
         return false;

@@ -36,6 +36,9 @@
     X(PQisBusy)             \
     X(PQnotifies)           \
     X(PQntuples)            \
+    X(PQexitPipelineMode)   \
+    X(PQpipelineStatus)     \
+    X(PQpipelineSync)       \
     X(PQresultErrorField)   \
     X(PQresultErrorMessage) \
     X(PQresultStatus)       \

@@ -213,6 +213,26 @@ static sq_result runaway_job(sq_job *job, void *ud)
     return SQ_OK;
 }
 
+/* PipelineRunawayJob(seconds): record the run, then pipeline two queries
+ * each with its own sync, pg_sleep(0.5) and pg_sleep(seconds), and return
+ * without reading a result. One cancel stops only the first: the second
+ * starts after it and is left running, unless the pool cancels again. */
+static sq_result pipeline_runaway_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    PGconn *conn = db(job);
+    if (conn == NULL || upsert(job, conn, -3) != SQ_OK)
+        return SQ_FAILED;
+    char sql[64];
+    snprintf(sql, sizeof sql, "SELECT pg_sleep(%.3f)", json_number_value(sq_job_arg(job, 0)));
+    if (!PQenterPipelineMode(conn) ||
+        !PQsendQueryParams(conn, "SELECT pg_sleep(0.5)", 0, NULL, NULL, NULL, NULL, 0) ||
+        !PQpipelineSync(conn) || !PQsendQueryParams(conn, sql, 0, NULL, NULL, NULL, NULL, 0) ||
+        !PQpipelineSync(conn))
+        return pg_fail(job, conn, "pipeline");
+    return SQ_OK;
+}
+
 /* ListenJob: record in settings (name "notifies") how many notifications
  * the connection already holds, then LISTEN sq_chan and NOTIFY it, leaving
  * the notification unread in libpq's queue: what the next job on this
@@ -264,6 +284,7 @@ int squire_plugin_init(sq_registry *reg)
            sq_register(reg, "ShowJob", show_job, NULL) |
            sq_register(reg, "DirtyJob", dirty_job, NULL) |
            sq_register(reg, "RunawayJob", runaway_job, NULL) |
+           sq_register(reg, "PipelineRunawayJob", pipeline_runaway_job, NULL) |
            sq_register(reg, "ListenJob", listen_job, NULL) |
            sq_register(reg, "LeakJob", leak_job, NULL);
 }

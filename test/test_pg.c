@@ -735,26 +735,44 @@ static long long sleeping_queries(void)
                            "' AND state = 'active' AND query LIKE '%%pg_sleep%%'");
 }
 
-/* A handler that returns with a query still running: it is cancelled, not
- * left executing on the server, and the connection serves the next job. */
-START_TEST(query_left_running_is_cancelled)
+/* Run `cls` (a handler that records row n = `marker`, then leaves
+ * pg_sleep(60) running and returns): within a few seconds the query is no
+ * longer running on the server, and the connection serves the next job. */
+static void assert_runaway_cancelled(const char *cls, int marker)
 {
     sqt_proc p;
     pg_squire(&p, PG.url, 1, "  :pool: 1\n  :application_name: " APP "\n", NULL);
-    char a[25], b[25];
-    itest_push("RunawayJob", "[60]", NULL, a);
-    ck_assert_int_eq(wait_rows("n = -2", 1, 10, NULL), 1);
-    double until = sqt_now() + 3;
+    char a[25], b[25], where[32];
+    itest_push(cls, "[60]", NULL, a);
+    snprintf(where, sizeof where, "n = %d", marker);
+    ck_assert_int_eq(wait_rows(where, 1, 10, NULL), 1);
+    double until = sqt_now() + 4;
     long long running;
     while ((running = sleeping_queries()) > 0 && sqt_now() < until)
         sqt_sleep(0.05);
     dump_log_on(running != 0, &p);
-    ck_assert_msg(running == 0, "the handler's pg_sleep(60) still runs on the server");
+    ck_assert_msg(running == 0, "%s's pg_sleep(60) still runs on the server", cls);
     itest_push("UpsertJob", "[5]", NULL, b);
     ck_assert_int_eq(wait_rows("n = 5", 1, 10, NULL), 1);
     ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
     ck_assert_int_le(sqt_pg_count_app(&PG, APP), 1);
     itest_stop(&p);
+}
+
+/* A handler that returns with a query still running: it is cancelled, not
+ * left executing on the server (even when the first cancel reaches the
+ * server before the query has started). */
+START_TEST(query_left_running_is_cancelled)
+{
+    assert_runaway_cancelled("RunawayJob", -2);
+}
+END_TEST
+
+/* The same with a pipeline of two synced queries: the first cancel stops the
+ * first, and the second, which starts after it, must be cancelled too. */
+START_TEST(pipelined_queries_left_running_are_cancelled)
+{
+    assert_runaway_cancelled("PipelineRunawayJob", -3);
 }
 END_TEST
 
@@ -1385,6 +1403,7 @@ static Suite *pg_suite(void)
     tcase_add_test(tc, open_transaction_does_not_poison_the_next_job);
     tcase_add_test(tc, session_state_is_reset_between_jobs);
     tcase_add_test(tc, query_left_running_is_cancelled);
+    tcase_add_test(tc, pipelined_queries_left_running_are_cancelled);
     tcase_add_test(tc, unread_notifications_do_not_reach_the_next_job);
     tcase_add_test(tc, database_url_env_statement_timeout_and_application_name);
     tcase_add_test(tc, default_application_name_is_the_identity);

@@ -1,5 +1,6 @@
 /*
- * launcher.c: the daemon's life, from flags to exit.
+ * launcher.c: the daemon's life, from start-up to exit (sq_main in cli.c
+ * calls it; the worker pool is manager.c).
  *
  * Order at start: config -> plugins -> signals blocked in every thread ->
  * Redis reachable (retrying with capped backoff; TERM still works) -> workers
@@ -19,68 +20,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "client.h"
 #include "httpd.h"   /* issue 17: /metrics, /healthz, /readyz */
-#include "launcher.h"
 #include "metrics.h" /* issue 17 */
-#include "notify.h"
 #include "common.h"
+#include "launcher.h"
 #include "log.h"
+#include "manager.h"
+#include "notify.h"
 #include "registry.h"
 #include "runtime.h"
 
-#define EX_USAGE 64
-#define EX_NOPERM 77
-#define EX_CONFIG 78
 #define UNWIND_WAIT 3.0
 #define JOIN_WAIT 6.0
 
-/* Sleep on rt->cond until flag is set or seconds pass. */
-static bool sleep_unless(sq_runtime *rt, atomic_bool *flag, double seconds)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double end = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + seconds;
-    ts.tv_sec = (time_t)end;
-    ts.tv_nsec = (long)((end - (double)ts.tv_sec) * 1e9);
-    pthread_mutex_lock(&rt->lock);
-    while (!atomic_load(flag)) {
-        if (pthread_cond_timedwait(&rt->cond, &rt->lock, &ts) == ETIMEDOUT)
-            break;
-    }
-    pthread_mutex_unlock(&rt->lock);
-    return atomic_load(flag);
-}
-
-bool sq_runtime_nap(sq_runtime *rt, double seconds)
-{
-    return sleep_unless(rt, &rt->quiet, seconds);
-}
-
-bool sq_runtime_rest(sq_runtime *rt, double seconds)
-{
-    return sleep_unless(rt, &rt->hard_stop, seconds);
-}
-
-static void raise_flag(sq_runtime *rt, atomic_bool *flag)
-{
-    pthread_mutex_lock(&rt->lock);
-    atomic_store(flag, true);
-    pthread_cond_broadcast(&rt->cond);
-    pthread_mutex_unlock(&rt->lock);
-}
-
-void sq_runtime_quiet(sq_runtime *rt)
-{
-    raise_flag(rt, &rt->quiet);
-}
-
-void sq_runtime_hard_stop(sq_runtime *rt)
-{
-    raise_flag(rt, &rt->hard_stop);
-}
-
-static void signal_set(sigset_t *set)
+void sq_launcher_signal_set(sigset_t *set)
 {
     sigemptyset(set);
     sigaddset(set, SIGTERM);
@@ -93,7 +46,7 @@ static void signal_set(sigset_t *set)
 static int wait_signal(double seconds)
 {
     sigset_t set;
-    signal_set(&set);
+    sq_launcher_signal_set(&set);
     struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
     int sig = sigtimedwait(&set, NULL, &ts);
     return sig > 0 ? sig : 0;
@@ -234,211 +187,6 @@ static int check_server(sq_runtime *rt)
     return rc;
 }
 
-static bool any_busy(sq_runtime *rt)
-{
-    for (int i = 0; i < rt->nworkers; i++) {
-        sq_worker *w = &rt->workers[i];
-        pthread_mutex_lock(&w->lock);
-        bool busy = w->state == SQ_SLOT_RUNNING || w->state == SQ_SLOT_FINISHING;
-        pthread_mutex_unlock(&w->lock);
-        if (busy)
-            return true;
-    }
-    return false;
-}
-
-/* Hard shutdown: push every job still running back to the front of its
- * queue. Slots are taken over under their locks (RUNNING -> ABANDONED, so the
- * worker drops its result later); the writes happen outside any lock, within
- * one overall budget, and stop once the connection is known dead: a frozen
- * Redis must not hold the exit past Heroku's 30 s. In reliable mode a job
- * that could not be pushed back stays in its working list for recovery. */
-#define REQUEUE_BUDGET 5.0
-
-static int requeue_running(sq_runtime *rt)
-{
-    size_t cap = rt->nworkers > 0 ? (size_t)rt->nworkers : 1;
-    sq_unit *units = calloc(cap, sizeof *units);
-    sq_worker **owners = calloc(cap, sizeof *owners);
-    int n = 0, pushed = 0;
-    if (units == NULL || owners == NULL) {
-        free(units), free(owners);
-        sq_log(SQ_LOG_ERROR, "out of memory pushing running jobs back");
-        return 0;
-    }
-    for (int i = 0; i < rt->nworkers; i++) {
-        sq_worker *w = &rt->workers[i];
-        pthread_mutex_lock(&w->lock);
-        if (w->state == SQ_SLOT_RUNNING) {
-            w->state = SQ_SLOT_ABANDONED;
-            units[n].raw = malloc(w->unit.len + 1);
-            units[n].queue = sq__strdup(w->unit.queue);
-            units[n].len = w->unit.len;
-            units[n].qidx = w->unit.qidx;
-            if (units[n].raw != NULL)
-                memcpy(units[n].raw, w->unit.raw, w->unit.len + 1);
-            owners[n++] = w;
-        }
-        pthread_mutex_unlock(&w->lock);
-    }
-    double until = sq__monotonic() + REQUEUE_BUDGET;
-    bool dead = false;
-    for (int i = 0; i < n; i++) {
-        bool ok = false;
-        for (int attempt = 0; attempt < 2 && !ok && !dead && units[i].raw && units[i].queue &&
-                              sq__monotonic() < until;
-             attempt++) {
-            sq_error err = {0};
-            ok = rt->fetch->requeue(owners[i], rt->redis, &units[i], &err) == 0;
-            if (!ok) {
-                sq_log(SQ_LOG_ERROR, "pushing back a job from %s failed: %s", units[i].queue,
-                       err.message);
-                dead = !sq_redis_is_connected(rt->redis) && attempt == 1;
-            }
-        }
-        if (ok)
-            pushed++;
-        else
-            sq_log(SQ_LOG_ERROR, "a running job from queue %s was not pushed back%s",
-                   units[i].queue ? units[i].queue : "?",
-                   rt->fetch == &sq_fetch_reliable ? "; it stays in its working list and another "
-                                                     "process will recover it"
-                                                   : "; it is lost (use fetch: reliable)");
-        sq_unit_clear(&units[i]);
-    }
-    free(units);
-    free(owners);
-    return pushed;
-}
-
-static int prepare_workers(sq_runtime *rt)
-{
-    rt->workers = calloc((size_t)rt->nworkers, sizeof *rt->workers);
-    if (rt->workers == NULL)
-        return -1;
-    for (int i = 0; i < rt->nworkers; i++) {
-        sq_worker *w = &rt->workers[i];
-        w->rt = rt;
-        w->index = i;
-        snprintf(w->tid, sizeof w->tid, "w%d", i);
-        pthread_mutex_init(&w->lock, NULL);
-        sq__random_bytes(&w->rng, sizeof w->rng);
-        w->rng |= 1;
-        w->scan_stranded = true; /* cheap once, and correct after any restart */
-        atomic_store(&w->alive_ms, sq_runtime_ms());
-        /* BRPOP blocks 2 s; the socket waits longer. */
-        w->redis = sq_redis_new(&rt->url, 3.0);
-        w->order = calloc(rt->order.nqueues, sizeof *w->order);
-        w->scratch = calloc(sq_queue_order_scratch_len(&rt->order), sizeof *w->scratch);
-        w->keys = calloc(rt->order.nqueues, sizeof *w->keys);
-        w->skip_until = calloc(rt->order.nqueues, sizeof *w->skip_until);
-        if (!w->redis || !w->order || !w->scratch || !w->keys || !w->skip_until)
-            return -1;
-        for (size_t q = 0; q < rt->order.nqueues; q++) {
-            size_t n = strlen(rt->order.names[q]) + 7;
-            w->keys[q] = malloc(n);
-            if (w->keys[q] == NULL)
-                return -1;
-            snprintf(w->keys[q], n, "queue:%s", rt->order.names[q]);
-        }
-        w->client = sq__client_borrow(w->redis);
-        w->wkeys = calloc(rt->order.nqueues, sizeof *w->wkeys);
-        if (w->client == NULL || w->wkeys == NULL)
-            return -1;
-        for (size_t q = 0; q < rt->order.nqueues; q++)
-            if ((w->wkeys[q] = sq_working_list_key(rt->identity, w->tid, rt->order.names[q])) ==
-                NULL)
-                return -1;
-    }
-    return 0;
-}
-
-static int start_threads(sq_runtime *rt)
-{
-    for (int i = 0; i < rt->nworkers; i++) {
-        sq_worker *w = &rt->workers[i];
-        int e = pthread_create(&w->thread, NULL, sq_processor_main, w);
-        if (e != 0)
-            return e;
-        w->started = true;
-        char name[24]; /* the kernel keeps 15 chars: "squire-w999" fits */
-        snprintf(name, sizeof name, "squire-%.8s", w->tid);
-        name[15] = '\0';
-        pthread_setname_np(w->thread, name);
-    }
-    atomic_store(&rt->poller_due_ms, sq_runtime_ms() + 60000);
-    int e = pthread_create(&rt->poller, NULL, sq_scheduler_main, rt);
-    if (e != 0)
-        return e;
-    rt->poller_started = true;
-    pthread_setname_np(rt->poller, "squire-poller");
-    return 0;
-}
-
-static void free_workers(sq_runtime *rt)
-{
-    for (int i = 0; rt->workers && i < rt->nworkers; i++) {
-        sq_worker *w = &rt->workers[i];
-        sq_client_free(w->client);
-        sq_redis_free(w->redis);
-        for (size_t q = 0; w->keys && q < rt->order.nqueues; q++)
-            free(w->keys[q]);
-        for (size_t q = 0; w->wkeys && q < rt->order.nqueues; q++)
-            free(w->wkeys[q]);
-        free(w->keys);
-        free(w->wkeys);
-        free(w->ack_raw);
-        free(w->skip_until);
-        free(w->order);
-        free(w->scratch);
-        pthread_mutex_destroy(&w->lock);
-    }
-    free(rt->workers);
-    rt->workers = NULL;
-}
-
-/* Join threads that have finished within wait seconds. A worker whose job
- * was abandoned (still inside its handler) is not waited for: the process
- * ends past it. Returns true when every thread was joined. */
-static bool join_all(sq_runtime *rt, double wait)
-{
-    double until = sq__monotonic() + wait;
-    bool all = true;
-    for (int i = 0; i < rt->nworkers; i++) {
-        sq_worker *w = &rt->workers[i];
-        if (!w->started)
-            continue;
-        bool done = false;
-        for (;;) {
-            done = pthread_tryjoin_np(w->thread, NULL) == 0;
-            pthread_mutex_lock(&w->lock);
-            bool abandoned = w->state == SQ_SLOT_ABANDONED;
-            pthread_mutex_unlock(&w->lock);
-            if (done || abandoned || sq__monotonic() > until)
-                break;
-            sq__sleep(0.02);
-        }
-        if (done)
-            w->started = false;
-        else
-            all = false;
-    }
-    if (rt->poller_started) {
-        for (;;) {
-            if (pthread_tryjoin_np(rt->poller, NULL) == 0) {
-                rt->poller_started = false;
-                break;
-            }
-            if (sq__monotonic() > until) {
-                all = false;
-                break;
-            }
-            sq__sleep(0.02);
-        }
-    }
-    return all;
-}
-
 static void log_start(sq_runtime *rt)
 {
     const sq_config *cfg = rt->cfg;
@@ -539,11 +287,6 @@ static void sweep_step(sq_runtime *rt, lease_state *ls)
     }
     if (strcmp(ls->cursor, "0") == 0)
         ls->sweeping = false;
-}
-
-long long sq_runtime_ms(void)
-{
-    return (long long)(sq__monotonic() * 1000);
 }
 
 #define STUCK_MS 30000
@@ -747,7 +490,7 @@ static bool shut_down(sq_runtime *rt, lease_state *ls)
     double deadline = sq__monotonic() + rt->cfg->timeout;
     double next_beat = sq__monotonic(), next_watchdog = 0;
     double next_lease = sq__monotonic() + rt->cfg->lease_ttl / 4;
-    while (any_busy(rt) && sq__monotonic() < deadline) {
+    while (sq_manager_busy(rt) && sq__monotonic() < deadline) {
         watchdog(rt, &next_watchdog);
         if (rt->fetch == &sq_fetch_reliable && sq__monotonic() >= next_lease) {
             keep_lease(rt, ls); /* running jobs stay ours while we wait for them */
@@ -763,16 +506,16 @@ static bool shut_down(sq_runtime *rt, lease_state *ls)
             break;
         }
     }
-    int pushed = requeue_running(rt);
+    int pushed = sq_manager_requeue_running(rt);
     if (pushed > 0)
         sq_log(SQ_LOG_INFO, "Pushed %d jobs back to Redis", pushed);
     /* Workers recording a result get a moment to finish the write. */
     double unwind = sq__monotonic() + UNWIND_WAIT;
-    while (any_busy(rt) && sq__monotonic() < unwind)
+    while (sq_manager_busy(rt) && sq__monotonic() < unwind)
         sq__sleep(0.05);
     sq_runtime_hard_stop(rt);
     /* A worker may sit in a blocking fetch (2 s) on a slow socket (3 s). */
-    bool all = join_all(rt, JOIN_WAIT);
+    bool all = sq_manager_join(rt, JOIN_WAIT);
     if (rt->fetch == &sq_fetch_reliable)
         sq_recovery_release(rt);
     sq_heartbeat_stop(rt);
@@ -800,7 +543,7 @@ static int open_database(sq_runtime *rt)
     return 0;
 }
 
-static int run(const sq_config *cfg, sq_registry *reg)
+int sq_launcher_run(const sq_config *cfg, sq_registry *reg)
 {
     sq_runtime rt = {0};
     sq_error err = {0};
@@ -853,7 +596,7 @@ static int run(const sq_config *cfg, sq_registry *reg)
         status = EX_CONFIG;
         goto done;
     }
-    if (open_database(&rt) != 0 || prepare_workers(&rt) != 0 || sq_heartbeat_init(&rt) != 0) {
+    if (open_database(&rt) != 0 || sq_manager_prepare(&rt) != 0 || sq_heartbeat_init(&rt) != 0) {
         sq_log(SQ_LOG_ERROR, "out of memory preparing workers");
         status = 1;
         goto done;
@@ -890,7 +633,7 @@ static int run(const sq_config *cfg, sq_registry *reg)
     if (beat(&rt) == SIGTSTP)
         sq_runtime_quiet(&rt);
     sq_heartbeat_cleanup(&rt);
-    int e = start_threads(&rt);
+    int e = sq_manager_start(&rt);
     if (e == 0) {
         sq_httpd_workers_started(); /* issue 17 */
         sq_notify("READY=1");
@@ -914,7 +657,7 @@ static int run(const sq_config *cfg, sq_registry *reg)
     sq_log(SQ_LOG_INFO, "Bye!");
 done:
     sq_httpd_stop(); /* issue 17 */
-    free_workers(&rt);
+    sq_manager_free(&rt);
     sq_redis_free(rt.redis);
     free(rt.info_json);
     sq_dbbudget_destroy(&rt.dbbudget);
@@ -924,164 +667,5 @@ done:
     sq_redis_url_destroy(&rt.url);
     pthread_cond_destroy(&rt.cond);
     pthread_mutex_destroy(&rt.lock);
-    return status;
-}
-
-/* Read one URL from $CREDENTIALS_DIRECTORY/<name> into *out (malloc'd),
- * unless *out is already set; nothing when there is no such file. */
-static int read_credential(const char *name, char **out, sq_error *err)
-{
-    const char *dir = getenv("CREDENTIALS_DIRECTORY");
-    if (*out != NULL || dir == NULL)
-        return 0;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    /* whole: a URL whose password is a cloud IAM token passes 2 KB */
-    struct stat st;
-    size_t size = fstat(fileno(f), &st) == 0 && st.st_size > 0 ? (size_t)st.st_size : 0;
-    char *url = malloc(size + 1);
-    size_t n = url ? fread(url, 1, size, f) : 0;
-    fclose(f);
-    *out = NULL;
-    if (url != NULL) {
-        url[n] = '\0';
-        url[strcspn(url, "\r\n")] = '\0';
-        *out = strdup(url);
-        memset(url, 0, n);
-        free(url);
-    }
-    if (*out == NULL)
-        sq__error_set(err, SQ_ENOMEM, "%s: out of memory", path);
-    return *out ? 0 : -1;
-}
-
-/* Where the URLs come from when the config and environment name none:
- * PostgreSQL: database.url, else $DATABASE_URL, else the credential
- * database_url; Redis: the credential redis_url (systemd LoadCredential=). */
-static int load_credential(sq_config *cfg, sq_error *err)
-{
-    /* where the database URL came from, named when libpq cannot parse it */
-    char key[4200];
-    snprintf(key, sizeof key, "%s", cfg->db_url_where ? cfg->db_url_where : "database.url");
-    const char *env = getenv("DATABASE_URL");
-    if (cfg->db_url == NULL && env != NULL && env[0] != '\0') {
-        snprintf(key, sizeof key, "DATABASE_URL");
-        if ((cfg->db_url = strdup(env)) == NULL) {
-            sq__error_set(err, SQ_ENOMEM, "out of memory");
-            return -1;
-        }
-    }
-    bool had_url = cfg->db_url != NULL;
-    if (read_credential("database_url", &cfg->db_url, err) != 0)
-        return -1;
-    if (!had_url && cfg->db_url != NULL)
-        snprintf(key, sizeof key, "%s/database_url", getenv("CREDENTIALS_DIRECTORY"));
-    sq_error perr = {0};
-    if (cfg->db_url != NULL && sq_pgpool_url_check(cfg->db_url, &perr) != 0) {
-        sq__error_set(err, SQ_ECONFIG, "%s: %s", key, perr.message);
-        return -1;
-    }
-    bool from_file = cfg->redis_url == NULL;
-    if (read_credential("redis_url", &cfg->redis_url, err) != 0)
-        return -1;
-    if (!from_file || cfg->redis_url == NULL)
-        return 0;
-    sq_redis_url parsed = {0};
-    if (sq_redis_url_parse(cfg->redis_url, &parsed, &perr) != 0) {
-        sq__error_set(err, SQ_ECONFIG, "%s/redis_url: %s", getenv("CREDENTIALS_DIRECTORY"),
-                      perr.message);
-        return -1;
-    }
-    sq_redis_url_destroy(&parsed);
-    return 0;
-}
-
-int sq_main(int argc, char **argv, sq_registry *reg)
-{
-    sq_config cfg;
-    sq_action action = SQ_ACTION_RUN;
-    sq_error err = {0};
-    int status = 0;
-    sq_registry *own = NULL;
-
-    sq_config_init(&cfg);
-    if (sq_config_load(&cfg, argc, argv, NULL, &action, &err) != 0) {
-        fprintf(stderr, "squire: %s\n", err.message);
-        if (err.code == SQ_EUSAGE)
-            fprintf(stderr, "Run 'squire -h' to see the flags.\n");
-        sq_config_destroy(&cfg);
-        return err.code == SQ_EUSAGE ? EX_USAGE : EX_CONFIG;
-    }
-    if (action == SQ_ACTION_HELP) {
-        fputs(sq_config_usage(), stdout);
-        goto out;
-    }
-    if (action == SQ_ACTION_VERSION) {
-        printf("squire %s\n", SQ_VERSION);
-        goto out;
-    }
-    const char *dyno = getenv("DYNO");
-    sq_log_setup(cfg.verbose ? SQ_LOG_DEBUG : (sq_log_level)cfg.log_level,
-                 dyno == NULL || dyno[0] == '\0');
-    sq_log_json(cfg.log_format != NULL && strcmp(cfg.log_format, "json") == 0); /* issue 17 */
-    for (size_t i = 0; i < cfg.nwarnings; i++)
-        sq_log(SQ_LOG_WARN, "%s", cfg.warnings[i]);
-    sq_notify_init();
-
-    const char *allow = getenv("SQUIRE_ALLOW_ROOT");
-    if (geteuid() == 0 && !cfg.allow_root && !(allow && strcmp(allow, "1") == 0)) {
-        fprintf(stderr, "squire: refusing to run as root: handlers run with every privilege "
-                        "it has. Use a dedicated user (systemd: DynamicUser=yes), or pass "
-                        "--allow-root (or SQUIRE_ALLOW_ROOT=1) if you must.\n");
-        status = EX_NOPERM;
-        goto out;
-    }
-    if (load_credential(&cfg, &err) != 0) {
-        if (cfg.check)
-            printf("%-9s FAIL %s\nsquire --check: FAILED\n", "database", err.message);
-        fprintf(stderr, "squire: %s\n", err.message);
-        status = EX_CONFIG;
-        goto out;
-    }
-
-    /* Block our signals before any thread exists, so every thread inherits
-     * the mask and only the main thread's sigtimedwait sees them. */
-    sigset_t set;
-    signal_set(&set);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    sq_redis_sigpipe_ignored();
-
-    if (reg == NULL)
-        reg = own = sq_registry_new();
-    if (reg == NULL) {
-        status = 1;
-        goto out;
-    }
-    for (size_t i = 0; i < cfg.nrequires; i++) {
-        sq_error perr = {0};
-        struct stat st;
-        if (stat(cfg.requires[i], &st) == 0 && S_ISDIR(st.st_mode)) {
-            /* Sidekiq's `-r .` names the app directory; the config file is
-             * looked up there, and handlers come from shared objects. */
-            sq_log(SQ_LOG_DEBUG, "require %s: a directory, no handlers loaded from it",
-                   cfg.requires[i]);
-            continue;
-        }
-        if (sq_plugin_load(reg, cfg.requires[i], &perr) != 0) {
-            if (cfg.check)
-                printf("%-9s FAIL %s\nsquire --check: FAILED\n", "handlers", perr.message);
-            sq_log(SQ_LOG_ERROR, "%s", perr.message);
-            status = EX_CONFIG;
-            goto out;
-        }
-    }
-    status = cfg.check ? sq__check(&cfg, reg) : run(&cfg, reg);
-out:
-    sq_registry_free(own);
-    sq_config_destroy(&cfg);
     return status;
 }

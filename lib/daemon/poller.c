@@ -1,5 +1,5 @@
 /*
- * scheduler.c: the poller. Moves due members of the `retry` and `schedule`
+ * poller.c: the poller. Moves due members of the `retry` and `schedule`
  * zsets onto their queues, like Sidekiq's Scheduled::Poller, but wakes when
  * a job is due rather than on Sidekiq's random 2.5-7.5 s cadence.
  *

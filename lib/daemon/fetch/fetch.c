@@ -2,7 +2,7 @@
  * fetch.c: Sidekiq's BasicFetch. BRPOP over the worker's queues with a 2 s
  * timeout (so the worker notices quiet/stop), in strict or weighted order.
  * The fetched job lives only in this process until it finishes: a hard kill
- * loses it (the reliable fetch in fetch_reliable.c does not).
+ * loses it (the reliable fetch in reliable.c does not).
  */
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /*
- * fetch_reliable.c: no job exists only in this process's memory.
+ * fetch/reliable.c: no job exists only in this process's memory.
  *
  * A fetched job is moved atomically (LMOVE/BLMOVE) from queue:<q> into this
  * worker's working list for that queue, squire:w:<identity>:<tid>:<q>, and

@@ -159,7 +159,7 @@ struct sq_runtime {
     bool stuck;             /* main thread: the watchdog is not being pinged */
 };
 
-/* Shared by the fetch strategies (fetch.c): drop set-aside queues from
+/* Shared by the fetch strategies (fetch/fetch.c): drop set-aside queues from
  * w->order[0..n) and return how many are left; set queue q aside. */
 size_t sq__usable_queues(sq_worker *w, size_t n);
 bool sq__set_aside_queue(sq_worker *w, size_t q);
@@ -169,7 +169,7 @@ bool sq__no_usable_queue(sq_worker *w, sq_error *err);
 
 /* worker thread body (processor.c) */
 void *sq_processor_main(void *arg);
-/* poller thread body (scheduler.c) */
+/* poller thread body (poller.c) */
 void *sq_scheduler_main(void *arg);
 
 /* Sleep up to seconds, waking early when quiet is set. Returns true when
