@@ -9,8 +9,8 @@
 
 #include "common.h"
 
-#define EXPECTED                                                                             \
-    "expected PORT (loopback), HOST:PORT or [IPV6]:PORT with a numeric address or localhost " \
+#define EXPECTED                                                                                   \
+    "expected PORT (loopback), HOST:PORT or [IPV6]:PORT with a numeric address or localhost "      \
     "and a port from 1 to 65535"
 
 static int port_of(const char *s, int *port)

@@ -22,8 +22,7 @@ static bool lower_hex(const char *s, size_t n, bool *all_zero)
 bool sq_traceparent_valid(const char *s, size_t len, char trace_id[33])
 {
     bool zero;
-    if (s == NULL || len < SQ_TRACEPARENT_LEN || !lower_hex(s, 2, NULL) ||
-        memcmp(s, "ff", 2) == 0)
+    if (s == NULL || len < SQ_TRACEPARENT_LEN || !lower_hex(s, 2, NULL) || memcmp(s, "ff", 2) == 0)
         return false;
     if (memcmp(s, "00", 2) == 0 ? len != SQ_TRACEPARENT_LEN
                                 : len > SQ_TRACEPARENT_LEN && s[SQ_TRACEPARENT_LEN] != '-')
@@ -45,8 +44,8 @@ bool sq_traceparent_valid(const char *s, size_t len, char trace_id[33])
 
 static bool key_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
-           c == '*' || c == '/';
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '*' ||
+           c == '/';
 }
 
 /* simple-key = lcalpha 0*255(key chars); tenant-id = (lcalpha / DIGIT)

@@ -28,18 +28,19 @@ START_TEST(prom_escapes_label_values)
     sq_prom_family(&p, "squire_x_total", "counter", "a help\nwith \\ in it");
     sq_prom_sample(&p, "squire_x_total",
                    (const char *const[]){"class", "A\"B\\C\nD", "queue", "q", NULL}, 3);
-    sq_prom_sample(&p, "squire_x_total", (const char *const[]){"class", "bad\xff\xfe utf8 \xc3", NULL},
-                   1);
+    sq_prom_sample(&p, "squire_x_total",
+                   (const char *const[]){"class", "bad\xff\xfe utf8 \xc3", NULL}, 1);
     sq_prom_sample(&p, "squire_x_total", (const char *const[]){"class", "caf\xc3\xa9", NULL}, 2);
     size_t len = 0;
     char *text = sq_prom_finish(&p, &len);
     ck_assert_ptr_nonnull(text);
     ck_assert_uint_eq(strlen(text), len);
-    ck_assert_str_eq(text, "# HELP squire_x_total a help\\nwith \\\\ in it\n"
-                           "# TYPE squire_x_total counter\n"
-                           "squire_x_total{class=\"A\\\"B\\\\C\\nD\",queue=\"q\"} 3\n"
-                           "squire_x_total{class=\"bad\xef\xbf\xbd\xef\xbf\xbd utf8 \xef\xbf\xbd\"} 1\n"
-                           "squire_x_total{class=\"caf\xc3\xa9\"} 2\n");
+    ck_assert_str_eq(text,
+                     "# HELP squire_x_total a help\\nwith \\\\ in it\n"
+                     "# TYPE squire_x_total counter\n"
+                     "squire_x_total{class=\"A\\\"B\\\\C\\nD\",queue=\"q\"} 3\n"
+                     "squire_x_total{class=\"bad\xef\xbf\xbd\xef\xbf\xbd utf8 \xef\xbf\xbd\"} 1\n"
+                     "squire_x_total{class=\"caf\xc3\xa9\"} 2\n");
     free(text);
 }
 END_TEST
@@ -94,14 +95,14 @@ START_TEST(traceparent_grammar)
     const char *bad[] = {
         "",
         "00",
-        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", /* uppercase */
-        "00-00000000000000000000000000000000-00f067aa0ba902b7-01", /* zero trace id */
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", /* zero parent id */
-        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", /* version ff */
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",  /* uppercase */
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  /* zero trace id */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",  /* zero parent id */
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  /* version ff */
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-", /* 00 with more */
         "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x", /* more without '-' */
-        "00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01", /* dash misplaced */
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g", /* not hex */
+        "00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01",  /* dash misplaced */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",  /* not hex */
         "0x-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         " 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
@@ -126,12 +127,12 @@ START_TEST(tracestate_grammar)
     ck_assert(ts("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"));
     ck_assert(ts(" rojo=1 ,\tcongo=2 ,,"));
     ck_assert(ts("tenant1@vendor=x,a*b/c-d_e=v"));
-    ck_assert(!ts("Rojo=1"));        /* uppercase key */
-    ck_assert(!ts("rojo"));          /* no value */
-    ck_assert(!ts("rojo="));         /* empty value */
-    ck_assert(!ts("rojo=a,b"));      /* "b" is no member */
-    ck_assert(!ts("rojo=a=b"));      /* '=' in the value */
-    ck_assert(!ts("rojo=\x01"));     /* a control */
+    ck_assert(!ts("Rojo=1"));           /* uppercase key */
+    ck_assert(!ts("rojo"));             /* no value */
+    ck_assert(!ts("rojo="));            /* empty value */
+    ck_assert(!ts("rojo=a,b"));         /* "b" is no member */
+    ck_assert(!ts("rojo=a=b"));         /* '=' in the value */
+    ck_assert(!ts("rojo=\x01"));        /* a control */
     ck_assert(!ts("rojo=caf\xc3\xa9")); /* not ASCII */
     ck_assert(!ts("@vendor=x"));
     ck_assert(!ts("t@=x"));
@@ -163,8 +164,9 @@ START_TEST(hostport_forms)
     ck_assert_int_eq(sq_hostport_parse("[::1]:65535", &hp, &err), 0);
     ck_assert(hp.ipv6);
     ck_assert_str_eq(hp.host, "::1");
-    const char *bad[] = {"", ":9394", "0", "65536", "x:80", "::1:80", "[::1]", "1.2.3.4:",
-                         "1.2.3.4:8o", "example.com:80", "[]:80", "-1", "+80", "9394 "};
+    const char *bad[] = {"",       ":9394", "0",        "65536",      "x:80",
+                         "::1:80", "[::1]", "1.2.3.4:", "1.2.3.4:8o", "example.com:80",
+                         "[]:80",  "-1",    "+80",      "9394 "};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         sq_error e = {0};
         ck_assert_msg(sq_hostport_parse(bad[i], &hp, &e) == -1, "accepted '%s'", bad[i]);
@@ -189,11 +191,19 @@ START_TEST(log_json_hostile_strings)
 {
     static const char klass[] = "Evil\"Class\\\n\r\t\x01\x1b[31m\x7f\xe2\x80\xa8\xc2\x85 \xff\xc3";
     static const char msg[] = "he said \"hi\"\x00 and left";
-    sq_log_record r = {.ts = "2026-12-01T12:00:00.123Z", .pid = 42, .tid = "w1", .level = "WARN",
-                       .msg = {msg, sizeof msg - 1}, .has_job = 1,
-                       .klass = {klass, sizeof klass - 1}, .jid = {"j\"1", 3},
-                       .queue = {"default", 7}, .trace_id = TRACE_ID, .elapsed = 1.5,
-                       .error_class = {"Err\"", 4}, .error_message = {"bad \xf0\x9f\x92\xa5 \xed\xa0\x80", 12}};
+    sq_log_record r = {.ts = "2026-12-01T12:00:00.123Z",
+                       .pid = 42,
+                       .tid = "w1",
+                       .level = "WARN",
+                       .msg = {msg, sizeof msg - 1},
+                       .has_job = 1,
+                       .klass = {klass, sizeof klass - 1},
+                       .jid = {"j\"1", 3},
+                       .queue = {"default", 7},
+                       .trace_id = TRACE_ID,
+                       .elapsed = 1.5,
+                       .error_class = {"Err\"", 4},
+                       .error_message = {"bad \xf0\x9f\x92\xa5 \xed\xa0\x80", 12}};
     char buf[SQ_LOG_JSON_MAX];
     size_t n = sq_log_json_line(buf, sizeof buf, &r);
     json_t *j = parse_line(buf, n);
@@ -205,8 +215,9 @@ START_TEST(log_json_hostile_strings)
     ck_assert_uint_eq(json_string_length(m), sizeof msg - 1); /* the NUL kept, as \u0000 */
     ck_assert_mem_eq(json_string_value(m), msg, sizeof msg - 1);
     json_t *ctx = json_object_get(j, "ctx");
-    ck_assert_str_eq(json_string_value(json_object_get(ctx, "class")),
-                     "Evil\"Class\\\n\r\t\x01\x1b[31m\x7f\xe2\x80\xa8\xc2\x85 \xef\xbf\xbd\xef\xbf\xbd");
+    ck_assert_str_eq(
+        json_string_value(json_object_get(ctx, "class")),
+        "Evil\"Class\\\n\r\t\x01\x1b[31m\x7f\xe2\x80\xa8\xc2\x85 \xef\xbf\xbd\xef\xbf\xbd");
     ck_assert_str_eq(json_string_value(json_object_get(ctx, "jid")), "j\"1");
     ck_assert_str_eq(json_string_value(json_object_get(ctx, "queue")), "default");
     ck_assert_str_eq(json_string_value(json_object_get(ctx, "trace_id")), TRACE_ID);
@@ -229,9 +240,17 @@ START_TEST(log_json_long_strings_are_cut_whole)
     char *s = malloc(big);
     for (size_t i = 0; i < big; i += 2)
         s[i] = '"', s[i + 1] = '\x01'; /* worst case: 2 and 6 bytes each escaped */
-    sq_log_record r = {.pid = 1, .tid = "main", .level = "INFO", .msg = {s, big}, .has_job = 1,
-                       .klass = {s, big}, .jid = {s, big}, .queue = {s, big},
-                       .error_class = {s, big}, .error_message = {s, big}, .elapsed = -1};
+    sq_log_record r = {.pid = 1,
+                       .tid = "main",
+                       .level = "INFO",
+                       .msg = {s, big},
+                       .has_job = 1,
+                       .klass = {s, big},
+                       .jid = {s, big},
+                       .queue = {s, big},
+                       .error_class = {s, big},
+                       .error_message = {s, big},
+                       .elapsed = -1};
     char buf[SQ_LOG_JSON_MAX];
     size_t n = sq_log_json_line(buf, sizeof buf, &r);
     ck_assert_uint_le(n, sizeof buf);
@@ -273,8 +292,9 @@ static void http_get(int port, const char *method, const char *path, http_reply 
     if (fd < 0)
         return;
     char req[512];
-    int n = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-                     method, path);
+    int n =
+        snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+                 method, path);
     ck_assert_int_eq(write(fd, req, (size_t)n), n);
     static char buf[1 << 20];
     size_t len = 0;
@@ -350,7 +370,8 @@ static void check_exposition(const char *text)
                 while (*q != '}') {
                     while ((*q >= 'a' && *q <= 'z') || *q == '_')
                         q++;
-                    ck_assert_msg(q[0] == '=' && q[1] == '"', "bad label at %.*s", (int)(end - p), p);
+                    ck_assert_msg(q[0] == '=' && q[1] == '"', "bad label at %.*s", (int)(end - p),
+                                  p);
                     for (q += 2; *q != '"'; q++) {
                         ck_assert_msg(*q != '\n' && *q != '\0', "unterminated label value");
                         if (*q == '\\') {
@@ -416,8 +437,8 @@ static void start_squire(sqt_proc *p, const char *yaml_extra, const char *const 
              ":poll_interval_average: 0.2\n:beat_interval: 1\n:queues: [default, critical]\n%s",
              yaml_extra ? yaml_extra : "");
     snprintf(port, sizeof port, "%d", metrics_port);
-    const char *argv[40] = {"-C", itest_config(yaml), "-r", SQ_TEST_PLUGIN, "-c", "3",
-                            "-t", "5", "--metrics", port};
+    const char *argv[40] = {"-C", itest_config(yaml), "-r", SQ_TEST_PLUGIN, "-c", "3", "-t",
+                            "5",  "--metrics",        port};
     int n = 10;
     for (int i = 0; more && more[i] && n < 38; i++)
         argv[n++] = more[i];
@@ -456,16 +477,24 @@ START_TEST(metrics_count_jobs_by_class_and_queue)
     const char *t = r->body;
     check_exposition(t);
     promtool_accepts(t);
-    ck_assert(sample_value(t, "squire_jobs_processed_total{class=\"OkJob\",queue=\"default\"}") == 5);
+    ck_assert(sample_value(t, "squire_jobs_processed_total{class=\"OkJob\",queue=\"default\"}") ==
+              5);
     ck_assert(sample_value(t, "squire_jobs_failed_total{class=\"OkJob\",queue=\"default\"}") == 0);
-    ck_assert(sample_value(t, "squire_jobs_processed_total{class=\"FailJob\",queue=\"critical\"}") == 3);
-    ck_assert(sample_value(t, "squire_jobs_failed_total{class=\"FailJob\",queue=\"critical\"}") == 3);
-    ck_assert(sample_value(t, "squire_jobs_failed_total{class=\"Evil\\\"Job\\\\\\nX\",queue=\"default\"}") == 1);
+    ck_assert(
+        sample_value(t, "squire_jobs_processed_total{class=\"FailJob\",queue=\"critical\"}") == 3);
+    ck_assert(sample_value(t, "squire_jobs_failed_total{class=\"FailJob\",queue=\"critical\"}") ==
+              3);
+    ck_assert(sample_value(
+                  t, "squire_jobs_failed_total{class=\"Evil\\\"Job\\\\\\nX\",queue=\"default\"}") ==
+              1);
     ck_assert(sample_value(t, "squire_job_duration_seconds_count{class=\"OkJob\"}") == 5);
-    ck_assert(sample_value(t, "squire_job_duration_seconds_bucket{class=\"OkJob\",le=\"+Inf\"}") == 5);
+    ck_assert(sample_value(t, "squire_job_duration_seconds_bucket{class=\"OkJob\",le=\"+Inf\"}") ==
+              5);
     /* the sleepers took 0.3 s: above the 0.25 bucket, within 0.5 */
-    ck_assert(sample_value(t, "squire_job_duration_seconds_bucket{class=\"SleepJob\",le=\"0.25\"}") == 0);
-    ck_assert(sample_value(t, "squire_job_duration_seconds_bucket{class=\"SleepJob\",le=\"0.5\"}") == 2);
+    ck_assert(
+        sample_value(t, "squire_job_duration_seconds_bucket{class=\"SleepJob\",le=\"0.25\"}") == 0);
+    ck_assert(
+        sample_value(t, "squire_job_duration_seconds_bucket{class=\"SleepJob\",le=\"0.5\"}") == 2);
     ck_assert(sample_value(t, "squire_job_duration_seconds_sum{class=\"SleepJob\"}") >= 0.6);
     ck_assert(sample_value(t, "squire_jobs_in_flight") == 0);
     ck_assert(sample_value(t, "squire_workers") == 3);
@@ -476,7 +505,8 @@ START_TEST(metrics_count_jobs_by_class_and_queue)
     ck_assert_ptr_nonnull(strstr(t, "# TYPE squire_jobs_processed_total counter\n"));
 
     /* a job running now is in flight */
-    rep = sqt_cmd(C, "LPUSH queue:default %s", "{\"class\":\"SleepJob\",\"args\":[3],\"jid\":\"s\"}");
+    rep =
+        sqt_cmd(C, "LPUSH queue:default %s", "{\"class\":\"SleepJob\",\"args\":[3],\"jid\":\"s\"}");
     freeReplyObject(rep);
     ck_assert(scrape_until(r, "squire_jobs_in_flight", 1, 3));
     /* set sizes come from the heartbeat's sample (every 2 s at most), not
@@ -738,7 +768,8 @@ START_TEST(json_logs_parse_back_with_trace_ids)
     rep = sqt_cmd(C, "HGETALL test:trace");
     int children = 0;
     for (size_t k = 0; k + 1 < rep->elements; k += 2)
-        if (strcmp(rep->element[k]->str, traced) != 0 && strcmp(rep->element[k]->str, "badtp") != 0) {
+        if (strcmp(rep->element[k]->str, traced) != 0 &&
+            strcmp(rep->element[k]->str, "badtp") != 0) {
             ck_assert_str_eq(rep->element[k + 1]->str, TRACE_ID "|" TP_OK "|rojo=00f067aa0ba902b7");
             children++;
         }
@@ -784,10 +815,12 @@ START_TEST(push_refuses_malformed_trace_context)
     sq_client_free(c);
     /* squirectl push: the same check, then the context on the payload */
     ck_assert_int_ne(sqt_sh(R.url, NULL, "%s push OkJob '[]' --traceparent 00-abc 2>/dev/null",
-                            SQ_TEST_SQUIRECTL), 0);
+                            SQ_TEST_SQUIRECTL),
+                     0);
     ck_assert_int_eq(sqt_int(C, "LLEN queue:default"), 0);
     ck_assert_int_eq(sqt_sh(R.url, NULL, "%s push OkJob '[]' --traceparent %s --tracestate a=b",
-                            SQ_TEST_SQUIRECTL, TP_OK), 0);
+                            SQ_TEST_SQUIRECTL, TP_OK),
+                     0);
     redisReply *rep = sqt_cmd(C, "LINDEX queue:default 0");
     json_t *job = json_loads(rep->str, 0, NULL);
     ck_assert_str_eq(json_string_value(json_object_get(job, "traceparent")), TP_OK);

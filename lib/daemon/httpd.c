@@ -43,9 +43,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
                              char *body, size_t len, bool owned)
 {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, body, owned ? MHD_RESPMEM_MUST_FREE
-                                                         : MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        len, body, owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_MUST_COPY);
     if (r == NULL) {
         if (owned)
             free(body);
@@ -168,8 +167,8 @@ int sq_httpd_start(sq_runtime *rt, const char *address, sq_error *err)
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)SQ_HTTPD_MAX_CONNECTIONS,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)SQ_HTTPD_MAX_PER_ADDRESS,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SQ_HTTPD_TIMEOUT,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SQ_HTTPD_MEMORY,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SQ_HTTPD_MEMORY, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_log, NULL, MHD_OPTION_END);
     atomic_store(&starting, false);
     if (daemon_ == NULL) {
         sq__error_set(err, SQ_ECONFIG, "metrics_address %s: cannot listen: %s", address,
@@ -177,7 +176,7 @@ int sq_httpd_start(sq_runtime *rt, const char *address, sq_error *err)
         return -1;
     }
     sq_metrics_enable();
-    sq_log(SQ_LOG_INFO, "serving /metrics, /healthz and /readyz on http://%s%s%s:%d", 
+    sq_log(SQ_LOG_INFO, "serving /metrics, /healthz and /readyz on http://%s%s%s:%d",
            hp.ipv6 ? "[" : "", hp.host, hp.ipv6 ? "]" : "", hp.port);
     return 0;
 }

@@ -47,9 +47,9 @@ static void str(out *o, sq_log_text t, size_t limit)
                 memcpy(esc, "\\ufffd", 6), elen = 6, n = 1;
             } else {
                 unsigned cp = n == 2 ? (c & 0x1fu) << 6 | (u[i + 1] & 0x3fu)
-                            : n == 3 ? (c & 0x0fu) << 12 | (u[i + 1] & 0x3fu) << 6 |
-                                           (u[i + 2] & 0x3fu)
-                                     : 0x10000;
+                              : n == 3
+                                  ? (c & 0x0fu) << 12 | (u[i + 1] & 0x3fu) << 6 | (u[i + 2] & 0x3fu)
+                                  : 0x10000;
                 if ((cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029) {
                     esc[0] = '\\', esc[1] = 'u';
                     for (int k = 0; k < 4; k++)

@@ -29,7 +29,7 @@ typedef struct sq_log_text {
 } sq_log_text;
 
 typedef struct sq_log_record {
-    const char *ts;    /* "2026-12-01T12:00:00.123Z", or NULL (no timestamps) */
+    const char *ts; /* "2026-12-01T12:00:00.123Z", or NULL (no timestamps) */
     int pid;
     const char *tid;
     const char *level; /* "INFO", ... */

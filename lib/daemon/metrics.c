@@ -26,7 +26,7 @@
 #include "runtime.h"
 
 static const double bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                                1,     2.5,  5,     10,   30,  60,  300};
+                                1,     2.5,  5,     10,   30,  60,   300};
 #define NB SQ_ARRAY_LEN(bounds)
 
 typedef struct series {
@@ -198,7 +198,6 @@ static int read_sizes(sq_runtime *rt, queue_sample *q, size_t n, long long sets[
         if (sq_redis_pipe_cmd(rt->redis, err, "LLEN queue:%s", q[i].name) != 0 ||
             sq_redis_pipe_cmd(rt->redis, err, "LINDEX queue:%s -1", q[i].name) != 0)
             return -1;
-    int rc = 0;
     double now = sq__now();
     for (size_t i = 0; i < 3 + 2 * n; i++) {
         sq_error e = {0};
@@ -208,17 +207,16 @@ static int read_sizes(sq_runtime *rt, queue_sample *q, size_t n, long long sets[
             return -1; /* the connection is gone: no more replies */
         }
         if (rep == NULL) /* an error reply (a wrong-typed key): that one reads 0 */
-            rc = 0;
-        else if (i < 3)
+            continue;
+        if (i < 3)
             sets[i] = int_of(rep);
         else if ((i - 3) % 2 == 0)
             q[(i - 3) / 2].size = int_of(rep);
         else
             q[(i - 3) / 2].latency = latency_of(rep, now, rt->limits.max_payload_bytes);
-        if (rep != NULL)
-            freeReplyObject(rep);
+        freeReplyObject(rep);
     }
-    return rc;
+    return 0;
 }
 
 int sq_metrics_sample(sq_runtime *rt, sq_error *err)
@@ -230,8 +228,8 @@ int sq_metrics_sample(sq_runtime *rt, sq_error *err)
     pthread_mutex_unlock(&sample_lock);
     if (!due)
         return 0;
-    size_t n = rt->order.nqueues < SQ_METRICS_MAX_QUEUES ? rt->order.nqueues
-                                                          : SQ_METRICS_MAX_QUEUES;
+    size_t n =
+        rt->order.nqueues < SQ_METRICS_MAX_QUEUES ? rt->order.nqueues : SQ_METRICS_MAX_QUEUES;
     queue_sample *q = calloc(n ? n : 1, sizeof *q);
     long long sets[3] = {0, 0, 0};
     for (size_t i = 0; q != NULL && i < n; i++)
@@ -387,8 +385,7 @@ static void render_sample(sq_prom *p)
 static void render_process(sq_prom *p, sq_runtime *rt)
 {
     gauge(p, "squire_workers", "Worker threads (concurrency)", rt->nworkers);
-    gauge(p, "squire_jobs_in_flight", "Jobs being run or recorded now",
-          sq_runtime_busy(rt));
+    gauge(p, "squire_jobs_in_flight", "Jobs being run or recorded now", sq_runtime_busy(rt));
     gauge(p, "squire_quiet", "1 while the process fetches no jobs (TSTP, or stopping)",
           atomic_load(&rt->quiet) ? 1 : 0);
     double rtt = atomic_load(&redis_rtt);
@@ -407,8 +404,7 @@ static void render_process(sq_prom *p, sq_runtime *rt)
         int in_use;
         long waits;
         sq_pgpool_stats(rt->pgpool, &in_use, &waits);
-        gauge(p, "squire_db_pool_connections_in_use", "PostgreSQL connections checked out",
-              in_use);
+        gauge(p, "squire_db_pool_connections_in_use", "PostgreSQL connections checked out", in_use);
         gauge(p, "squire_db_pool_size", "PostgreSQL connections the pool may open",
               sq_pgpool_size(rt->pgpool));
         counter(p, "squire_db_pool_waits_total",
