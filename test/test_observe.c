@@ -280,7 +280,7 @@ static int connect_loopback(int port, int flags)
 
 typedef struct http_reply {
     int status; /* 0: no answer */
-    char body[65536];
+    char body[4 << 20];
 } http_reply;
 
 /* One request to 127.0.0.1:port, answered within timeout seconds. */
@@ -296,7 +296,7 @@ static void http_get(int port, const char *method, const char *path, http_reply 
         snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
                  method, path);
     ck_assert_int_eq(write(fd, req, (size_t)n), n);
-    static char buf[1 << 20];
+    static char buf[4 << 20];
     size_t len = 0;
     double until = sqt_now() + timeout;
     while (len < sizeof buf - 1 && sqt_now() < until) {
@@ -521,6 +521,44 @@ START_TEST(metrics_count_jobs_by_class_and_queue)
     ck_assert(sample_value(r->body, "squire_queue_size{queue=\"critical\"}") == 0);
     ck_assert(sample_value(r->body, "squire_queue_latency_seconds{queue=\"default\"}") == 0);
     check_exposition(r->body);
+    promtool_accepts(r->body);
+    free(r);
+    itest_stop(&p);
+}
+END_TEST
+
+/* 600 jobs of 600 made-up classes (no handler: each fails): at most 500
+ * pairs are shown, the rest counted under "(other)", and nothing is lost. */
+START_TEST(metrics_cardinality_is_bounded)
+{
+    sqt_proc p;
+    start_squire(&p, NULL, NULL);
+    for (int i = 0; i < 600; i++)
+        redisAppendCommand(
+            C, "LPUSH queue:critical {\"class\":\"Made%dUp\",\"args\":[],\"retry\":false}", i);
+    for (int i = 0; i < 600; i++) {
+        redisReply *rep = NULL;
+        ck_assert_int_eq(redisGetReply(C, (void **)&rep), REDIS_OK);
+        freeReplyObject(rep);
+    }
+    http_reply *r = malloc(sizeof *r);
+    double until = sqt_now() + 20, total = 0;
+    int lines = 0;
+    do {
+        sqt_sleep(0.3);
+        http_get(metrics_port, "GET", "/metrics", r, 5);
+        total = 0, lines = 0;
+        for (const char *q = strstr(r->body, "\nsquire_jobs_failed_total{"); q != NULL;
+             q = strstr(q + 1, "\nsquire_jobs_failed_total{")) {
+            total += strtod(strchr(q, '}') + 2, NULL);
+            lines++;
+        }
+    } while (total < 600 && sqt_now() < until);
+    ck_assert(total == 600);
+    ck_assert_int_eq(lines, 501);
+    ck_assert(
+        sample_value(r->body, "squire_jobs_failed_total{class=\"(other)\",queue=\"critical\"}") ==
+        100);
     promtool_accepts(r->body);
     free(r);
     itest_stop(&p);
@@ -881,6 +919,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(d, itest_setup, itest_teardown);
     tcase_set_timeout(d, 60);
     tcase_add_test(d, metrics_count_jobs_by_class_and_queue);
+    tcase_add_test(d, metrics_cardinality_is_bounded);
     tcase_add_test(d, endpoint_refuses_what_it_does_not_serve);
     tcase_add_test(d, readyz_follows_quiet_and_redis);
     tcase_add_test(d, slow_clients_do_not_stall_workers);

@@ -4,7 +4,8 @@
  *
  * Threads: a worker counts into its own table (found through a
  * thread-local pointer, made on its first job), under that table's mutex,
- * which a scrape takes only to copy the table. The list of tables grows
+ * which a scrape takes only to copy the table. A pair of class and queue
+ * new to a thread is admitted under names_lock (taken with no other). The list of tables grows
  * under tables_lock and is never shortened while the process runs. The
  * sample (queue and set sizes) is written by the main thread and read by
  * scrapes under sample_lock. No thread holds two of these locks at once,
@@ -92,8 +93,39 @@ static table *my_table(void)
     return mine = t;
 }
 
+/* The (class, queue) pairs any table holds: a pair new to the process is
+ * admitted while there are fewer than SQ_METRICS_MAX_SERIES, so the output
+ * stays bounded whatever class names jobs carry. Asked only when a thread
+ * meets a pair for the first time. */
+static pthread_mutex_t names_lock = PTHREAD_MUTEX_INITIALIZER;
+static char **names; /* "class\0queue" */
+static size_t nnames;
+
+static bool admitted(const char *klass, const char *queue)
+{
+    size_t kl = strlen(klass), ql = strlen(queue);
+    bool ok = false;
+    pthread_mutex_lock(&names_lock);
+    for (size_t i = 0; i < nnames && !ok; i++)
+        ok = strcmp(names[i], klass) == 0 && strcmp(names[i] + kl + 1, queue) == 0;
+    if (!ok && nnames < SQ_METRICS_MAX_SERIES) {
+        char **grown = nnames % 64 == 0 ? realloc(names, (nnames + 64) * sizeof *names) : names;
+        char *name = grown ? malloc(kl + ql + 2) : NULL;
+        if (grown != NULL)
+            names = grown;
+        if (name != NULL) {
+            memcpy(name, klass, kl + 1);
+            memcpy(name + kl + 1, queue, ql + 1);
+            names[nnames++] = name;
+            ok = true;
+        }
+    }
+    pthread_mutex_unlock(&names_lock);
+    return ok;
+}
+
 /* The series for (klass, queue) in t, made when new; the "(other)" one
- * once t holds SQ_METRICS_MAX_SERIES. NULL when out of memory. */
+ * for a pair the process has no room for. NULL when out of memory. */
 static series *find(table *t, const char *klass, const char *queue)
 {
     if (t->last < t->n && strcmp(t->s[t->last].klass, klass) == 0 &&
@@ -105,7 +137,7 @@ static series *find(table *t, const char *klass, const char *queue)
             return &t->s[i];
         }
     }
-    if (t->n >= SQ_METRICS_MAX_SERIES && strcmp(klass, SQ_METRICS_OTHER_CLASS) != 0)
+    if (strcmp(klass, SQ_METRICS_OTHER_CLASS) != 0 && !admitted(klass, queue))
         return find(t, SQ_METRICS_OTHER_CLASS, queue);
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 8;

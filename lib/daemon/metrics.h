@@ -4,7 +4,7 @@
  * Counting on the job path is lock-cheap: each worker thread counts into
  * its own table, guarded by the table's own mutex, which only a scrape
  * ever contends for (for the moment it copies the table). The number of
- * (class, queue) series a table holds is capped: jobs of further classes
+ * (class, queue) pairs the process shows is capped: jobs of further pairs
  * (hostile or mistyped class names) are counted under the class "(other)".
  *
  * Queue sizes and latency and the retry / schedule / dead set sizes are
@@ -22,7 +22,7 @@
 
 #include "squire.h"
 
-#define SQ_METRICS_MAX_SERIES 256 /* (class, queue) pairs per worker thread */
+#define SQ_METRICS_MAX_SERIES 500 /* (class, queue) pairs in the process */
 #define SQ_METRICS_CLASS_MAX 200  /* bytes of a class name kept as a label */
 #define SQ_METRICS_MAX_QUEUES 500 /* queues whose size and latency are sampled */
 #define SQ_METRICS_SAMPLE_EVERY 2.0
