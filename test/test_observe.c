@@ -637,6 +637,27 @@ START_TEST(readyz_follows_quiet_and_redis)
 }
 END_TEST
 
+/* Redis answers but refuses every fetch (an ACL): not ready at once, and
+ * after 10 s not alive either, as the watchdog would judge; both mend when
+ * the fetches work again. */
+START_TEST(healthz_fails_when_workers_cannot_fetch)
+{
+    sqt_proc p;
+    start_squire(&p, NULL, NULL);
+    freeReplyObject(sqt_cmd(C, "ACL SETUSER default -evalsha -eval -lmove -blmove -brpop"));
+    ck_assert_msg(wait_status(metrics_port, "/readyz", 503, 5), "ready while fetches fail");
+    ck_assert_msg(wait_status(metrics_port, "/healthz", 503, 20), "alive while no fetch works");
+    http_reply *r = malloc(sizeof *r);
+    http_get(metrics_port, "GET", "/healthz", r, 5);
+    ck_assert_msg(strstr(r->body, "stuck: workers cannot fetch") != NULL, "%s", r->body);
+    freeReplyObject(sqt_cmd(C, "ACL SETUSER default +@all"));
+    ck_assert_msg(wait_status(metrics_port, "/healthz", 200, 15), "still stuck");
+    ck_assert_msg(wait_status(metrics_port, "/readyz", 200, 10), "not ready again");
+    free(r);
+    itest_stop(&p);
+}
+END_TEST
+
 /* Slow clients and a flood of connections: jobs keep flowing, and the
  * endpoint answers again once the silent connections time out. */
 START_TEST(slow_clients_do_not_stall_workers)
@@ -922,6 +943,7 @@ static Suite *suite(void)
     tcase_add_test(d, metrics_cardinality_is_bounded);
     tcase_add_test(d, endpoint_refuses_what_it_does_not_serve);
     tcase_add_test(d, readyz_follows_quiet_and_redis);
+    tcase_add_test(d, healthz_fails_when_workers_cannot_fetch);
     tcase_add_test(d, slow_clients_do_not_stall_workers);
     tcase_add_test(d, json_logs_parse_back_with_trace_ids);
     tcase_add_test(d, text_logs_carry_the_trace_id);

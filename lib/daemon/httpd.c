@@ -27,6 +27,7 @@ static struct MHD_Daemon *daemon_;
 static atomic_bool workers_started;
 static char start_error[256]; /* libmicrohttpd's message while starting */
 static atomic_bool starting;
+static atomic_llong main_turn_ms; /* monotonic ms of the main loop's last turn */
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
@@ -99,6 +100,10 @@ static enum MHD_Result healthz(struct MHD_Connection *c, sq_runtime *rt)
         return text(c, MHD_HTTP_OK, "ok: starting\n");
     if (atomic_load(&rt->stopping))
         return text(c, MHD_HTTP_OK, "ok: stopping\n");
+    long long main_ms = atomic_load(&main_turn_ms);
+    if (main_ms > 0 && sq_runtime_ms() - main_ms > SQ_HTTPD_MAIN_STUCK_MS)
+        return text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "stuck: main thread (for %lld s)\n",
+                    (sq_runtime_ms() - main_ms) / 1000);
     char who[200];
     if (!sq_runtime_progress(rt, who, sizeof who))
         return text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "stuck: %s\n", who);
@@ -179,6 +184,11 @@ int sq_httpd_start(sq_runtime *rt, const char *address, sq_error *err)
     sq_log(SQ_LOG_INFO, "serving /metrics, /healthz and /readyz on http://%s%s%s:%d",
            hp.ipv6 ? "[" : "", hp.host, hp.ipv6 ? "]" : "", hp.port);
     return 0;
+}
+
+void sq_httpd_main_turned(void)
+{
+    atomic_store(&main_turn_ms, sq_runtime_ms());
 }
 
 void sq_httpd_workers_started(void)

@@ -4,7 +4,8 @@
  *
  *   GET /metrics  Prometheus text (metrics.h)
  *   GET /healthz  200 while every thread is turning (the systemd watchdog's
- *                 rule, sq_runtime_progress), 503 when one is stuck
+ *                 rule, sq_runtime_progress, and the main loop has come
+ *                 round within SQ_HTTPD_MAIN_STUCK_MS), 503 when one is stuck
  *   GET /readyz   200 when the process fetches jobs: started, Redis
  *                 reachable, not quiet, not stopping, not fenced; else 503
  *
@@ -28,6 +29,7 @@
 #define SQ_HTTPD_MAX_PER_ADDRESS 16
 #define SQ_HTTPD_TIMEOUT 5 /* seconds */
 #define SQ_HTTPD_MEMORY (16 * 1024)
+#define SQ_HTTPD_MAIN_STUCK_MS 30000
 
 struct sq_runtime;
 
@@ -37,6 +39,9 @@ int sq_httpd_start(struct sq_runtime *rt, const char *address, sq_error *err);
 /* The workers and poller run: /healthz and /readyz judge them from now on
  * (before, /healthz says starting, /readyz 503). */
 void sq_httpd_workers_started(void);
+/* The main loop came round (launcher.c, each turn): the watchdog is pinged
+ * from that loop, so /healthz asks the same of it. */
+void sq_httpd_main_turned(void);
 /* Stop serving (a no-op when not started). */
 void sq_httpd_stop(void);
 

@@ -429,6 +429,7 @@ static void serve(sq_runtime *rt, lease_state *ls)
     double next_sweep = sq__monotonic() + ls->grace, next_step = 0;
     ttin_state ttin = {0};
     for (;;) {
+        sq_httpd_main_turned(); /* issue 17: /healthz sees the main loop turn */
         if (reliable) {
             double now = sq__monotonic();
             if (now >= next_lease || atomic_load(&rt->lease_wanted)) {
