@@ -769,7 +769,18 @@ START_TEST(json_logs_parse_back_with_trace_ids)
                   "\"traceparent\":\"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01\","
                   "\"tracestate\":\"rojo=1\"}");
     freeReplyObject(rep);
+    /* a failing traced job: its retry keeps the context, its fail line the id */
+    char retried[25];
+    sq_push_opts tf = {.retry = 3, .traceparent = TP_OK};
+    itest_push("FailJob", "[\"E\", \"m\"]", &tf, retried);
     ck_assert_int_ge(sqt_wait_int(C, 3, 15, "HLEN test:trace"), 3);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "ZCARD retry"), 1);
+    rep = sqt_cmd(C, "ZRANGE retry 0 0");
+    json_t *member = json_loads(rep->element[0]->str, 0, NULL);
+    ck_assert_str_eq(json_string_value(json_object_get(member, "traceparent")), TP_OK);
+    ck_assert_str_eq(json_string_value(json_object_get(member, "jid")), retried);
+    json_decref(member);
+    freeReplyObject(rep);
     (void)parent;
     sqt_sleep(0.5);
     itest_stop(&p);
@@ -813,6 +824,10 @@ START_TEST(json_logs_parse_back_with_trace_ids)
     ck_assert_str_eq(json_string_value(json_object_get(json_object_get(l, "ctx"), "trace_id")),
                      TRACE_ID);
     ck_assert_ptr_nonnull(find_line(lines, traced, "start"));
+    l = find_line(lines, retried, "fail:");
+    ck_assert_ptr_nonnull(l);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(l, "ctx"), "trace_id")),
+                     TRACE_ID);
     l = find_line(lines, "badtp", "done:");
     ck_assert_ptr_nonnull(l);
     ck_assert_ptr_null(json_object_get(json_object_get(l, "ctx"), "trace_id"));
