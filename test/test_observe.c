@@ -13,10 +13,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "daemon/log_json.h"
+#include "daemon/prom.h"
 #include "hostport.h"
 #include "itest.h"
-#include "log_json.h"
-#include "prom.h"
 #include "trace.h"
 
 /* ---- the Prometheus writer -------------------------------------------------- */
