@@ -11,6 +11,7 @@
 
 #include "common.h"
 #include "job.h"
+#include "sidekiq.h"
 #include "trace.h"
 
 #define BULK_BATCH 1000
@@ -55,20 +56,6 @@ void sq_client_free(sq_client *c)
     free(c);
 }
 
-static bool valid_queue(const char *q)
-{
-    size_t n = strlen(q);
-    if (n == 0 || n > 255)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = q[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '_' || ch == ':' || ch == '.' || ch == '-'))
-            return false;
-    }
-    return true;
-}
-
 /* W3C trace context to set on the job: refused when malformed (a consumer
  * would ignore it), and a tracestate only goes with a traceparent. */
 static int check_trace(const sq_push_opts *opts, sq_error *err)
@@ -95,7 +82,7 @@ static int check_args(const char *class_name, const sq_push_opts *opts, sq_error
         return -1;
     }
     const char *q = opts && opts->queue ? opts->queue : "default";
-    if (!valid_queue(q)) {
+    if (!sq_queue_name_portable(q, strlen(q))) {
         sq__error_set(err, SQ_EINVAL, "push: queue name %.100s: expected [A-Za-z0-9_:.-]+", q);
         return -1;
     }
@@ -163,7 +150,7 @@ static int send_batch(sq_client *c, const char *queue, char **json, size_t count
     size_t argc = count * (at > 0 ? 2 : 1) + 2;
     const char **argv = calloc(argc, sizeof *argv);
     size_t *lens = calloc(argc, sizeof *lens);
-    char key[300], score[32];
+    char key[SQ_QUEUE_KEY_MAX], score[32];
     int rc = -1, queued = 0;
     if (argv == NULL || lens == NULL) {
         sq__error_set(err, SQ_ENOMEM, "push: out of memory");
@@ -173,14 +160,14 @@ static int send_batch(sq_client *c, const char *queue, char **json, size_t count
     if (at > 0) {
         sq_format_time(at, score);
         argv[k++] = "ZADD";
-        argv[k++] = "schedule";
+        argv[k++] = SQ_KEY_SCHEDULE;
         for (size_t i = 0; i < count; i++) {
             argv[k++] = score;
             argv[k++] = json[i];
         }
     } else {
-        snprintf(key, sizeof key, "queue:%s", queue);
-        if (sq_redis_pipe_cmd(c->redis, err, "SADD queues %s", queue) != 0)
+        sq_queue_key(key, sizeof key, queue);
+        if (sq_redis_pipe_cmd(c->redis, err, "SADD " SQ_KEY_QUEUES " %s", queue) != 0)
             goto out;
         queued++;
         argv[k++] = "LPUSH";

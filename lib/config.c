@@ -19,6 +19,7 @@
 
 #include "hostport.h"
 #include "pgconninfo.h"
+#include "sidekiq.h"
 
 #define FIELD(name) offsetof(sq_config, name)
 
@@ -549,14 +550,6 @@ static int set_require(sq_config *c, const sq__option *o, const char *where, con
     return list_push(&c->requires, &c->nrequires, text, err);
 }
 
-static bool valid_queue_name(const char *name)
-{
-    static const char ok[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                             "0123456789_:.-";
-    size_t n = strlen(name);
-    return n > 0 && n <= SQ_MAX_QUEUE_NAME && strspn(name, ok) == n;
-}
-
 static void queues_free(sq_config *c)
 {
     for (size_t i = 0; i < c->nqueues; i++)
@@ -582,9 +575,8 @@ int sq__config_add_queue(sq_config *c, const char *where, const char *name, cons
                          sq_error *err)
 {
     long long w = 0;
-    if (!valid_queue_name(name))
-        return expected_what(where, "a queue name of [A-Za-z0-9_:.-] (at most 255 bytes)", name,
-                             err);
+    if (!sq_queue_name_portable(name, strlen(name)))
+        return expected_what(where, "a queue name of " SQ_QUEUE_NAME_RULE, name, err);
     if (weight != NULL && weight[0] != '\0' &&
         (parse_long(weight, &w) < 0 || w < 0 || w > SQ__MAX_QUEUE_WEIGHT))
         return expected_what(where, "a queue weight from 0 to 1000", weight, err);

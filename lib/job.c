@@ -352,32 +352,45 @@ static const sq_job_limits *limits_or_default(const sq_job_limits *lim, sq_job_l
     return buf;
 }
 
-/* Parse job->raw into job->payload. Returns a status, or -1 when out of memory. */
-static int load(sq_job *job, const sq_job_limits *lim, char *reason, size_t rsize)
+int sq_json_load_bounded(const char *s, size_t n, const sq_job_limits *lim, json_t **out,
+                         char *reason, size_t rsize)
 {
-    if (job->raw_len > lim->max_payload_bytes) {
-        reason_set(reason, rsize, "payload is %zu bytes, over the %zu-byte limit", job->raw_len,
+    sq_job_limits lbuf;
+    lim = limits_or_default(lim, &lbuf);
+    *out = NULL;
+    if (reason != NULL && rsize > 0)
+        reason[0] = '\0';
+    if (n > lim->max_payload_bytes) {
+        reason_set(reason, rsize, "payload is %zu bytes, over the %zu-byte limit", n,
                    lim->max_payload_bytes);
         return SQ_JOB_OVER_LIMIT;
     }
-    int refused = prescan(job->raw, job->raw_len, lim, reason, rsize);
+    int refused = prescan(s, n, lim, reason, rsize);
     if (refused != 0)
         return refused;
     json_error_t err;
-    job->payload = sq_json_load_lenient(job->raw, job->raw_len, &err);
-    if (job->payload == NULL) {
+    json_t *v = sq_json_load_lenient(s, n, &err);
+    if (v == NULL) {
         if (json_error_code(&err) == json_error_out_of_memory)
             return -1;
         reason_set(reason, rsize, "invalid JSON: %s at line %d column %d", err.text, err.line,
                    err.column);
         return SQ_JOB_NOT_JSON;
     }
-    if (!json_is_object(job->payload)) {
-        reason_set(reason, rsize, "payload is %s, not a JSON object",
-                   json_type_name(job->payload));
+    if (!json_is_object(v)) {
+        reason_set(reason, rsize, "payload is %s, not a JSON object", json_type_name(v));
+        json_decref(v);
         return SQ_JOB_NOT_JSON;
     }
-    return check_shape(job, reason, rsize);
+    *out = v;
+    return SQ_JOB_VALID;
+}
+
+/* Parse job->raw into job->payload. Returns a status, or -1 when out of memory. */
+static int load(sq_job *job, const sq_job_limits *lim, char *reason, size_t rsize)
+{
+    int rc = sq_json_load_bounded(job->raw, job->raw_len, lim, &job->payload, reason, rsize);
+    return rc != SQ_JOB_VALID ? rc : (int)check_shape(job, reason, rsize);
 }
 
 /* A job that is not JSON keeps only its bytes and queue. */

@@ -105,6 +105,17 @@ void sq_job_destroy(sq_job *job);
  */
 json_t *sq_json_load_lenient(const char *s, size_t n, json_error_t *err);
 
+/*
+ * The bounded reader: every payload read from Redis goes through it. Refuses
+ * what sq_job_init refuses, with the same reasons: over max_payload_bytes,
+ * nesting or value count (SQ_JOB_OVER_LIMIT, not parsed), a NUL byte, text
+ * that is not JSON or not an object (SQ_JOB_NOT_JSON). lim NULL: defaults.
+ * SQ_JOB_VALID with *out a new object; else *out NULL and reason filled;
+ * -1 when out of memory.
+ */
+int sq_json_load_bounded(const char *s, size_t n, const sq_job_limits *lim, json_t **out,
+                         char *reason, size_t rsize);
+
 /* ---- JSON text splicing --------------------------------------------------- */
 
 typedef struct sq_json_member {
@@ -182,15 +193,7 @@ double sq_retry_delay(int count, sq_rand_fn rnd, void *rnd_state);
 int sq_retry_plan_make(const sq_job *job, double now, int max_retries, sq_rand_fn rnd,
                        void *rnd_state, sq_retry_plan *plan);
 
-/* The dead-set payload for a job that cannot run at all (SQ_JOB_BAD_SHAPE,
- * SQ_JOB_OVER_LIMIT): raw with error_class "Squire::InvalidJob", error_message
- * = reason, failed_at = now; NULL when raw's top level is not an object. For
- * SQ_JOB_NOT_JSON the raw bytes themselves go to the dead set. */
-char *sq_job_invalid_payload(const sq_job *job, const char *reason, double now, size_t *out_len);
-/* The same for any JSON object text raw (a due member the poller cannot
- * move). New malloc'd text, or NULL (malformed, out of memory). */
-char *sq_json_mark_invalid(const char *raw, size_t raw_len, const char *reason, double now,
-                           size_t *out_len);
+/* The invalid-job payload: sq_job_invalid_payload (payload.h). */
 
 void sq_retry_plan_destroy(sq_retry_plan *plan);
 

@@ -22,7 +22,6 @@
 #include "common.h"
 
 #define RETRY_MAX_CAP 1000000
-#define INVALID_JOB_CLASS "Squire::InvalidJob"
 
 double sq_retry_delay(int count, sq_rand_fn rnd, void *rnd_state)
 {
@@ -240,29 +239,4 @@ void sq_retry_plan_destroy(sq_retry_plan *plan)
         return;
     free(plan->payload);
     memset(plan, 0, sizeof *plan);
-}
-
-char *sq_job_invalid_payload(const sq_job *job, const char *reason, double now, size_t *out_len)
-{
-    return sq_json_mark_invalid(job->raw, job->raw_len, reason, now, out_len);
-}
-
-char *sq_json_mark_invalid(const char *raw, size_t raw_len, const char *reason, double now,
-                           size_t *out_len)
-{
-    char timebuf[32];
-    char *msg = sq_utf8_scrub(reason, reason != NULL ? strlen(reason) : 0, SQ_ERROR_MESSAGE_MAX);
-    char *qmsg = msg != NULL ? sq_json_quote(msg, strlen(msg)) : NULL;
-    char *out = NULL;
-    if (qmsg != NULL) {
-        sq_json_member set[] = {
-            {"error_class", "\"" INVALID_JOB_CLASS "\""},
-            {"error_message", qmsg},
-            {"failed_at", sq_format_time(now, timebuf)},
-        };
-        out = sq_json_splice(raw, raw_len, set, SQ_ARRAY_LEN(set), NULL, 0, out_len);
-    }
-    free(msg);
-    free(qmsg);
-    return out;
 }

@@ -7,6 +7,7 @@
  * wrong-typed key leaves the member where it was instead of losing it.
  */
 #include "redis.h"
+#include "sidekiq.h"
 
 /* KEYS: zset, queue:<q>, queues. ARGV: member, payload to push, queue name.
  * Returns 1 moved, 0 the member was gone, -1 queue key, -2 `queues` has the
@@ -22,18 +23,15 @@ sq_script sq_script_zset_to_queue = SQ_SCRIPT("local t = redis.call('TYPE', KEYS
                                               "end\n"
                                               "return 0\n");
 
-/* KEYS: zset, dead. ARGV: member, score (now), age cutoff, max jobs, and
- * optionally the payload to add (the member itself when absent). Adds to
- * the dead set with Sidekiq's trim. Returns 1 moved, 0 gone, -1 `dead` has
- * the wrong type. The dead-set scripts negate max jobs as text: a Lua number
- * above 2^53 goes back to Redis as "1e+17", not an integer. */
+/* KEYS: zset, dead. ARGV: member, then sq_dead_args (score, cutoff, max),
+ * and optionally the payload to add (the member itself when absent). Adds
+ * to the dead set with Sidekiq's trim (SQ_LUA_DEAD_ADD). Returns 1 moved,
+ * 0 gone, -1 `dead` has the wrong type. */
 sq_script sq_script_zset_to_dead =
-    SQ_SCRIPT("local t = redis.call('TYPE', KEYS[2]).ok\n"
-              "if t ~= 'zset' and t ~= 'none' then return -1 end\n"
-              "if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then\n"
-              "  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[5] or ARGV[1])\n"
-              "  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])\n"
-              "  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, '-' .. ARGV[4])\n"
-              "  return 1\n"
-              "end\n"
-              "return 0\n");
+    SQ_SCRIPT(SQ_LUA_DEAD_ADD "local t = redis.call('TYPE', KEYS[2]).ok\n"
+                              "if t ~= 'zset' and t ~= 'none' then return -1 end\n"
+                              "if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then\n"
+                              "  dead_add(KEYS[2], ARGV[2], ARGV[5] or ARGV[1], ARGV[3], ARGV[4])\n"
+                              "  return 1\n"
+                              "end\n"
+                              "return 0\n");

@@ -62,6 +62,22 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return 0;
 }
 
+void sqt_rmtree(const char *dir)
+{
+    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+double sqt_wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The integration suites' server and connection (itest.h). */
+sqt_redis R;
+redisContext *C;
+
 static void remove_tempdirs(void)
 {
     const char *keep = getenv("SQUIRE_TEST_KEEP");
@@ -69,7 +85,7 @@ static void remove_tempdirs(void)
         return;
     for (int i = 0; i < ntempdirs; i++)
         if (tempdirs[i].owner == getpid())
-            nftw(tempdirs[i].path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+            sqt_rmtree(tempdirs[i].path);
 }
 
 void sqt_tempdir(char *out, const char *tag)

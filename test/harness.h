@@ -41,6 +41,11 @@ void sqt_tls_certs(const char *dir);
  * ca.crt when given. */
 void sqt_redis_start_tls(sqt_redis *r, const char *certdir, const char *cert, const char *extra);
 
+/* Remove dir and everything under it (no symlink followed); errors ignored. */
+void sqt_rmtree(const char *dir);
+/* Wall-clock epoch seconds (sqt_now is monotonic). */
+double sqt_wall(void);
+
 /* A free TCP port on 127.0.0.1. */
 int sqt_free_port(void);
 /* A fresh temp dir (mkdtemp) whose path is written into out (256 bytes);

@@ -14,8 +14,9 @@
 #include "harness.h"
 #include <squire.h>
 
-static sqt_redis R;
-static redisContext *C;
+/* The test's server and a connection to it (defined in harness.c). */
+extern sqt_redis R;
+extern redisContext *C;
 
 static inline void itest_setup(void)
 {

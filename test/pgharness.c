@@ -152,20 +152,6 @@ char *sqt_pg_log(const sqt_pg *pg)
     return slurp(p);
 }
 
-static void rm_rf(const char *dir)
-{
-    pid_t pid = fork();
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_RDWR);
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-        execlp("rm", "rm", "-rf", dir, (char *)NULL);
-        _exit(127);
-    }
-    if (pid > 0)
-        waitpid(pid, NULL, 0);
-}
-
 static int ctl_stop(const sqt_pg *pg, const char *mode)
 {
     char log[300];
@@ -200,7 +186,7 @@ static void arm_watchdog(sqt_pg *pg)
             _exit(0); /* disarmed: sqt_pg_stop did the work */
         /* EOF: the test died without stopping its server */
         ctl_stop(pg, "immediate");
-        rm_rf(pg->dir);
+        sqt_rmtree(pg->dir);
         _exit(0);
     }
     close(fds[0]);
@@ -302,7 +288,7 @@ void sqt_pg_stop(sqt_pg *pg)
     harness_disconnect(pg);
     ctl_stop(pg, "immediate");
     disarm_watchdog(pg);
-    rm_rf(pg->dir);
+    sqt_rmtree(pg->dir);
     pg->dir[0] = '\0';
 }
 

@@ -74,6 +74,57 @@ START_TEST(over_limit_objects_go_dead_with_the_reason)
 }
 END_TEST
 
+/* The poller reads a due member through the bounded reader, as a worker
+ * reads a fetched job: one over max_payload_bytes is never parsed, and goes
+ * to the dead set with the worker's reason instead of being parsed whole,
+ * rewritten (enqueued_at) and pushed to its queue. A deep one likewise. */
+START_TEST(poller_buries_over_limit_members_unparsed)
+{
+    size_t n = 3000;
+    char *big = malloc(n + 1);
+    int h = sprintf(big, "{\"class\":\"OkJob\",\"jid\":\"b1\",\"args\":[\"");
+    memset(big + h, 'x', n - (size_t)h - 3);
+    memcpy(big + n - 3, "\"]}", 3);
+    big[n] = '\0';
+    freeReplyObject(sqt_cmd(C, "ZADD schedule 1 %b", big, n));
+    char deep[400];
+    int d = sprintf(deep, "{\"class\":\"OkJob\",\"jid\":\"b2\",\"args\":");
+    memset(deep + d, '[', 70);
+    memset(deep + d + 70, ']', 70);
+    strcpy(deep + d + 140, "}");
+    freeReplyObject(sqt_cmd(C, "ZADD retry 1 %s", deep));
+    const char *argv[] = {
+        "-C", itest_config(":poll_interval_average: 0.2\n:max_payload_bytes: 2048\n"),
+        "-r", SQ_TEST_PLUGIN,
+        "-c", "2",
+        NULL};
+    sqt_proc p;
+    sqt_squire_start(&p, R.url, argv, NULL);
+    ck_assert_msg(sqt_log_wait(&p, "starting", 10), "squire did not start");
+    ck_assert_int_eq(sqt_wait_int(C, 2, 10, "ZCARD dead"), 2);
+    itest_stop(&p);
+    ck_assert_int_eq(sqt_int(C, "ZCARD schedule") + sqt_int(C, "ZCARD retry"), 0);
+    ck_assert_int_eq(sqt_int(C, "SISMEMBER queues default"), 0); /* never queued */
+    redisReply *r = sqt_cmd(C, "ZRANGE dead 0 -1");
+    for (size_t i = 0; i < r->elements; i++) {
+        json_t *j = json_loadb(r->element[i]->str, r->element[i]->len, 0, NULL);
+        ck_assert_ptr_nonnull(j);
+        const char *jid = json_string_value(json_object_get(j, "jid"));
+        const char *em = json_string_value(json_object_get(j, "error_message"));
+        ck_assert_str_eq(json_string_value(json_object_get(j, "error_class")),
+                         "Squire::InvalidJob");
+        ck_assert_ptr_null(json_object_get(j, "enqueued_at")); /* not rewritten as a move */
+        if (strcmp(jid, "b1") == 0)
+            ck_assert_str_eq(em, "payload is 3000 bytes, over the 2048-byte limit");
+        else
+            ck_assert_str_eq(em, "JSON nesting deeper than 64");
+        json_decref(j);
+    }
+    freeReplyObject(r);
+    free(big);
+}
+END_TEST
+
 /* dead_max_jobs is any integer from 1 to LONG_MAX. The dead-set scripts
  * used to negate it as a Lua number, which Redis reads back as "-1e+17":
  * "ERR value is not an integer" after the member had moved, so the poller
@@ -169,6 +220,7 @@ static Suite *badinput_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, over_limit_objects_go_dead_with_the_reason);
     tcase_add_test(tc, any_dead_max_jobs_buries_and_trims);
+    tcase_add_test(tc, poller_buries_over_limit_members_unparsed);
     tcase_add_test(tc, wrong_typed_retry_does_not_stall_the_workers);
     tcase_add_test(tc, bad_database_url_names_file_line_and_key);
     suite_add_tcase(s, tc);

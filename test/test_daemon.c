@@ -8,13 +8,6 @@
 
 #include "itest.h"
 
-static double wall(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 START_TEST(ok_job_runs_with_its_args)
 {
     sqt_proc p;
@@ -54,7 +47,7 @@ START_TEST(failure_goes_to_retry_with_sidekiq_fields)
                       "\"bad thing\"],\"class\":\"FailJob\",\"jid\":\"0123456789abcdef01234567\","
                       "\"created_at\":1700000000.25,\"enqueued_at\":1700000000.5,"
                       "\"custom\":{\"n\":1.10}}";
-    double before = wall();
+    double before = sqt_wall();
     redisReply *r = sqt_cmd(C, "LPUSH queue:default %s", job);
     freeReplyObject(r);
     ck_assert_int_eq(sqt_wait_int(C, 1, 10, "ZCARD retry"), 1);
@@ -70,7 +63,7 @@ START_TEST(failure_goes_to_retry_with_sidekiq_fields)
     ck_assert_str_eq(json_string_value(json_object_get(j, "jid")), "0123456789abcdef01234567");
     ck_assert(json_is_object(json_object_get(j, "custom")));
     /* count 0: 15 s + rand(10) * 1 */
-    ck_assert(score >= before + 15 - 1 && score <= wall() + 15 + 9 + 1);
+    ck_assert(score >= before + 15 - 1 && score <= sqt_wall() + 15 + 9 + 1);
     json_decref(j);
     /* the unknown key's number text survived byte for byte */
     r = sqt_cmd(C, "ZRANGE retry 0 -1");
@@ -207,7 +200,7 @@ START_TEST(scheduled_job_runs_when_due)
     sqt_proc p;
     itest_squire(&p, R.url, "2", NULL);
     char jid[25];
-    sq_push_opts o = {.at = wall() + 1.0};
+    sq_push_opts o = {.at = sqt_wall() + 1.0};
     itest_push("OkJob", "[\"later\"]", &o, jid);
     ck_assert_int_eq(sqt_int(C, "ZCARD schedule"), 1);
     ck_assert_int_eq(sqt_int(C, "SISMEMBER test:done %s", jid), 0);
@@ -240,19 +233,19 @@ START_TEST(scheduled_jobs_run_on_time_whatever_the_poll_interval)
         char jid[25];
         sq_push_opts o = {0};
         if (cases[i].before_start) {
-            o.at = wall() + 2.0;
+            o.at = sqt_wall() + 2.0;
             itest_push("OkJob", "[\"soon\"]", &o, jid);
         }
         sqt_squire_start(&p, R.url, argv, NULL);
         ck_assert_msg(sqt_log_wait(&p, "starting", 10), "squire did not start");
         if (!cases[i].before_start) {
             sqt_sleep(0.5);
-            o.at = wall() + 2.0;
+            o.at = sqt_wall() + 2.0;
             itest_push("OkJob", "[\"soon\"]", &o, jid);
         }
         double limit = 6.0; /* seconds late, wide on purpose: this is not a speed test */
-        sqt_wait_int(C, 1, o.at + limit - wall(), "SISMEMBER test:done %s", jid);
-        double late = wall() - o.at;
+        sqt_wait_int(C, 1, o.at + limit - sqt_wall(), "SISMEMBER test:done %s", jid);
+        double late = sqt_wall() - o.at;
         ck_assert_msg(sqt_int(C, "SISMEMBER test:done %s", jid) == 1,
                       "case %zu: the job had not run %.1f s after its time", i, late);
         itest_stop(&p);

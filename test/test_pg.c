@@ -15,17 +15,6 @@
 
 #include "itest.h"
 
-#ifndef SQ_TEST_PGPLUGIN
-/* Not wired into CMake yet (test/CMakeLists.txt must link pgharness and
- * libpq and define SQ_TEST_PGPLUGIN): say so instead of breaking the build. */
-int main(void)
-{
-    fprintf(stderr, "test_pg: SQ_TEST_PGPLUGIN is not defined; add the pgjobs/pgharness "
-                    "lines to test/CMakeLists.txt\n");
-    return 1;
-}
-#else
-
 #include "pgharness.h"
 
 #define APP "sqtest-squire"
@@ -1444,5 +1433,3 @@ int main(void)
     unsetenv("DATABASE_URL"); /* the suites choose */
     return sqt_run(pg_suite());
 }
-
-#endif /* SQ_TEST_PGPLUGIN */

@@ -11,14 +11,6 @@
 
 #define CTL_USAGE_EXIT 64
 
-/* Wall-clock epoch seconds (sqt_now is monotonic). */
-static double wall(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Run squirectl with args (shell syntax); stdout into *out (malloc'd). */
 static int ctl(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int ctl(char **out, const char *fmt, ...)
@@ -80,9 +72,9 @@ static void write_process(const char *id, const char *tag, int busy)
              "{\"hostname\":\"box\",\"started_at\":%.6f,\"pid\":4242,\"tag\":\"%s\","
              "\"concurrency\":10,\"queues\":[\"critical\",\"default\"],\"labels\":[],"
              "\"identity\":\"%s\"}",
-             wall() - 100, tag, id);
+             sqt_wall() - 100, tag, id);
     char beat[32];
-    snprintf(beat, sizeof beat, "%.6f", wall());
+    snprintf(beat, sizeof beat, "%.6f", sqt_wall());
     freeReplyObject(sqt_cmd(C, "SADD processes %s", id));
     freeReplyObject(sqt_cmd(C, "HSET %s info %s busy %d beat %s quiet false rss 1234 rtt_us 100",
                             id, info, busy, beat));
@@ -195,7 +187,7 @@ START_TEST(jobs_lists_and_filters)
     ck_assert_str_eq(str(e, "class"), "HardJob");
     ck_assert_str_eq(str(e, "queue"), "default");
     ck_assert_int_eq(json_integer_value(json_array_get(json_object_get(e, "args"), 0)), 1);
-    ck_assert(json_number_value(json_object_get(e, "enqueued_at")) > wall() - 60);
+    ck_assert(json_number_value(json_object_get(e, "enqueued_at")) > sqt_wall() - 60);
 
     /* beside squire's retry entry, one with hostile text in its error message */
     freeReplyObject(
@@ -239,7 +231,7 @@ START_TEST(retry_round_trip_from_the_retry_set)
     freeReplyObject(sqt_cmd(C, "DEL queue:default"));
     freeReplyObject(sqt_cmd(C, "SREM queues default"));
     char *out = NULL;
-    double before = wall();
+    double before = sqt_wall();
     ck_assert_int_eq(ctl(&out, "retry %s", jid), 0);
     ck_assert_str_eq(out, "retried 1\n");
     free(out);
@@ -329,8 +321,8 @@ START_TEST(kill_delete_and_clear)
     ck_assert_int_eq(json_array_size(dead), 1);
     ck_assert_str_eq(str(json_array_get(dead, 0), "jid"), str(later, "jid"));
     double at = json_number_value(json_object_get(json_array_get(dead, 0), "score"));
-    ck_assert_msg(at > wall() - 30 && at <= wall() + 1, "died at %f, now %f", at,
-                  wall()); /* score = time of death */
+    ck_assert_msg(at > sqt_wall() - 30 && at <= sqt_wall() + 1, "died at %f, now %f", at,
+                  sqt_wall()); /* score = time of death */
     json_t *f = squire_retry_entry();
     ck_assert_int_eq(ctl(NULL, "kill %s --from retry", str(f, "jid")), 0);
     ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
@@ -361,6 +353,55 @@ START_TEST(kill_delete_and_clear)
     ck_assert_int_eq(num(st, "enqueued"), 0);
     json_decref(st), json_decref(left), json_decref(b), json_decref(a), json_decref(f);
     json_decref(dead), json_decref(later);
+}
+END_TEST
+
+/* kill trims the dead set to squire's configured dead_max_jobs and
+ * dead_timeout_in_seconds (-C FILE, or ./config/sidekiq.yml as squire finds
+ * it), not to Sidekiq's defaults. */
+START_TEST(kill_trims_to_the_configured_limits)
+{
+    const char *cfg = itest_config(":dead_max_jobs: 3\n:dead_timeout_in_seconds: 3600\n");
+    double now = sqt_wall();
+    freeReplyObject(sqt_cmd(C, "ZADD dead %f old", now - 7200)); /* past the 1 h timeout */
+    for (int i = 0; i < 4; i++)
+        freeReplyObject(sqt_cmd(C, "ZADD dead %f recent%d", now - 100 + i, i));
+    const char *job = "{\"class\":\"HardJob\",\"args\":[],\"queue\":\"default\","
+                      "\"jid\":\"0123456789abcdef01234567\"}";
+    freeReplyObject(sqt_cmd(C, "ZADD retry %f %s", now + 600, job));
+    ck_assert_int_eq(ctl(NULL, "-C %s kill 0123456789abcdef01234567 --from retry", cfg), 0);
+    /* rank trim 0 -3 keeps 2: the killed job and the newest other; "old" went by age */
+    ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 2);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+    redisReply *r = sqt_cmd(C, "ZRANGE dead 0 -1");
+    ck_assert_str_eq(r->element[0]->str, "recent3");
+    ck_assert_str_eq(r->element[1]->str, job);
+    freeReplyObject(r);
+
+    /* the same file found as squire finds it: <cwd>/config/sidekiq.yml */
+    char dir[256], *out = NULL;
+    sqt_tempdir(dir, "app");
+    ck_assert_int_eq(
+        sqt_sh(NULL, NULL, "mkdir -p %s/config && cp %s %s/config/sidekiq.yml", dir, cfg, dir), 0);
+    for (int i = 0; i < 3; i++)
+        freeReplyObject(sqt_cmd(C, "ZADD dead %f more%d", now - 50 + i, i));
+    freeReplyObject(sqt_cmd(C, "ZADD schedule %f %s", now + 600, job));
+    ck_assert_int_eq(
+        sqt_sh(R.url, &out, "cd %s && %s kill 0123456789abcdef01234567", dir, SQ_TEST_SQUIRECTL),
+        0);
+    free(out);
+    ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 2);
+
+    /* a configuration that does not load: exit 78 with file, line and key,
+     * and nothing moved */
+    const char *bad = itest_config(":dead_max_jobs: 0\n");
+    freeReplyObject(sqt_cmd(C, "ZADD retry %f %s", now + 600, job));
+    ck_assert_int_eq(
+        sqt_sh(R.url, &out, "%s -C %s kill 0123456789abcdef01234567 2>&1", SQ_TEST_SQUIRECTL, bad),
+        78);
+    ck_assert_msg(strstr(out, "sidekiq.yml:1: dead_max_jobs") != NULL, "%s", out);
+    free(out);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 1);
 }
 END_TEST
 
@@ -405,7 +446,7 @@ START_TEST(processes_reads_sidekiq_format_and_skips_expired)
     ck_assert_int_eq(num(e, "rss"), 1234);
     ck_assert_int_eq(num(e, "rtt_us"), 100);
     ck_assert(json_is_false(json_object_get(e, "quiet")));
-    ck_assert(json_number_value(json_object_get(e, "beat")) > wall() - 30);
+    ck_assert(json_number_value(json_object_get(e, "beat")) > sqt_wall() - 30);
     json_t *info = json_object_get(e, "info");
     ck_assert_int_eq(num(info, "concurrency"), 10);
     ck_assert_str_eq(str(info, "tag"), "myapp");
@@ -522,6 +563,7 @@ static Suite *squirectl_suite(void)
     tcase_add_test(tc, retry_keeps_numbers_beyond_64_bits);
     tcase_add_test(tc, dead_round_trip_and_retry_all);
     tcase_add_test(tc, kill_delete_and_clear);
+    tcase_add_test(tc, kill_trims_to_the_configured_limits);
     tcase_add_test(tc, quiet_and_stop_write_signals);
     tcase_add_test(tc, processes_reads_sidekiq_format_and_skips_expired);
     tcase_add_test(tc, dashboard_once);

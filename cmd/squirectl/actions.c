@@ -6,7 +6,8 @@
  *           client (retry_count decremented when present, enqueued_at = now,
  *           SADD queues, LPUSH queue:<q>);
  *   kill    SortedEntry#kill: move the member to `dead` with DeadSet#kill's
- *           trim (180 days, rank 0 -10000);
+ *           trim, to the configured dead_timeout_in_seconds and
+ *           dead_max_jobs (ctl_config: -C, else ./config/sidekiq.yml);
  *   delete  ZREM / LREM 1 of the exact member;
  *   clear   a queue: MULTI UNLINK queue:<q>; SREM queues <q>; a set: DEL.
  *
@@ -21,6 +22,7 @@
 #include "config.h"
 #include "ctl.h"
 #include "job.h"
+#include "payload.h"
 
 /* Members found by jid (or all of them), copied out of the page replies. */
 typedef struct found {
@@ -61,28 +63,12 @@ static void found_free(found *f)
 
 /* ---- retry ---------------------------------------------------------------- */
 
-/* The payload as Client#push writes it back: retry_count - 1 when present,
- * enqueued_at now, queue "default" when missing. NULL when not a job. */
+/* The payload as Client#push writes it back (sq_payload_requeued). NULL
+ * when not a job. */
 static char *requeued_payload(const char *raw, size_t len, size_t *out_len, char **queue)
 {
-    json_t *job = sq_json_load_lenient(raw, len, NULL);
-    const char *q = json_string_value(json_object_get(job, "queue"));
-    json_t *rc = json_object_get(job, "retry_count");
-    char count[32], now[32];
-    sq_json_member set[3] = {{"enqueued_at", sq_format_time(ctl_now(), now)}};
-    size_t nset = 1;
-    if (json_is_integer(rc)) {
-        snprintf(count, sizeof count, "%lld", (long long)json_integer_value(rc) - 1);
-        set[nset++] = (sq_json_member){"retry_count", count};
-    }
-    if (q == NULL)
-        set[nset++] = (sq_json_member){"queue", "\"default\""};
-    char *out = NULL;
-    if (json_is_object(job) && (q == NULL || (*queue = strdup(q)) != NULL)) {
-        if (q == NULL)
-            *queue = strdup("default");
-        out = sq_json_splice(raw, len, set, nset, NULL, 0, out_len);
-    }
+    json_t *job = ctl_read_job(raw, len);
+    char *out = job ? sq_payload_requeued(raw, len, job, ctl_now(), queue, out_len) : NULL;
     json_decref(job);
     return out;
 }
@@ -100,10 +86,10 @@ static int requeue(sq_redis *r, const char *zset, const char *raw, size_t len, s
         err->code = SQ_EINVAL;
         return -1;
     }
-    char key[strlen(queue) + 7];
-    snprintf(key, sizeof key, "queue:%s", queue);
-    const char *argv[] = {zset, key, "queues", raw, moved, queue};
-    size_t lens[] = {strlen(zset), strlen(key), 6, len, newlen, strlen(queue)};
+    char key[SQ_QUEUE_KEY_MAX];
+    size_t klen = sq_queue_key(key, sizeof key, queue);
+    const char *argv[] = {zset, key, SQ_KEY_QUEUES, raw, moved, queue};
+    size_t lens[] = {strlen(zset), klen, 6, len, newlen, strlen(queue)};
     redisReply *rep = sq_redis_eval(r, &sq_script_zset_to_queue, 3, 6, argv, lens, err);
     free(moved);
     bool replied = rep != NULL;
@@ -112,7 +98,7 @@ static int requeue(sq_redis *r, const char *zset, const char *raw, size_t len, s
         freeReplyObject(rep);
     if (rc < 0 && replied) {
         snprintf(err->message, sizeof err->message, "%.200s has the wrong type; job left in %s",
-                 rc == -1 ? key : "queues", zset);
+                 rc == -1 ? key : SQ_KEY_QUEUES, zset);
         err->code = SQ_EREDIS;
     }
     free(queue);
@@ -186,15 +172,14 @@ int ctl_retry(const char *url, int argc, char **argv)
 
 /* ---- kill ----------------------------------------------------------------- */
 
-static int kill_one(sq_redis *r, const char *zset, const char *raw, size_t len, sq_error *err)
+/* Move one member to the dead set, trimmed to the configured limits (lim). */
+static int kill_one(sq_redis *r, const sq_dead_limits *lim, const char *zset, const char *raw,
+                    size_t len, sq_error *err)
 {
-    char now[32], cutoff[32], max[32];
-    double t = ctl_now();
-    sq_format_time(t, now);
-    sq_format_time(t - (double)SQ_DEFAULT_DEAD_TIMEOUT, cutoff);
-    snprintf(max, sizeof max, "%d", SQ_DEFAULT_DEAD_MAX_JOBS);
-    const char *argv[] = {zset, "dead", raw, now, cutoff, max};
-    size_t lens[] = {strlen(zset), 4, len, strlen(now), strlen(cutoff), strlen(max)};
+    sq_dead_args a;
+    sq_dead_args_make(ctl_now(), lim, &a);
+    const char *argv[] = {zset, SQ_KEY_DEAD, raw, a.score, a.cutoff, a.max};
+    size_t lens[] = {strlen(zset), 4, len, strlen(a.score), strlen(a.cutoff), strlen(a.max)};
     redisReply *rep = sq_redis_eval(r, &sq_script_zset_to_dead, 2, 6, argv, lens, err);
     if (rep == NULL)
         return -1;
@@ -221,25 +206,31 @@ int ctl_kill(const char *url, int argc, char **argv)
         return rc == CTL_HELP ? CTL_OK : rc;
     if (o.nrest != 1)
         return ctl_usage_error(argv[0], kill_usage, "give one JID");
-    const char *sets[2] = {"retry", "schedule"};
+    const char *sets[2] = {SQ_KEY_RETRY, SQ_KEY_SCHEDULE};
     if (o.from) {
         bool retry = strcmp(o.from, "retry") == 0;
         if (!retry && strcmp(o.from, "scheduled") != 0 && strcmp(o.from, "schedule") != 0)
             return ctl_usage_error(argv[0], kill_usage, "--from must be retry or scheduled");
-        sets[0] = retry ? "retry" : "schedule";
+        sets[0] = retry ? SQ_KEY_RETRY : SQ_KEY_SCHEDULE;
         sets[1] = NULL;
     }
+    sq_error err = {0};
+    const sq_config *cfg = ctl_config(&err);
+    if (cfg == NULL) {
+        fprintf(stderr, "squirectl %s: %s\n", argv[0], err.message);
+        return CTL_CONFIG;
+    }
+    sq_dead_limits lim = sq_config_dead_limits(cfg);
     sq_redis *r = ctl_connect(url, argv[0], &rc);
     if (r == NULL)
         return rc;
-    sq_error err = {0};
     int killed = 0;
     for (size_t s = 0; s < 2 && sets[s] && rc == CTL_OK && killed == 0; s++) {
         found f = {.jid = o.rest[0]};
         if (ctl_each_member(r, sets[s], true, collect, &f, &err) != 0)
             rc = ctl_fail(argv[0], &err);
         for (size_t i = 0; i < f.n && rc == CTL_OK; i++) {
-            int k = kill_one(r, sets[s], f.raw[i], f.len[i], &err);
+            int k = kill_one(r, &lim, sets[s], f.raw[i], f.len[i], &err);
             if (k < 0)
                 rc = ctl_fail(argv[0], &err);
             else

@@ -136,35 +136,72 @@ fail:
     return NULL;
 }
 
-static bool valid_queue_name(const char *q)
-{
-    size_t n = strlen(q);
-    if (n == 0 || n > 255)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)q[i] < 0x21 || q[i] == 0x7f)
-            return false;
-    return true;
-}
-
 int ctl_target(const char *name, char *buf, size_t size, bool *is_set, const char **qname)
 {
     *qname = NULL;
     *is_set = true;
-    if (strcmp(name, "retry") == 0 || strcmp(name, "dead") == 0) {
+    if (strcmp(name, SQ_KEY_RETRY) == 0 || strcmp(name, SQ_KEY_DEAD) == 0) {
         snprintf(buf, size, "%s", name);
         return 0;
     }
     if (strcmp(name, "scheduled") == 0 || strcmp(name, "schedule") == 0) {
-        snprintf(buf, size, "schedule");
+        snprintf(buf, size, SQ_KEY_SCHEDULE);
         return 0;
     }
     *is_set = false;
-    if (strncmp(name, "queue:", 6) == 0)
-        name += 6;
-    if (!valid_queue_name(name) || strlen(name) + 7 > size)
+    size_t qlen = 0;
+    const char *q = sq_queue_key_name(name, strlen(name), &qlen);
+    if (q != NULL)
+        name = q;
+    if (!sq_queue_name_usable(name, strlen(name)) || sq_queue_key(buf, size, name) == 0)
         return -1;
-    snprintf(buf, size, "queue:%s", name);
     *qname = name;
     return 0;
+}
+
+/* ---- the configuration ---------------------------------------------------- */
+
+static const char *config_path;
+static sq_config config;
+static int config_state; /* 0 not loaded, 1 loaded, -1 failed */
+static sq_error config_err;
+static sq_job_limits limits = {SQ_DEFAULT_MAX_PAYLOAD, SQ_JSON_MAX_DEPTH, SQ_JSON_MAX_ELEMENTS};
+
+void ctl_set_config_path(const char *path)
+{
+    config_path = path;
+}
+
+const sq_config *ctl_config(sq_error *err)
+{
+    if (config_state == 0) {
+        char *argv[] = {"squirectl", "-C", (char *)config_path, NULL};
+        sq_action action;
+        sq_config_init(&config);
+        config_state =
+            sq_config_load(&config, config_path ? 3 : 1, argv, NULL, &action, &config_err) == 0
+                ? 1
+                : -1;
+        if (config_state == 1)
+            limits.max_payload_bytes = config.max_payload_bytes;
+    }
+    if (config_state < 0) {
+        *err = config_err;
+        return NULL;
+    }
+    return &config;
+}
+
+const sq_job_limits *ctl_job_limits(void)
+{
+    sq_error ignored = {0};
+    (void)ctl_config(&ignored);
+    return &limits;
+}
+
+json_t *ctl_read_job(const char *raw, size_t len)
+{
+    json_t *job = NULL;
+    sq_json_load_bounded(raw, len, ctl_job_limits(), &job, NULL, 0);
+    return job;
 }

@@ -5,7 +5,10 @@
 
 #include <squire.h>
 
+#include "config.h"
+#include "job.h"
 #include "redis.h"
+#include "sidekiq.h"
 
 #define CTL_OK 0
 #define CTL_ERROR 1
@@ -84,6 +87,19 @@ void ctl_strv_free(char **v, size_t n);
  * points into name at the queue's name (NULL for sets). Returns -1 for an
  * empty or invalid queue name. */
 int ctl_target(const char *name, char *buf, size_t size, bool *is_set, const char **qname);
+
+/* The configuration squire would read here: the file of the global -C
+ * option, else ./config/sidekiq.yml when it exists, else the defaults;
+ * loaded once. NULL with err set when it does not load. */
+void ctl_set_config_path(const char *path);
+const sq_config *ctl_config(sq_error *err);
+/* The payload limits of that configuration (max_payload_bytes), or the
+ * defaults when it does not load: every payload squirectl reads goes
+ * through the bounded reader with them. */
+const sq_job_limits *ctl_job_limits(void);
+/* A member read through the bounded reader: a new JSON object, or NULL
+ * (not JSON, not an object, over the limits). */
+json_t *ctl_read_job(const char *raw, size_t len);
 
 /* ---- format.c: output --------------------------------------------------- */
 

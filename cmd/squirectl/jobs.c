@@ -73,7 +73,7 @@ bool ctl_raw_has_jid(const char *raw, size_t len, const char *jid)
 {
     if (memmem(raw, len, jid, strlen(jid)) == NULL)
         return false;
-    json_t *job = sq_json_load_lenient(raw, len, NULL);
+    json_t *job = ctl_read_job(raw, len);
     bool yes = strcmp(ctl_job_jid(job), jid) == 0;
     json_decref(job);
     return yes;
@@ -168,11 +168,7 @@ static void add_row(struct listing *l, const json_t *job, const char *raw, size_
 static int visit(const char *raw, size_t len, double score, void *ctx)
 {
     struct listing *l = ctx;
-    json_t *job = sq_json_load_lenient(raw, len, NULL);
-    if (job && !json_is_object(job)) {
-        json_decref(job);
-        job = NULL;
-    }
+    json_t *job = ctl_read_job(raw, len);
     bool match = (l->o->klass == NULL || (job && class_matches(job, l->o->klass))) &&
                  (l->o->jid == NULL || (job && strcmp(ctl_job_jid(job), l->o->jid) == 0));
     if (match) {

@@ -39,11 +39,14 @@ static const struct ctl_command commands[] = {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "Usage: squirectl [-u REDIS_URL] COMMAND [ARGS]\n\nCommands:\n");
+    fprintf(out, "Usage: squirectl [-u REDIS_URL] [-C CONFIG] COMMAND [ARGS]\n\nCommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].help);
     fprintf(out, "\nThe Redis URL defaults to $REDIS_PROVIDER / $REDIS_URL / "
-                 "redis://localhost:6379/0.\nRun 'squirectl COMMAND -h' for a command's options.\n");
+                 "redis://localhost:6379/0.\n"
+                 "CONFIG is squire's sidekiq.yml (default ./config/sidekiq.yml when there):\n"
+                 "its dead_max_jobs, dead_timeout_in_seconds and max_payload_bytes apply.\n"
+                 "Run 'squirectl COMMAND -h' for a command's options.\n");
 }
 
 int main(int argc, char **argv)
@@ -58,6 +61,9 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "-V") == 0 || strcmp(argv[i], "--version") == 0) {
             printf("squirectl %s\n", SQ_VERSION);
             return 0;
+        } else if ((strcmp(argv[i], "-C") == 0 || strcmp(argv[i], "--config") == 0) &&
+                   i + 1 < argc) {
+            ctl_set_config_path(argv[++i]);
         } else if ((strcmp(argv[i], "-u") == 0 || strcmp(argv[i], "--url") == 0) && i + 1 < argc) {
             url = argv[++i];
         } else if (strncmp(argv[i], "--url=", 6) == 0 || strncmp(argv[i], "-u", 2) == 0) {

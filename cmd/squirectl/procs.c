@@ -46,7 +46,7 @@ int ctl_procs_fetch(sq_redis *r, ctl_process **out, size_t *n, sq_error *err)
     size_t nids;
     *out = NULL;
     *n = 0;
-    char **ids = ctl_smembers(r, "processes", &nids, err);
+    char **ids = ctl_smembers(r, SQ_KEY_PROCESSES, &nids, err);
     if (ids == NULL)
         return -1;
     int rc = 0;

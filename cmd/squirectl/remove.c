@@ -82,7 +82,7 @@ static int clear_queue(sq_redis *r, const char *key, const char *qname, sq_error
 {
     if (sq_redis_pipe_cmd(r, err, "MULTI") != 0 ||
         sq_redis_pipe_cmd(r, err, "UNLINK %s", key) != 0 ||
-        sq_redis_pipe_cmd(r, err, "SREM queues %s", qname) != 0 ||
+        sq_redis_pipe_cmd(r, err, "SREM " SQ_KEY_QUEUES " %s", qname) != 0 ||
         sq_redis_pipe_cmd(r, err, "EXEC") != 0)
         return -1;
     redisReply *exec = NULL;

@@ -29,7 +29,7 @@ static double latency_of(const redisReply *r, double now)
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements == 0 ||
         r->element[0]->type != REDIS_REPLY_STRING)
         return 0;
-    json_t *job = sq_json_load_lenient(r->element[0]->str, r->element[0]->len, NULL);
+    json_t *job = ctl_read_job(r->element[0]->str, r->element[0]->len);
     double t = sq_json_time(json_object_get(job, "enqueued_at"));
     json_decref(job);
     return t < 0 ? 0 : now - t;
@@ -39,16 +39,23 @@ static double latency_of(const redisReply *r, double now)
 static int fetch_queues(sq_redis *r, ctl_summary *s, sq_error *err)
 {
     size_t n;
-    char **names = ctl_smembers(r, "queues", &n, err);
+    char **names = ctl_smembers(r, SQ_KEY_QUEUES, &n, err);
     if (names == NULL)
         return -1;
     s->queues = calloc(n ? n : 1, sizeof *s->queues);
     for (size_t i = 0; i < n; i++) {
-        if (sq_redis_pipe_cmd(r, err, "LLEN queue:%s", names[i]) != 0 ||
-            sq_redis_pipe_cmd(r, err, "LRANGE queue:%s -1 -1", names[i]) != 0) {
+        char *key = sq_queue_key_dup(names[i]);
+        if (key == NULL || sq_redis_pipe_cmd(r, err, "LLEN %s", key) != 0 ||
+            sq_redis_pipe_cmd(r, err, "LRANGE %s -1 -1", key) != 0) {
+            if (key == NULL) {
+                snprintf(err->message, sizeof err->message, "out of memory");
+                err->code = SQ_ENOMEM;
+            }
+            free(key);
             ctl_strv_free(names, n);
             return -1;
         }
+        free(key);
     }
     double now = ctl_now();
     int rc = 0;
@@ -79,7 +86,7 @@ static int fetch_queues(sq_redis *r, ctl_summary *s, sq_error *err)
 static int fetch_busy(sq_redis *r, ctl_summary *s, sq_error *err)
 {
     size_t n;
-    char **ids = ctl_smembers(r, "processes", &n, err);
+    char **ids = ctl_smembers(r, SQ_KEY_PROCESSES, &n, err);
     if (ids == NULL)
         return -1;
     int rc = 0;
@@ -100,9 +107,9 @@ static int fetch_busy(sq_redis *r, ctl_summary *s, sq_error *err)
 
 int ctl_stats_fetch(sq_redis *r, ctl_summary *s, sq_error *err)
 {
-    static const char *const cmds[][2] = {{"GET", "stat:processed"}, {"GET", "stat:failed"},
-                                          {"ZCARD", "retry"},        {"ZCARD", "schedule"},
-                                          {"ZCARD", "dead"},         {"SCARD", "processes"}};
+    static const char *const cmds[][2] = {
+        {"GET", SQ_KEY_STAT_PROCESSED}, {"GET", SQ_KEY_STAT_FAILED}, {"ZCARD", SQ_KEY_RETRY},
+        {"ZCARD", SQ_KEY_SCHEDULE},     {"ZCARD", SQ_KEY_DEAD},      {"SCARD", SQ_KEY_PROCESSES}};
     long long *dst[] = {&s->processed, &s->failed, &s->retries,
                         &s->scheduled, &s->dead,   &s->processes};
     memset(s, 0, sizeof *s);

@@ -16,6 +16,7 @@
 #include "pgpool.h"
 #include "redis.h"
 #include "registry.h"
+#include "sidekiq.h"
 
 #define EX_UNAVAILABLE 69
 #define EX_CONFIG 78
@@ -62,8 +63,8 @@ static int check_fetch(const sq_config *cfg, sq_redis *r)
     const char **keys = calloc(cfg->nqueues ? cfg->nqueues : 1, sizeof *keys);
     int rc = 0;
     for (size_t i = 0; keys && i < cfg->nqueues; i++)
-        if (asprintf((char **)&keys[i], "queue:%s", cfg->queues[i].name) < 0)
-            keys[i] = NULL, rc = -1;
+        if ((keys[i] = sq_queue_key_dup(cfg->queues[i].name)) == NULL)
+            rc = -1;
     sq_error err = {0};
     redisReply *rep = keys && rc == 0 ? sq_redis_eval(r, &probe_script, (int)cfg->nqueues,
                                                       (int)cfg->nqueues, keys, NULL, &err)
@@ -88,7 +89,7 @@ static int check_fetch(const sq_config *cfg, sq_redis *r)
  * has just been restarted must not stop this one starting, so not fatal. */
 static void check_processes(sq_redis *r)
 {
-    redisReply *all = sq_redis_cmd(r, NULL, "SMEMBERS processes");
+    redisReply *all = sq_redis_cmd(r, NULL, "SMEMBERS " SQ_KEY_PROCESSES);
     size_t failing = 0, n = all && all->type == REDIS_REPLY_ARRAY ? all->elements : 0;
     for (size_t i = 0; i < n; i++) {
         const char *id = all->element[i]->str;

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "sidekiq.h"
 
 int sq_dbbudget_init(sq_dbbudget *b, sq_pgpool *pool)
 {
@@ -56,7 +57,7 @@ int sq_dbbudget_peers(sq_redis *r, const char *self, const char *server, int *po
                       sq_error *err)
 {
     *pools = *procs = 0;
-    redisReply *all = sq_redis_cmd(r, err, "SMEMBERS processes");
+    redisReply *all = sq_redis_cmd(r, err, "SMEMBERS " SQ_KEY_PROCESSES);
     if (all == NULL)
         return -1;
     int rc = 0, sent = 0;

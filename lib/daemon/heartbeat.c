@@ -27,6 +27,7 @@
 #include "log.h"
 #include "metrics.h" /* issue 17 */
 #include "runtime.h"
+#include "sidekiq.h"
 
 #define TTL "60"
 
@@ -236,7 +237,7 @@ int sq_heartbeat_beat(sq_runtime *rt, int *sig, sq_error *err)
     /* the database field (dbbudget.c) only when a database is configured */
     int nhset = (int)SQ_ARRAY_LEN(hset) - (rt->dbbudget.field ? 0 : 2);
     if (sq_redis_pipe_cmd(rt->redis, err, "MULTI") != 0 ||
-        sq_redis_pipe_cmd(rt->redis, err, "SADD processes %s", rt->identity) != 0 ||
+        sq_redis_pipe_cmd(rt->redis, err, "SADD " SQ_KEY_PROCESSES " %s", rt->identity) != 0 ||
         sq_redis_pipe_argv(rt->redis, nhset, hset, NULL, err) != 0 ||
         sq_redis_pipe_cmd(rt->redis, err, "EXPIRE %s " TTL, rt->identity) != 0 ||
         sq_redis_pipe_cmd(rt->redis, err, "RPOP %s", sigkey) != 0 ||
@@ -269,7 +270,7 @@ void sq_heartbeat_cleanup(sq_runtime *rt)
         freeReplyObject(lock);
     if (!won)
         return;
-    redisReply *all = sq_redis_cmd(rt->redis, NULL, "SMEMBERS processes");
+    redisReply *all = sq_redis_cmd(rt->redis, NULL, "SMEMBERS " SQ_KEY_PROCESSES);
     if (all == NULL)
         return;
     int pruned = 0;
@@ -277,7 +278,7 @@ void sq_heartbeat_cleanup(sq_runtime *rt)
         const char *id = all->element[i]->str;
         redisReply *info = sq_redis_cmd(rt->redis, NULL, "HGET %s info", id);
         if (info != NULL && info->type == REDIS_REPLY_NIL) {
-            redisReply *rm = sq_redis_cmd(rt->redis, NULL, "SREM processes %s", id);
+            redisReply *rm = sq_redis_cmd(rt->redis, NULL, "SREM " SQ_KEY_PROCESSES " %s", id);
             if (rm)
                 freeReplyObject(rm);
             pruned++;
@@ -295,7 +296,7 @@ void sq_heartbeat_stop(sq_runtime *rt)
     char work[sizeof rt->identity + 16], workers[sizeof rt->identity + 16];
     snprintf(work, sizeof work, "%s:work", rt->identity);
     snprintf(workers, sizeof workers, "%s:workers", rt->identity);
-    redisReply *r = sq_redis_cmd(rt->redis, NULL, "SREM processes %s", rt->identity);
+    redisReply *r = sq_redis_cmd(rt->redis, NULL, "SREM " SQ_KEY_PROCESSES " %s", rt->identity);
     if (r)
         freeReplyObject(r);
     r = sq_redis_cmd(rt->redis, NULL, "UNLINK %s %s", work, workers);

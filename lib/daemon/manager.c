@@ -11,6 +11,7 @@
 #include "common.h"
 #include "log.h"
 #include "manager.h"
+#include "sidekiq.h"
 
 bool sq_manager_busy(sq_runtime *rt)
 {
@@ -113,11 +114,9 @@ int sq_manager_prepare(sq_runtime *rt)
         if (!w->redis || !w->order || !w->scratch || !w->keys || !w->skip_until)
             return -1;
         for (size_t q = 0; q < rt->order.nqueues; q++) {
-            size_t n = strlen(rt->order.names[q]) + 7;
-            w->keys[q] = malloc(n);
+            w->keys[q] = sq_queue_key_dup(rt->order.names[q]);
             if (w->keys[q] == NULL)
                 return -1;
-            snprintf(w->keys[q], n, "queue:%s", rt->order.names[q]);
         }
         w->client = sq__client_borrow(w->redis);
         w->wkeys = calloc(rt->order.nqueues, sizeof *w->wkeys);

@@ -43,7 +43,9 @@
 
 #include "common.h"
 #include "log.h"
+#include "payload.h"
 #include "runtime.h"
+#include "sidekiq.h"
 
 #define BATCH 100
 #define NZSETS 2
@@ -51,7 +53,7 @@
 #define MAX_NAP 3600.0   /* longer waits are split (watchdog stamp, huge intervals) */
 #define WAKE_SLACK 0.001 /* wake just after a head's score, not just before */
 
-static const char *const zsets[NZSETS] = {"retry", "schedule"};
+static const char *const zsets[NZSETS] = {SQ_KEY_RETRY, SQ_KEY_SCHEDULE};
 
 typedef struct poller {
     sq_runtime *rt;
@@ -64,35 +66,15 @@ typedef struct poller {
 /* The moves are sq_script_zset_to_queue / _to_dead (scripts.c): type-checked
  * before anything is removed, so a wrong-typed key never loses a member. */
 
-/* The queue a due job goes to: its `queue`, or "default" when it has none
- * (as Sidekiq's Client#push). NULL when `queue` is not a usable name: not a
- * string, empty, too long, or holding a NUL, a control byte or a space. */
-static const char *queue_of(const json_t *job)
-{
-    json_t *v = json_object_get(job, "queue");
-    if (v == NULL)
-        return "default";
-    const char *q = json_string_value(v);
-    size_t n = json_string_length(v);
-    if (q == NULL || n == 0 || n > SQ_MAX_QUEUE_NAME)
-        return NULL;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)q[i] < 0x21 || q[i] == 0x7f)
-            return NULL;
-    return q;
-}
-
 /* Move member m to the dead set as payload (plen bytes; m itself when NULL). */
 static int bury(sq_runtime *rt, sq_redis *r, const char *zset, const char *m, size_t len,
                 const char *payload, size_t plen, sq_error *err)
 {
-    char now[32], cutoff[32], max[32];
-    double t = sq__now();
-    sq_format_time(t, now);
-    sq_format_time(t - (double)rt->cfg->dead_timeout_in_seconds, cutoff);
-    snprintf(max, sizeof max, "%ld", rt->cfg->dead_max_jobs);
-    const char *argv[] = {zset, "dead", m, now, cutoff, max, payload};
-    size_t lens[] = {strlen(zset), 4, len, strlen(now), strlen(cutoff), strlen(max), plen};
+    sq_dead_limits lim = sq_config_dead_limits(rt->cfg);
+    sq_dead_args a;
+    sq_dead_args_make(sq__now(), &lim, &a);
+    const char *argv[] = {zset, SQ_KEY_DEAD, m, a.score, a.cutoff, a.max, payload};
+    size_t lens[] = {strlen(zset), 4, len, strlen(a.score), strlen(a.cutoff), strlen(a.max), plen};
     redisReply *rep =
         sq_redis_eval(r, &sq_script_zset_to_dead, 2, payload ? 7 : 6, argv, lens, err);
     if (rep == NULL)
@@ -125,16 +107,23 @@ static void warn_wrongtype(sq_runtime *rt, const char *key)
 static int move_one(sq_runtime *rt, sq_redis *r, const char *zset, const char *m, size_t len,
                     sq_error *err)
 {
-    json_t *obj = sq_json_load_lenient(m, len, NULL);
-    const char *queue = json_is_object(obj) ? queue_of(obj) : NULL;
+    json_t *obj = NULL;
+    char why[160];
+    bool absent = false;
+    int st = sq_json_load_bounded(m, len, &rt->limits, &obj, why, sizeof why);
+    if (st < 0) {
+        sq__error_set(err, SQ_ENOMEM, "cannot read a %s entry", zset);
+        return -1;
+    }
+    const char *queue = obj != NULL ? sq_payload_queue(obj, &absent) : NULL;
     if (queue == NULL) {
-        const char *why = obj == NULL            ? "not JSON"
-                          : !json_is_object(obj) ? "not a JSON object"
-                                                 : "queue is not a usable queue name";
-        /* an object gets the reason, as a worker buries a bad shape */
+        if (obj != NULL)
+            snprintf(why, sizeof why, "queue is not a usable queue name");
+        /* an object gets the reason, as a worker buries a bad shape or an
+         * oversized payload; anything else goes as its raw bytes */
         size_t plen = 0;
         char *payload =
-            json_is_object(obj) ? sq_json_mark_invalid(m, len, why, sq__now(), &plen) : NULL;
+            st != SQ_JOB_NOT_JSON ? sq_json_mark_invalid(m, len, why, sq__now(), &plen) : NULL;
         json_decref(obj);
         sq_error e = {0};
         int rc = bury(rt, r, zset, m, len, payload, plen, &e);
@@ -144,29 +133,23 @@ static int move_one(sq_runtime *rt, sq_redis *r, const char *zset, const char *m
             return 1;
         }
         if (sq_redis_error_is(&e, "WRONGTYPE")) {
-            warn_wrongtype(rt, "dead");
+            warn_wrongtype(rt, SQ_KEY_DEAD);
             return 0;
         }
         sq__error_set(err, e.code, "%s", e.message);
         return -1;
     }
-    char ts[32];
-    sq_json_member set[] = {{"enqueued_at", sq_format_time(sq__now(), ts)},
-                            {"queue", "\"default\""}};
     size_t newlen = 0;
-    bool no_queue = json_object_get(obj, "queue") == NULL;
-    char *moved = sq_json_splice(m, len, set, no_queue ? 2 : 1, NULL, 0, &newlen);
+    char *moved = sq_payload_enqueued(m, len, obj, sq__now(), &newlen);
     if (moved == NULL) {
         json_decref(obj);
         sq__error_set(err, SQ_ENOMEM, "cannot rewrite a %s entry", zset);
         return -1;
     }
-    size_t qlen = strlen(queue);
-    char key[qlen + 7];
-    memcpy(key, "queue:", 6);
-    memcpy(key + 6, queue, qlen + 1);
-    const char *argv[] = {zset, key, "queues", m, moved, queue};
-    size_t lens[] = {strlen(zset), qlen + 6, 6, len, newlen, qlen};
+    char key[SQ_QUEUE_KEY_MAX];
+    size_t klen = sq_queue_key(key, sizeof key, queue);
+    const char *argv[] = {zset, key, SQ_KEY_QUEUES, m, moved, queue};
+    size_t lens[] = {strlen(zset), klen, 6, len, newlen, strlen(queue)};
     redisReply *rep = sq_redis_eval(r, &sq_script_zset_to_queue, 3, 6, argv, lens, err);
     free(moved);
     json_decref(obj);
@@ -175,7 +158,7 @@ static int move_one(sq_runtime *rt, sq_redis *r, const char *zset, const char *m
     long long rc = rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
     freeReplyObject(rep);
     if (rc < 0) {
-        warn_wrongtype(rt, rc == -1 ? key : "queues");
+        warn_wrongtype(rt, rc == -1 ? key : SQ_KEY_QUEUES);
         return 0;
     }
     return rc == 1;
@@ -227,7 +210,7 @@ static double pass_interval(sq_runtime *rt, sq_redis *r)
     long procs = 1;
     double interval = cfg->poll_interval_average;
     if (interval <= 0) {
-        redisReply *rep = sq_redis_cmd(r, NULL, "SCARD processes");
+        redisReply *rep = sq_redis_cmd(r, NULL, "SCARD " SQ_KEY_PROCESSES);
         if (rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer > 1)
             procs = (long)rep->integer;
         if (rep)

@@ -15,6 +15,7 @@
 #include "common.h"
 #include "log.h"
 #include "metrics.h" /* issue 17 */
+#include "payload.h"
 #include "registry.h"
 #include "runtime.h"
 

@@ -35,7 +35,9 @@
 
 #include "common.h"
 #include "log.h"
+#include "payload.h"
 #include "runtime.h"
+#include "sidekiq.h"
 
 #define LEASE_PREFIX "squire:lease:"
 #define LOCK_KEY "squire:recover-lock"
@@ -46,6 +48,7 @@
 /* KEYS: working list, queue, dead, owner's lease. ARGV: job, new payload,
  * "queue"|"dead", now, cutoff, max, queue name. 2: the owner is back. */
 static sq_script recover_script = SQ_SCRIPT(
+    SQ_LUA_DEAD_ADD
     "if redis.call('EXISTS', KEYS[4]) == 1 then return 2 end\n"
     "local target = ARGV[3] == 'dead' and KEYS[3] or KEYS[2]\n"
     "local t = redis.call('TYPE', target).ok\n"
@@ -54,9 +57,7 @@ static sq_script recover_script = SQ_SCRIPT(
     "  ' has the wrong type') end\n"
     "if redis.call('LREM', KEYS[1], 1, ARGV[1]) ~= 1 then return 0 end\n"
     "if ARGV[3] == 'dead' then\n"
-    "  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])\n"
-    "  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[5])\n"
-    "  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, '-' .. ARGV[6])\n"
+    "  dead_add(KEYS[3], ARGV[4], ARGV[2], ARGV[5], ARGV[6])\n"
     "else\n"
     "  redis.call('RPUSH', KEYS[2], ARGV[2])\n"
     "  redis.call('SADD', 'queues', ARGV[7])\n"
@@ -183,39 +184,22 @@ out:
     return rc;
 }
 
-/* The payload a recovered job goes back with; *dead when it has been
- * interrupted max_interruptions times. NULL: keep the raw bytes. */
+/* The payload a recovered job goes back with (sq_payload_interrupted); *dead
+ * when it has been interrupted max_interruptions times. NULL: keep the raw
+ * bytes (the bounded reader refused them: a worker buries the job when it
+ * is fetched again, as it buries any such payload). */
 static char *interrupted(sq_runtime *rt, const char *job, size_t len, bool *dead, size_t *outlen)
 {
     *dead = false;
-    json_t *obj = sq_json_load_lenient(job, len, NULL);
-    if (!json_is_object(obj)) {
-        json_decref(obj);
-        return NULL; /* a worker will bury it when it is fetched again */
-    }
-    json_int_t count = json_integer_value(json_object_get(obj, "interrupted_count")) + 1;
-    bool has_failed_at = json_object_get(obj, "failed_at") != NULL;
+    json_t *obj = NULL;
+    if (sq_json_load_bounded(job, len, &rt->limits, &obj, NULL, 0) != SQ_JOB_VALID)
+        return NULL;
+    char *out =
+        sq_payload_interrupted(job, len, obj, sq__now(), rt->cfg->max_interruptions, dead, outlen);
     json_decref(obj);
-    if (count < 1)
-        count = 1;
-    int limit = rt->cfg->max_interruptions;
-    *dead = limit > 0 && count >= limit;
-
-    char num[32], now[32], msg[200];
-    snprintf(num, sizeof num, "%lld", (long long)count);
-    if (!*dead) {
-        sq_json_member set[] = {{"interrupted_count", num}};
-        return sq_json_splice(job, len, set, 1, NULL, 0, outlen);
-    }
-    snprintf(msg, sizeof msg,
-             "\"the process running this job died %lld times while running it; "
-             "not retried (poison job?)\"",
-             (long long)count);
-    sq_json_member set[] = {{"interrupted_count", num},
-                            {"error_class", "\"Squire::JobInterrupted\""},
-                            {"error_message", msg},
-                            {"failed_at", sq_format_time(sq__now(), now)}};
-    return sq_json_splice(job, len, set, has_failed_at ? 3 : 4, NULL, 0, outlen);
+    if (out == NULL)
+        *dead = false;
+    return out;
 }
 
 /* Move one orphaned job. Returns 1 moved, 0 not there any more, 2 its owner
@@ -230,17 +214,25 @@ static int recover_one(sq_runtime *rt, const char *wkey, const char *lease, cons
     if (fresh == NULL)
         newlen = len;
 
-    char qkey[SQ_MAX_QUEUE_NAME + 8], now[32], cutoff[32], max[32];
-    double t = sq__now();
-    snprintf(qkey, sizeof qkey, "queue:%s", queue);
-    sq_format_time(t, now);
-    sq_format_time(t - (double)rt->cfg->dead_timeout_in_seconds, cutoff);
-    snprintf(max, sizeof max, "%ld", rt->cfg->dead_max_jobs);
-    const char *argv[] = {wkey, qkey,   "dead", lease, job,  payload, dead ? "dead" : "queue",
-                          now,  cutoff, max,    queue};
-    size_t lens[] = {strlen(wkey),    strlen(qkey), 4,              strlen(lease),
-                     len,             newlen,       strlen(argv[6]), strlen(now),
-                     strlen(cutoff), strlen(max),  strlen(queue)};
+    char qkey[SQ_QUEUE_KEY_MAX];
+    sq_queue_key(qkey, sizeof qkey, queue);
+    sq_dead_limits lim = sq_config_dead_limits(rt->cfg);
+    sq_dead_args a;
+    sq_dead_args_make(sq__now(), &lim, &a);
+    const char *argv[] = {
+        wkey,    qkey,     SQ_KEY_DEAD, lease, job, payload, dead ? "dead" : "queue",
+        a.score, a.cutoff, a.max,       queue};
+    size_t lens[] = {strlen(wkey),
+                     strlen(qkey),
+                     4,
+                     strlen(lease),
+                     len,
+                     newlen,
+                     strlen(argv[6]),
+                     strlen(a.score),
+                     strlen(a.cutoff),
+                     strlen(a.max),
+                     strlen(queue)};
     redisReply *rep = sq_redis_eval(rt->redis, &recover_script, 4, 11, argv, lens, err);
     free(fresh);
     if (rep == NULL)
@@ -418,7 +410,7 @@ int sq_recovery_sweep(sq_runtime *rt, char cursor[32], long *recovered, sq_error
         char owner[sizeof rt->identity], lease[LEASE_KEY_MAX], *val = NULL;
         if (keys->element[i]->type != REDIS_REPLY_STRING ||
             !parse_working_list(wkey, owner, sizeof owner, &queue) ||
-            strlen(queue) > SQ_MAX_QUEUE_NAME) {
+            !sq_queue_name_usable(queue, strlen(queue))) {
             sq_log(SQ_LOG_DEBUG, "sweep: %s is not a squire working list; left alone",
                    keys->element[i]->str);
             continue;

@@ -182,10 +182,6 @@ bool sq_runtime_rest(sq_runtime *rt, double seconds);
 void sq_runtime_quiet(sq_runtime *rt);
 void sq_runtime_hard_stop(sq_runtime *rt);
 
-/* MULTI ZADD dead <now> payload; trim by age and count; EXEC. */
-int sq_dead_add(sq_redis *r, const sq_config *cfg, const char *payload, size_t len, double now,
-                sq_error *err);
-
 /* Flush the processed/failed counters (lifetime and UTC daily keys), once:
  * a batch whose reply was lost is sent again as it was, and Redis applies it
  * only if it has not already. */

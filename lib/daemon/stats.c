@@ -16,6 +16,7 @@
 
 #include "common.h"
 #include "runtime.h"
+#include "sidekiq.h"
 
 #define DAILY_TTL "157680000"
 #define SEQ_TTL "86400" /* a day: longer than any copy waits in a frozen server */
@@ -43,10 +44,10 @@ static sq_script flush_script =
 static int send_batch(const sq_runtime *rt, sq_redis *r, const sq_stats_batch *b, sq_error *err)
 {
     char keys[5][340], p[24], f[24], seq[24];
-    snprintf(keys[0], sizeof keys[0], "stat:processed");
-    snprintf(keys[1], sizeof keys[1], "stat:processed:%s", b->date);
-    snprintf(keys[2], sizeof keys[2], "stat:failed");
-    snprintf(keys[3], sizeof keys[3], "stat:failed:%s", b->date);
+    snprintf(keys[0], sizeof keys[0], SQ_KEY_STAT_PROCESSED);
+    snprintf(keys[1], sizeof keys[1], SQ_KEY_STAT_PROCESSED ":%s", b->date);
+    snprintf(keys[2], sizeof keys[2], SQ_KEY_STAT_FAILED);
+    snprintf(keys[3], sizeof keys[3], SQ_KEY_STAT_FAILED ":%s", b->date);
     snprintf(keys[4], sizeof keys[4], "squire:stats:%s", rt->identity);
     snprintf(p, sizeof p, "%ld", b->processed);
     snprintf(f, sizeof f, "%ld", b->failed);

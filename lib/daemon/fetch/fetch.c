@@ -10,6 +10,7 @@
 #include "common.h"
 #include "log.h"
 #include "runtime.h"
+#include "sidekiq.h"
 
 #define BRPOP_TIMEOUT "2"
 #define BRPOP_WAIT 2.0
@@ -115,13 +116,16 @@ static int basic_fetch(sq_worker *w, sq_unit *u, sq_error *err)
         return 0; /* nil: timed out */
     }
     redisReply *key = rep->element[0], *val = rep->element[1];
-    if (key->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING || key->len < 6) {
+    size_t qlen = 0;
+    const char *qname =
+        key->type == REDIS_REPLY_STRING ? sq_queue_key_name(key->str, key->len, &qlen) : NULL;
+    if (qname == NULL || val->type != REDIS_REPLY_STRING) {
         freeReplyObject(rep);
         sq__error_set(err, SQ_EREDIS, "BRPOP: unexpected reply");
         return -1;
     }
     u->raw = malloc(val->len + 1);
-    u->queue = strndup(key->str + 6, key->len - 6); /* drop "queue:" */
+    u->queue = strndup(qname, qlen);
     if (u->raw == NULL || u->queue == NULL) {
         /* Out of memory with a popped job in hand: give it back. */
         const char *av[] = {"RPUSH", key->str, val->str};
@@ -157,7 +161,7 @@ static int basic_retry(sq_worker *w, const sq_unit *u, double score, const char 
     (void)u;
     char s[32];
     sq_format_time(score, s);
-    const char *argv[] = {"ZADD", "retry", s, payload};
+    const char *argv[] = {"ZADD", SQ_KEY_RETRY, s, payload};
     size_t lens[] = {4, 5, strlen(s), len};
     redisReply *rep = sq_redis_argv(w->redis, 4, argv, lens, 0, err);
     if (rep == NULL)
@@ -170,7 +174,8 @@ static int basic_dead(sq_worker *w, const sq_unit *u, const char *payload, size_
                       sq_error *err)
 {
     (void)u;
-    return sq_dead_add(w->redis, w->rt->cfg, payload, len, sq__now(), err);
+    sq_dead_limits lim = sq_config_dead_limits(w->rt->cfg);
+    return sq_dead_add(w->redis, &lim, payload, len, sq__now(), err);
 }
 
 static int basic_finish(sq_worker *w, sq_error *err)
@@ -182,12 +187,10 @@ static int basic_finish(sq_worker *w, sq_error *err)
 static int basic_requeue(sq_worker *w, sq_redis *r, const sq_unit *u, sq_error *err)
 {
     (void)w;
-    size_t klen = strlen(u->queue) + 7;
-    char key[klen];
-    memcpy(key, "queue:", 6);
-    memcpy(key + 6, u->queue, klen - 6);
+    char key[SQ_QUEUE_KEY_MAX];
+    size_t klen = sq_queue_key(key, sizeof key, u->queue);
     const char *argv[] = {"RPUSH", key, u->raw};
-    size_t lens[] = {5, klen - 1, u->len};
+    size_t lens[] = {5, klen, u->len};
     redisReply *rep = sq_redis_argv(r, 3, argv, lens, 0, err);
     if (rep == NULL)
         return -1;
@@ -204,32 +207,3 @@ const sq_fetch_ops sq_fetch_basic = {
     .requeue = basic_requeue,
     .finish = basic_finish,
 };
-
-int sq_dead_add(sq_redis *r, const sq_config *cfg, const char *payload, size_t len, double now,
-                sq_error *err)
-{
-    char score[32], cutoff[32], rank[32];
-    sq_format_time(now, score);
-    sq_format_time(now - (double)cfg->dead_timeout_in_seconds, cutoff);
-    snprintf(rank, sizeof rank, "-%ld", cfg->dead_max_jobs);
-
-    if (sq_redis_pipe_cmd(r, err, "MULTI") != 0 ||
-        sq_redis_pipe_cmd(r, err, "ZADD dead %s %b", score, payload, len) != 0 ||
-        sq_redis_pipe_cmd(r, err, "ZREMRANGEBYSCORE dead -inf %s", cutoff) != 0 ||
-        sq_redis_pipe_cmd(r, err, "ZREMRANGEBYRANK dead 0 %s", rank) != 0 ||
-        sq_redis_pipe_cmd(r, err, "EXEC") != 0)
-        return -1;
-    redisReply *exec = NULL;
-    int rc = sq_redis_pipe_drain(r, 5, &exec, err);
-    if (exec != NULL && (exec->type != REDIS_REPLY_ARRAY || exec->elements < 1 ||
-                         exec->element[0]->type == REDIS_REPLY_ERROR)) {
-        sq__error_set(err, SQ_EREDIS, "ZADD dead: %.200s",
-                      exec->type == REDIS_REPLY_ARRAY && exec->elements > 0
-                          ? exec->element[0]->str
-                          : "transaction was not applied");
-        rc = -1;
-    }
-    if (exec != NULL)
-        freeReplyObject(exec);
-    return rc;
-}

@@ -32,6 +32,7 @@
 #include "common.h"
 #include "log.h"
 #include "runtime.h"
+#include "sidekiq.h"
 
 #define BLOCK_WAIT 2.0
 
@@ -106,13 +107,12 @@ static sq_script retry_script = SQ_SCRIPT(
 
 /* KEYS: working list, dead. ARGV: job, now, new payload, cutoff, max. */
 static sq_script dead_script = SQ_SCRIPT(
+    SQ_LUA_DEAD_ADD
     "local t = redis.call('TYPE', KEYS[2]).ok\n"
     "if t ~= 'zset' and t ~= 'none' then return redis.error_reply('WRONGTYPE ' .. KEYS[2] ..\n"
     "  ' is not a sorted set') end\n"
     "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then\n"
-    "  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])\n"
-    "  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[4])\n"
-    "  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, '-' .. ARGV[5])\n"
+    "  dead_add(KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[5])\n"
     "  return 1\n"
     "end\n"
     "return 0\n");
@@ -407,7 +407,7 @@ static int reliable_retry(sq_worker *w, const sq_unit *u, double score, const ch
 {
     char s[32];
     sq_format_time(score, s);
-    const char *argv[] = {w->wkeys[u->qidx], "retry", u->raw, s, payload};
+    const char *argv[] = {w->wkeys[u->qidx], SQ_KEY_RETRY, u->raw, s, payload};
     size_t lens[] = {strlen(argv[0]), 5, u->len, strlen(s), len};
     return run_conditional(w->redis, &retry_script, "retry", 5, argv, lens, err);
 }
@@ -415,14 +415,13 @@ static int reliable_retry(sq_worker *w, const sq_unit *u, double score, const ch
 static int reliable_dead(sq_worker *w, const sq_unit *u, const char *payload, size_t len,
                          sq_error *err)
 {
-    const sq_config *cfg = w->rt->cfg;
-    char now[32], cutoff[32], max[32];
-    double t = sq__now();
-    sq_format_time(t, now);
-    sq_format_time(t - (double)cfg->dead_timeout_in_seconds, cutoff);
-    snprintf(max, sizeof max, "%ld", cfg->dead_max_jobs);
-    const char *argv[] = {w->wkeys[u->qidx], "dead", u->raw, now, payload, cutoff, max};
-    size_t lens[] = {strlen(argv[0]), 4, u->len, strlen(now), len, strlen(cutoff), strlen(max)};
+    sq_dead_limits lim = sq_config_dead_limits(w->rt->cfg);
+    sq_dead_args a;
+    sq_dead_args_make(sq__now(), &lim, &a);
+    const char *argv[] = {w->wkeys[u->qidx], SQ_KEY_DEAD, u->raw, a.score,
+                          payload,           a.cutoff,    a.max};
+    size_t lens[] = {strlen(argv[0]), 4, u->len, strlen(a.score), len, strlen(a.cutoff),
+                     strlen(a.max)};
     return run_conditional(w->redis, &dead_script, "dead-set entry", 7, argv, lens, err);
 }
 
