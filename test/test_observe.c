@@ -570,16 +570,19 @@ START_TEST(endpoint_refuses_what_it_does_not_serve)
     sqt_proc p;
     start_squire(&p, NULL, NULL);
     http_reply *r = malloc(sizeof *r);
-    http_get(metrics_port, "POST", "/metrics", r, 5);
-    ck_assert_int_eq(r->status, 405);
-    http_get(metrics_port, "DELETE", "/healthz", r, 5);
-    ck_assert_int_eq(r->status, 405);
-    http_get(metrics_port, "GET", "/metrics/../etc/passwd", r, 5);
-    ck_assert_int_eq(r->status, 404);
-    http_get(metrics_port, "GET", "/", r, 5);
-    ck_assert_int_eq(r->status, 404);
-    http_get(metrics_port, "HEAD", "/healthz", r, 5);
-    ck_assert_int_eq(r->status, 200);
+    static const struct {
+        const char *method, *path;
+        int status;
+    } cases[] = {{"POST", "/metrics", 405},
+                 {"DELETE", "/healthz", 405},
+                 {"GET", "/metrics/../etc/passwd", 404},
+                 {"GET", "/", 404},
+                 {"HEAD", "/healthz", 200}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        http_get(metrics_port, cases[i].method, cases[i].path, r, 5);
+        ck_assert_msg(r->status == cases[i].status, "%s %s: %d", cases[i].method, cases[i].path,
+                      r->status);
+    }
     /* a request line and headers over the memory limit: refused, not served */
     int fd = connect_loopback(metrics_port, 0);
     ck_assert_int_ge(fd, 0);
