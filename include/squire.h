@@ -43,6 +43,14 @@ extern "C" {
 #define SQ_PRINTF(fmt, args)
 #endif
 
+/* What libsquire.so exports: the functions declared here and nothing else
+ * (the library is built with -fvisibility=hidden). */
+#if defined(__GNUC__)
+#define SQ_API __attribute__((visibility("default")))
+#else
+#define SQ_API
+#endif
+
 /* ---- errors -------------------------------------------------------------- */
 
 enum sq_error_code {
@@ -74,25 +82,25 @@ typedef enum sq_result {
 typedef sq_result (*sq_handler_fn)(sq_job *job, void *userdata);
 
 /* The job id: 24 lowercase hex characters for jobs pushed by Sidekiq. */
-const char *sq_job_jid(const sq_job *job);
+SQ_API const char *sq_job_jid(const sq_job *job);
 
 /* The class the handler was registered under. For an ActiveJob-wrapped job
  * this is the ActiveJob class (`wrapped`), not the wrapper. */
-const char *sq_job_class(const sq_job *job);
+SQ_API const char *sq_job_class(const sq_job *job);
 
 /* The queue the job was fetched from (no "queue:" prefix). */
-const char *sq_job_queue(const sq_job *job);
+SQ_API const char *sq_job_queue(const sq_job *job);
 
 /* The job's arguments as a JSON array (borrowed). For ActiveJob jobs these
  * are the ActiveJob `arguments`, not the wrapper's single hash. */
-json_t *sq_job_args(const sq_job *job);
-size_t sq_job_argc(const sq_job *job);
+SQ_API json_t *sq_job_args(const sq_job *job);
+SQ_API size_t sq_job_argc(const sq_job *job);
 /* args[i], or NULL when i is out of range (borrowed). */
-json_t *sq_job_arg(const sq_job *job, size_t i);
+SQ_API json_t *sq_job_arg(const sq_job *job, size_t i);
 
 /* -1 on the first run; 0 on the first retry, 1 on the second, ... (Sidekiq's
  * `retry_count`, which a manual retry from the Web UI can make negative). */
-int sq_job_retry_count(const sq_job *job);
+SQ_API int sq_job_retry_count(const sq_job *job);
 
 /* W3C trace context (https://www.w3.org/TR/trace-context/) the job carries
  * as the top-level keys `traceparent` and `tracestate`, as OpenTelemetry's
@@ -101,41 +109,41 @@ int sq_job_retry_count(const sq_job *job);
  * ignored, never an error). The trace id is the traceparent's 32 lowercase
  * hex characters; squire logs it on the job's lines. tracestate is only
  * given with a valid traceparent. Borrowed, valid while the handler runs. */
-const char *sq_job_trace_id(const sq_job *job);
-const char *sq_job_traceparent(const sq_job *job);
-const char *sq_job_tracestate(const sq_job *job);
+SQ_API const char *sq_job_trace_id(const sq_job *job);
+SQ_API const char *sq_job_traceparent(const sq_job *job);
+SQ_API const char *sq_job_tracestate(const sq_job *job);
 
 /* The whole parsed payload (borrowed): every key Sidekiq or the app wrote. */
-json_t *sq_job_payload(const sq_job *job);
+SQ_API json_t *sq_job_payload(const sq_job *job);
 
 /* The exact bytes fetched from Redis (borrowed; may contain NUL). */
-const char *sq_job_raw(const sq_job *job, size_t *len);
+SQ_API const char *sq_job_raw(const sq_job *job, size_t *len);
 
 /* True once the daemon is shutting down: a long handler should stop at a
  * safe point and return SQ_FAILED; the job is pushed back to its queue. */
-bool sq_job_stopping(const sq_job *job);
+SQ_API bool sq_job_stopping(const sq_job *job);
 
 /* Log one line at INFO through the daemon's log, tagged with the job's class
  * and jid (control characters escaped). Never log secrets or whole args. */
-void sq_job_log(const sq_job *job, const char *fmt, ...) SQ_PRINTF(2, 3);
+SQ_API void sq_job_log(const sq_job *job, const char *fmt, ...) SQ_PRINTF(2, 3);
 
 /* Record a failure. error_class is a Ruby-style class name shown in the Web UI
  * (NULL means "Squire::Error"); the message is formatted, capped at 10,000
  * characters and made valid UTF-8. Returns SQ_FAILED so that a handler can
  * `return sq_job_fail(job, ...)`. The first call wins. */
-sq_result sq_job_fail(sq_job *job, const char *error_class, const char *fmt, ...)
+SQ_API sq_result sq_job_fail(sq_job *job, const char *error_class, const char *fmt, ...)
     SQ_PRINTF(3, 4);
 
 /* After sq_job_fail: retry after this many seconds instead of Sidekiq's
  * count^4 + 15 backoff (Sidekiq's sidekiq_retry_in). Jitter is still added. */
-void sq_job_retry_in(sq_job *job, double seconds);
+SQ_API void sq_job_retry_in(sq_job *job, double seconds);
 
 /* After sq_job_fail: no more retries, send the job to the dead set now
  * (Sidekiq's sidekiq_retry_in returning :kill). */
-void sq_job_kill(sq_job *job);
+SQ_API void sq_job_kill(sq_job *job);
 
 /* After sq_job_fail: drop the job, no retry and no dead entry (:discard). */
-void sq_job_discard(sq_job *job);
+SQ_API void sq_job_discard(sq_job *job);
 
 /* ---- PostgreSQL ------------------------------------------------------------ */
 
@@ -155,16 +163,16 @@ struct pg_conn; /* libpq's PGconn: #include <libpq-fe.h> to use it */
  * already been failed with a retryable error, so the handler just returns
  * SQ_FAILED. Borrowed: do not PQfinish it.
  */
-struct pg_conn *sq_job_db(sq_job *job);
+SQ_API struct pg_conn *sq_job_db(sq_job *job);
 
 /* ---- registry ------------------------------------------------------------ */
 
 /* Register fn for jobs whose class is exactly class_name. Registering a name
  * twice replaces the earlier handler. Returns 0, or -1 on a bad argument. */
-int sq_register(sq_registry *reg, const char *class_name, sq_handler_fn fn, void *userdata);
+SQ_API int sq_register(sq_registry *reg, const char *class_name, sq_handler_fn fn, void *userdata);
 
-sq_registry *sq_registry_new(void);
-void sq_registry_free(sq_registry *reg);
+SQ_API sq_registry *sq_registry_new(void);
+SQ_API void sq_registry_free(sq_registry *reg);
 
 /* A shared object named by `-r` or `:require:` exports this; it returns 0 on
  * success. It runs once, on the main thread, before any job is fetched. */
@@ -175,7 +183,7 @@ typedef int (*sq_plugin_init_fn)(sq_registry *reg);
  * and the handlers already in reg (plus any loaded by -r). Returns the process
  * exit status: 0 after a clean shutdown, 64 for usage errors, 78 for config
  * errors. A program that links libsquire can call this from its own main. */
-int sq_main(int argc, char **argv, sq_registry *reg);
+SQ_API int sq_main(int argc, char **argv, sq_registry *reg);
 
 /* ---- client: pushing jobs ----------------------------------------------- */
 
@@ -187,8 +195,8 @@ typedef struct sq_client sq_client;
  * from the SQUIRE_REDIS_* variables (docs/configuration.md).
  * A client is not thread-safe: use one per thread. The program need not
  * ignore SIGPIPE: a closed connection fails the call, it never raises one. */
-sq_client *sq_client_new(const char *url, sq_error *err);
-void sq_client_free(sq_client *c);
+SQ_API sq_client *sq_client_new(const char *url, sq_error *err);
+SQ_API void sq_client_free(sq_client *c);
 
 #define SQ_RETRY_DEFAULT 0  /* Sidekiq's default: "retry": true (25 retries) */
 #define SQ_RETRY_NEVER (-1) /* "retry": false: no retry and no dead-set entry */
@@ -208,17 +216,17 @@ typedef struct sq_push_opts {
 
 /* Push one job of class with args (a JSON array, borrowed). opts may be NULL.
  * Writes the new jid (25 bytes with NUL) into jid_out when it is not NULL. */
-int sq_push(sq_client *c, const char *class_name, json_t *args, const sq_push_opts *opts,
-            char jid_out[25], sq_error *err);
+SQ_API int sq_push(sq_client *c, const char *class_name, json_t *args, const sq_push_opts *opts,
+                   char jid_out[25], sq_error *err);
 
 /* Push n jobs of one class in one round trip, one args array per job
  * (args_list is an array of arrays, borrowed). */
-int sq_push_bulk(sq_client *c, const char *class_name, json_t *args_list,
-                 const sq_push_opts *opts, sq_error *err);
+SQ_API int sq_push_bulk(sq_client *c, const char *class_name, json_t *args_list,
+                        const sq_push_opts *opts, sq_error *err);
 
 /* From inside a handler: a client that shares the worker thread's Redis
  * connection (borrowed; valid until the handler returns). */
-sq_client *sq_job_client(sq_job *job);
+SQ_API sq_client *sq_job_client(sq_job *job);
 
 #ifdef __cplusplus
 }

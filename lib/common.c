@@ -105,3 +105,8 @@ unsigned sq__rand(unsigned n, void *unused)
     } while (r < limit);
     return r % n;
 }
+
+const char *sq__getenv(const char *name)
+{
+    return getenv(name);
+}

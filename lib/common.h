@@ -27,6 +27,19 @@ double sq__monotonic(void);
 /* Sleep for seconds (restarting on EINTR). */
 void sq__sleep(double seconds);
 
+/* The core never logs, prints or exits: it returns errors, and what it must
+ * tell that is no error of the call at hand (a server notice, where the
+ * sentinels say the master is) goes to a reporter its caller gives it. The
+ * daemon's reporter is its log (log.c, sq_log_report); with none, such news
+ * is dropped. level: SQ_REPORT_* (the same numbers as the log's levels). */
+enum { SQ_REPORT_DEBUG = 0, SQ_REPORT_INFO, SQ_REPORT_WARN, SQ_REPORT_ERROR };
+typedef void (*sq_report_fn)(void *ud, int level, const char *message);
+
+/* How the pure modules read the environment, so that tests control it;
+ * sq__getenv is getenv (the default for a NULL sq_getenv_fn). */
+typedef const char *(*sq_getenv_fn)(const char *name);
+const char *sq__getenv(const char *name);
+
 /* A 24-hex-char Sidekiq jid (12 random bytes) into out[25]. */
 void sq__jid(char out[25]);
 /* n random bytes from the kernel (getrandom), falling back to a clock mix. */

@@ -13,7 +13,8 @@
 #ifndef SQ_CONFIG_H
 #define SQ_CONFIG_H
 
-#include "squire.h"
+#include "common.h"
+#include "url.h"
 
 #define SQ_DEFAULT_CONCURRENCY 5
 #define SQ_DEFAULT_TIMEOUT 25
@@ -33,28 +34,6 @@ typedef struct sq_queue_conf {
     char *name;  /* owned; matches [A-Za-z0-9_:.-]+ */
     int weight;  /* 0 = unweighted */
 } sq_queue_conf;
-
-typedef struct sq_redis_url {
-    char *host;      /* NULL for a unix socket; the master's name with sentinels */
-    int port;        /* default 6379 */
-    char *path;      /* unix socket path, or NULL */
-    char *username;  /* NULL unless given (Redis 6 ACL user) */
-    char *password;  /* NULL unless given; percent-decoded */
-    int db;          /* default 0 */
-    /* The options below come from the config (redis:) and SQUIRE_REDIS_*
-     * variables, not from the URL text. All zero is the safe default. */
-    bool tls;              /* rediss:// */
-    bool tls_no_verify;    /* ssl_verify_mode none: no certificate or name check */
-    char *tls_ca_file;     /* PEM CA bundle (else the system store) */
-    char *tls_ca_path;     /* directory of hashed CA certificates */
-    char *tls_cert;        /* client certificate (PEM) */
-    char *tls_key;         /* its private key (PEM) */
-    char *tls_server_name; /* SNI and the name checked (else the host) */
-    char **sentinels;      /* "host[:port]"; when any, host names the master */
-    size_t nsentinels;
-    char *sentinel_username;
-    char *sentinel_password;
-} sq_redis_url;
 
 typedef enum sq_fetch_mode { SQ_FETCH_BASIC = 0, SQ_FETCH_RELIABLE = 1 } sq_fetch_mode;
 
@@ -110,8 +89,6 @@ typedef enum sq_action {
     SQ_ACTION_VERSION,  /* -V: print "squire <version>", exit 0 */
 } sq_action;
 
-typedef const char *(*sq_getenv_fn)(const char *name);
-
 /* Fill c with the built-in defaults (owned strings allocated). */
 void sq_config_init(sq_config *c);
 /* Free everything c owns; c may be half-built. */
@@ -148,40 +125,5 @@ int sq_config_redis_url(const sq_config *c, sq_redis_url *out, sq_error *err);
 /* The queue list for a log line: "a b,3 c" (weights when asked), cut to fit
  * size with " ... and N more". Returns buf. */
 const char *sq_config_queue_list(const sq_config *c, bool weights, char *buf, size_t size);
-
-/* ---- Redis URLs ----------------------------------------------------------- */
-
-
-/* Parse redis://[[user][:pass]@]host[:port][/db], rediss://... (TLS),
- * redis://[::1]:6379, unix:///path/to.sock[?db=N]. NULL or "" means
- * redis://localhost:6379/0. Returns 0, or -1 with SQ_ECONFIG and a message
- * that never shows the password. */
-int sq_redis_url_parse(const char *url, sq_redis_url *out, sq_error *err);
-void sq_redis_url_destroy(sq_redis_url *u);
-/* Deep copy of src into dst (dst is overwritten). -1 when out of memory. */
-int sq_redis_url_copy(sq_redis_url *dst, const sq_redis_url *src);
-/* Replace dst's TLS and sentinel options (not its address) with opts's. */
-int sq_redis_url_set_options(sq_redis_url *dst, const sq_redis_url *opts, sq_error *err);
-/* Override the options from SQUIRE_REDIS_SSL_VERIFY_MODE, _SSL_CA_FILE,
- * _SSL_CA_PATH, _SSL_CERT, _SSL_KEY, _SSL_SERVER_NAME, _SENTINELS
- * ("host:port,host:port"), _SENTINEL_USERNAME, _SENTINEL_PASSWORD. */
-int sq_redis_url_apply_env(sq_redis_url *u, sq_getenv_fn getenv_fn, sq_error *err);
-/* Cross-option checks (a certificate needs its key; a sentinel address
- * parses). where prefixes the message. */
-int sq_redis_url_check_options(const sq_redis_url *u, const char *where, sq_error *err);
-/* "host[:port]" (port default 26379, [v6] allowed) into host (malloc'd), port. */
-int sq_redis_sentinel_parse(const char *text, char **host, int *port);
-/* What clients without a config file use (the C client, squirectl): url, or
- * else the environment's URL, parsed, with the SQUIRE_REDIS_* options. */
-int sq_redis_url_from_environment(const char *url, sq_redis_url *out, sq_error *err);
-
-/* A malloc'd copy of url with any password replaced by "REDACTED". */
-char *sq_redis_url_redact(const char *url);
-
-/* The URL the environment names: $REDIS_PROVIDER holds the NAME of the
- * variable with the URL (a value containing ':' is an error), else $REDIS_URL.
- * Returns 0 and sets *url (borrowed from the environment, may be NULL), or -1
- * with SQ_ECONFIG. */
-int sq_redis_url_from_env(sq_getenv_fn getenv_fn, const char **url, sq_error *err);
 
 #endif

@@ -12,6 +12,7 @@
 
 #include "common.h"
 #include "config.h"
+#include "redact.h"
 
 /* Caps that protect the process from hostile or broken files. */
 #define SQ__CONFIG_MAX_FILE (1024 * 1024) /* bytes in sidekiq.yml */
@@ -80,16 +81,8 @@ int sq__config_add_queue(sq_config *c, const char *where, const char *name, cons
 /* Push a formatted warning onto c->warnings. -1 only when out of memory. */
 int sq__config_warn(sq_config *c, sq_error *err, const char *fmt, ...) SQ_PRINTF(3, 4);
 
-/* `text` quoted for a message: the passwords of a URL or connection string
- * in it REDACTED, escaped control characters, long values cut to a short
- * prefix with "...". Returns buf. */
-const char *sq__quote(const char *text, size_t len, char *buf, size_t size);
 
-/* none / peer (also VERIFY_NONE, OpenSSL::SSL::VERIFY_NONE, ...) into *no_verify. */
-int sq_redis_verify_mode_parse(const char *text, bool *no_verify);
 
-/* getenv with the sq_getenv_fn signature (the default for a NULL getenv_fn). */
-const char *sq__getenv(const char *name);
 
 /* Read a whole config file (NUL-terminated copy in *text). Directories,
  * unreadable, empty and over-size files are SQ_ECONFIG errors naming path. */

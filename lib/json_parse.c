@@ -23,7 +23,7 @@
  */
 #include "json_parse.h"
 
-#include "job.h"
+#include "json_text.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -6,9 +6,11 @@
  * is skipped by counting brackets outside strings, so it uses no recursion
  * and no stack proportional to the nesting depth.
  */
-#include "job.h"
+#include "json_text.h"
 
 #include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

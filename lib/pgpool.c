@@ -37,7 +37,6 @@
 #include <time.h>
 
 #include "common.h"
-#include "log.h"
 #include "pgconninfo.h"
 #include "pq.h"
 
@@ -57,6 +56,8 @@ struct sq_pgpool {
     int nidle;
     double checkout_timeout;
     double connect_timeout;
+    sq_report_fn report; /* server notices, cancels that failed; NULL: dropped */
+    void *report_ud;
     long waits;     /* checkouts that found every connection in use and waited */
 };
 
@@ -195,10 +196,17 @@ static void pq_error(const sq_pgpool *p, sq_error *err, int code, const char *wh
     free(line);
 }
 
-/* Server notices go through squire's log, one line each, not raw to stderr,
- * scrubbed like any libpq message. An ERROR or FATAL that arrives while the
- * connection is idle (pg_terminate_backend, a server shutting down) comes
- * this way too, and is logged at WARN: it is why connections get replaced. */
+void sq_pgpool_set_reporter(sq_pgpool *p, sq_report_fn fn, void *ud)
+{
+    p->report = fn;
+    p->report_ud = ud;
+}
+
+/* Server notices go to the pool's reporter (the daemon's log), one line
+ * each, not raw to stderr, scrubbed like any libpq message. An ERROR or
+ * FATAL that arrives while the connection is idle (pg_terminate_backend, a
+ * server shutting down) comes this way too, and is reported at WARN: it is
+ * why connections get replaced. */
 static void log_notice(void *arg, const PGresult *res)
 {
     const sq_pgpool *p = arg;
@@ -207,7 +215,8 @@ static void log_notice(void *arg, const PGresult *res)
                        strcmp(sev, "PANIC") == 0);
     sq_error e = {0};
     pq_error(p, &e, SQ_EIO, "PostgreSQL: ", p->pq->PQresultErrorMessage(res));
-    sq_log(bad ? SQ_LOG_WARN : SQ_LOG_INFO, "%s", e.message);
+    if (p->report != NULL)
+        p->report(p->report_ud, bad ? SQ_REPORT_WARN : SQ_REPORT_INFO, e.message);
 }
 
 /* Open one connection (outside the lock). */
@@ -378,8 +387,10 @@ static void cancel(const sq_pgpool *p, PGconn *c)
     char why[256] = "out of memory";
     if (k == NULL || !pq->PQcancel(k, why, sizeof why)) {
         sq_error e = {0};
-        pq_error(p, &e, SQ_EIO, "cannot cancel a query a handler left running: ", why);
-        sq_log(SQ_LOG_WARN, "PostgreSQL: %s", e.message);
+        pq_error(p, &e, SQ_EIO, "PostgreSQL: cannot cancel a query a handler left running: ",
+                 why);
+        if (p->report != NULL)
+            p->report(p->report_ud, SQ_REPORT_WARN, e.message);
     }
     if (k != NULL)
         pq->PQfreeCancel(k);

@@ -4,7 +4,7 @@
 #include <libpq-fe.h>
 #include <pthread.h>
 
-#include "squire.h"
+#include "common.h"
 
 /* A thread-safe pool of at most `size` PostgreSQL connections (pgpool.c). */
 typedef struct sq_pgpool sq_pgpool;
@@ -12,6 +12,9 @@ typedef struct sq_pgpool sq_pgpool;
 sq_pgpool *sq_pgpool_new(const char *url, const char *app_name, int size,
                          double checkout_timeout, double connect_timeout, int statement_timeout);
 void sq_pgpool_free(sq_pgpool *p);
+/* Where the pool reports server notices and what it could not clean up
+ * (common.h); set before the first checkout. */
+void sq_pgpool_set_reporter(sq_pgpool *p, sq_report_fn fn, void *ud);
 int sq_pgpool_size(const sq_pgpool *p);
 /* Connections checked out now, and checkouts so far that had to wait for
  * one (metrics). Any thread. */

@@ -16,7 +16,6 @@
 #include <unistd.h>
 
 #include "common.h"
-#include "log.h"
 
 /* TCP keepalive probes start after this many idle seconds, so a peer that
  * vanished (a half-open connection) is noticed even between commands. */
@@ -515,8 +514,17 @@ static int check_role(sq_redis *r, sq_error *err)
     return master ? 0 : -1;
 }
 
-/* Log where the master is once per change for the whole process, not once
- * per connection (every worker has one). */
+static sq_report_fn reporter;
+static void *reporter_ud;
+
+void sq_redis_set_reporter(sq_report_fn fn, void *ud)
+{
+    reporter = fn;
+    reporter_ud = ud;
+}
+
+/* Report where the master is once per change for the whole process, not
+ * once per connection (every worker has one). */
 static void log_master(const char *name, const char *addr)
 {
     static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -528,8 +536,11 @@ static void log_master(const char *name, const char *addr)
     if (changed)
         snprintf(last, sizeof last, "%s", now);
     pthread_mutex_unlock(&lock);
-    if (changed)
-        sq_log(SQ_LOG_INFO, "sentinels: master \"%s\" is at %s", name, addr);
+    if (changed && reporter != NULL) {
+        char msg[sizeof last + 40];
+        snprintf(msg, sizeof msg, "sentinels: master \"%s\" is at %s", name, addr);
+        reporter(reporter_ud, SQ_REPORT_INFO, msg);
+    }
 }
 
 /* A fresh connection to host:port (NULL: the URL's socket), authenticated,

@@ -15,7 +15,8 @@
 
 #include <hiredis/hiredis.h>
 
-#include "config.h"
+#include "common.h"
+#include "url.h"
 
 typedef struct sq_redis sq_redis;
 
@@ -86,6 +87,11 @@ const char *sq_redis_display(const sq_redis *r);
 /* Retry policy for outages: capped exponential backoff with full jitter.
  * attempt 0 -> up to 0.1 s, doubling to a cap of 5 s. */
 double sq_redis_backoff(unsigned attempt);
+
+/* Where the connections of this process report news that is no error (the
+ * sentinels' master moving), once per change for the process; none set:
+ * dropped (common.h). */
+void sq_redis_set_reporter(sq_report_fn fn, void *ud);
 
 /* The process ignores SIGPIPE (sq_main): calls need not block it around
  * their I/O. */

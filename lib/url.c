@@ -7,10 +7,10 @@
  * redactor uses the same rule, so what parses as a password is what is
  * hidden. As in redis-client (Sidekiq 7), user info without a ':' is a
  * password: redis://secret@host. Also the TLS and sentinel options that
- * travel with a URL (config.h), and the SQUIRE_REDIS_* variables that set
+ * travel with a URL (url.h), and the SQUIRE_REDIS_* variables that set
  * them. Pure: no I/O, no globals.
  */
-#include "config_internal.h"
+#include "url.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -19,30 +19,8 @@
 #include <string.h>
 #include <strings.h>
 
-#define REDACTED "REDACTED"
+#include "redact.h"
 
-char *sq_redis_url_redact(const char *url)
-{
-    if (url == NULL)
-        return sq__strdup("");
-    const char *scheme = strstr(url, "://");
-    const char *start = scheme != NULL ? scheme + 3 : url;
-    const char *at = strrchr(start, '@');
-    if (at == NULL || at == start)
-        return sq__strdup(url);
-    const char *colon = memchr(start, ':', (size_t)(at - start));
-    const char *pass = colon != NULL ? colon + 1 : start;
-    if (pass == at)
-        return sq__strdup(url); /* "user:@host": no password */
-    size_t head = (size_t)(pass - url), tail = strlen(at);
-    char *out = malloc(head + sizeof REDACTED - 1 + tail + 1);
-    if (out == NULL)
-        return NULL;
-    memcpy(out, url, head);
-    memcpy(out + head, REDACTED, sizeof REDACTED - 1);
-    memcpy(out + head + sizeof REDACTED - 1, at, tail + 1);
-    return out;
-}
 
 static int url_error(const char *url, const char *problem, sq_error *err)
 {

@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "harness.h"
+#include "redact.h"
 #include "redis.h"
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))

@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "ctl.h"
+#include "redact.h"
 
 static const struct option longopts[] = {{"all", no_argument, NULL, 'a'},
                                          {"class", required_argument, NULL, 'c'},

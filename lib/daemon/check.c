@@ -13,6 +13,7 @@
 #include "common.h"
 #include "dbbudget.h"
 #include "launcher.h"
+#include "log.h"
 #include "pgpool.h"
 #include "redis.h"
 #include "registry.h"
@@ -173,6 +174,8 @@ static int check_database(const sq_config *cfg)
     int size = cfg->db_pool > 0 ? cfg->db_pool : cfg->concurrency;
     sq_pgpool *p = sq_pgpool_new(cfg->db_url, "squire --check", size, 1, cfg->db_connect_timeout,
                                  0);
+    if (p != NULL)
+        sq_pgpool_set_reporter(p, sq_log_report, NULL);
     sq_dbbudget b = {0};
     sq_error err = {0};
     int rc = p && sq_dbbudget_init(&b, p) == 0 && sq_pgpool_budget(p, &b.lim, &err) == 0

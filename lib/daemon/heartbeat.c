@@ -91,10 +91,7 @@ int sq_runtime_busy(sq_runtime *rt)
 {
     int busy = 0;
     for (int i = 0; rt->workers && i < rt->nworkers; i++) {
-        sq_worker *w = &rt->workers[i];
-        pthread_mutex_lock(&w->lock);
-        busy += w->state == SQ_SLOT_RUNNING || w->state == SQ_SLOT_FINISHING;
-        pthread_mutex_unlock(&w->lock);
+        busy += sq_slot_busy(rt->workers[i].slot);
     }
     return busy;
 }
@@ -117,22 +114,26 @@ long long sq_runtime_fetch_failing(sq_runtime *rt, char *msg, size_t size)
     return worst;
 }
 
+static void work_json(const sq_slot_view *v, void *ud)
+{
+    char **s = ud;
+    const sq_unit *u = v->unit;
+    if ((v->state != SQ_SLOT_RUNNING && v->state != SQ_SLOT_FINISHING) || u->raw == NULL)
+        return;
+    json_t *e = json_pack("{s:s, s:s%, s:I}", "queue", u->queue ? u->queue : "", "payload",
+                          u->raw, u->len, "run_at", (json_int_t)v->started_at);
+    if (e == NULL) /* payload not UTF-8: show it scrubbed rather than not at all */
+        e = json_pack("{s:s, s:s, s:I}", "queue", u->queue ? u->queue : "", "payload",
+                      "(invalid UTF-8)", (json_int_t)v->started_at);
+    *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
+    json_decref(e);
+}
+
 /* The work entry of worker w ({"queue","payload","run_at"}), or NULL when idle. */
 static char *work_entry(sq_worker *w)
 {
     char *s = NULL;
-    pthread_mutex_lock(&w->lock);
-    if ((w->state == SQ_SLOT_RUNNING || w->state == SQ_SLOT_FINISHING) && w->unit.raw) {
-        json_t *e = json_pack("{s:s, s:s%, s:I}", "queue", w->unit.queue ? w->unit.queue : "",
-                              "payload", w->unit.raw, w->unit.len, "run_at",
-                              (json_int_t)w->started_at);
-        if (e == NULL) /* payload not UTF-8: show it scrubbed rather than not at all */
-            e = json_pack("{s:s, s:s, s:I}", "queue", w->unit.queue ? w->unit.queue : "",
-                          "payload", "(invalid UTF-8)", (json_int_t)w->started_at);
-        s = e ? json_dumps(e, JSON_COMPACT) : NULL;
-        json_decref(e);
-    }
-    pthread_mutex_unlock(&w->lock);
+    sq_slot_peek(w->slot, work_json, &s);
     return s;
 }
 

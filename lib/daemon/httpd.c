@@ -20,6 +20,7 @@
 #include "common.h"
 #include "hostport.h"
 #include "log.h"
+#include "manager.h"
 #include "metrics.h"
 #include "runtime.h"
 
@@ -105,7 +106,7 @@ static enum MHD_Result healthz(struct MHD_Connection *c, sq_runtime *rt)
         return text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "stuck: main thread (for %lld s)\n",
                     (sq_runtime_ms() - main_ms) / 1000);
     char who[200];
-    if (!sq_runtime_progress(rt, who, sizeof who))
+    if (!sq_manager_progress(rt, who, sizeof who))
         return text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "stuck: %s\n", who);
     return text(c, MHD_HTTP_OK, "ok\n");
 }

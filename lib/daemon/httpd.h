@@ -4,7 +4,7 @@
  *
  *   GET /metrics  Prometheus text (metrics.h)
  *   GET /healthz  200 while every thread is turning (the systemd watchdog's
- *                 rule, sq_runtime_progress, and the main loop has come
+ *                 rule, sq_manager_progress, and the main loop has come
  *                 round within SQ_HTTPD_MAIN_STUCK_MS), 503 when one is stuck
  *   GET /readyz   200 when the process fetches jobs: started, Redis
  *                 reachable, not quiet, not stopping, not fenced; else 503

@@ -330,3 +330,9 @@ void sq_log_job_result(sq_log_level level, const sq_job *job, double elapsed,
     emit(level, job, &rf, fmt, ap);
     va_end(ap);
 }
+
+void sq_log_report(void *ud, int level, const char *message)
+{
+    sq_log(level < SQ_LOG_DEBUG || level > SQ_LOG_ERROR ? SQ_LOG_WARN : (sq_log_level)level, "%s",
+           message);
+}

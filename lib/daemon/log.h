@@ -28,6 +28,8 @@ void sq_log_thread_name(const char *name);
 bool sq_log_enabled(sq_log_level level);
 
 void sq_log(sq_log_level level, const char *fmt, ...) SQ_PRINTF(2, 3);
+/* The core's reporter (common.h): message logged at level; ud unused. */
+void sq_log_report(void *ud, int level, const char *message);
 /* Same, with class= and jid= taken from the job (escaped). */
 void sq_log_job(sq_log_level level, const sq_job *job, const char *fmt, ...) SQ_PRINTF(3, 4);
 /* A job's result line: the same, and in JSON its elapsed seconds and, for

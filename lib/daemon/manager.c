@@ -9,6 +9,7 @@
 
 #include "client.h"
 #include "common.h"
+#include "fetch/fetch.h"
 #include "log.h"
 #include "manager.h"
 #include "sidekiq.h"
@@ -16,11 +17,7 @@
 bool sq_manager_busy(sq_runtime *rt)
 {
     for (int i = 0; i < rt->nworkers; i++) {
-        sq_worker *w = &rt->workers[i];
-        pthread_mutex_lock(&w->lock);
-        bool busy = w->state == SQ_SLOT_RUNNING || w->state == SQ_SLOT_FINISHING;
-        pthread_mutex_unlock(&w->lock);
-        if (busy)
+        if (sq_slot_busy(rt->workers[i].slot))
             return true;
     }
     return false;
@@ -47,18 +44,8 @@ int sq_manager_requeue_running(sq_runtime *rt)
     }
     for (int i = 0; i < rt->nworkers; i++) {
         sq_worker *w = &rt->workers[i];
-        pthread_mutex_lock(&w->lock);
-        if (w->state == SQ_SLOT_RUNNING) {
-            w->state = SQ_SLOT_ABANDONED;
-            units[n].raw = malloc(w->unit.len + 1);
-            units[n].queue = sq__strdup(w->unit.queue);
-            units[n].len = w->unit.len;
-            units[n].qidx = w->unit.qidx;
-            if (units[n].raw != NULL)
-                memcpy(units[n].raw, w->unit.raw, w->unit.len + 1);
+        if (sq_slot_abandon(w->slot, &units[n]))
             owners[n++] = w;
-        }
-        pthread_mutex_unlock(&w->lock);
     }
     double until = sq__monotonic() + REQUEUE_BUDGET;
     bool dead = false;
@@ -78,11 +65,8 @@ int sq_manager_requeue_running(sq_runtime *rt)
         if (ok)
             pushed++;
         else
-            sq_log(SQ_LOG_ERROR, "a running job from queue %s was not pushed back%s",
-                   units[i].queue ? units[i].queue : "?",
-                   rt->fetch == &sq_fetch_reliable ? "; it stays in its working list and another "
-                                                     "process will recover it"
-                                                   : "; it is lost (use fetch: reliable)");
+            sq_log(SQ_LOG_ERROR, "a running job from queue %s was not pushed back; %s",
+                   units[i].queue ? units[i].queue : "?", rt->fetch->not_pushed_back);
         sq_unit_clear(&units[i]);
     }
     free(units);
@@ -101,9 +85,10 @@ int sq_manager_prepare(sq_runtime *rt)
         w->index = i;
         snprintf(w->tid, sizeof w->tid, "w%d", i);
         pthread_mutex_init(&w->lock, NULL);
+        if ((w->slot = sq_slot_new()) == NULL)
+            return -1;
         sq__random_bytes(&w->rng, sizeof w->rng);
         w->rng |= 1;
-        w->scan_stranded = true; /* cheap once, and correct after any restart */
         atomic_store(&w->alive_ms, sq_runtime_ms());
         /* BRPOP blocks 2 s; the socket waits longer. */
         w->redis = sq_redis_new(&rt->url, 3.0);
@@ -119,13 +104,8 @@ int sq_manager_prepare(sq_runtime *rt)
                 return -1;
         }
         w->client = sq__client_borrow(w->redis);
-        w->wkeys = calloc(rt->order.nqueues, sizeof *w->wkeys);
-        if (w->client == NULL || w->wkeys == NULL)
+        if (w->client == NULL || (rt->fetch->worker_init && rt->fetch->worker_init(w) != 0))
             return -1;
-        for (size_t q = 0; q < rt->order.nqueues; q++)
-            if ((w->wkeys[q] = sq_working_list_key(rt->identity, w->tid, rt->order.names[q])) ==
-                NULL)
-                return -1;
     }
     return 0;
 }
@@ -156,19 +136,18 @@ void sq_manager_free(sq_runtime *rt)
 {
     for (int i = 0; rt->workers && i < rt->nworkers; i++) {
         sq_worker *w = &rt->workers[i];
+        if (rt->fetch->worker_free != NULL)
+            rt->fetch->worker_free(w);
         sq_client_free(w->client);
         sq_redis_free(w->redis);
         for (size_t q = 0; w->keys && q < rt->order.nqueues; q++)
             free(w->keys[q]);
-        for (size_t q = 0; w->wkeys && q < rt->order.nqueues; q++)
-            free(w->wkeys[q]);
         free(w->keys);
-        free(w->wkeys);
-        free(w->ack_raw);
         free(w->skip_until);
         free(w->order);
         free(w->scratch);
         pthread_mutex_destroy(&w->lock);
+        sq_slot_free(w->slot);
     }
     free(rt->workers);
     rt->workers = NULL;
@@ -188,9 +167,7 @@ bool sq_manager_join(sq_runtime *rt, double wait)
         bool done = false;
         for (;;) {
             done = pthread_tryjoin_np(w->thread, NULL) == 0;
-            pthread_mutex_lock(&w->lock);
-            bool abandoned = w->state == SQ_SLOT_ABANDONED;
-            pthread_mutex_unlock(&w->lock);
+            bool abandoned = sq_slot_state_now(w->slot) == SQ_SLOT_ABANDONED;
             if (done || abandoned || sq__monotonic() > until)
                 break;
             sq__sleep(0.02);
@@ -214,4 +191,75 @@ bool sq_manager_join(sq_runtime *rt, double wait)
         }
     }
     return all;
+}
+
+/* TTIN: a line for the pool, then one per worker saying what it runs. */
+struct dump_line {
+    const char *tid;
+    double now;
+};
+
+static void dump_worker(const sq_slot_view *v, void *ud)
+{
+    const struct dump_line *d = ud;
+    static const char *const states[] = {"idle", "running", "recording the result of",
+                                         "abandoned (pushed back)"};
+    if (v->state == SQ_SLOT_IDLE)
+        sq_log(SQ_LOG_INFO, "TTIN: %s idle", d->tid);
+    else
+        sq_log(SQ_LOG_INFO, "TTIN: %s %s class=%s jid=%s queue=%s for %.1f s", d->tid,
+               states[v->state], v->klass, v->jid, v->unit->queue ? v->unit->queue : "?",
+               d->now - v->started_at);
+}
+
+void sq_manager_dump(sq_runtime *rt, unsigned signals, double every)
+{
+    double now = sq__now();
+    char note[96] = "";
+    if (signals > 1)
+        snprintf(note, sizeof note, " (%u TTIN signals coalesced: at most one dump every %.0f s)",
+                 signals, every);
+    sq_log(SQ_LOG_INFO, "TTIN: %d workers, quiet=%s%s", rt->nworkers,
+           atomic_load(&rt->quiet) ? "true" : "false", note);
+    for (int i = 0; i < rt->nworkers; i++) {
+        struct dump_line d = {rt->workers[i].tid, now};
+        sq_slot_peek(rt->workers[i].slot, dump_worker, &d);
+    }
+}
+
+#define STUCK_MS 30000
+
+/* The watchdog's question: is every thread still turning? A worker inside a
+ * handler may take as long as its job needs; one waiting for a job must come
+ * round at least every few seconds (its blocking fetch is 2 s), Redis or no
+ * Redis. The poller must wake when it said it would. */
+bool sq_manager_progress(sq_runtime *rt, char *who, size_t size)
+{
+    long long now = sq_runtime_ms();
+    if (atomic_load(&rt->quiet))
+        return true; /* quiet: workers are done fetching; the main loop pings */
+    for (int i = 0; i < rt->nworkers; i++) {
+        sq_worker *w = &rt->workers[i];
+        bool idle = sq_slot_state_now(w->slot) == SQ_SLOT_IDLE;
+        if (idle && now - atomic_load(&w->alive_ms) > STUCK_MS) {
+            snprintf(who, size, "%s", w->tid);
+            return false;
+        }
+    }
+    if (rt->poller_started && now > atomic_load(&rt->poller_due_ms)) {
+        snprintf(who, size, "poller");
+        return false;
+    }
+    /* Turning is not working: fetches failing for long while Redis answers
+     * the heartbeat (a refused command, a broken script) will not mend by
+     * waiting. A Redis outage is left to the back-off: restarting would not
+     * bring Redis back. */
+    char msg[200];
+    long long failing = sq_runtime_fetch_failing(rt, msg, sizeof msg);
+    if (failing > SQ_FETCH_FAILING_STUCK_MS &&
+        atomic_load(&rt->redis_ok_ms) > now - failing + 1000) {
+        snprintf(who, size, "workers cannot fetch (for %lld s: %.120s)", failing / 1000, msg);
+        return false;
+    }
+    return true;
 }

@@ -16,5 +16,10 @@ int sq_manager_requeue_running(sq_runtime *rt);
 /* Join the threads that finish within wait seconds; true when all did. */
 bool sq_manager_join(sq_runtime *rt, double wait);
 void sq_manager_free(sq_runtime *rt);
+/* TTIN: log what every worker runs; signals: how many TTINs this answers
+ * (at most one dump every `every` seconds). */
+void sq_manager_dump(sq_runtime *rt, unsigned signals, double every);
+/* The watchdog's question: is every thread turning (false: who is stuck)? */
+bool sq_manager_progress(sq_runtime *rt, char *who, size_t size);
 
 #endif

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "fetch/fetch.h"
 #include "log.h"
 #include "metrics.h" /* issue 17 */
 #include "payload.h"
@@ -105,10 +106,8 @@ static int persist(sq_worker *w, const sq_unit *u, const char *what, const char 
                        what, jid, err.message);
                 return 0;
             }
-            sq_log(SQ_LOG_ERROR, "%s for jid=%s abandoned at exit: %s%s", what, jid, err.message,
-                   w->rt->fetch == &sq_fetch_reliable
-                       ? " (it stays in its working list and will be recovered)"
-                       : " (the job is lost)");
+            sq_log(SQ_LOG_ERROR, "%s for jid=%s abandoned at exit: %s (%s)", what, jid, err.message,
+                   w->rt->fetch->unwritten_at_exit);
             return -1;
         }
         sq_runtime_rest(w->rt, sq_redis_backoff(attempt));
@@ -141,8 +140,10 @@ static int write_retry(sq_worker *w, const sq_unit *u, const void *arg, sq_error
     sq_error dead = {0};
     if (w->rt->fetch->dead(w, u, z->payload, z->len, &dead) != 0)
         return -1; /* err still says why the retry failed */
+    char jid[64];
+    sq_slot_jid(w->slot, jid);
     sq_log(SQ_LOG_ERROR, "retry has the wrong type (%s): jid=%s went to the dead set instead",
-           err->message, w->jid);
+           err->message, jid);
     return 0;
 }
 
@@ -161,21 +162,12 @@ static int write_requeue(sq_worker *w, const sq_unit *u, const void *arg, sq_err
 /* Take the slot back from RUNNING. False when shutdown already requeued it. */
 static bool claim_result(sq_worker *w)
 {
-    pthread_mutex_lock(&w->lock);
-    bool mine = w->state == SQ_SLOT_RUNNING;
-    if (mine)
-        w->state = SQ_SLOT_FINISHING;
-    pthread_mutex_unlock(&w->lock);
-    return mine;
+    return sq_slot_claim(w->slot);
 }
 
 static void release_slot(sq_worker *w, sq_unit *u)
 {
-    pthread_mutex_lock(&w->lock);
-    w->state = SQ_SLOT_IDLE;
-    w->unit = (sq_unit){0};
-    w->klass[0] = w->jid[0] = '\0';
-    pthread_mutex_unlock(&w->lock);
+    sq_slot_release(w->slot);
     sq_unit_clear(u);
 }
 
@@ -216,14 +208,7 @@ static void bury_invalid(sq_worker *w, sq_unit *u, sq_job *job, sq_job_status st
  * shutdown waits) and the caller gives the job back. */
 static bool publish(sq_worker *w, const sq_unit *u)
 {
-    pthread_mutex_lock(&w->lock);
-    bool run = !atomic_load(&w->rt->quiet);
-    w->unit = *u; /* shared view: the main thread may requeue it at shutdown */
-    w->state = run ? SQ_SLOT_RUNNING : SQ_SLOT_FINISHING;
-    w->klass[0] = w->jid[0] = '\0';
-    w->started_at = sq__now();
-    pthread_mutex_unlock(&w->lock);
-    return run;
+    return sq_slot_publish(w->slot, u, &w->rt->quiet);
 }
 
 static void run_handler(sq_worker *w, sq_job *job)
@@ -327,10 +312,7 @@ static void process(sq_worker *w, sq_unit *u)
     job.worker = w;
     w->saw_stop = false;
 
-    pthread_mutex_lock(&w->lock);
-    snprintf(w->klass, sizeof w->klass, "%s", job.klass ? job.klass : "?");
-    snprintf(w->jid, sizeof w->jid, "%s", job.jid ? job.jid : "");
-    pthread_mutex_unlock(&w->lock);
+    sq_slot_name(w->slot, job.klass, job.jid);
 
     if (status != SQ_JOB_VALID) {
         bury_invalid(w, u, &job, status, reason);
@@ -359,7 +341,7 @@ static void process(sq_worker *w, sq_unit *u)
 }
 
 /* A run of failed fetches begins: the heartbeat, the watchdog and --check
- * see it (heartbeat.c, launcher.c); the log says so once for the process,
+ * see it (heartbeat.c, manager.c); the log says so once for the process,
  * when the first worker fails, not once per worker. */
 static void fetch_failing(sq_worker *w, const sq_error *err)
 {

@@ -57,27 +57,8 @@ typedef struct sq_unit {
 
 void sq_unit_clear(sq_unit *u);
 
-/* A fetch strategy: Sidekiq's BRPOP ("basic") or the reliable working list. */
-typedef struct sq_fetch_ops {
-    const char *name;
-    /* 1 and *u filled: a job; 0: nothing within the block timeout; -1: error. */
-    int (*fetch)(sq_worker *w, sq_unit *u, sq_error *err);
-    /* The job finished (success, or its failure was recorded elsewhere). */
-    int (*ack)(sq_worker *w, const sq_unit *u, sq_error *err);
-    /* Replace the job by `payload` in zset `retry` at score. */
-    int (*retry)(sq_worker *w, const sq_unit *u, double score, const char *payload, size_t len,
-                 sq_error *err);
-    /* Replace the job by `payload` in the dead set (trimmed). */
-    int (*dead)(sq_worker *w, const sq_unit *u, const char *payload, size_t len, sq_error *err);
-    /* Give worker w's job back to the front of its queue, on redis r (the
-     * worker's own, or the main thread's at hard shutdown). */
-    int (*requeue)(sq_worker *w, sq_redis *r, const sq_unit *u, sq_error *err);
-    /* The worker is leaving its loop: write anything still pending. */
-    int (*finish)(sq_worker *w, sq_error *err);
-} sq_fetch_ops;
-
-extern const sq_fetch_ops sq_fetch_basic;
-extern const sq_fetch_ops sq_fetch_reliable;
+/* The fetch strategy (fetch/fetch.h): chosen once, asked nothing about. */
+typedef struct sq_fetch_ops sq_fetch_ops;
 
 typedef enum sq_slot_state {
     SQ_SLOT_IDLE = 0,
@@ -85,6 +66,48 @@ typedef enum sq_slot_state {
     SQ_SLOT_FINISHING, /* the worker is recording the result */
     SQ_SLOT_ABANDONED, /* shutdown pushed the job back; drop the result */
 } sq_slot_state;
+
+/*
+ * A worker's slot: what it runs, seen by the main thread (TTIN, heartbeat,
+ * watchdog) and taken over at hard shutdown. Opaque: its rules live in
+ * runtime.c alone. The worker moves it IDLE -> RUNNING (publish) ->
+ * FINISHING (claim) -> IDLE (release); the main thread may move RUNNING ->
+ * ABANDONED (abandon), after which the worker's claim fails and it drops
+ * its result.
+ */
+typedef struct sq_slot sq_slot;
+
+/* What a slot shows, under its lock (peek). */
+typedef struct sq_slot_view {
+    sq_slot_state state;
+    const sq_unit *unit; /* the published job (raw may be NULL when idle) */
+    const char *klass, *jid; /* "" until named */
+    double started_at;   /* wall clock at publish */
+} sq_slot_view;
+
+sq_slot *sq_slot_new(void);
+void sq_slot_free(sq_slot *s);
+/* Worker: show a fetched job u (borrowed until release) before anything else
+ * happens to it. False when `quiet` is set: the slot is then FINISHING (busy,
+ * so the shutdown waits) and the caller gives the job back. */
+bool sq_slot_publish(sq_slot *s, const sq_unit *u, atomic_bool *quiet);
+/* Worker: the class and jid, once parsed. */
+void sq_slot_name(sq_slot *s, const char *klass, const char *jid);
+/* Worker: take the result back from RUNNING (-> FINISHING). False when
+ * the shutdown abandoned it (pushed it back): drop the result. */
+bool sq_slot_claim(sq_slot *s);
+/* Worker: done with the job (-> IDLE). */
+void sq_slot_release(sq_slot *s);
+/* Main thread at hard shutdown: RUNNING -> ABANDONED, with a copy of the job
+ * into *copy (its raw or queue NULL when out of memory). False: not running. */
+bool sq_slot_abandon(sq_slot *s, sq_unit *copy);
+/* The jid the slot shows ("" until named), into out. */
+void sq_slot_jid(sq_slot *s, char out[64]);
+sq_slot_state sq_slot_state_now(sq_slot *s);
+/* RUNNING or FINISHING: a job is held. */
+bool sq_slot_busy(sq_slot *s);
+/* Call fn with the slot's view, under its lock (fn must not block). */
+void sq_slot_peek(sq_slot *s, void (*fn)(const sq_slot_view *v, void *ud), void *ud);
 
 struct sq_worker {
     sq_runtime *rt;
@@ -99,12 +122,7 @@ struct sq_worker {
     char **keys;            /* "queue:<name>" per queue index */
     double *skip_until;     /* per queue: wrong-typed key, not asked for until then */
     char aside_error[160];  /* why the last queue was set aside */
-    char **wkeys;           /* reliable: this worker's working list per queue */
-    char *ack_raw;          /* reliable: a finished job whose LREM rides on the next fetch */
-    size_t ack_len;
-    size_t ack_qidx;
-    unsigned rounds;        /* fetches so far: rotates the queue blocked on when idle */
-    bool scan_stranded;     /* a fetch failed: the next one looks for a job it moved */
+    void *fetch_state;      /* the fetch strategy's own (its worker_init makes it) */
     bool saw_stop;          /* the current handler saw sq_job_stopping() say true */
     atomic_llong alive_ms;  /* monotonic ms of the loop's last turn (watchdog) */
     atomic_llong fetch_failing_ms; /* monotonic ms when fetches began to fail; 0: they work */
@@ -112,12 +130,8 @@ struct sq_worker {
     PGconn *db;             /* checked out by the current job (sq_job_db), or NULL */
     uint64_t rng;
 
-    pthread_mutex_t lock;   /* guards the slot below */
-    sq_slot_state state;
-    sq_unit unit;
-    char klass[128];
-    char jid[64];
-    double started_at;      /* wall clock */
+    pthread_mutex_t lock;   /* guards fetch_error */
+    sq_slot *slot;          /* what it runs (runtime.c) */
 };
 
 struct sq_runtime {
@@ -127,6 +141,7 @@ struct sq_runtime {
     sq_queue_order order;
     sq_job_limits limits;
     const sq_fetch_ops *fetch;
+    void *fetch_main;       /* the strategy's main-thread state (its attach makes it) */
     char identity[300];
     char lease_key[320];    /* squire:lease:<identity> */
 
@@ -159,14 +174,6 @@ struct sq_runtime {
     bool stuck;             /* main thread: the watchdog is not being pinged */
 };
 
-/* Shared by the fetch strategies (fetch/fetch.c): drop set-aside queues from
- * w->order[0..n) and return how many are left; set queue q aside. */
-size_t sq__usable_queues(sq_worker *w, size_t n);
-bool sq__set_aside_queue(sq_worker *w, size_t q);
-/* True, with err set, when every queue is set aside: the worker can fetch
- * nothing, which is a failing fetch (heartbeat, watchdog), not an idle one. */
-bool sq__no_usable_queue(sq_worker *w, sq_error *err);
-
 /* worker thread body (processor.c) */
 void *sq_processor_main(void *arg);
 /* poller thread body (poller.c) */
@@ -187,23 +194,6 @@ void sq_runtime_hard_stop(sq_runtime *rt);
  * only if it has not already. */
 int sq_stats_flush(sq_runtime *rt, sq_redis *r, sq_error *err);
 
-/* Reliable fetch bookkeeping (recovery.c), all on the main thread's connection. */
-#define SQ_WLISTS_KEY "squire:wlists"
-/* Renew this process's lease in one script that, when the lease had lapsed
- * (or force is set), registers every working list again in the same step;
- * sets *lapsed when it had. */
-int sq_lease_renew(sq_runtime *rt, bool force, bool *lapsed, sq_error *err);
-/* Push back the jobs of dead processes (under a lock). Returns jobs recovered. */
-long sq_recovery_run(sq_runtime *rt, sq_error *err);
-/* One step of the slow sweep: SCAN from cursor ("0" starts; "0" again when
- * done) for squire:w:* lists the registry lacks; register them, and put back
- * the jobs of those whose process is gone (*recovered). */
-int sq_recovery_sweep(sq_runtime *rt, char cursor[32], long *recovered, sq_error *err);
-/* At a clean exit: drop our empty working lists, registry entries and lease. */
-void sq_recovery_release(sq_runtime *rt);
-/* The working list of worker tid for queue q (malloc'd). */
-char *sq_working_list_key(const char *identity, const char *tid, const char *queue);
-
 /* The process registry Sidekiq's Web UI and API read (heartbeat.c), on the
  * main thread's connection. */
 int sq_heartbeat_init(sq_runtime *rt);
@@ -216,7 +206,7 @@ void sq_heartbeat_cleanup(sq_runtime *rt);
 void sq_heartbeat_stop(sq_runtime *rt);
 /* A worker whose fetches have failed this long shows it in the heartbeat;
  * this long while Redis answers the main thread, and the watchdog is no
- * longer pinged (launcher.c). */
+ * longer pinged (manager.c). */
 #define SQ_FETCH_FAILING_SHOW_MS 5000
 #define SQ_FETCH_FAILING_STUCK_MS 10000
 #define SQ_FETCH_FAILING_LABEL "fetch-failing"
@@ -225,11 +215,6 @@ int sq_runtime_busy(sq_runtime *rt);
 /* How long (ms) the longest run of failed fetches of any worker has lasted,
  * 0 when every worker's last fetch worked; its first error into msg. */
 long long sq_runtime_fetch_failing(sq_runtime *rt, char *msg, size_t size);
-
-/* The watchdog's question (launcher.c), also /healthz's: is every thread
- * still turning? False with the culprit in who when not. Any thread, once
- * the workers and poller have started. */
-bool sq_runtime_progress(sq_runtime *rt, char *who, size_t size);
 
 /* Monotonic milliseconds, for the progress stamps above. */
 long long sq_runtime_ms(void);

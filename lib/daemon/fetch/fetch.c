@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "common.h"
+#include "fetch.h"
 #include "log.h"
-#include "runtime.h"
 #include "sidekiq.h"
 
 #define BRPOP_TIMEOUT "2"
@@ -206,4 +206,6 @@ const sq_fetch_ops sq_fetch_basic = {
     .dead = basic_dead,
     .requeue = basic_requeue,
     .finish = basic_finish,
+    .not_pushed_back = "it is lost (use fetch: reliable)",
+    .unwritten_at_exit = "the job is lost",
 };

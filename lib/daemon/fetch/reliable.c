@@ -30,8 +30,9 @@
 #include <string.h>
 
 #include "common.h"
+#include "lease.h"
 #include "log.h"
-#include "runtime.h"
+#include "recovery.h"
 #include "sidekiq.h"
 
 #define BLOCK_WAIT 2.0
@@ -140,9 +141,9 @@ static void warn_duplicate(const char *what, const char *raw, size_t len)
 
 static void clear_ack(sq_worker *w)
 {
-    free(w->ack_raw);
-    w->ack_raw = NULL;
-    w->ack_len = 0;
+    free(RW(w)->ack_raw);
+    RW(w)->ack_raw = NULL;
+    RW(w)->ack_len = 0;
 }
 
 static int take_job(sq_worker *w, sq_unit *u, size_t qidx, const char *s, size_t len, sq_error *err)
@@ -152,7 +153,7 @@ static int take_job(sq_worker *w, sq_unit *u, size_t qidx, const char *s, size_t
     if (u->raw == NULL || u->queue == NULL) {
         sq_unit_clear(u);
         /* The job stays in our working list; the next fetch looks there. */
-        w->scan_stranded = true;
+        RW(w)->scan_stranded = true;
         sq__error_set(err, SQ_ENOMEM, "out of memory holding a fetched job");
         return -1;
     }
@@ -182,7 +183,7 @@ static int block_fetch(sq_worker *w, sq_unit *u, sq_error *err)
     size_t nq = rt->order.nqueues, q = nq;
     size_t start = (size_t)w->index;
     if ((size_t)rt->nworkers < nq)
-        start += (size_t)w->rounds++ * (size_t)rt->nworkers;
+        start += (size_t)RW(w)->rounds++ * (size_t)rt->nworkers;
     for (size_t i = 0; i < nq && q == nq; i++) {
         size_t c = (start + i) % nq;
         if (w->skip_until[c] == 0 || sq__monotonic() >= w->skip_until[c])
@@ -201,14 +202,14 @@ static int block_fetch(sq_worker *w, sq_unit *u, sq_error *err)
     }
     char timeout[32];
     snprintf(timeout, sizeof timeout, "%.3f", block);
-    const char *argv[] = {"BLMOVE", w->keys[q], w->wkeys[q], "RIGHT", "LEFT", timeout};
+    const char *argv[] = {"BLMOVE", w->keys[q], RW(w)->wkeys[q], "RIGHT", "LEFT", timeout};
     size_t lens[6];
     for (int i = 0; i < 6; i++)
         lens[i] = strlen(argv[i]);
     sq_error e = {0};
     redisReply *rep = sq_redis_argv(w->redis, 6, argv, lens, block, &e);
     if (rep == NULL) {
-        w->scan_stranded = true; /* a lost BLMOVE reply leaves the job with us */
+        RW(w)->scan_stranded = true; /* a lost BLMOVE reply leaves the job with us */
         if (sq_redis_error_is(&e, "WRONGTYPE")) {
             sq__set_aside_queue(w, q);
             return 0;
@@ -230,16 +231,16 @@ static int fetch_one_queue(sq_worker *w, sq_unit *u, size_t q, sq_error *err)
 {
     sq_error e = {0};
     int queued = 0;
-    if (w->ack_raw != NULL) {
-        const char *av[] = {"LREM", w->wkeys[w->ack_qidx], "1", w->ack_raw};
-        size_t al[] = {4, strlen(av[1]), 1, w->ack_len};
+    if (RW(w)->ack_raw != NULL) {
+        const char *av[] = {"LREM", RW(w)->wkeys[RW(w)->ack_qidx], "1", RW(w)->ack_raw};
+        size_t al[] = {4, strlen(av[1]), 1, RW(w)->ack_len};
         if (sq_redis_pipe_argv(w->redis, 4, av, al, &e) != 0)
             goto failed;
         queued++;
     }
     /* EVAL, not EVALSHA: a pipelined NOSCRIPT could not be retried in place. */
-    const char *mv[] = {"EVAL", move_script.source, "3", w->keys[q], w->wkeys[q],
-                        w->rt->lease_key};
+    const char *mv[] = {"EVAL",     move_script.source, "3",
+                        w->keys[q], RW(w)->wkeys[q],    w->rt->lease_key};
     if (sq_redis_pipe_argv(w->redis, 6, mv, NULL, &e) != 0)
         goto failed;
     queued++;
@@ -248,7 +249,7 @@ static int fetch_one_queue(sq_worker *w, sq_unit *u, size_t q, sq_error *err)
         if (ack == NULL && !sq_redis_is_connected(w->redis))
             goto failed;
         if (ack != NULL && ack->type == REDIS_REPLY_INTEGER && ack->integer == 0)
-            warn_duplicate("ack", w->ack_raw, w->ack_len);
+            warn_duplicate("ack", RW(w)->ack_raw, RW(w)->ack_len);
         if (ack != NULL)
             freeReplyObject(ack);
         clear_ack(w);
@@ -274,7 +275,7 @@ static int fetch_one_queue(sq_worker *w, sq_unit *u, size_t q, sq_error *err)
         rc = block_fetch(w, u, err);
     return rc;
 failed:
-    w->scan_stranded = true;
+    RW(w)->scan_stranded = true;
     sq__error_set(err, e.code ? e.code : SQ_EREDIS, "%s", e.message);
     return -1;
 }
@@ -292,10 +293,10 @@ static int reliable_fetch(sq_worker *w, sq_unit *u, sq_error *err)
     }
     size_t n = sq_queue_order_next(&rt->order, w->order, w->scratch, sq_worker_rand, w);
     n = sq__usable_queues(w, n);
-    if (n == 1 && !w->scan_stranded)
+    if (n == 1 && !RW(w)->scan_stranded)
         return fetch_one_queue(w, u, w->order[0], err);
 
-    size_t scan = w->scan_stranded ? nq : 0;
+    size_t scan = RW(w)->scan_stranded ? nq : 0;
     size_t nkeys = 2 * n + 2 + scan, argc = nkeys + 2;
     const char **argv = calloc(argc, sizeof *argv);
     size_t *lens = calloc(argc, sizeof *lens);
@@ -310,16 +311,16 @@ static int reliable_fetch(sq_worker *w, sq_unit *u, sq_error *err)
     for (size_t i = 0; i < n; i++)
         argv[k++] = w->keys[w->order[i]];
     for (size_t i = 0; i < n; i++)
-        argv[k++] = w->wkeys[w->order[i]];
-    argv[k++] = w->wkeys[w->ack_raw ? w->ack_qidx : 0];
+        argv[k++] = RW(w)->wkeys[w->order[i]];
+    argv[k++] = RW(w)->wkeys[RW(w)->ack_raw ? RW(w)->ack_qidx : 0];
     argv[k++] = rt->lease_key;
     for (size_t q = 0; q < scan; q++)
-        argv[k++] = w->wkeys[q];
-    argv[k] = w->ack_raw ? w->ack_raw : "";
-    lens[k++] = w->ack_len;
+        argv[k++] = RW(w)->wkeys[q];
+    argv[k] = RW(w)->ack_raw ? RW(w)->ack_raw : "";
+    lens[k++] = RW(w)->ack_len;
     argv[k++] = count;
     for (size_t i = 0; i < k; i++)
-        if (lens[i] == 0 && argv[i] != w->ack_raw)
+        if (lens[i] == 0 && argv[i] != RW(w)->ack_raw)
             lens[i] = strlen(argv[i]);
 
     sq_error e = {0};
@@ -329,24 +330,24 @@ static int reliable_fetch(sq_worker *w, sq_unit *u, sq_error *err)
         /* The script may or may not have run; either way the next fetch
          * sends the ack again (LREM is idempotent) and looks for a job it
          * may have moved. */
-        w->scan_stranded = true;
+        RW(w)->scan_stranded = true;
         sq__error_set(err, e.code, "%s", e.message);
         return -1;
     }
-    bool scanned = w->scan_stranded;
-    w->scan_stranded = false;
+    bool scanned = RW(w)->scan_stranded;
+    RW(w)->scan_stranded = false;
     int rc = 0;
     if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 4) {
         long long acked = rep->element[0]->integer;
         long long at = rep->element[1]->integer;
         bool stranded = rep->element[3]->integer == 1;
-        if (w->ack_raw != NULL && acked == 0)
-            warn_duplicate("ack", w->ack_raw, w->ack_len);
+        if (RW(w)->ack_raw != NULL && acked == 0)
+            warn_duplicate("ack", RW(w)->ack_raw, RW(w)->ack_len);
         clear_ack(w);
         if (at == -1) {
             /* fenced before the scan: a job a lost reply left is looked for
              * next time */
-            w->scan_stranded = scanned;
+            RW(w)->scan_stranded = scanned;
             freeReplyObject(rep);
             return lease_gone(rt);
         }
@@ -358,7 +359,7 @@ static int reliable_fetch(sq_worker *w, sq_unit *u, sq_error *err)
         if (at >= 1 && (size_t)at <= limit && rep->element[2]->type == REDIS_REPLY_STRING) {
             size_t q = stranded ? (size_t)at - 1 : w->order[at - 1];
             if (stranded)
-                sq_log(SQ_LOG_INFO, "resuming a job left in %s by a lost reply", w->wkeys[q]);
+                sq_log(SQ_LOG_INFO, "resuming a job left in %s by a lost reply", RW(w)->wkeys[q]);
             rc = take_job(w, u, q, rep->element[2]->str, rep->element[2]->len, err);
         }
     } else {
@@ -383,9 +384,9 @@ static int reliable_ack(sq_worker *w, const sq_unit *u, sq_error *err)
     }
     memcpy(copy, u->raw, u->len + 1);
     clear_ack(w);
-    w->ack_raw = copy;
-    w->ack_len = u->len;
-    w->ack_qidx = u->qidx;
+    RW(w)->ack_raw = copy;
+    RW(w)->ack_len = u->len;
+    RW(w)->ack_qidx = u->qidx;
     return 0;
 }
 
@@ -407,7 +408,7 @@ static int reliable_retry(sq_worker *w, const sq_unit *u, double score, const ch
 {
     char s[32];
     sq_format_time(score, s);
-    const char *argv[] = {w->wkeys[u->qidx], SQ_KEY_RETRY, u->raw, s, payload};
+    const char *argv[] = {RW(w)->wkeys[u->qidx], SQ_KEY_RETRY, u->raw, s, payload};
     size_t lens[] = {strlen(argv[0]), 5, u->len, strlen(s), len};
     return run_conditional(w->redis, &retry_script, "retry", 5, argv, lens, err);
 }
@@ -418,8 +419,7 @@ static int reliable_dead(sq_worker *w, const sq_unit *u, const char *payload, si
     sq_dead_limits lim = sq_config_dead_limits(w->rt->cfg);
     sq_dead_args a;
     sq_dead_args_make(sq__now(), &lim, &a);
-    const char *argv[] = {w->wkeys[u->qidx], SQ_KEY_DEAD, u->raw, a.score,
-                          payload,           a.cutoff,    a.max};
+    const char *argv[] = {RW(w)->wkeys[u->qidx], SQ_KEY_DEAD, u->raw, a.score, payload, a.cutoff, a.max};
     size_t lens[] = {strlen(argv[0]), 4, u->len, strlen(a.score), len, strlen(a.cutoff),
                      strlen(a.max)};
     return run_conditional(w->redis, &dead_script, "dead-set entry", 7, argv, lens, err);
@@ -427,7 +427,7 @@ static int reliable_dead(sq_worker *w, const sq_unit *u, const char *payload, si
 
 static int reliable_requeue(sq_worker *w, sq_redis *r, const sq_unit *u, sq_error *err)
 {
-    const char *argv[] = {w->wkeys[u->qidx], w->keys[u->qidx], u->raw};
+    const char *argv[] = {RW(w)->wkeys[u->qidx], w->keys[u->qidx], u->raw};
     size_t lens[] = {strlen(argv[0]), strlen(argv[1]), u->len};
     return run_conditional(r, &requeue_script, "requeue", 3, argv, lens, err);
 }
@@ -435,18 +435,59 @@ static int reliable_requeue(sq_worker *w, sq_redis *r, const sq_unit *u, sq_erro
 /* Leaving: send the last ack on its own. */
 static int reliable_finish(sq_worker *w, sq_error *err)
 {
-    if (w->ack_raw == NULL)
+    if (RW(w)->ack_raw == NULL)
         return 0;
-    const char *argv[] = {"LREM", w->wkeys[w->ack_qidx], "1", w->ack_raw};
-    size_t lens[] = {4, strlen(argv[1]), 1, w->ack_len};
+    const char *argv[] = {"LREM", RW(w)->wkeys[RW(w)->ack_qidx], "1", RW(w)->ack_raw};
+    size_t lens[] = {4, strlen(argv[1]), 1, RW(w)->ack_len};
     redisReply *rep = sq_redis_argv(w->redis, 4, argv, lens, 0, err);
     if (rep == NULL)
         return -1;
     if (rep->type == REDIS_REPLY_INTEGER && rep->integer == 0)
-        warn_duplicate("ack", w->ack_raw, w->ack_len);
+        warn_duplicate("ack", RW(w)->ack_raw, RW(w)->ack_len);
     freeReplyObject(rep);
     clear_ack(w);
     return 0;
+}
+
+/* LMOVE and BLMOVE came with Redis 6.2. */
+static bool reliable_server_ok(const char *version, char *why, size_t size)
+{
+    if (sq_redis_version_at_least(version, 6, 2))
+        return true;
+    snprintf(why, size,
+             "Redis %s has no LMOVE; reliable fetch needs Redis 6.2 or later (or set "
+             "fetch: basic)",
+             version);
+    return false;
+}
+
+/* The worker's state: its working list for each queue, and the rest above. */
+static int reliable_worker_init(sq_worker *w)
+{
+    const sq_runtime *rt = w->rt;
+    if ((w->fetch_state = calloc(1, sizeof(reliable_worker))) == NULL)
+        return -1;
+    RW(w)->scan_stranded = true; /* cheap once, and correct after any restart */
+    RW(w)->wkeys = calloc(rt->order.nqueues, sizeof *RW(w)->wkeys);
+    if (RW(w)->wkeys == NULL)
+        return -1;
+    for (size_t q = 0; q < rt->order.nqueues; q++)
+        if ((RW(w)->wkeys[q] = sq_working_list_key(rt->identity, w->tid, rt->order.names[q])) ==
+            NULL)
+            return -1;
+    return 0;
+}
+
+static void reliable_worker_free(sq_worker *w)
+{
+    if (w->fetch_state == NULL)
+        return;
+    for (size_t q = 0; RW(w)->wkeys && q < w->rt->order.nqueues; q++)
+        free(RW(w)->wkeys[q]);
+    free(RW(w)->wkeys);
+    clear_ack(w);
+    free(w->fetch_state);
+    w->fetch_state = NULL;
 }
 
 const sq_fetch_ops sq_fetch_reliable = {
@@ -457,4 +498,13 @@ const sq_fetch_ops sq_fetch_reliable = {
     .dead = reliable_dead,
     .requeue = reliable_requeue,
     .finish = reliable_finish,
+    .server_ok = reliable_server_ok,
+    .keeps_running_jobs = true,
+    .not_pushed_back = "it stays in its working list and another process will recover it",
+    .unwritten_at_exit = "it stays in its working list and will be recovered",
+    .worker_init = reliable_worker_init,
+    .worker_free = reliable_worker_free,
+    .attach = sq__reliable_attach,
+    .tick = sq__reliable_tick,
+    .detach = sq__reliable_detach,
 };

@@ -36,7 +36,7 @@
 #include "common.h"
 #include "log.h"
 #include "payload.h"
-#include "runtime.h"
+#include "recovery.h"
 #include "sidekiq.h"
 
 #define LEASE_PREFIX "squire:lease:"
@@ -169,7 +169,7 @@ int sq_lease_renew(sq_runtime *rt, bool force, bool *lapsed, sq_error *err)
                 goto out;
             }
             snprintf(vals[j], len, "%s\t%s", rt->identity, rt->order.names[q]);
-            argv[k++] = rt->workers[i].wkeys[q];
+            argv[k++] = RW(&rt->workers[i])->wkeys[q];
             argv[k++] = vals[j];
         }
     }
@@ -464,13 +464,13 @@ void sq_recovery_release(sq_runtime *rt)
     freeReplyObject(rep);
     for (int i = 0; i < rt->nworkers; i++) {
         for (size_t q = 0; q < rt->order.nqueues; q++) {
-            const char *argv[] = {SQ_WLISTS_KEY, rt->workers[i].wkeys[q], lease};
+            const char *argv[] = {SQ_WLISTS_KEY, RW(&rt->workers[i])->wkeys[q], lease};
             rep = sq_redis_eval(rt->redis, &forget_script, 3, 3, argv, NULL, NULL);
             if (rep == NULL)
                 return;
             if (rep->type == REDIS_REPLY_INTEGER && rep->integer != 1)
                 sq_log(SQ_LOG_WARN, "%s still holds a job; another process will recover it",
-                       rt->workers[i].wkeys[q]);
+                       RW(&rt->workers[i])->wkeys[q]);
             freeReplyObject(rep);
         }
     }
