@@ -102,6 +102,17 @@ SQ_API json_t *sq_job_arg(const sq_job *job, size_t i);
  * `retry_count`, which a manual retry from the Web UI can make negative). */
 SQ_API int sq_job_retry_count(const sq_job *job);
 
+/* W3C trace context (https://www.w3.org/TR/trace-context/) the job carries
+ * as the top-level keys `traceparent` and `tracestate`, as OpenTelemetry's
+ * Sidekiq instrumentation writes them; they are kept through retries. Each
+ * is NULL when absent or malformed (checked strictly; a malformed one is
+ * ignored, never an error). The trace id is the traceparent's 32 lowercase
+ * hex characters; squire logs it on the job's lines. tracestate is only
+ * given with a valid traceparent. Borrowed, valid while the handler runs. */
+SQ_API const char *sq_job_trace_id(const sq_job *job);
+SQ_API const char *sq_job_traceparent(const sq_job *job);
+SQ_API const char *sq_job_tracestate(const sq_job *job);
+
 /* The whole parsed payload (borrowed): every key Sidekiq or the app wrote. */
 SQ_API json_t *sq_job_payload(const sq_job *job);
 
@@ -222,6 +233,9 @@ typedef struct sq_push_opts {
     double at;          /* 0: now; otherwise epoch seconds to run at */
     json_t *extra;      /* optional object merged over the payload (borrowed), e.g.
                          * {"retry": 0, "backtrace": true, "tags": ["x"]} */
+    const char *traceparent; /* optional W3C trace context for the job, e.g. from
+                              * sq_job_traceparent(job) in a handler that pushes */
+    const char *tracestate;  /* (a push with a malformed one fails, SQ_EINVAL) */
 } sq_push_opts;
 
 /* Push one job of class with args (a JSON array, borrowed). opts may be NULL.

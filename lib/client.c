@@ -12,6 +12,7 @@
 #include "common.h"
 #include "job.h"
 #include "sidekiq.h"
+#include "trace.h"
 
 #define BULK_BATCH 1000
 
@@ -55,6 +56,25 @@ void sq_client_free(sq_client *c)
     free(c);
 }
 
+/* W3C trace context to set on the job: refused when malformed (a consumer
+ * would ignore it), and a tracestate only goes with a traceparent. */
+static int check_trace(const sq_push_opts *opts, sq_error *err)
+{
+    const char *tp = opts ? opts->traceparent : NULL, *ts = opts ? opts->tracestate : NULL;
+    if (tp != NULL && !sq_traceparent_valid(tp, strlen(tp), NULL)) {
+        sq__error_set(err, SQ_EINVAL, "push: traceparent: expected the W3C format "
+                                      "00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>");
+        return -1;
+    }
+    if (ts != NULL && (tp == NULL || !sq_tracestate_valid(ts, strlen(ts)))) {
+        sq__error_set(err, SQ_EINVAL, tp == NULL ? "push: tracestate given without a traceparent"
+                                                 : "push: tracestate: expected W3C key=value "
+                                                   "members, at most 32 and 512 bytes");
+        return -1;
+    }
+    return 0;
+}
+
 static int check_args(const char *class_name, const sq_push_opts *opts, sq_error *err)
 {
     if (class_name == NULL || class_name[0] == '\0') {
@@ -70,7 +90,7 @@ static int check_args(const char *class_name, const sq_push_opts *opts, sq_error
         sq__error_set(err, SQ_EINVAL, "push: extra options must be a JSON object");
         return -1;
     }
-    return 0;
+    return check_trace(opts, err);
 }
 
 json_t *sq__client_payload(const char *class_name, json_t *args, const sq_push_opts *opts,
@@ -110,6 +130,12 @@ json_t *sq__client_payload(const char *class_name, json_t *args, const sq_push_o
                 goto oom;
         }
     }
+    if (opts && opts->traceparent &&
+        json_object_set_new(p, "traceparent", json_string(opts->traceparent)))
+        goto oom;
+    if (opts && opts->tracestate &&
+        json_object_set_new(p, "tracestate", json_string(opts->tracestate)))
+        goto oom;
     return p;
 oom:
     json_decref(p);

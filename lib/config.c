@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hostport.h"
 #include "pgconninfo.h"
 #include "sidekiq.h"
 
@@ -54,6 +55,10 @@ static int set_sentinel(sq_config *c, const sq__option *o, const char *where, co
                         sq_error *err);
 static int set_metrics(sq_config *c, const sq__option *o, const char *where, const char *text,
                        sq_error *err);
+static int set_log_format(sq_config *c, const sq__option *o, const char *where,
+                          const char *text, sq_error *err);
+static int set_listen(sq_config *c, const sq__option *o, const char *where, const char *text,
+                      sq_error *err);
 
 /* clang-format off */
 static const sq__option options[] = {
@@ -78,6 +83,11 @@ static const sq__option options[] = {
      "log at DEBUG level", set_bool},
     {"log_level", 0, "log-level", "LEVEL", SQ__OPT_LEVEL, FIELD(log_level), 0, 3, 1, 0, NULL,
      "debug, info (a start and a done line per job), warn or error", set_level},
+    {"log_format", 0, "log-format", "FORMAT", SQ__OPT_STRING, FIELD(log_format), 0, 0, 0, 0,
+     "text", "text, or json: one JSON object per line", set_log_format},
+    {"metrics_address", 0, "metrics", "[HOST:]PORT", SQ__OPT_STRING, FIELD(metrics_address),
+     0, 0, 0, 0, NULL, "serve /metrics, /healthz, /readyz over HTTP (PORT alone: loopback)",
+     set_listen},
     {"fetch", 0, "fetch", "MODE", SQ__OPT_FETCH, FIELD(fetch), 0, 1, SQ_FETCH_RELIABLE, 0, NULL,
      "reliable (no job lost on kill -9) or basic (Sidekiq's BRPOP)", set_fetch},
     {NULL, 0, "check", NULL, SQ__OPT_BOOL, FIELD(check), 0, 1, 0, 0, NULL,
@@ -416,6 +426,27 @@ static int set_metrics(sq_config *c, const sq__option *o, const char *where, con
     return 0;
 }
 
+static int set_log_format(sq_config *c, const sq__option *o, const char *where,
+                          const char *text, sq_error *err)
+{
+    if (text == NULL || (strcmp(text, "text") != 0 && strcmp(text, "json") != 0))
+        return expected_what(where, "text or json", text, err);
+    return set_string(c, o, where, text, err);
+}
+
+/* metrics_address: checked now (hostport.h), listened on by the daemon. */
+static int set_listen(sq_config *c, const sq__option *o, const char *where, const char *text,
+                      sq_error *err)
+{
+    sq_hostport hp;
+    if (text == NULL || sq_hostport_parse(text, &hp, NULL) != 0)
+        return expected_what(where,
+                             "PORT (loopback), HOST:PORT or [IPV6]:PORT, with a numeric address "
+                             "or localhost and a port from 1 to 65535",
+                             text, err);
+    return set_string(c, o, where, text, err);
+}
+
 static int set_fetch(sq_config *c, const sq__option *o, const char *where, const char *text,
                      sq_error *err)
 {
@@ -671,6 +702,8 @@ void sq_config_destroy(sq_config *c)
     free(c->concurrency_null);
     free(c->environment);
     free(c->tag);
+    free(c->log_format);
+    free(c->metrics_address);
     free(c->redis_url);
     sq_redis_url_destroy(&c->redis_opts);
     free(c->db_url);

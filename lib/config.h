@@ -56,6 +56,8 @@ typedef struct sq_config {
     size_t nrequires;
     bool verbose;
     int log_level; /* 0 debug, 1 info, 2 warn, 3 error (log.h); -v means debug */
+    char *log_format;      /* "text" (default) or "json" (issue 17) */
+    char *metrics_address; /* [host:]port of /metrics, /healthz, /readyz; NULL: off */
     int max_retries;
     long dead_max_jobs;
     long dead_timeout_in_seconds;

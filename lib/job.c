@@ -22,6 +22,7 @@
 #include "common.h"
 #include "config.h"
 #include "json_parse.h"
+#include "trace.h"
 
 #define SQ_BACKTRACE_MAX 50
 #define DEFAULT_ERROR_CLASS "Squire::Error"
@@ -442,6 +443,20 @@ static void string_of(const json_t *v, const char **s, size_t *len)
     }
 }
 
+/* W3C trace context: kept only when it follows the grammar (trace.h). */
+static void read_trace(sq_job *job)
+{
+    const char *tp = NULL, *ts = NULL;
+    size_t tp_len = 0, ts_len = 0;
+    string_of(json_object_get(job->payload, "traceparent"), &tp, &tp_len);
+    if (tp == NULL || !sq_traceparent_valid(tp, tp_len, job->trace_id))
+        return;
+    job->traceparent = tp;
+    string_of(json_object_get(job->payload, "tracestate"), &ts, &ts_len);
+    if (ts != NULL && strlen(ts) == ts_len && sq_tracestate_valid(ts, ts_len))
+        job->tracestate = ts;
+}
+
 int sq_job_init(sq_job *job, char *raw, size_t raw_len, const char *queue,
                 const sq_job_limits *lim, sq_job_status *status, char *reason,
                 size_t reason_size)
@@ -467,6 +482,7 @@ int sq_job_init(sq_job *job, char *raw, size_t raw_len, const char *queue,
         return 0;
     }
     string_of(json_object_get(job->payload, "jid"), &job->jid, &job->jid_len);
+    read_trace(job);
     if (rc != SQ_JOB_VALID) { /* a bad shape: `class` as written, for the log */
         job->args = NULL;
         job->klass = "";
@@ -499,6 +515,9 @@ json_t *sq_job_args(const sq_job *job) { return job->args; }
 size_t sq_job_argc(const sq_job *job) { return json_array_size(job->args); }
 json_t *sq_job_arg(const sq_job *job, size_t i) { return json_array_get(job->args, i); }
 int sq_job_retry_count(const sq_job *job) { return job->retry_count; }
+const char *sq_job_trace_id(const sq_job *job) { return job->trace_id[0] ? job->trace_id : NULL; }
+const char *sq_job_traceparent(const sq_job *job) { return job->traceparent; }
+const char *sq_job_tracestate(const sq_job *job) { return job->tracestate; }
 json_t *sq_job_payload(const sq_job *job) { return job->payload; }
 
 const char *sq_job_raw(const sq_job *job, size_t *len)

@@ -53,6 +53,9 @@ struct sq_job {
     size_t klass_len;     /* bytes of klass (NUL characters only in a bad shape) */
     json_t *args;         /* borrowed: the args array (ActiveJob: `arguments`) */
     int retry_count;      /* -1 when absent */
+    const char *traceparent; /* borrowed from payload when valid (trace.h), else NULL */
+    const char *tracestate;  /* borrowed, valid, and only with a traceparent; else NULL */
+    char trace_id[33];       /* the traceparent's trace id, "" without one */
     sq_outcome outcome;
     struct sq_worker *worker; /* borrowed, set by the processor; NULL in tests */
 };

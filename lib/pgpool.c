@@ -58,6 +58,7 @@ struct sq_pgpool {
     double connect_timeout;
     sq_report_fn report; /* server notices, cancels that failed; NULL: dropped */
     void *report_ud;
+    long waits;     /* checkouts that found every connection in use and waited */
 };
 
 /* The settings libpq makes of url: its own, then those of the
@@ -315,11 +316,20 @@ static PGconn *connect_until(sq_pgpool *p, const struct timespec *until, sq_erro
     }
 }
 
+void sq_pgpool_stats(sq_pgpool *p, int *in_use, long *waits)
+{
+    pthread_mutex_lock(&p->lock);
+    *in_use = p->open - p->nidle;
+    *waits = p->waits;
+    pthread_mutex_unlock(&p->lock);
+}
+
 PGconn *sq_pgpool_checkout(sq_pgpool *p, sq_error *err)
 {
     if (!loaded(p, err))
         return NULL;
     struct timespec until = deadline_in(p->checkout_timeout);
+    bool waited = false;
     pthread_mutex_lock(&p->lock);
     for (;;) {
         if (p->nidle > 0) {
@@ -344,6 +354,9 @@ PGconn *sq_pgpool_checkout(sq_pgpool *p, sq_error *err)
             pthread_mutex_unlock(&p->lock);
             return NULL;
         }
+        if (!waited)
+            p->waits++;
+        waited = true;
         if (pthread_cond_timedwait(&p->freed, &p->lock, &until) == ETIMEDOUT &&
             p->nidle == 0 && p->open >= p->size) {
             pthread_mutex_unlock(&p->lock);

@@ -16,6 +16,9 @@ void sq_pgpool_free(sq_pgpool *p);
  * (common.h); set before the first checkout. */
 void sq_pgpool_set_reporter(sq_pgpool *p, sq_report_fn fn, void *ud);
 int sq_pgpool_size(const sq_pgpool *p);
+/* Connections checked out now, and checkouts so far that had to wait for
+ * one (metrics). Any thread. */
+void sq_pgpool_stats(sq_pgpool *p, int *in_use, long *waits);
 /* A usable connection, or NULL with err (exhausted past the timeout, or the
  * server unreachable). */
 PGconn *sq_pgpool_checkout(sq_pgpool *p, sq_error *err);

@@ -29,6 +29,7 @@ struct sq_redis {
     SSL_CTX *ssl;           /* rediss://: shared, see tls_context() */
     char display[300];
     char master[300]; /* sentinels: "host:port" of the master last found */
+    atomic_long connects; /* successful connects, the first included (metrics) */
 };
 
 static pthread_mutex_t script_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -613,7 +614,15 @@ int sq_redis_connect(sq_redis *r, sq_error *err)
                  ? connect_via_sentinels(r, err)
                  : connect_to(r, r->url.path != NULL ? NULL : r->url.host, r->url.port, err);
     pipe_guard_off(&g, rc != 0);
+    if (rc == 0)
+        atomic_fetch_add(&r->connects, 1);
     return rc;
+}
+
+long sq_redis_reconnects(const sq_redis *r)
+{
+    long n = r != NULL ? atomic_load(&((sq_redis *)r)->connects) : 0;
+    return n > 1 ? n - 1 : 0;
 }
 
 static void set_wait(sq_redis *r, double extra)

@@ -29,6 +29,9 @@ void sq_redis_free(sq_redis *r);
  * (unreachable) or SQ_EAUTH (credentials refused). */
 int sq_redis_connect(sq_redis *r, sq_error *err);
 bool sq_redis_is_connected(const sq_redis *r);
+/* How many times this connection was made again after its first connect
+ * (outages, failovers). Any thread may read it. */
+long sq_redis_reconnects(const sq_redis *r);
 /* Drop the connection; the next command reconnects. */
 void sq_redis_disconnect(sq_redis *r);
 

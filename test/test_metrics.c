@@ -1,6 +1,6 @@
 /*
  * test_metrics.c: the execution metrics of the Web UI's Metrics tab
- * (lib/metrics.c): the pure parts (histogram bucket, key names of Sidekiq
+ * (lib/daemon/metrics.c): the pure parts (histogram bucket, key names of Sidekiq
  * 7.x and 8.x, the BITFIELD arguments, the config value) and a flush into a
  * real redis-server, read back key by key. test_webui reads the same data
  * through Sidekiq's own Sidekiq::Metrics::Query.

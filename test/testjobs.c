@@ -245,6 +245,30 @@ static sq_result chain_job(sq_job *job, void *ud)
     return rc == 0 ? SQ_OK : sq_job_fail(job, "PushError", "%s", err.message);
 }
 
+/* TraceJob (test_observe.c): records the W3C trace context it was given
+ * (test:trace, a hash jid -> "<trace id>|<traceparent>|<tracestate>", "-"
+ * for NULL) and, when args[0] is true, pushes an OkJob carrying it on. */
+static sq_result trace_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    const char *id = sq_job_trace_id(job), *tp = sq_job_traceparent(job),
+               *ts = sq_job_tracestate(job);
+    char seen[1200];
+    snprintf(seen, sizeof seen, "%s|%s|%s", id ? id : "-", tp ? tp : "-", ts ? ts : "-");
+    redisContext *c = test_redis();
+    redisReply *r = c ? redisCommand(c, "HSET test:trace %s %s", sq_job_jid(job), seen) : NULL;
+    freeReplyObject(r);
+    if (!json_is_true(sq_job_arg(job, 0)))
+        return SQ_OK;
+    sq_error err = {0};
+    sq_push_opts opts = {.traceparent = tp, .tracestate = ts};
+    json_t *args = json_pack("[s]", sq_job_jid(job));
+    char jid[25];
+    int rc = sq_push(sq_job_client(job), "TraceJob", args, &opts, jid, &err);
+    json_decref(args);
+    return rc == 0 ? SQ_OK : sq_job_fail(job, "PushError", "%s", err.message);
+}
+
 int squire_plugin_init(sq_registry *reg)
 {
     int rc = 0;
@@ -263,6 +287,7 @@ int squire_plugin_init(sq_registry *reg)
     rc |= sq_register(reg, "ChaosJob", chaos_job, NULL);
     rc |= sq_register(reg, "ChainJob", chain_job, NULL);
     rc |= sq_register(reg, "NoopJob", noop_job, NULL);
+    rc |= sq_register(reg, "TraceJob", trace_job, NULL);
 #ifdef SQ_TESTJOBS_ISOLATED /* the isojobs plugin: these and isojobs.c's handlers */
     rc |= testjobs_register_isolated(reg);
 #endif

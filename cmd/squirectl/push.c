@@ -5,6 +5,7 @@
  *   squirectl push HardJob '["bob", 3]' -q critical --in 300
  *   squirectl push HardJob '["bob", 3]' --at 2026-12-01T09:00:00Z
  *   squirectl push HardJob --bulk < args.jsonl          one args array per line
+ *   squirectl push HardJob '[]' --traceparent 00-<trace>-<span>-01   W3C trace context
  */
 #include <errno.h>
 #include <getopt.h>
@@ -26,6 +27,8 @@ static void push_usage(FILE *out)
             "      --at TIME      run at epoch seconds or ISO 8601 UTC (2026-12-01T09:00:00Z)\n"
             "  -r, --retry N      retries before the dead set: a number, true (25) or false\n"
             "      --bulk         read one ARGS_JSON array per line from stdin\n"
+            "      --traceparent TP   W3C trace context for the job (00-<32 hex>-<16 hex>-<2 hex>)\n"
+            "      --tracestate TS    and its tracestate (with --traceparent)\n"
             "Prints the jid of each job pushed (bulk: the count).\n");
 }
 
@@ -130,6 +133,8 @@ int ctl_push(const char *url, int argc, char **argv)
                                              {"at", required_argument, NULL, 'a'},
                                              {"retry", required_argument, NULL, 'r'},
                                              {"bulk", no_argument, NULL, 'b'},
+                                             {"traceparent", required_argument, NULL, 'T'},
+                                             {"tracestate", required_argument, NULL, 'S'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     sq_push_opts opts = {0};
@@ -186,6 +191,12 @@ int ctl_push(const char *url, int argc, char **argv)
             break;
         case 'b':
             bulk = true;
+            break;
+        case 'T': /* checked by the client: a malformed one is refused */
+            opts.traceparent = optarg;
+            break;
+        case 'S':
+            opts.tracestate = optarg;
             break;
         case 'h':
             push_usage(stdout);

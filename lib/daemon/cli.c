@@ -121,6 +121,7 @@ int sq_main(int argc, char **argv, sq_registry *reg)
     sq_log_setup(cfg.verbose ? SQ_LOG_DEBUG : (sq_log_level)cfg.log_level,
                  dyno == NULL || dyno[0] == '\0');
     sq_redis_set_reporter(sq_log_report, NULL);
+    sq_log_json(cfg.log_format != NULL && strcmp(cfg.log_format, "json") == 0); /* issue 17 */
     for (size_t i = 0; i < cfg.nwarnings; i++)
         sq_log(SQ_LOG_WARN, "%s", cfg.warnings[i]);
     sq_notify_init();

@@ -28,6 +28,7 @@
 
 #include "common.h"
 #include "log.h"
+#include "observe.h" /* issue 17 */
 #include "runtime.h"
 #include "sidekiq.h"
 
@@ -279,6 +280,8 @@ int sq_heartbeat_beat(sq_runtime *rt, int *sig, sq_error *err)
     if (write_work(rt, 0, NULL, err) != 0)
         return -1;
     long rtt = ping_us(rt);
+    if (rtt >= 0)
+        sq_observe_redis_rtt((double)rtt / 1e6); /* issue 17 */
     char beat[32], busy[16], rtt_s[24], rss[24], conc[16], sigkey[sizeof rt->identity + 16];
     sq_format_time(sq__now(), beat);
     snprintf(busy, sizeof busy, "%d", sq_runtime_busy(rt));

@@ -20,6 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "httpd.h"   /* issue 17: /metrics, /healthz, /readyz */
+#include "observe.h" /* issue 17 */
 #include "common.h"
 #include "database.h"
 #include "fetch/fetch.h"
@@ -228,6 +230,9 @@ static int beat(sq_runtime *rt)
     } else {
         atomic_store(&rt->redis_ok_ms, sq_runtime_ms());
         sq_database_budget(rt, false);
+        sq_error oerr = {0}; /* issue 17: queue gauges, at a bounded cadence */
+        if (sq_observe_sample(rt, &oerr) != 0)
+            sq_log(SQ_LOG_DEBUG, "metrics sample: %s", oerr.message);
     }
     char msg[200];
     long long failing = sq_runtime_fetch_failing(rt, msg, sizeof msg);
@@ -265,6 +270,7 @@ static bool serve(sq_runtime *rt)
     double next_watchdog = 0;
     ttin_state ttin = {0};
     for (;;) {
+        sq_httpd_main_turned(); /* issue 17: /healthz sees the main loop turn */
         double tick = 1.0;
         if (rt->fetch->tick != NULL) {
             double want = rt->fetch->tick(rt, false);
@@ -385,10 +391,17 @@ int sq_launcher_run(const sq_config *cfg, sq_registry *reg)
     }
     rt.nworkers = cfg->concurrency;
     log_start(&rt);
-    /* timeouts; isolated: the fork server, forked while this is the only thread */
+    /* timeouts; isolated: the fork server, forked while this is the only
+     * thread (so before the HTTP endpoint's threads) */
     if (sq_isolation_start(&rt, &err) != 0) {
         sq_log(SQ_LOG_ERROR, "%s", err.message);
         status = 1;
+        goto done;
+    }
+    /* issue 17: up before Redis, so a liveness probe sees the wait as alive */
+    if (cfg->metrics_address != NULL && sq_httpd_start(&rt, cfg->metrics_address, &err) != 0) {
+        sq_log(SQ_LOG_ERROR, "%s", err.message);
+        status = EX_CONFIG;
         goto done;
     }
     if (sq_registry_count(reg) == 0)
@@ -440,6 +453,7 @@ int sq_launcher_run(const sq_config *cfg, sq_registry *reg)
     sq_heartbeat_cleanup(&rt);
     int e = sq_manager_start(&rt);
     if (e == 0) {
+        sq_httpd_workers_started(); /* issue 17 */
         sq_notify("READY=1");
         sq_notify_status("0 of %d busy", rt.nworkers);
     }
@@ -461,6 +475,7 @@ int sq_launcher_run(const sq_config *cfg, sq_registry *reg)
     }
     sq_log(SQ_LOG_INFO, "Bye!");
 done:
+    sq_httpd_stop(); /* issue 17 */
     if (rt.fetch->detach != NULL)
         rt.fetch->detach(&rt, false); /* frees what a clean shutdown left */
     sq_manager_free(&rt);

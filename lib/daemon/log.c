@@ -12,10 +12,12 @@
 #include <unistd.h>
 
 #include "job.h"
+#include "log_json.h" /* issue 17 */
 
 static sq_log_level min_level = SQ_LOG_INFO;
 static bool with_time = true;
 static bool journal; /* stdout is the systemd journal: "<N>" priority prefixes */
+static bool as_json; /* log_format: json */
 static _Thread_local char thread_name[16] = "main";
 
 /* Every job writes two lines, so the per-line work is kept small: the pid is
@@ -76,6 +78,11 @@ void sq_log_setup(sq_log_level min, bool timestamps)
     /* Under systemd the journal stamps and levels each line itself. */
     journal = stdout_is_journal();
     with_time = timestamps && !journal;
+}
+
+void sq_log_json(bool on)
+{
+    as_json = on;
 }
 
 void sq_log_thread_name(const char *name)
@@ -164,28 +171,100 @@ static void put_raw(char *buf, size_t cap, size_t *pos, const char *s)
     *pos += n;
 }
 
-static void emit(sq_log_level level, const sq_job *job, const char *fmt, va_list ap)
+/* A result line's extra fields (sq_log_job_result). */
+typedef struct result_fields {
+    double elapsed; /* < 0: none */
+    const char *error_class, *error_message;
+} result_fields;
+
+static void write_line(const char *line, size_t len)
+{
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(STDOUT_FILENO, line + off, len - off);
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+}
+
+/* "2026-11-22T12:00:00.123Z" into out (32 bytes), the second's text cached
+ * (stamp holds at most 23 characters). */
+static void timestamp(char *out)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (ts.tv_sec != stamp_sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+        stamp_sec = ts.tv_sec;
+    }
+    unsigned ms = (unsigned)(ts.tv_nsec / 1000000);
+    size_t n = strlen(stamp); /* no snprintf: this runs for every line */
+    memcpy(out, stamp, n);
+    char frac[] = {
+        '.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z', '\0'};
+    memcpy(out + n, frac, sizeof frac);
+}
+
+static const char *const priority[] = {"<7>", "<6>", "<4>", "<3>"};
+
+/* issue 17: the same event as one JSON object (log_json.h). */
+static void emit_json(sq_log_level level, const sq_job *job, const result_fields *rf,
+                      const char *fmt, va_list ap)
+{
+    char msg[6000], ts[32], line[SQ_LOG_JSON_MAX + 4];
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t mlen = n < 0 ? 0 : (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1;
+    if (with_time)
+        timestamp(ts);
+    sq_log_record r = {.ts = with_time ? ts : NULL,
+                       .pid = log_pid(),
+                       .tid = thread_name,
+                       .level = level_names[level],
+                       .msg = {msg, mlen},
+                       .elapsed = -1};
+    if (job != NULL) {
+        r.has_job = 1;
+        r.klass = (sq_log_text){job->klass ? job->klass : "", job->klass ? job->klass_len : 0};
+        r.jid = (sq_log_text){job->jid ? job->jid : "", job->jid ? job->jid_len : 0};
+        r.queue = (sq_log_text){job->queue, job->queue ? strlen(job->queue) : 0};
+        r.trace_id = job->trace_id;
+    }
+    if (rf != NULL) {
+        r.elapsed = rf->elapsed;
+        if (rf->error_class != NULL)
+            r.error_class = (sq_log_text){rf->error_class, strlen(rf->error_class)};
+        if (rf->error_message != NULL)
+            r.error_message = (sq_log_text){rf->error_message, strlen(rf->error_message)};
+    }
+    size_t pos = 0;
+    if (journal) {
+        memcpy(line, priority[level], 3);
+        pos = 3;
+    }
+    pos += sq_log_json_line(line + pos, SQ_LOG_JSON_MAX, &r);
+    write_line(line, pos);
+}
+
+static void emit(sq_log_level level, const sq_job *job, const result_fields *rf, const char *fmt,
+                 va_list ap)
 {
     char line[4096];
     size_t pos = 0;
-    static const char *const priority[] = {"<7>", "<6>", "<4>", "<3>"};
 
+    if (as_json) {
+        emit_json(level, job, rf, fmt, ap);
+        return;
+    }
     if (journal)
         put_raw(line, sizeof line, &pos, priority[level]);
     if (with_time) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        if (ts.tv_sec != stamp_sec) {
-            struct tm tm;
-            gmtime_r(&ts.tv_sec, &tm);
-            strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-            stamp_sec = ts.tv_sec;
-        }
-        put_raw(line, sizeof line, &pos, stamp);
-        unsigned ms = (unsigned)(ts.tv_nsec / 1000000);
-        char frac[] = {'.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10),
-                       (char)('0' + ms % 10), 'Z', ' ', '\0'};
-        put_raw(line, sizeof line, &pos, frac);
+        char ts[32];
+        timestamp(ts);
+        put_raw(line, sizeof line, &pos, ts);
+        put_raw(line, sizeof line, &pos, " ");
     }
     int pid = log_pid();
     if (prefix_pid != pid) {
@@ -201,6 +280,10 @@ static void emit(sq_log_level level, const sq_job *job, const char *fmt, va_list
         put_raw(line, sizeof line, &pos, " jid=");
         if (job->jid != NULL)
             put_escaped(line, sizeof line, &pos, job->jid, job->jid_len < 64 ? job->jid_len : 64);
+        if (job->trace_id[0] != '\0') { /* issue 17: valid W3C hex only (trace.h) */
+            put_raw(line, sizeof line, &pos, " trace_id=");
+            put_raw(line, sizeof line, &pos, job->trace_id);
+        }
         put_raw(line, sizeof line, &pos, " ");
     }
     put_raw(line, sizeof line, &pos, level_names[level]);
@@ -213,14 +296,7 @@ static void emit(sq_log_level level, const sq_job *job, const char *fmt, va_list
     size_t mlen = (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1;
     put_escaped(line, sizeof line, &pos, msg, mlen);
     line[pos++] = '\n';
-
-    size_t off = 0;
-    while (off < pos) {
-        ssize_t w = write(STDOUT_FILENO, line + off, pos - off);
-        if (w <= 0)
-            break;
-        off += (size_t)w;
-    }
+    write_line(line, pos);
 }
 
 void sq_log(sq_log_level level, const char *fmt, ...)
@@ -229,7 +305,7 @@ void sq_log(sq_log_level level, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    emit(level, NULL, fmt, ap);
+    emit(level, NULL, NULL, fmt, ap);
     va_end(ap);
 }
 
@@ -239,7 +315,19 @@ void sq_log_job(sq_log_level level, const sq_job *job, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    emit(level, job, fmt, ap);
+    emit(level, job, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void sq_log_job_result(sq_log_level level, const sq_job *job, double elapsed,
+                       const char *error_class, const char *error_message, const char *fmt, ...)
+{
+    if (level < min_level)
+        return;
+    result_fields rf = {elapsed, error_class, error_message};
+    va_list ap;
+    va_start(ap, fmt);
+    emit(level, job, &rf, fmt, ap);
     va_end(ap);
 }
 

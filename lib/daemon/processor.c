@@ -18,6 +18,7 @@
 #include "isolate.h"
 #include "log.h"
 #include "metrics.h"
+#include "observe.h" /* issue 17 */
 #include "payload.h"
 #include "registry.h"
 #include "runtime.h"
@@ -278,6 +279,7 @@ static void record_failure(sq_worker *w, sq_unit *u, sq_job *job, double elapsed
     }
     atomic_fetch_add(&rt->processed, 1);
     atomic_fetch_add(&rt->failed, 1);
+    sq_observe_job(job->klass, job->klass_len, u->queue, elapsed, true); /* issue 17 */
 
     sq_retry_plan plan = {0};
     if (sq_retry_plan_make(job, sq__now(), rt->cfg->max_retries, sq_worker_rand, w, &plan) != 0) {
@@ -288,21 +290,23 @@ static void record_failure(sq_worker *w, sq_unit *u, sq_job *job, double elapsed
     struct zset_write z = {plan.at, plan.payload, plan.payload_len};
     switch (plan.action) {
     case SQ_RETRY_SCHEDULE:
-        sq_log_job(SQ_LOG_WARN, job,
-                   "fail: %.3f sec: %s: %.200s (retry_count %d, next try in %.0f s)", elapsed,
-                   o->error_class, o->error_message, plan.count, plan.at - sq__now());
+        sq_log_job_result(SQ_LOG_WARN, job, elapsed, o->error_class, o->error_message,
+                          "fail: %.3f sec: %s: %.200s (retry_count %d, next try in %.0f s)",
+                          elapsed, o->error_class, o->error_message, plan.count,
+                          plan.at - sq__now());
         persist(w, u, "retry", job->jid, write_retry, &z);
         break;
     case SQ_RETRY_DEAD:
-        sq_log_job(SQ_LOG_WARN, job,
-                   "fail: %.3f sec: %s: %.200s (retries exhausted, adding to "
-                   "the dead set)",
-                   elapsed, o->error_class, o->error_message);
+        sq_log_job_result(SQ_LOG_WARN, job, elapsed, o->error_class, o->error_message,
+                          "fail: %.3f sec: %s: %.200s (retries exhausted, adding to "
+                          "the dead set)",
+                          elapsed, o->error_class, o->error_message);
         persist(w, u, "dead-set entry", job->jid, write_dead, &z);
         break;
     case SQ_RETRY_DROP:
-        sq_log_job(SQ_LOG_WARN, job, "fail: %.3f sec: %s: %.200s (no retry, discarded)", elapsed,
-                   o->error_class, o->error_message);
+        sq_log_job_result(SQ_LOG_WARN, job, elapsed, o->error_class, o->error_message,
+                          "fail: %.3f sec: %s: %.200s (no retry, discarded)", elapsed,
+                          o->error_class, o->error_message);
         persist(w, u, "ack", job->jid, write_ack, NULL);
         break;
     }
@@ -356,8 +360,10 @@ static void process(sq_worker *w, sq_unit *u)
             sq_runtime_nap(rt, 1);
         } else if (!job.outcome.failed) {
             atomic_fetch_add(&rt->processed, 1);
+            sq_observe_job(job.klass, job.klass_len, u->queue, elapsed, false); /* issue 17 */
             long ms = (long)(elapsed * 1000 + 0.5); /* integer formatting: this line is hot */
-            sq_log_job(SQ_LOG_INFO, &job, "done: %ld.%03ld sec", ms / 1000, ms % 1000);
+            sq_log_job_result(SQ_LOG_INFO, &job, elapsed, NULL, NULL, "done: %ld.%03ld sec",
+                              ms / 1000, ms % 1000);
             persist(w, u, "ack", job.jid, write_ack, NULL);
         } else {
             record_failure(w, u, &job, elapsed);

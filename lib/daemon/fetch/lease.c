@@ -13,6 +13,7 @@
 #include "common.h"
 #include "lease.h"
 #include "log.h"
+#include "observe.h" /* issue 17 */
 #include "recovery.h"
 
 /* Reliable fetch: the main thread's lease keeping, recovery and sweep. */
@@ -80,8 +81,10 @@ static bool may_recover(const lease_state *ls)
 static void recover(sq_runtime *rt)
 {
     sq_error err = {0};
-    if (sq_recovery_run(rt, &err) < 0)
+    long n = sq_recovery_run(rt, &err);
+    if (n < 0)
         sq_log(SQ_LOG_WARN, "recovery of dead processes' jobs failed: %s", err.message);
+    sq_observe_recovered(n); /* issue 17 */
 }
 
 /* One step of the slow sweep (one SCAN call per main-loop turn while a pass
