@@ -11,9 +11,10 @@ set -- $(printf '%s\n' "$@" | tr ';' '\n')
 [ "$#" -ge 10 ] || { echo "only $# core objects given: wrong target?"; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-# libc and libpthread calls that print, log, abort or end the process (with
-# glibc's _FORTIFY_SOURCE and _unlocked twins), and the standard streams
-deny='^(__)?(v?f?printf|v?dprintf|puts|fputs|putchar|fputc|putc|fwrite|putw|fputws|fputwc|putwc|putwchar|v?fwprintf|v?wprintf|perror|psignal|psiginfo|exit|_exit|_Exit|quick_exit|abort|raise|kill|tgkill|pthread_kill|pthread_exit|write|writev|pwrite|send|assert_fail|assert_perror_fail|assert|syslog|vsyslog|openlog|err|errx|verr|verrx|warn|warnx|vwarn|vwarnx|error|error_at_line|backtrace_symbols_fd|stdout|stderr|_IO_2_1_stdout_|_IO_2_1_stderr_|herror)(_chk|_unlocked)?$'
+# libc and libpthread calls that print, log, abort, end or replace the process
+# (with glibc's _FORTIFY_SOURCE and _unlocked twins, and __overflow, which
+# putc's inline calls), and the standard streams
+deny='^(__)?(v?f?printf|v?dprintf|puts|fputs|putchar|fputc|putc|fwrite|putw|fputws|fputwc|putwc|putwchar|v?fwprintf|v?wprintf|perror|psignal|psiginfo|exit|_exit|_Exit|quick_exit|abort|raise|kill|tgkill|pthread_kill|pthread_exit|write|writev|pwrite|send|assert_fail|assert_perror_fail|assert|syslog|vsyslog|openlog|err|errx|verr|verrx|warn|warnx|vwarn|vwarnx|error|error_at_line|backtrace_symbols_fd|stdout|stderr|_IO_2_1_stdout_|_IO_2_1_stderr_|herror|overflow|execl|execle|execlp|execv|execve|execvp|execvpe|fexecve|system|popen)(_chk|_unlocked)?$'
 status=0
 : >"$tmp/defined"
 for o in "$@"; do
