@@ -29,7 +29,7 @@ for o in "$@"; do
     foreign=$(grep -E '^sq_' "$tmp/undef" | comm -23 - "$tmp/defined" || true)
     if [ -n "$bad$foreign" ]; then
         echo "$(basename "$o"): calls what the core must not (the core returns errors; report through sq_report_fn):"
-        printf '%s\n' $bad $foreign | sed 's/^/  /'
+        printf '%s\n' "$bad" "$foreign" | sed '/^$/d; s/^/  /'
         status=1
     fi
 done
