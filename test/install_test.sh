@@ -49,14 +49,21 @@ echo "ok: installed squire ran the plugin's HardJob and exited 0"
 # its handler takes each way out (ok + push from inside, retry, kill, discard,
 # no database).
 every=$src/test/fixtures/embed/every_api.c
+# a library built with the sanitizers (scripts/test's second pass) needs a
+# program built with them: its runtime must come first, and the static
+# library's objects call into it
+san=()
+if nm -D "$tmp/prefix/lib/libsquire.so" | grep ' U __asan_init' >/dev/null; then
+  san=("-fsanitize=address,undefined")
+fi
 # shellcheck disable=SC2046
-cc -Wall -Werror -o "$tmp/every_shared" "$every" $(pkg-config "${pcflags[@]}" --cflags --libs squire) \
+cc "${san[@]}" -Wall -Werror -o "$tmp/every_shared" "$every" $(pkg-config "${pcflags[@]}" --cflags --libs squire) \
    -Wl,-rpath,"$tmp/prefix/lib"
 # shellcheck disable=SC2046
-cc -Wall -Werror -o "$tmp/every_static" "$every" $(pkg-config "${pcflags[@]}" --cflags squire) \
+cc "${san[@]}" -Wall -Werror -o "$tmp/every_static" "$every" $(pkg-config "${pcflags[@]}" --cflags squire) \
    -Wl,-Bstatic $(pkg-config "${pcflags[@]}" --static --libs-only-L --libs-only-other squire) -lsquire \
    -Wl,-Bdynamic $(pkg-config "${pcflags[@]}" --static --libs-only-l squire | sed 's/-lsquire//')
-! ldd "$tmp/every_static" | grep -q libsquire || { echo "every_static: libsquire not linked in"; exit 1; }
+! ldd "$tmp/every_static" | grep libsquire >/dev/null || { echo "every_static: libsquire not linked in"; exit 1; }
 rcli() { redis-cli -u "$REDIS_URL" "$@"; }
 for kind in shared static; do
   rcli flushall >/dev/null
