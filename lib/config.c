@@ -918,3 +918,8 @@ const char *sq_config_queue_list(const sq_config *c, bool weights, char *buf, si
     }
     return buf;
 }
+
+sq_dead_limits sq_config_dead_limits(const sq_config *cfg)
+{
+    return (sq_dead_limits){cfg->dead_max_jobs, cfg->dead_timeout_in_seconds};
+}

@@ -14,6 +14,7 @@
 #define SQ_CONFIG_H
 
 #include "common.h"
+#include "sidekiq.h"
 #include "url.h"
 
 #define SQ_DEFAULT_CONCURRENCY 5
@@ -28,7 +29,6 @@
 #define SQ_DEFAULT_BEAT_INTERVAL 10.0
 #define SQ_MAX_CONCURRENCY 1000
 #define SQ_MAX_TIMEOUT 86400
-#define SQ_MAX_QUEUE_NAME 255
 
 typedef struct sq_queue_conf {
     char *name;  /* owned; a usable queue name (sidekiq.h) */
@@ -145,5 +145,9 @@ int sq_config_redis_url(const sq_config *c, sq_redis_url *out, sq_error *err);
 /* The queue list for a log line: "a b,3 c" (weights when asked), cut to fit
  * size with " ... and N more". Returns buf. */
 const char *sq_config_queue_list(const sq_config *c, bool weights, char *buf, size_t size);
+
+/* The configured dead-set limits (dead_max_jobs, dead_timeout_in_seconds),
+ * for sq_dead_add (sidekiq.h). */
+sq_dead_limits sq_config_dead_limits(const sq_config *cfg);
 
 #endif

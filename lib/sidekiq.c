@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "common.h"
-#include "job.h"
+#include "json_text.h"
 
 bool sq_queue_name_usable(const char *name, size_t len)
 {
@@ -65,11 +65,6 @@ const char *sq_queue_key_name(const char *key, size_t len, size_t *qlen)
         return NULL;
     *qlen = len - SQ_QUEUE_KEY_PREFIX_LEN;
     return key + SQ_QUEUE_KEY_PREFIX_LEN;
-}
-
-sq_dead_limits sq_config_dead_limits(const sq_config *cfg)
-{
-    return (sq_dead_limits){cfg->dead_max_jobs, cfg->dead_timeout_in_seconds};
 }
 
 void sq_dead_args_make(double now, const sq_dead_limits *lim, sq_dead_args *a)

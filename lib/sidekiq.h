@@ -12,7 +12,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "config.h"
 #include "redis.h"
 
 /* ---- keys ------------------------------------------------------------------ */
@@ -27,7 +26,8 @@
 #define SQ_QUEUE_KEY_PREFIX "queue:"           /* list queue:<name> */
 #define SQ_QUEUE_KEY_PREFIX_LEN 6
 
-/* SQ_MAX_QUEUE_NAME (config.h): 255 bytes. A queue key with its NUL: */
+/* The longest queue name, in bytes; a queue key with its NUL: */
+#define SQ_MAX_QUEUE_NAME 255
 #define SQ_QUEUE_KEY_MAX (SQ_QUEUE_KEY_PREFIX_LEN + SQ_MAX_QUEUE_NAME + 1)
 
 /* ---- the queue-name rule ----------------------------------------------------- */
@@ -72,9 +72,6 @@ typedef struct sq_dead_args {
     char cutoff[32];
     char max[32];
 } sq_dead_args;
-
-/* The configured limits (dead_max_jobs, dead_timeout_in_seconds). */
-sq_dead_limits sq_config_dead_limits(const sq_config *cfg);
 
 void sq_dead_args_make(double now, const sq_dead_limits *lim, sq_dead_args *a);
 

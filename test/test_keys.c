@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "config.h"
 #include "job.h"
 #include "sidekiq.h"
 

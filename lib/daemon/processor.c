@@ -23,19 +23,6 @@
 #include "registry.h"
 #include "runtime.h"
 
-unsigned sq_worker_rand(unsigned n, void *worker)
-{
-    sq_worker *w = worker;
-    /* xorshift64*: fast, per thread, good enough for shuffles and jitter */
-    uint64_t x = w->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    w->rng = x;
-    uint64_t r = x * 2685821657736338717ULL;
-    return n <= 1 ? 0 : (unsigned)((r >> 32) % n);
-}
-
 bool sq_job_stopping(const sq_job *job)
 {
     if (job->worker == NULL)

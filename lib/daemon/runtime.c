@@ -61,6 +61,19 @@ long long sq_runtime_ms(void)
     return (long long)(sq__monotonic() * 1000);
 }
 
+unsigned sq_worker_rand(unsigned n, void *worker)
+{
+    sq_worker *w = worker;
+    /* xorshift64*: fast, per thread, good enough for shuffles and jitter */
+    uint64_t x = w->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    w->rng = x;
+    uint64_t r = x * 2685821657736338717ULL;
+    return n <= 1 ? 0 : (unsigned)((r >> 32) % n);
+}
+
 struct sq_slot {
     pthread_mutex_t lock; /* guards everything below; held by no one for long */
     sq_slot_state state;
