@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "testjobs.h"
@@ -93,6 +94,35 @@ static sq_result fork_segv_job(sq_job *job, void *ud)
     return SQ_OK;
 }
 
+/* Kills its own process group, as a handler cleaning up "its" processes
+ * with kill(0, ...) does. Safe only when squire runs in a group of its own
+ * (the test starts it so). */
+static sq_result killgroup_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    testjobs_record(job, "killgroup");
+    kill(0, SIGKILL);
+    sleep(5); /* not reached when the kill reached itself */
+    return SQ_OK;
+}
+
+/* Writes two bytes of garbage into every socket it inherited (its worker
+ * process's job socket among them: a truncated result header), then
+ * hangs without reading or answering. */
+static sq_result garbage_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    testjobs_record(job, "garbage");
+    for (int fd = 3; fd < 1024; fd++) {
+        struct stat st;
+        if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
+            (void)!write(fd, "xx", 2);
+    }
+    for (;;)
+        pause();
+    return SQ_OK;
+}
+
 /* Records "pid:<its process>:<init hook ran here>" and succeeds. */
 static sq_result pid_job(sq_job *job, void *ud)
 {
@@ -116,6 +146,8 @@ int testjobs_register_isolated(sq_registry *reg)
     rc |= sq_register(reg, "HogJob", hog_job, NULL);
     rc |= sq_register(reg, "PidJob", pid_job, NULL);
     rc |= sq_register(reg, "ForkSegvJob", fork_segv_job, NULL);
+    rc |= sq_register(reg, "KillGroupJob", killgroup_job, NULL);
+    rc |= sq_register(reg, "GarbageJob", garbage_job, NULL);
     rc |= sq_register_child_init(reg, child_init, NULL);
     return rc;
 }

@@ -178,6 +178,59 @@ static void assert_all_gone(const int *procs, int n)
     }
 }
 
+/* A handler that kills its own process group (kill(0, SIGKILL)) kills its
+ * worker process, not the daemon that shares the group with it. */
+START_TEST(group_kill_costs_only_its_own_job)
+{
+    sqt_proc p;
+    const char *const env[] = {"SQT_OWN_GROUP=1", NULL};
+    char text[256];
+    snprintf(text, sizeof text, ":poll_interval_average: 0.2\n:beat_interval: 1\n");
+    const char *argv[] = {"-C", itest_config(text), "-r", SQ_TEST_ISOPLUGIN, "-c",
+                          "2",  "--isolated",       NULL};
+    sqt_squire_start(&p, R.url, argv, env);
+    ck_assert_msg(sqt_log_wait(&p, "starting", 10), "squire did not start");
+    char sleeper[25], killer[25], after[25];
+    sq_push_opts dead = {.extra = json_pack("{s:i}", "retry", 0)};
+    itest_push("SleepJob", "[1]", NULL, sleeper);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "LLEN test:log"), 1);
+    itest_push("KillGroupJob", "[]", &dead, killer);
+    json_decref(dead.extra);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "ZCARD dead"), 1);
+    assert_failed("dead", killer, "Squire::WorkerCrashed", "SIGKILL");
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SISMEMBER test:done %s", sleeper), 1);
+    itest_push("OkJob", "[]", NULL, after);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SISMEMBER test:done %s", after), 1);
+    ck_assert_int_eq(runs(killer), 1);
+    ck_assert_int_eq(runs(sleeper), 1);
+    assert_nothing_held();
+    itest_stop(&p);
+}
+END_TEST
+
+/* A handler that writes a truncated result header into its worker
+ * process's socket and then hangs is still stopped at its timeout: the
+ * daemon never waits on a worker process's bytes past the deadline. */
+START_TEST(truncated_result_does_not_outlive_the_timeout)
+{
+    sqt_proc p;
+    start(&p, ":worker_kill_grace: 0.5\n", "2", ISOLATED);
+    char jid[25], ok[25];
+    sq_push_opts one = {.extra = json_pack("{s:i, s:i}", "squire_timeout", 1, "retry", 0)};
+    double t0 = sqt_now();
+    itest_push("GarbageJob", "[]", &one, jid);
+    json_decref(one.extra);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 12, "ZCARD dead"), 1);
+    ck_assert_msg(sqt_now() - t0 < 6, "the timeout took %.1f s", sqt_now() - t0);
+    assert_failed("dead", jid, "Squire::JobTimeout", "timeout of 1 s");
+    ck_assert_int_eq(runs(jid), 1);
+    itest_push("OkJob", "[]", NULL, ok);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SISMEMBER test:done %s", ok), 1);
+    assert_nothing_held();
+    itest_stop(&p);
+}
+END_TEST
+
 START_TEST(kill_9_of_the_daemon_leaves_no_worker_process)
 {
     sqt_proc p;
@@ -484,6 +537,8 @@ static Suite *isolated_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, crashes_cost_only_their_own_job);
     tcase_add_test(tc, crash_is_seen_with_the_socket_held_open);
+    tcase_add_test(tc, group_kill_costs_only_its_own_job);
+    tcase_add_test(tc, truncated_result_does_not_outlive_the_timeout);
     tcase_add_test(tc, kill_9_of_the_daemon_leaves_no_worker_process);
     tcase_add_test(tc, hung_jobs_are_killed_at_their_timeouts);
     tcase_add_test(tc, cpu_limit_stops_a_spinning_job_not_a_sleeping_one);
