@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "testjobs.h"
@@ -123,6 +124,52 @@ static sq_result garbage_job(sq_job *job, void *ud)
     return SQ_OK;
 }
 
+/* Stops itself (SIGSTOP): only its timeout's KILL ends it. */
+static sq_result stop_self_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    testjobs_record(job, "stopself");
+    raise(SIGSTOP);
+    return SQ_OK;
+}
+
+/* exit(0) in the middle of the job: atexit handlers run, no result is sent. */
+static sq_result exit_zero_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    testjobs_record(job, "exit0");
+    exit(0);
+}
+
+/* Closes every descriptor it inherited, then returns as if all went well. */
+static sq_result close_fds_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    testjobs_record(job, "closefds");
+    for (int fd = 3; fd < 1024; fd++)
+        close(fd);
+    return SQ_OK;
+}
+
+/* Double-forks a grandchild that keeps every inherited descriptor for 20 s
+ * (a daemonizing library), and succeeds. */
+static sq_result daemonize_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (fork() == 0) {
+            setsid();
+            sleep(20);
+        }
+        _exit(0);
+    }
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
+    testjobs_record(job, "ok");
+    return SQ_OK;
+}
+
 /* Records "pid:<its process>:<init hook ran here>" and succeeds. */
 static sq_result pid_job(sq_job *job, void *ud)
 {
@@ -148,6 +195,10 @@ int testjobs_register_isolated(sq_registry *reg)
     rc |= sq_register(reg, "ForkSegvJob", fork_segv_job, NULL);
     rc |= sq_register(reg, "KillGroupJob", killgroup_job, NULL);
     rc |= sq_register(reg, "GarbageJob", garbage_job, NULL);
+    rc |= sq_register(reg, "StopSelfJob", stop_self_job, NULL);
+    rc |= sq_register(reg, "ExitZeroJob", exit_zero_job, NULL);
+    rc |= sq_register(reg, "CloseFdsJob", close_fds_job, NULL);
+    rc |= sq_register(reg, "DaemonizeJob", daemonize_job, NULL);
     rc |= sq_register_child_init(reg, child_init, NULL);
     return rc;
 }

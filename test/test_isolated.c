@@ -231,6 +231,43 @@ START_TEST(truncated_result_does_not_outlive_the_timeout)
 }
 END_TEST
 
+/* More ways for a handler to wreck its process: stop itself, exit(0)
+ * mid-job, close every inherited descriptor, leave a daemonized
+ * grandchild holding them. Each costs its own job at most; the jobs
+ * after them run in fresh (or the same, healthy) worker processes. */
+START_TEST(assorted_misbehaviour_costs_only_its_own_job)
+{
+    sqt_proc p;
+    start(&p, ":worker_kill_grace: 0.5\n", "2", ISOLATED);
+    char stop[25], ex0[25], closer[25], daemonize[25], ok[6][25];
+    sq_push_opts one = {.extra = json_pack("{s:i, s:i}", "squire_timeout", 1, "retry", 0)};
+    itest_push("StopSelfJob", "[]", &one, stop);
+    json_decref(one.extra);
+    itest_push("ExitZeroJob", "[]", NULL, ex0);
+    itest_push("CloseFdsJob", "[]", NULL, closer);
+    itest_push("DaemonizeJob", "[]", NULL, daemonize);
+    for (int i = 0; i < 6; i++)
+        itest_push("OkJob", "[]", NULL, ok[i]);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "ZCARD dead"), 1);
+    ck_assert_int_eq(sqt_wait_int(C, 2, 10, "ZCARD retry"), 2);
+    ck_assert_int_eq(sqt_wait_int(C, 7, 10, "SCARD test:done"), 7);
+    assert_failed("dead", stop, "Squire::JobTimeout", "timeout of 1 s");
+    assert_failed("retry", ex0, "Squire::WorkerCrashed", "exit status 0");
+    assert_failed("retry", closer, "Squire::WorkerCrashed", "worker process");
+    ck_assert_int_eq(sqt_int(C, "SISMEMBER test:done %s", daemonize), 1);
+    for (int i = 0; i < 6; i++)
+        ck_assert_int_eq(runs(ok[i]), 1);
+    ck_assert_int_eq(runs(stop), 1);
+    ck_assert_int_eq(runs(ex0), 1);
+    ck_assert_int_eq(runs(closer), 1);
+    ck_assert_int_eq(runs(daemonize), 1);
+    assert_nothing_held();
+    double t0 = sqt_now();
+    itest_stop(&p); /* the grandchild holding a socket does not hold up the stop */
+    ck_assert_msg(sqt_now() - t0 < 5, "the stop took %.1f s", sqt_now() - t0);
+}
+END_TEST
+
 START_TEST(kill_9_of_the_daemon_leaves_no_worker_process)
 {
     sqt_proc p;
@@ -539,6 +576,7 @@ static Suite *isolated_suite(void)
     tcase_add_test(tc, crash_is_seen_with_the_socket_held_open);
     tcase_add_test(tc, group_kill_costs_only_its_own_job);
     tcase_add_test(tc, truncated_result_does_not_outlive_the_timeout);
+    tcase_add_test(tc, assorted_misbehaviour_costs_only_its_own_job);
     tcase_add_test(tc, kill_9_of_the_daemon_leaves_no_worker_process);
     tcase_add_test(tc, hung_jobs_are_killed_at_their_timeouts);
     tcase_add_test(tc, cpu_limit_stops_a_spinning_job_not_a_sleeping_one);
