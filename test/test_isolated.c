@@ -268,6 +268,34 @@ START_TEST(assorted_misbehaviour_costs_only_its_own_job)
 }
 END_TEST
 
+/* Redis dies and comes back while isolated jobs run: their results are
+ * written once it is back, nothing is lost or run twice. */
+START_TEST(redis_restart_mid_job_loses_and_repeats_nothing)
+{
+    sqt_proc p;
+    start(&p, "", "2", ISOLATED);
+    char a[25], b[25];
+    itest_push("SleepJob", "[2]", NULL, a);
+    itest_push("SleepJob", "[2]", NULL, b);
+    ck_assert_int_eq(sqt_wait_int(C, 2, 10, "LLEN test:log"), 2);
+    freeReplyObject(sqt_cmd(C, "SAVE")); /* the restart loads it: jobs in working lists */
+    redisFree(C);
+    C = NULL;
+    sqt_redis_kill9(&R);
+    sqt_sleep(0.5);
+    sqt_redis_restart(&R);
+    C = sqt_redis_connect(&R);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 20, "SISMEMBER test:done %s", a), 1);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 20, "SISMEMBER test:done %s", b), 1);
+    ck_assert_int_eq(runs(a), 1);
+    ck_assert_int_eq(runs(b), 1);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+    ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 0);
+    assert_nothing_held();
+    itest_stop(&p);
+}
+END_TEST
+
 START_TEST(kill_9_of_the_daemon_leaves_no_worker_process)
 {
     sqt_proc p;
@@ -577,6 +605,7 @@ static Suite *isolated_suite(void)
     tcase_add_test(tc, group_kill_costs_only_its_own_job);
     tcase_add_test(tc, truncated_result_does_not_outlive_the_timeout);
     tcase_add_test(tc, assorted_misbehaviour_costs_only_its_own_job);
+    tcase_add_test(tc, redis_restart_mid_job_loses_and_repeats_nothing);
     tcase_add_test(tc, kill_9_of_the_daemon_leaves_no_worker_process);
     tcase_add_test(tc, hung_jobs_are_killed_at_their_timeouts);
     tcase_add_test(tc, cpu_limit_stops_a_spinning_job_not_a_sleeping_one);
