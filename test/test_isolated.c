@@ -296,6 +296,27 @@ START_TEST(redis_restart_mid_job_loses_and_repeats_nothing)
 }
 END_TEST
 
+/* Run from a terminal with `stty tostop`, a worker process (a background
+ * process group there) that writes to it is not stopped: here its log line
+ * about the failing init hook, again at each new try. */
+START_TEST(worker_processes_on_a_tostop_terminal_keep_running)
+{
+    char dir[256], jid[25];
+    sqt_tempdir(dir, "tty");
+    itest_push("OkJob", "[]", NULL, jid);
+    const char *cfg = itest_config(":poll_interval_average: 0.2\n");
+    char *out = NULL;
+    sqt_sh(R.url, &out,
+           "cd %s && SQUIRE_ALLOW_ROOT=1 SQT_FAIL_CHILD_INIT=1 timeout -s KILL 4 script -qec "
+           "'stty tostop; exec %s -C %s -r %s -c 1 -t 1 --isolated' /dev/null >tty.log 2>&1; "
+           "grep -c 'the init hook failed' tty.log",
+           dir, SQ_TEST_SQUIRE, cfg, SQ_TEST_ISOPLUGIN);
+    int lines = atoi(out);
+    free(out);
+    ck_assert_msg(lines >= 2, "%d log lines from worker processes: stopped by SIGTTOU?", lines);
+}
+END_TEST
+
 START_TEST(kill_9_of_the_daemon_leaves_no_worker_process)
 {
     sqt_proc p;
@@ -606,6 +627,7 @@ static Suite *isolated_suite(void)
     tcase_add_test(tc, truncated_result_does_not_outlive_the_timeout);
     tcase_add_test(tc, assorted_misbehaviour_costs_only_its_own_job);
     tcase_add_test(tc, redis_restart_mid_job_loses_and_repeats_nothing);
+    tcase_add_test(tc, worker_processes_on_a_tostop_terminal_keep_running);
     tcase_add_test(tc, kill_9_of_the_daemon_leaves_no_worker_process);
     tcase_add_test(tc, hung_jobs_are_killed_at_their_timeouts);
     tcase_add_test(tc, cpu_limit_stops_a_spinning_job_not_a_sleeping_one);

@@ -27,7 +27,8 @@
  * Shutdown reaches a running handler through a flag in shared memory, which
  * sq_job_stopping reads. Each worker process leads a process group of its
  * own (a handler's kill(0, ...) stays inside it). Signals in a worker
- * process: INT, TSTP, TTIN ignored (they are the daemon's); TERM from
+ * process: INT, TSTP, TTIN, TTOU ignored (they are the daemon's, or a
+ * terminal's for a background group); TERM from
  * the fork server (a timeout) kills it; TERM from anyone else (a service
  * manager signalling the whole group) is ignored, because the daemon runs
  * the shutdown and pushes back what is still running.
@@ -209,6 +210,9 @@ static void child_signals(void)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTSTP, &sa, NULL);
     sigaction(SIGTTIN, &sa, NULL);
+    /* its own process group is a background one on a terminal: a write to
+     * it (the log, with stty tostop) must not stop the process */
+    sigaction(SIGTTOU, &sa, NULL);
     sa.sa_flags = SA_RESTART | SA_SIGINFO;
     sa.sa_sigaction = on_term;
     sigaction(SIGTERM, &sa, NULL);
