@@ -170,6 +170,15 @@ static sq_result daemonize_job(sq_job *job, void *ud)
     return SQ_OK;
 }
 
+/* Stops its worker process's parent, the fork server, and succeeds. */
+static sq_result stop_server_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    kill(getppid(), SIGSTOP);
+    testjobs_record(job, "ok");
+    return SQ_OK;
+}
+
 /* Records "pid:<its process>:<init hook ran here>" and succeeds. */
 static sq_result pid_job(sq_job *job, void *ud)
 {
@@ -199,6 +208,7 @@ int testjobs_register_isolated(sq_registry *reg)
     rc |= sq_register(reg, "ExitZeroJob", exit_zero_job, NULL);
     rc |= sq_register(reg, "CloseFdsJob", close_fds_job, NULL);
     rc |= sq_register(reg, "DaemonizeJob", daemonize_job, NULL);
+    rc |= sq_register(reg, "StopServerJob", stop_server_job, NULL);
     rc |= sq_register_child_init(reg, child_init, NULL);
     return rc;
 }

@@ -321,6 +321,28 @@ START_TEST(worker_processes_on_a_tostop_terminal_keep_running)
 }
 END_TEST
 
+/* A handler that stops the fork server (SIGSTOP to its parent): the daemon
+ * resumes it, worker processes still start, and TERM still stops the
+ * daemon. */
+START_TEST(stopped_fork_server_is_resumed)
+{
+    sqt_proc p;
+    start(&p, "", "2", ISOLATED);
+    char stopper[25], ok[4][25];
+    itest_push("StopServerJob", "[]", NULL, stopper);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SISMEMBER test:done %s", stopper), 1);
+    /* two at once: the second worker thread needs a new worker process */
+    for (int i = 0; i < 4; i++)
+        itest_push("SleepJob", "[0.3]", NULL, ok[i]);
+    ck_assert_int_eq(sqt_wait_int(C, 5, 10, "SCARD test:done"), 5);
+    ck_assert(sqt_log_wait(&p, "the fork server was stopped", 1));
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(runs(ok[i]), 1);
+    assert_nothing_held();
+    itest_stop(&p);
+}
+END_TEST
+
 START_TEST(kill_9_of_the_daemon_leaves_no_worker_process)
 {
     sqt_proc p;
@@ -632,6 +654,7 @@ static Suite *isolated_suite(void)
     tcase_add_test(tc, assorted_misbehaviour_costs_only_its_own_job);
     tcase_add_test(tc, redis_restart_mid_job_loses_and_repeats_nothing);
     tcase_add_test(tc, worker_processes_on_a_tostop_terminal_keep_running);
+    tcase_add_test(tc, stopped_fork_server_is_resumed);
     tcase_add_test(tc, kill_9_of_the_daemon_leaves_no_worker_process);
     tcase_add_test(tc, hung_jobs_are_killed_at_their_timeouts);
     tcase_add_test(tc, cpu_limit_stops_a_spinning_job_not_a_sleeping_one);

@@ -67,10 +67,12 @@
 
 struct sq_forksrv {
     pid_t pid;
-    int ctl;              /* the daemon's end of the control socket */
-    pthread_mutex_t lock; /* one request (and its reply) at a time */
-    bool gone;            /* reaped (under lock) */
-    int status;           /* its wait status once gone */
+    int ctl;               /* the daemon's end of the control socket */
+    pthread_mutex_t lock;  /* one request (and its reply) at a time */
+    pthread_mutex_t state; /* guards gone and status (not lock: a spawn holds
+                            * that while it waits for the fork server) */
+    bool gone;             /* reaped */
+    int status;            /* its wait status once gone */
 };
 
 typedef struct ctl_msg {
@@ -621,17 +623,29 @@ sq_forksrv *sq_forksrv_start(const sq_config *cfg, sq_registry *reg, const char 
     fs->pid = pid;
     fs->ctl = sv[0];
     pthread_mutex_init(&fs->lock, NULL);
+    pthread_mutex_init(&fs->state, NULL);
     return fs;
 }
 
 bool sq_forksrv_alive(sq_forksrv *fs, char *why, size_t size)
 {
-    pthread_mutex_lock(&fs->lock);
-    if (!fs->gone && waitpid(fs->pid, &fs->status, WNOHANG) == fs->pid)
-        fs->gone = true;
+    pthread_mutex_lock(&fs->state);
+    int st = 0;
+    if (!fs->gone && waitpid(fs->pid, &st, WNOHANG | WUNTRACED) == fs->pid) {
+        if (WIFSTOPPED(st)) {
+            /* stopped (a handler's kill(getppid(), SIGSTOP)): no worker
+             * process could start, and every spawn would wait for it */
+            sq_log(SQ_LOG_WARN, "the fork server was stopped (signal %d); resuming it",
+                   WSTOPSIG(st));
+            kill(fs->pid, SIGCONT);
+        } else {
+            fs->gone = true;
+            fs->status = st;
+        }
+    }
     bool gone = fs->gone;
     int status = fs->status;
-    pthread_mutex_unlock(&fs->lock);
+    pthread_mutex_unlock(&fs->state);
     if (gone && why != NULL)
         describe_status(status, why, size);
     return !gone;
@@ -642,10 +656,13 @@ void sq_forksrv_stop(sq_forksrv *fs)
     if (fs == NULL)
         return;
     close(fs->ctl);
+    if (!fs->gone)
+        kill(fs->pid, SIGCONT); /* a stopped fork server would never see the close */
     int status;
     while (!fs->gone && waitpid(fs->pid, &status, 0) < 0 && errno == EINTR)
         ;
     pthread_mutex_destroy(&fs->lock);
+    pthread_mutex_destroy(&fs->state);
     free(fs);
 }
 
