@@ -5,7 +5,9 @@
  *
  * Linux shows /proc/<pid>/cmdline, the memory of the original argv strings:
  * sq_proctitle_init takes that memory over (with the environment strings
- * that follow it, which are copied first), so it must run before any other
+ * that follow it, which are copied first; a title uses them only when argv's
+ * are too short, and then only up to the end of the string it reaches, so
+ * /proc/<pid>/environ keeps the rest), so it must run before any other
  * thread starts and before anything keeps a pointer to an environment
  * string. It copies argv's strings and points argv at the copies, so the
  * caller's argv stays readable. When argv is not the process's own (a
