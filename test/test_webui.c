@@ -584,6 +584,41 @@ START_TEST(metrics_default_to_sidekiq_8s_layout)
 }
 END_TEST
 
+/* The runs of class klass in every minute hash and rollup squire wrote. */
+static long long metric_runs(const char *klass)
+{
+    long long n = 0;
+    redisReply *keys = sqt_cmd(C, "KEYS j|*");
+    for (size_t i = 0; i < keys->elements; i++) {
+        redisReply *r = sqt_cmd(C, "HGET %s %s|p", keys->element[i]->str, klass);
+        n += r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+        freeReplyObject(r);
+    }
+    freeReplyObject(keys);
+    return n;
+}
+
+/* TERM while a job runs that looks at sq_job_stopping and finishes anyway:
+ * it succeeds (acked, counted processed), so the Metrics tab counts it too,
+ * in the flush at exit. */
+START_TEST(metrics_count_a_job_that_finishes_while_stopping)
+{
+    sqt_proc p;
+    const char *argv[] = {"-C", itest_config(":beat_interval: 1\n"), "-r", SQ_TEST_PLUGIN, NULL};
+    sqt_squire_start(&p, R.url, argv, NULL);
+    ck_assert(sqt_log_wait(&p, "starting", 10));
+    char jid[25];
+    itest_push("FinishJob", "[1.5]", NULL, jid);
+    ck_assert(sqt_log_wait(&p, "class=FinishJob", 10));
+    kill(p.pid, SIGTERM);
+    ck_assert_int_eq(sqt_proc_wait(&p, 20), 0);
+    ck_assert(sqt_log_wait(&p, "done:", 0));
+    ck_assert_int_eq(sqt_int(C, "LLEN queue:default"), 0);
+    /* its minute hash and the 10-minute rollup: once each */
+    ck_assert_int_eq(metric_runs("FinishJob"), 2);
+}
+END_TEST
+
 /* Key names where every time field is one digit: the latest hh:m5 at least
  * a minute ago, written by the library, read by each Sidekiq as of then. */
 START_TEST(metrics_keys_match_sidekiqs_reader_at_one_digit_minutes)
@@ -699,6 +734,7 @@ int main(void)
     tcase_set_timeout(own, 90);
     tcase_add_test(own, ps_shows_the_process_title);
     tcase_add_test(own, title_leaves_the_environment_it_does_not_need);
+    tcase_add_test(own, metrics_count_a_job_that_finishes_while_stopping);
     tcase_add_test(own, sidekiq_8_busy_page_readers_accept_squire);
     tcase_add_test(own, metrics_tab_shows_what_squire_ran_in_both_layouts);
     tcase_add_test(own, metrics_default_to_sidekiq_8s_layout);

@@ -175,6 +175,19 @@ static sq_result polite_sleep_job(sq_job *job, void *ud)
     return SQ_OK;
 }
 
+/* Sleeps args[0] seconds, then finishes its work though the daemon is
+ * stopping (it looks at sq_job_stopping and carries on). */
+static sq_result finish_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    record(job, "start");
+    double s = json_number_value(sq_job_arg(job, 0));
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+    record(job, sq_job_stopping(job) ? "ok while stopping" : "ok");
+    return SQ_OK;
+}
+
 /* WorkJob(n, ms): a unit of work of ms milliseconds, recorded once done. */
 static sq_result work_job(sq_job *job, void *ud)
 {
@@ -251,6 +264,7 @@ int squire_plugin_init(sq_registry *reg)
     rc |= sq_register(reg, "FlakyJob", flaky_job, NULL);
     rc |= sq_register(reg, "SleepJob", sleep_job, NULL);
     rc |= sq_register(reg, "PoliteSleepJob", polite_sleep_job, NULL);
+    rc |= sq_register(reg, "FinishJob", finish_job, NULL);
     rc |= sq_register(reg, "CrashJob", crash_job, NULL);
     rc |= sq_register(reg, "WorkJob", work_job, NULL);
     rc |= sq_register(reg, "ChaosJob", chaos_job, NULL);
