@@ -148,14 +148,20 @@ static sq_result flaky_job(sq_job *job, void *ud)
     return SQ_OK;
 }
 
+/* Sleeps args[0] seconds. */
+static void sleep_arg0(sq_job *job)
+{
+    double s = json_number_value(sq_job_arg(job, 0));
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
 /* Sleeps args[0] seconds without looking at sq_job_stopping. */
 static sq_result sleep_job(sq_job *job, void *ud)
 {
     (void)ud;
     record(job, "start");
-    double s = json_number_value(sq_job_arg(job, 0));
-    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-    nanosleep(&ts, NULL);
+    sleep_arg0(job);
     record(job, "ok");
     return SQ_OK;
 }
@@ -181,9 +187,7 @@ static sq_result finish_job(sq_job *job, void *ud)
 {
     (void)ud;
     record(job, "start");
-    double s = json_number_value(sq_job_arg(job, 0));
-    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-    nanosleep(&ts, NULL);
+    sleep_arg0(job);
     record(job, sq_job_stopping(job) ? "ok while stopping" : "ok");
     return SQ_OK;
 }
