@@ -22,8 +22,11 @@
 int sq_proctitle_init(int argc, char **argv);
 /* Show title (cut to the space there is). */
 void sq_proctitle_set(const char *title);
+/* The longest title there is room for (0: titles are not set). */
+size_t sq_proctitle_room(void);
 /* "squire <version> [<tag> ][<busy> of <concurrency> busy][ <state>]" into
- * buf; like snprintf. tag and state may be NULL or "". */
+ * buf; like snprintf, except that a tag too long for size is cut first. tag
+ * and state may be NULL or "". */
 int sq_proctitle_format(char *buf, size_t size, const char *tag, int busy, int concurrency,
                         const char *state);
 
