@@ -382,6 +382,68 @@ START_TEST(concurrent_records_are_all_flushed)
 }
 END_TEST
 
+/* Sidekiq's Metrics::Query#top_jobs splits each field of a minute hash at
+ * every '|' and files it under the first part: "<class>|<metric>". A class
+ * whose name holds '|' ("Foo|p", a C handler may be named so) must not land
+ * its counts on class Foo, and no hostile name (quotes, ':', '-', unicode,
+ * very long) may touch another class's field or histogram. */
+START_TEST(hostile_class_names_never_touch_another_class)
+{
+    time_t now = time(NULL);
+    sq_metrics *m = sq_metrics_new(1, SQ_METRICS_V7 | SQ_METRICS_V8);
+    static char longname[9000];
+    memset(longname, 'L', sizeof longname - 1);
+    const char *names[] = {"Foo|p", "Foo|ms|p", "|Foo", "Foo|", "Foo\"'", "Foo:1",
+                           "Foo-01-08:43", "F\xc3\xb6\xc3\xb6", longname};
+    sq_metrics_record(m, 0, "Foo", 3, false, 10, now);
+    for (size_t i = 0; i < SQ_ARRAY_LEN(names); i++)
+        for (int k = 0; k < 5; k++)
+            sq_metrics_record(m, 0, names[i], strlen(names[i]), k == 0, 5000, now);
+    sq_redis *r = connect_lib();
+    sq_error err = {0};
+    ck_assert_int_gt(sq_metrics_flush(m, r, &err), 0);
+    for (int v = 7; v <= 8; v++) {
+        char key[64];
+        sq_metrics_minute_key(v, now, key, sizeof key);
+        redisReply *all = sqt_cmd(C, "HGETALL %s", key);
+        ck_assert_int_eq(all->type, REDIS_REPLY_ARRAY);
+        long long foo_p = 0, foo_ms = 0, foo_f = 0, classes = 0;
+        for (size_t i = 0; i + 1 < all->elements; i += 2) {
+            const char *field = all->element[i]->str;
+            /* what top_jobs does: kls, metric = k.split("|") */
+            const char *bar = strchr(field, '|');
+            ck_assert_ptr_nonnull(bar);
+            ck_assert_msg(strchr(bar + 1, '|') == NULL, "field %.60s splits wrongly", field);
+            if (strncmp(field, "Foo", 3) == 0 && bar == field + 3) {
+                long long n = atoll(all->element[i + 1]->str);
+                if (strcmp(bar, "|p") == 0)
+                    foo_p += n;
+                else if (strcmp(bar, "|ms") == 0)
+                    foo_ms += n;
+                else
+                    foo_f += n;
+            }
+            if (strcmp(bar, "|p") == 0)
+                classes++;
+        }
+        freeReplyObject(all);
+        ck_assert_int_eq(foo_p, 1);
+        ck_assert_int_eq(foo_ms, 10);
+        ck_assert_int_eq(foo_f, 0);
+        ck_assert_int_eq(classes, 1 + (long long)SQ_ARRAY_LEN(names));
+        /* Foo's histogram holds Foo's one run alone */
+        char hk[128];
+        sq_metrics_hist_key(v, "Foo", 3, now, hk, sizeof hk);
+        long long h[SQ_METRICS_BUCKETS];
+        hist(hk, h);
+        for (int i = 0; i < SQ_METRICS_BUCKETS; i++)
+            ck_assert_int_eq(h[i], i == 0 ? 1 : 0);
+    }
+    sq_metrics_free(m);
+    sq_redis_free(r);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("metrics");
@@ -400,6 +462,7 @@ int main(void)
     tcase_add_test(redis, counts_wait_out_an_outage_and_are_written_once);
     tcase_add_test(redis, concurrent_records_are_all_flushed);
     tcase_add_test(redis, a_backlog_of_minutes_is_written_in_one_flush);
+    tcase_add_test(redis, hostile_class_names_never_touch_another_class);
     suite_add_tcase(s, redis);
     return sqt_run(s);
 }

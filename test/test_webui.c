@@ -343,6 +343,79 @@ START_TEST(ps_shows_the_process_title)
 }
 END_TEST
 
+/* Whether s (a string of /proc/<pid>/environ) is one the process was given:
+ * the test's own environment or what sqt_squire_start and the test add. */
+static bool given_env(const char *s, const char *const *added)
+{
+    extern char **environ;
+    for (char **e = environ; *e != NULL; e++)
+        if (strcmp(*e, s) == 0)
+            return true;
+    for (int i = 0; added[i] != NULL; i++)
+        if (strcmp(added[i], s) == 0)
+            return true;
+    return strncmp(s, "REDIS_URL=", 10) == 0 || strncmp(s, "SQUIRE_ALLOW_ROOT=", 18) == 0;
+}
+
+/* The title takes over argv's memory, and the environment's only as far as a
+ * long title needs: /proc/<pid>/environ keeps every string the title does
+ * not reach, whole (no fragment of a cut one), and cmdline the whole title. */
+START_TEST(title_leaves_the_environment_it_does_not_need)
+{
+    static char pad[700];
+    memcpy(pad, "SQ_TITLE_PAD=", 13);
+    memset(pad + 13, 'p', sizeof pad - 14);
+    const char *added[] = {pad, "SQ_TITLE_MARK=kept", NULL};
+    for (int longtag = 0; longtag <= 1; longtag++) {
+        /* 600: longer than a title squire writes (511): the tag is cut,
+         * the busy count stays */
+        char tag[601], yaml[700], want[700];
+        memset(tag, 'T', sizeof tag - 1);
+        tag[longtag ? sizeof tag - 1 : 4] = '\0';
+        snprintf(yaml, sizeof yaml, ":beat_interval: 30\n:tag: %s\n", tag);
+        if (longtag)
+            tag[511 - strlen("squire " SQ_VERSION "  [0 of 2 busy]")] = '\0';
+        const char *argv[] = {"-C", itest_config(yaml), "-r", SQ_TEST_PLUGIN, "-c", "2", NULL};
+        sqt_proc p;
+        sqt_squire_start(&p, R.url, argv, added);
+        ck_assert(sqt_log_wait(&p, "starting", 10));
+        snprintf(want, sizeof want, "squire %s %s [0 of 2 busy]\n", SQ_VERSION, tag);
+        char *out = NULL;
+        double until = sqt_now() + 3;
+        do {
+            free(out);
+            sqt_sleep(0.1);
+            ck_assert_int_eq(sqt_sh(NULL, &out, "ps -o args= -p %d", (int)p.pid), 0);
+        } while (strcmp(out, want) != 0 && sqt_now() < until);
+        ck_assert_str_eq(out, want);
+        free(out);
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/environ", (int)p.pid);
+        FILE *f = fopen(path, "r");
+        ck_assert_ptr_nonnull(f);
+        static char env[1 << 16];
+        size_t n = fread(env, 1, sizeof env - 1, f);
+        fclose(f);
+        env[n] = '\0';
+        bool mark = false;
+        for (size_t i = 0; i < n; i += strlen(env + i) + 1) {
+            if (env[i] == '\0')
+                continue;
+            /* a long title runs on into the environment's memory */
+            size_t len = strlen(env + i), wlen = strlen(want) - 1;
+            bool title_tail = longtag && i == 0 && len < wlen &&
+                              memcmp(want + wlen - len, env + i, len) == 0;
+            ck_assert_msg(title_tail || given_env(env + i, added), "environ holds \"%.80s\"",
+                          env + i);
+            mark |= strcmp(env + i, "SQ_TITLE_MARK=kept") == 0;
+        }
+        ck_assert_msg(mark, "SQ_TITLE_MARK is gone from %s (tag of %zu)", path, strlen(tag));
+        kill(p.pid, SIGTERM);
+        ck_assert_int_eq(sqt_proc_wait(&p, 20), 0);
+    }
+}
+END_TEST
+
 /* One Sidekiq's reader of the Metrics tab: totals of class k (NULL: absent). */
 static json_t *metrics_of(const char *version, const char *args, const char *klass)
 {
@@ -515,6 +588,41 @@ START_TEST(metrics_default_to_sidekiq_8s_layout)
 }
 END_TEST
 
+/* The runs of class klass in every minute hash and rollup squire wrote. */
+static long long metric_runs(const char *klass)
+{
+    long long n = 0;
+    redisReply *keys = sqt_cmd(C, "KEYS j|*");
+    for (size_t i = 0; i < keys->elements; i++) {
+        redisReply *r = sqt_cmd(C, "HGET %s %s|p", keys->element[i]->str, klass);
+        n += r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+        freeReplyObject(r);
+    }
+    freeReplyObject(keys);
+    return n;
+}
+
+/* TERM while a job runs that looks at sq_job_stopping and finishes anyway:
+ * it succeeds (acked, counted processed), so the Metrics tab counts it too,
+ * in the flush at exit. */
+START_TEST(metrics_count_a_job_that_finishes_while_stopping)
+{
+    sqt_proc p;
+    const char *argv[] = {"-C", itest_config(":beat_interval: 1\n"), "-r", SQ_TEST_PLUGIN, NULL};
+    sqt_squire_start(&p, R.url, argv, NULL);
+    ck_assert(sqt_log_wait(&p, "starting", 10));
+    char jid[25];
+    itest_push("FinishJob", "[1.5]", NULL, jid);
+    ck_assert(sqt_log_wait(&p, "class=FinishJob", 10));
+    kill(p.pid, SIGTERM);
+    ck_assert_int_eq(sqt_proc_wait(&p, 20), 0);
+    ck_assert(sqt_log_wait(&p, "done:", 0));
+    ck_assert_int_eq(sqt_int(C, "LLEN queue:default"), 0);
+    /* its minute hash and the 10-minute rollup: once each */
+    ck_assert_int_eq(metric_runs("FinishJob"), 2);
+}
+END_TEST
+
 /* Key names where every time field is one digit: the latest hh:m5 at least
  * a minute ago, written by the library, read by each Sidekiq as of then. */
 START_TEST(metrics_keys_match_sidekiqs_reader_at_one_digit_minutes)
@@ -629,6 +737,8 @@ int main(void)
     tcase_add_checked_fixture(own, itest_setup, itest_teardown);
     tcase_set_timeout(own, 90);
     tcase_add_test(own, ps_shows_the_process_title);
+    tcase_add_test(own, title_leaves_the_environment_it_does_not_need);
+    tcase_add_test(own, metrics_count_a_job_that_finishes_while_stopping);
     tcase_add_test(own, sidekiq_8_busy_page_readers_accept_squire);
     tcase_add_test(own, metrics_tab_shows_what_squire_ran_in_both_layouts);
     tcase_add_test(own, metrics_default_to_sidekiq_8s_layout);

@@ -155,14 +155,20 @@ static sq_result flaky_job(sq_job *job, void *ud)
     return SQ_OK;
 }
 
+/* Sleeps args[0] seconds. */
+static void sleep_arg0(sq_job *job)
+{
+    double s = json_number_value(sq_job_arg(job, 0));
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
 /* Sleeps args[0] seconds without looking at sq_job_stopping. */
 static sq_result sleep_job(sq_job *job, void *ud)
 {
     (void)ud;
     record(job, "start");
-    double s = json_number_value(sq_job_arg(job, 0));
-    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-    nanosleep(&ts, NULL);
+    sleep_arg0(job);
     record(job, "ok");
     return SQ_OK;
 }
@@ -179,6 +185,17 @@ static sq_result polite_sleep_job(sq_job *job, void *ud)
         usleep(50000);
     }
     record(job, "ok");
+    return SQ_OK;
+}
+
+/* Sleeps args[0] seconds, then finishes its work though the daemon is
+ * stopping (it looks at sq_job_stopping and carries on). */
+static sq_result finish_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    record(job, "start");
+    sleep_arg0(job);
+    record(job, sq_job_stopping(job) ? "ok while stopping" : "ok");
     return SQ_OK;
 }
 
@@ -282,6 +299,7 @@ int squire_plugin_init(sq_registry *reg)
     rc |= sq_register(reg, "FlakyJob", flaky_job, NULL);
     rc |= sq_register(reg, "SleepJob", sleep_job, NULL);
     rc |= sq_register(reg, "PoliteSleepJob", polite_sleep_job, NULL);
+    rc |= sq_register(reg, "FinishJob", finish_job, NULL);
     rc |= sq_register(reg, "CrashJob", crash_job, NULL);
     rc |= sq_register(reg, "WorkJob", work_job, NULL);
     rc |= sq_register(reg, "ChaosJob", chaos_job, NULL);

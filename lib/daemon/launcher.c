@@ -206,7 +206,9 @@ static void watchdog(sq_runtime *rt, double *next)
 static void update_title(sq_runtime *rt)
 {
     char title[512];
-    sq_proctitle_format(title, sizeof title, rt->cfg->tag, sq_runtime_busy(rt), rt->nworkers,
+    size_t room = sq_proctitle_room();
+    sq_proctitle_format(title, room > 0 && room < sizeof title ? room + 1 : sizeof title,
+                        rt->cfg->tag, sq_runtime_busy(rt), rt->nworkers,
                         atomic_load(&rt->stopping) ? "stopping"
                         : atomic_load(&rt->quiet)  ? "quiet"
                                                    : NULL);

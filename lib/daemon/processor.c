@@ -336,8 +336,9 @@ static void process(sq_worker *w, sq_unit *u)
         enum ran ran = run_handler(w, &job);
         double elapsed = sq__monotonic() - t0;
         /* issue 16: the Metrics tab counts runs of a handler, as Sidekiq's
-         * middleware sees them (not a missing class, not an interruption) */
-        if (ran == RAN && !w->saw_stop)
+         * middleware sees them (not a missing class, not an interruption:
+         * a failure after the handler saw the stop; a success then counts) */
+        if (ran == RAN && !(job.outcome.failed && w->saw_stop))
             sq_metrics_record(rt->metrics, w->index, job.klass, job.klass_len, job.outcome.failed,
                               (long long)(elapsed * 1000), time(NULL));
         if (!claim_result(w)) {

@@ -15,6 +15,8 @@ extern char **environ;
 
 static char *area; /* the original argv (and environment) strings */
 static size_t area_len;
+static size_t argv_len;   /* argv's part of area */
+static size_t dirty;      /* area[0, dirty) may hold a title: the rest is as it was */
 static char **arg_copies; /* argv's strings, which argv now points at */
 
 /* Field 48 of /proc/self/stat, where the kernel says argv begins. */
@@ -51,6 +53,7 @@ int sq_proctitle_init(int argc, char **argv)
     char *end = argv[0] + strlen(argv[0]) + 1;
     for (int i = 1; i < argc && argv[i] == end; i++)
         end += strlen(argv[i]) + 1;
+    size_t args_end = (size_t)(end - start);
     size_t nenv = 0;
     while (environ != NULL && environ[nenv] != NULL)
         nenv++;
@@ -79,6 +82,8 @@ int sq_proctitle_init(int argc, char **argv)
     program_invocation_short_name = (char *)(slash ? slash + 1 : args[0]);
     area = start;
     area_len = (size_t)(end - start);
+    argv_len = args_end;
+    dirty = 0;
     return 0;
 }
 
@@ -89,17 +94,46 @@ void sq_proctitle_set(const char *title)
     size_t n = strlen(title);
     if (n > area_len - 1)
         n = area_len - 1;
+    /* NULs after it to the end of argv's part (ps shows the title alone) or,
+     * when it runs into the environment's, to the end of the environment
+     * string its NUL lands in: /proc/<pid>/environ keeps every string the
+     * title does not reach, whole. The kernel reads a title that runs past
+     * argv up to its NUL (argv's last byte is then not NUL). */
+    size_t stop = argv_len;
+    if (n + 1 > argv_len) {
+        stop = n;
+        while (stop >= dirty && stop < area_len - 1 && area[stop] != '\0')
+            stop++;
+        stop++;
+    }
+    if (stop < dirty)
+        stop = dirty; /* a longer title's tail */
     memcpy(area, title, n);
-    /* NULs after it: ps shows the title alone */
-    memset(area + n, 0, area_len - n);
+    memset(area + n, 0, stop - n);
+    dirty = stop;
+}
+
+size_t sq_proctitle_room(void)
+{
+    return area != NULL && area_len >= 2 ? area_len - 1 : 0;
 }
 
 int sq_proctitle_format(char *buf, size_t size, const char *tag, int busy, int concurrency,
                         const char *state)
 {
-    bool has_tag = tag != NULL && tag[0] != '\0';
     bool has_state = state != NULL && state[0] != '\0';
-    return snprintf(buf, size, "squire %s%s%s [%d of %d busy]%s%s", SQ_VERSION, has_tag ? " " : "",
-                    has_tag ? tag : "", busy, concurrency, has_state ? " " : "",
-                    has_state ? state : "");
+    char rest[96]; /* " [2 of 5 busy] stopping" */
+    int rn = snprintf(rest, sizeof rest, " [%d of %d busy]%s%s", busy, concurrency,
+                      has_state ? " " : "", has_state ? state : "");
+    size_t head = strlen("squire " SQ_VERSION), tlen = tag != NULL ? strlen(tag) : 0;
+    /* A tag too long for size is cut (at a character's start), so that
+     * the busy count and the state stay in the title. */
+    if (tlen > 0 && size > 0 && head + 1 + tlen + (size_t)rn > size - 1) {
+        size_t room = size - 1 > head + 1 + (size_t)rn ? size - 1 - head - 1 - (size_t)rn : 0;
+        tlen = room;
+        while (tlen > 0 && ((unsigned char)tag[tlen] & 0xC0) == 0x80)
+            tlen--;
+    }
+    return snprintf(buf, size, "squire %s%s%.*s%s", SQ_VERSION, tlen > 0 ? " " : "", (int)tlen,
+                    tlen > 0 ? tag : "", rest);
 }

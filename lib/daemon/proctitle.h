@@ -5,7 +5,9 @@
  *
  * Linux shows /proc/<pid>/cmdline, the memory of the original argv strings:
  * sq_proctitle_init takes that memory over (with the environment strings
- * that follow it, which are copied first), so it must run before any other
+ * that follow it, which are copied first; a title uses them only when argv's
+ * are too short, and then only up to the end of the string it reaches, so
+ * /proc/<pid>/environ keeps the rest), so it must run before any other
  * thread starts and before anything keeps a pointer to an environment
  * string. It copies argv's strings and points argv at the copies, so the
  * caller's argv stays readable. When argv is not the process's own (a
@@ -20,8 +22,11 @@
 int sq_proctitle_init(int argc, char **argv);
 /* Show title (cut to the space there is). */
 void sq_proctitle_set(const char *title);
+/* The longest title there is room for (0: titles are not set). */
+size_t sq_proctitle_room(void);
 /* "squire <version> [<tag> ][<busy> of <concurrency> busy][ <state>]" into
- * buf; like snprintf. tag and state may be NULL or "". */
+ * buf; like snprintf, except that a tag too long for size is cut first. tag
+ * and state may be NULL or "". */
 int sq_proctitle_format(char *buf, size_t size, const char *tag, int busy, int concurrency,
                         const char *state);
 
