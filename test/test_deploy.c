@@ -223,7 +223,12 @@ START_TEST(check_mode_gives_a_verdict)
     ck_assert_int_eq(sqt_sh(R.url, &out, "%s --check --allow-root -r %s", SQ_TEST_SQUIRE,
                             SQ_TEST_PLUGIN), 0);
     ck_assert_ptr_nonnull(strstr(out, "squire --check: OK"));
-    ck_assert_ptr_nonnull(strstr(out, "OkJob"));
+    /* the handler line names some of the plugin's classes (at most 8, in
+     * the registry's order, which moves as test handlers are added) */
+    ck_assert_ptr_nonnull(strstr(out, " registered ("));
+    ck_assert_msg(strstr(out, "OkJob") || strstr(out, "FailJob") || strstr(out, "SleepJob") ||
+                      strstr(out, "HardJob"),
+                  "no known handler in: %s", out);
     ck_assert_ptr_nonnull(strstr(out, "Redis 7"));
     free(out);
     /* no handlers: a config problem */
