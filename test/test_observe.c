@@ -565,6 +565,77 @@ START_TEST(metrics_cardinality_is_bounded)
 }
 END_TEST
 
+/* Each series (name and labels) appears once in the text: a class label is
+ * cut at 200 bytes and shown as valid UTF-8 (U+FFFD for a bad byte), so
+ * classes that differ only in a character the cut splits must be counted
+ * as one series, not written as two with the same labels, which Prometheus
+ * drops as duplicate samples. (Payloads that are not valid UTF-8 never
+ * reach a handler: they are dead before they are counted.) */
+static void no_duplicate_series(const char *text)
+{
+    size_t n = 0;
+    const char **lines = NULL;
+    for (const char *p = text; *p; p = strchr(p, '\n') + 1) {
+        if (*p == '#')
+            continue;
+        lines = realloc(lines, (n + 1) * sizeof *lines);
+        lines[n++] = p;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *ei = strchr(lines[i], '\n');
+        while (ei > lines[i] && ei[-1] != ' ')
+            ei--;
+        for (size_t j = i + 1; j < n; j++) {
+            const char *ej = strchr(lines[j], '\n');
+            while (ej > lines[j] && ej[-1] != ' ')
+                ej--;
+            ck_assert_msg(ei - lines[i] != ej - lines[j] ||
+                              memcmp(lines[i], lines[j], (size_t)(ei - lines[i])) != 0,
+                          "series twice: %.*s", (int)(ei - lines[i]), lines[i]);
+        }
+    }
+    free(lines);
+}
+
+START_TEST(metrics_bad_utf8_classes_are_one_series)
+{
+    sqt_proc p;
+    start_squire(&p, NULL, NULL);
+    /* 199 bytes and a character cut by the 200-byte limit, two ways */
+    char ls[200], longer[400], longer2[400];
+    memset(ls, 'L', 199);
+    ls[199] = '\0';
+    snprintf(longer, sizeof longer, "%s\xc3\xa9", ls);
+    snprintf(longer2, sizeof longer2, "%s\xe2\x82\xac", ls);
+    const char *klass[] = {"Dup\xff", "Dup\xfe", "Dup\xef\xbf\xbd", longer, longer2};
+    for (int i = 0; i < 5; i++) {
+        char job[600];
+        int n =
+            snprintf(job, sizeof job,
+                     "{\"class\":\"%s\",\"args\":[],\"jid\":\"u%d\",\"retry\":false}", klass[i], i);
+        freeReplyObject(sqt_cmd(C, "LPUSH queue:default %b", job, (size_t)n));
+    }
+    http_reply *r = malloc(sizeof *r);
+    double until = sqt_now() + 15, total;
+    do {
+        sqt_sleep(0.2);
+        http_get(metrics_port, "GET", "/metrics", r, 5);
+        total = 0;
+        for (const char *q = strstr(r->body, "\nsquire_jobs_processed_total{"); q != NULL;
+             q = strstr(q + 1, "\nsquire_jobs_processed_total{"))
+            total += strtod(strchr(q, '}') + 2, NULL);
+    } while (total < 3 && sqt_now() < until);
+    ck_assert_msg(total == 3, "%g jobs counted", total);
+    check_exposition(r->body);
+    no_duplicate_series(r->body);
+    ck_assert(sample_value(r->body, "squire_jobs_processed_total{class=\"Dup\xef\xbf\xbd\","
+                                    "queue=\"default\"}") == 1);
+    promtool_accepts(r->body);
+    free(r);
+    itest_stop(&p);
+}
+END_TEST
+
 START_TEST(endpoint_refuses_what_it_does_not_serve)
 {
     sqt_proc p;
@@ -959,6 +1030,7 @@ static Suite *suite(void)
     tcase_set_timeout(d, 60);
     tcase_add_test(d, metrics_count_jobs_by_class_and_queue);
     tcase_add_test(d, metrics_cardinality_is_bounded);
+    tcase_add_test(d, metrics_bad_utf8_classes_are_one_series);
     tcase_add_test(d, endpoint_refuses_what_it_does_not_serve);
     tcase_add_test(d, readyz_follows_quiet_and_redis);
     tcase_add_test(d, healthz_fails_when_workers_cannot_fetch);
