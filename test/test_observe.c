@@ -782,6 +782,45 @@ START_TEST(slow_clients_do_not_stall_workers)
 END_TEST
 
 /* Every line of the log, parsed with a JSON parser. */
+/* Slowloris that never stops: 16 clients (the per-address limit) send
+ * one header line a second, so the idle timeout never fires. A probe from
+ * the same address (a kubelet, a curl in the pod) must still get an answer
+ * within seconds, not wait for ever: a request has a deadline from its
+ * first byte, whatever the client keeps sending. */
+START_TEST(dribbling_clients_are_cut_off)
+{
+    sqt_proc p;
+    start_squire(&p, NULL, NULL);
+    enum { NCONN = 16 };
+    int fds[NCONN];
+    for (int i = 0; i < NCONN; i++) {
+        fds[i] = connect_loopback(metrics_port, SOCK_NONBLOCK);
+        ck_assert_int_ge(fds[i], 0);
+        ssize_t w = send(fds[i], "GET /healthz HTTP/1.1\r\n", 23, MSG_NOSIGNAL);
+        (void)w;
+    }
+    sqt_sleep(0.5);
+    ck_assert_int_eq(status_of(metrics_port, "/healthz"), 0); /* every slot held */
+    double until = sqt_now() + 20;
+    int st = 0;
+    while (st != 200 && sqt_now() < until) {
+        for (int i = 0; i < NCONN; i++) {
+            ssize_t w = send(fds[i], "X-A: b\r\n", 8, MSG_NOSIGNAL);
+            (void)w;
+        }
+        http_reply *r = malloc(sizeof *r);
+        http_get(metrics_port, "GET", "/healthz", r, 1);
+        st = r->status;
+        free(r);
+        sqt_sleep(0.5);
+    }
+    ck_assert_msg(st == 200, "/healthz never answered while 16 clients dribbled");
+    for (int i = 0; i < NCONN; i++)
+        close(fds[i]);
+    itest_stop(&p);
+}
+END_TEST
+
 static json_t *log_lines(const sqt_proc *p)
 {
     char *log = sqt_log_read(p);
@@ -1035,6 +1074,7 @@ static Suite *suite(void)
     tcase_add_test(d, readyz_follows_quiet_and_redis);
     tcase_add_test(d, healthz_fails_when_workers_cannot_fetch);
     tcase_add_test(d, slow_clients_do_not_stall_workers);
+    tcase_add_test(d, dribbling_clients_are_cut_off);
     tcase_add_test(d, json_logs_parse_back_with_trace_ids);
     tcase_add_test(d, text_logs_carry_the_trace_id);
     tcase_add_test(d, push_refuses_malformed_trace_context);

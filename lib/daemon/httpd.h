@@ -28,6 +28,9 @@
 #define SQ_HTTPD_MAX_CONNECTIONS 64
 #define SQ_HTTPD_MAX_PER_ADDRESS 16
 #define SQ_HTTPD_TIMEOUT 5 /* seconds */
+/* a request must come whole within this of its connection's first byte
+ * (or of the last answer on it), however the client dribbles */
+#define SQ_HTTPD_DEADLINE_MS 10000
 #define SQ_HTTPD_MEMORY (16 * 1024)
 #define SQ_HTTPD_MAIN_STUCK_MS 30000
 
