@@ -1042,7 +1042,17 @@ START_TEST(bad_metrics_address_exits_78)
     const char *argv2[] = {"--metrics", port, NULL};
     sqt_squire_start(&p, R.url, argv2, NULL);
     ck_assert_int_eq(sqt_proc_wait(&p, 10), 78);
-    ck_assert(sqt_log_wait(&p, "cannot listen", 1));
+    ck_assert(sqt_log_wait(&p, "--metrics: cannot listen on", 1));
+    /* the same from a file: its file, line and key, as for any bad value */
+    char yaml[64];
+    snprintf(yaml, sizeof yaml, ":concurrency: 2\n:metrics_address: %s\n", port);
+    const char *taken = itest_config(yaml);
+    char want[400];
+    snprintf(want, sizeof want, "%s:2: metrics_address: cannot listen on %s", taken, port);
+    const char *argv4[] = {"-C", taken, NULL};
+    sqt_squire_start(&p, R.url, argv4, NULL);
+    ck_assert_int_eq(sqt_proc_wait(&p, 10), 78);
+    ck_assert_msg(sqt_log_wait(&p, want, 1), "no \"%s\"", want);
     close(fd);
     const char *cfg = itest_config(":log_format: yaml\n");
     const char *argv3[] = {"-C", cfg, NULL};

@@ -223,12 +223,13 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
     return text(c, MHD_HTTP_NOT_FOUND, "not found: try /metrics, /healthz or /readyz\n");
 }
 
-int sq_httpd_start(sq_runtime *rt, const char *address, sq_error *err)
+int sq_httpd_start(sq_runtime *rt, const char *address, const char *where, sq_error *err)
 {
+    where = where != NULL ? where : "metrics_address";
     sq_hostport hp;
     sq_error perr = {0};
     if (sq_hostport_parse(address, &hp, &perr) != 0) {
-        sq__error_set(err, SQ_ECONFIG, "metrics_address %s: %s", address, perr.message);
+        sq__error_set(err, SQ_ECONFIG, "%s: %s: %s", where, address, perr.message);
         return -1;
     }
     struct sockaddr_in in4 = {0};
@@ -256,7 +257,7 @@ int sq_httpd_start(sq_runtime *rt, const char *address, sq_error *err)
         mhd_log, NULL, MHD_OPTION_NOTIFY_CONNECTION, notify, NULL, MHD_OPTION_END);
     atomic_store(&starting, false);
     if (daemon_ == NULL) {
-        sq__error_set(err, SQ_ECONFIG, "metrics_address %s: cannot listen: %s", address,
+        sq__error_set(err, SQ_ECONFIG, "%s: cannot listen on %s: %s", where, address,
                       start_error[0] ? start_error : "libmicrohttpd refused to start");
         return -1;
     }

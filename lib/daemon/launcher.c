@@ -347,7 +347,8 @@ int sq_launcher_run(const sq_config *cfg, sq_registry *reg)
     rt.nworkers = cfg->concurrency;
     log_start(&rt);
     /* issue 17: up before Redis, so a liveness probe sees the wait as alive */
-    if (cfg->metrics_address != NULL && sq_httpd_start(&rt, cfg->metrics_address, &err) != 0) {
+    if (cfg->metrics_address != NULL &&
+        sq_httpd_start(&rt, cfg->metrics_address, cfg->metrics_where, &err) != 0) {
         sq_log(SQ_LOG_ERROR, "%s", err.message);
         status = EX_CONFIG;
         goto done;
