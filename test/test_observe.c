@@ -112,6 +112,21 @@ START_TEST(traceparent_grammar)
     /* a NUL inside (JSON lets a string hold one) is not hex */
     const char nul[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0\0";
     ck_assert(!sq_traceparent_valid(nul, 55, NULL));
+    /* what a later version carries after the '-' is handed to handlers as
+     * is (sq_job_traceparent), which put it in HTTP headers: no control
+     * characters, no non-ASCII, no NUL, and not without bound */
+    ck_assert(!tp("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x\r\nX-Evil: 1"));
+    ck_assert(!tp("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-caf\xc3\xa9"));
+    ck_assert(!tp("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-a b"));
+    const char nul2[] = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-a\0b";
+    ck_assert(!sq_traceparent_valid(nul2, sizeof nul2 - 1, NULL));
+    char huge[4096];
+    memset(huge, 'a', sizeof huge - 1);
+    huge[sizeof huge - 1] = '\0';
+    memcpy(huge, "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-", 56);
+    ck_assert(!tp(huge));
+    huge[SQ_TRACEPARENT_MAX] = '\0';
+    ck_assert(tp(huge));
 }
 END_TEST
 
