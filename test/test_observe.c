@@ -729,6 +729,33 @@ END_TEST
 /* Redis answers but refuses every fetch (an ACL): not ready at once, and
  * after 10 s not alive either, as the watchdog would judge; both mend when
  * the fetches work again. */
+/* Redis hangs (SIGSTOP) past the 10 s after which failing fetches count
+ * as stuck, then answers again: the heartbeat mends at once, the workers'
+ * back-off a few seconds later. /healthz must not call the process stuck
+ * in between (a liveness probe or the systemd watchdog would kill a
+ * process that is only waiting for its retry). */
+START_TEST(healthz_stays_alive_as_redis_comes_back)
+{
+    sqt_proc p;
+    start_squire(&p, NULL, NULL);
+    kill(R.pid, SIGSTOP);
+    sqt_sleep(15);
+    kill(R.pid, SIGCONT);
+    double until = sqt_now() + 8;
+    int bad = 0;
+    http_reply *r = malloc(sizeof *r);
+    while (sqt_now() < until && bad == 0) {
+        http_get(metrics_port, "GET", "/healthz", r, 2);
+        bad = r->status == 503;
+        sqt_sleep(0.05);
+    }
+    ck_assert_msg(!bad, "/healthz after Redis came back: %s", r->body);
+    ck_assert_msg(wait_status(metrics_port, "/readyz", 200, 15), "never ready again");
+    free(r);
+    itest_stop(&p);
+}
+END_TEST
+
 START_TEST(healthz_fails_when_workers_cannot_fetch)
 {
     sqt_proc p;
@@ -1098,6 +1125,7 @@ static Suite *suite(void)
     tcase_add_test(d, endpoint_refuses_what_it_does_not_serve);
     tcase_add_test(d, readyz_follows_quiet_and_redis);
     tcase_add_test(d, healthz_fails_when_workers_cannot_fetch);
+    tcase_add_test(d, healthz_stays_alive_as_redis_comes_back);
     tcase_add_test(d, slow_clients_do_not_stall_workers);
     tcase_add_test(d, dribbling_clients_are_cut_off);
     tcase_add_test(d, json_logs_parse_back_with_trace_ids);

@@ -209,8 +209,11 @@ static int beat(sq_runtime *rt)
         sq_log(SQ_LOG_DEBUG, "stats flush deferred: %s", serr.message);
     if (sq_heartbeat_beat(rt, &sig, &err) != 0) {
         sq_log(SQ_LOG_DEBUG, "heartbeat failed: %s", err.message);
+        atomic_store(&rt->redis_ok_since_ms, 0); /* issue 17 */
     } else {
         atomic_store(&rt->redis_ok_ms, sq_runtime_ms());
+        long long none = 0; /* issue 17: the first good beat after a failed one */
+        atomic_compare_exchange_strong(&rt->redis_ok_since_ms, &none, sq_runtime_ms());
         sq_database_budget(rt, false);
         sq_error merr = {0}; /* issue 17: queue gauges, at a bounded cadence */
         if (sq_metrics_sample(rt, &merr) != 0)
