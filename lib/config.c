@@ -444,7 +444,9 @@ static int set_listen(sq_config *c, const sq__option *o, const char *where, cons
                              "PORT (loopback), HOST:PORT or [IPV6]:PORT, with a numeric address "
                              "or localhost and a port from 1 to 65535",
                              text, err);
-    return set_string(c, o, where, text, err);
+    if (set_string(c, o, where, text, err) < 0)
+        return -1;
+    return replace_string(&c->metrics_where, where, err); /* for "cannot listen" */
 }
 
 static int set_fetch(sq_config *c, const sq__option *o, const char *where, const char *text,
@@ -708,6 +710,7 @@ void sq_config_destroy(sq_config *c)
     sq_redis_url_destroy(&c->redis_opts);
     free(c->db_url);
     free(c->db_url_where);
+    free(c->metrics_where);
     free(c->db_application_name);
     queues_free(c);
     list_free(&c->labels, &c->nlabels);

@@ -77,6 +77,7 @@ typedef struct sq_config {
     /* database: (PostgreSQL for handlers, pgpool.c) */
     char *db_url;              /* default $DATABASE_URL; NULL: no database */
     char *db_url_where;        /* owned: "<file>:<line>: database.url" that set it */
+    char *metrics_where;       /* owned: "<file>:<line>: metrics_address" (or the flag) */
     int db_pool;               /* 0: concurrency */
     double db_checkout_timeout;
     double db_connect_timeout;

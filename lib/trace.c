@@ -27,6 +27,11 @@ bool sq_traceparent_valid(const char *s, size_t len, char trace_id[33])
     if (memcmp(s, "00", 2) == 0 ? len != SQ_TRACEPARENT_LEN
                                 : len > SQ_TRACEPARENT_LEN && s[SQ_TRACEPARENT_LEN] != '-')
         return false;
+    if (len > SQ_TRACEPARENT_MAX)
+        return false;
+    for (size_t i = SQ_TRACEPARENT_LEN; i < len; i++) /* a later version's rest */
+        if (s[i] <= 0x20 || s[i] > 0x7e)
+            return false;
     if (s[2] != '-' || s[35] != '-' || s[52] != '-')
         return false;
     if (!lower_hex(s + 3, 32, &zero) || zero) /* trace id */

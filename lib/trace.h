@@ -13,13 +13,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define SQ_TRACEPARENT_LEN 55 /* "00-<32 hex>-<16 hex>-<2 hex>" */
-#define SQ_TRACESTATE_MAX 512 /* bytes; the spec's limit for propagation */
+#define SQ_TRACEPARENT_LEN 55  /* "00-<32 hex>-<16 hex>-<2 hex>" */
+#define SQ_TRACEPARENT_MAX 512 /* bytes of a later version's traceparent */
+#define SQ_TRACESTATE_MAX 512  /* bytes; the spec's limit for propagation */
 
 /* Whether s (len bytes) is a valid traceparent: version 00 exactly 55
- * characters; a later version (not ff) at least 55, with '-' after them;
- * lowercase hex; trace id and parent id not all zeros. When valid and
- * trace_id is not NULL, the 32-hex trace id is copied there, NUL-ended. */
+ * characters; a later version (not ff) 55 to SQ_TRACEPARENT_MAX, with
+ * '-' after the first 55 and only visible ASCII (no space, no control
+ * character: handlers may put it in an HTTP header); lowercase hex; trace id and parent id not all
+ * zeros. When valid and trace_id is not NULL, the 32-hex trace id is copied there, NUL-ended. */
 bool sq_traceparent_valid(const char *s, size_t len, char trace_id[33]);
 
 /* Whether s (len bytes) is a valid tracestate: at most 512 bytes, at most 32

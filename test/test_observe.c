@@ -112,6 +112,21 @@ START_TEST(traceparent_grammar)
     /* a NUL inside (JSON lets a string hold one) is not hex */
     const char nul[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0\0";
     ck_assert(!sq_traceparent_valid(nul, 55, NULL));
+    /* what a later version carries after the '-' is handed to handlers as
+     * is (sq_job_traceparent), which put it in HTTP headers: no control
+     * characters, no non-ASCII, no NUL, and not without bound */
+    ck_assert(!tp("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x\r\nX-Evil: 1"));
+    ck_assert(!tp("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-caf\xc3\xa9"));
+    ck_assert(!tp("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-a b"));
+    const char nul2[] = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-a\0b";
+    ck_assert(!sq_traceparent_valid(nul2, sizeof nul2 - 1, NULL));
+    char huge[4096];
+    memset(huge, 'a', sizeof huge - 1);
+    huge[sizeof huge - 1] = '\0';
+    memcpy(huge, "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-", 56);
+    ck_assert(!tp(huge));
+    huge[SQ_TRACEPARENT_MAX] = '\0';
+    ck_assert(tp(huge));
 }
 END_TEST
 
@@ -565,6 +580,77 @@ START_TEST(metrics_cardinality_is_bounded)
 }
 END_TEST
 
+/* Each series (name and labels) appears once in the text: a class label is
+ * cut at 200 bytes and shown as valid UTF-8 (U+FFFD for a bad byte), so
+ * classes that differ only in a character the cut splits must be counted
+ * as one series, not written as two with the same labels, which Prometheus
+ * drops as duplicate samples. (Payloads that are not valid UTF-8 never
+ * reach a handler: they are dead before they are counted.) */
+static void no_duplicate_series(const char *text)
+{
+    size_t n = 0;
+    const char **lines = NULL;
+    for (const char *p = text; *p; p = strchr(p, '\n') + 1) {
+        if (*p == '#')
+            continue;
+        lines = realloc(lines, (n + 1) * sizeof *lines);
+        lines[n++] = p;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *ei = strchr(lines[i], '\n');
+        while (ei > lines[i] && ei[-1] != ' ')
+            ei--;
+        for (size_t j = i + 1; j < n; j++) {
+            const char *ej = strchr(lines[j], '\n');
+            while (ej > lines[j] && ej[-1] != ' ')
+                ej--;
+            ck_assert_msg(ei - lines[i] != ej - lines[j] ||
+                              memcmp(lines[i], lines[j], (size_t)(ei - lines[i])) != 0,
+                          "series twice: %.*s", (int)(ei - lines[i]), lines[i]);
+        }
+    }
+    free(lines);
+}
+
+START_TEST(metrics_bad_utf8_classes_are_one_series)
+{
+    sqt_proc p;
+    start_squire(&p, NULL, NULL);
+    /* 199 bytes and a character cut by the 200-byte limit, two ways */
+    char ls[200], longer[400], longer2[400];
+    memset(ls, 'L', 199);
+    ls[199] = '\0';
+    snprintf(longer, sizeof longer, "%s\xc3\xa9", ls);
+    snprintf(longer2, sizeof longer2, "%s\xe2\x82\xac", ls);
+    const char *klass[] = {"Dup\xff", "Dup\xfe", "Dup\xef\xbf\xbd", longer, longer2};
+    for (int i = 0; i < 5; i++) {
+        char job[600];
+        int n =
+            snprintf(job, sizeof job,
+                     "{\"class\":\"%s\",\"args\":[],\"jid\":\"u%d\",\"retry\":false}", klass[i], i);
+        freeReplyObject(sqt_cmd(C, "LPUSH queue:default %b", job, (size_t)n));
+    }
+    http_reply *r = malloc(sizeof *r);
+    double until = sqt_now() + 15, total;
+    do {
+        sqt_sleep(0.2);
+        http_get(metrics_port, "GET", "/metrics", r, 5);
+        total = 0;
+        for (const char *q = strstr(r->body, "\nsquire_jobs_processed_total{"); q != NULL;
+             q = strstr(q + 1, "\nsquire_jobs_processed_total{"))
+            total += strtod(strchr(q, '}') + 2, NULL);
+    } while (total < 3 && sqt_now() < until);
+    ck_assert_msg(total == 3, "%g jobs counted", total);
+    check_exposition(r->body);
+    no_duplicate_series(r->body);
+    ck_assert(sample_value(r->body, "squire_jobs_processed_total{class=\"Dup\xef\xbf\xbd\","
+                                    "queue=\"default\"}") == 1);
+    promtool_accepts(r->body);
+    free(r);
+    itest_stop(&p);
+}
+END_TEST
+
 START_TEST(endpoint_refuses_what_it_does_not_serve)
 {
     sqt_proc p;
@@ -643,6 +729,33 @@ END_TEST
 /* Redis answers but refuses every fetch (an ACL): not ready at once, and
  * after 10 s not alive either, as the watchdog would judge; both mend when
  * the fetches work again. */
+/* Redis hangs (SIGSTOP) past the 10 s after which failing fetches count
+ * as stuck, then answers again: the heartbeat mends at once, the workers'
+ * back-off a few seconds later. /healthz must not call the process stuck
+ * in between (a liveness probe or the systemd watchdog would kill a
+ * process that is only waiting for its retry). */
+START_TEST(healthz_stays_alive_as_redis_comes_back)
+{
+    sqt_proc p;
+    start_squire(&p, NULL, NULL);
+    kill(R.pid, SIGSTOP);
+    sqt_sleep(15);
+    kill(R.pid, SIGCONT);
+    double until = sqt_now() + 8;
+    int bad = 0;
+    http_reply *r = malloc(sizeof *r);
+    while (sqt_now() < until && bad == 0) {
+        http_get(metrics_port, "GET", "/healthz", r, 2);
+        bad = r->status == 503;
+        sqt_sleep(0.05);
+    }
+    ck_assert_msg(!bad, "/healthz after Redis came back: %s", r->body);
+    ck_assert_msg(wait_status(metrics_port, "/readyz", 200, 15), "never ready again");
+    free(r);
+    itest_stop(&p);
+}
+END_TEST
+
 START_TEST(healthz_fails_when_workers_cannot_fetch)
 {
     sqt_proc p;
@@ -711,6 +824,45 @@ START_TEST(slow_clients_do_not_stall_workers)
 END_TEST
 
 /* Every line of the log, parsed with a JSON parser. */
+/* Slowloris that never stops: 16 clients (the per-address limit) send
+ * one header line a second, so the idle timeout never fires. A probe from
+ * the same address (a kubelet, a curl in the pod) must still get an answer
+ * within seconds, not wait for ever: a request has a deadline from its
+ * first byte, whatever the client keeps sending. */
+START_TEST(dribbling_clients_are_cut_off)
+{
+    sqt_proc p;
+    start_squire(&p, NULL, NULL);
+    enum { NCONN = 16 };
+    int fds[NCONN];
+    for (int i = 0; i < NCONN; i++) {
+        fds[i] = connect_loopback(metrics_port, SOCK_NONBLOCK);
+        ck_assert_int_ge(fds[i], 0);
+        ssize_t w = send(fds[i], "GET /healthz HTTP/1.1\r\n", 23, MSG_NOSIGNAL);
+        (void)w;
+    }
+    sqt_sleep(0.5);
+    ck_assert_int_eq(status_of(metrics_port, "/healthz"), 0); /* every slot held */
+    double until = sqt_now() + 20;
+    int st = 0;
+    while (st != 200 && sqt_now() < until) {
+        for (int i = 0; i < NCONN; i++) {
+            ssize_t w = send(fds[i], "X-A: b\r\n", 8, MSG_NOSIGNAL);
+            (void)w;
+        }
+        http_reply *r = malloc(sizeof *r);
+        http_get(metrics_port, "GET", "/healthz", r, 1);
+        st = r->status;
+        free(r);
+        sqt_sleep(0.5);
+    }
+    ck_assert_msg(st == 200, "/healthz never answered while 16 clients dribbled");
+    for (int i = 0; i < NCONN; i++)
+        close(fds[i]);
+    itest_stop(&p);
+}
+END_TEST
+
 static json_t *log_lines(const sqt_proc *p)
 {
     char *log = sqt_log_read(p);
@@ -932,7 +1084,17 @@ START_TEST(bad_metrics_address_exits_78)
     const char *argv2[] = {"--metrics", port, NULL};
     sqt_squire_start(&p, R.url, argv2, NULL);
     ck_assert_int_eq(sqt_proc_wait(&p, 10), 78);
-    ck_assert(sqt_log_wait(&p, "cannot listen", 1));
+    ck_assert(sqt_log_wait(&p, "--metrics: cannot listen on", 1));
+    /* the same from a file: its file, line and key, as for any bad value */
+    char yaml[64];
+    snprintf(yaml, sizeof yaml, ":concurrency: 2\n:metrics_address: %s\n", port);
+    const char *taken = itest_config(yaml);
+    char want[400];
+    snprintf(want, sizeof want, "%s:2: metrics_address: cannot listen on %s", taken, port);
+    const char *argv4[] = {"-C", taken, NULL};
+    sqt_squire_start(&p, R.url, argv4, NULL);
+    ck_assert_int_eq(sqt_proc_wait(&p, 10), 78);
+    ck_assert_msg(sqt_log_wait(&p, want, 1), "no \"%s\"", want);
     close(fd);
     const char *cfg = itest_config(":log_format: yaml\n");
     const char *argv3[] = {"-C", cfg, NULL};
@@ -959,10 +1121,13 @@ static Suite *suite(void)
     tcase_set_timeout(d, 60);
     tcase_add_test(d, metrics_count_jobs_by_class_and_queue);
     tcase_add_test(d, metrics_cardinality_is_bounded);
+    tcase_add_test(d, metrics_bad_utf8_classes_are_one_series);
     tcase_add_test(d, endpoint_refuses_what_it_does_not_serve);
     tcase_add_test(d, readyz_follows_quiet_and_redis);
     tcase_add_test(d, healthz_fails_when_workers_cannot_fetch);
+    tcase_add_test(d, healthz_stays_alive_as_redis_comes_back);
     tcase_add_test(d, slow_clients_do_not_stall_workers);
+    tcase_add_test(d, dribbling_clients_are_cut_off);
     tcase_add_test(d, json_logs_parse_back_with_trace_ids);
     tcase_add_test(d, text_logs_carry_the_trace_id);
     tcase_add_test(d, push_refuses_malformed_trace_context);

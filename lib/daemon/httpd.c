@@ -11,11 +11,13 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "common.h"
 #include "hostport.h"
@@ -29,6 +31,82 @@ static atomic_bool workers_started;
 static char start_error[256]; /* libmicrohttpd's message while starting */
 static atomic_bool starting;
 static atomic_llong main_turn_ms; /* monotonic ms of the main loop's last turn */
+
+/* Every open connection, so that one whose request takes longer than
+ * SQ_HTTPD_DEADLINE_MS (a client that keeps dribbling header lines, which
+ * the idle timeout never catches) is cut off by sq_httpd_main_turned.
+ * Linked in and out by libmicrohttpd's thread (its connection notices; a
+ * closed one is unlinked before its socket is closed), walked by the main
+ * thread, both under conns_lock, so a socket is shut down only while open. */
+typedef struct conn {
+    int fd;
+    long long since_ms; /* its first byte, or its last request answered */
+    bool cut;
+    struct conn *prev, *next;
+} conn;
+
+static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
+static conn *conns;
+
+static void notify(void *cls, struct MHD_Connection *c, void **ctx,
+                   enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        conn *n = ci != NULL ? calloc(1, sizeof *n) : NULL;
+        if (n == NULL)
+            return;
+        n->fd = ci->connect_fd;
+        n->since_ms = sq_runtime_ms();
+        pthread_mutex_lock(&conns_lock);
+        n->next = conns;
+        if (conns != NULL)
+            conns->prev = n;
+        conns = n;
+        pthread_mutex_unlock(&conns_lock);
+        *ctx = n;
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && *ctx != NULL) {
+        conn *n = *ctx;
+        pthread_mutex_lock(&conns_lock);
+        if (n->prev != NULL)
+            n->prev->next = n->next;
+        else
+            conns = n->next;
+        if (n->next != NULL)
+            n->next->prev = n->prev;
+        pthread_mutex_unlock(&conns_lock);
+        free(n);
+        *ctx = NULL;
+    }
+}
+
+/* A request answered: the connection's clock starts again (keep-alive). */
+static void answered(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci == NULL || ci->socket_context == NULL)
+        return;
+    pthread_mutex_lock(&conns_lock);
+    ((conn *)ci->socket_context)->since_ms = sq_runtime_ms();
+    pthread_mutex_unlock(&conns_lock);
+}
+
+/* Shut down (not close: libmicrohttpd owns the socket and closes it when
+ * it reads the end) every connection past its deadline. */
+static void cut_overdue(void)
+{
+    long long now = sq_runtime_ms();
+    pthread_mutex_lock(&conns_lock);
+    for (conn *n = conns; n != NULL; n = n->next)
+        if (!n->cut && now - n->since_ms > SQ_HTTPD_DEADLINE_MS) {
+            shutdown(n->fd, SHUT_RDWR);
+            n->cut = true;
+        }
+    pthread_mutex_unlock(&conns_lock);
+}
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
@@ -128,6 +206,7 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 {
     sq_runtime *rt = cls;
     (void)version, (void)upload, (void)upload_size, (void)con_cls;
+    answered(c);
     /* Answered on the first call, before any body is read: a body is never
      * wanted, and libmicrohttpd closes a connection whose body is unread. */
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
@@ -144,12 +223,13 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
     return text(c, MHD_HTTP_NOT_FOUND, "not found: try /metrics, /healthz or /readyz\n");
 }
 
-int sq_httpd_start(sq_runtime *rt, const char *address, sq_error *err)
+int sq_httpd_start(sq_runtime *rt, const char *address, const char *where, sq_error *err)
 {
+    where = where != NULL ? where : "metrics_address";
     sq_hostport hp;
     sq_error perr = {0};
     if (sq_hostport_parse(address, &hp, &perr) != 0) {
-        sq__error_set(err, SQ_ECONFIG, "metrics_address %s: %s", address, perr.message);
+        sq__error_set(err, SQ_ECONFIG, "%s: %s: %s", where, address, perr.message);
         return -1;
     }
     struct sockaddr_in in4 = {0};
@@ -174,10 +254,10 @@ int sq_httpd_start(sq_runtime *rt, const char *address, sq_error *err)
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)SQ_HTTPD_MAX_PER_ADDRESS,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SQ_HTTPD_TIMEOUT,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SQ_HTTPD_MEMORY, MHD_OPTION_EXTERNAL_LOGGER,
-        mhd_log, NULL, MHD_OPTION_END);
+        mhd_log, NULL, MHD_OPTION_NOTIFY_CONNECTION, notify, NULL, MHD_OPTION_END);
     atomic_store(&starting, false);
     if (daemon_ == NULL) {
-        sq__error_set(err, SQ_ECONFIG, "metrics_address %s: cannot listen: %s", address,
+        sq__error_set(err, SQ_ECONFIG, "%s: cannot listen on %s: %s", where, address,
                       start_error[0] ? start_error : "libmicrohttpd refused to start");
         return -1;
     }
@@ -190,6 +270,8 @@ int sq_httpd_start(sq_runtime *rt, const char *address, sq_error *err)
 void sq_httpd_main_turned(void)
 {
     atomic_store(&main_turn_ms, sq_runtime_ms());
+    if (daemon_ != NULL)
+        cut_overdue();
 }
 
 void sq_httpd_workers_started(void)

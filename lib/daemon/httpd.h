@@ -28,14 +28,19 @@
 #define SQ_HTTPD_MAX_CONNECTIONS 64
 #define SQ_HTTPD_MAX_PER_ADDRESS 16
 #define SQ_HTTPD_TIMEOUT 5 /* seconds */
+/* a request must come whole within this of its connection's first byte
+ * (or of the last answer on it), however the client dribbles */
+#define SQ_HTTPD_DEADLINE_MS 10000
 #define SQ_HTTPD_MEMORY (16 * 1024)
 #define SQ_HTTPD_MAIN_STUCK_MS 30000
 
 struct sq_runtime;
 
 /* Listen on address (config syntax, hostport.h) and serve rt. 0, or -1
- * with err (SQ_ECONFIG: the address is unusable, e.g. already in use). */
-int sq_httpd_start(struct sq_runtime *rt, const char *address, sq_error *err);
+ * with err (SQ_ECONFIG: the address is unusable, e.g. already in use),
+ * which begins with where the address was set ("FILE:LINE: metrics_address"
+ * or "--metrics"; NULL: "metrics_address"). */
+int sq_httpd_start(struct sq_runtime *rt, const char *address, const char *where, sq_error *err);
 /* The workers and poller run: /healthz and /readyz judge them from now on
  * (before, /healthz says starting, /readyz 503). */
 void sq_httpd_workers_started(void);

@@ -229,8 +229,11 @@ static int beat(sq_runtime *rt)
         sq_log(SQ_LOG_DEBUG, "metrics flush failed: %s", merr.message);
     if (sq_heartbeat_beat(rt, &sig, &err) != 0) {
         sq_log(SQ_LOG_DEBUG, "heartbeat failed: %s", err.message);
+        atomic_store(&rt->redis_ok_since_ms, 0); /* issue 17 */
     } else {
         atomic_store(&rt->redis_ok_ms, sq_runtime_ms());
+        long long none = 0; /* issue 17: the first good beat after a failed one */
+        atomic_compare_exchange_strong(&rt->redis_ok_since_ms, &none, sq_runtime_ms());
         sq_database_budget(rt, false);
         sq_error oerr = {0}; /* issue 17: queue gauges, at a bounded cadence */
         if (sq_observe_sample(rt, &oerr) != 0)
@@ -401,7 +404,8 @@ int sq_launcher_run(const sq_config *cfg, sq_registry *reg)
         goto done;
     }
     /* issue 17: up before Redis, so a liveness probe sees the wait as alive */
-    if (cfg->metrics_address != NULL && sq_httpd_start(&rt, cfg->metrics_address, &err) != 0) {
+    if (cfg->metrics_address != NULL &&
+        sq_httpd_start(&rt, cfg->metrics_address, cfg->metrics_where, &err) != 0) {
         sq_log(SQ_LOG_ERROR, "%s", err.message);
         status = EX_CONFIG;
         goto done;

@@ -228,6 +228,9 @@ void sq_manager_dump(sq_runtime *rt, unsigned signals, double every)
 }
 
 #define STUCK_MS 30000
+/* Redis answering the heartbeat this long without a miss: a worker past
+ * its longest back-off (5 s) and reply timeout (3 s) has fetched again. */
+#define REDIS_MENDED_MS 10000
 
 /* The watchdog's question: is every thread still turning? A worker inside a
  * handler may take as long as its job needs; one waiting for a job must come
@@ -256,8 +259,10 @@ bool sq_manager_progress(sq_runtime *rt, char *who, size_t size)
      * bring Redis back. */
     char msg[200];
     long long failing = sq_runtime_fetch_failing(rt, msg, sizeof msg);
+    long long mended = atomic_load(&rt->redis_ok_since_ms);
     if (failing > SQ_FETCH_FAILING_STUCK_MS &&
-        atomic_load(&rt->redis_ok_ms) > now - failing + 1000) {
+        atomic_load(&rt->redis_ok_ms) > now - failing + 1000 && mended > 0 &&
+        now - mended > REDIS_MENDED_MS) {
         snprintf(who, size, "workers cannot fetch (for %lld s: %.120s)", failing / 1000, msg);
         return false;
     }

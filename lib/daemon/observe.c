@@ -163,10 +163,10 @@ void sq_observe_job(const char *klass, size_t klass_len, const char *queue, doub
     table *t = my_table();
     if (t == NULL)
         return;
+    /* kept as shown (prom.h): a NUL inside ends it, a cut character or bad
+     * byte reads U+FFFD, so classes shown alike share one series */
     char name[SQ_OBSERVE_CLASS_MAX + 1];
-    size_t n = klass_len < SQ_OBSERVE_CLASS_MAX ? klass_len : SQ_OBSERVE_CLASS_MAX;
-    memcpy(name, klass ? klass : "", klass ? n : 0);
-    name[klass ? n : 0] = '\0'; /* a NUL inside (only in a bad shape) ends the label */
+    sq_prom_label_copy(name, sizeof name, klass, klass ? klass_len : 0);
     size_t b = 0;
     while (b < NB && seconds > bounds[b])
         b++;

@@ -71,6 +71,25 @@ static void put_escaped(sq_prom *p, const char *s, bool quote)
     }
 }
 
+size_t sq_prom_label_copy(char *out, size_t cap, const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t pos = 0;
+    for (size_t i = 0; s != NULL && i < len && u[i] != '\0';) {
+        size_t bad = 0, n = u[i] < 0x80 ? 1 : sq_utf8_seq(u + i, len - i, &bad);
+        const char *c = n ? s + i : "\xef\xbf\xbd";
+        size_t clen = n ? n : 3;
+        if (pos + clen + 1 > cap)
+            break;
+        memcpy(out + pos, c, clen);
+        pos += clen;
+        i += n ? n : 1;
+    }
+    if (cap > 0)
+        out[pos] = '\0';
+    return pos;
+}
+
 /* The shortest text that reads back as v (0.005, not 0.0050000000000000001). */
 static const char *number(double v, char buf[40])
 {

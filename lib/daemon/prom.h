@@ -41,6 +41,11 @@ void sq_prom_sample(sq_prom *p, const char *name, sq_prom_labels labels, double 
  * entries, the last for observations above the highest bound. */
 void sq_prom_histogram(sq_prom *p, const char *name, sq_prom_labels labels, const double *bounds,
                        const uint64_t *counts, size_t nb, double sum);
+/* s (len bytes, up to a NUL) as the label value it will be shown as: valid
+ * UTF-8 (U+FFFD for each bad byte), cut at a character boundary to fit cap
+ * bytes with its NUL. Values kept to count by should be made with this, so
+ * that two that are shown alike are counted as one series. */
+size_t sq_prom_label_copy(char *out, size_t cap, const char *s, size_t len);
 /* The text (malloc'd, NUL-terminated, *len bytes), or NULL when an
  * allocation failed; p is empty afterwards either way. */
 char *sq_prom_finish(sq_prom *p, size_t *len);

@@ -168,6 +168,8 @@ struct sq_runtime {
     atomic_bool fetch_outage; /* said "fetch failed", not yet "fetching again" */
     atomic_llong redis_ok_ms; /* monotonic ms of the main thread's last good heartbeat */
     struct sq_isolation *iso; /* timeouts; isolated mode's fork server (isolate.c) */
+    /* issue 17: the first good heartbeat since the last failed one; 0 after a failure */
+    atomic_llong redis_ok_since_ms;
     sq_pgpool *pgpool;      /* PostgreSQL for handlers, or NULL when none is configured */
     sq_dbbudget dbbudget;   /* with pgpool: the connections of all processes sharing it */
     double started_at;      /* wall clock at boot */
