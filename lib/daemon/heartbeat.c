@@ -91,15 +91,6 @@ static long rss_kb(void)
     return kb;
 }
 
-int sq_runtime_busy(sq_runtime *rt)
-{
-    int busy = 0;
-    for (int i = 0; rt->workers && i < rt->nworkers; i++) {
-        busy += sq_slot_busy(rt->workers[i].slot);
-    }
-    return busy;
-}
-
 long long sq_runtime_fetch_failing(sq_runtime *rt, char *msg, size_t size)
 {
     long long now = sq_runtime_ms(), worst = 0;
