@@ -301,7 +301,7 @@ long long sqt_int(redisContext *c, const char *fmt, ...)
     redisReply *rep = redisvCommand(c, fmt, ap);
     va_end(ap);
     ck_assert_msg(rep != NULL, "redis command failed: %s", c->errstr);
-    long long v = rep->type == REDIS_REPLY_INTEGER ? rep->integer
+    long long v = rep->type == REDIS_REPLY_INTEGER  ? rep->integer
                   : rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10)
                                                     : 0;
     freeReplyObject(rep);
@@ -318,7 +318,7 @@ long long sqt_wait_int(redisContext *c, long long want, double timeout, const ch
         redisReply *rep = redisvCommand(c, fmt, ap);
         va_end(ap);
         ck_assert_msg(rep != NULL, "redis command failed: %s", c->errstr);
-        v = rep->type == REDIS_REPLY_INTEGER ? rep->integer
+        v = rep->type == REDIS_REPLY_INTEGER  ? rep->integer
             : rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10)
                                               : 0;
         freeReplyObject(rep);
@@ -328,8 +328,7 @@ long long sqt_wait_int(redisContext *c, long long want, double timeout, const ch
     }
 }
 
-void sqt_squire_start(sqt_proc *p, const char *url, const char *const *argv,
-                      const char *const *env)
+void sqt_squire_start(sqt_proc *p, const char *url, const char *const *argv, const char *const *env)
 {
     sqt_proc_start(p, SQ_TEST_SQUIRE, url, argv, env);
 }
@@ -363,6 +362,10 @@ void sqt_proc_start(sqt_proc *p, const char *binary, const char *url, const char
             dup2(fd, 2);
             close(fd);
         }
+        /* nothing of the test's (its Redis connection above all) leaks
+         * into squire, whose handlers may write to what they inherit */
+        for (int other = 3; other < 1024; other++)
+            close(other);
         if (url)
             setenv("REDIS_URL", url, 1);
         /* the suites run as root in sandboxes and CI; env may say otherwise */
@@ -377,6 +380,13 @@ void sqt_proc_start(sqt_proc *p, const char *binary, const char *url, const char
                              (unsigned long long)st.st_ino);
                     setenv("JOURNAL_STREAM", v, 1);
                 }
+                continue;
+            }
+            if (strcmp(env[i], "SQT_OWN_GROUP=1") == 0) {
+                /* a process group of its own, as a service manager or a
+                 * shell's job control gives it: a group signal sent from
+                 * inside squire must not reach the test */
+                setpgid(0, 0);
                 continue;
             }
             putenv((char *)env[i]);

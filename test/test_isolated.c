@@ -178,6 +178,171 @@ static void assert_all_gone(const int *procs, int n)
     }
 }
 
+/* A handler that kills its own process group (kill(0, SIGKILL)) kills its
+ * worker process, not the daemon that shares the group with it. */
+START_TEST(group_kill_costs_only_its_own_job)
+{
+    sqt_proc p;
+    const char *const env[] = {"SQT_OWN_GROUP=1", NULL};
+    char text[256];
+    snprintf(text, sizeof text, ":poll_interval_average: 0.2\n:beat_interval: 1\n");
+    const char *argv[] = {"-C", itest_config(text), "-r", SQ_TEST_ISOPLUGIN, "-c",
+                          "2",  "--isolated",       NULL};
+    sqt_squire_start(&p, R.url, argv, env);
+    ck_assert_msg(sqt_log_wait(&p, "starting", 10), "squire did not start");
+    char sleeper[25], killer[25], after[25];
+    sq_push_opts dead = {.extra = json_pack("{s:i}", "retry", 0)};
+    itest_push("SleepJob", "[1]", NULL, sleeper);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "LLEN test:log"), 1);
+    itest_push("KillGroupJob", "[]", &dead, killer);
+    json_decref(dead.extra);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "ZCARD dead"), 1);
+    assert_failed("dead", killer, "Squire::WorkerCrashed", "SIGKILL");
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SISMEMBER test:done %s", sleeper), 1);
+    itest_push("OkJob", "[]", NULL, after);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SISMEMBER test:done %s", after), 1);
+    ck_assert_int_eq(runs(killer), 1);
+    ck_assert_int_eq(runs(sleeper), 1);
+    assert_nothing_held();
+    itest_stop(&p);
+}
+END_TEST
+
+/* A handler that writes a truncated result header into its worker
+ * process's socket and then hangs is still stopped at its timeout: the
+ * daemon never waits on a worker process's bytes past the deadline. */
+START_TEST(truncated_result_does_not_outlive_the_timeout)
+{
+    sqt_proc p;
+    start(&p, ":worker_kill_grace: 0.5\n", "2", ISOLATED);
+    char jid[25], ok[25];
+    sq_push_opts one = {.extra = json_pack("{s:i, s:i}", "squire_timeout", 1, "retry", 0)};
+    double t0 = sqt_now();
+    itest_push("GarbageJob", "[]", &one, jid);
+    json_decref(one.extra);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 12, "ZCARD dead"), 1);
+    ck_assert_msg(sqt_now() - t0 < 6, "the timeout took %.1f s", sqt_now() - t0);
+    assert_failed("dead", jid, "Squire::JobTimeout", "timeout of 1 s");
+    ck_assert_int_eq(runs(jid), 1);
+    itest_push("OkJob", "[]", NULL, ok);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SISMEMBER test:done %s", ok), 1);
+    assert_nothing_held();
+    itest_stop(&p);
+}
+END_TEST
+
+/* More ways for a handler to wreck its process: stop itself, exit(0)
+ * mid-job, close every inherited descriptor, leave a daemonized
+ * grandchild holding them. Each costs its own job at most; the jobs
+ * after them run in fresh (or the same, healthy) worker processes. */
+START_TEST(assorted_misbehaviour_costs_only_its_own_job)
+{
+    sqt_proc p;
+    start(&p, ":worker_kill_grace: 0.5\n", "2", ISOLATED);
+    char stop[25], ex0[25], closer[25], daemonize[25], ok[6][25];
+    sq_push_opts one = {.extra = json_pack("{s:i, s:i}", "squire_timeout", 1, "retry", 0)};
+    itest_push("StopSelfJob", "[]", &one, stop);
+    json_decref(one.extra);
+    itest_push("ExitZeroJob", "[]", NULL, ex0);
+    itest_push("CloseFdsJob", "[]", NULL, closer);
+    itest_push("DaemonizeJob", "[]", NULL, daemonize);
+    for (int i = 0; i < 6; i++)
+        itest_push("OkJob", "[]", NULL, ok[i]);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "ZCARD dead"), 1);
+    ck_assert_int_eq(sqt_wait_int(C, 2, 10, "ZCARD retry"), 2);
+    ck_assert_int_eq(sqt_wait_int(C, 7, 10, "SCARD test:done"), 7);
+    assert_failed("dead", stop, "Squire::JobTimeout", "timeout of 1 s");
+    assert_failed("retry", ex0, "Squire::WorkerCrashed", "exit status 0");
+    assert_failed("retry", closer, "Squire::WorkerCrashed", "worker process");
+    ck_assert_int_eq(sqt_int(C, "SISMEMBER test:done %s", daemonize), 1);
+    for (int i = 0; i < 6; i++)
+        ck_assert_int_eq(runs(ok[i]), 1);
+    ck_assert_int_eq(runs(stop), 1);
+    ck_assert_int_eq(runs(ex0), 1);
+    ck_assert_int_eq(runs(closer), 1);
+    ck_assert_int_eq(runs(daemonize), 1);
+    assert_nothing_held();
+    double t0 = sqt_now();
+    itest_stop(&p); /* the grandchild holding a socket does not hold up the stop */
+    ck_assert_msg(sqt_now() - t0 < 5, "the stop took %.1f s", sqt_now() - t0);
+}
+END_TEST
+
+/* Redis dies and comes back while isolated jobs run: their results are
+ * written once it is back, nothing is lost or run twice. */
+START_TEST(redis_restart_mid_job_loses_and_repeats_nothing)
+{
+    sqt_proc p;
+    start(&p, "", "2", ISOLATED);
+    char a[25], b[25];
+    itest_push("SleepJob", "[2]", NULL, a);
+    itest_push("SleepJob", "[2]", NULL, b);
+    ck_assert_int_eq(sqt_wait_int(C, 2, 10, "LLEN test:log"), 2);
+    freeReplyObject(sqt_cmd(C, "SAVE")); /* the restart loads it: jobs in working lists */
+    redisFree(C);
+    C = NULL;
+    sqt_redis_kill9(&R);
+    sqt_sleep(0.5);
+    sqt_redis_restart(&R);
+    C = sqt_redis_connect(&R);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 20, "SISMEMBER test:done %s", a), 1);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 20, "SISMEMBER test:done %s", b), 1);
+    ck_assert_int_eq(runs(a), 1);
+    ck_assert_int_eq(runs(b), 1);
+    ck_assert_int_eq(sqt_int(C, "ZCARD retry"), 0);
+    ck_assert_int_eq(sqt_int(C, "ZCARD dead"), 0);
+    assert_nothing_held();
+    itest_stop(&p);
+}
+END_TEST
+
+/* Run from a terminal with `stty tostop`, a worker process (a background
+ * process group there) that writes to it is not stopped: here its log line
+ * about the failing init hook, again at each new try. */
+START_TEST(worker_processes_on_a_tostop_terminal_keep_running)
+{
+    char dir[256], jid[25];
+    if (sqt_sh(NULL, NULL, "script -qec true /dev/null >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "skipped: script(1) cannot open a pseudo-terminal here\n");
+        return;
+    }
+    sqt_tempdir(dir, "tty");
+    itest_push("OkJob", "[]", NULL, jid);
+    const char *cfg = itest_config(":poll_interval_average: 0.2\n");
+    char *out = NULL;
+    sqt_sh(R.url, &out,
+           "cd %s && SQUIRE_ALLOW_ROOT=1 SQT_FAIL_CHILD_INIT=1 timeout -s KILL 3 script -qec "
+           "'stty tostop; exec %s -C %s -r %s -c 1 -t 1 --isolated' /dev/null >tty.log 2>&1; "
+           "grep -c 'the init hook failed' tty.log",
+           dir, SQ_TEST_SQUIRE, cfg, SQ_TEST_ISOPLUGIN);
+    int lines = atoi(out);
+    free(out);
+    ck_assert_msg(lines >= 2, "%d log lines from worker processes: stopped by SIGTTOU?", lines);
+}
+END_TEST
+
+/* A handler that stops the fork server (SIGSTOP to its parent): the daemon
+ * resumes it, worker processes still start, and TERM still stops the
+ * daemon. */
+START_TEST(stopped_fork_server_is_resumed)
+{
+    sqt_proc p;
+    start(&p, "", "2", ISOLATED);
+    char stopper[25], ok[4][25];
+    itest_push("StopServerJob", "[]", NULL, stopper);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 10, "SISMEMBER test:done %s", stopper), 1);
+    /* two at once: the second worker thread needs a new worker process */
+    for (int i = 0; i < 4; i++)
+        itest_push("SleepJob", "[0.3]", NULL, ok[i]);
+    ck_assert_int_eq(sqt_wait_int(C, 5, 10, "SCARD test:done"), 5);
+    ck_assert(sqt_log_wait(&p, "the fork server was stopped", 1));
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(runs(ok[i]), 1);
+    assert_nothing_held();
+    itest_stop(&p);
+}
+END_TEST
+
 START_TEST(kill_9_of_the_daemon_leaves_no_worker_process)
 {
     sqt_proc p;
@@ -484,6 +649,12 @@ static Suite *isolated_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, crashes_cost_only_their_own_job);
     tcase_add_test(tc, crash_is_seen_with_the_socket_held_open);
+    tcase_add_test(tc, group_kill_costs_only_its_own_job);
+    tcase_add_test(tc, truncated_result_does_not_outlive_the_timeout);
+    tcase_add_test(tc, assorted_misbehaviour_costs_only_its_own_job);
+    tcase_add_test(tc, redis_restart_mid_job_loses_and_repeats_nothing);
+    tcase_add_test(tc, worker_processes_on_a_tostop_terminal_keep_running);
+    tcase_add_test(tc, stopped_fork_server_is_resumed);
     tcase_add_test(tc, kill_9_of_the_daemon_leaves_no_worker_process);
     tcase_add_test(tc, hung_jobs_are_killed_at_their_timeouts);
     tcase_add_test(tc, cpu_limit_stops_a_spinning_job_not_a_sleeping_one);

@@ -25,9 +25,10 @@
  * socket (the fork server writes the wait status, then closes it).
  *
  * Shutdown reaches a running handler through a flag in shared memory, which
- * sq_job_stopping reads. Signals in a worker process: INT, TSTP, TTIN
- * ignored (they are the daemon's, and a terminal sends them to the whole
- * group); TERM from
+ * sq_job_stopping reads. Each worker process leads a process group of its
+ * own (a handler's kill(0, ...) stays inside it). Signals in a worker
+ * process: INT, TSTP, TTIN, TTOU ignored (they are the daemon's, or a
+ * terminal's for a background group); TERM from
  * the fork server (a timeout) kills it; TERM from anyone else (a service
  * manager signalling the whole group) is ignored, because the daemon runs
  * the shutdown and pushes back what is still running.
@@ -66,10 +67,12 @@
 
 struct sq_forksrv {
     pid_t pid;
-    int ctl;              /* the daemon's end of the control socket */
-    pthread_mutex_t lock; /* one request (and its reply) at a time */
-    bool gone;            /* reaped (under lock) */
-    int status;           /* its wait status once gone */
+    int ctl;               /* the daemon's end of the control socket */
+    pthread_mutex_t lock;  /* one request (and its reply) at a time */
+    pthread_mutex_t state; /* guards gone and status (not lock: a spawn holds
+                            * that while it waits for the fork server) */
+    bool gone;             /* reaped */
+    int status;            /* its wait status once gone */
 };
 
 typedef struct ctl_msg {
@@ -209,6 +212,9 @@ static void child_signals(void)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTSTP, &sa, NULL);
     sigaction(SIGTTIN, &sa, NULL);
+    /* its own process group is a background one on a terminal: a write to
+     * it (the log, with stty tostop) must not stop the process */
+    sigaction(SIGTTOU, &sa, NULL);
     sa.sa_flags = SA_RESTART | SA_SIGINFO;
     sa.sa_sigaction = on_term;
     sigaction(SIGTERM, &sa, NULL);
@@ -377,6 +383,11 @@ static _Noreturn void child_main(int fd, pid_t server, const sq_config *cfg, sq_
     if (getppid() != server)
         _exit(1);
     prctl(PR_SET_NAME, "squire-worker");
+    /* A process group of its own: a handler's kill(0, sig) (or a kill of
+     * -getpgrp()) reaches its own process and what it forked, never the
+     * daemon. A terminal's INT/TSTP then reach the daemon alone, which
+     * stops its worker processes itself. */
+    setpgid(0, 0);
     child_signals();
     child_limits(cfg);
     sq_log_thread_name("init");
@@ -612,17 +623,29 @@ sq_forksrv *sq_forksrv_start(const sq_config *cfg, sq_registry *reg, const char 
     fs->pid = pid;
     fs->ctl = sv[0];
     pthread_mutex_init(&fs->lock, NULL);
+    pthread_mutex_init(&fs->state, NULL);
     return fs;
 }
 
 bool sq_forksrv_alive(sq_forksrv *fs, char *why, size_t size)
 {
-    pthread_mutex_lock(&fs->lock);
-    if (!fs->gone && waitpid(fs->pid, &fs->status, WNOHANG) == fs->pid)
-        fs->gone = true;
+    pthread_mutex_lock(&fs->state);
+    int st = 0;
+    if (!fs->gone && waitpid(fs->pid, &st, WNOHANG | WUNTRACED) == fs->pid) {
+        if (WIFSTOPPED(st)) {
+            /* stopped (a handler's kill(getppid(), SIGSTOP)): no worker
+             * process could start, and every spawn would wait for it */
+            sq_log(SQ_LOG_WARN, "the fork server was stopped (signal %d); resuming it",
+                   WSTOPSIG(st));
+            kill(fs->pid, SIGCONT);
+        } else {
+            fs->gone = true;
+            fs->status = st;
+        }
+    }
     bool gone = fs->gone;
     int status = fs->status;
-    pthread_mutex_unlock(&fs->lock);
+    pthread_mutex_unlock(&fs->state);
     if (gone && why != NULL)
         describe_status(status, why, size);
     return !gone;
@@ -633,10 +656,13 @@ void sq_forksrv_stop(sq_forksrv *fs)
     if (fs == NULL)
         return;
     close(fs->ctl);
+    if (!fs->gone)
+        kill(fs->pid, SIGCONT); /* a stopped fork server would never see the close */
     int status;
     while (!fs->gone && waitpid(fs->pid, &status, 0) < 0 && errno == EINTR)
         ;
     pthread_mutex_destroy(&fs->lock);
+    pthread_mutex_destroy(&fs->state);
     free(fs);
 }
 
@@ -783,27 +809,67 @@ static bool died_idle(sq_worker *w, sq_child *c)
     return true;
 }
 
-/* 0 with job->outcome set, -1 when the process closed its socket first. */
-static int read_result(sq_child *c, sq_job *job, bool *saw_stop, bool *retire)
+/* A result's bytes, read by until (monotonic) at the latest: a handler can
+ * write into its worker process's socket (a truncated header, then a
+ * hang), and no wait on those bytes may outlast the job's deadline or a
+ * hard stop. 0, or -1 when the socket closed, broke or stayed silent. */
+typedef struct result_reader {
+    int fd;
+    double until;
+    const atomic_bool *hard_stop;
+    bool late; /* the bytes did not come by until */
+} result_reader;
+
+static int read_by(result_reader *r, void *buf, size_t n)
+{
+    char *p = buf;
+    while (n > 0) {
+        double left = r->until - sq__monotonic();
+        if (left <= 0 || atomic_load(r->hard_stop)) {
+            r->late = true;
+            return -1;
+        }
+        if (!readable(r->fd, left < 0.1 ? left : 0.1))
+            continue;
+        ssize_t got = read(r->fd, p, n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return -1;
+        p += got;
+        n -= (size_t)got;
+    }
+    return 0;
+}
+
+/* 0 with job->outcome set; -1 when the process closed its socket first,
+ * -2 when what it sent is not a result (malformed, or incomplete by
+ * until). */
+static int read_result(sq_child *c, sq_job *job, double until, const atomic_bool *hard_stop,
+                       bool *saw_stop, bool *retire)
 {
     struct result_frame h;
-    if (read_all(c->job_fd, &h, sizeof h) != 0 || h.magic != FRAME_MAGIC ||
-        h.class_len > MAX_CLASS || h.message_len > MAX_MESSAGE || h.nlines > MAX_LINES)
-        return -1;
+    result_reader rd = {.fd = c->job_fd, .until = until, .hard_stop = hard_stop};
+    if (read_by(&rd, &h, sizeof h) != 0)
+        return rd.late ? -2 : -1;
+    if (h.magic != FRAME_MAGIC || h.class_len > MAX_CLASS || h.message_len > MAX_MESSAGE ||
+        h.nlines > MAX_LINES)
+        return -2;
     char *cls = malloc(h.class_len + 1), *msg = malloc(h.message_len + 1);
     char **lines = h.nlines ? calloc(h.nlines, sizeof *lines) : NULL;
     int rc = cls && msg && (h.nlines == 0 || lines) ? 0 : -1;
-    if (rc == 0 && (read_all(c->job_fd, cls, h.class_len) != 0 ||
-                    read_all(c->job_fd, msg, h.message_len) != 0))
+    if (rc == 0 && (read_by(&rd, cls, h.class_len) != 0 || read_by(&rd, msg, h.message_len) != 0))
         rc = -1;
     for (uint32_t i = 0; rc == 0 && i < h.nlines; i++) {
         uint32_t n;
-        if (read_all(c->job_fd, &n, sizeof n) != 0 || n > MAX_LINE ||
-            (lines[i] = malloc(n + 1)) == NULL || read_all(c->job_fd, lines[i], n) != 0)
-            rc = -1;
+        if (read_by(&rd, &n, sizeof n) != 0 || n > MAX_LINE || (lines[i] = malloc(n + 1)) == NULL ||
+            read_by(&rd, lines[i], n) != 0)
+            rc = rd.late || n > MAX_LINE ? -2 : -1;
         else
             lines[i][n] = '\0';
     }
+    if (rc == -1 && rd.late)
+        rc = -2;
     if (rc == 0 && h.failed) {
         cls[h.class_len] = msg[h.message_len] = '\0';
         sq_outcome *o = &job->outcome;
@@ -878,7 +944,16 @@ int sq_child_run(sq_worker *w, sq_job *job, double timeout, sq_error *err)
     for (;;) {
         if (settled(c, 0.1)) {
             bool saw_stop = false, retire = false;
-            if (readable(c->job_fd, 0) && read_result(c, job, &saw_stop, &retire) == 0) {
+            /* the whole result by the deadline (plus the grace), or within
+             * STATUS_WAIT when the job has none */
+            double now = sq__monotonic();
+            double until = deadline > 0
+                               ? (deadline > now ? deadline : now) + rt->cfg->worker_kill_grace
+                               : now + STATUS_WAIT;
+            int got = readable(c->job_fd, 0)
+                          ? read_result(c, job, until, &rt->hard_stop, &saw_stop, &retire)
+                          : -1;
+            if (got == 0) {
                 w->saw_stop = saw_stop;
                 c->jobs++;
                 if (retire) {
@@ -907,13 +982,21 @@ int sq_child_run(sq_worker *w, sq_job *job, double timeout, sq_error *err)
                          "process %d was stopped (%s)",
                          rt->cfg->job_cpu_limit, (int)pid, how);
                 sq_outcome_fail(&job->outcome, "Squire::JobTimeout", msg);
-            } else if (sent != 0) {
+            } else if (sent != 0 || (got == -2 && deadline > 0 && sq__monotonic() >= deadline)) {
                 char msg[300];
                 snprintf(msg, sizeof msg,
                          "the job ran past its timeout of %g s; its worker process %d was "
                          "stopped (%s)",
                          timeout, (int)pid, how);
                 sq_outcome_fail(&job->outcome, "Squire::JobTimeout", msg);
+            } else if (got == -2) {
+                char msg[300];
+                snprintf(msg, sizeof msg,
+                         "worker process %d wrote something other than a result into its socket "
+                         "(the handler wrote to a descriptor it does not own?); it was stopped "
+                         "(%s)",
+                         (int)pid, how);
+                sq_outcome_fail(&job->outcome, "Squire::WorkerCrashed", msg);
             } else {
                 char msg[300];
                 snprintf(msg, sizeof msg, "worker process %d died from %s while running the job",
