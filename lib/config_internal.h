@@ -80,6 +80,13 @@ void sq__option_clear(sq_config *c, const sq__option *o);
 /* Append queue `name` with weight text (NULL or "" = unweighted). */
 int sq__config_add_queue(sq_config *c, const char *where, const char *name, const char *weight,
                          sq_error *err);
+/* For config_validate.c: the number rule of row o (syntax, bounds) applied
+ * to text, into c; and a config's queue list emptied. */
+int sq__config_set_number(sq_config *c, const sq__option *o, const char *where, const char *text,
+                          sq_error *err);
+void sq__config_queues_free(sq_config *c);
+/* "debug", "info", "warn" or "error" (level 0..3), for --help. */
+const char *sq__config_level_name(long level);
 /* Push a formatted warning onto c->warnings. -1 only when out of memory. */
 int sq__config_warn(sq_config *c, sq_error *err, const char *fmt, ...) SQ_PRINTF(3, 4);
 
