@@ -1,6 +1,7 @@
 /*
- * config.c: the option table, defaults, setters and validation, and the
- * --help text generated from the same table.
+ * config.c: the option table, defaults and setters (the whole config is
+ * checked in config_validate.c; --help is generated from the same table in
+ * config_usage.c).
  *
  * Every value, whether from sidekiq.yml, a flag or an environment variable,
  * reaches the config through a row's setter, so parsing is strict in one
@@ -11,7 +12,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -463,6 +463,11 @@ static int set_fetch(sq_config *c, const sq__option *o, const char *where, const
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
+const char *sq__config_level_name(long level)
+{
+    return level_names[level];
+}
+
 static int set_level(sq_config *c, const sq__option *o, const char *where, const char *text,
                      sq_error *err)
 {
@@ -521,6 +526,17 @@ static void queues_free(sq_config *c)
     free(c->queues);
     c->queues = NULL;
     c->nqueues = 0;
+}
+
+void sq__config_queues_free(sq_config *c)
+{
+    queues_free(c);
+}
+
+int sq__config_set_number(sq_config *c, const sq__option *o, const char *where, const char *text,
+                          sq_error *err)
+{
+    return set_number(c, o, where, text, err);
 }
 
 void sq__option_clear(sq_config *c, const sq__option *o)
@@ -717,185 +733,6 @@ void sq_config_destroy(sq_config *c)
     list_free(&c->requires, &c->nrequires);
     list_free(&c->warnings, &c->nwarnings);
     memset(c, 0, sizeof *c);
-}
-
-/* ---- validation ---------------------------------------------------------- */
-
-static int validate_number(const sq_config *c, const sq__option *o, sq_error *err)
-{
-    const char *field = (const char *)c + o->offset;
-    char text[64];
-    if (o->type == SQ__OPT_INT)
-        snprintf(text, sizeof text, "%d", *(const int *)(const void *)field);
-    else if (o->type == SQ__OPT_LONG)
-        snprintf(text, sizeof text, "%ld", *(const long *)(const void *)field);
-    else
-        snprintf(text, sizeof text, "%zu", *(const size_t *)(const void *)field);
-    sq_config scratch;
-    memset(&scratch, 0, sizeof scratch);
-    char where[128];
-    snprintf(where, sizeof where, "config: %s", o->key);
-    return set_number(&scratch, o, where, text, err);
-}
-
-static int validate_double(const sq_config *c, const sq__option *o, sq_error *err)
-{
-    double v = *(const double *)(const void *)((const char *)c + o->offset);
-    if (isfinite(v) && (v > (double)o->min || (v == 0 && o->def_double == 0)))
-        return 0;
-    sq__error_set(err, SQ_ECONFIG, "config: %s: expected a number greater than %ld, got %g", o->key,
-                  o->min, v);
-    return -1;
-}
-
-static int validate_queues(const sq_config *c, sq_error *err)
-{
-    if (c->nqueues == 0) {
-        sq__error_set(err, SQ_ECONFIG, "config: queues: expected at least one queue, got none");
-        return -1;
-    }
-    sq_config scratch;
-    memset(&scratch, 0, sizeof scratch);
-    int rc = 0;
-    for (size_t i = 0; i < c->nqueues && rc == 0; i++) {
-        char weight[32];
-        snprintf(weight, sizeof weight, "%d", c->queues[i].weight);
-        rc = sq__config_add_queue(&scratch, "config: queues",
-                                  c->queues[i].name ? c->queues[i].name : "", weight, err);
-    }
-    queues_free(&scratch);
-    return rc;
-}
-
-int sq_config_validate(const sq_config *c, sq_error *err)
-{
-    if (c->concurrency_null != NULL) { /* neither a flag nor RAILS_MAX_THREADS set it */
-        sq__error_set(err, SQ_ECONFIG,
-                      "%s: concurrency: expected an integer from 1 to 1000, got null (Sidekiq "
-                      "reads null as unset, then takes RAILS_MAX_THREADS, which is not set)",
-                      c->concurrency_null);
-        return -1;
-    }
-    for (size_t i = 0; i < SQ_ARRAY_LEN(options); i++) {
-        const sq__option *o = &options[i];
-        int rc = 0;
-        if (o->type == SQ__OPT_INT || o->type == SQ__OPT_LONG || o->type == SQ__OPT_SIZE)
-            rc = validate_number(c, o, err);
-        else if (o->type == SQ__OPT_DOUBLE)
-            rc = validate_double(c, o, err);
-        if (rc < 0)
-            return -1;
-    }
-    if (c->environment == NULL || c->tag == NULL) {
-        sq__error_set(err, SQ_ENOMEM, "config: out of memory");
-        return -1;
-    }
-    if (validate_queues(c, err) < 0)
-        return -1;
-    sq_redis_url u;
-    if (sq_config_redis_url(c, &u, err) < 0)
-        return -1;
-    sq_redis_url_destroy(&u);
-    return 0;
-}
-
-int sq_config_redis_url(const sq_config *c, sq_redis_url *out, sq_error *err)
-{
-    if (sq_redis_url_parse(c->redis_url, out, err) < 0)
-        return -1;
-    if (sq_redis_url_set_options(out, &c->redis_opts, err) < 0 ||
-        sq_redis_url_check_options(out, "config: redis", err) < 0) {
-        sq_redis_url_destroy(out);
-        return -1;
-    }
-    return 0;
-}
-
-/* ---- --help -------------------------------------------------------------- */
-
-static char usage_text[8192];
-static pthread_once_t usage_once = PTHREAD_ONCE_INIT;
-
-static void append(size_t *len, const char *fmt, ...) SQ_PRINTF(2, 3);
-static void append(size_t *len, const char *fmt, ...)
-{
-    if (*len >= sizeof usage_text)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(usage_text + *len, sizeof usage_text - *len, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        *len += (size_t)n;
-}
-
-static const char *default_text(const sq__option *o, char *buf, size_t size)
-{
-    switch (o->type) {
-    case SQ__OPT_INT:
-    case SQ__OPT_LONG:
-    case SQ__OPT_SIZE:
-        snprintf(buf, size, "%ld", o->def_long);
-        return buf;
-    case SQ__OPT_DOUBLE:
-        if (o->def_double == 0)
-            return o->def_str;
-        snprintf(buf, size, "%g", o->def_double);
-        return buf;
-    case SQ__OPT_BOOL:
-        return o->def_long ? "true" : "false";
-    case SQ__OPT_FETCH:
-        return o->def_long == SQ_FETCH_RELIABLE ? "reliable" : "basic";
-    case SQ__OPT_METRICS:
-        return sq_config_metrics_name((unsigned)o->def_long);
-    case SQ__OPT_LEVEL:
-        return level_names[o->def_long];
-    default:
-        return o->def_str != NULL && o->def_str[0] != '\0' ? o->def_str : NULL;
-    }
-}
-
-static void append_row(size_t *len, const char *left, const sq__option *o)
-{
-    char buf[64];
-    const char *def = default_text(o, buf, sizeof buf);
-    append(len, "  %-32s %s", left, o->help);
-    if (def != NULL)
-        append(len, " (default: %s)", def);
-    append(len, "\n");
-}
-
-static void build_usage(void)
-{
-    size_t len = 0;
-    char left[64];
-    append(&len, "Usage: squire [options]\n\nOptions (they override the config file):\n");
-    for (size_t i = 0; i < SQ_ARRAY_LEN(options); i++) {
-        const sq__option *o = &options[i];
-        if (o->short_flag == 0 && o->long_flag == NULL)
-            continue;
-        char shortf[8] = "    ";
-        if (o->short_flag != 0)
-            snprintf(shortf, sizeof shortf, "-%c, ", o->short_flag);
-        snprintf(left, sizeof left, "%s--%s%s%s", shortf, o->long_flag, o->arg_name ? " " : "",
-                 o->arg_name ? o->arg_name : "");
-        append_row(&len, left, o);
-    }
-    append(&len, "\nConfig file keys (sidekiq.yml; \"key:\" or \":key:\"):\n");
-    for (size_t i = 0; i < SQ_ARRAY_LEN(options); i++)
-        if (options[i].key != NULL)
-            append_row(&len, options[i].key, &options[i]);
-    append(&len, "\nEnvironment: REDIS_URL, REDIS_PROVIDER (the name of the variable holding "
-                 "the URL),\n  RAILS_MAX_THREADS, APP_ENV, RAILS_ENV, RACK_ENV,\n"
-                 "  SQUIRE_REDIS_<KEY> for each redis.<key> above but url (they win over "
-                 "the file),\n  e.g. SQUIRE_REDIS_SSL_VERIFY_MODE=none, "
-                 "SQUIRE_REDIS_SENTINELS=host:port,host:port.\n");
-}
-
-const char *sq_config_usage(void)
-{
-    pthread_once(&usage_once, build_usage);
-    return usage_text;
 }
 
 const char *sq_config_queue_list(const sq_config *c, bool weights, char *buf, size_t size)

@@ -1,6 +1,7 @@
 /*
  * config_internal.h: the option table and the helpers that the config files
- * share (config.c, config_cli.c, config_yaml.c, config_erb.c). Internal.
+ * share (config.c, config_cli.c, config_yaml.c, yaml_doc.c, config_erb.c and
+ * the erb_*.c files). Internal.
  *
  * Every setting goes through one row of the table: the YAML loader, the
  * command-line parser and the --help text all read it, and both the file and
@@ -79,6 +80,13 @@ void sq__option_clear(sq_config *c, const sq__option *o);
 /* Append queue `name` with weight text (NULL or "" = unweighted). */
 int sq__config_add_queue(sq_config *c, const char *where, const char *name, const char *weight,
                          sq_error *err);
+/* For config_validate.c: the number rule of row o (syntax, bounds) applied
+ * to text, into c; and a config's queue list emptied. */
+int sq__config_set_number(sq_config *c, const sq__option *o, const char *where, const char *text,
+                          sq_error *err);
+void sq__config_queues_free(sq_config *c);
+/* "debug", "info", "warn" or "error" (level 0..3), for --help. */
+const char *sq__config_level_name(long level);
 /* Push a formatted warning onto c->warnings. -1 only when out of memory. */
 int sq__config_warn(sq_config *c, sq_error *err, const char *fmt, ...) SQ_PRINTF(3, 4);
 
@@ -89,7 +97,7 @@ int sq__config_warn(sq_config *c, sq_error *err, const char *fmt, ...) SQ_PRINTF
  * unreadable, empty and over-size files are SQ_ECONFIG errors naming path. */
 int sq__config_read_file(const char *path, char **text, size_t *len, sq_error *err);
 
-/* Ruby's Kernel#Integer on a string: surrounding blanks, a sign, the bases
+/* Ruby's Kernel#Integer on a string (erb_value.c): surrounding blanks, a sign, the bases
  * 0x 0b 0o 0d and a leading 0 (octal), single underscores between digits.
  * 0, or -1 when Ruby raises ArgumentError. */
 int sq__ruby_integer(const char *s, size_t len, long long *out);

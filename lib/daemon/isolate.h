@@ -1,6 +1,7 @@
 /*
  * isolate.h: isolated mode (handlers in supervised worker processes) and
- * job timeouts in both modes (isolate.c).
+ * job timeouts in both modes (isolate.c and the files isolate_internal.h
+ * lists).
  *
  * The parent keeps everything Redis: fetch, ack, retry, dead set, heartbeat,
  * poller, stats, signals. A worker thread hands its job's bytes to its own

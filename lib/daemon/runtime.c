@@ -176,6 +176,15 @@ bool sq_slot_busy(sq_slot *s)
     return st == SQ_SLOT_RUNNING || st == SQ_SLOT_FINISHING;
 }
 
+int sq_runtime_busy(sq_runtime *rt)
+{
+    int busy = 0;
+    for (int i = 0; rt->workers && i < rt->nworkers; i++) {
+        busy += sq_slot_busy(rt->workers[i].slot);
+    }
+    return busy;
+}
+
 void sq_slot_peek(sq_slot *s, void (*fn)(const sq_slot_view *v, void *ud), void *ud)
 {
     pthread_mutex_lock(&s->lock);
