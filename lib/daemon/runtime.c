@@ -192,12 +192,3 @@ void sq_slot_peek(sq_slot *s, void (*fn)(const sq_slot_view *v, void *ud), void 
     fn(&v, ud);
     pthread_mutex_unlock(&s->lock);
 }
-
-int sq_runtime_busy(sq_runtime *rt)
-{
-    int busy = 0;
-    for (int i = 0; rt->workers && i < rt->nworkers; i++) {
-        busy += sq_slot_busy(rt->workers[i].slot);
-    }
-    return busy;
-}
