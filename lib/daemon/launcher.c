@@ -20,7 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "httpd.h"   /* issue 17: /metrics, /healthz, /readyz */
+#include "beat.h"
+#include "httpd.h" /* issue 17: /metrics, /healthz, /readyz */
 #include "observe.h" /* issue 17 */
 #include "common.h"
 #include "database.h"
@@ -181,88 +182,6 @@ static void log_start(sq_runtime *rt)
            cfg->environment ? cfg->environment : "development");
 }
 
-/* Ping systemd's watchdog when due, only while progress is seen. */
-static void watchdog(sq_runtime *rt, double *next)
-{
-    double period = sq_notify_watchdog_period();
-    if (period <= 0 || sq__monotonic() < *next)
-        return;
-    *next = sq__monotonic() + period;
-    char who[200];
-    bool was_stuck = rt->stuck;
-    rt->stuck = !sq_manager_progress(rt, who, sizeof who);
-    if (!rt->stuck) {
-        sq_notify("WATCHDOG=1");
-    } else {
-        bool thread = strncmp(who, "workers", 7) != 0;
-        if (!was_stuck) /* once per episode, not once per watchdog period */
-            sq_log(SQ_LOG_ERROR, "%s%s%s: not pinging the watchdog", thread ? "thread " : "", who,
-                   thread ? " is not making progress" : "");
-        sq_notify_status("stuck: %s%s", thread ? "thread " : "", who);
-    }
-}
-
-/* issue 16: the process title, as Sidekiq's: each beat, on quiet and stop. */
-static void update_title(sq_runtime *rt)
-{
-    char title[512];
-    size_t room = sq_proctitle_room();
-    sq_proctitle_format(title, room > 0 && room < sizeof title ? room + 1 : sizeof title,
-                        rt->cfg->tag, sq_runtime_busy(rt), rt->nworkers,
-                        atomic_load(&rt->stopping) ? "stopping"
-                        : atomic_load(&rt->quiet)  ? "quiet"
-                                                   : NULL);
-    sq_proctitle_set(title);
-}
-
-/* One heartbeat, with the stats flush that goes with it (as Sidekiq 7:
- * counts reach Redis each beat and at exit, and stay in memory when a flush
- * fails). Returns the remote signal the beat brought (0: none). */
-static int beat(sq_runtime *rt)
-{
-    sq_error err = {0}, serr = {0};
-    int sig = 0;
-    if (sq_stats_flush(rt, rt->redis, &serr) != 0)
-        sq_log(SQ_LOG_DEBUG, "stats flush deferred: %s", serr.message);
-    sq_error merr = {0}; /* issue 16: the Metrics tab, each beat */
-    if (sq_metrics_flush(rt->metrics, rt->redis, &merr) < 0)
-        sq_log(SQ_LOG_DEBUG, "metrics flush failed: %s", merr.message);
-    if (sq_heartbeat_beat(rt, &sig, &err) != 0) {
-        sq_log(SQ_LOG_DEBUG, "heartbeat failed: %s", err.message);
-        atomic_store(&rt->redis_ok_since_ms, 0); /* issue 17 */
-    } else {
-        atomic_store(&rt->redis_ok_ms, sq_runtime_ms());
-        long long none = 0; /* issue 17: the first good beat after a failed one */
-        atomic_compare_exchange_strong(&rt->redis_ok_since_ms, &none, sq_runtime_ms());
-        sq_database_budget(rt, false);
-        sq_error oerr = {0}; /* issue 17: queue gauges, at a bounded cadence */
-        if (sq_observe_sample(rt, &oerr) != 0)
-            sq_log(SQ_LOG_DEBUG, "metrics sample: %s", oerr.message);
-    }
-    char msg[200];
-    long long failing = sq_runtime_fetch_failing(rt, msg, sizeof msg);
-    if (failing >= SQ_FETCH_FAILING_SHOW_MS)
-        sq_notify_status("fetch failing for %lld s: %s", failing / 1000, msg);
-    else
-        sq_notify_status("%s%d of %d busy", atomic_load(&rt->quiet) ? "quiet, " : "",
-                         sq_runtime_busy(rt), rt->nworkers);
-    update_title(rt);
-    return sig;
-}
-
-/* issue 16: between beats, the work hash when a job passed a second or a
- * shown one left (heartbeat.c), and the process title with it. */
-#define BUSY_TICK 0.25
-static void refresh_busy(sq_runtime *rt)
-{
-    sq_error err = {0};
-    int rc = sq_heartbeat_refresh(rt, &err);
-    if (rc < 0)
-        sq_log(SQ_LOG_DEBUG, "busy refresh failed: %s", err.message);
-    else if (rc > 0)
-        update_title(rt);
-}
-
 /* Main loop until TERM/INT: quiet on TSTP, dump on TTIN, flush stats, beat,
  * and the fetch strategy's duties (reliable: the lease, recovery of dead
  * processes' jobs). Signals from the Web UI (through the heartbeat) act like
@@ -282,7 +201,7 @@ static bool serve(sq_runtime *rt)
             if (want < tick)
                 tick = want;
         }
-        watchdog(rt, &next_watchdog);
+        sq_beat_watchdog(rt, &next_watchdog);
         if (!sq_isolate_watch(rt)) /* timeouts; isolated: the fork server died */
             return true;
         if (rt->cfg->beat_interval < tick)
@@ -293,14 +212,14 @@ static bool serve(sq_runtime *rt)
         double ttin_wait = ttin_due(rt, &ttin);
         if (ttin_wait < tick)
             tick = ttin_wait;
-        if (tick > BUSY_TICK)
-            tick = BUSY_TICK; /* issue 16: the Busy page within a second */
+        if (tick > SQ_BEAT_BUSY_TICK)
+            tick = SQ_BEAT_BUSY_TICK; /* issue 16: the Busy page within a second */
         int sig = wait_signal(tick);
         if (sig == 0 && sq__monotonic() >= next_beat) {
-            sig = beat(rt);
+            sig = sq_beat(rt);
             next_beat = sq__monotonic() + rt->cfg->beat_interval;
         } else if (sig == 0) {
-            refresh_busy(rt);
+            sq_beat_refresh(rt);
         }
         if (sq__monotonic() >= next_cleanup) {
             sq_heartbeat_cleanup(rt);
@@ -313,7 +232,7 @@ static bool serve(sq_runtime *rt)
         if (sig == SIGTSTP && !atomic_load(&rt->quiet)) {
             sq_log(SQ_LOG_INFO, "TSTP received: quiet, no new jobs will be fetched");
             sq_runtime_quiet(rt);
-            update_title(rt);
+            sq_beat_title(rt);
         } else if (sig == SIGTTIN) {
             ttin.waiting++;
             ttin_due(rt, &ttin);
@@ -327,15 +246,15 @@ static bool shut_down(sq_runtime *rt)
     sq_notify("STOPPING=1");
     atomic_store(&rt->stopping, true);
     sq_runtime_quiet(rt);
-    update_title(rt);
+    sq_beat_title(rt);
     double deadline = sq__monotonic() + rt->cfg->timeout;
     double next_beat = sq__monotonic(), next_watchdog = 0;
     while (sq_manager_busy(rt) && sq__monotonic() < deadline) {
-        watchdog(rt, &next_watchdog);
+        sq_beat_watchdog(rt, &next_watchdog);
         if (rt->fetch->tick != NULL)
             rt->fetch->tick(rt, true); /* reliable: running jobs stay ours meanwhile */
         if (sq__monotonic() >= next_beat) {
-            beat(rt); /* the Web UI shows the process quiet, still busy */
+            sq_beat(rt); /* the Web UI shows the process quiet, still busy */
             next_beat = sq__monotonic() + rt->cfg->beat_interval;
         }
         int sig = wait_signal(0.1);
@@ -343,7 +262,7 @@ static bool shut_down(sq_runtime *rt)
             sq_log(SQ_LOG_INFO, "second stop signal: not waiting for running jobs");
             break;
         }
-        refresh_busy(rt); /* finished jobs leave the Busy page at once */
+        sq_beat_refresh(rt); /* finished jobs leave the Busy page at once */
     }
     int pushed = sq_manager_requeue_running(rt);
     if (pushed > 0)
@@ -454,7 +373,7 @@ int sq_launcher_run(const sq_config *cfg, sq_registry *reg)
             goto done;
     }
     /* In the Web UI before the first job; dead identities pruned. */
-    if (beat(&rt) == SIGTSTP)
+    if (sq_beat(&rt) == SIGTSTP)
         sq_runtime_quiet(&rt);
     sq_heartbeat_cleanup(&rt);
     int e = sq_manager_start(&rt);
