@@ -409,9 +409,9 @@ done:
     sq_redis_free(rt.redis);
     free(rt.info_json);
     free(rt.work_shown);
+    sq_database_close(&rt); /* the budget thread, then the pool */
     sq_dbbudget_destroy(&rt.dbbudget);
     free(rt.info_failing_json);
-    sq_pgpool_free(rt.pgpool);
     sq_queue_order_destroy(&rt.order);
     sq_redis_url_destroy(&rt.url);
     pthread_cond_destroy(&rt.cond);
