@@ -139,11 +139,7 @@ sq_pgpool *sq_pgpool_new(const char *url, const char *app_name, int size,
     if (p == NULL)
         return NULL;
     pthread_mutex_init(&p->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->freed, &ca);
-    pthread_condattr_destroy(&ca);
+    sq__cond_init_monotonic(&p->freed);
     p->size = size > 0 ? size : 1;
     p->checkout_timeout = checkout_timeout;
     p->connect_timeout = connect_timeout;
@@ -378,16 +374,6 @@ static bool still_good(const sq_pq *pq, PGconn *c)
     return drop_notifies(pq, c) > 0 && pq->PQtransactionStatus(c) == PQTRANS_IDLE;
 }
 
-static struct timespec deadline_in(double seconds)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double end = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + seconds;
-    ts.tv_sec = (time_t)end;
-    ts.tv_nsec = (long)((end - (double)ts.tv_sec) * 1e9);
-    return ts;
-}
-
 /* Whether libpq is there; if not, err says why. */
 static bool loaded(const sq_pgpool *p, sq_error *err)
 {
@@ -433,7 +419,7 @@ PGconn *sq_pgpool_checkout(sq_pgpool *p, sq_error *err)
 {
     if (!loaded(p, err))
         return NULL;
-    struct timespec until = deadline_in(p->checkout_timeout);
+    struct timespec until = sq__deadline_in(p->checkout_timeout);
     bool waited = false;
     pthread_mutex_lock(&p->lock);
     for (;;) {

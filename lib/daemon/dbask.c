@@ -38,20 +38,6 @@ struct sq_dbask {
     bool done; /* the thread has ended */
 };
 
-/* now + seconds on the monotonic clock, for cond waits */
-static struct timespec after(double seconds)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += (time_t)seconds;
-    ts.tv_nsec += (long)((seconds - (double)(time_t)seconds) * 1e9);
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
 static void *ask(void *arg)
 {
     sq_dbask *a = arg;
@@ -65,7 +51,7 @@ static void *ask(void *arg)
             a->lim = lim;
             a->err = err;
         }
-        struct timespec again = after(SQ_DBASK_AGAIN);
+        struct timespec again = sq__deadline_in(SQ_DBASK_AGAIN);
         while (rc != 0 && !atomic_load(&a->stop) &&
                pthread_cond_timedwait(&a->cond, &a->lock, &again) != ETIMEDOUT)
             ;
@@ -90,11 +76,7 @@ sq_dbask *sq_dbask_start(sq_pgpool *pool, sq_error *err)
     a->pool = pool;
     atomic_init(&a->stop, false);
     pthread_mutex_init(&a->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&a->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    sq__cond_init_monotonic(&a->cond);
     int e = pthread_create(&a->thread, NULL, ask, a);
     if (e != 0) {
         sq__error_set(err, SQ_EIO, "cannot start the database budget thread: %s", strerror(e));
@@ -123,7 +105,7 @@ bool sq_dbask_stop(sq_dbask *a, double wait)
 {
     if (a == NULL)
         return true;
-    struct timespec until = after(wait);
+    struct timespec until = sq__deadline_in(wait);
     pthread_mutex_lock(&a->lock);
     atomic_store(&a->stop, true);
     pthread_cond_broadcast(&a->cond);
