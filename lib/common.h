@@ -4,8 +4,10 @@
 #ifndef SQ_COMMON_H
 #define SQ_COMMON_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "squire.h"
 
@@ -26,6 +28,10 @@ double sq__now(void);
 double sq__monotonic(void);
 /* Sleep for seconds (restarting on EINTR). */
 void sq__sleep(double seconds);
+/* A condition variable whose timed waits count on the monotonic clock, and
+ * the time seconds from now on that clock, for pthread_cond_timedwait. */
+void sq__cond_init_monotonic(pthread_cond_t *cond);
+struct timespec sq__deadline_in(double seconds);
 
 /* The core never logs, prints or exits: it returns errors, and what it must
  * tell that is no error of the call at hand (a server notice, where the

@@ -139,11 +139,7 @@ sq_pgpool *sq_pgpool_new(const char *url, const char *app_name, int size,
     if (p == NULL)
         return NULL;
     pthread_mutex_init(&p->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->freed, &ca);
-    pthread_condattr_destroy(&ca);
+    sq__cond_init_monotonic(&p->freed);
     p->size = size > 0 ? size : 1;
     p->checkout_timeout = checkout_timeout;
     p->connect_timeout = connect_timeout;
@@ -219,8 +215,10 @@ static void log_notice(void *arg, const PGresult *res)
         p->report(p->report_ud, bad ? SQ_REPORT_WARN : SQ_REPORT_INFO, e.message);
 }
 
-/* Open one connection (outside the lock). */
-static PGconn *connect_one(sq_pgpool *p, sq_error *err)
+/* Start a connection with the pool's settings: libpq's blocking connect
+ * (wait), or its non-blocking start (PQconnectPoll finishes it). NULL only
+ * when out of memory. */
+static PGconn *connect_start(const sq_pgpool *p, bool wait)
 {
     char timeout[16];
     int t = (int)(p->connect_timeout + 0.999);
@@ -230,16 +228,119 @@ static PGconn *connect_one(sq_pgpool *p, sq_error *err)
     const char *keys[] = {"connect_timeout", "dbname", "application_name",
                           p->options ? "options" : NULL, NULL};
     const char *vals[] = {timeout, p->url, p->app_name, p->options, NULL};
+    return wait ? p->pq->PQconnectdbParams(keys, vals, 1)
+                : p->pq->PQconnectStartParams(keys, vals, 1);
+}
+
+/* c when it is connected (its notices then go to the log), else NULL with
+ * err saying why (why, or libpq's message) and c finished. */
+static PGconn *connected(sq_pgpool *p, PGconn *c, const char *why, sq_error *err)
+{
     const sq_pq *pq = p->pq;
-    PGconn *c = pq->PQconnectdbParams(keys, vals, 1);
-    if (c == NULL || pq->PQstatus(c) != CONNECTION_OK) {
+    if (c == NULL || why != NULL || pq->PQstatus(c) != CONNECTION_OK) {
+        char where[300]; /* libpq names the server in its own messages */
+        snprintf(where, sizeof where, "server at %s: %s", p->server, why ? why : "");
         pq_error(p, err, SQ_EIO, "cannot connect to PostgreSQL: ",
-                 c ? pq->PQerrorMessage(c) : "out of memory");
+                 why ? where
+                 : c ? pq->PQerrorMessage(c)
+                     : "out of memory");
         pq->PQfinish(c);
         return NULL;
     }
     pq->PQsetNoticeReceiver(c, log_notice, p);
     return c;
+}
+
+/* Open one connection (outside the lock). */
+static PGconn *connect_one(sq_pgpool *p, sq_error *err)
+{
+    return connected(p, connect_start(p, true), NULL, err);
+}
+
+/* ---- squire's own questions: never longer than connect_timeout, stoppable ---- */
+
+/* The connect_timeout libpq applies to c (the URL's wins over squire's), in
+ * seconds as libpq reads it; 0: none. */
+static double timeout_of(const sq_pq *pq, PGconn *c)
+{
+    PQconninfoOption *opts = pq->PQconninfo(c);
+    long t = 0;
+    for (const PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp(o->keyword, "connect_timeout") == 0 && o->val)
+            t = strtol(o->val, NULL, 10);
+    if (opts)
+        pq->PQconninfoFree(opts);
+    return t <= 0 ? 0 : t < 2 ? 2 : (double)t;
+}
+
+/* How a wait for the server ended. */
+enum { READY, STOPPED, TIMED_OUT, FAILED };
+
+/* Wait until c's socket is ready for events, until the monotonic time until
+ * (0: no limit), looking at *stop (may be NULL) every 100 ms. */
+static int wait_ready(const sq_pq *pq, PGconn *c, short events, double until,
+                      const atomic_bool *stop)
+{
+    for (;;) {
+        if (stop != NULL && atomic_load(stop))
+            return STOPPED;
+        double slice = 0.1;
+        if (until > 0 && until - sq__monotonic() < slice)
+            slice = until - sq__monotonic();
+        if (slice <= 0)
+            return TIMED_OUT;
+        struct pollfd pfd = {.fd = pq->PQsocket(c), .events = events};
+        int r = poll(&pfd, 1, (int)(slice * 1000) + 1);
+        if (r > 0)
+            return READY;
+        if (r < 0 && errno != EINTR)
+            return FAILED;
+    }
+}
+
+static const char *wait_failure(int how)
+{
+    return how == STOPPED ? "stopped" : how == TIMED_OUT ? "timeout expired" : strerror(errno);
+}
+
+/* connect_one with libpq's non-blocking connect: the same connection, but
+ * the wait is squire's, so that *stop ends it; connect_timeout bounds the
+ * whole connect (libpq's bounds each host of a multi-host URL). */
+static PGconn *connect_stoppable(sq_pgpool *p, const atomic_bool *stop, sq_error *err)
+{
+    const sq_pq *pq = p->pq;
+    PGconn *c = connect_start(p, false);
+    const char *why = NULL;
+    if (c != NULL && pq->PQstatus(c) != CONNECTION_BAD) {
+        double t = timeout_of(pq, c), until = t > 0 ? sq__monotonic() + t : 0;
+        PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+        while (why == NULL && st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+            int how =
+                wait_ready(pq, c, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, until, stop);
+            if (how != READY)
+                why = wait_failure(how);
+            else
+                st = pq->PQconnectPoll(c);
+        }
+    }
+    return connected(p, c, why, err);
+}
+
+/* The next result of the query c runs, or NULL: none left, or (*why set)
+ * the server did not answer by until, *stop was set, or c broke. */
+static PGresult *next_result(const sq_pq *pq, PGconn *c, double until, const atomic_bool *stop,
+                             const char **why)
+{
+    while (pq->PQisBusy(c)) {
+        int how = wait_ready(pq, c, POLLIN, until, stop);
+        if (how != READY) {
+            *why = wait_failure(how);
+            return NULL;
+        }
+        if (!pq->PQconsumeInput(c))
+            return NULL; /* broken: PQerrorMessage says why */
+    }
+    return pq->PQgetResult(c);
 }
 
 /* Drop the notifications libpq has read and queued on c; how many. */
@@ -271,16 +372,6 @@ static bool still_good(const sq_pq *pq, PGconn *c)
     if (!pq->PQconsumeInput(c) || pq->PQstatus(c) != CONNECTION_OK)
         return false;
     return drop_notifies(pq, c) > 0 && pq->PQtransactionStatus(c) == PQTRANS_IDLE;
-}
-
-static struct timespec deadline_in(double seconds)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double end = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + seconds;
-    ts.tv_sec = (time_t)end;
-    ts.tv_nsec = (long)((end - (double)ts.tv_sec) * 1e9);
-    return ts;
 }
 
 /* Whether libpq is there; if not, err says why. */
@@ -328,7 +419,7 @@ PGconn *sq_pgpool_checkout(sq_pgpool *p, sq_error *err)
 {
     if (!loaded(p, err))
         return NULL;
-    struct timespec until = deadline_in(p->checkout_timeout);
+    struct timespec until = sq__deadline_in(p->checkout_timeout);
     bool waited = false;
     pthread_mutex_lock(&p->lock);
     for (;;) {
@@ -511,10 +602,20 @@ void sq_pgpool_checkin(sq_pgpool *p, PGconn *c)
         p->pq->PQfinish(c);
 }
 
-/* A connection of the pool's for squire's own question, without waiting:
- * an idle one, else a new one if the pool has room, else NULL (err: all in
- * use). Never one past `size`. Back with sq_pgpool_checkin. */
-static PGconn *borrow(sq_pgpool *p, sq_error *err)
+/* A connection of borrow's that is not coming back: its place is free. */
+static void forget(sq_pgpool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->open--;
+    pthread_cond_signal(&p->freed);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* A connection of the pool's for squire's own question, without waiting
+ * for the pool: an idle one, else a new one if the pool has room, else NULL
+ * (err: all in use). Never one past `size`. Back with sq_pgpool_checkin, or
+ * PQfinish and forget. */
+static PGconn *borrow(sq_pgpool *p, const atomic_bool *stop, sq_error *err)
 {
     pthread_mutex_lock(&p->lock);
     PGconn *c = p->nidle > 0 ? p->idle[--p->nidle] : NULL;
@@ -530,33 +631,35 @@ static PGconn *borrow(sq_pgpool *p, sq_error *err)
         return c;
     if (c != NULL)
         p->pq->PQfinish(c); /* its place is taken by the new one */
-    if ((c = connect_one(p, err)) == NULL) {
-        pthread_mutex_lock(&p->lock);
-        p->open--;
-        pthread_cond_signal(&p->freed);
-        pthread_mutex_unlock(&p->lock);
-    }
+    if ((c = connect_stoppable(p, stop, err)) == NULL)
+        forget(p);
     return c;
 }
 
-int sq_pgpool_budget(sq_pgpool *p, sq_pg_limits *out, sq_error *err)
+int sq_pgpool_budget(sq_pgpool *p, sq_pg_limits *out, const atomic_bool *stop, sq_error *err)
 {
     if (!loaded(p, err))
         return -1;
     const sq_pq *pq = p->pq;
-    PGconn *c = borrow(p, err);
+    PGconn *c = borrow(p, stop, err);
     if (c == NULL)
         return -1;
     /* reserved_connections is PostgreSQL 16's (for pg_use_reserved_
      * connections members); in use: client backends only, not the server's
-     * own workers */
-    PGresult *r = pq->PQexec(c, "SELECT current_setting('max_connections')::int, "
-                                "current_setting('superuser_reserved_connections')::int, "
-                                "coalesce(current_setting('reserved_connections', true), "
-                                "'0')::int, (SELECT count(*) FROM pg_stat_activity "
-                                "WHERE backend_type = 'client backend')::int");
+     * own workers. The answer is waited for as long as a connect may take. */
+    double t = timeout_of(pq, c), until = t > 0 ? sq__monotonic() + t : 0;
+    const char *why = NULL;
+    PGresult *r = NULL;
+    if (pq->PQsendQuery(c, "SELECT current_setting('max_connections')::int, "
+                           "current_setting('superuser_reserved_connections')::int, "
+                           "coalesce(current_setting('reserved_connections', true), "
+                           "'0')::int, (SELECT count(*) FROM pg_stat_activity "
+                           "WHERE backend_type = 'client backend')::int"))
+        r = next_result(pq, c, until, stop, &why);
+    for (PGresult *more; r != NULL && (more = next_result(pq, c, until, stop, &why)) != NULL;)
+        pq->PQclear(more);
     int rc = -1;
-    if (pq->PQresultStatus(r) == PGRES_TUPLES_OK && pq->PQntuples(r) == 1) {
+    if (why == NULL && pq->PQresultStatus(r) == PGRES_TUPLES_OK && pq->PQntuples(r) == 1) {
         out->max_connections = (int)strtol(pq->PQgetvalue(r, 0, 0), NULL, 10);
         out->superuser_reserved = (int)strtol(pq->PQgetvalue(r, 0, 1), NULL, 10);
         out->reserved = (int)strtol(pq->PQgetvalue(r, 0, 2), NULL, 10);
@@ -564,10 +667,16 @@ int sq_pgpool_budget(sq_pgpool *p, sq_pg_limits *out, sq_error *err)
         out->in_use = (int)strtol(pq->PQgetvalue(r, 0, 3), NULL, 10) - 1; /* not this one */
         rc = 0;
     } else {
-        pq_error(p, err, SQ_EIO, "PostgreSQL: ", pq->PQerrorMessage(c));
+        pq_error(p, err, SQ_EIO, why ? "PostgreSQL did not answer: " : "PostgreSQL: ",
+                 why ? why : pq->PQerrorMessage(c));
     }
     pq->PQclear(r);
-    sq_pgpool_checkin(p, c);
+    if (why == NULL) {
+        sq_pgpool_checkin(p, c);
+    } else { /* a query still running on a server that does not answer: no reset */
+        pq->PQfinish(c);
+        forget(p);
+    }
     return rc;
 }
 

@@ -3,6 +3,7 @@
 
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "common.h"
 
@@ -38,8 +39,11 @@ typedef struct sq_pg_limits {
 
 /* The server's limits, asked on one of the pool's connections: an idle
  * one, or a new one (kept in the pool) when the pool has room; -1 (all in
- * use) when it has none, never a connection past the pool's size. */
-int sq_pgpool_budget(sq_pgpool *p, sq_pg_limits *out, sq_error *err);
+ * use) when it has none, never a connection past the pool's size. The
+ * connect and the answer are each waited for at most connect_timeout (the
+ * URL's, else squire's; none when it is 0), and end within 100 ms once
+ * *stop (may be NULL) is set: then -1. */
+int sq_pgpool_budget(sq_pgpool *p, sq_pg_limits *out, const atomic_bool *stop, sq_error *err);
 /* message with the URL's secrets (and anything shaped like a password)
  * replaced by REDACTED: a new string, NULL when out of memory. */
 char *sq_pgpool_scrub(const sq_pgpool *p, const char *message);

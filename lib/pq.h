@@ -22,6 +22,7 @@
     X(PQconninfoFree)       \
     X(PQconninfo)           \
     X(PQconninfoParse)      \
+    X(PQconnectPoll)        \
     X(PQconnectStartParams) \
     X(PQconnectdbParams)    \
     X(PQconsumeInput)       \
@@ -42,6 +43,7 @@
     X(PQresultErrorField)   \
     X(PQresultErrorMessage) \
     X(PQresultStatus)       \
+    X(PQsendQuery)          \
     X(PQsetNoticeReceiver)  \
     X(PQsetnonblocking)     \
     X(PQsocket)             \

@@ -9,7 +9,11 @@
  * when it cannot be). Connections are counted in pg_stat_activity by
  * application_name.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -622,6 +626,176 @@ START_TEST(late_budget_check_stays_within_the_pool)
                   "in use",
                   after - before);
     itest_stop(&p);
+}
+END_TEST
+
+/* ---- a server that never answers ------------------------------------------------ */
+
+/* A plain TCP listener on a free loopback port that accepts every connection
+ * and never says a word: a PostgreSQL that hangs before its first reply.
+ * Connections accepted before fail_until (monotonic, sqt_now) are closed at
+ * once instead, a server that fails fast. */
+typedef struct hang_server {
+    int fd, port;
+    double fail_until;
+    pthread_t thread;
+    int held[64];
+    int nheld;
+} hang_server;
+
+static void *hang_accept(void *arg)
+{
+    hang_server *h = arg;
+    for (;;) {
+        int c = accept4(h->fd, NULL, NULL, SOCK_CLOEXEC);
+        if (c < 0)
+            return NULL; /* shut down */
+        if (sqt_now() < h->fail_until || h->nheld == (int)(sizeof h->held / sizeof h->held[0]))
+            close(c);
+        else
+            h->held[h->nheld++] = c;
+    }
+}
+
+static void hang_start(hang_server *h, double fail_for)
+{
+    memset(h, 0, sizeof *h);
+    h->fail_until = sqt_now() + fail_for;
+    h->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(h->fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    ck_assert_int_eq(bind(h->fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(h->fd, 16), 0);
+    ck_assert_int_eq(getsockname(h->fd, (struct sockaddr *)&a, &len), 0);
+    h->port = ntohs(a.sin_port);
+    ck_assert_int_eq(pthread_create(&h->thread, NULL, hang_accept, h), 0);
+}
+
+static void hang_stop(hang_server *h)
+{
+    shutdown(h->fd, SHUT_RDWR); /* wakes accept */
+    pthread_join(h->thread, NULL);
+    close(h->fd);
+    for (int i = 0; i < h->nheld; i++)
+        close(h->held[i]);
+}
+
+/* squire, reliable fetch (lease_ttl 4: renewed every second), beat_interval
+ * 1, its database at h with connect_timeout=60 in the URL (which wins over
+ * squire's own). */
+static void hang_squire(sqt_proc *p, const hang_server *h)
+{
+    char url[160], yaml[512];
+    snprintf(url, sizeof url, "postgresql://postgres@127.0.0.1:%d/postgres?connect_timeout=60",
+             h->port);
+    snprintf(yaml, sizeof yaml,
+             ":poll_interval_average: 0.2\n:beat_interval: 1\n:fetch: reliable\n"
+             ":lease_ttl: 4\n:database:\n  :url: %s\n  :connect_timeout: 1\n",
+             url);
+    const char *cfg = itest_config(yaml);
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PGPLUGIN, "-c", "2", "-t", "8", NULL};
+    sqt_squire_start(p, R.url, argv, NULL);
+    ck_assert_msg(sqt_log_wait(p, "starting", 15), "squire did not start");
+}
+
+/* The process's identity, once its first heartbeat is in Redis (within
+ * timeout), else "". */
+static void beat_identity(double timeout, char out[300])
+{
+    out[0] = '\0';
+    if (sqt_wait_int(C, 1, timeout, "SCARD processes") < 1)
+        return;
+    redisReply *r = sqt_cmd(C, "SRANDMEMBER processes");
+    if (r->type == REDIS_REPLY_STRING)
+        snprintf(out, 300, "%s", r->str);
+    freeReplyObject(r);
+}
+
+static double beat_of(const char *id)
+{
+    redisReply *r = sqt_cmd(C, "HGET %s beat", id);
+    double b = r->type == REDIS_REPLY_STRING ? strtod(r->str, NULL) : 0;
+    freeReplyObject(r);
+    return b;
+}
+
+/* The main thread is free while the database hangs: the heartbeat moves at
+ * every sample (1.5 s apart, beat_interval 1), the lease (lease_ttl 4,
+ * renewed every second) never runs low, and a TERM ends the process within
+ * 5 s (the URL's connect_timeout is 60). Kills p before failing. */
+static void assert_main_thread_free(sqt_proc *p, const char *id)
+{
+    char why[400] = "";
+    double last = beat_of(id);
+    for (int i = 0; i < 4 && !why[0]; i++) {
+        sqt_sleep(1.5);
+        double b = beat_of(id);
+        long long ttl = sqt_int(C, "PTTL squire:lease:%s", id);
+        if (b <= last)
+            snprintf(why, sizeof why,
+                     "heartbeat stuck at %.3f for 1.5 s (beat_interval 1): the main thread is "
+                     "held by the database",
+                     last);
+        else if (ttl < 2000)
+            snprintf(why, sizeof why,
+                     "lease squire:lease:%s not renewed: PTTL %lld ms (lease_ttl 4 s)", id, ttl);
+        last = b;
+    }
+    double t0 = sqt_now();
+    kill(p->pid, SIGTERM);
+    int st = why[0] ? -1 : sqt_proc_wait(p, 5);
+    if (!why[0] && st != 0)
+        snprintf(why, sizeof why, "TERM not acted on within 5 s (exit %d after %.1f s)", st,
+                 sqt_now() - t0);
+    if (why[0]) {
+        dump_log_on(true, p);
+        sqt_proc_stop(p, SIGKILL);
+        ck_abort_msg("%s", why);
+    }
+}
+
+/* The server hangs from the first connection: the budget question at start
+ * must not hold the start (the first heartbeat comes at once), nor the main
+ * thread after it. */
+START_TEST(hanging_database_at_start_never_holds_the_main_thread)
+{
+    hang_server h;
+    hang_start(&h, 0);
+    sqt_proc p;
+    hang_squire(&p, &h);
+    double t0 = sqt_now();
+    char id[300];
+    beat_identity(5, id);
+    if (!id[0]) {
+        dump_log_on(true, &p);
+        sqt_proc_stop(&p, SIGKILL);
+        hang_stop(&h);
+        ck_abort_msg("no heartbeat %.1f s after the start: the start waits for the database",
+                     sqt_now() - t0);
+    }
+    assert_main_thread_free(&p, id);
+    hang_stop(&h);
+}
+END_TEST
+
+/* The server fails fast at start (limits unknown: asked again 60 s later),
+ * then hangs: the later question must not hold the main thread either. */
+START_TEST(hanging_database_later_never_holds_the_main_thread)
+{
+    hang_server h;
+    hang_start(&h, 20);
+    double started = sqt_now();
+    sqt_proc p;
+    hang_squire(&p, &h);
+    ck_assert_msg(sqt_log_wait(&p, "starting anyway", 10), "no failed budget check at start");
+    char id[300];
+    beat_identity(5, id);
+    ck_assert_msg(id[0], "no heartbeat");
+    sqt_sleep(started + 62 - sqt_now()); /* past the second question, which hangs */
+    assert_main_thread_free(&p, id);
+    hang_stop(&h);
+    ck_assert_int_ge(h.nheld, 1); /* it was asked, and hung */
 }
 END_TEST
 
@@ -1437,6 +1611,14 @@ static Suite *pg_suite(void)
     tcase_set_timeout(peers, 120);
     tcase_add_test(peers, budget_survives_processes_that_are_not_hashes);
     suite_add_tcase(s, peers);
+
+    /* its own case: CK_RUN_CASE=hang runs it alone */
+    TCase *hang = tcase_create("hang");
+    tcase_add_checked_fixture(hang, nopg_setup, pg_teardown);
+    tcase_set_timeout(hang, 120);
+    tcase_add_test(hang, hanging_database_at_start_never_holds_the_main_thread);
+    tcase_add_test(hang, hanging_database_later_never_holds_the_main_thread);
+    suite_add_tcase(s, hang);
 
     TCase *down = tcase_create("down");
     tcase_add_checked_fixture(down, nopg_setup, pg_teardown);

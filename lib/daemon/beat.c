@@ -72,7 +72,7 @@ int sq_beat(sq_runtime *rt)
         atomic_store(&rt->redis_ok_ms, sq_runtime_ms());
         long long none = 0; /* issue 17: the first good beat after a failed one */
         atomic_compare_exchange_strong(&rt->redis_ok_since_ms, &none, sq_runtime_ms());
-        sq_database_budget(rt, false);
+        sq_database_budget(rt, true);
         sq_error oerr = {0}; /* issue 17: queue gauges, at a bounded cadence */
         if (sq_observe_sample(rt, &oerr) != 0)
             sq_log(SQ_LOG_DEBUG, "metrics sample: %s", oerr.message);
@@ -93,6 +93,7 @@ int sq_beat(sq_runtime *rt)
 void sq_beat_refresh(sq_runtime *rt)
 {
     sq_error err = {0};
+    sq_database_budget(rt, false); /* the server's limits, when they come */
     int rc = sq_heartbeat_refresh(rt, &err);
     if (rc < 0)
         sq_log(SQ_LOG_DEBUG, "busy refresh failed: %s", err.message);

@@ -178,7 +178,7 @@ static int check_database(const sq_config *cfg)
         sq_pgpool_set_reporter(p, sq_log_report, NULL);
     sq_dbbudget b = {0};
     sq_error err = {0};
-    int rc = p && sq_dbbudget_init(&b, p) == 0 && sq_pgpool_budget(p, &b.lim, &err) == 0
+    int rc = p && sq_dbbudget_init(&b, p) == 0 && sq_pgpool_budget(p, &b.lim, NULL, &err) == 0
                  ? 0
                  : EX_UNAVAILABLE;
     if (rc != 0) {

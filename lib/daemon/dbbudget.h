@@ -21,8 +21,10 @@ typedef struct sq_dbbudget {
     char *field;      /* owned: the heartbeat field's value */
     sq_pg_limits lim; /* the server's, when known */
     bool known;
-    bool over;       /* the last verdict */
-    double next_ask; /* monotonic: when to ask the server again (limits unknown) */
+    bool over;            /* the last verdict */
+    bool fresh;           /* lim.in_use just counted: the verdict not yet logged */
+    bool warned;          /* the first failure to ask was logged */
+    struct sq_dbask *ask; /* the thread that asks the server (dbask.c), or NULL */
 } sq_dbbudget;
 
 /* Set b up for pool (borrowed, not NULL); -1 out of memory. */

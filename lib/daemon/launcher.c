@@ -297,11 +297,7 @@ int sq_launcher_run(const sq_config *cfg, sq_registry *reg)
     rt.fetch = sq_fetch_for(cfg->fetch);
     rt.limits = (sq_job_limits){cfg->max_payload_bytes, SQ_JSON_MAX_DEPTH, SQ_JSON_MAX_ELEMENTS};
     pthread_mutex_init(&rt.lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&rt.cond, &ca);
-    pthread_condattr_destroy(&ca);
+    sq__cond_init_monotonic(&rt.cond);
     make_identity(&rt);
     snprintf(rt.lease_key, sizeof rt.lease_key, "squire:lease:%s", rt.identity);
     rt.started_at = sq__now();
@@ -409,9 +405,9 @@ done:
     sq_redis_free(rt.redis);
     free(rt.info_json);
     free(rt.work_shown);
+    sq_database_close(&rt); /* the budget thread, then the pool */
     sq_dbbudget_destroy(&rt.dbbudget);
     free(rt.info_failing_json);
-    sq_pgpool_free(rt.pgpool);
     sq_queue_order_destroy(&rt.order);
     sq_redis_url_destroy(&rt.url);
     pthread_cond_destroy(&rt.cond);

@@ -14,11 +14,7 @@
 /* Sleep on rt->cond until flag is set or seconds pass. */
 static bool sleep_unless(sq_runtime *rt, atomic_bool *flag, double seconds)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double end = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + seconds;
-    ts.tv_sec = (time_t)end;
-    ts.tv_nsec = (long)((end - (double)ts.tv_sec) * 1e9);
+    struct timespec ts = sq__deadline_in(seconds);
     pthread_mutex_lock(&rt->lock);
     while (!atomic_load(flag)) {
         if (pthread_cond_timedwait(&rt->cond, &rt->lock, &ts) == ETIMEDOUT)

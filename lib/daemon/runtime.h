@@ -8,6 +8,8 @@
  *              Each owns its sq_redis and its current job.
  *   poller     moves due members of `retry` and `schedule` to their queues.
  *              Owns its sq_redis.
+ *   dbbudget   with a database: asks PostgreSQL's limits (dbask.c), so
+ *              that the main thread never waits on PostgreSQL. No Redis.
  *
  * Shared state lives in sq_runtime: flags are atomics; each worker's slot
  * (what it is running) is guarded by the worker's own mutex, because the
