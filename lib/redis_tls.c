@@ -200,11 +200,10 @@ int sq__redis_tls_start(sq_redis *r, redisContext *c, const char *host, const ch
             return 0;
         int e = SSL_get_error(ssl, rc);
         if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
-            char why[256];
-            snprintf(why, sizeof why, "%s",
-                     e != SSL_ERROR_SYSCALL ? ssl_reason(why, sizeof why)
-                     : errno != 0           ? strerror(errno)
-                                            : "the server closed the connection");
+            char buf[256];
+            const char *why = e != SSL_ERROR_SYSCALL ? ssl_reason(buf, sizeof buf)
+                              : errno != 0           ? strerror(errno)
+                                                     : "the server closed the connection";
             tls_failure(r, ssl, name, where, why, err);
             return -1;
         }
