@@ -12,7 +12,9 @@
 #ifndef SQ_REDIS_INTERNAL_H
 #define SQ_REDIS_INTERNAL_H
 
+#include <errno.h>
 #include <openssl/ssl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/time.h>
@@ -54,8 +56,22 @@ struct timeval sq__redis_timeval(double s);
  * (hiredis's blocking I/O bounds each read, not a reply or a handshake). */
 
 /* Wait until c's socket is ready for events (POLLIN, POLLOUT) or the
- * deadline passes: 0, or -1 at the deadline. */
-int sq__redis_wait(const redisContext *c, short events, double deadline);
+ * deadline passes: 0, or -1 at the deadline. Inline: redis_tls.c and
+ * redis_link.c both wait, and neither may call the other's. */
+static inline int sq__redis_wait(const redisContext *c, short events, double deadline)
+{
+    for (;;) {
+        double left = deadline - sq__monotonic();
+        if (left <= 0)
+            return -1;
+        struct pollfd p = {.fd = c->fd, .events = events};
+        int n = poll(&p, 1, (int)(left * 1000) + 1);
+        if (n > 0)
+            return 0;
+        if (n < 0 && errno != EINTR)
+            return -1;
+    }
+}
 
 /* SIGPIPE blocked in the calling thread around a call that does I/O (see
  * redis_link.c). */

@@ -160,21 +160,6 @@ const char *sq__redis_io_reason(const sq_redis *r, const redisContext *c, char *
     return s;
 }
 
-int sq__redis_wait(const redisContext *c, short events, double deadline)
-{
-    for (;;) {
-        double left = deadline - sq__monotonic();
-        if (left <= 0)
-            return -1;
-        struct pollfd p = {.fd = c->fd, .events = events};
-        int n = poll(&p, 1, (int)(left * 1000) + 1);
-        if (n > 0)
-            return 0;
-        if (n < 0 && errno != EINTR)
-            return -1;
-    }
-}
-
 /* Whether c's I/O blocks (each read and write with the command timeout) or
  * returns at once (connecting: the caller polls). The flag is hiredis's
  * public REDIS_BLOCK, which its read and write functions consult. */
