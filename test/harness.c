@@ -6,6 +6,7 @@
 #include <ftw.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -111,6 +112,52 @@ pid_t sqt_trickle_server(const char *prefix, size_t len, char filler, int *port)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         signal(SIGTERM, SIG_DFL);
         trickle_loop(lfd, prefix, len, filler);
+        _exit(0);
+    }
+    close(lfd);
+    return pid;
+}
+
+static void trickle_tls_loop(int lfd, const char *certdir, const char *prefix, size_t len,
+                             char filler)
+{
+    signal(SIGPIPE, SIG_IGN);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    char crt[320], key[320];
+    snprintf(crt, sizeof crt, "%s/server.crt", certdir);
+    snprintf(key, sizeof key, "%s/server.key", certdir);
+    if (ctx == NULL || SSL_CTX_use_certificate_chain_file(ctx, crt) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+        _exit(1);
+    for (;;) {
+        int c = accept(lfd, NULL, NULL);
+        if (c < 0)
+            continue;
+        SSL *ssl = SSL_new(ctx);
+        SSL_set_fd(ssl, c);
+        if (SSL_accept(ssl) == 1) {
+            for (size_t i = 0;; i++) {
+                char b = i < len ? prefix[i] : filler;
+                if (SSL_write(ssl, &b, 1) != 1)
+                    break; /* the client gave up */
+                sleep(1);
+            }
+        }
+        SSL_free(ssl);
+        close(c);
+    }
+}
+
+pid_t sqt_trickle_tls_server(const char *certdir, const char *prefix, size_t len, char filler,
+                             int *port)
+{
+    int lfd = sqt_silent_server(port);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        signal(SIGTERM, SIG_DFL);
+        trickle_tls_loop(lfd, certdir, prefix, len, filler);
         _exit(0);
     }
     close(lfd);

@@ -59,6 +59,11 @@ int sqt_silent_server(int *port);
  * child process that dies with the caller; returns its pid (for
  * sqt_trickle_stop), *port is its port. */
 pid_t sqt_trickle_server(const char *prefix, size_t len, char filler, int *port);
+/* The same behind TLS: the handshake completes (certdir's server.crt, made
+ * by sqt_tls_certs), then the reply trickles, a TLS record a second. One
+ * connection at a time. */
+pid_t sqt_trickle_tls_server(const char *certdir, const char *prefix, size_t len, char filler,
+                             int *port);
 void sqt_trickle_stop(pid_t pid);
 /* A fresh temp dir (mkdtemp) whose path is written into out (256 bytes);
  * removed when the process that made it exits (SQUIRE_TEST_KEEP=1 keeps it). */

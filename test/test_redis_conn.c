@@ -177,28 +177,34 @@ START_TEST(check_and_daemon_give_up_on_a_trickling_server)
 }
 END_TEST
 
-/* A program using the C client: sq_push fails within its 3 s. */
+/* A program using the C client: sq_push at url fails within its 3 s
+ * connect timeout, saying what, naming the server and not the password. */
+static void client_gives_up(const char *url, const char *what)
+{
+    sq_error err = {0};
+    sq_client *c = sq_client_new(url, &err);
+    ck_assert_msg(c != NULL, "%s", err.message);
+    json_t *args = json_array();
+    char jid[25];
+    double t0 = sqt_now();
+    int rc = sq_push(c, "NoopJob", args, NULL, jid, &err);
+    double took = sqt_now() - t0;
+    json_decref(args);
+    ck_assert_msg(rc != 0, "%s: sq_push succeeded", url);
+    ck_assert_msg(took < 3 + MARGIN, "%s: sq_push took %.1f s (bound 3 s)", url, took);
+    ck_assert_msg(strstr(err.message, what) != NULL, "%s: %s", url, err.message);
+    ck_assert_msg(strstr(err.message, ":REDACTED@127.0.0.1") != NULL, "%s", err.message);
+    no_secret(err.message);
+    sq_client_free(c);
+}
+
 START_TEST(the_c_client_gives_up_on_a_trickling_server)
 {
     alarm(30); /* the old code hangs here: fail, not wait for Check's timeout */
     for (size_t i = 0; i < sizeof trickles / sizeof trickles[0]; i++) {
         char url[128];
         pid_t peer = start_trickle(i, url, sizeof url);
-        sq_error err = {0};
-        sq_client *c = sq_client_new(url, &err);
-        ck_assert_msg(c != NULL, "%s", err.message);
-        json_t *args = json_array();
-        char jid[25];
-        double t0 = sqt_now();
-        int rc = sq_push(c, "NoopJob", args, NULL, jid, &err);
-        double took = sqt_now() - t0;
-        json_decref(args);
-        ck_assert_msg(rc != 0, "%s: sq_push succeeded", url);
-        ck_assert_msg(took < 3 + MARGIN, "%s: sq_push took %.1f s (bound 3 s)", url, took);
-        ck_assert_msg(strstr(err.message, trickles[i].what) != NULL, "%s: %s", url, err.message);
-        ck_assert_msg(strstr(err.message, ":REDACTED@127.0.0.1") != NULL, "%s", err.message);
-        no_secret(err.message);
-        sq_client_free(c);
+        client_gives_up(url, trickles[i].what);
         sqt_trickle_stop(peer);
     }
     alarm(0);
@@ -587,6 +593,26 @@ START_TEST(a_server_that_closes_at_once_is_an_error_not_a_signal)
 }
 END_TEST
 
+/* A server that completes the TLS handshake, then answers AUTH a byte a
+ * second, each in a TLS record of its own: squirectl and the C client give
+ * up within their connect timeouts all the same. */
+START_TEST(a_reply_trickled_over_tls_is_cut_off)
+{
+    alarm(60); /* the old code hangs in both */
+    int port;
+    pid_t peer = sqt_trickle_tls_server(certs, "+", 1, 'O', &port);
+    char url[128], ca[320];
+    snprintf(url, sizeof url, "rediss://:" PASSWORD "@127.0.0.1:%d/0", port);
+    snprintf(ca, sizeof ca, "%s/ca.crt", certs);
+    setenv("SQUIRE_REDIS_SSL_CA_FILE", ca, 1);
+    squirectl_gives_up(url, "AUTH: no answer within");
+    client_gives_up(url, "AUTH: no answer within");
+    unsetenv("SQUIRE_REDIS_SSL_CA_FILE");
+    sqt_trickle_stop(peer);
+    alarm(0);
+}
+END_TEST
+
 /* The harness runs the server scripts/test asks for ($SQ_REDIS_SERVER), and
  * --check names it. */
 START_TEST(check_names_the_server_the_harness_runs)
@@ -643,6 +669,7 @@ static Suite *suite(void)
     tcase_add_test(tc, a_wrong_server_name_is_refused_clearly);
     tcase_add_test(tc, client_certificates_are_presented);
     tcase_add_test(tc, a_server_that_closes_at_once_is_an_error_not_a_signal);
+    tcase_add_test(tc, a_reply_trickled_over_tls_is_cut_off);
     suite_add_tcase(s, tc);
     return s;
 }
