@@ -103,21 +103,6 @@ static void trickle_loop(int lfd, const char *prefix, size_t len, char filler)
     }
 }
 
-pid_t sqt_trickle_server(const char *prefix, size_t len, char filler, int *port)
-{
-    int lfd = sqt_silent_server(port);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        signal(SIGTERM, SIG_DFL);
-        trickle_loop(lfd, prefix, len, filler);
-        _exit(0);
-    }
-    close(lfd);
-    return pid;
-}
-
 static void trickle_tls_loop(int lfd, const char *certdir, const char *prefix, size_t len,
                              char filler)
 {
@@ -148,8 +133,9 @@ static void trickle_tls_loop(int lfd, const char *certdir, const char *prefix, s
     }
 }
 
-pid_t sqt_trickle_tls_server(const char *certdir, const char *prefix, size_t len, char filler,
-                             int *port)
+/* A trickle server in a child process: TLS when certdir is not NULL. */
+static pid_t trickle_start(const char *certdir, const char *prefix, size_t len, char filler,
+                           int *port)
 {
     int lfd = sqt_silent_server(port);
     pid_t pid = fork();
@@ -157,11 +143,25 @@ pid_t sqt_trickle_tls_server(const char *certdir, const char *prefix, size_t len
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         signal(SIGTERM, SIG_DFL);
-        trickle_tls_loop(lfd, certdir, prefix, len, filler);
+        if (certdir != NULL)
+            trickle_tls_loop(lfd, certdir, prefix, len, filler);
+        else
+            trickle_loop(lfd, prefix, len, filler);
         _exit(0);
     }
     close(lfd);
     return pid;
+}
+
+pid_t sqt_trickle_server(const char *prefix, size_t len, char filler, int *port)
+{
+    return trickle_start(NULL, prefix, len, filler, port);
+}
+
+pid_t sqt_trickle_tls_server(const char *certdir, const char *prefix, size_t len, char filler,
+                             int *port)
+{
+    return trickle_start(certdir, prefix, len, filler, port);
 }
 
 void sqt_trickle_stop(pid_t pid)
