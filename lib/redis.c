@@ -19,10 +19,11 @@ int sq_redis_connect(sq_redis *r, sq_error *err)
     sq_redis_disconnect(r);
     pipe_guard g;
     sq__redis_pipe_guard_on(&g);
-    int rc =
-        r->url.nsentinels > 0
-            ? sq__redis_connect_via_sentinels(r, err)
-            : sq__redis_connect_to(r, r->url.path != NULL ? NULL : r->url.host, r->url.port, err);
+    double deadline = sq__monotonic() + r->timeout; /* the whole connect, see redis_internal.h */
+    int rc = r->url.nsentinels > 0
+                 ? sq__redis_connect_via_sentinels(r, deadline, err)
+                 : sq__redis_connect_to(r, r->url.path != NULL ? NULL : r->url.host, r->url.port,
+                                        deadline, err);
     sq__redis_pipe_guard_off(&g, rc != 0);
     if (rc == 0)
         atomic_fetch_add(&r->connects, 1);

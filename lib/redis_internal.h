@@ -12,7 +12,9 @@
 #ifndef SQ_REDIS_INTERNAL_H
 #define SQ_REDIS_INTERNAL_H
 
+#include <errno.h>
 #include <openssl/ssl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/time.h>
@@ -37,14 +39,39 @@ struct sq_redis {
 
 /* ---- redis_tls.c ----------------------------------------------------------- */
 
-/* TLS on the fresh context c to host (the name checked against the
- * certificate unless the URL says not to verify). 0, or -1 with err set. */
+/* TLS on the fresh (connecting) context c to host (the name checked against
+ * the certificate unless the URL says not to verify), the handshake done by
+ * deadline. 0, or -1 with err set (c then owns what was set up). */
 int sq__redis_tls_start(sq_redis *r, redisContext *c, const char *host, const char *where,
-                        sq_error *err);
+                        double deadline, sq_error *err);
 
 /* ---- redis_link.c ---------------------------------------------------------- */
 
 struct timeval sq__redis_timeval(double s);
+
+/* Connecting is bounded as a whole: sq_redis_connect computes one deadline
+ * (sq__monotonic() + the timeout) and passes it down. While connecting, a
+ * context is non-blocking and every wait is a poll() for the time left, so a
+ * peer that answers a byte at a time is cut off as surely as a silent one
+ * (hiredis's blocking I/O bounds each read, not a reply or a handshake). */
+
+/* Wait until c's socket is ready for events (POLLIN, POLLOUT) or the
+ * deadline passes: 0, or -1 at the deadline. Inline: redis_tls.c and
+ * redis_link.c both wait, and neither may call the other's. */
+static inline int sq__redis_wait(const redisContext *c, short events, double deadline)
+{
+    for (;;) {
+        double left = deadline - sq__monotonic();
+        if (left <= 0)
+            return -1;
+        struct pollfd p = {.fd = c->fd, .events = events};
+        int n = poll(&p, 1, (int)(left * 1000) + 1);
+        if (n > 0)
+            return 0;
+        if (n < 0 && errno != EINTR)
+            return -1;
+    }
+}
 
 /* SIGPIPE blocked in the calling thread around a call that does I/O (see
  * redis_link.c). */
@@ -56,23 +83,30 @@ void sq__redis_pipe_guard_on(pipe_guard *g);
 /* failed: whether the call failed (only a failed write raises SIGPIPE). */
 void sq__redis_pipe_guard_off(pipe_guard *g, bool failed);
 
-/* Why c failed, in words (a timeout said as one), into buf. */
+/* Why c failed, in words (a timeout said as one, the connect deadline
+ * naming the connect timeout), into buf. */
 const char *sq__redis_io_reason(const sq_redis *r, const redisContext *c, char *buf, size_t size);
 /* A connected (and, for rediss://, TLS-secured) context to host:port or the
- * URL's socket, or NULL with err set. where names the peer in messages. */
+ * URL's socket, still connecting (non-blocking), or NULL with err set. where
+ * names the peer in messages. */
 redisContext *sq__redis_open_context(sq_redis *r, const char *host, int port, const char *where,
-                                     sq_error *err);
+                                     double deadline, sq_error *err);
+/* One command on a connecting context, its reply read by deadline: the
+ * reply, or NULL with c->err set. */
+redisReply *sq__redis_connect_cmd(redisContext *c, double deadline, const char *fmt, ...);
 /* AUTH on a fresh connection (user may be NULL; no password: nothing). */
 int sq__redis_authenticate(sq_redis *r, redisContext *c, const char *user, const char *password,
-                           const char *where, sq_error *err);
+                           const char *where, double deadline, sq_error *err);
 /* r->ctx: a fresh connection to host:port (NULL: the URL's socket),
  * authenticated, on the right db and, behind sentinels, checked to be the
- * master. 0, or -1 with err set and r disconnected. */
-int sq__redis_connect_to(sq_redis *r, const char *host, int port, sq_error *err);
+ * master, all by deadline; then blocking, each command with the timeout.
+ * 0, or -1 with err set and r disconnected. */
+int sq__redis_connect_to(sq_redis *r, const char *host, int port, double deadline, sq_error *err);
 
 /* ---- redis_sentinel.c ------------------------------------------------------ */
 
-/* Connect r to the master the sentinels name. 0, or -1 with err set. */
-int sq__redis_connect_via_sentinels(sq_redis *r, sq_error *err);
+/* Connect r to the master the sentinels name, by deadline. 0, or -1 with
+ * err set. */
+int sq__redis_connect_via_sentinels(sq_redis *r, double deadline, sq_error *err);
 
 #endif

@@ -6,7 +6,11 @@
  */
 #include "redis_internal.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,10 +137,20 @@ void sq__redis_pipe_guard_off(pipe_guard *g, bool failed)
 
 /* ---- connecting ----------------------------------------------------------- */
 
+/* c->errstr of a context whose connect deadline passed. */
+static const char deadline_passed[] = "connect deadline passed";
+
 /* hiredis reports a socket timeout as EAGAIN's text: say what it means. */
 const char *sq__redis_io_reason(const sq_redis *r, const redisContext *c, char *buf, size_t size)
 {
     const char *s = c != NULL && c->errstr[0] ? c->errstr : "connection lost";
+    if (strcmp(s, deadline_passed) == 0) {
+        snprintf(buf, size,
+                 "no answer within the %g s connect timeout (timed out; the server or the "
+                 "network hangs, or answers too slowly)",
+                 r->timeout);
+        return buf;
+    }
     if ((c != NULL && c->err == REDIS_ERR_TIMEOUT) ||
         strstr(s, "Resource temporarily unavailable") != NULL || strstr(s, "timed out") != NULL) {
         snprintf(buf, size, "no answer within %g s (timed out; the server or the network hangs)",
@@ -146,18 +160,70 @@ const char *sq__redis_io_reason(const sq_redis *r, const redisContext *c, char *
     return s;
 }
 
-/* A connected (and, for rediss://, TLS-secured) context to host:port or the
- * URL's socket, or NULL with err set. where names the peer in messages. */
-redisContext *sq__redis_open_context(sq_redis *r, const char *host, int port, const char *where,
-                                     sq_error *err)
+/* Whether c's I/O blocks (each read and write with the command timeout) or
+ * returns at once (connecting: the caller polls). The flag is hiredis's
+ * public REDIS_BLOCK, which its read and write functions consult. */
+static int set_blocking(redisContext *c, bool on)
 {
+    int fl = fcntl(c->fd, F_GETFL);
+    if (fl < 0 || fcntl(c->fd, F_SETFL, on ? fl & ~O_NONBLOCK : fl | O_NONBLOCK) < 0)
+        return -1;
+    if (on)
+        c->flags |= REDIS_BLOCK;
+    else
+        c->flags &= ~REDIS_BLOCK;
+    return 0;
+}
+
+static redisReply *deadline_reached(redisContext *c)
+{
+    c->err = REDIS_ERR_TIMEOUT;
+    snprintf(c->errstr, sizeof c->errstr, "%s", deadline_passed);
+    return NULL;
+}
+
+redisReply *sq__redis_connect_cmd(redisContext *c, double deadline, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = redisvAppendCommand(c, fmt, ap);
+    va_end(ap);
+    if (rc != REDIS_OK)
+        return NULL;
+    int done = 0;
+    while (!done) {
+        if (redisBufferWrite(c, &done) != REDIS_OK)
+            return NULL;
+        if (!done && sq__redis_wait(c, POLLOUT, deadline) != 0)
+            return deadline_reached(c);
+    }
+    for (;;) {
+        void *rep = NULL;
+        if (redisGetReplyFromReader(c, &rep) != REDIS_OK)
+            return NULL;
+        if (rep != NULL)
+            return rep;
+        /* read first: TLS may hold bytes the socket no longer shows */
+        size_t had = c->reader->len;
+        if (redisBufferRead(c) != REDIS_OK)
+            return NULL;
+        if (c->reader->len == had && sq__redis_wait(c, POLLIN, deadline) != 0)
+            return deadline_reached(c);
+    }
+}
+
+redisContext *sq__redis_open_context(sq_redis *r, const char *host, int port, const char *where,
+                                     double deadline, sq_error *err)
+{
+    double left = deadline - sq__monotonic();
+    struct timeval connect_tv = sq__redis_timeval(left > 0.001 ? left : 0.001);
     struct timeval tv = sq__redis_timeval(r->timeout);
     redisOptions o = {0};
     if (host == NULL)
         REDIS_OPTIONS_SET_UNIX(&o, r->url.path);
     else
         REDIS_OPTIONS_SET_TCP(&o, host, port);
-    o.connect_timeout = &tv;
+    o.connect_timeout = &connect_tv;
     o.command_timeout = &tv;
     redisContext *c = redisConnectWithOptions(&o);
     if (c == NULL) {
@@ -165,6 +231,8 @@ redisContext *sq__redis_open_context(sq_redis *r, const char *host, int port, co
         return NULL;
     }
     char buf[160];
+    if (c->err == 0 && set_blocking(c, false) != 0)
+        snprintf(c->errstr, sizeof c->errstr, "%s", strerror(errno)), c->err = REDIS_ERR_IO;
     if (c->err) {
         sq__error_set(err, SQ_EREDIS, "connect %s%s: %s", r->display, where,
                       sq__redis_io_reason(r, c, buf, sizeof buf));
@@ -173,7 +241,7 @@ redisContext *sq__redis_open_context(sq_redis *r, const char *host, int port, co
     }
     if (host != NULL)
         redisEnableKeepAliveWithInterval(c, KEEPALIVE_INTERVAL);
-    if (r->url.tls && host != NULL && sq__redis_tls_start(r, c, host, where, err) != 0) {
+    if (r->url.tls && host != NULL && sq__redis_tls_start(r, c, host, where, deadline, err) != 0) {
         redisFree(c);
         return NULL;
     }
@@ -182,12 +250,13 @@ redisContext *sq__redis_open_context(sq_redis *r, const char *host, int port, co
 
 /* AUTH on a fresh connection (user may be NULL). */
 int sq__redis_authenticate(sq_redis *r, redisContext *c, const char *user, const char *password,
-                           const char *where, sq_error *err)
+                           const char *where, double deadline, sq_error *err)
 {
     if (password == NULL)
         return 0;
-    redisReply *rep = user != NULL ? redisCommand(c, "AUTH %s %s", user, password)
-                                   : redisCommand(c, "AUTH %s", password);
+    redisReply *rep = user != NULL
+                          ? sq__redis_connect_cmd(c, deadline, "AUTH %s %s", user, password)
+                          : sq__redis_connect_cmd(c, deadline, "AUTH %s", password);
     char buf[160];
     if (rep == NULL) {
         sq__error_set(err, SQ_EREDIS, "%s%s: AUTH: %s", r->display, where,
@@ -210,13 +279,14 @@ int sq__redis_authenticate(sq_redis *r, redisContext *c, const char *user, const
 }
 
 /* AUTH and SELECT on a fresh connection. */
-static int handshake(sq_redis *r, const char *where, sq_error *err)
+static int handshake(sq_redis *r, const char *where, double deadline, sq_error *err)
 {
     redisReply *rep;
-    if (sq__redis_authenticate(r, r->ctx, r->url.username, r->url.password, where, err) != 0)
+    if (sq__redis_authenticate(r, r->ctx, r->url.username, r->url.password, where, deadline, err) !=
+        0)
         return -1;
     if (r->url.db != 0) {
-        rep = redisCommand(r->ctx, "SELECT %d", r->url.db);
+        rep = sq__redis_connect_cmd(r->ctx, deadline, "SELECT %d", r->url.db);
         if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
             int code = SQ_EREDIS;
             char buf[160];
@@ -238,9 +308,9 @@ static int handshake(sq_redis *r, const char *where, sq_error *err)
 
 /* Sentinels: the server must say it is the master (it may be a demoted one
  * that the sentinels have not caught up with yet). */
-static int check_role(sq_redis *r, sq_error *err)
+static int check_role(sq_redis *r, double deadline, sq_error *err)
 {
-    redisReply *rep = redisCommand(r->ctx, "ROLE");
+    redisReply *rep = sq__redis_connect_cmd(r->ctx, deadline, "ROLE");
     char buf[160];
     if (rep == NULL) {
         sq__error_set(err, SQ_EREDIS, "%s: ROLE: %s", r->display,
@@ -264,16 +334,22 @@ static int check_role(sq_redis *r, sq_error *err)
 
 /* A fresh connection to host:port (NULL: the URL's socket), authenticated,
  * on the right db and, behind sentinels, checked to be the master. */
-int sq__redis_connect_to(sq_redis *r, const char *host, int port, sq_error *err)
+int sq__redis_connect_to(sq_redis *r, const char *host, int port, double deadline, sq_error *err)
 {
     char where[320] = "";
     if (r->url.nsentinels > 0)
         snprintf(where, sizeof where, " (master at %s)", r->master);
-    r->ctx = sq__redis_open_context(r, host, port, where, err);
+    r->ctx = sq__redis_open_context(r, host, port, where, deadline, err);
     if (r->ctx == NULL)
         return -1;
     r->applied_timeout = r->timeout;
-    if (handshake(r, where, err) != 0 || (r->url.nsentinels > 0 && check_role(r, err) != 0)) {
+    if (handshake(r, where, deadline, err) != 0 ||
+        (r->url.nsentinels > 0 && check_role(r, deadline, err) != 0)) {
+        sq_redis_disconnect(r);
+        return -1;
+    }
+    if (set_blocking(r->ctx, true) != 0) {
+        sq__error_set(err, SQ_EREDIS, "%s%s: %s", r->display, where, strerror(errno));
         sq_redis_disconnect(r);
         return -1;
     }

@@ -11,8 +11,8 @@
 #include <string.h>
 
 /* Ask one sentinel where the master is: 0 with host/port set, else -1. */
-static int ask_sentinel(sq_redis *r, const char *sentinel, char *host, size_t hsize, int *port,
-                        sq_error *err)
+static int ask_sentinel(sq_redis *r, const char *sentinel, double deadline, char *host,
+                        size_t hsize, int *port, sq_error *err)
 {
     char *shost;
     int sport;
@@ -22,15 +22,16 @@ static int ask_sentinel(sq_redis *r, const char *sentinel, char *host, size_t hs
     }
     char where[300];
     snprintf(where, sizeof where, " (sentinel %s)", sentinel);
-    redisContext *c = sq__redis_open_context(r, shost, sport, where, err);
+    redisContext *c = sq__redis_open_context(r, shost, sport, where, deadline, err);
     free(shost);
     if (c == NULL)
         return -1;
     int rc = -1;
     if (sq__redis_authenticate(r, c, r->url.sentinel_username, r->url.sentinel_password, where,
-                               err) == 0) {
+                               deadline, err) == 0) {
         char buf[160];
-        redisReply *rep = redisCommand(c, "SENTINEL get-master-addr-by-name %s", r->url.host);
+        redisReply *rep =
+            sq__redis_connect_cmd(c, deadline, "SENTINEL get-master-addr-by-name %s", r->url.host);
         if (rep == NULL)
             sq__error_set(err, SQ_EREDIS, "%s%s: %s", r->display, where,
                           sq__redis_io_reason(r, c, buf, sizeof buf));
@@ -94,18 +95,23 @@ static int sentinel_failure(const sq_error *e, bool found, sq_error *err)
 
 /* Each sentinel in turn until one names a server that is the master: a
  * sentinel that does not answer, or that names a replica or a dead server
- * (it is behind: a stale config, a partition), is passed over. */
-int sq__redis_connect_via_sentinels(sq_redis *r, sq_error *err)
+ * (it is behind: a stale config, a partition), is passed over. All of it by
+ * deadline: each sentinel is given an equal share of the time left among
+ * those not yet asked (a hung one does not starve the ones after it), the
+ * master it names all the time left. */
+int sq__redis_connect_via_sentinels(sq_redis *r, double deadline, sq_error *err)
 {
     sq_error lookup = {0}, master = {0};
     for (size_t i = 0; i < r->url.nsentinels; i++) {
         sq_error e = {0};
         char host[256];
         int port;
-        bool found = ask_sentinel(r, r->url.sentinels[i], host, sizeof host, &port, &e) == 0;
+        double now = sq__monotonic();
+        double share = now + (deadline - now) / (double)(r->url.nsentinels - i);
+        bool found = ask_sentinel(r, r->url.sentinels[i], share, host, sizeof host, &port, &e) == 0;
         if (found) {
             snprintf(r->master, sizeof r->master, "%s:%d", host, port);
-            if (sq__redis_connect_to(r, host, port, &e) == 0) {
+            if (sq__redis_connect_to(r, host, port, deadline, &e) == 0) {
                 log_master(r->url.host, r->master);
                 return 0;
             }

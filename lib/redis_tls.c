@@ -9,6 +9,7 @@
 #include <hiredis/hiredis_ssl.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,16 +116,9 @@ static bool is_ip_address(const char *s)
 
 /* Why a handshake failed, in words a user can act on. */
 static void tls_failure(sq_redis *r, SSL *ssl, const char *name, const char *where,
-                        const char *errstr, int saved_errno, sq_error *err)
+                        const char *errstr, sq_error *err)
 {
     long v = SSL_get_verify_result(ssl);
-    if (v == X509_V_OK && (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK)) {
-        sq__error_set(err, SQ_EREDIS,
-                      "TLS to %s%s: no answer within %g s (timed out in the "
-                      "handshake; the server or the network hangs)",
-                      r->display, where, r->timeout);
-        return;
-    }
     const char *hint = NULL;
     int code = SQ_EREDIS;
     switch (v) {
@@ -166,9 +160,9 @@ static void tls_failure(sq_redis *r, SSL *ssl, const char *name, const char *whe
 }
 
 /* TLS handshake on a connected context, checking the certificate and the
- * server's name (hiredis itself does not check names). */
+ * server's name (hiredis itself does not check names), done by deadline. */
 int sq__redis_tls_start(sq_redis *r, redisContext *c, const char *host, const char *where,
-                        sq_error *err)
+                        double deadline, sq_error *err)
 {
     if (r->ssl == NULL && (r->ssl = tls_context(&r->url, err)) == NULL)
         return -1;
@@ -191,10 +185,34 @@ int sq__redis_tls_start(sq_redis *r, redisContext *c, const char *host, const ch
             return -1;
         }
     }
-    errno = 0;
-    if (redisInitiateSSL(c, ssl) == REDIS_OK)
-        return 0; /* the context owns ssl now */
-    tls_failure(r, ssl, name, where, strstr(c->errstr, "(null)") ? "" : c->errstr, errno, err);
-    SSL_free(ssl);
-    return -1;
+    /* c is non-blocking (connecting): hiredis starts the handshake and
+     * returns; it is driven here, each wait for the time left. */
+    if (redisInitiateSSL(c, ssl) != REDIS_OK) {
+        tls_failure(r, ssl, name, where, strstr(c->errstr, "(null)") ? "" : c->errstr, err);
+        SSL_free(ssl);
+        return -1;
+    }
+    for (;;) { /* c owns ssl now */
+        ERR_clear_error();
+        errno = 0;
+        int rc = SSL_connect(ssl);
+        if (rc == 1)
+            return 0;
+        int e = SSL_get_error(ssl, rc);
+        if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+            char buf[256];
+            const char *why = e != SSL_ERROR_SYSCALL ? ssl_reason(buf, sizeof buf)
+                              : errno != 0           ? strerror(errno)
+                                                     : "the server closed the connection";
+            tls_failure(r, ssl, name, where, why, err);
+            return -1;
+        }
+        if (sq__redis_wait(c, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline) != 0) {
+            sq__error_set(err, SQ_EREDIS,
+                          "TLS to %s%s: no answer within the %g s connect timeout (timed out in "
+                          "the handshake; the server or the network hangs, or answers too slowly)",
+                          r->display, where, r->timeout);
+            return -1;
+        }
+    }
 }

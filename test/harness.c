@@ -6,6 +6,8 @@
 #include <ftw.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,6 +45,129 @@ int sqt_free_port(void)
     ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
     close(fd);
     return ntohs(a.sin_port);
+}
+
+int sqt_silent_server(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(fd, 64), 0);
+    socklen_t len = sizeof a;
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+#define TRICKLE_MAX_CONNS 64
+
+/* The trickle server's loop (in its own process): accept, drop what comes
+ * in, and each second send every connection its next byte. */
+static void trickle_loop(int lfd, const char *prefix, size_t len, char filler)
+{
+    struct pollfd pfd[TRICKLE_MAX_CONNS + 1];
+    size_t sent[TRICKLE_MAX_CONNS + 1];
+    int n = 1;
+    pfd[0] = (struct pollfd){.fd = lfd, .events = POLLIN};
+    double next = sqt_now() + 1;
+    for (;;) {
+        int wait = (int)((next - sqt_now()) * 1000);
+        if (poll(pfd, (nfds_t)n, wait > 0 ? wait : 0) < 0 && errno != EINTR)
+            _exit(1);
+        if ((pfd[0].revents & POLLIN) && n <= TRICKLE_MAX_CONNS) {
+            int c = accept(lfd, NULL, NULL);
+            if (c >= 0) {
+                pfd[n] = (struct pollfd){.fd = c, .events = POLLIN};
+                sent[n++] = 0;
+            }
+        }
+        for (int i = 1; i < n; i++) {
+            char buf[4096];
+            if ((pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) &&
+                recv(pfd[i].fd, buf, sizeof buf, MSG_DONTWAIT) == 0) {
+                close(pfd[i].fd); /* the client gave up */
+                pfd[i] = pfd[--n];
+                sent[i--] = sent[n];
+            }
+        }
+        if (sqt_now() < next)
+            continue;
+        next += 1;
+        for (int i = 1; i < n; i++) {
+            char b = sent[i] < len ? prefix[sent[i]] : filler;
+            if (send(pfd[i].fd, &b, 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1)
+                sent[i]++;
+        }
+    }
+}
+
+static void trickle_tls_loop(int lfd, const char *certdir, const char *prefix, size_t len,
+                             char filler)
+{
+    signal(SIGPIPE, SIG_IGN);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    char crt[320], key[320];
+    snprintf(crt, sizeof crt, "%s/server.crt", certdir);
+    snprintf(key, sizeof key, "%s/server.key", certdir);
+    if (ctx == NULL || SSL_CTX_use_certificate_chain_file(ctx, crt) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+        _exit(1);
+    for (;;) {
+        int c = accept(lfd, NULL, NULL);
+        if (c < 0)
+            continue;
+        SSL *ssl = SSL_new(ctx);
+        SSL_set_fd(ssl, c);
+        if (SSL_accept(ssl) == 1) {
+            for (size_t i = 0;; i++) {
+                char b = i < len ? prefix[i] : filler;
+                if (SSL_write(ssl, &b, 1) != 1)
+                    break; /* the client gave up */
+                sleep(1);
+            }
+        }
+        SSL_free(ssl);
+        close(c);
+    }
+}
+
+/* A trickle server in a child process: TLS when certdir is not NULL. */
+static pid_t trickle_start(const char *certdir, const char *prefix, size_t len, char filler,
+                           int *port)
+{
+    int lfd = sqt_silent_server(port);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        signal(SIGTERM, SIG_DFL);
+        if (certdir != NULL)
+            trickle_tls_loop(lfd, certdir, prefix, len, filler);
+        else
+            trickle_loop(lfd, prefix, len, filler);
+        _exit(0);
+    }
+    close(lfd);
+    return pid;
+}
+
+pid_t sqt_trickle_server(const char *prefix, size_t len, char filler, int *port)
+{
+    return trickle_start(NULL, prefix, len, filler, port);
+}
+
+pid_t sqt_trickle_tls_server(const char *certdir, const char *prefix, size_t len, char filler,
+                             int *port)
+{
+    return trickle_start(certdir, prefix, len, filler, port);
+}
+
+void sqt_trickle_stop(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
 }
 
 /* Temp dirs made by this process (and by each forked Check child), removed

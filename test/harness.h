@@ -48,6 +48,23 @@ double sqt_wall(void);
 
 /* A free TCP port on 127.0.0.1. */
 int sqt_free_port(void);
+/* A TCP server on 127.0.0.1 that accepts (the kernel's backlog does) and
+ * never answers: a hung Redis, or a half-open connection. Returns the
+ * listening socket (close it to stop); *port is its port. */
+int sqt_silent_server(int *port);
+/* A TCP server on 127.0.0.1 that answers every connection with the len bytes
+ * of prefix, one a second, then filler, one a second, forever (it reads and
+ * drops what it is sent): each read gets something well within any per-read
+ * timeout while the reply, or the TLS record, never completes. Runs in a
+ * child process that dies with the caller; returns its pid (for
+ * sqt_trickle_stop), *port is its port. */
+pid_t sqt_trickle_server(const char *prefix, size_t len, char filler, int *port);
+/* The same behind TLS: the handshake completes (certdir's server.crt, made
+ * by sqt_tls_certs), then the reply trickles, a TLS record a second. One
+ * connection at a time. */
+pid_t sqt_trickle_tls_server(const char *certdir, const char *prefix, size_t len, char filler,
+                             int *port);
+void sqt_trickle_stop(pid_t pid);
 /* A fresh temp dir (mkdtemp) whose path is written into out (256 bytes);
  * removed when the process that made it exits (SQUIRE_TEST_KEEP=1 keeps it). */
 void sqt_tempdir(char *out, const char *tag);
@@ -58,9 +75,9 @@ void sqt_credential(char *env, const char *name, const char *text);
 /* Start redis-server; extra is appended to its command line (may be NULL),
  * e.g. "--appendonly yes --requirepass s3cret". Waits until it answers. */
 void sqt_redis_start(sqt_redis *r, const char *extra);
-void sqt_redis_stop(sqt_redis *r);       /* SIGTERM, wait, remove the dir */
-void sqt_redis_kill9(sqt_redis *r);      /* SIGKILL, keep the dir */
-void sqt_redis_restart(sqt_redis *r);    /* start again on the same port and dir */
+void sqt_redis_stop(sqt_redis *r);    /* SIGTERM, wait, remove the dir */
+void sqt_redis_kill9(sqt_redis *r);   /* SIGKILL, keep the dir */
+void sqt_redis_restart(sqt_redis *r); /* start again on the same port and dir */
 redisContext *sqt_redis_connect(const sqt_redis *r);
 /* Run one command and return the reply (caller frees), asserting no I/O error. */
 redisReply *sqt_cmd(redisContext *c, const char *fmt, ...);

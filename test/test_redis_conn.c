@@ -19,22 +19,6 @@
 
 static char certs[256];
 
-/* A TCP server that accepts (the kernel's backlog does) and never answers:
- * a hung Redis, or a half-open connection. */
-static int silent_server(int *port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    ck_assert_int_eq(listen(fd, 64), 0);
-    socklen_t len = sizeof a;
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    *port = ntohs(a.sin_port);
-    return fd;
-}
-
 static void no_secret(const char *text)
 {
     ck_assert_msg(strstr(text, PASSWORD) == NULL, "the password leaked: %s", text);
@@ -42,23 +26,36 @@ static void no_secret(const char *text)
 
 /* ---- timeouts ------------------------------------------------------------ */
 
+/* The bound a connect must keep, in seconds, plus a margin for a loaded
+ * machine. */
+#define MARGIN 2.5
+
+/* squirectl stats at url fails within its 5 s connect timeout, saying what,
+ * naming the server and not the password. */
+static void squirectl_gives_up(const char *url, const char *what)
+{
+    char *out;
+    double t0 = sqt_now();
+    int rc = sqt_sh(url, &out, "timeout -s KILL 30 '%s' stats 2>&1", SQ_TEST_SQUIRECTL);
+    double took = sqt_now() - t0;
+    ck_assert_msg(rc == 1, "%s: squirectl exited %d after %.1f s: %s", url, rc, took, out);
+    ck_assert_msg(took < 5 + MARGIN, "%s: squirectl took %.1f s (bound 5 s)", url, took);
+    ck_assert_msg(strstr(out, what) != NULL && strstr(out, "timed out") != NULL, "%s: %s", url,
+                  out);
+    ck_assert_msg(strstr(out, "REDACTED@127.0.0.1") != NULL, "names no server: %s", out);
+    no_secret(out);
+    free(out);
+}
+
 START_TEST(squirectl_gives_up_on_a_silent_server)
 {
     int port;
-    int fd = silent_server(&port);
+    int fd = sqt_silent_server(&port);
     static const char *const schemes[] = {"redis", "rediss"};
     for (size_t i = 0; i < 2; i++) {
-        char url[128], *out;
+        char url[128];
         snprintf(url, sizeof url, "%s://:" PASSWORD "@127.0.0.1:%d/0", schemes[i], port);
-        double t0 = sqt_now();
-        int rc = sqt_sh(url, &out, "'%s' stats 2>&1", SQ_TEST_SQUIRECTL);
-        double took = sqt_now() - t0;
-        ck_assert_msg(rc != 0, "%s: squirectl succeeded against a silent server: %s", url, out);
-        ck_assert_msg(took < 15, "%s: squirectl took %.1f s", url, took);
-        ck_assert_msg(strstr(out, "no answer within") != NULL, "%s: %s", url, out);
-        ck_assert_msg(strstr(out, "127.0.0.1") != NULL, "the message names no server: %s", out);
-        no_secret(out);
-        free(out);
+        squirectl_gives_up(url, "no answer within");
     }
     close(fd);
 }
@@ -67,7 +64,7 @@ END_TEST
 START_TEST(check_gives_up_on_a_silent_server)
 {
     int port;
-    int fd = silent_server(&port);
+    int fd = sqt_silent_server(&port);
     char url[128], *out;
     snprintf(url, sizeof url, "redis://:" PASSWORD "@127.0.0.1:%d/0", port);
     double t0 = sqt_now();
@@ -88,7 +85,7 @@ END_TEST
 START_TEST(daemon_waits_on_a_silent_server_and_stops_on_term)
 {
     int port;
-    int fd = silent_server(&port);
+    int fd = sqt_silent_server(&port);
     char url[128];
     snprintf(url, sizeof url, "redis://:" PASSWORD "@127.0.0.1:%d/0", port);
     sqt_proc p;
@@ -104,6 +101,113 @@ START_TEST(daemon_waits_on_a_silent_server_and_stops_on_term)
     no_secret(log);
     free(log);
     close(fd);
+}
+END_TEST
+
+/* Servers that answer the connection's first bytes one a second, forever:
+ * a reply to AUTH that never ends (redis://), a TLS record whose body never
+ * comes (rediss://). Each read gets a byte within a second, well under the
+ * timeout; only a deadline on the whole connect cuts them off. */
+static const struct {
+    const char *scheme, *prefix;
+    size_t len;
+    char filler;
+    const char *what; /* in the error: what timed out */
+} trickles[] = {
+    {"redis", "+", 1, 'O', "AUTH: no answer within"},
+    {"rediss", "\x16\x03\x03\x40\x00", 5, 'x', "handshake"},
+};
+
+/* Start trickle i; its URL (with the password) into url. */
+static pid_t start_trickle(size_t i, char *url, size_t size)
+{
+    int port;
+    pid_t peer = sqt_trickle_server(trickles[i].prefix, trickles[i].len, trickles[i].filler, &port);
+    snprintf(url, size, "%s://:" PASSWORD "@127.0.0.1:%d/0", trickles[i].scheme, port);
+    return peer;
+}
+
+START_TEST(squirectl_gives_up_on_a_trickling_server)
+{
+    for (size_t i = 0; i < sizeof trickles / sizeof trickles[0]; i++) {
+        char url[128];
+        pid_t peer = start_trickle(i, url, sizeof url);
+        squirectl_gives_up(url, trickles[i].what);
+        sqt_trickle_stop(peer);
+    }
+}
+END_TEST
+
+/* --check gives up within the daemon's 3 s; the daemon says it waits for
+ * Redis within them, goes on trying, and stops on TERM. */
+START_TEST(check_and_daemon_give_up_on_a_trickling_server)
+{
+    for (size_t i = 0; i < sizeof trickles / sizeof trickles[0]; i++) {
+        char url[128], *out;
+        pid_t peer = start_trickle(i, url, sizeof url);
+        double t0 = sqt_now();
+        int rc =
+            sqt_sh(url, &out, "SQUIRE_ALLOW_ROOT=1 timeout -s KILL 30 '%s' --check -r '%s' 2>&1",
+                   SQ_TEST_SQUIRE, SQ_TEST_PLUGIN);
+        double took = sqt_now() - t0;
+        ck_assert_msg(rc != 0 && rc != 137, "%s: --check exited %d after %.1f s: %s", url, rc, took,
+                      out);
+        ck_assert_msg(took < 3 + MARGIN, "%s: --check took %.1f s (bound 3 s)", url, took);
+        ck_assert_msg(strstr(out, trickles[i].what) != NULL, "%s: %s", url, out);
+        no_secret(out);
+        free(out);
+
+        sqt_proc p;
+        const char *argv[] = {"-r", SQ_TEST_PLUGIN, NULL};
+        t0 = sqt_now();
+        sqt_squire_start(&p, url, argv, NULL);
+        bool waits = sqt_log_wait(&p, "waiting for Redis", 3 + MARGIN + 1);
+        took = sqt_now() - t0;
+        char *log = sqt_log_read(&p);
+        ck_assert_msg(waits, "%s: no \"waiting for Redis\" after %.1f s: %s", url, took, log);
+        ck_assert_msg(strstr(log, trickles[i].what) != NULL, "%s: %s", url, log);
+        free(log);
+        kill(p.pid, SIGTERM);
+        ck_assert_int_eq(sqt_proc_wait(&p, 15), 0);
+        log = sqt_log_read(&p);
+        no_secret(log);
+        free(log);
+        sqt_trickle_stop(peer);
+    }
+}
+END_TEST
+
+/* A program using the C client: sq_push at url fails within its 3 s
+ * connect timeout, saying what, naming the server and not the password. */
+static void client_gives_up(const char *url, const char *what)
+{
+    sq_error err = {0};
+    sq_client *c = sq_client_new(url, &err);
+    ck_assert_msg(c != NULL, "%s", err.message);
+    json_t *args = json_array();
+    char jid[25];
+    double t0 = sqt_now();
+    int rc = sq_push(c, "NoopJob", args, NULL, jid, &err);
+    double took = sqt_now() - t0;
+    json_decref(args);
+    ck_assert_msg(rc != 0, "%s: sq_push succeeded", url);
+    ck_assert_msg(took < 3 + MARGIN, "%s: sq_push took %.1f s (bound 3 s)", url, took);
+    ck_assert_msg(strstr(err.message, what) != NULL, "%s: %s", url, err.message);
+    ck_assert_msg(strstr(err.message, ":REDACTED@127.0.0.1") != NULL, "%s", err.message);
+    no_secret(err.message);
+    sq_client_free(c);
+}
+
+START_TEST(the_c_client_gives_up_on_a_trickling_server)
+{
+    alarm(30); /* the old code hangs here: fail, not wait for Check's timeout */
+    for (size_t i = 0; i < sizeof trickles / sizeof trickles[0]; i++) {
+        char url[128];
+        pid_t peer = start_trickle(i, url, sizeof url);
+        client_gives_up(url, trickles[i].what);
+        sqt_trickle_stop(peer);
+    }
+    alarm(0);
 }
 END_TEST
 
@@ -489,6 +593,26 @@ START_TEST(a_server_that_closes_at_once_is_an_error_not_a_signal)
 }
 END_TEST
 
+/* A server that completes the TLS handshake, then answers AUTH a byte a
+ * second, each in a TLS record of its own: squirectl and the C client give
+ * up within their connect timeouts all the same. */
+START_TEST(a_reply_trickled_over_tls_is_cut_off)
+{
+    alarm(60); /* the old code hangs in both */
+    int port;
+    pid_t peer = sqt_trickle_tls_server(certs, "+", 1, 'O', &port);
+    char url[128], ca[320];
+    snprintf(url, sizeof url, "rediss://:" PASSWORD "@127.0.0.1:%d/0", port);
+    snprintf(ca, sizeof ca, "%s/ca.crt", certs);
+    setenv("SQUIRE_REDIS_SSL_CA_FILE", ca, 1);
+    squirectl_gives_up(url, "AUTH: no answer within");
+    client_gives_up(url, "AUTH: no answer within");
+    unsetenv("SQUIRE_REDIS_SSL_CA_FILE");
+    sqt_trickle_stop(peer);
+    alarm(0);
+}
+END_TEST
+
 /* The harness runs the server scripts/test asks for ($SQ_REDIS_SERVER), and
  * --check names it. */
 START_TEST(check_names_the_server_the_harness_runs)
@@ -527,6 +651,9 @@ static Suite *suite(void)
     tcase_add_test(tc, squirectl_gives_up_on_a_silent_server);
     tcase_add_test(tc, check_gives_up_on_a_silent_server);
     tcase_add_test(tc, daemon_waits_on_a_silent_server_and_stops_on_term);
+    tcase_add_test(tc, squirectl_gives_up_on_a_trickling_server);
+    tcase_add_test(tc, check_and_daemon_give_up_on_a_trickling_server);
+    tcase_add_test(tc, the_c_client_gives_up_on_a_trickling_server);
     tcase_add_test(tc, threads_time_out_and_resume_when_redis_freezes);
     tcase_add_test(tc, tls_to_a_plain_port_fails_clearly);
     tcase_add_test(tc, a_db_out_of_range_stops_the_daemon);
@@ -542,6 +669,7 @@ static Suite *suite(void)
     tcase_add_test(tc, a_wrong_server_name_is_refused_clearly);
     tcase_add_test(tc, client_certificates_are_presented);
     tcase_add_test(tc, a_server_that_closes_at_once_is_an_error_not_a_signal);
+    tcase_add_test(tc, a_reply_trickled_over_tls_is_cut_off);
     suite_add_tcase(s, tc);
     return s;
 }

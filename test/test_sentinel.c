@@ -4,6 +4,8 @@
  * replica and three sentinels on loopback; the master is killed, squire
  * follows the master the sentinels elect, and jobs keep running.
  */
+#include <unistd.h>
+
 #include "itest.h"
 
 #define MASTER "mymaster"
@@ -240,6 +242,91 @@ START_TEST(an_unknown_master_name_is_reported)
 }
 END_TEST
 
+/* A hung sentinel listed first (it accepts and never answers) costs only its
+ * share of the connect timeout: the sentinels after it are still asked in
+ * time, and squirectl reaches the master. */
+START_TEST(a_silent_sentinel_listed_first_is_passed_over)
+{
+    int port;
+    int fd = sqt_silent_server(&port);
+    char *out;
+    double t0 = sqt_now();
+    int rc = sqt_sh("redis://" MASTER "/0", &out,
+                    "SQUIRE_REDIS_SENTINELS='127.0.0.1:%d,%s' timeout -s KILL 30 '%s' stats 2>&1",
+                    port, sentinels, SQ_TEST_SQUIRECTL);
+    double took = sqt_now() - t0;
+    ck_assert_msg(rc == 0 && strstr(out, "Processed:") != NULL, "%d after %.1f s: %s", rc, took,
+                  out);
+    ck_assert_msg(took < 5 + 2.5, "squirectl took %.1f s", took);
+    free(out);
+    close(fd);
+}
+END_TEST
+
+/* ---- the connect timeout bounds the whole discovery ----------------------- */
+
+#define MARGIN 2.5
+
+/* Three sentinels that accept and never answer, or answer a byte a second
+ * forever: squirectl gives up within its 5 s in all (not 5 s per sentinel),
+ * the C client within its 3 s, each naming what timed out. */
+START_TEST(hung_sentinels_are_given_up_on_within_the_connect_timeout)
+{
+    alarm(60); /* the old code's C client hangs on trickling sentinels */
+    for (int trickle = 0; trickle < 2; trickle++) {
+        int fds[3] = {-1, -1, -1}, port;
+        pid_t peers[3] = {0, 0, 0};
+        char list[128];
+        size_t n = 0;
+        for (int i = 0; i < 3; i++) {
+            if (trickle)
+                peers[i] = sqt_trickle_server("+", 1, 'O', &port);
+            else
+                fds[i] = sqt_silent_server(&port);
+            n += (size_t)snprintf(list + n, sizeof list - n, "%s127.0.0.1:%d", i ? "," : "", port);
+        }
+        char *out;
+        double t0 = sqt_now();
+        int rc = sqt_sh("redis://:s3cret-pw@" MASTER "/0", &out,
+                        "SQUIRE_REDIS_SENTINELS='%s' timeout -s KILL 40 '%s' stats 2>&1", list,
+                        SQ_TEST_SQUIRECTL);
+        double took = sqt_now() - t0;
+        ck_assert_msg(rc == 1, "%s: exit %d after %.1f s: %s", list, rc, took, out);
+        ck_assert_msg(took < 5 + MARGIN, "%s: squirectl took %.1f s (bound 5 s): %s", list, took,
+                      out);
+        ck_assert_msg(strstr(out, "no sentinel gave the master") != NULL &&
+                          strstr(out, "(sentinel 127.0.0.1:") != NULL &&
+                          strstr(out, "timed out") != NULL,
+                      "%s", out);
+        ck_assert_msg(strstr(out, "s3cret-pw") == NULL, "the password leaked: %s", out);
+        free(out);
+
+        setenv("SQUIRE_REDIS_SENTINELS", list, 1);
+        sq_error err = {0};
+        sq_client *c = sq_client_new("redis://" MASTER "/0", &err);
+        ck_assert_msg(c != NULL, "%s", err.message);
+        json_t *args = json_array();
+        char jid[25];
+        t0 = sqt_now();
+        rc = sq_push(c, "NoopJob", args, NULL, jid, &err);
+        took = sqt_now() - t0;
+        json_decref(args);
+        sq_client_free(c);
+        ck_assert_msg(rc != 0, "sq_push succeeded");
+        ck_assert_msg(took < 3 + MARGIN, "%s: sq_push took %.1f s (bound 3 s): %s", list, took,
+                      err.message);
+        ck_assert_msg(strstr(err.message, "timed out") != NULL, "%s", err.message);
+        for (int i = 0; i < 3; i++) {
+            if (fds[i] >= 0)
+                close(fds[i]);
+            if (peers[i] > 0)
+                sqt_trickle_stop(peers[i]);
+        }
+    }
+    alarm(0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("sentinel");
@@ -250,6 +337,11 @@ static Suite *suite(void)
     tcase_add_test(tc, squire_leaves_a_demoted_master);
     tcase_add_test(tc, an_unknown_master_name_is_reported);
     tcase_add_test(tc, a_stale_sentinel_listed_first_is_passed_over);
+    tcase_add_test(tc, a_silent_sentinel_listed_first_is_passed_over);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("deadlines");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, hung_sentinels_are_given_up_on_within_the_connect_timeout);
     suite_add_tcase(s, tc);
     return s;
 }
