@@ -133,6 +133,20 @@ void sq__redis_pipe_guard_off(pipe_guard *g, bool failed)
 
 /* ---- connecting ----------------------------------------------------------- */
 
+double sq__redis_wait(const sq_redis *r, double extra_wait)
+{
+    double w = r->timeout;
+    if (r->probe > 0 && r->failures > 0 && r->probe < w)
+        w = r->probe;
+    w += extra_wait;
+    if (r->deadline > 0) {
+        double left = r->deadline - sq__monotonic();
+        if (left < w)
+            w = left > 0.001 ? left : 0.001;
+    }
+    return w;
+}
+
 /* hiredis reports a socket timeout as EAGAIN's text: say what it means. */
 const char *sq__redis_io_reason(const sq_redis *r, const redisContext *c, char *buf, size_t size)
 {
@@ -140,7 +154,7 @@ const char *sq__redis_io_reason(const sq_redis *r, const redisContext *c, char *
     if ((c != NULL && c->err == REDIS_ERR_TIMEOUT) ||
         strstr(s, "Resource temporarily unavailable") != NULL || strstr(s, "timed out") != NULL) {
         snprintf(buf, size, "no answer within %g s (timed out; the server or the network hangs)",
-                 r->timeout);
+                 r->applied_timeout);
         return buf;
     }
     return s;
@@ -151,7 +165,8 @@ const char *sq__redis_io_reason(const sq_redis *r, const redisContext *c, char *
 redisContext *sq__redis_open_context(sq_redis *r, const char *host, int port, const char *where,
                                      sq_error *err)
 {
-    struct timeval tv = sq__redis_timeval(r->timeout);
+    r->applied_timeout = sq__redis_wait(r, 0); /* for the messages too */
+    struct timeval tv = sq__redis_timeval(r->applied_timeout);
     redisOptions o = {0};
     if (host == NULL)
         REDIS_OPTIONS_SET_UNIX(&o, r->url.path);
@@ -272,7 +287,6 @@ int sq__redis_connect_to(sq_redis *r, const char *host, int port, sq_error *err)
     r->ctx = sq__redis_open_context(r, host, port, where, err);
     if (r->ctx == NULL)
         return -1;
-    r->applied_timeout = r->timeout;
     if (handshake(r, where, err) != 0 || (r->url.nsentinels > 0 && check_role(r, err) != 0)) {
         sq_redis_disconnect(r);
         return -1;

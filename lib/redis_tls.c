@@ -122,7 +122,7 @@ static void tls_failure(sq_redis *r, SSL *ssl, const char *name, const char *whe
         sq__error_set(err, SQ_EREDIS,
                       "TLS to %s%s: no answer within %g s (timed out in the "
                       "handshake; the server or the network hangs)",
-                      r->display, where, r->timeout);
+                      r->display, where, r->applied_timeout);
         return;
     }
     const char *hint = NULL;

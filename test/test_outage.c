@@ -79,8 +79,9 @@ START_TEST(signals_are_acted_on_while_redis_is_frozen)
     double tstp = log_delay(&p, "TSTP received", 15);
     kill(R.pid, SIGCONT);
     double renewed = log_delay(&p, "lease renewed: fetching again", 20);
-    fprintf(stderr, "frozen Redis: TTIN after %.2f s, TSTP after %.2f s; renewal %.2f s after "
-                    "Redis was back\n",
+    fprintf(stderr,
+            "frozen Redis: TTIN after %.2f s, TSTP after %.2f s; renewal %.2f s after "
+            "Redis was back\n",
             ttin, tstp, renewed);
     if (!fenced || ttin < 0 || ttin > SIGNAL_LATE || tstp < 0 || tstp > SIGNAL_LATE ||
         renewed < 0 || renewed > 3.0)
@@ -120,7 +121,7 @@ static void stop_while_frozen(double frozen_before_term)
     start(&p, cfg);
     for (int i = 0; i < JOBS; i++) {
         char jid[25];
-        itest_push("SleepJob", "[6]", NULL, jid);
+        itest_push("SleepJob", "[10]", NULL, jid); /* running past the stop */
     }
     ck_assert_int_eq(sqt_wait_int(C, 3, 10, "LLEN test:log"), 3); /* three started */
     kill(R.pid, SIGSTOP);
@@ -129,8 +130,9 @@ static void stop_while_frozen(double frozen_before_term)
     kill(p.pid, SIGTERM);
     int st = sqt_proc_wait(&p, 60);
     double took = sqt_now() - t0;
-    fprintf(stderr, "TERM %.1f s into a frozen Redis, -t %d: the process ended after %.1f s "
-                    "(status %d)\n",
+    fprintf(stderr,
+            "TERM %.1f s into a frozen Redis, -t %d: the process ended after %.1f s "
+            "(status %d)\n",
             frozen_before_term, STOP_TIMEOUT, took, st);
     kill(R.pid, SIGCONT);
     if (st != 0 || took > STOP_TIMEOUT + STOP_SLACK)
