@@ -12,21 +12,77 @@
 
 static pthread_mutex_t script_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* e into err, as sq__error_set would (a first error stays). */
+static void pass(sq_error *err, const sq_error *e)
+{
+    if (err != NULL && err->code == SQ_EOK)
+        *err = *e;
+}
+
+/* Probe mode and deadline (sq_redis_set_probe, sq_redis_set_deadline): true,
+ * with err set, when no call may be tried now. */
+static bool held(sq_redis *r, sq_error *err)
+{
+    double now = sq__monotonic();
+    if (r->deadline > 0 && now >= r->deadline) {
+        sq__error_set(err, SQ_EREDIS, "%s: not tried: no time left (stopping)", r->display);
+        return true;
+    }
+    if (r->probe > 0 && r->failures > 0 && now < r->retry_at) {
+        pass(err, &r->down);
+        return true;
+    }
+    return false;
+}
+
+/* The server could not be reached or did not answer (probe mode: wait a
+ * back-off out before trying again). */
+static void failed(sq_redis *r, const sq_error *e)
+{
+    if (r->probe <= 0)
+        return;
+    double backoff = r->failures >= 2 ? 1.0 : r->failures == 1 ? 0.5 : 0.25;
+    r->failures++;
+    r->retry_at = sq__monotonic() + backoff;
+    r->down = *e;
+}
+
+void sq_redis_set_probe(sq_redis *r, double probe)
+{
+    r->probe = probe;
+}
+
+void sq_redis_set_deadline(sq_redis *r, double deadline)
+{
+    r->deadline = deadline;
+}
+
 int sq_redis_connect(sq_redis *r, sq_error *err)
 {
     if (sq_redis_is_connected(r))
         return 0;
     sq_redis_disconnect(r);
+    if (held(r, err))
+        return -1;
+    sq_error e = {0};
     pipe_guard g;
     sq__redis_pipe_guard_on(&g);
-    double deadline = sq__monotonic() + r->timeout; /* the whole connect, see redis_internal.h */
+    /* the whole connect by one deadline (redis_internal.h): the timeout,
+     * a probe's after a failure, never past the caller's deadline */
+    r->connect_wait = sq__redis_budget(r, 0);
+    double deadline = sq__monotonic() + r->connect_wait;
     int rc = r->url.nsentinels > 0
-                 ? sq__redis_connect_via_sentinels(r, deadline, err)
+                 ? sq__redis_connect_via_sentinels(r, deadline, &e)
                  : sq__redis_connect_to(r, r->url.path != NULL ? NULL : r->url.host, r->url.port,
-                                        deadline, err);
+                                        deadline, &e);
     sq__redis_pipe_guard_off(&g, rc != 0);
-    if (rc == 0)
+    if (rc == 0) {
         atomic_fetch_add(&r->connects, 1);
+        return 0;
+    }
+    if (e.code == SQ_EREDIS)
+        failed(r, &e); /* not refused credentials: an answer, not an outage */
+    pass(err, &e);
     return rc;
 }
 
@@ -36,13 +92,18 @@ long sq_redis_reconnects(const sq_redis *r)
     return n > 1 ? n - 1 : 0;
 }
 
-static void set_wait(sq_redis *r, double extra)
+/* Connected, with the socket's wait set for a command that blocks up to
+ * extra seconds on the server; -1 with err when not. */
+static int ready(sq_redis *r, double extra, sq_error *err)
 {
-    double want = r->timeout + extra;
+    if (sq_redis_connect(r, err) != 0 || held(r, err))
+        return -1;
+    double want = sq__redis_budget(r, extra);
     if (want != r->applied_timeout) {
         redisSetTimeout(r->ctx, sq__redis_timeval(want));
         r->applied_timeout = want;
     }
+    return 0;
 }
 
 /* Errors after which this connection should not be reused. */
@@ -61,11 +122,15 @@ static redisReply *check_reply(sq_redis *r, redisReply *rep, sq_error *err)
 {
     if (rep == NULL) {
         char buf[160];
-        sq__error_set(err, SQ_EREDIS, "%s: %s", r->display,
+        sq_error e = {0};
+        sq__error_set(&e, SQ_EREDIS, "%s: %s", r->display,
                       sq__redis_io_reason(r, r->ctx, buf, sizeof buf));
+        failed(r, &e);
+        pass(err, &e);
         sq_redis_disconnect(r);
         return NULL;
     }
+    r->failures = 0; /* an answer */
     if (rep->type == REDIS_REPLY_ERROR) {
         sq__error_set(err, SQ_EREDIS, "%.300s", rep->str);
         if (error_drops_connection(rep->str))
@@ -79,9 +144,8 @@ static redisReply *check_reply(sq_redis *r, redisReply *rep, sq_error *err)
 redisReply *sq_redis_argv(sq_redis *r, int argc, const char **argv, const size_t *lens,
                           double extra_wait, sq_error *err)
 {
-    if (sq_redis_connect(r, err) != 0)
+    if (ready(r, extra_wait, err) != 0)
         return NULL;
-    set_wait(r, extra_wait);
     pipe_guard g;
     sq__redis_pipe_guard_on(&g);
     redisReply *rep = redisCommandArgv(r->ctx, argc, argv, lens);
@@ -91,9 +155,8 @@ redisReply *sq_redis_argv(sq_redis *r, int argc, const char **argv, const size_t
 
 redisReply *sq_redis_cmd(sq_redis *r, sq_error *err, const char *fmt, ...)
 {
-    if (sq_redis_connect(r, err) != 0)
+    if (ready(r, 0, err) != 0)
         return NULL;
-    set_wait(r, 0);
     pipe_guard g;
     sq__redis_pipe_guard_on(&g);
     va_list ap;
@@ -106,9 +169,8 @@ redisReply *sq_redis_cmd(sq_redis *r, sq_error *err, const char *fmt, ...)
 
 int sq_redis_pipe_argv(sq_redis *r, int argc, const char **argv, const size_t *lens, sq_error *err)
 {
-    if (sq_redis_connect(r, err) != 0)
+    if (ready(r, 0, err) != 0)
         return -1;
-    set_wait(r, 0);
     if (redisAppendCommandArgv(r->ctx, argc, argv, lens) != REDIS_OK) {
         sq__error_set(err, SQ_ENOMEM, "%s: cannot queue a command", r->display);
         sq_redis_disconnect(r);
@@ -119,9 +181,8 @@ int sq_redis_pipe_argv(sq_redis *r, int argc, const char **argv, const size_t *l
 
 int sq_redis_pipe_cmd(sq_redis *r, sq_error *err, const char *fmt, ...)
 {
-    if (sq_redis_connect(r, err) != 0)
+    if (ready(r, 0, err) != 0)
         return -1;
-    set_wait(r, 0);
     va_list ap;
     va_start(ap, fmt);
     int rc = redisvAppendCommand(r->ctx, fmt, ap);

@@ -34,6 +34,15 @@ bool sq_redis_is_connected(const sq_redis *r);
 long sq_redis_reconnects(const sq_redis *r);
 /* Drop the connection; the next command reconnects. */
 void sq_redis_disconnect(sq_redis *r);
+/* For a thread that must stay responsive (the daemon's main thread): after
+ * a failure to reach the server (no answer, no connection), calls fail at
+ * once with that failure's error for a back-off (0.25 s, doubling to 1 s),
+ * then the next call tries again with at most probe seconds for each step
+ * (connect, handshake, reply); the first answer ends it. 0: off. */
+void sq_redis_set_probe(sq_redis *r, double probe);
+/* Every call ends by deadline (sq__monotonic's clock): the waits shrink to
+ * the time left, and past it calls fail at once. 0: none. */
+void sq_redis_set_deadline(sq_redis *r, double deadline);
 
 /*
  * Run one command from argv/lens (binary safe). Returns the reply (free it

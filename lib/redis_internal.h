@@ -31,10 +31,17 @@ struct sq_redis {
     sq_redis_url url;
     double timeout;
     double applied_timeout; /* what the socket currently has */
+    double connect_wait;    /* the budget of the connect under way (messages) */
     SSL_CTX *ssl;           /* rediss://: shared, see tls_context() */
     char display[300];
     char master[300];     /* sentinels: "host:port" of the master last found */
     atomic_long connects; /* successful connects, the first included (metrics) */
+    /* sq_redis_set_probe / sq_redis_set_deadline (monotonic times; 0: none) */
+    double probe;      /* > 0: after a failure, wait retry_at out, then probe */
+    unsigned failures; /* failures to reach the server in a row */
+    double retry_at;   /* probe mode: calls fail at once until then */
+    double deadline;   /* every call ends by then; past it, calls fail at once */
+    sq_error down;     /* the last failure, repeated while waiting */
 };
 
 /* ---- redis_tls.c ----------------------------------------------------------- */
@@ -48,6 +55,9 @@ int sq__redis_tls_start(sq_redis *r, redisContext *c, const char *host, const ch
 /* ---- redis_link.c ---------------------------------------------------------- */
 
 struct timeval sq__redis_timeval(double s);
+/* The seconds a connect or a command (with extra_wait) may wait now: the
+ * timeout, a probe's after a failure, never past the deadline. */
+double sq__redis_budget(const sq_redis *r, double extra_wait);
 
 /* Connecting is bounded as a whole: sq_redis_connect computes one deadline
  * (sq__monotonic() + the timeout) and passes it down. While connecting, a

@@ -140,6 +140,20 @@ void sq__redis_pipe_guard_off(pipe_guard *g, bool failed)
 /* c->errstr of a context whose connect deadline passed. */
 static const char deadline_passed[] = "connect deadline passed";
 
+double sq__redis_budget(const sq_redis *r, double extra_wait)
+{
+    double w = r->timeout;
+    if (r->probe > 0 && r->failures > 0 && r->probe < w)
+        w = r->probe;
+    w += extra_wait;
+    if (r->deadline > 0) {
+        double left = r->deadline - sq__monotonic();
+        if (left < w)
+            w = left > 0.001 ? left : 0.001;
+    }
+    return w;
+}
+
 /* hiredis reports a socket timeout as EAGAIN's text: say what it means. */
 const char *sq__redis_io_reason(const sq_redis *r, const redisContext *c, char *buf, size_t size)
 {
@@ -148,13 +162,13 @@ const char *sq__redis_io_reason(const sq_redis *r, const redisContext *c, char *
         snprintf(buf, size,
                  "no answer within the %g s connect timeout (timed out; the server or the "
                  "network hangs, or answers too slowly)",
-                 r->timeout);
+                 r->connect_wait > 0 ? r->connect_wait : r->timeout);
         return buf;
     }
     if ((c != NULL && c->err == REDIS_ERR_TIMEOUT) ||
         strstr(s, "Resource temporarily unavailable") != NULL || strstr(s, "timed out") != NULL) {
         snprintf(buf, size, "no answer within %g s (timed out; the server or the network hangs)",
-                 r->timeout);
+                 r->applied_timeout);
         return buf;
     }
     return s;

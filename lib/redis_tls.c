@@ -211,7 +211,7 @@ int sq__redis_tls_start(sq_redis *r, redisContext *c, const char *host, const ch
             sq__error_set(err, SQ_EREDIS,
                           "TLS to %s%s: no answer within the %g s connect timeout (timed out in "
                           "the handshake; the server or the network hangs, or answers too slowly)",
-                          r->display, where, r->timeout);
+                          r->display, where, r->connect_wait > 0 ? r->connect_wait : r->timeout);
             return -1;
         }
     }

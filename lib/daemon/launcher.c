@@ -38,6 +38,13 @@
 
 #define UNWIND_WAIT 3.0
 #define JOIN_WAIT 6.0
+/* After -t, what a stop may still take (pushing running jobs back, joining
+ * the threads, the last writes), whatever Redis does: Heroku and systemd
+ * send SIGKILL 30 s after TERM, with Sidekiq's -t of 25. */
+#define STOP_GRACE 4.0
+/* The main thread's Redis calls after a failure: a probe waits this long at
+ * most, so that signals are acted on within about a second in an outage. */
+#define MAIN_PROBE 0.5
 
 void sq_launcher_signal_set(sigset_t *set)
 {
@@ -247,7 +254,8 @@ static bool shut_down(sq_runtime *rt)
     atomic_store(&rt->stopping, true);
     sq_runtime_quiet(rt);
     sq_beat_title(rt);
-    double deadline = sq__monotonic() + rt->cfg->timeout;
+    double deadline = sq__monotonic() + rt->cfg->timeout, end = deadline + STOP_GRACE;
+    sq_redis_set_deadline(rt->redis, deadline); /* no call outlasts the wait */
     double next_beat = sq__monotonic(), next_watchdog = 0;
     while (sq_manager_busy(rt) && sq__monotonic() < deadline) {
         sq_beat_watchdog(rt, &next_watchdog);
@@ -264,16 +272,20 @@ static bool shut_down(sq_runtime *rt)
         }
         sq_beat_refresh(rt); /* finished jobs leave the Busy page at once */
     }
+    /* From here every Redis call ends by `end`; past it they are skipped:
+     * what is not pushed back stays in its working list (reliable fetch),
+     * the lease and the process's entry expire by themselves. */
+    sq_redis_set_deadline(rt->redis, end);
     int pushed = sq_manager_requeue_running(rt);
     if (pushed > 0)
         sq_log(SQ_LOG_INFO, "Pushed %d jobs back to Redis", pushed);
     /* Workers recording a result get a moment to finish the write. */
-    double unwind = sq__monotonic() + UNWIND_WAIT;
+    double unwind = fmin(sq__monotonic() + UNWIND_WAIT, end);
     while (sq_manager_busy(rt) && sq__monotonic() < unwind)
         sq__sleep(0.05);
     sq_runtime_hard_stop(rt);
     /* A worker may sit in a blocking fetch (2 s) on a slow socket (3 s). */
-    bool all = sq_manager_join(rt, JOIN_WAIT);
+    bool all = sq_manager_join(rt, fmax(fmin(JOIN_WAIT, end - sq__monotonic()), 0));
     if (rt->fetch->detach != NULL)
         rt->fetch->detach(rt, true);
     sq_heartbeat_stop(rt);
@@ -309,6 +321,7 @@ int sq_launcher_run(const sq_config *cfg, sq_registry *reg)
         status = err.code == SQ_ECONFIG ? EX_CONFIG : 1;
         goto done;
     }
+    sq_redis_set_probe(rt.redis, MAIN_PROBE); /* an outage does not hold the main loop */
     rt.nworkers = cfg->concurrency;
     log_start(&rt);
     /* timeouts; isolated: the fork server, forked while this is the only
