@@ -174,6 +174,10 @@ START_TEST(basic_fetch_loses_jobs_on_kill_9)
     start(&p[0], cfg);
     start(&p[1], cfg);
     ck_assert_int_ge(sqt_wait_int(C, 200, 60, "SCARD test:done"), 200);
+    /* the process to kill runs jobs (a slow start under ASan could leave
+     * it empty-handed, and then nothing is lost) */
+    ck_assert_msg(sqt_log_wait(&p[0], "start", 30), "the first squire ran no job");
+    ck_assert_int_gt(sqt_int(C, "LLEN queue:default"), 100);
     kill(p[0].pid, SIGKILL);
     sqt_proc_wait(&p[0], 5);
     start(&p[2], cfg);
