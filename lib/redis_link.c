@@ -248,6 +248,20 @@ redisContext *sq__redis_open_context(sq_redis *r, const char *host, int port, co
     return c;
 }
 
+/* An error a server sends whatever it was asked, for a while: Redis at
+ * maxclients answers a new connection with it and closes it (so it is the
+ * reply AUTH or SELECT reads), or is loading, or busy with a script. An
+ * outage to wait out, not refused credentials or a bad db. */
+static bool server_unavailable(const char *msg)
+{
+    static const char *const prefixes[] = {"ERR max number of clients reached", "LOADING", "BUSY",
+                                           "MASTERDOWN", "TRYAGAIN"};
+    for (size_t i = 0; i < SQ_ARRAY_LEN(prefixes); i++)
+        if (strncmp(msg, prefixes[i], strlen(prefixes[i])) == 0)
+            return true;
+    return false;
+}
+
 /* AUTH on a fresh connection (user may be NULL). */
 int sq__redis_authenticate(sq_redis *r, redisContext *c, const char *user, const char *password,
                            const char *where, double deadline, sq_error *err)
@@ -264,7 +278,10 @@ int sq__redis_authenticate(sq_redis *r, redisContext *c, const char *user, const
         return -1;
     }
     int rc = 0;
-    if (rep->type == REDIS_REPLY_ERROR) {
+    if (rep->type == REDIS_REPLY_ERROR && server_unavailable(rep->str)) {
+        sq__error_set(err, SQ_EREDIS, "%s%s: AUTH: %.200s", r->display, where, rep->str);
+        rc = -1;
+    } else if (rep->type == REDIS_REPLY_ERROR) {
         /* A server that does not know AUTH (renamed, an old sentinel) quotes
          * the command's arguments, the password among them: the reply is
          * shown up to its first quote only. */
@@ -290,8 +307,10 @@ static int handshake(sq_redis *r, const char *where, double deadline, sq_error *
         if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
             int code = SQ_EREDIS;
             char buf[160];
-            if (rep != NULL &&
-                (strncmp(rep->str, "NOAUTH", 6) == 0 || strncmp(rep->str, "NOPERM", 6) == 0))
+            if (rep != NULL && server_unavailable(rep->str))
+                code = SQ_EREDIS;
+            else if (rep != NULL &&
+                     (strncmp(rep->str, "NOAUTH", 6) == 0 || strncmp(rep->str, "NOPERM", 6) == 0))
                 code = SQ_EAUTH;
             else if (rep != NULL && strncmp(rep->str, "ERR ", 4) == 0)
                 code = SQ_ECONFIG; /* db out of range, cluster mode: waiting will not help */
