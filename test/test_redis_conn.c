@@ -605,6 +605,39 @@ START_TEST(client_certificates_are_presented)
 }
 END_TEST
 
+/* A server that requires client certificates, and squire has none: over
+ * TLS 1.3 the handshake completes on squire's side and the server's alert
+ * (certificate required) comes with the answer to AUTH. That is a TLS
+ * configuration error like an unknown CA: the daemon exits 78 saying so, not
+ * "waiting for Redis: Server closed the connection" forever. */
+START_TEST(a_refused_client_certificate_stops_the_daemon)
+{
+    tls_start("server", "--tls-auth-clients yes");
+    char lines[400];
+    snprintf(lines, sizeof lines, "redis:\n  ssl_ca_file: %s/ca.crt\n", certs);
+    const char *config = tls_config(lines);
+    sqt_proc p;
+    const char *argv[] = {"-C", config, "-r", SQ_TEST_PLUGIN, NULL};
+    sqt_squire_start(&p, tls_url, argv, NULL);
+    int st = sqt_proc_wait(&p, 10);
+    char *log = sqt_log_read(&p);
+    if (st == -1)
+        sqt_proc_stop(&p, SIGKILL);
+    ck_assert_msg(st == 78, "exit %d: %s", st, log);
+    ck_assert_msg(strstr(log, "rediss://:REDACTED@127.0.0.1") != NULL &&
+                      strstr(log, "client certificate") != NULL,
+                  "%s", log);
+    no_secret(log);
+    free(log);
+    char *out;
+    int rc = sqt_sh(tls_url, &out, "SQUIRE_ALLOW_ROOT=1 '%s' --check -C '%s' -r '%s' 2>&1",
+                    SQ_TEST_SQUIRE, config, SQ_TEST_PLUGIN);
+    ck_assert_msg(rc == 78 && strstr(out, "client certificate") != NULL, "%d %s", rc, out);
+    no_secret(out);
+    free(out);
+}
+END_TEST
+
 /* Redis at maxclients closes a new connection as soon as it accepts it; over
  * TLS the client is writing its handshake by then. squirectl and a program
  * using the C client (neither ignores SIGPIPE) get a clear error instead of
@@ -716,6 +749,7 @@ static Suite *suite(void)
     tcase_add_test(tc, an_unknown_ca_is_refused_clearly);
     tcase_add_test(tc, a_wrong_server_name_is_refused_clearly);
     tcase_add_test(tc, client_certificates_are_presented);
+    tcase_add_test(tc, a_refused_client_certificate_stops_the_daemon);
     tcase_add_test(tc, a_server_that_closes_at_once_is_an_error_not_a_signal);
     tcase_add_test(tc, a_reply_trickled_over_tls_is_cut_off);
     suite_add_tcase(s, tc);
