@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/err.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -182,8 +183,40 @@ static redisReply *deadline_reached(redisContext *c)
     return NULL;
 }
 
+int sq__redis_io_code(const redisContext *c)
+{
+    return strncmp(c->errstr, SQ__TLS_CERT_REFUSED, strlen(SQ__TLS_CERT_REFUSED)) == 0 ? SQ_ECONFIG
+                                                                                       : SQ_EREDIS;
+}
+
+/* A connect-time write or read failed on c: with TLS, say so if the server
+ * refused the client certificate. The server closes right after its alert,
+ * so the write of the command may fail first (reset): then what did arrive
+ * is read once more, the alert among it. NULL. */
+static redisReply *io_failed(redisContext *c)
+{
+    if (c->privctx == NULL || sq__redis_tls_refused(c->errstr, sizeof c->errstr)) {
+        if (c->privctx != NULL)
+            c->err = REDIS_ERR_OTHER;
+        return NULL;
+    }
+    int was = c->err;
+    char why[sizeof c->errstr];
+    memcpy(why, c->errstr, sizeof why);
+    c->err = 0;
+    (void)redisBufferRead(c);
+    if (sq__redis_tls_refused(c->errstr, sizeof c->errstr)) {
+        c->err = REDIS_ERR_OTHER;
+    } else {
+        c->err = was;
+        memcpy(c->errstr, why, sizeof why);
+    }
+    return NULL;
+}
+
 redisReply *sq__redis_connect_cmd(redisContext *c, double deadline, const char *fmt, ...)
 {
+    ERR_clear_error(); /* what the OpenSSL queue holds after a failure is this command's */
     va_list ap;
     va_start(ap, fmt);
     int rc = redisvAppendCommand(c, fmt, ap);
@@ -193,7 +226,7 @@ redisReply *sq__redis_connect_cmd(redisContext *c, double deadline, const char *
     int done = 0;
     while (!done) {
         if (redisBufferWrite(c, &done) != REDIS_OK)
-            return NULL;
+            return io_failed(c);
         if (!done && sq__redis_wait(c, POLLOUT, deadline) != 0)
             return deadline_reached(c);
     }
@@ -206,7 +239,7 @@ redisReply *sq__redis_connect_cmd(redisContext *c, double deadline, const char *
         /* read first: TLS may hold bytes the socket no longer shows */
         size_t had = c->reader->len;
         if (redisBufferRead(c) != REDIS_OK)
-            return NULL;
+            return io_failed(c);
         if (c->reader->len == had && sq__redis_wait(c, POLLIN, deadline) != 0)
             return deadline_reached(c);
     }
@@ -273,7 +306,7 @@ int sq__redis_authenticate(sq_redis *r, redisContext *c, const char *user, const
                           : sq__redis_connect_cmd(c, deadline, "AUTH %s", password);
     char buf[160];
     if (rep == NULL) {
-        sq__error_set(err, SQ_EREDIS, "%s%s: AUTH: %s", r->display, where,
+        sq__error_set(err, sq__redis_io_code(c), "%s%s: AUTH: %s", r->display, where,
                       sq__redis_io_reason(r, c, buf, sizeof buf));
         return -1;
     }
@@ -305,7 +338,7 @@ static int handshake(sq_redis *r, const char *where, double deadline, sq_error *
     if (r->url.db != 0) {
         rep = sq__redis_connect_cmd(r->ctx, deadline, "SELECT %d", r->url.db);
         if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
-            int code = SQ_EREDIS;
+            int code = rep == NULL ? sq__redis_io_code(r->ctx) : SQ_EREDIS;
             char buf[160];
             if (rep != NULL && server_unavailable(rep->str))
                 code = SQ_EREDIS;
@@ -332,7 +365,7 @@ static int check_role(sq_redis *r, double deadline, sq_error *err)
     redisReply *rep = sq__redis_connect_cmd(r->ctx, deadline, "ROLE");
     char buf[160];
     if (rep == NULL) {
-        sq__error_set(err, SQ_EREDIS, "%s: ROLE: %s", r->display,
+        sq__error_set(err, sq__redis_io_code(r->ctx), "%s: ROLE: %s", r->display,
                       sq__redis_io_reason(r, r->ctx, buf, sizeof buf));
         return -1;
     }

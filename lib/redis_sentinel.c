@@ -33,7 +33,7 @@ static int ask_sentinel(sq_redis *r, const char *sentinel, double deadline, char
         redisReply *rep =
             sq__redis_connect_cmd(c, deadline, "SENTINEL get-master-addr-by-name %s", r->url.host);
         if (rep == NULL)
-            sq__error_set(err, SQ_EREDIS, "%s%s: %s", r->display, where,
+            sq__error_set(err, sq__redis_io_code(c), "%s%s: %s", r->display, where,
                           sq__redis_io_reason(r, c, buf, sizeof buf));
         else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
                  rep->element[0]->type == REDIS_REPLY_STRING &&
