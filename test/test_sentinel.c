@@ -310,6 +310,24 @@ START_TEST(a_hung_master_named_by_a_stale_sentinel_is_passed_over)
 }
 END_TEST
 
+/* A sentinel answering an address that is no address (port 0): the error
+ * says what it answered, not nothing. */
+START_TEST(a_sentinel_naming_no_address_is_reported)
+{
+    int port;
+    pid_t peer = sqt_reply_server("*2\r\n$9\r\n127.0.0.1\r\n$1\r\n0\r\n", &port);
+    char *out;
+    int rc = sqt_sh("redis://" MASTER "/0", &out,
+                    "SQUIRE_REDIS_SENTINELS=127.0.0.1:%d timeout -s KILL 30 '%s' stats 2>&1", port,
+                    SQ_TEST_SQUIRECTL);
+    ck_assert_msg(rc == 1 && strstr(out, "127.0.0.1:0") != NULL &&
+                      strstr(out, "(sentinel 127.0.0.1:") != NULL,
+                  "%d %s", rc, out);
+    free(out);
+    sqt_trickle_stop(peer);
+}
+END_TEST
+
 /* ---- the connect timeout bounds the whole discovery ----------------------- */
 
 #define MARGIN 2.5
@@ -390,6 +408,7 @@ static Suite *suite(void)
     tc = tcase_create("deadlines");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, hung_sentinels_are_given_up_on_within_the_connect_timeout);
+    tcase_add_test(tc, a_sentinel_naming_no_address_is_reported);
     suite_add_tcase(s, tc);
     return s;
 }
