@@ -40,7 +40,10 @@ static int ask_sentinel(sq_redis *r, const char *sentinel, double deadline, char
                  rep->element[1]->type == REDIS_REPLY_STRING) {
             snprintf(host, hsize, "%s", rep->element[0]->str);
             *port = atoi(rep->element[1]->str);
-            rc = *port > 0 ? 0 : -1;
+            rc = *port > 0 && *port < 65536 && host[0] != '\0' ? 0 : -1;
+            if (rc != 0)
+                sq__error_set(err, SQ_EREDIS, "%s%s: no usable master address: %.100s:%.20s",
+                              r->display, where, rep->element[0]->str, rep->element[1]->str);
         } else if (rep->type == REDIS_REPLY_ERROR)
             sq__error_set(err, SQ_EREDIS, "%s%s: %.200s", r->display, where, rep->str);
         else
