@@ -52,6 +52,15 @@ struct sq_redis {
 int sq__redis_tls_start(sq_redis *r, redisContext *c, const char *host, const char *where,
                         double deadline, sq_error *err);
 
+/* How a connect-time error caused by the server refusing squire's client
+ * certificate begins (c->errstr; the code is then SQ_ECONFIG). */
+#define SQ__TLS_CERT_REFUSED "TLS: the server refused the client certificate"
+/* After a failed read on a connection whose handshake completed: whether
+ * the thread's OpenSSL errors say the server refused squire's client
+ * certificate (a TLS 1.3 server's alert comes after the handshake, with the
+ * answer to the first command); if so, why into buf. */
+bool sq__redis_tls_refused(char *buf, size_t size);
+
 /* ---- redis_link.c ---------------------------------------------------------- */
 
 struct timeval sq__redis_timeval(double s);
@@ -96,6 +105,10 @@ void sq__redis_pipe_guard_off(pipe_guard *g, bool failed);
 /* Why c failed, in words (a timeout said as one, the connect deadline
  * naming the connect timeout), into buf. */
 const char *sq__redis_io_reason(const sq_redis *r, const redisContext *c, char *buf, size_t size);
+/* The error code for a connect-time command that got no reply on c:
+ * SQ_ECONFIG when the server refused the client certificate, else
+ * SQ_EREDIS (an outage). */
+int sq__redis_io_code(const redisContext *c);
 /* A connected (and, for rediss://, TLS-secured) context to host:port or the
  * URL's socket, still connecting (non-blocking), or NULL with err set. where
  * names the peer in messages. */

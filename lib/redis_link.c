@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/err.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -196,8 +197,40 @@ static redisReply *deadline_reached(redisContext *c)
     return NULL;
 }
 
+int sq__redis_io_code(const redisContext *c)
+{
+    return strncmp(c->errstr, SQ__TLS_CERT_REFUSED, strlen(SQ__TLS_CERT_REFUSED)) == 0 ? SQ_ECONFIG
+                                                                                       : SQ_EREDIS;
+}
+
+/* A connect-time write or read failed on c: with TLS, say so if the server
+ * refused the client certificate. The server closes right after its alert,
+ * so the write of the command may fail first (reset): then what did arrive
+ * is read once more, the alert among it. NULL. */
+static redisReply *io_failed(redisContext *c)
+{
+    if (c->privctx == NULL || sq__redis_tls_refused(c->errstr, sizeof c->errstr)) {
+        if (c->privctx != NULL)
+            c->err = REDIS_ERR_OTHER;
+        return NULL;
+    }
+    int was = c->err;
+    char why[sizeof c->errstr];
+    memcpy(why, c->errstr, sizeof why);
+    c->err = 0;
+    (void)redisBufferRead(c);
+    if (sq__redis_tls_refused(c->errstr, sizeof c->errstr)) {
+        c->err = REDIS_ERR_OTHER;
+    } else {
+        c->err = was;
+        memcpy(c->errstr, why, sizeof why);
+    }
+    return NULL;
+}
+
 redisReply *sq__redis_connect_cmd(redisContext *c, double deadline, const char *fmt, ...)
 {
+    ERR_clear_error(); /* what the OpenSSL queue holds after a failure is this command's */
     va_list ap;
     va_start(ap, fmt);
     int rc = redisvAppendCommand(c, fmt, ap);
@@ -207,7 +240,7 @@ redisReply *sq__redis_connect_cmd(redisContext *c, double deadline, const char *
     int done = 0;
     while (!done) {
         if (redisBufferWrite(c, &done) != REDIS_OK)
-            return NULL;
+            return io_failed(c);
         if (!done && sq__redis_wait(c, POLLOUT, deadline) != 0)
             return deadline_reached(c);
     }
@@ -220,7 +253,7 @@ redisReply *sq__redis_connect_cmd(redisContext *c, double deadline, const char *
         /* read first: TLS may hold bytes the socket no longer shows */
         size_t had = c->reader->len;
         if (redisBufferRead(c) != REDIS_OK)
-            return NULL;
+            return io_failed(c);
         if (c->reader->len == had && sq__redis_wait(c, POLLIN, deadline) != 0)
             return deadline_reached(c);
     }
@@ -262,6 +295,20 @@ redisContext *sq__redis_open_context(sq_redis *r, const char *host, int port, co
     return c;
 }
 
+/* An error a server sends whatever it was asked, for a while: Redis at
+ * maxclients answers a new connection with it and closes it (so it is the
+ * reply AUTH or SELECT reads), or is loading, or busy with a script. An
+ * outage to wait out, not refused credentials or a bad db. */
+static bool server_unavailable(const char *msg)
+{
+    static const char *const prefixes[] = {"ERR max number of clients reached", "LOADING", "BUSY",
+                                           "MASTERDOWN", "TRYAGAIN"};
+    for (size_t i = 0; i < SQ_ARRAY_LEN(prefixes); i++)
+        if (strncmp(msg, prefixes[i], strlen(prefixes[i])) == 0)
+            return true;
+    return false;
+}
+
 /* AUTH on a fresh connection (user may be NULL). */
 int sq__redis_authenticate(sq_redis *r, redisContext *c, const char *user, const char *password,
                            const char *where, double deadline, sq_error *err)
@@ -273,12 +320,15 @@ int sq__redis_authenticate(sq_redis *r, redisContext *c, const char *user, const
                           : sq__redis_connect_cmd(c, deadline, "AUTH %s", password);
     char buf[160];
     if (rep == NULL) {
-        sq__error_set(err, SQ_EREDIS, "%s%s: AUTH: %s", r->display, where,
+        sq__error_set(err, sq__redis_io_code(c), "%s%s: AUTH: %s", r->display, where,
                       sq__redis_io_reason(r, c, buf, sizeof buf));
         return -1;
     }
     int rc = 0;
-    if (rep->type == REDIS_REPLY_ERROR) {
+    if (rep->type == REDIS_REPLY_ERROR && server_unavailable(rep->str)) {
+        sq__error_set(err, SQ_EREDIS, "%s%s: AUTH: %.200s", r->display, where, rep->str);
+        rc = -1;
+    } else if (rep->type == REDIS_REPLY_ERROR) {
         /* A server that does not know AUTH (renamed, an old sentinel) quotes
          * the command's arguments, the password among them: the reply is
          * shown up to its first quote only. */
@@ -302,10 +352,12 @@ static int handshake(sq_redis *r, const char *where, double deadline, sq_error *
     if (r->url.db != 0) {
         rep = sq__redis_connect_cmd(r->ctx, deadline, "SELECT %d", r->url.db);
         if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
-            int code = SQ_EREDIS;
+            int code = rep == NULL ? sq__redis_io_code(r->ctx) : SQ_EREDIS;
             char buf[160];
-            if (rep != NULL &&
-                (strncmp(rep->str, "NOAUTH", 6) == 0 || strncmp(rep->str, "NOPERM", 6) == 0))
+            if (rep != NULL && server_unavailable(rep->str))
+                code = SQ_EREDIS;
+            else if (rep != NULL &&
+                     (strncmp(rep->str, "NOAUTH", 6) == 0 || strncmp(rep->str, "NOPERM", 6) == 0))
                 code = SQ_EAUTH;
             else if (rep != NULL && strncmp(rep->str, "ERR ", 4) == 0)
                 code = SQ_ECONFIG; /* db out of range, cluster mode: waiting will not help */
@@ -327,7 +379,7 @@ static int check_role(sq_redis *r, double deadline, sq_error *err)
     redisReply *rep = sq__redis_connect_cmd(r->ctx, deadline, "ROLE");
     char buf[160];
     if (rep == NULL) {
-        sq__error_set(err, SQ_EREDIS, "%s: ROLE: %s", r->display,
+        sq__error_set(err, sq__redis_io_code(r->ctx), "%s: ROLE: %s", r->display,
                       sq__redis_io_reason(r, r->ctx, buf, sizeof buf));
         return -1;
     }

@@ -33,14 +33,17 @@ static int ask_sentinel(sq_redis *r, const char *sentinel, double deadline, char
         redisReply *rep =
             sq__redis_connect_cmd(c, deadline, "SENTINEL get-master-addr-by-name %s", r->url.host);
         if (rep == NULL)
-            sq__error_set(err, SQ_EREDIS, "%s%s: %s", r->display, where,
+            sq__error_set(err, sq__redis_io_code(c), "%s%s: %s", r->display, where,
                           sq__redis_io_reason(r, c, buf, sizeof buf));
         else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
                  rep->element[0]->type == REDIS_REPLY_STRING &&
                  rep->element[1]->type == REDIS_REPLY_STRING) {
             snprintf(host, hsize, "%s", rep->element[0]->str);
             *port = atoi(rep->element[1]->str);
-            rc = *port > 0 ? 0 : -1;
+            rc = *port > 0 && *port < 65536 && host[0] != '\0' ? 0 : -1;
+            if (rc != 0)
+                sq__error_set(err, SQ_EREDIS, "%s%s: no usable master address: %.100s:%.20s",
+                              r->display, where, rep->element[0]->str, rep->element[1]->str);
         } else if (rep->type == REDIS_REPLY_ERROR)
             sq__error_set(err, SQ_EREDIS, "%s%s: %.200s", r->display, where, rep->str);
         else
@@ -93,12 +96,21 @@ static int sentinel_failure(const sq_error *e, bool found, sq_error *err)
     return -1;
 }
 
+/* The deadline for sentinel i's step (asking it, or connecting to the
+ * master it named): an equal share of the time left among the sentinels
+ * not yet done, so a hung sentinel, or a hung master a stale one names,
+ * does not starve the ones after it; the last gets all that is left. */
+static double share_of(const sq_redis *r, size_t i, double deadline)
+{
+    double now = sq__monotonic();
+    return now + (deadline - now) / (double)(r->url.nsentinels - i);
+}
+
 /* Each sentinel in turn until one names a server that is the master: a
  * sentinel that does not answer, or that names a replica or a dead server
  * (it is behind: a stale config, a partition), is passed over. All of it by
- * deadline: each sentinel is given an equal share of the time left among
- * those not yet asked (a hung one does not starve the ones after it), the
- * master it names all the time left. */
+ * deadline: asking each sentinel, and connecting to the master it names,
+ * each take at most a share of the time left (share_of). */
 int sq__redis_connect_via_sentinels(sq_redis *r, double deadline, sq_error *err)
 {
     sq_error lookup = {0}, master = {0};
@@ -106,12 +118,11 @@ int sq__redis_connect_via_sentinels(sq_redis *r, double deadline, sq_error *err)
         sq_error e = {0};
         char host[256];
         int port;
-        double now = sq__monotonic();
-        double share = now + (deadline - now) / (double)(r->url.nsentinels - i);
-        bool found = ask_sentinel(r, r->url.sentinels[i], share, host, sizeof host, &port, &e) == 0;
+        bool found = ask_sentinel(r, r->url.sentinels[i], share_of(r, i, deadline), host,
+                                  sizeof host, &port, &e) == 0;
         if (found) {
             snprintf(r->master, sizeof r->master, "%s:%d", host, port);
-            if (sq__redis_connect_to(r, host, port, deadline, &e) == 0) {
+            if (sq__redis_connect_to(r, host, port, share_of(r, i, deadline), &e) == 0) {
                 log_master(r->url.host, r->master);
                 return 0;
             }

@@ -159,6 +159,30 @@ static void tls_failure(sq_redis *r, SSL *ssl, const char *name, const char *whe
                       where, errstr[0] ? errstr : "no reason given");
 }
 
+bool sq__redis_tls_refused(char *buf, size_t size)
+{
+    unsigned long e = ERR_peek_last_error();
+    if (ERR_GET_LIB(e) != ERR_LIB_SSL)
+        return false;
+    switch (ERR_GET_REASON(e)) {
+    case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+    case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+    case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
+    case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+    case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
+        break;
+    default:
+        return false;
+    }
+    const char *why = ERR_reason_error_string(e);
+    snprintf(buf, size, "%s (%s); set ssl_cert and ssl_key", SQ__TLS_CERT_REFUSED,
+             why ? why : "alert");
+    return true;
+}
+
 /* TLS handshake on a connected context, checking the certificate and the
  * server's name (hiredis itself does not check names), done by deadline. */
 int sq__redis_tls_start(sq_redis *r, redisContext *c, const char *host, const char *where,

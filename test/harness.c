@@ -164,6 +164,28 @@ pid_t sqt_trickle_tls_server(const char *certdir, const char *prefix, size_t len
     return trickle_start(certdir, prefix, len, filler, port);
 }
 
+pid_t sqt_reply_server(const char *reply, int *port)
+{
+    int lfd = sqt_silent_server(port);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        signal(SIGTERM, SIG_DFL);
+        for (;;) {
+            int c = accept(lfd, NULL, NULL);
+            char buf[4096];
+            while (c >= 0 && recv(c, buf, sizeof buf, 0) > 0)
+                if (send(c, reply, strlen(reply), MSG_NOSIGNAL) < 0)
+                    break;
+            if (c >= 0)
+                close(c);
+        }
+    }
+    close(lfd);
+    return pid;
+}
+
 void sqt_trickle_stop(pid_t pid)
 {
     kill(pid, SIGKILL);

@@ -64,6 +64,10 @@ pid_t sqt_trickle_server(const char *prefix, size_t len, char filler, int *port)
  * connection at a time. */
 pid_t sqt_trickle_tls_server(const char *certdir, const char *prefix, size_t len, char filler,
                              int *port);
+/* A TCP server on 127.0.0.1 that answers whatever each read brings with
+ * reply, at once (a peer answering garbage, or a lying sentinel). One
+ * connection at a time; stop it with sqt_trickle_stop. */
+pid_t sqt_reply_server(const char *reply, int *port);
 void sqt_trickle_stop(pid_t pid);
 /* A fresh temp dir (mkdtemp) whose path is written into out (256 bytes);
  * removed when the process that made it exits (SQUIRE_TEST_KEEP=1 keeps it). */

@@ -265,6 +265,53 @@ START_TEST(a_server_without_auth_does_not_echo_the_password)
 }
 END_TEST
 
+/* Redis at maxclients answers a new connection "-ERR max number of clients
+ * reached" and closes it, whatever it was sent: that is the reply AUTH (or
+ * SELECT) reads. It is an outage, not refused credentials or a bad db: the
+ * daemon waits (and starts once a slot frees), --check says unavailable (69),
+ * neither exits 78. */
+START_TEST(redis_at_maxclients_is_an_outage_not_bad_credentials)
+{
+    for (int i = 0; i < 2; i++) { /* the reply AUTH reads; SELECT's (no password) */
+        sqt_redis s;
+        sqt_redis_start(&s, i == 0 ? "--maxclients 1 --requirepass " PASSWORD : "--maxclients 1");
+        char url[128], *out;
+        if (i == 0)
+            snprintf(url, sizeof url, "redis://:" PASSWORD "@127.0.0.1:%d/0", s.port);
+        else
+            snprintf(url, sizeof url, "redis://127.0.0.1:%d/1", s.port);
+        redisContext *hold = sqt_redis_connect(&s); /* the one slot */
+        int rc = sqt_sh(url, &out, "SQUIRE_ALLOW_ROOT=1 '%s' --check -r '%s' 2>&1", SQ_TEST_SQUIRE,
+                        SQ_TEST_PLUGIN);
+        ck_assert_msg(rc == 69 && strstr(out, "max number of clients") != NULL, "%s: %d %s", url,
+                      rc, out);
+        no_secret(out);
+        free(out);
+        sqt_proc p;
+        const char *argv[] = {"-r", SQ_TEST_PLUGIN, NULL};
+        sqt_squire_start(&p, url, argv, NULL);
+        bool waits = sqt_log_wait(&p, "waiting for Redis", 10);
+        int st = sqt_proc_wait(&p, 1); /* -1: still running */
+        char *log = sqt_log_read(&p);
+        ck_assert_msg(waits && st == -1 && strstr(log, "max number of clients") != NULL,
+                      "%s: exit %d: %s", url, st, log);
+        free(log);
+        redisFree(hold);
+        if (!sqt_log_wait(&p, "Redis is reachable", 15)) {
+            log = sqt_log_read(&p);
+            ck_abort_msg("%s: never connected: %s", url, log);
+        }
+        kill(p.pid, SIGTERM);
+        st = sqt_proc_wait(&p, 15);
+        log = sqt_log_read(&p);
+        ck_assert_msg(st == 0, "%s: exit %d: %s", url, st, log);
+        no_secret(log);
+        free(log);
+        sqt_redis_stop(&s);
+    }
+}
+END_TEST
+
 /* Redis freezes under a running daemon (SIGSTOP: connections stay open,
  * nothing answers) before the beat that flushes the first job's count:
  * every thread times out instead of hanging, work resumes when Redis does,
@@ -558,6 +605,39 @@ START_TEST(client_certificates_are_presented)
 }
 END_TEST
 
+/* A server that requires client certificates, and squire has none: over
+ * TLS 1.3 the handshake completes on squire's side and the server's alert
+ * (certificate required) comes with the answer to AUTH. That is a TLS
+ * configuration error like an unknown CA: the daemon exits 78 saying so, not
+ * "waiting for Redis: Server closed the connection" forever. */
+START_TEST(a_refused_client_certificate_stops_the_daemon)
+{
+    tls_start("server", "--tls-auth-clients yes");
+    char lines[400];
+    snprintf(lines, sizeof lines, "redis:\n  ssl_ca_file: %s/ca.crt\n", certs);
+    const char *config = tls_config(lines);
+    sqt_proc p;
+    const char *argv[] = {"-C", config, "-r", SQ_TEST_PLUGIN, NULL};
+    sqt_squire_start(&p, tls_url, argv, NULL);
+    int st = sqt_proc_wait(&p, 10);
+    char *log = sqt_log_read(&p);
+    if (st == -1)
+        sqt_proc_stop(&p, SIGKILL);
+    ck_assert_msg(st == 78, "exit %d: %s", st, log);
+    ck_assert_msg(strstr(log, "rediss://:REDACTED@127.0.0.1") != NULL &&
+                      strstr(log, "client certificate") != NULL,
+                  "%s", log);
+    no_secret(log);
+    free(log);
+    char *out;
+    int rc = sqt_sh(tls_url, &out, "SQUIRE_ALLOW_ROOT=1 '%s' --check -C '%s' -r '%s' 2>&1",
+                    SQ_TEST_SQUIRE, config, SQ_TEST_PLUGIN);
+    ck_assert_msg(rc == 78 && strstr(out, "client certificate") != NULL, "%d %s", rc, out);
+    no_secret(out);
+    free(out);
+}
+END_TEST
+
 /* Redis at maxclients closes a new connection as soon as it accepts it; over
  * TLS the client is writing its handshake by then. squirectl and a program
  * using the C client (neither ignores SIGPIPE) get a clear error instead of
@@ -658,6 +738,7 @@ static Suite *suite(void)
     tcase_add_test(tc, tls_to_a_plain_port_fails_clearly);
     tcase_add_test(tc, a_db_out_of_range_stops_the_daemon);
     tcase_add_test(tc, a_server_without_auth_does_not_echo_the_password);
+    tcase_add_test(tc, redis_at_maxclients_is_an_outage_not_bad_credentials);
     tcase_add_test(tc, check_names_the_server_the_harness_runs);
     suite_add_tcase(s, tc);
     tc = tcase_create("tls");
@@ -668,6 +749,7 @@ static Suite *suite(void)
     tcase_add_test(tc, an_unknown_ca_is_refused_clearly);
     tcase_add_test(tc, a_wrong_server_name_is_refused_clearly);
     tcase_add_test(tc, client_certificates_are_presented);
+    tcase_add_test(tc, a_refused_client_certificate_stops_the_daemon);
     tcase_add_test(tc, a_server_that_closes_at_once_is_an_error_not_a_signal);
     tcase_add_test(tc, a_reply_trickled_over_tls_is_cut_off);
     suite_add_tcase(s, tc);

@@ -263,6 +263,71 @@ START_TEST(a_silent_sentinel_listed_first_is_passed_over)
 }
 END_TEST
 
+/* A stale sentinel listed first names a master that accepts and never
+ * answers (the old master, hung, or an address now blackholed): that
+ * master costs only a share of the connect timeout, not all of it, so the
+ * sentinels after it are still asked and squirectl and the C client reach
+ * the real master, every time they connect. */
+START_TEST(a_hung_master_named_by_a_stale_sentinel_is_passed_over)
+{
+    alarm(60);
+    int port;
+    int fd = sqt_silent_server(&port);
+    sqt_redis stale;
+    sqt_sentinel_start(&stale, MASTER, port); /* alone: it never fails over */
+    char list[200];
+    snprintf(list, sizeof list, "127.0.0.1:%d,%s", stale.port, sentinels);
+    redisContext *sc = sqt_redis_connect(&stale);
+    redisReply *r = sqt_cmd(sc, "SENTINEL get-master-addr-by-name %s", MASTER);
+    ck_assert_int_eq(atoi(r->element[1]->str), port);
+    freeReplyObject(r);
+    redisFree(sc);
+    char *out;
+    double t0 = sqt_now();
+    int rc = sqt_sh("redis://" MASTER "/0", &out,
+                    "SQUIRE_REDIS_SENTINELS='%s' timeout -s KILL 30 '%s' stats 2>&1", list,
+                    SQ_TEST_SQUIRECTL);
+    double took = sqt_now() - t0;
+    ck_assert_msg(rc == 0 && strstr(out, "Processed:") != NULL, "%d after %.1f s: %s", rc, took,
+                  out);
+    ck_assert_msg(took < 5 + 2.5, "squirectl took %.1f s", took);
+    free(out);
+    setenv("SQUIRE_REDIS_SENTINELS", list, 1);
+    sq_error err = {0};
+    sq_client *c = sq_client_new("redis://" MASTER "/0", &err);
+    ck_assert_msg(c != NULL, "%s", err.message);
+    json_t *args = json_array();
+    char jid[25];
+    rc = sq_push(c, "NoopJob", args, NULL, jid, &err);
+    json_decref(args);
+    sq_client_free(c);
+    setenv("SQUIRE_REDIS_SENTINELS", sentinels, 1);
+    ck_assert_msg(rc == 0, "sq_push: %s", err.message);
+    ck_assert_int_eq(sqt_int(C, "LLEN queue:default"), 1);
+    sqt_redis_stop(&stale);
+    close(fd);
+    alarm(0);
+}
+END_TEST
+
+/* A sentinel answering an address that is no address (port 0): the error
+ * says what it answered, not nothing. */
+START_TEST(a_sentinel_naming_no_address_is_reported)
+{
+    int port;
+    pid_t peer = sqt_reply_server("*2\r\n$9\r\n127.0.0.1\r\n$1\r\n0\r\n", &port);
+    char *out;
+    int rc = sqt_sh("redis://" MASTER "/0", &out,
+                    "SQUIRE_REDIS_SENTINELS=127.0.0.1:%d timeout -s KILL 30 '%s' stats 2>&1", port,
+                    SQ_TEST_SQUIRECTL);
+    ck_assert_msg(rc == 1 && strstr(out, "127.0.0.1:0") != NULL &&
+                      strstr(out, "(sentinel 127.0.0.1:") != NULL,
+                  "%d %s", rc, out);
+    free(out);
+    sqt_trickle_stop(peer);
+}
+END_TEST
+
 /* ---- the connect timeout bounds the whole discovery ----------------------- */
 
 #define MARGIN 2.5
@@ -338,10 +403,12 @@ static Suite *suite(void)
     tcase_add_test(tc, an_unknown_master_name_is_reported);
     tcase_add_test(tc, a_stale_sentinel_listed_first_is_passed_over);
     tcase_add_test(tc, a_silent_sentinel_listed_first_is_passed_over);
+    tcase_add_test(tc, a_hung_master_named_by_a_stale_sentinel_is_passed_over);
     suite_add_tcase(s, tc);
     tc = tcase_create("deadlines");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, hung_sentinels_are_given_up_on_within_the_connect_timeout);
+    tcase_add_test(tc, a_sentinel_naming_no_address_is_reported);
     suite_add_tcase(s, tc);
     return s;
 }
