@@ -13,6 +13,12 @@
  * squire's name, in 63 bytes. Every message built from libpq text is
  * scrubbed of the URL's secrets (pgconninfo.c).
  *
+ * No wait on the server is without a limit, even with connect_timeout=0 in
+ * the URL (libpq's "for ever"): squire polls libpq's non-blocking calls
+ * itself, for at most connect_timeout (the URL's, else squire's) for each
+ * host of a connect and for each query it runs itself, so a server that
+ * hangs fails the job that needs it and never holds a worker for good.
+ *
  * A connection is never handed out broken: an idle one whose socket has
  * something to say (the FATAL a restarted server or pg_terminate_backend
  * leaves behind, or EOF) is dropped and replaced, and one returned in a bad
@@ -56,6 +62,7 @@ struct sq_pgpool {
     int nidle;
     double checkout_timeout;
     double connect_timeout;
+    double wait; /* how long squire waits for the server: connect_timeout, the URL's first */
     sq_report_fn report; /* server notices, cancels that failed; NULL: dropped */
     void *report_ud;
     long waits;     /* checkouts that found every connection in use and waited */
@@ -115,6 +122,19 @@ static int merge_settings(sq_pgpool *p, const char *name, int statement_timeout)
     char *raw = p->server;
     p->server = raw ? sq_pgpool_scrub(p, raw) : NULL;
     free(raw);
+    /* the connect_timeout libpq applies: the URL's own (squire's keyword
+     * wins over the service file's and $PGCONNECT_TIMEOUT), else squire's,
+     * in seconds as libpq reads it; when the URL's is none (0: libpq would
+     * wait for ever), squire's too, so that no wait of squire's on a server
+     * that never answers is endless */
+    PQconninfoOption *own_opts = p->pq ? p->pq->PQconninfoParse(p->url, NULL) : NULL;
+    char *url_timeout = setting(own_opts, "connect_timeout");
+    if (own_opts)
+        p->pq->PQconninfoFree(own_opts);
+    long t = url_timeout ? strtol(url_timeout, NULL, 10) : 0;
+    free(url_timeout);
+    double squires = p->connect_timeout < 2 ? 2 : p->connect_timeout;
+    p->wait = t <= 0 ? squires : t < 2 ? 2 : (double)t;
     char *url_opts = statement_timeout > 0 ? setting(opts, "options") : NULL;
     if (opts)
         p->pq->PQconninfoFree(opts);
@@ -215,10 +235,10 @@ static void log_notice(void *arg, const PGresult *res)
         p->report(p->report_ud, bad ? SQ_REPORT_WARN : SQ_REPORT_INFO, e.message);
 }
 
-/* Start a connection with the pool's settings: libpq's blocking connect
- * (wait), or its non-blocking start (PQconnectPoll finishes it). NULL only
- * when out of memory. */
-static PGconn *connect_start(const sq_pgpool *p, bool wait)
+/* Start a connection with the pool's settings: libpq's non-blocking start
+ * (PQconnectPoll finishes it, connect_stoppable). NULL only when out of
+ * memory. */
+static PGconn *connect_start(const sq_pgpool *p)
 {
     char timeout[16];
     int t = (int)(p->connect_timeout + 0.999);
@@ -228,8 +248,7 @@ static PGconn *connect_start(const sq_pgpool *p, bool wait)
     const char *keys[] = {"connect_timeout", "dbname", "application_name",
                           p->options ? "options" : NULL, NULL};
     const char *vals[] = {timeout, p->url, p->app_name, p->options, NULL};
-    return wait ? p->pq->PQconnectdbParams(keys, vals, 1)
-                : p->pq->PQconnectStartParams(keys, vals, 1);
+    return p->pq->PQconnectStartParams(keys, vals, 1);
 }
 
 /* c when it is connected (its notices then go to the log), else NULL with
@@ -251,27 +270,7 @@ static PGconn *connected(sq_pgpool *p, PGconn *c, const char *why, sq_error *err
     return c;
 }
 
-/* Open one connection (outside the lock). */
-static PGconn *connect_one(sq_pgpool *p, sq_error *err)
-{
-    return connected(p, connect_start(p, true), NULL, err);
-}
-
 /* ---- squire's own questions: never longer than connect_timeout, stoppable ---- */
-
-/* The connect_timeout libpq applies to c (the URL's wins over squire's), in
- * seconds as libpq reads it; 0: none. */
-static double timeout_of(const sq_pq *pq, PGconn *c)
-{
-    PQconninfoOption *opts = pq->PQconninfo(c);
-    long t = 0;
-    for (const PQconninfoOption *o = opts; o && o->keyword; o++)
-        if (strcmp(o->keyword, "connect_timeout") == 0 && o->val)
-            t = strtol(o->val, NULL, 10);
-    if (opts)
-        pq->PQconninfoFree(opts);
-    return t <= 0 ? 0 : t < 2 ? 2 : (double)t;
-}
 
 /* How a wait for the server ended. */
 enum { READY, STOPPED, TIMED_OUT, FAILED };
@@ -303,16 +302,17 @@ static const char *wait_failure(int how)
     return how == STOPPED ? "stopped" : how == TIMED_OUT ? "timeout expired" : strerror(errno);
 }
 
-/* connect_one with libpq's non-blocking connect: the same connection, but
- * the wait is squire's, so that *stop ends it; connect_timeout bounds the
- * whole connect (libpq's bounds each host of a multi-host URL). */
+/* A connection with libpq's non-blocking connect: the wait is squire's, so
+ * that *stop (may be NULL) ends it, and connect_timeout (p->wait: never
+ * none) bounds each host of a multi-host URL, as libpq's does. */
 static PGconn *connect_stoppable(sq_pgpool *p, const atomic_bool *stop, sq_error *err)
 {
     const sq_pq *pq = p->pq;
-    PGconn *c = connect_start(p, false);
+    PGconn *c = connect_start(p);
     const char *why = NULL;
     if (c != NULL && pq->PQstatus(c) != CONNECTION_BAD) {
-        double t = timeout_of(pq, c), until = t > 0 ? sq__monotonic() + t : 0;
+        double t = p->wait, until = sq__monotonic() + t;
+        const char *host = pq->PQhost(c);
         PostgresPollingStatusType st = PGRES_POLLING_WRITING;
         while (why == NULL && st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
             int how =
@@ -321,6 +321,10 @@ static PGconn *connect_stoppable(sq_pgpool *p, const atomic_bool *stop, sq_error
                 why = wait_failure(how);
             else
                 st = pq->PQconnectPoll(c);
+            if (pq->PQhost(c) != host) { /* the next host: its own connect_timeout */
+                host = pq->PQhost(c);
+                until = sq__monotonic() + t;
+            }
         }
     }
     return connected(p, c, why, err);
@@ -392,7 +396,7 @@ static PGconn *connect_until(sq_pgpool *p, const struct timespec *until, sq_erro
     double end = (double)until->tv_sec + (double)until->tv_nsec / 1e9, pause = 0.05;
     for (;;) {
         sq_error e = {0};
-        PGconn *c = connect_one(p, &e);
+        PGconn *c = connect_stoppable(p, NULL, &e);
         if (c != NULL)
             return c;
         struct timespec now;
@@ -545,12 +549,20 @@ static bool stop_and_drain(const sq_pgpool *p, PGconn *c)
     }
 }
 
-static bool exec_ok(const sq_pq *pq, PGconn *c, const char *sql)
+/* Run sql on c, waiting for the server at most p->wait: one that stops
+ * answering (frozen, its host gone) must not hold the worker putting the
+ * connection back. */
+static bool exec_ok(const sq_pgpool *p, PGconn *c, const char *sql)
 {
-    PGresult *r = pq->PQexec(c, sql);
-    bool ok = pq->PQresultStatus(r) == PGRES_COMMAND_OK;
-    pq->PQclear(r);
-    return ok;
+    const sq_pq *pq = p->pq;
+    double until = sq__monotonic() + p->wait;
+    const char *why = NULL;
+    bool ok = false;
+    if (!pq->PQsendQuery(c, sql))
+        return false;
+    for (PGresult *r; (r = next_result(pq, c, until, NULL, &why)) != NULL; pq->PQclear(r))
+        ok = pq->PQresultStatus(r) == PGRES_COMMAND_OK;
+    return ok && why == NULL;
 }
 
 /* Bring a returned connection back to what a new one looks like: a query
@@ -574,9 +586,9 @@ static bool reset(const sq_pgpool *p, PGconn *c)
     if (ts != PQTRANS_IDLE && ts != PQTRANS_INTRANS && ts != PQTRANS_INERROR)
         return false;
     /* DISCARD ALL cannot run inside a transaction: roll back first */
-    if (ts != PQTRANS_IDLE && !exec_ok(pq, c, "ROLLBACK"))
+    if (ts != PQTRANS_IDLE && !exec_ok(p, c, "ROLLBACK"))
         return false;
-    if (!exec_ok(pq, c, "DISCARD ALL") || pq->PQtransactionStatus(c) != PQTRANS_IDLE)
+    if (!exec_ok(p, c, "DISCARD ALL") || pq->PQtransactionStatus(c) != PQTRANS_IDLE)
         return false;
     /* UNLISTEN stops new ones; those libpq read already would reach the
      * next job's PQnotifies */
@@ -647,7 +659,7 @@ int sq_pgpool_budget(sq_pgpool *p, sq_pg_limits *out, const atomic_bool *stop, s
     /* reserved_connections is PostgreSQL 16's (for pg_use_reserved_
      * connections members); in use: client backends only, not the server's
      * own workers. The answer is waited for as long as a connect may take. */
-    double t = timeout_of(pq, c), until = t > 0 ? sq__monotonic() + t : 0;
+    double until = sq__monotonic() + p->wait;
     const char *why = NULL;
     PGresult *r = NULL;
     if (pq->PQsendQuery(c, "SELECT current_setting('max_connections')::int, "

@@ -24,10 +24,9 @@
     X(PQconninfoParse)      \
     X(PQconnectPoll)        \
     X(PQconnectStartParams) \
-    X(PQconnectdbParams)    \
+    X(PQhost)               \
     X(PQconsumeInput)       \
     X(PQerrorMessage)       \
-    X(PQexec)               \
     X(PQfinish)             \
     X(PQfreeCancel)         \
     X(PQfreemem)            \
