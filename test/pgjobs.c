@@ -274,10 +274,11 @@ static sq_result leak_job(sq_job *job, void *ud)
                        url ? url : "(no DATABASE_URL)");
 }
 
-/* UpsertThenWaitJob(n, seconds): record the run, then wait seconds in the
- * handler (not in the server) and succeed: the test freezes the backend
- * meanwhile, so the connection goes back to the pool with a server that no
- * longer answers. */
+/* UpsertThenWaitJob(n, seconds[, leave]): record the run, then (leave true)
+ * start pg_sleep(60) without reading its result, then wait seconds in the
+ * handler (not in the server) and succeed: the test freezes the backend or
+ * the server meanwhile, so the connection goes back to the pool with a
+ * server that no longer answers (and, left, a query still running). */
 static sq_result upsert_then_wait_job(sq_job *job, void *ud)
 {
     (void)ud;
@@ -285,6 +286,8 @@ static sq_result upsert_then_wait_job(sq_job *job, void *ud)
     if (conn == NULL ||
         upsert(job, conn, (long long)json_integer_value(sq_job_arg(job, 0))) != SQ_OK)
         return SQ_FAILED;
+    if (json_is_true(sq_job_arg(job, 2)) && !PQsendQuery(conn, "SELECT pg_sleep(60)"))
+        return pg_fail(job, conn, "send");
     double s = json_number_value(sq_job_arg(job, 1));
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
     while (nanosleep(&ts, &ts) != 0)

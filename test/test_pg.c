@@ -906,6 +906,52 @@ START_TEST(frozen_backend_at_checkin_does_not_hold_the_worker)
 }
 END_TEST
 
+/* The postmaster's pid, from postmaster.pid. */
+static pid_t postmaster_pid(void)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/postmaster.pid", PG.data);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    long pid = 0;
+    ck_assert_int_eq(fscanf(f, "%ld", &pid), 1);
+    fclose(f);
+    return (pid_t)pid;
+}
+
+/* The handler left a query running, then the whole server froze (its
+ * postmaster stopped: the kernel still accepts connections for it, nobody
+ * reads them). The cancel sent when the connection comes back must not wait
+ * for that server for ever: the worker goes on to the next job, which fails
+ * on its connect and goes to retry. */
+START_TEST(frozen_server_at_cancel_does_not_hold_the_worker)
+{
+    sqt_proc p;
+    pg_squire(&p, PG.url, 1,
+              "  :pool: 1\n  :connect_timeout: 2\n  :checkout_timeout: 1\n"
+              "  :application_name: " APP "\n",
+              NULL);
+    char a[25], b[25];
+    itest_push("UpsertThenWaitJob", "[1, 3, true]", NULL, a);
+    bool ran = false;
+    for (double until = sqt_now() + 10; sqt_now() < until && !ran; sqt_sleep(0.05))
+        ran = sqt_pg_int(&PG, "SELECT count(*) FROM jobs_done WHERE n = 1") == 1;
+    ck_assert_msg(ran, "the first job never ran");
+    pid_t pm = postmaster_pid();
+    ck_assert_int_eq(kill(pm, SIGSTOP), 0); /* the handler still waits (3 s) */
+    itest_push("UpsertJob", "[2]", NULL, b);
+    long long n = sqt_wait_int(C, 1, 20, "ZCARD retry");
+    kill(pm, SIGCONT);
+    if (n != 1) {
+        dump_log_on(true, &p);
+        sqt_proc_stop(&p, SIGKILL);
+        ck_abort_msg("the second job had no outcome within 20 s of the server freezing: the "
+                     "worker waits for ever cancelling the first one's query");
+    }
+    itest_stop(&p);
+}
+END_TEST
+
 START_TEST(no_database_configured_fails_the_job_not_the_daemon)
 {
     sqt_proc p;
@@ -1738,6 +1784,7 @@ static Suite *pg_suite(void)
     tcase_add_checked_fixture(frozen, pg_setup, pg_teardown);
     tcase_set_timeout(frozen, 120);
     tcase_add_test(frozen, frozen_backend_at_checkin_does_not_hold_the_worker);
+    tcase_add_test(frozen, frozen_server_at_cancel_does_not_hold_the_worker);
     suite_add_tcase(s, frozen);
     suite_add_tcase(s, hang);
 
