@@ -43,6 +43,7 @@
 #include <time.h>
 
 #include "common.h"
+#include "pgcancel.h"
 #include "pgconninfo.h"
 #include "pq.h"
 
@@ -474,21 +475,20 @@ PGconn *sq_pgpool_checkout(sq_pgpool *p, sq_error *err)
 #define CANCEL_AGAIN 0.1
 
 /* Ask the server to cancel what c is running (a new connection of libpq's:
- * PQcancel). */
-static void cancel(const sq_pgpool *p, PGconn *c)
+ * PQcancel), waiting for the server until the monotonic time until
+ * (pgcancel.c). False when it did not take the request by then. */
+static bool cancel(const sq_pgpool *p, PGconn *c, double until)
 {
-    const sq_pq *pq = p->pq;
-    PGcancel *k = pq->PQgetCancel(c);
-    char why[256] = "out of memory";
-    if (k == NULL || !pq->PQcancel(k, why, sizeof why)) {
+    char why[256];
+    int sent = sq_pg_cancel(p->pq, c, until, why, sizeof why);
+    if (sent != 1) {
         sq_error e = {0};
         pq_error(p, &e, SQ_EIO, "PostgreSQL: cannot cancel a query a handler left running: ",
                  why);
         if (p->report != NULL)
             p->report(p->report_ud, SQ_REPORT_WARN, e.message);
     }
-    if (k != NULL)
-        pq->PQfreeCancel(k);
+    return sent >= 0;
 }
 
 /* Is c at rest: no result to come, out of pipeline mode? Reads and drops
@@ -538,10 +538,14 @@ static bool stop_and_drain(const sq_pgpool *p, PGconn *c)
         if (bad || now >= until)
             return false;
         if (now >= again) {
-            cancel(p, c);
+            if (!cancel(p, c, until))
+                return false; /* a server that does not take a cancel: close c */
+            now = sq__monotonic();
             again = now + CANCEL_AGAIN;
         }
         double wait = (again < until ? again : until) - now;
+        if (wait < 0)
+            wait = 0;
         struct pollfd pfd = {.fd = pq->PQsocket(c), .events = POLLIN};
         if ((poll(&pfd, 1, (int)(wait * 1000) + 1) < 0 && errno != EINTR) ||
             !pq->PQconsumeInput(c))
