@@ -952,6 +952,40 @@ START_TEST(frozen_server_at_cancel_does_not_hold_the_worker)
 }
 END_TEST
 
+/* A multi-host URL whose first host accepts and never answers: as libpq's
+ * own connect does, a job's connect and `squire --check` go on to the next
+ * host after connect_timeout, and get the real server there. (pool 2: the
+ * budget question at start holds one connection place meanwhile.) */
+START_TEST(multi_host_url_fails_over_past_a_hanging_host)
+{
+    hang_server h;
+    hang_start(&h, 0);
+    char url[200], db[300];
+    snprintf(url, sizeof url, "postgresql://postgres@127.0.0.1:%d,127.0.0.1:%d/postgres", h.port,
+             PG.port);
+    snprintf(db, sizeof db,
+             "  :pool: 2\n  :connect_timeout: 2\n  :checkout_timeout: 1\n"
+             "  :application_name: " APP "\n");
+    sqt_proc p;
+    pg_squire(&p, url, 1, db, NULL);
+    char a[25];
+    itest_push("UpsertJob", "[1]", NULL, a);
+    bool done = false;
+    for (double until = sqt_now() + 20; sqt_now() < until && !done; sqt_sleep(0.2))
+        done = sqt_pg_int(&PG, "SELECT count(*) FROM jobs_done WHERE n = 1") == 1;
+    char *out = NULL;
+    int st = sqt_sh(R.url, &out,
+                    "DATABASE_URL='%s' timeout -s KILL 30 %s --check --allow-root -r %s 2>&1", url,
+                    SQ_TEST_SQUIRE, SQ_TEST_PLUGIN);
+    hang_stop(&h);
+    dump_log_on(!done, &p);
+    ck_assert_msg(done, "the job never ran on the second host");
+    ck_assert_msg(st == 0 && strstr(out, "database  ok"), "--check exit %d:\n%s", st, out);
+    free(out);
+    itest_stop(&p);
+}
+END_TEST
+
 START_TEST(no_database_configured_fails_the_job_not_the_daemon)
 {
     sqt_proc p;
@@ -1785,6 +1819,7 @@ static Suite *pg_suite(void)
     tcase_set_timeout(frozen, 120);
     tcase_add_test(frozen, frozen_backend_at_checkin_does_not_hold_the_worker);
     tcase_add_test(frozen, frozen_server_at_cancel_does_not_hold_the_worker);
+    tcase_add_test(frozen, multi_host_url_fails_over_past_a_hanging_host);
     suite_add_tcase(s, frozen);
     suite_add_tcase(s, hang);
 
