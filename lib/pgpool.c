@@ -14,10 +14,10 @@
  * scrubbed of the URL's secrets (pgconninfo.c).
  *
  * No wait on the server is without a limit, even with connect_timeout=0 in
- * the URL (libpq's "for ever"): squire polls libpq's non-blocking calls
- * itself, for at most connect_timeout (the URL's, else squire's) for each
- * host of a connect and for each query it runs itself, so a server that
- * hangs fails the job that needs it and never holds a worker for good.
+ * the URL (libpq's "for ever"): every connect gets connect_timeout (the
+ * URL's, else squire's) for each host, each query squire runs itself and
+ * each cancel it sends waits at most a limit too, so a server that hangs
+ * fails the job that needs it and never holds a worker for good.
  *
  * A connection is never handed out broken: an idle one whose socket has
  * something to say (the FATAL a restarted server or pg_terminate_backend
@@ -236,20 +236,21 @@ static void log_notice(void *arg, const PGresult *res)
         p->report(p->report_ud, bad ? SQ_REPORT_WARN : SQ_REPORT_INFO, e.message);
 }
 
-/* Start a connection with the pool's settings: libpq's non-blocking start
- * (PQconnectPoll finishes it, connect_stoppable). NULL only when out of
- * memory. */
-static PGconn *connect_start(const sq_pgpool *p)
+/* Start a connection with the pool's settings: libpq's blocking connect
+ * (wait), or its non-blocking start (PQconnectPoll finishes it,
+ * connect_stoppable). NULL only when out of memory. */
+static PGconn *connect_start(const sq_pgpool *p, bool wait)
 {
     char timeout[16];
-    int t = (int)(p->connect_timeout + 0.999);
-    snprintf(timeout, sizeof timeout, "%d", t < 2 ? 2 : t); /* libpq's minimum */
-    /* later keywords win: the URL's connect_timeout over squire's, squire's
-     * merged application_name and options over the URL's */
-    const char *keys[] = {"connect_timeout", "dbname", "application_name",
+    snprintf(timeout, sizeof timeout, "%d", (int)(p->wait + 0.999));
+    /* later keywords win: squire's merged application_name and options
+     * over the URL's, and connect_timeout as p->wait reads it (the URL's,
+     * else squire's; never libpq's "0: for ever") */
+    const char *keys[] = {"dbname", "connect_timeout", "application_name",
                           p->options ? "options" : NULL, NULL};
-    const char *vals[] = {timeout, p->url, p->app_name, p->options, NULL};
-    return p->pq->PQconnectStartParams(keys, vals, 1);
+    const char *vals[] = {p->url, timeout, p->app_name, p->options, NULL};
+    return wait ? p->pq->PQconnectdbParams(keys, vals, 1)
+                : p->pq->PQconnectStartParams(keys, vals, 1);
 }
 
 /* c when it is connected (its notices then go to the log), else NULL with
@@ -303,13 +304,17 @@ static const char *wait_failure(int how)
     return how == STOPPED ? "stopped" : how == TIMED_OUT ? "timeout expired" : strerror(errno);
 }
 
-/* A connection with libpq's non-blocking connect: the wait is squire's, so
- * that *stop (may be NULL) ends it, and connect_timeout (p->wait: never
- * none) bounds each host of a multi-host URL, as libpq's does. */
+/* A connection. With stop, libpq's non-blocking connect, the wait
+ * squire's, so that *stop ends it; connect_timeout (p->wait) bounds each
+ * host, though a host that hangs ends the connect (libpq's own wait would
+ * go on to the next host: a multi-host URL's failover). Without stop,
+ * libpq's blocking connect, its connect_timeout p->wait too. */
 static PGconn *connect_stoppable(sq_pgpool *p, const atomic_bool *stop, sq_error *err)
 {
+    if (stop == NULL)
+        return connected(p, connect_start(p, true), NULL, err);
     const sq_pq *pq = p->pq;
-    PGconn *c = connect_start(p);
+    PGconn *c = connect_start(p, false);
     const char *why = NULL;
     if (c != NULL && pq->PQstatus(c) != CONNECTION_BAD) {
         double t = p->wait, until = sq__monotonic() + t;

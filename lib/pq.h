@@ -24,6 +24,7 @@
     X(PQconninfoParse)      \
     X(PQconnectPoll)        \
     X(PQconnectStartParams) \
+    X(PQconnectdbParams)    \
     X(PQhost)               \
     X(PQconsumeInput)       \
     X(PQerrorMessage)       \
