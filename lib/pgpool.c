@@ -13,6 +13,12 @@
  * squire's name, in 63 bytes. Every message built from libpq text is
  * scrubbed of the URL's secrets (pgconninfo.c).
  *
+ * No wait on the server is without a limit, even with connect_timeout=0 in
+ * the URL (libpq's "for ever"): every connect gets connect_timeout (the
+ * URL's, else squire's) for each host, each query squire runs itself and
+ * each cancel it sends waits at most a limit too, so a server that hangs
+ * fails the job that needs it and never holds a worker for good.
+ *
  * A connection is never handed out broken: an idle one whose socket has
  * something to say (the FATAL a restarted server or pg_terminate_backend
  * leaves behind, or EOF) is dropped and replaced, and one returned in a bad
@@ -37,6 +43,7 @@
 #include <time.h>
 
 #include "common.h"
+#include "pgcancel.h"
 #include "pgconninfo.h"
 #include "pq.h"
 
@@ -56,6 +63,7 @@ struct sq_pgpool {
     int nidle;
     double checkout_timeout;
     double connect_timeout;
+    double wait; /* how long squire waits for the server: connect_timeout, the URL's first */
     sq_report_fn report; /* server notices, cancels that failed; NULL: dropped */
     void *report_ud;
     long waits;     /* checkouts that found every connection in use and waited */
@@ -115,6 +123,19 @@ static int merge_settings(sq_pgpool *p, const char *name, int statement_timeout)
     char *raw = p->server;
     p->server = raw ? sq_pgpool_scrub(p, raw) : NULL;
     free(raw);
+    /* the connect_timeout libpq applies: the URL's own (squire's keyword
+     * wins over the service file's and $PGCONNECT_TIMEOUT), else squire's,
+     * in seconds as libpq reads it; when the URL's is none (0: libpq would
+     * wait for ever), squire's too, so that no wait of squire's on a server
+     * that never answers is endless */
+    PQconninfoOption *own_opts = p->pq ? p->pq->PQconninfoParse(p->url, NULL) : NULL;
+    char *url_timeout = setting(own_opts, "connect_timeout");
+    if (own_opts)
+        p->pq->PQconninfoFree(own_opts);
+    long t = url_timeout ? strtol(url_timeout, NULL, 10) : 0;
+    free(url_timeout);
+    double squires = p->connect_timeout < 2 ? 2 : p->connect_timeout;
+    p->wait = t <= 0 ? squires : t < 2 ? 2 : (double)t;
     char *url_opts = statement_timeout > 0 ? setting(opts, "options") : NULL;
     if (opts)
         p->pq->PQconninfoFree(opts);
@@ -216,18 +237,18 @@ static void log_notice(void *arg, const PGresult *res)
 }
 
 /* Start a connection with the pool's settings: libpq's blocking connect
- * (wait), or its non-blocking start (PQconnectPoll finishes it). NULL only
- * when out of memory. */
+ * (wait), or its non-blocking start (PQconnectPoll finishes it,
+ * connect_stoppable). NULL only when out of memory. */
 static PGconn *connect_start(const sq_pgpool *p, bool wait)
 {
     char timeout[16];
-    int t = (int)(p->connect_timeout + 0.999);
-    snprintf(timeout, sizeof timeout, "%d", t < 2 ? 2 : t); /* libpq's minimum */
-    /* later keywords win: the URL's connect_timeout over squire's, squire's
-     * merged application_name and options over the URL's */
-    const char *keys[] = {"connect_timeout", "dbname", "application_name",
+    snprintf(timeout, sizeof timeout, "%d", (int)(p->wait + 0.999));
+    /* later keywords win: squire's merged application_name and options
+     * over the URL's, and connect_timeout as p->wait reads it (the URL's,
+     * else squire's; never libpq's "0: for ever") */
+    const char *keys[] = {"dbname", "connect_timeout", "application_name",
                           p->options ? "options" : NULL, NULL};
-    const char *vals[] = {timeout, p->url, p->app_name, p->options, NULL};
+    const char *vals[] = {p->url, timeout, p->app_name, p->options, NULL};
     return wait ? p->pq->PQconnectdbParams(keys, vals, 1)
                 : p->pq->PQconnectStartParams(keys, vals, 1);
 }
@@ -251,27 +272,7 @@ static PGconn *connected(sq_pgpool *p, PGconn *c, const char *why, sq_error *err
     return c;
 }
 
-/* Open one connection (outside the lock). */
-static PGconn *connect_one(sq_pgpool *p, sq_error *err)
-{
-    return connected(p, connect_start(p, true), NULL, err);
-}
-
 /* ---- squire's own questions: never longer than connect_timeout, stoppable ---- */
-
-/* The connect_timeout libpq applies to c (the URL's wins over squire's), in
- * seconds as libpq reads it; 0: none. */
-static double timeout_of(const sq_pq *pq, PGconn *c)
-{
-    PQconninfoOption *opts = pq->PQconninfo(c);
-    long t = 0;
-    for (const PQconninfoOption *o = opts; o && o->keyword; o++)
-        if (strcmp(o->keyword, "connect_timeout") == 0 && o->val)
-            t = strtol(o->val, NULL, 10);
-    if (opts)
-        pq->PQconninfoFree(opts);
-    return t <= 0 ? 0 : t < 2 ? 2 : (double)t;
-}
 
 /* How a wait for the server ended. */
 enum { READY, STOPPED, TIMED_OUT, FAILED };
@@ -303,16 +304,21 @@ static const char *wait_failure(int how)
     return how == STOPPED ? "stopped" : how == TIMED_OUT ? "timeout expired" : strerror(errno);
 }
 
-/* connect_one with libpq's non-blocking connect: the same connection, but
- * the wait is squire's, so that *stop ends it; connect_timeout bounds the
- * whole connect (libpq's bounds each host of a multi-host URL). */
+/* A connection. With stop, libpq's non-blocking connect, the wait
+ * squire's, so that *stop ends it; connect_timeout (p->wait) bounds each
+ * host, though a host that hangs ends the connect (libpq's own wait would
+ * go on to the next host: a multi-host URL's failover). Without stop,
+ * libpq's blocking connect, its connect_timeout p->wait too. */
 static PGconn *connect_stoppable(sq_pgpool *p, const atomic_bool *stop, sq_error *err)
 {
+    if (stop == NULL)
+        return connected(p, connect_start(p, true), NULL, err);
     const sq_pq *pq = p->pq;
     PGconn *c = connect_start(p, false);
     const char *why = NULL;
     if (c != NULL && pq->PQstatus(c) != CONNECTION_BAD) {
-        double t = timeout_of(pq, c), until = t > 0 ? sq__monotonic() + t : 0;
+        double t = p->wait, until = sq__monotonic() + t;
+        const char *host = pq->PQhost(c);
         PostgresPollingStatusType st = PGRES_POLLING_WRITING;
         while (why == NULL && st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
             int how =
@@ -321,6 +327,10 @@ static PGconn *connect_stoppable(sq_pgpool *p, const atomic_bool *stop, sq_error
                 why = wait_failure(how);
             else
                 st = pq->PQconnectPoll(c);
+            if (pq->PQhost(c) != host) { /* the next host: its own connect_timeout */
+                host = pq->PQhost(c);
+                until = sq__monotonic() + t;
+            }
         }
     }
     return connected(p, c, why, err);
@@ -392,7 +402,7 @@ static PGconn *connect_until(sq_pgpool *p, const struct timespec *until, sq_erro
     double end = (double)until->tv_sec + (double)until->tv_nsec / 1e9, pause = 0.05;
     for (;;) {
         sq_error e = {0};
-        PGconn *c = connect_one(p, &e);
+        PGconn *c = connect_stoppable(p, NULL, &e);
         if (c != NULL)
             return c;
         struct timespec now;
@@ -470,21 +480,20 @@ PGconn *sq_pgpool_checkout(sq_pgpool *p, sq_error *err)
 #define CANCEL_AGAIN 0.1
 
 /* Ask the server to cancel what c is running (a new connection of libpq's:
- * PQcancel). */
-static void cancel(const sq_pgpool *p, PGconn *c)
+ * PQcancel), waiting for the server until the monotonic time until
+ * (pgcancel.c). False when it did not take the request by then. */
+static bool cancel(const sq_pgpool *p, PGconn *c, double until)
 {
-    const sq_pq *pq = p->pq;
-    PGcancel *k = pq->PQgetCancel(c);
-    char why[256] = "out of memory";
-    if (k == NULL || !pq->PQcancel(k, why, sizeof why)) {
+    char why[256];
+    int sent = sq_pg_cancel(p->pq, c, until, why, sizeof why);
+    if (sent != 1) {
         sq_error e = {0};
         pq_error(p, &e, SQ_EIO, "PostgreSQL: cannot cancel a query a handler left running: ",
                  why);
         if (p->report != NULL)
             p->report(p->report_ud, SQ_REPORT_WARN, e.message);
     }
-    if (k != NULL)
-        pq->PQfreeCancel(k);
+    return sent >= 0;
 }
 
 /* Is c at rest: no result to come, out of pipeline mode? Reads and drops
@@ -534,10 +543,14 @@ static bool stop_and_drain(const sq_pgpool *p, PGconn *c)
         if (bad || now >= until)
             return false;
         if (now >= again) {
-            cancel(p, c);
+            if (!cancel(p, c, until))
+                return false; /* a server that does not take a cancel: close c */
+            now = sq__monotonic();
             again = now + CANCEL_AGAIN;
         }
         double wait = (again < until ? again : until) - now;
+        if (wait < 0)
+            wait = 0;
         struct pollfd pfd = {.fd = pq->PQsocket(c), .events = POLLIN};
         if ((poll(&pfd, 1, (int)(wait * 1000) + 1) < 0 && errno != EINTR) ||
             !pq->PQconsumeInput(c))
@@ -545,12 +558,20 @@ static bool stop_and_drain(const sq_pgpool *p, PGconn *c)
     }
 }
 
-static bool exec_ok(const sq_pq *pq, PGconn *c, const char *sql)
+/* Run sql on c, waiting for the server at most p->wait: one that stops
+ * answering (frozen, its host gone) must not hold the worker putting the
+ * connection back. */
+static bool exec_ok(const sq_pgpool *p, PGconn *c, const char *sql)
 {
-    PGresult *r = pq->PQexec(c, sql);
-    bool ok = pq->PQresultStatus(r) == PGRES_COMMAND_OK;
-    pq->PQclear(r);
-    return ok;
+    const sq_pq *pq = p->pq;
+    double until = sq__monotonic() + p->wait;
+    const char *why = NULL;
+    bool ok = false;
+    if (!pq->PQsendQuery(c, sql))
+        return false;
+    for (PGresult *r; (r = next_result(pq, c, until, NULL, &why)) != NULL; pq->PQclear(r))
+        ok = pq->PQresultStatus(r) == PGRES_COMMAND_OK;
+    return ok && why == NULL;
 }
 
 /* Bring a returned connection back to what a new one looks like: a query
@@ -574,9 +595,9 @@ static bool reset(const sq_pgpool *p, PGconn *c)
     if (ts != PQTRANS_IDLE && ts != PQTRANS_INTRANS && ts != PQTRANS_INERROR)
         return false;
     /* DISCARD ALL cannot run inside a transaction: roll back first */
-    if (ts != PQTRANS_IDLE && !exec_ok(pq, c, "ROLLBACK"))
+    if (ts != PQTRANS_IDLE && !exec_ok(p, c, "ROLLBACK"))
         return false;
-    if (!exec_ok(pq, c, "DISCARD ALL") || pq->PQtransactionStatus(c) != PQTRANS_IDLE)
+    if (!exec_ok(p, c, "DISCARD ALL") || pq->PQtransactionStatus(c) != PQTRANS_IDLE)
         return false;
     /* UNLISTEN stops new ones; those libpq read already would reach the
      * next job's PQnotifies */
@@ -647,7 +668,7 @@ int sq_pgpool_budget(sq_pgpool *p, sq_pg_limits *out, const atomic_bool *stop, s
     /* reserved_connections is PostgreSQL 16's (for pg_use_reserved_
      * connections members); in use: client backends only, not the server's
      * own workers. The answer is waited for as long as a connect may take. */
-    double t = timeout_of(pq, c), until = t > 0 ? sq__monotonic() + t : 0;
+    double until = sq__monotonic() + p->wait;
     const char *why = NULL;
     PGresult *r = NULL;
     if (pq->PQsendQuery(c, "SELECT current_setting('max_connections')::int, "

@@ -25,9 +25,9 @@
     X(PQconnectPoll)        \
     X(PQconnectStartParams) \
     X(PQconnectdbParams)    \
+    X(PQhost)               \
     X(PQconsumeInput)       \
     X(PQerrorMessage)       \
-    X(PQexec)               \
     X(PQfinish)             \
     X(PQfreeCancel)         \
     X(PQfreemem)            \

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <squire.h>
 
@@ -273,6 +274,27 @@ static sq_result leak_job(sq_job *job, void *ud)
                        url ? url : "(no DATABASE_URL)");
 }
 
+/* UpsertThenWaitJob(n, seconds[, leave]): record the run, then (leave true)
+ * start pg_sleep(60) without reading its result, then wait seconds in the
+ * handler (not in the server) and succeed: the test freezes the backend or
+ * the server meanwhile, so the connection goes back to the pool with a
+ * server that no longer answers (and, left, a query still running). */
+static sq_result upsert_then_wait_job(sq_job *job, void *ud)
+{
+    (void)ud;
+    PGconn *conn = db(job);
+    if (conn == NULL ||
+        upsert(job, conn, (long long)json_integer_value(sq_job_arg(job, 0))) != SQ_OK)
+        return SQ_FAILED;
+    if (json_is_true(sq_job_arg(job, 2)) && !PQsendQuery(conn, "SELECT pg_sleep(60)"))
+        return pg_fail(job, conn, "send");
+    double s = json_number_value(sq_job_arg(job, 1));
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+    return SQ_OK;
+}
+
 int squire_plugin_init(sq_registry *reg);
 
 int squire_plugin_init(sq_registry *reg)
@@ -286,5 +308,6 @@ int squire_plugin_init(sq_registry *reg)
            sq_register(reg, "RunawayJob", runaway_job, NULL) |
            sq_register(reg, "PipelineRunawayJob", pipeline_runaway_job, NULL) |
            sq_register(reg, "ListenJob", listen_job, NULL) |
-           sq_register(reg, "LeakJob", leak_job, NULL);
+           sq_register(reg, "LeakJob", leak_job, NULL) |
+           sq_register(reg, "UpsertThenWaitJob", upsert_then_wait_job, NULL);
 }
