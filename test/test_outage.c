@@ -169,6 +169,43 @@ START_TEST(term_during_a_frozen_redis_ends_within_the_timeout)
 }
 END_TEST
 
+/* A Redis that works but answers every command 0.7 s late (longer than the
+ * main thread's first probe waits), after a short freeze has put the main
+ * connection in probe mode: the probes must find it again, the lease be
+ * renewed and jobs fetched, not stay fenced for as long as Redis is slow. */
+START_TEST(a_slow_redis_after_a_freeze_is_used_again)
+{
+    int port;
+    pid_t proxy = sqt_slow_proxy(R.port, 0.7, &port);
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", port);
+    const char *cfg =
+        itest_config(":poll_interval_average: 0.2\n:beat_interval: 1\n:lease_ttl: 4\n");
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "2", "-t", "3", NULL};
+    sqt_proc p;
+    sqt_squire_start(&p, url, argv, NULL);
+    ck_assert_msg(sqt_log_wait(&p, "starting", 10), "squire did not start");
+    char jid[25];
+    itest_push("OkJob", "[1]", NULL, jid);
+    ck_assert_int_eq(sqt_wait_int(C, 1, 20, "SCARD test:done"), 1);
+    kill(R.pid, SIGSTOP);
+    bool fenced = sqt_log_wait(&p, "cannot renew the lease", 20);
+    kill(R.pid, SIGCONT);
+    double renewed = log_delay(&p, "lease renewed: fetching again", 15);
+    itest_push("OkJob", "[2]", NULL, jid);
+    long long done = sqt_wait_int(C, 2, 15, "SCARD test:done");
+    fprintf(stderr, "slow Redis (0.7 s a reply) after a freeze: renewed after %.2f s\n", renewed);
+    if (!fenced || renewed < 0 || done != 2)
+        show_log(&p);
+    ck_assert_msg(fenced, "the lease's failure was not logged");
+    ck_assert_msg(renewed >= 0, "the lease was not renewed within 15 s of a slow Redis's return");
+    ck_assert_int_eq(done, 2);
+    kill(p.pid, SIGTERM);
+    ck_assert_int_eq(sqt_proc_wait(&p, 30), 0);
+    sqt_trickle_stop(proxy);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("outage");
@@ -178,6 +215,7 @@ int main(void)
     tcase_add_test(tc, signals_are_acted_on_while_redis_is_frozen);
     tcase_add_test(tc, term_as_redis_freezes_ends_within_the_timeout);
     tcase_add_test(tc, term_during_a_frozen_redis_ends_within_the_timeout);
+    tcase_add_test(tc, a_slow_redis_after_a_freeze_is_used_again);
     suite_add_tcase(s, tc);
     return sqt_run(s);
 }
