@@ -143,8 +143,12 @@ static const char deadline_passed[] = "connect deadline passed";
 double sq__redis_budget(const sq_redis *r, double extra_wait)
 {
     double w = r->timeout;
-    if (r->probe > 0 && r->failures > 0 && r->probe < w)
-        w = r->probe;
+    /* probe mode after a failure: the first probe waits probe seconds, the
+     * next ones twice that, so that a server answering every command a
+     * little later than probe (slow, not down) is found again */
+    double probe = r->failures >= 2 ? 2 * r->probe : r->probe;
+    if (r->probe > 0 && r->failures > 0 && probe < w)
+        w = probe;
     w += extra_wait;
     if (r->deadline > 0) {
         double left = r->deadline - sq__monotonic();

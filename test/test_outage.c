@@ -180,7 +180,7 @@ START_TEST(a_slow_redis_after_a_freeze_is_used_again)
     char url[64];
     snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", port);
     const char *cfg =
-        itest_config(":poll_interval_average: 0.2\n:beat_interval: 1\n:lease_ttl: 4\n");
+        itest_config(":poll_interval_average: 0.2\n:beat_interval: 5\n:lease_ttl: 6\n");
     const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "2", "-t", "3", NULL};
     sqt_proc p;
     sqt_squire_start(&p, url, argv, NULL);
