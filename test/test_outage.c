@@ -169,6 +169,57 @@ START_TEST(term_during_a_frozen_redis_ends_within_the_timeout)
 }
 END_TEST
 
+/* A signal early in a freeze, while the main thread's first call to the
+ * frozen Redis waits for its reply: acted on within about a second too. */
+START_TEST(a_signal_early_in_a_freeze_is_acted_on_within_a_second)
+{
+    sqt_proc p;
+    start(&p, config());
+    sqt_sleep(1.5); /* the main thread renews the lease every 0.5 s */
+    kill(R.pid, SIGSTOP);
+    sqt_sleep(0.6);
+    kill(p.pid, SIGTTIN);
+    double ttin = log_delay(&p, "TTIN: 3 workers", 15);
+    fprintf(stderr, "TTIN 0.6 s into a freeze acted on after %.2f s\n", ttin);
+    kill(R.pid, SIGCONT);
+    ck_assert_msg(ttin >= 0 && ttin <= SIGNAL_LATE, "TTIN acted on after %.2f s", ttin);
+    itest_stop(&p);
+}
+END_TEST
+
+/* A second TERM skips the wait for running jobs, also when both come while
+ * Redis is frozen (a signal that comes while the same one is pending is
+ * lost, so the main thread must have taken the first). */
+START_TEST(a_second_term_in_a_freeze_skips_the_wait)
+{
+    const char *cfg = config();
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "3", "-t", "20", NULL};
+    sqt_proc p;
+    sqt_squire_start(&p, R.url, argv, NULL);
+    ck_assert_msg(sqt_log_wait(&p, "starting", 10), "squire did not start");
+    char jid[25];
+    for (int i = 0; i < 3; i++)
+        itest_push("SleepJob", "[30]", NULL, jid);
+    ck_assert_int_eq(sqt_wait_int(C, 3, 10, "LLEN test:log"), 3);
+    sqt_sleep(0.5);
+    kill(R.pid, SIGSTOP);
+    sqt_sleep(0.5);
+    double t0 = sqt_now();
+    kill(p.pid, SIGTERM);
+    sqt_sleep(1.5);
+    kill(p.pid, SIGTERM);
+    int st = sqt_proc_wait(&p, 40);
+    double took = sqt_now() - t0;
+    kill(R.pid, SIGCONT);
+    fprintf(stderr, "two TERMs 1.5 s apart in a freeze, -t 20: ended after %.1f s\n", took);
+    if (st != 0 || took > 1.5 + STOP_SLACK)
+        show_log(&p);
+    ck_assert_int_eq(st, 0);
+    ck_assert_msg(took <= 1.5 + STOP_SLACK, "the second TERM did not skip the wait: %.1f s", took);
+    ck_assert_int_eq(jobs_kept(), 3);
+}
+END_TEST
+
 /* A Redis that works but answers every command 0.7 s late (longer than the
  * main thread's first probe waits), after a short freeze has put the main
  * connection in probe mode: the probes must find it again, the lease be
@@ -216,6 +267,8 @@ int main(void)
     tcase_add_test(tc, term_as_redis_freezes_ends_within_the_timeout);
     tcase_add_test(tc, term_during_a_frozen_redis_ends_within_the_timeout);
     tcase_add_test(tc, a_slow_redis_after_a_freeze_is_used_again);
+    tcase_add_test(tc, a_signal_early_in_a_freeze_is_acted_on_within_a_second);
+    tcase_add_test(tc, a_second_term_in_a_freeze_skips_the_wait);
     suite_add_tcase(s, tc);
     return sqt_run(s);
 }
