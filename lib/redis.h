@@ -34,13 +34,14 @@ bool sq_redis_is_connected(const sq_redis *r);
 long sq_redis_reconnects(const sq_redis *r);
 /* Drop the connection; the next command reconnects. */
 void sq_redis_disconnect(sq_redis *r);
-/* For a thread that must stay responsive (the daemon's main thread): after
- * a failure to reach the server (no answer, no connection), calls fail at
- * once with that failure's error for a back-off (0.25 s, doubling to 1 s),
- * then the next call tries again with at most probe seconds for each step
- * (connect, handshake, reply), twice that from the second probe on (a
- * server that answers, only slower than a probe waits, is found again); the
- * first answer ends it. 0: off. */
+/* For a thread that must stay responsive (the daemon's main thread): no
+ * step (connect, handshake, reply) waits longer than 2 x probe (nor the
+ * timeout); after a failure to reach the server (no answer, no connection),
+ * calls fail at once with that failure's error for a back-off (0.25 s,
+ * doubling to 1 s), then the next call tries again with at most probe
+ * seconds for each step, twice that from the second probe on (a server that
+ * answers, only slower than a probe waits, is found again); the first
+ * answer ends it. 0: off. */
 void sq_redis_set_probe(sq_redis *r, double probe);
 /* Every call ends by deadline (sq__monotonic's clock): the waits shrink to
  * the time left, and past it calls fail at once. 0: none. */

@@ -42,9 +42,9 @@
  * the threads, the last writes), whatever Redis does: Heroku and systemd
  * send SIGKILL 30 s after TERM, with Sidekiq's -t of 25. */
 #define STOP_GRACE 4.0
-/* The main thread's Redis calls after a failure: the first probe waits this
- * long at most, later ones twice that (sq_redis_set_probe), so that signals
- * are acted on within about a second in an outage. */
+/* The main thread's Redis calls wait twice this at most, the first probe
+ * after a failure this long (sq_redis_set_probe), so that signals are acted
+ * on within about a second whatever Redis does. */
 #define MAIN_PROBE 0.5
 
 void sq_launcher_signal_set(sigset_t *set)
