@@ -128,15 +128,21 @@ static void stop_while_frozen(double frozen_before_term)
     sqt_sleep(frozen_before_term);
     double t0 = sqt_now();
     kill(p.pid, SIGTERM);
+    /* during the wait for running jobs, TTIN says what is still running */
+    sqt_sleep(0.5);
+    kill(p.pid, SIGTTIN);
+    double ttin = log_delay(&p, "TTIN: 3 workers", STOP_TIMEOUT);
     int st = sqt_proc_wait(&p, 60);
     double took = sqt_now() - t0;
     fprintf(stderr,
-            "TERM %.1f s into a frozen Redis, -t %d: the process ended after %.1f s "
-            "(status %d)\n",
-            frozen_before_term, STOP_TIMEOUT, took, st);
+            "TERM %.1f s into a frozen Redis, -t %d: TTIN after %.2f s, the process ended "
+            "after %.1f s (status %d)\n",
+            frozen_before_term, STOP_TIMEOUT, ttin, took, st);
     kill(R.pid, SIGCONT);
-    if (st != 0 || took > STOP_TIMEOUT + STOP_SLACK)
+    if (st != 0 || took > STOP_TIMEOUT + STOP_SLACK || ttin < 0 || ttin > SIGNAL_LATE)
         show_log(&p);
+    ck_assert_msg(ttin >= 0 && ttin <= SIGNAL_LATE, "TTIN during the stop acted on after %.2f s",
+                  ttin);
     ck_assert_int_eq(st, 0);
     ck_assert_msg(took <= STOP_TIMEOUT + STOP_SLACK, "the stop took %.1f s (-t %d)", took,
                   STOP_TIMEOUT);
