@@ -195,12 +195,11 @@ static void log_start(sq_runtime *rt)
  * processes' jobs). Signals from the Web UI (through the heartbeat) act like
  * the OS's. Returns true when it stopped because the fork server died
  * (isolated mode). */
-static bool serve(sq_runtime *rt)
+static bool serve(sq_runtime *rt, ttin_state *ttin)
 {
     double next_beat = sq__monotonic() + rt->cfg->beat_interval;
     double next_cleanup = sq__monotonic() + 60;
     double next_watchdog = 0;
-    ttin_state ttin = {0};
     for (;;) {
         sq_httpd_main_turned(); /* issue 17: /healthz sees the main loop turn */
         double tick = 1.0;
@@ -217,7 +216,7 @@ static bool serve(sq_runtime *rt)
         double wd = sq_notify_watchdog_period();
         if (wd > 0 && wd < tick)
             tick = wd;
-        double ttin_wait = ttin_due(rt, &ttin);
+        double ttin_wait = ttin_due(rt, ttin);
         if (ttin_wait < tick)
             tick = ttin_wait;
         if (tick > SQ_BEAT_BUSY_TICK)
@@ -242,14 +241,14 @@ static bool serve(sq_runtime *rt)
             sq_runtime_quiet(rt);
             sq_beat_title(rt);
         } else if (sig == SIGTTIN) {
-            ttin.waiting++;
-            ttin_due(rt, &ttin);
+            ttin->waiting++;
+            ttin_due(rt, ttin);
         }
     }
 }
 
 /* Returns true when every thread finished (a clean exit is possible). */
-static bool shut_down(sq_runtime *rt)
+static bool shut_down(sq_runtime *rt, ttin_state *ttin)
 {
     sq_notify("STOPPING=1");
     atomic_store(&rt->stopping, true);
@@ -271,6 +270,9 @@ static bool shut_down(sq_runtime *rt)
             sq_log(SQ_LOG_INFO, "second stop signal: not waiting for running jobs");
             break;
         }
+        if (sig == SIGTTIN) /* what the stop is waiting for */
+            ttin->waiting++;
+        ttin_due(rt, ttin);
         sq_beat_refresh(rt); /* finished jobs leave the Busy page at once */
     }
     /* From here every Redis call ends by `end`; past it they are skipped:
@@ -302,6 +304,7 @@ static bool shut_down(sq_runtime *rt)
 int sq_launcher_run(const sq_config *cfg, sq_registry *reg)
 {
     sq_runtime rt = {0};
+    ttin_state ttin = {0}; /* TTIN is answered in the stop's wait too */
     sq_error err = {0};
     int status = 0;
 
@@ -395,14 +398,14 @@ int sq_launcher_run(const sq_config *cfg, sq_registry *reg)
     if (e != 0) {
         /* Threads already started may hold jobs: stop like a TERM. */
         sq_log(SQ_LOG_ERROR, "cannot start threads: %s", strerror(e));
-        if (!shut_down(&rt))
+        if (!shut_down(&rt, &ttin))
             _exit(1);
         status = 1;
         goto done;
     }
-    if (serve(&rt))
+    if (serve(&rt, &ttin))
         status = 1; /* the fork server died */
-    if (!shut_down(&rt)) {
+    if (!shut_down(&rt, &ttin)) {
         /* A handler is still running (its job was pushed back): end the
          * process without unwinding memory that thread may still touch. */
         sq_log(SQ_LOG_INFO, "Bye!");
