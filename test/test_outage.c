@@ -263,6 +263,42 @@ START_TEST(a_slow_redis_after_a_freeze_is_used_again)
 }
 END_TEST
 
+/* Basic fetch, as Sidekiq: the jobs running at a hard stop are pushed back
+ * when Redis answers in time, also a slow Redis (0.7 s a reply): Sidekiq
+ * sends them all in one round trip, so must squire. */
+START_TEST(basic_fetch_pushes_back_every_job_to_a_slow_redis)
+{
+    enum { JOBS = 8 };
+    int port;
+    pid_t proxy = sqt_slow_proxy(R.port, 0.7, &port);
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", port);
+    const char *cfg = itest_config(":fetch: basic\n:beat_interval: 5\n");
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "8", "-t", "1", NULL};
+    sqt_proc p;
+    sqt_squire_start(&p, url, argv, NULL);
+    ck_assert_msg(sqt_log_wait(&p, "starting", 10), "squire did not start");
+    for (int i = 0; i < JOBS; i++) {
+        char jid[25];
+        itest_push("SleepJob", "[30]", NULL, jid);
+    }
+    ck_assert_int_eq(sqt_wait_int(C, JOBS, 30, "LLEN test:log"), JOBS);
+    double t0 = sqt_now();
+    kill(p.pid, SIGTERM);
+    int st = sqt_proc_wait(&p, 30);
+    double took = sqt_now() - t0;
+    long long back = sqt_int(C, "LLEN queue:default");
+    fprintf(stderr, "basic fetch, slow Redis, -t 1: %lld of %d jobs pushed back, %.1f s\n", back,
+            JOBS, took);
+    if (st != 0 || back != JOBS)
+        show_log(&p);
+    sqt_trickle_stop(proxy);
+    ck_assert_int_eq(st, 0);
+    ck_assert_msg(took <= 1 + STOP_SLACK, "the stop took %.1f s", took);
+    ck_assert_int_eq(back, JOBS);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("outage");
@@ -275,6 +311,7 @@ int main(void)
     tcase_add_test(tc, a_slow_redis_after_a_freeze_is_used_again);
     tcase_add_test(tc, a_signal_early_in_a_freeze_is_acted_on_within_a_second);
     tcase_add_test(tc, a_second_term_in_a_freeze_skips_the_wait);
+    tcase_add_test(tc, basic_fetch_pushes_back_every_job_to_a_slow_redis);
     suite_add_tcase(s, tc);
     return sqt_run(s);
 }
