@@ -36,10 +36,13 @@ static bool held(sq_redis *r, sq_error *err)
 }
 
 /* The server could not be reached or did not answer (probe mode: wait a
- * back-off out before trying again). */
+ * back-off out before trying again). A wait that the deadline cut short says
+ * nothing about the server (a slow one would have answered): no back-off, so
+ * the calls after the deadline moves (a stop's push-back) get their full
+ * wait. */
 static void failed(sq_redis *r, const sq_error *e)
 {
-    if (r->probe <= 0)
+    if (r->probe <= 0 || (r->deadline > 0 && sq__monotonic() >= r->deadline - 0.01))
         return;
     double backoff = r->failures >= 2 ? 1.0 : r->failures == 1 ? 0.5 : 0.25;
     r->failures++;
