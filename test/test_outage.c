@@ -299,6 +299,54 @@ START_TEST(basic_fetch_pushes_back_every_job_to_a_slow_redis)
 }
 END_TEST
 
+/* Seconds until the n-th (from 1) line holding needle shows in p's log. */
+static double nth_log_delay(const sqt_proc *p, const char *needle, int n, double timeout)
+{
+    double t0 = sqt_now();
+    for (double until = t0 + timeout; sqt_now() < until; sqt_sleep(0.02)) {
+        char *log = sqt_log_read(p);
+        int seen = 0;
+        for (const char *x = log; (x = strstr(x, needle)) != NULL; x++)
+            seen++;
+        free(log);
+        if (seen >= n)
+            return sqt_now() - t0;
+    }
+    return -1;
+}
+
+/* A Redis that answers every command, 0.7 s late: the main loop's turns
+ * (a beat is several round trips) must not hold signals for seconds. */
+START_TEST(signals_are_acted_on_with_a_slow_redis)
+{
+    int port;
+    pid_t proxy = sqt_slow_proxy(R.port, 0.7, &port);
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", port);
+    const char *cfg = itest_config(":beat_interval: 1\n");
+    const char *argv[] = {"-C", cfg, "-r", SQ_TEST_PLUGIN, "-c", "2", NULL};
+    sqt_proc p;
+    sqt_squire_start(&p, url, argv, NULL);
+    ck_assert_msg(sqt_log_wait(&p, "starting", 10), "squire did not start");
+    sqt_sleep(2.0);
+    double worst = 0;
+    for (int i = 1; i <= 3; i++) {
+        kill(p.pid, SIGTTIN);
+        double d = nth_log_delay(&p, "TTIN: 2 workers", i, 15);
+        fprintf(stderr, "slow Redis: TTIN %d acted on after %.2f s\n", i, d);
+        worst = d < 0 || d > worst ? (d < 0 ? 99 : d) : worst;
+        sqt_sleep(5.2 + 0.3 * i); /* past the dumps' 5 s rate limit, elsewhere in a turn */
+    }
+    kill(p.pid, SIGTSTP);
+    double tstp = log_delay(&p, "TSTP received", 15);
+    fprintf(stderr, "slow Redis: TSTP acted on after %.2f s\n", tstp);
+    itest_stop(&p);
+    sqt_trickle_stop(proxy);
+    ck_assert_msg(worst <= SIGNAL_LATE, "a TTIN acted on after %.2f s", worst);
+    ck_assert_msg(tstp >= 0 && tstp <= SIGNAL_LATE, "TSTP acted on after %.2f s", tstp);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("outage");
@@ -308,10 +356,15 @@ int main(void)
     tcase_add_test(tc, signals_are_acted_on_while_redis_is_frozen);
     tcase_add_test(tc, term_as_redis_freezes_ends_within_the_timeout);
     tcase_add_test(tc, term_during_a_frozen_redis_ends_within_the_timeout);
-    tcase_add_test(tc, a_slow_redis_after_a_freeze_is_used_again);
     tcase_add_test(tc, a_signal_early_in_a_freeze_is_acted_on_within_a_second);
     tcase_add_test(tc, a_second_term_in_a_freeze_skips_the_wait);
-    tcase_add_test(tc, basic_fetch_pushes_back_every_job_to_a_slow_redis);
     suite_add_tcase(s, tc);
+    TCase *slow = tcase_create("slow redis");
+    tcase_add_checked_fixture(slow, itest_setup, itest_teardown);
+    tcase_set_timeout(slow, 180);
+    tcase_add_test(slow, a_slow_redis_after_a_freeze_is_used_again);
+    tcase_add_test(slow, basic_fetch_pushes_back_every_job_to_a_slow_redis);
+    tcase_add_test(slow, signals_are_acted_on_with_a_slow_redis);
+    suite_add_tcase(s, slow);
     return sqt_run(s);
 }
