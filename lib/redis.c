@@ -55,6 +55,12 @@ void sq_redis_set_probe(sq_redis *r, double probe)
     r->probe = probe;
 }
 
+void sq_redis_set_before(sq_redis *r, void (*fn)(void *), void *ud)
+{
+    r->before = fn;
+    r->before_ud = ud;
+}
+
 void sq_redis_set_deadline(sq_redis *r, double deadline)
 {
     r->deadline = deadline;
@@ -99,6 +105,8 @@ long sq_redis_reconnects(const sq_redis *r)
  * extra seconds on the server; -1 with err when not. */
 static int ready(sq_redis *r, double extra, sq_error *err)
 {
+    if (r->before != NULL)
+        r->before(r->before_ud);
     if (sq_redis_connect(r, err) != 0 || held(r, err))
         return -1;
     double want = sq__redis_budget(r, extra);

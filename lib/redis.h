@@ -43,6 +43,12 @@ void sq_redis_disconnect(sq_redis *r);
  * answers, only slower than a probe waits, is found again); the first
  * answer ends it. 0: off. */
 void sq_redis_set_probe(sq_redis *r, double probe);
+/* fn(ud) is called before every call on r (a command, each command queued
+ * on a pipeline), so that a thread that must stay responsive acts on what
+ * came meanwhile (the daemon's main thread: its signals) between the round
+ * trips of a longer task, a slow server's included. fn must not use r.
+ * NULL: none. */
+void sq_redis_set_before(sq_redis *r, void (*fn)(void *), void *ud);
 /* Every call ends by deadline (sq__monotonic's clock): the waits shrink to
  * the time left, and past it calls fail at once. 0: none. */
 void sq_redis_set_deadline(sq_redis *r, double deadline);
@@ -73,7 +79,13 @@ typedef struct sq_script {
     const char *source;
     char sha[41];
 } sq_script;
-#define SQ_SCRIPT(src) {(src), {0}}
+#define SQ_SCRIPT(src)                                                                             \
+    {                                                                                              \
+        (src),                                                                                     \
+        {                                                                                          \
+            0                                                                                      \
+        }                                                                                          \
+    }
 
 /* Shared sorted-set moves (scripts.c): member -> queue, member -> dead set. */
 extern sq_script sq_script_zset_to_queue;
