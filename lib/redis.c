@@ -36,10 +36,13 @@ static bool held(sq_redis *r, sq_error *err)
 }
 
 /* The server could not be reached or did not answer (probe mode: wait a
- * back-off out before trying again). */
+ * back-off out before trying again). A wait that the deadline cut short says
+ * nothing about the server (a slow one would have answered): no back-off, so
+ * the calls after the deadline moves (a stop's push-back) get their full
+ * wait. */
 static void failed(sq_redis *r, const sq_error *e)
 {
-    if (r->probe <= 0)
+    if (r->probe <= 0 || (r->deadline > 0 && sq__monotonic() >= r->deadline - 0.01))
         return;
     double backoff = r->failures >= 2 ? 1.0 : r->failures == 1 ? 0.5 : 0.25;
     r->failures++;
@@ -50,6 +53,12 @@ static void failed(sq_redis *r, const sq_error *e)
 void sq_redis_set_probe(sq_redis *r, double probe)
 {
     r->probe = probe;
+}
+
+void sq_redis_set_before(sq_redis *r, void (*fn)(void *), void *ud)
+{
+    r->before = fn;
+    r->before_ud = ud;
 }
 
 void sq_redis_set_deadline(sq_redis *r, double deadline)
@@ -96,6 +105,8 @@ long sq_redis_reconnects(const sq_redis *r)
  * extra seconds on the server; -1 with err when not. */
 static int ready(sq_redis *r, double extra, sq_error *err)
 {
+    if (r->before != NULL)
+        r->before(r->before_ud);
     if (sq_redis_connect(r, err) != 0 || held(r, err))
         return -1;
     double want = sq__redis_budget(r, extra);

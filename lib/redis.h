@@ -34,12 +34,21 @@ bool sq_redis_is_connected(const sq_redis *r);
 long sq_redis_reconnects(const sq_redis *r);
 /* Drop the connection; the next command reconnects. */
 void sq_redis_disconnect(sq_redis *r);
-/* For a thread that must stay responsive (the daemon's main thread): after
- * a failure to reach the server (no answer, no connection), calls fail at
- * once with that failure's error for a back-off (0.25 s, doubling to 1 s),
- * then the next call tries again with at most probe seconds for each step
- * (connect, handshake, reply); the first answer ends it. 0: off. */
+/* For a thread that must stay responsive (the daemon's main thread): no
+ * step (connect, handshake, reply) waits longer than 2 x probe (nor the
+ * timeout); after a failure to reach the server (no answer, no connection),
+ * calls fail at once with that failure's error for a back-off (0.25 s,
+ * doubling to 1 s), then the next call tries again with at most probe
+ * seconds for each step, twice that from the second probe on (a server that
+ * answers, only slower than a probe waits, is found again); the first
+ * answer ends it. 0: off. */
 void sq_redis_set_probe(sq_redis *r, double probe);
+/* fn(ud) is called before every call on r (a command, each command queued
+ * on a pipeline), so that a thread that must stay responsive acts on what
+ * came meanwhile (the daemon's main thread: its signals) between the round
+ * trips of a longer task, a slow server's included. fn must not use r.
+ * NULL: none. */
+void sq_redis_set_before(sq_redis *r, void (*fn)(void *), void *ud);
 /* Every call ends by deadline (sq__monotonic's clock): the waits shrink to
  * the time left, and past it calls fail at once. 0: none. */
 void sq_redis_set_deadline(sq_redis *r, double deadline);
@@ -70,7 +79,13 @@ typedef struct sq_script {
     const char *source;
     char sha[41];
 } sq_script;
-#define SQ_SCRIPT(src) {(src), {0}}
+#define SQ_SCRIPT(src)                                                                             \
+    {                                                                                              \
+        (src),                                                                                     \
+        {                                                                                          \
+            0                                                                                      \
+        }                                                                                          \
+    }
 
 /* Shared sorted-set moves (scripts.c): member -> queue, member -> dead set. */
 extern sq_script sq_script_zset_to_queue;

@@ -37,11 +37,13 @@ struct sq_redis {
     char master[300];     /* sentinels: "host:port" of the master last found */
     atomic_long connects; /* successful connects, the first included (metrics) */
     /* sq_redis_set_probe / sq_redis_set_deadline (monotonic times; 0: none) */
-    double probe;      /* > 0: after a failure, wait retry_at out, then probe */
-    unsigned failures; /* failures to reach the server in a row */
-    double retry_at;   /* probe mode: calls fail at once until then */
-    double deadline;   /* every call ends by then; past it, calls fail at once */
-    sq_error down;     /* the last failure, repeated while waiting */
+    double probe;           /* > 0: after a failure, wait retry_at out, then probe */
+    unsigned failures;      /* failures to reach the server in a row */
+    double retry_at;        /* probe mode: calls fail at once until then */
+    double deadline;        /* every call ends by then; past it, calls fail at once */
+    sq_error down;          /* the last failure, repeated while waiting */
+    void (*before)(void *); /* sq_redis_set_before: called before every call */
+    void *before_ud;
 };
 
 /* ---- redis_tls.c ----------------------------------------------------------- */

@@ -144,8 +144,14 @@ static const char deadline_passed[] = "connect deadline passed";
 double sq__redis_budget(const sq_redis *r, double extra_wait)
 {
     double w = r->timeout;
-    if (r->probe > 0 && r->failures > 0 && r->probe < w)
-        w = r->probe;
+    /* probe mode: no wait longer than twice the probe, so that the first
+     * call into a frozen server holds the caller no longer than a probe
+     * does; after a failure the first probe waits probe seconds, the next
+     * ones twice that, so that a server answering every command a little
+     * later than probe (slow, not down) is found again */
+    double probe = r->failures == 1 ? r->probe : 2 * r->probe;
+    if (r->probe > 0 && probe < w)
+        w = probe;
     w += extra_wait;
     if (r->deadline > 0) {
         double left = r->deadline - sq__monotonic();

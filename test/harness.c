@@ -192,6 +192,65 @@ void sqt_trickle_stop(pid_t pid)
     waitpid(pid, NULL, 0);
 }
 
+/* The slow proxy's side of one connection (a process of its own): what the
+ * client sends goes on at once; each chunk the server answers is held delay
+ * seconds before it is passed on. */
+static void slow_pipe(int cfd, int target_port, double delay)
+{
+    int sfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)target_port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (sfd < 0 || connect(sfd, (struct sockaddr *)&a, sizeof a) != 0)
+        _exit(0);
+    char buf[65536];
+    for (;;) {
+        struct pollfd pfd[2] = {{.fd = cfd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+        if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+            _exit(0);
+        for (int i = 0; i < 2; i++) {
+            if (!(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            ssize_t n = read(pfd[i].fd, buf, sizeof buf);
+            if (n <= 0)
+                _exit(0);
+            if (i == 1)
+                sqt_sleep(delay);
+            for (ssize_t off = 0; off < n;) {
+                ssize_t w = write(pfd[1 - i].fd, buf + off, (size_t)(n - off));
+                if (w <= 0)
+                    _exit(0);
+                off += w;
+            }
+        }
+    }
+}
+
+pid_t sqt_slow_proxy(int target_port, double delay, int *port)
+{
+    int lfd = sqt_silent_server(port);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGCHLD, SIG_IGN); /* connections' processes reap themselves */
+        signal(SIGPIPE, SIG_IGN);
+        for (;;) {
+            int cfd = accept(lfd, NULL, NULL);
+            if (cfd < 0)
+                continue;
+            if (fork() == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                close(lfd);
+                slow_pipe(cfd, target_port, delay);
+            }
+            close(cfd);
+        }
+    }
+    close(lfd);
+    return pid;
+}
+
 /* Temp dirs made by this process (and by each forked Check child), removed
  * when it exits, even after a failed check: each process removes only the
  * ones it made, never its parent's. SQUIRE_TEST_KEEP=1 keeps them. */

@@ -69,6 +69,10 @@ pid_t sqt_trickle_tls_server(const char *certdir, const char *prefix, size_t len
  * connection at a time; stop it with sqt_trickle_stop. */
 pid_t sqt_reply_server(const char *reply, int *port);
 void sqt_trickle_stop(pid_t pid);
+/* A TCP proxy on 127.0.0.1 to target_port whose every answer arrives delay
+ * seconds late (a slow server or network that still works). Runs in a child
+ * process that dies with the caller; stop it with sqt_trickle_stop. */
+pid_t sqt_slow_proxy(int target_port, double delay, int *port);
 /* A fresh temp dir (mkdtemp) whose path is written into out (256 bytes);
  * removed when the process that made it exits (SQUIRE_TEST_KEEP=1 keeps it). */
 void sqt_tempdir(char *out, const char *tag);

@@ -21,17 +21,17 @@
 #include <unistd.h>
 
 #include "beat.h"
-#include "httpd.h" /* issue 17: /metrics, /healthz, /readyz */
-#include "observe.h" /* issue 17 */
 #include "common.h"
 #include "database.h"
 #include "fetch/fetch.h"
+#include "httpd.h" /* issue 17: /metrics, /healthz, /readyz */
 #include "isolate.h"
 #include "launcher.h"
 #include "log.h"
 #include "manager.h"
 #include "metrics.h"
 #include "notify.h"
+#include "observe.h" /* issue 17 */
 #include "proctitle.h"
 #include "registry.h"
 #include "runtime.h"
@@ -42,8 +42,9 @@
  * the threads, the last writes), whatever Redis does: Heroku and systemd
  * send SIGKILL 30 s after TERM, with Sidekiq's -t of 25. */
 #define STOP_GRACE 4.0
-/* The main thread's Redis calls after a failure: a probe waits this long at
- * most, so that signals are acted on within about a second in an outage. */
+/* The main thread's Redis calls wait twice this at most, the first probe
+ * after a failure this long (sq_redis_set_probe), so that signals are acted
+ * on within about a second whatever Redis does. */
 #define MAIN_PROBE 0.5
 
 void sq_launcher_signal_set(sigset_t *set)
@@ -106,6 +107,48 @@ static double ttin_due(sq_runtime *rt, ttin_state *t)
     return INFINITY;
 }
 
+/* The main thread's signals between its Redis calls (sq_redis_set_before):
+ * a turn of the loop may make several round trips (a beat, recovery), each
+ * up to a second with a slow Redis, so TTIN and TSTP are acted on before
+ * every call, and a stop signal is kept for the loop (stop). */
+typedef struct main_signals {
+    sq_runtime *rt;
+    ttin_state ttin;
+    int stop; /* TERM or INT taken between calls, not yet acted on */
+} main_signals;
+
+static void act_on(main_signals *m, int sig)
+{
+    if (sig == SIGTSTP && !atomic_load(&m->rt->quiet)) {
+        sq_log(SQ_LOG_INFO, "TSTP received: quiet, no new jobs will be fetched");
+        sq_runtime_quiet(m->rt);
+        sq_beat_title(m->rt);
+    } else if (sig == SIGTTIN) {
+        m->ttin.waiting++;
+        ttin_due(m->rt, &m->ttin);
+    }
+}
+
+static void signals_between_calls(void *ud)
+{
+    main_signals *m = ud;
+    for (int sig; (sig = wait_signal(0)) != 0;) {
+        if (sig == SIGTERM || sig == SIGINT)
+            m->stop = sig;
+        else
+            act_on(m, sig);
+    }
+    ttin_due(m->rt, &m->ttin);
+}
+
+/* A stop signal taken between calls, or 0; it is then acted on. */
+static int take_stop(main_signals *m)
+{
+    int sig = m->stop;
+    m->stop = 0;
+    return sig;
+}
+
 /* Connect the main connection, retrying through outages. Returns 0, 1 when a
  * stop signal arrived first, or -1 with err for a fatal (credentials) error. */
 static int connect_patiently(sq_runtime *rt, sq_error *err)
@@ -165,12 +208,14 @@ static int check_server(sq_runtime *rt)
     }
     if (sq_redis_info_field(rep->str, "maxmemory_policy", policy, sizeof policy) &&
         strcmp(policy, "noeviction") != 0)
-        sq_log(SQ_LOG_WARN, "Redis maxmemory-policy is %s; it should be noeviction or Redis may "
-               "silently drop jobs", policy);
+        sq_log(SQ_LOG_WARN,
+               "Redis maxmemory-policy is %s; it should be noeviction or Redis may "
+               "silently drop jobs",
+               policy);
     if (sq_redis_info_field(rep->str, "aof_enabled", aof, sizeof aof) && strcmp(aof, "0") == 0 &&
         rt->fetch->keeps_running_jobs)
         sq_log(SQ_LOG_WARN, "Redis runs without AOF (appendonly no): if Redis itself crashes, "
-               "jobs written since its last snapshot are lost, whatever squire does");
+                            "jobs written since its last snapshot are lost, whatever squire does");
     freeReplyObject(rep);
     return rc;
 }
@@ -194,12 +239,12 @@ static void log_start(sq_runtime *rt)
  * processes' jobs). Signals from the Web UI (through the heartbeat) act like
  * the OS's. Returns true when it stopped because the fork server died
  * (isolated mode). */
-static bool serve(sq_runtime *rt)
+static bool serve(sq_runtime *rt, main_signals *m)
 {
+    ttin_state *ttin = &m->ttin;
     double next_beat = sq__monotonic() + rt->cfg->beat_interval;
     double next_cleanup = sq__monotonic() + 60;
     double next_watchdog = 0;
-    ttin_state ttin = {0};
     for (;;) {
         sq_httpd_main_turned(); /* issue 17: /healthz sees the main loop turn */
         double tick = 1.0;
@@ -216,12 +261,14 @@ static bool serve(sq_runtime *rt)
         double wd = sq_notify_watchdog_period();
         if (wd > 0 && wd < tick)
             tick = wd;
-        double ttin_wait = ttin_due(rt, &ttin);
+        double ttin_wait = ttin_due(rt, ttin);
         if (ttin_wait < tick)
             tick = ttin_wait;
         if (tick > SQ_BEAT_BUSY_TICK)
             tick = SQ_BEAT_BUSY_TICK; /* issue 16: the Busy page within a second */
-        int sig = wait_signal(tick);
+        int sig = take_stop(m);
+        if (sig == 0)
+            sig = wait_signal(tick);
         if (sig == 0 && sq__monotonic() >= next_beat) {
             sig = sq_beat(rt);
             next_beat = sq__monotonic() + rt->cfg->beat_interval;
@@ -232,23 +279,20 @@ static bool serve(sq_runtime *rt)
             sq_heartbeat_cleanup(rt);
             next_cleanup = sq__monotonic() + 60;
         }
+        if (sig != SIGTERM && sig != SIGINT && m->stop != 0) {
+            act_on(m, sig); /* a stop came during this turn's calls */
+            sig = take_stop(m);
+        }
         if (sig == SIGTERM || sig == SIGINT) {
             sq_log(SQ_LOG_INFO, "%s received: shutting down", sig == SIGTERM ? "TERM" : "INT");
             return false;
         }
-        if (sig == SIGTSTP && !atomic_load(&rt->quiet)) {
-            sq_log(SQ_LOG_INFO, "TSTP received: quiet, no new jobs will be fetched");
-            sq_runtime_quiet(rt);
-            sq_beat_title(rt);
-        } else if (sig == SIGTTIN) {
-            ttin.waiting++;
-            ttin_due(rt, &ttin);
-        }
+        act_on(m, sig);
     }
 }
 
 /* Returns true when every thread finished (a clean exit is possible). */
-static bool shut_down(sq_runtime *rt)
+static bool shut_down(sq_runtime *rt, main_signals *m)
 {
     sq_notify("STOPPING=1");
     atomic_store(&rt->stopping, true);
@@ -265,11 +309,16 @@ static bool shut_down(sq_runtime *rt)
             sq_beat(rt); /* the Web UI shows the process quiet, still busy */
             next_beat = sq__monotonic() + rt->cfg->beat_interval;
         }
-        int sig = wait_signal(0.1);
+        int sig = take_stop(m);
+        if (sig == 0)
+            sig = wait_signal(0.1);
         if (sig == SIGTERM || sig == SIGINT) {
             sq_log(SQ_LOG_INFO, "second stop signal: not waiting for running jobs");
             break;
         }
+        if (sig == SIGTTIN) /* what the stop is waiting for */
+            m->ttin.waiting++;
+        ttin_due(rt, &m->ttin);
         sq_beat_refresh(rt); /* finished jobs leave the Busy page at once */
     }
     /* From here every Redis call ends by `end`; past it they are skipped:
@@ -301,6 +350,7 @@ static bool shut_down(sq_runtime *rt)
 int sq_launcher_run(const sq_config *cfg, sq_registry *reg)
 {
     sq_runtime rt = {0};
+    main_signals sigs = {.rt = &rt}; /* TTIN is answered in the stop's wait too */
     sq_error err = {0};
     int status = 0;
 
@@ -363,6 +413,9 @@ int sq_launcher_run(const sq_config *cfg, sq_registry *reg)
         status = 1;
         goto done;
     }
+    /* from here on (the workers' slots made, which TTIN shows), signals are
+     * acted on between the main thread's calls */
+    sq_redis_set_before(rt.redis, signals_between_calls, &sigs);
     /* The strategy's start (reliable: lease and registry, in one step),
      * before the first fetch, waiting out an outage like any other. */
     for (unsigned attempt = 0; rt.fetch->attach != NULL; attempt++) {
@@ -377,9 +430,12 @@ int sq_launcher_run(const sq_config *cfg, sq_registry *reg)
         }
         if (attempt == 0)
             sq_log(SQ_LOG_WARN, "waiting for Redis: %s", e.message);
-        int sig = wait_signal(sq_redis_backoff(attempt + 3));
+        int sig = take_stop(&sigs);
+        if (sig == 0)
+            sig = wait_signal(sq_redis_backoff(attempt + 3));
         if (sig == SIGTERM || sig == SIGINT)
             goto done;
+        act_on(&sigs, sig);
     }
     /* In the Web UI before the first job; dead identities pruned. */
     if (sq_beat(&rt) == SIGTSTP)
@@ -394,14 +450,14 @@ int sq_launcher_run(const sq_config *cfg, sq_registry *reg)
     if (e != 0) {
         /* Threads already started may hold jobs: stop like a TERM. */
         sq_log(SQ_LOG_ERROR, "cannot start threads: %s", strerror(e));
-        if (!shut_down(&rt))
+        if (!shut_down(&rt, &sigs))
             _exit(1);
         status = 1;
         goto done;
     }
-    if (serve(&rt))
+    if (serve(&rt, &sigs))
         status = 1; /* the fork server died */
-    if (!shut_down(&rt)) {
+    if (!shut_down(&rt, &sigs)) {
         /* A handler is still running (its job was pushed back): end the
          * process without unwinding memory that thread may still touch. */
         sq_log(SQ_LOG_INFO, "Bye!");
@@ -409,7 +465,9 @@ int sq_launcher_run(const sq_config *cfg, sq_registry *reg)
     }
     sq_log(SQ_LOG_INFO, "Bye!");
 done:
-    sq_httpd_stop(); /* issue 17 */
+    if (rt.redis != NULL)
+        sq_redis_set_before(rt.redis, NULL, NULL); /* the slots go below */
+    sq_httpd_stop();                               /* issue 17 */
     if (rt.fetch->detach != NULL)
         rt.fetch->detach(&rt, false); /* frees what a clean shutdown left */
     sq_manager_free(&rt);

@@ -31,6 +31,41 @@ bool sq_manager_busy(sq_runtime *rt)
  * that could not be pushed back stays in its working list for recovery. */
 #define REQUEUE_BUDGET 5.0
 
+/* The strategy's requeue for every job in one round trip where it can (basic
+ * fetch, as Sidekiq's bulk_requeue: a slow Redis gets them all back in the
+ * time one takes); done[i] says which are back. The rest go one by one. */
+static void requeue_pipelined(sq_runtime *rt, const sq_unit *units, int n, bool *done)
+{
+    if (rt->fetch->requeue_append == NULL)
+        return;
+    int queued = 0;
+    int *which = calloc(n > 0 ? (size_t)n : 1, sizeof *which);
+    if (which == NULL)
+        return;
+    for (int i = 0; i < n; i++) {
+        sq_error err = {0};
+        if (units[i].raw == NULL || units[i].queue == NULL)
+            continue;
+        if (rt->fetch->requeue_append(rt->redis, &units[i], &err) != 0)
+            break;
+        which[queued++] = i;
+    }
+    for (int k = 0; k < queued; k++) {
+        sq_error err = {0};
+        redisReply *rep = sq_redis_pipe_reply(rt->redis, &err);
+        if (rep == NULL) {
+            sq_log(SQ_LOG_ERROR, "pushing back a job from %s failed: %s", units[which[k]].queue,
+                   err.message);
+            if (!sq_redis_is_connected(rt->redis))
+                break;
+            continue;
+        }
+        done[which[k]] = true;
+        freeReplyObject(rep);
+    }
+    free(which);
+}
+
 int sq_manager_requeue_running(sq_runtime *rt)
 {
     size_t cap = rt->nworkers > 0 ? (size_t)rt->nworkers : 1;
@@ -49,8 +84,11 @@ int sq_manager_requeue_running(sq_runtime *rt)
     }
     double until = sq__monotonic() + REQUEUE_BUDGET;
     bool dead = false;
+    bool *done = calloc(cap, sizeof *done);
+    if (done != NULL)
+        requeue_pipelined(rt, units, n, done);
     for (int i = 0; i < n; i++) {
-        bool ok = false;
+        bool ok = done != NULL && done[i];
         for (int attempt = 0; attempt < 2 && !ok && !dead && units[i].raw && units[i].queue &&
                               sq__monotonic() < until;
              attempt++) {
@@ -71,6 +109,7 @@ int sq_manager_requeue_running(sq_runtime *rt)
     }
     free(units);
     free(owners);
+    free(done);
     return pushed;
 }
 

@@ -184,14 +184,22 @@ static int basic_finish(sq_worker *w, sq_error *err)
     return 0;
 }
 
-static int basic_requeue(sq_worker *w, sq_redis *r, const sq_unit *u, sq_error *err)
+/* RPUSH: the job runs next. */
+static int basic_requeue_append(sq_redis *r, const sq_unit *u, sq_error *err)
 {
-    (void)w;
     char key[SQ_QUEUE_KEY_MAX];
     size_t klen = sq_queue_key(key, sizeof key, u->queue);
     const char *argv[] = {"RPUSH", key, u->raw};
     size_t lens[] = {5, klen, u->len};
-    redisReply *rep = sq_redis_argv(r, 3, argv, lens, 0, err);
+    return sq_redis_pipe_argv(r, 3, argv, lens, err);
+}
+
+static int basic_requeue(sq_worker *w, sq_redis *r, const sq_unit *u, sq_error *err)
+{
+    (void)w;
+    if (basic_requeue_append(r, u, err) != 0)
+        return -1;
+    redisReply *rep = sq_redis_pipe_reply(r, err);
     if (rep == NULL)
         return -1;
     freeReplyObject(rep);
@@ -205,6 +213,7 @@ const sq_fetch_ops sq_fetch_basic = {
     .retry = basic_retry,
     .dead = basic_dead,
     .requeue = basic_requeue,
+    .requeue_append = basic_requeue_append,
     .finish = basic_finish,
     .not_pushed_back = "it is lost (use fetch: reliable)",
     .unwritten_at_exit = "the job is lost",

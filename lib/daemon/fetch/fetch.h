@@ -23,6 +23,11 @@ struct sq_fetch_ops {
     /* Give worker w's job back to the front of its queue, on redis r (the
      * worker's own, or the main thread's at hard shutdown). */
     int (*requeue)(sq_worker *w, sq_redis *r, const sq_unit *u, sq_error *err);
+    /* Optional: requeue's command queued on r's pipeline (sq_redis_pipe_*),
+     * so that hard shutdown pushes every job back in one round trip, as
+     * Sidekiq's bulk_requeue does; a reply that is not an error means it is
+     * back. 0, or -1 with err. */
+    int (*requeue_append)(sq_redis *r, const sq_unit *u, sq_error *err);
     /* The worker is leaving its loop: write anything still pending. */
     int (*finish)(sq_worker *w, sq_error *err);
 
