@@ -893,9 +893,7 @@ START_TEST(frozen_backend_at_checkin_does_not_hold_the_worker)
     ck_assert_msg(pid > 0, "the first job never ran");
     ck_assert_int_eq(kill((pid_t)pid, SIGSTOP), 0); /* the handler still waits (3 s) */
     itest_push("UpsertJob", "[2]", NULL, b);
-    bool done = false;
-    for (double until = sqt_now() + 15; sqt_now() < until && !done; sqt_sleep(0.2))
-        done = sqt_pg_int(&PG, "SELECT count(*) FROM jobs_done WHERE n = 2") == 1;
+    bool done = wait_rows("n = 2", 1, 15, NULL) == 1;
     kill((pid_t)pid, SIGCONT);
     if (!done) {
         dump_log_on(true, &p);
@@ -934,9 +932,7 @@ START_TEST(frozen_server_at_cancel_does_not_hold_the_worker)
               NULL);
     char a[25], b[25];
     itest_push("UpsertThenWaitJob", "[1, 3, true]", NULL, a);
-    bool ran = false;
-    for (double until = sqt_now() + 10; sqt_now() < until && !ran; sqt_sleep(0.05))
-        ran = sqt_pg_int(&PG, "SELECT count(*) FROM jobs_done WHERE n = 1") == 1;
+    bool ran = wait_rows("n = 1", 1, 10, NULL) == 1;
     ck_assert_msg(ran, "the first job never ran");
     pid_t pm = postmaster_pid();
     ck_assert_int_eq(kill(pm, SIGSTOP), 0); /* the handler still waits (3 s) */
@@ -971,9 +967,7 @@ START_TEST(multi_host_url_fails_over_past_a_hanging_host)
     pg_squire(&p, url, 1, db, NULL);
     char a[25];
     itest_push("UpsertJob", "[1]", NULL, a);
-    bool done = false;
-    for (double until = sqt_now() + 20; sqt_now() < until && !done; sqt_sleep(0.2))
-        done = sqt_pg_int(&PG, "SELECT count(*) FROM jobs_done WHERE n = 1") == 1;
+    bool done = wait_rows("n = 1", 1, 20, NULL) == 1;
     char *out = NULL;
     int st = sqt_sh(R.url, &out,
                     "DATABASE_URL='%s' timeout -s KILL 30 %s --check --allow-root -r %s 2>&1", url,
