@@ -133,9 +133,9 @@ static void trickle_tls_loop(int lfd, const char *certdir, const char *prefix, s
     }
 }
 
-/* A trickle server in a child process: TLS when certdir is not NULL. */
-static pid_t trickle_start(const char *certdir, const char *prefix, size_t len, char filler,
-                           int *port)
+/* A listening port (*port) served by loop(lfd, arg) in a child process that
+ * dies with the test. */
+static pid_t serve_in_child(void (*loop)(int lfd, const void *arg), const void *arg, int *port)
 {
     int lfd = sqt_silent_server(port);
     pid_t pid = fork();
@@ -143,14 +143,34 @@ static pid_t trickle_start(const char *certdir, const char *prefix, size_t len, 
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         signal(SIGTERM, SIG_DFL);
-        if (certdir != NULL)
-            trickle_tls_loop(lfd, certdir, prefix, len, filler);
-        else
-            trickle_loop(lfd, prefix, len, filler);
+        loop(lfd, arg);
         _exit(0);
     }
     close(lfd);
     return pid;
+}
+
+typedef struct trickle_arg {
+    const char *certdir, *prefix;
+    size_t len;
+    char filler;
+} trickle_arg;
+
+static void trickle_serve(int lfd, const void *arg)
+{
+    const trickle_arg *t = arg;
+    if (t->certdir != NULL)
+        trickle_tls_loop(lfd, t->certdir, t->prefix, t->len, t->filler);
+    else
+        trickle_loop(lfd, t->prefix, t->len, t->filler);
+}
+
+/* A trickle server in a child process: TLS when certdir is not NULL. */
+static pid_t trickle_start(const char *certdir, const char *prefix, size_t len, char filler,
+                           int *port)
+{
+    trickle_arg t = {certdir, prefix, len, filler};
+    return serve_in_child(trickle_serve, &t, port);
 }
 
 pid_t sqt_trickle_server(const char *prefix, size_t len, char filler, int *port)
@@ -164,26 +184,24 @@ pid_t sqt_trickle_tls_server(const char *certdir, const char *prefix, size_t len
     return trickle_start(certdir, prefix, len, filler, port);
 }
 
+/* In the child: each request read on a connection is answered with reply. */
+static void reply_serve(int lfd, const void *arg)
+{
+    const char *reply = arg;
+    for (;;) {
+        int c = accept(lfd, NULL, NULL);
+        char buf[4096];
+        while (c >= 0 && recv(c, buf, sizeof buf, 0) > 0)
+            if (send(c, reply, strlen(reply), MSG_NOSIGNAL) < 0)
+                break;
+        if (c >= 0)
+            close(c);
+    }
+}
+
 pid_t sqt_reply_server(const char *reply, int *port)
 {
-    int lfd = sqt_silent_server(port);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        signal(SIGTERM, SIG_DFL);
-        for (;;) {
-            int c = accept(lfd, NULL, NULL);
-            char buf[4096];
-            while (c >= 0 && recv(c, buf, sizeof buf, 0) > 0)
-                if (send(c, reply, strlen(reply), MSG_NOSIGNAL) < 0)
-                    break;
-            if (c >= 0)
-                close(c);
-        }
-    }
-    close(lfd);
-    return pid;
+    return serve_in_child(reply_serve, reply, port);
 }
 
 void sqt_trickle_stop(pid_t pid)
