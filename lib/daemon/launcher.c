@@ -316,8 +316,7 @@ static bool shut_down(sq_runtime *rt, main_signals *m)
             sq_log(SQ_LOG_INFO, "second stop signal: not waiting for running jobs");
             break;
         }
-        if (sig == SIGTTIN) /* what the stop is waiting for */
-            m->ttin.waiting++;
+        act_on(m, sig); /* TTIN: what the stop is waiting for (TSTP: quiet already) */
         ttin_due(rt, &m->ttin);
         sq_beat_refresh(rt); /* finished jobs leave the Busy page at once */
     }
