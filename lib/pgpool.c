@@ -548,11 +548,8 @@ static bool stop_and_drain(const sq_pgpool *p, PGconn *c)
             now = sq__monotonic();
             again = now + CANCEL_AGAIN;
         }
-        double wait = (again < until ? again : until) - now;
-        if (wait < 0)
-            wait = 0;
-        struct pollfd pfd = {.fd = pq->PQsocket(c), .events = POLLIN};
-        if ((poll(&pfd, 1, (int)(wait * 1000) + 1) < 0 && errno != EINTR) ||
+        /* the next cancel or the end, whichever is first */
+        if (wait_ready(pq, c, POLLIN, again < until ? again : until, NULL) == FAILED ||
             !pq->PQconsumeInput(c))
             return false;
     }
